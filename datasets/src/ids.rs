@@ -1,0 +1,39 @@
+//! Typed identifiers, so a ticket id can never be passed where a tag id is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A project: one company's or team's space with its own taxonomy.
+    ProjectId
+);
+id_type!(
+    /// A tag in a project's taxonomy.
+    TagId
+);
+id_type!(
+    /// A stored ticket.
+    TicketId
+);
+id_type!(
+    /// A trained, versioned model.
+    ModelVersionId
+);

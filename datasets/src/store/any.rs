@@ -1,0 +1,257 @@
+//! `AnyStore`: the backend chosen at run time from the database URL's scheme.
+
+use super::{
+    ImportCounts, ImportRow, ImportWriter, PgImport, PgStore, SqliteImport, SqliteStore, Store,
+};
+use crate::error::{StoreError, StoreResult};
+use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
+use crate::label::LabelEvent;
+use crate::model_version::ModelVersion;
+use crate::names::{ProjectName, TagName};
+use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::tag::{NewTag, Tag, TagUpdate};
+use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
+use std::collections::HashMap;
+
+/// The store behind a `sqlite://` or `postgres://` URL.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Connects to the database the URL names; does not migrate.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_password(url)))
+        }
+    }
+
+    /// Connects and applies migrations: what every command does before it starts.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// `sqlite` or `postgres`, for logs and the status page.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// A URL with its password replaced, safe for error messages and logs.
+pub fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+/// An import into whichever backend the store is.
+pub enum AnyImport {
+    Sqlite(SqliteImport),
+    Postgres(PgImport),
+}
+
+macro_rules! dispatch_import {
+    ($self:ident, $import:ident => $call:expr) => {
+        match $self {
+            AnyImport::Sqlite($import) => $call,
+            AnyImport::Postgres($import) => $call,
+        }
+    };
+}
+
+impl ImportWriter for AnyImport {
+    fn project(&self) -> &Project {
+        dispatch_import!(self, import => import.project())
+    }
+
+    fn tags(&self) -> &HashMap<String, TagId> {
+        dispatch_import!(self, import => import.tags())
+    }
+
+    async fn create_tag(&mut self, name: &TagName) -> StoreResult<TagId> {
+        dispatch_import!(self, import => import.create_tag(name).await)
+    }
+
+    async fn write(&mut self, rows: Vec<ImportRow>) -> StoreResult<()> {
+        dispatch_import!(self, import => import.write(rows).await)
+    }
+
+    async fn commit(self) -> StoreResult<ImportCounts> {
+        dispatch_import!(self, import => import.commit().await)
+    }
+}
+
+impl Store for AnyStore {
+    type Import = AnyImport;
+
+    async fn migrate(&self) -> StoreResult<()> {
+        dispatch!(self, store => store.migrate())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, store => store.ping())
+    }
+
+    async fn create_project(&self, name: &ProjectName, mode: LabelMode) -> StoreResult<Project> {
+        dispatch!(self, store => store.create_project(name, mode))
+    }
+
+    async fn project(&self, id: ProjectId) -> StoreResult<Project> {
+        dispatch!(self, store => store.project(id))
+    }
+
+    async fn project_by_name(&self, name: &ProjectName) -> StoreResult<Option<Project>> {
+        dispatch!(self, store => store.project_by_name(name))
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<ProjectSummary>> {
+        dispatch!(self, store => store.list_projects())
+    }
+
+    async fn create_tag(&self, project: ProjectId, tag: &NewTag) -> StoreResult<Tag> {
+        dispatch!(self, store => store.create_tag(project, tag))
+    }
+
+    async fn update_tag(
+        &self,
+        project: ProjectId,
+        tag: TagId,
+        update: &TagUpdate,
+    ) -> StoreResult<Tag> {
+        dispatch!(self, store => store.update_tag(project, tag, update))
+    }
+
+    async fn list_tags(&self, project: ProjectId) -> StoreResult<Vec<Tag>> {
+        dispatch!(self, store => store.list_tags(project))
+    }
+
+    async fn upsert_tickets(
+        &self,
+        project: ProjectId,
+        tickets: &[NewTicket],
+    ) -> StoreResult<Vec<UpsertedTicket>> {
+        dispatch!(self, store => store.upsert_tickets(project, tickets))
+    }
+
+    async fn ticket(&self, project: ProjectId, ticket: TicketId) -> StoreResult<LabelledTicket> {
+        dispatch!(self, store => store.ticket(project, ticket))
+    }
+
+    async fn search_tickets(
+        &self,
+        project: ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<Vec<LabelledTicket>> {
+        dispatch!(self, store => store.search_tickets(project, query))
+    }
+
+    async fn tickets_after(
+        &self,
+        project: ProjectId,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> StoreResult<Vec<LabelledTicket>> {
+        dispatch!(self, store => store.tickets_after(project, after, limit))
+    }
+
+    async fn set_human_labels(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        tags: &[TagName],
+        user: &str,
+    ) -> StoreResult<LabelledTicket> {
+        dispatch!(self, store => store.set_human_labels(project, ticket, tags, user))
+    }
+
+    async fn set_model_labels(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        version: ModelVersionId,
+        tags: &[(TagId, f32)],
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.set_model_labels(project, ticket, version, tags))
+    }
+
+    async fn label_history(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> StoreResult<Vec<LabelEvent>> {
+        dispatch!(self, store => store.label_history(project, ticket))
+    }
+
+    async fn create_model_version(
+        &self,
+        project: ProjectId,
+        kind: &str,
+    ) -> StoreResult<ModelVersion> {
+        dispatch!(self, store => store.create_model_version(project, kind))
+    }
+
+    async fn begin_import(
+        &self,
+        project: &ProjectName,
+        create: Option<LabelMode>,
+        set_by: &str,
+    ) -> StoreResult<AnyImport> {
+        match self {
+            AnyStore::Sqlite(store) => Ok(AnyImport::Sqlite(
+                store.begin_import(project, create, set_by).await?,
+            )),
+            AnyStore::Postgres(store) => Ok(AnyImport::Postgres(
+                store.begin_import(project, create, set_by).await?,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_password("postgres://user:secret@db:5432/x"),
+            "postgres://user:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_password("postgres://user@db/x"),
+            "postgres://user@db/x"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The `Store`: everything the product keeps, on SQLite (embedded default) or PostgreSQL
+//! (production), chosen by the database URL. Both backends run the same SQL where the two
+//! dialects agree (see `common.rs`) and their own where speed needs it (bulk import).
+
+mod any;
+mod common;
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use any::{AnyImport, AnyStore};
+pub use postgres::{PgImport, PgStore};
+pub use sqlite::{SqliteImport, SqliteStore};
+
+use crate::error::StoreResult;
+use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
+use crate::label::LabelEvent;
+use crate::model_version::ModelVersion;
+use crate::names::{ProjectName, TagName};
+use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::tag::{NewTag, Tag, TagUpdate};
+use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
+use std::collections::HashMap;
+use std::future::Future;
+
+/// How many tickets one page of `tickets_after` may hold.
+pub const MAX_PAGE: u32 = 5000;
+
+/// One row of a bulk import: a ticket and the tags the file gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRow {
+    pub ticket: NewTicket,
+    pub tags: Vec<TagId>,
+}
+
+/// Counts reported when an import commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub labels: u64,
+}
+
+/// A bulk import in progress: one database transaction. Nothing is visible to others until
+/// `commit`; dropping the writer rolls everything back.
+pub trait ImportWriter: Send {
+    /// The project being imported into (created inside this transaction when new).
+    fn project(&self) -> &Project;
+    /// The project's tags, keyed by their case-folded name.
+    fn tags(&self) -> &HashMap<String, TagId>;
+    /// Adds a tag found in the file.
+    fn create_tag(&mut self, name: &TagName) -> impl Future<Output = StoreResult<TagId>> + Send;
+    /// Stores a batch of rows: upserts the tickets and replaces their imported labels.
+    fn write(&mut self, rows: Vec<ImportRow>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Makes the whole import visible at once.
+    fn commit(self) -> impl Future<Output = StoreResult<ImportCounts>> + Send;
+}
+
+/// Everything the product stores. Every multi-row write is one transaction.
+pub trait Store: Clone + Send + Sync + 'static {
+    type Import: ImportWriter;
+
+    /// Applies pending migrations of this backend.
+    fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Whether the database answers, for `/readyz`.
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn create_project(
+        &self,
+        name: &ProjectName,
+        mode: LabelMode,
+    ) -> impl Future<Output = StoreResult<Project>> + Send;
+    fn project(&self, id: ProjectId) -> impl Future<Output = StoreResult<Project>> + Send;
+    fn project_by_name(
+        &self,
+        name: &ProjectName,
+    ) -> impl Future<Output = StoreResult<Option<Project>>> + Send;
+    fn list_projects(&self) -> impl Future<Output = StoreResult<Vec<ProjectSummary>>> + Send;
+
+    fn create_tag(
+        &self,
+        project: ProjectId,
+        tag: &NewTag,
+    ) -> impl Future<Output = StoreResult<Tag>> + Send;
+    fn update_tag(
+        &self,
+        project: ProjectId,
+        tag: TagId,
+        update: &TagUpdate,
+    ) -> impl Future<Output = StoreResult<Tag>> + Send;
+    /// All tags of the project, archived ones included, by name.
+    fn list_tags(&self, project: ProjectId) -> impl Future<Output = StoreResult<Vec<Tag>>> + Send;
+
+    /// Stores tickets, updating those whose (source, external id) is already stored.
+    fn upsert_tickets(
+        &self,
+        project: ProjectId,
+        tickets: &[NewTicket],
+    ) -> impl Future<Output = StoreResult<Vec<UpsertedTicket>>> + Send;
+    fn ticket(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> impl Future<Output = StoreResult<LabelledTicket>> + Send;
+    fn search_tickets(
+        &self,
+        project: ProjectId,
+        query: &TicketQuery,
+    ) -> impl Future<Output = StoreResult<Vec<LabelledTicket>>> + Send;
+    /// Tickets in id order after `after`, for export and training.
+    fn tickets_after(
+        &self,
+        project: ProjectId,
+        after: Option<TicketId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<LabelledTicket>>> + Send;
+
+    /// Sets the complete set of tags a person says the ticket carries; tags that other
+    /// sources gave it and the person left out are recorded as rejected.
+    fn set_human_labels(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        tags: &[TagName],
+        user: &str,
+    ) -> impl Future<Output = StoreResult<LabelledTicket>> + Send;
+    /// Replaces the tags a model version applied to a ticket.
+    fn set_model_labels(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        version: ModelVersionId,
+        tags: &[(TagId, f32)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn label_history(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> impl Future<Output = StoreResult<Vec<LabelEvent>>> + Send;
+
+    fn create_model_version(
+        &self,
+        project: ProjectId,
+        kind: &str,
+    ) -> impl Future<Output = StoreResult<ModelVersion>> + Send;
+
+    /// Starts a bulk import into the named project; creates it when `create` is given.
+    fn begin_import(
+        &self,
+        project: &ProjectName,
+        create: Option<LabelMode>,
+        set_by: &str,
+    ) -> impl Future<Output = StoreResult<Self::Import>> + Send;
+}

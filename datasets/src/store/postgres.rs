@@ -1,0 +1,330 @@
+//! The production backend: PostgreSQL. Shares its SQL with SQLite where it can and uses
+//! `UNNEST` batches for bulk import, so one round trip stores a thousand tickets.
+
+use super::common::*;
+use super::rows::*;
+use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
+use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
+use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
+use crate::label::{LabelAction, LabelEvent, LabelSource};
+use crate::model_version::ModelVersion;
+use crate::names::{ProjectName, TagName};
+use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::tag::{NewTag, Tag, TagUpdate};
+use crate::ticket::{LabelledTicket, NewTicket, Ticket, TicketQuery, UpsertedTicket};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+type Db = Postgres;
+
+/// The store on a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for components that speak to PostgreSQL directly (job queue, notifications).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    common_store_helpers!();
+}
+
+impl Store for PgStore {
+    type Import = PgImport;
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    common_store_methods!();
+
+    async fn begin_import(
+        &self,
+        project: &ProjectName,
+        create: Option<LabelMode>,
+        set_by: &str,
+    ) -> StoreResult<PgImport> {
+        let mut tx = self.pool.begin().await?;
+        // Two imports into a new project of the same name must not both create it.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("import:{}", project.folded()))
+            .execute(&mut *tx)
+            .await?;
+        let existing: Option<ProjectRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE name_key = $1"
+        ))
+        .bind(project.folded())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let project_row: Project = match (existing, create) {
+            (Some(row), _) => row.try_into()?,
+            (None, Some(mode)) => {
+                let row: ProjectRow = sqlx::query_as(concat!(
+                    "INSERT INTO projects (name, name_key, label_mode, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+                    project_columns!()
+                ))
+                .bind(project.as_str())
+                .bind(project.folded())
+                .bind(mode.as_str())
+                .bind(Utc::now())
+                .fetch_one(&mut *tx)
+                .await?;
+                row.try_into()?
+            }
+            (None, None) => {
+                return Err(StoreError::NotFound(format!(
+                    "project {:?}",
+                    project.as_str()
+                )));
+            }
+        };
+        let tag_rows: Vec<TagRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            tag_columns!(),
+            " FROM tags WHERE project_id = $1"
+        ))
+        .bind(project_row.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let tags: Vec<Tag> = convert_all(tag_rows)?;
+        Ok(PgImport {
+            tx,
+            tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
+            project: project_row,
+            set_by: set_by.to_string(),
+            counts: ImportCounts::default(),
+        })
+    }
+}
+
+/// A bulk import into PostgreSQL: each batch is a handful of `UNNEST` statements.
+pub struct PgImport {
+    tx: Transaction<'static, Postgres>,
+    project: Project,
+    tags: HashMap<String, TagId>,
+    set_by: String,
+    counts: ImportCounts,
+}
+
+/// Label changes of one batch, as parallel columns for `UNNEST`.
+#[derive(Default)]
+struct LabelColumns {
+    tickets: Vec<i64>,
+    tags: Vec<i64>,
+}
+
+impl LabelColumns {
+    fn push(&mut self, ticket: i64, tag: TagId) {
+        self.tickets.push(ticket);
+        self.tags.push(tag.0);
+    }
+}
+
+impl PgImport {
+    async fn upsert_tickets(
+        &mut self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(i64, bool)>> {
+        let mut sources = Vec::with_capacity(rows.len());
+        let mut external_ids = Vec::with_capacity(rows.len());
+        let mut subjects = Vec::with_capacity(rows.len());
+        let mut bodies = Vec::with_capacity(rows.len());
+        let mut metadata = Vec::with_capacity(rows.len());
+        let mut splits = Vec::with_capacity(rows.len());
+        let mut created = Vec::with_capacity(rows.len());
+        for row in rows {
+            let ticket = &row.ticket;
+            sources.push(ticket.source.as_str());
+            external_ids.push(ticket.external_id.as_str());
+            subjects.push(ticket.subject.as_str());
+            bodies.push(ticket.body.as_str());
+            metadata.push(ticket.metadata.to_string());
+            splits.push(ticket.split.as_str());
+            created.push(ticket.created_at.unwrap_or(now));
+        }
+        let stored: Vec<(i64, String, String, bool)> = sqlx::query_as(
+            "INSERT INTO tickets (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
+             SELECT $1, u.source, u.external_id, u.subject, u.body, u.metadata::jsonb, u.split, u.created_at, $9 \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) \
+             AS u(source, external_id, subject, body, metadata, split, created_at) \
+             ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
+             body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
+             RETURNING id, source, external_id, (xmax = 0) AS inserted",
+        )
+        .bind(self.project.id)
+        .bind(&sources)
+        .bind(&external_ids)
+        .bind(&subjects)
+        .bind(&bodies)
+        .bind(&metadata)
+        .bind(&splits)
+        .bind(&created)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        // RETURNING promises no order, so match rows back by their key.
+        let by_key: HashMap<(String, String), (i64, bool)> = stored
+            .into_iter()
+            .map(|(id, source, external_id, inserted)| ((source, external_id), (id, inserted)))
+            .collect();
+        rows.iter()
+            .map(|row| {
+                by_key
+                    .get(&(row.ticket.source.clone(), row.ticket.external_id.clone()))
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Conflict("a ticket of the batch was not stored".into())
+                    })
+            })
+            .collect()
+    }
+
+    async fn insert_events(
+        &mut self,
+        changes: &LabelColumns,
+        action: LabelAction,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if changes.tickets.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
+             SELECT u.ticket_id, u.tag_id, 'import', $3, NULL, $4, $5 \
+             FROM UNNEST($1::int8[], $2::int8[]) AS u(ticket_id, tag_id)",
+        )
+        .bind(&changes.tickets)
+        .bind(&changes.tags)
+        .bind(&self.set_by)
+        .bind(action.as_str())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl ImportWriter for PgImport {
+    fn project(&self) -> &Project {
+        &self.project
+    }
+
+    fn tags(&self) -> &HashMap<String, TagId> {
+        &self.tags
+    }
+
+    async fn create_tag(&mut self, name: &TagName) -> StoreResult<TagId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, created_at) \
+             VALUES ($1, $2, $3, '', $4, '{}', FALSE, $5) RETURNING id",
+        )
+        .bind(self.project.id)
+        .bind(name.as_str())
+        .bind(name.folded())
+        .bind(crate::tag::DEFAULT_TAG_COLOR)
+        .bind(Utc::now())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, tag_conflict(name)))?;
+        self.tags.insert(name.folded(), TagId(id));
+        Ok(TagId(id))
+    }
+
+    async fn write(&mut self, rows: Vec<ImportRow>) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = last_row_per_key(rows);
+        let now = Utc::now();
+        let stored = self.upsert_tickets(&rows, now).await?;
+
+        let updated: Vec<i64> = stored
+            .iter()
+            .filter(|(_, inserted)| !inserted)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut old_labels: HashMap<i64, Vec<TagId>> = HashMap::new();
+        if !updated.is_empty() {
+            let old: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT ticket_id, tag_id FROM labels WHERE source = 'import' AND ticket_id = ANY($1)",
+            )
+            .bind(&updated)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for (ticket, tag) in old {
+                old_labels.entry(ticket).or_default().push(TagId(tag));
+            }
+        }
+
+        let mut removed = LabelColumns::default();
+        let mut added = LabelColumns::default();
+        for (row, (id, inserted)) in rows.iter().zip(&stored) {
+            if *inserted {
+                self.counts.created += 1;
+            } else {
+                self.counts.updated += 1;
+            }
+            let old = old_labels.remove(id).unwrap_or_default();
+            let (gone, new) = label_changes(&old, &row.tags);
+            gone.into_iter().for_each(|tag| removed.push(*id, tag));
+            new.into_iter().for_each(|tag| added.push(*id, tag));
+        }
+
+        if !removed.tickets.is_empty() {
+            sqlx::query(
+                "DELETE FROM labels l USING UNNEST($1::int8[], $2::int8[]) AS r(ticket_id, tag_id) \
+                 WHERE l.ticket_id = r.ticket_id AND l.tag_id = r.tag_id AND l.source = 'import'",
+            )
+            .bind(&removed.tickets)
+            .bind(&removed.tags)
+            .execute(&mut *self.tx)
+            .await?;
+            self.insert_events(&removed, LabelAction::Removed, now)
+                .await?;
+        }
+        if !added.tickets.is_empty() {
+            sqlx::query(
+                "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+                 SELECT u.ticket_id, u.tag_id, 'import', $3, NULL, TRUE, $4 \
+                 FROM UNNEST($1::int8[], $2::int8[]) AS u(ticket_id, tag_id)",
+            )
+            .bind(&added.tickets)
+            .bind(&added.tags)
+            .bind(&self.set_by)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+            self.insert_events(&added, LabelAction::Added, now).await?;
+            self.counts.labels += added.tickets.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> StoreResult<ImportCounts> {
+        self.tx.commit().await?;
+        Ok(self.counts)
+    }
+}

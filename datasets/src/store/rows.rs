@@ -1,0 +1,206 @@
+//! Rows as both databases return them, and their conversion into domain types. Enums are
+//! stored as text and names re-validated, so a hand-edited database fails loudly, not subtly.
+
+use crate::error::StoreError;
+use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
+use crate::label::{Label, LabelEvent};
+use crate::model_version::ModelVersion;
+use crate::names::{ProjectName, TagName};
+use crate::project::{Project, ProjectSummary};
+use crate::tag::{KeywordRules, Tag};
+use crate::ticket::Ticket;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(
+        format!("stored {what} is invalid: {detail}").into(),
+    ))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProjectRow {
+    id: i64,
+    name: String,
+    label_mode: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ProjectRow> for Project {
+    type Error = StoreError;
+    fn try_from(row: ProjectRow) -> Result<Self, StoreError> {
+        Ok(Project {
+            id: ProjectId(row.id),
+            name: ProjectName::parse(&row.name).map_err(|e| corrupt("project name", e))?,
+            label_mode: row
+                .label_mode
+                .parse()
+                .map_err(|e| corrupt("label mode", e))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProjectSummaryRow {
+    #[sqlx(flatten)]
+    project: ProjectRow,
+    tickets: i64,
+    tags: i64,
+}
+
+impl TryFrom<ProjectSummaryRow> for ProjectSummary {
+    type Error = StoreError;
+    fn try_from(row: ProjectSummaryRow) -> Result<Self, StoreError> {
+        Ok(ProjectSummary {
+            project: row.project.try_into()?,
+            tickets: row.tickets,
+            tags: row.tags,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TagRow {
+    id: i64,
+    project_id: i64,
+    name: String,
+    description: String,
+    color: String,
+    keywords: Json<KeywordRules>,
+    archived: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TagRow> for Tag {
+    type Error = StoreError;
+    fn try_from(row: TagRow) -> Result<Self, StoreError> {
+        Ok(Tag {
+            id: TagId(row.id),
+            project_id: ProjectId(row.project_id),
+            name: TagName::parse(&row.name).map_err(|e| corrupt("tag name", e))?,
+            description: row.description,
+            color: row.color,
+            keywords: row.keywords.0,
+            archived: row.archived,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TicketRow {
+    id: i64,
+    project_id: i64,
+    source: String,
+    external_id: String,
+    subject: String,
+    body: String,
+    metadata: Json<serde_json::Value>,
+    split: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TicketRow> for Ticket {
+    type Error = StoreError;
+    fn try_from(row: TicketRow) -> Result<Self, StoreError> {
+        Ok(Ticket {
+            id: TicketId(row.id),
+            project_id: ProjectId(row.project_id),
+            source: row.source,
+            external_id: row.external_id,
+            subject: row.subject,
+            body: row.body,
+            metadata: row.metadata.0,
+            split: row.split.parse().map_err(|e| corrupt("split", e))?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LabelRow {
+    ticket_id: i64,
+    tag_id: i64,
+    tag: String,
+    source: String,
+    set_by: String,
+    confidence: Option<f32>,
+    present: bool,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<LabelRow> for Label {
+    type Error = StoreError;
+    fn try_from(row: LabelRow) -> Result<Self, StoreError> {
+        Ok(Label {
+            ticket_id: TicketId(row.ticket_id),
+            tag_id: TagId(row.tag_id),
+            tag: TagName::parse(&row.tag).map_err(|e| corrupt("tag name", e))?,
+            source: row.source.parse().map_err(|e| corrupt("label source", e))?,
+            set_by: row.set_by,
+            confidence: row.confidence,
+            present: row.present,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LabelEventRow {
+    ticket_id: i64,
+    tag: String,
+    source: String,
+    set_by: String,
+    confidence: Option<f32>,
+    action: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<LabelEventRow> for LabelEvent {
+    type Error = StoreError;
+    fn try_from(row: LabelEventRow) -> Result<Self, StoreError> {
+        Ok(LabelEvent {
+            ticket_id: TicketId(row.ticket_id),
+            tag: TagName::parse(&row.tag).map_err(|e| corrupt("tag name", e))?,
+            source: row.source.parse().map_err(|e| corrupt("label source", e))?,
+            set_by: row.set_by,
+            confidence: row.confidence,
+            action: row.action.parse().map_err(|e| corrupt("label action", e))?,
+            at: row.at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ModelVersionRow {
+    id: i64,
+    project_id: i64,
+    kind: String,
+    status: String,
+    metrics: Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ModelVersionRow> for ModelVersion {
+    fn from(row: ModelVersionRow) -> Self {
+        ModelVersion {
+            id: ModelVersionId(row.id),
+            project_id: ProjectId(row.project_id),
+            kind: row.kind,
+            status: row.status,
+            metrics: row.metrics.0,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Converts every row, failing on the first invalid one.
+pub(crate) fn convert_all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

@@ -1,0 +1,184 @@
+//! The taxonomy: a project's tags, with descriptions, colours and keyword rules.
+
+use crate::error::ValidationError;
+use crate::ids::{ProjectId, TagId};
+use crate::names::TagName;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The colour a new tag gets when none is given.
+pub const DEFAULT_TAG_COLOR: &str = "#6b7280";
+
+/// Keyword rules: a ticket containing any `include` phrase gets the tag; one containing any
+/// `exclude` phrase never gets it, whatever the model says.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeywordRules {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl KeywordRules {
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        for phrase in self.include.iter().chain(&self.exclude) {
+            if phrase.trim().is_empty() {
+                return Err(ValidationError::field(
+                    "keywords",
+                    "a keyword phrase is empty",
+                ));
+            }
+            if phrase.chars().count() > 200 {
+                return Err(ValidationError::field(
+                    "keywords",
+                    "a keyword phrase is longer than 200 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tag of a project's taxonomy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    pub id: TagId,
+    pub project_id: ProjectId,
+    pub name: TagName,
+    pub description: String,
+    pub color: String,
+    pub keywords: KeywordRules,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What is needed to add a tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTag {
+    pub name: TagName,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_color")]
+    pub color: String,
+    #[serde(default)]
+    pub keywords: KeywordRules,
+}
+
+fn default_color() -> String {
+    DEFAULT_TAG_COLOR.to_string()
+}
+
+impl NewTag {
+    /// A tag with only a name, as created when an import finds a new label.
+    pub fn named(name: TagName) -> Self {
+        Self {
+            name,
+            description: String::new(),
+            color: default_color(),
+            keywords: KeywordRules::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_description(&self.description)?;
+        validate_color(&self.color)?;
+        self.keywords.validate()
+    }
+}
+
+/// A partial change to a tag; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TagUpdate {
+    pub name: Option<TagName>,
+    pub description: Option<String>,
+    pub color: Option<String>,
+    pub keywords: Option<KeywordRules>,
+    pub archived: Option<bool>,
+}
+
+impl TagUpdate {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(description) = &self.description {
+            validate_description(description)?;
+        }
+        if let Some(color) = &self.color {
+            validate_color(color)?;
+        }
+        if let Some(keywords) = &self.keywords {
+            keywords.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the change to a copy of `tag`.
+    pub fn apply_to(&self, tag: &Tag) -> Tag {
+        let mut changed = tag.clone();
+        if let Some(name) = &self.name {
+            changed.name = name.clone();
+        }
+        if let Some(description) = &self.description {
+            changed.description = description.clone();
+        }
+        if let Some(color) = &self.color {
+            changed.color = color.clone();
+        }
+        if let Some(keywords) = &self.keywords {
+            changed.keywords = keywords.clone();
+        }
+        if let Some(archived) = self.archived {
+            changed.archived = archived;
+        }
+        changed
+    }
+}
+
+fn validate_description(description: &str) -> Result<(), ValidationError> {
+    if description.chars().count() > 2000 {
+        return Err(ValidationError::field(
+            "description",
+            "longer than 2000 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Colours are `#rrggbb`, so they can go into SVG and CSS without escaping.
+fn validate_color(color: &str) -> Result<(), ValidationError> {
+    let valid = color.len() == 7
+        && color.starts_with('#')
+        && color[1..].chars().all(|c| c.is_ascii_hexdigit());
+    if valid {
+        Ok(())
+    } else {
+        Err(ValidationError::field(
+            "color",
+            format!("{color:?} is not a colour of the form #rrggbb"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_must_be_hex_triplets() {
+        let mut tag = NewTag::named(TagName::parse("Bug").unwrap());
+        assert!(tag.validate().is_ok());
+        tag.color = "red".into();
+        assert!(tag.validate().is_err());
+        tag.color = "#12345g".into();
+        assert!(tag.validate().is_err());
+    }
+
+    #[test]
+    fn blank_keyword_phrases_are_refused() {
+        let mut tag = NewTag::named(TagName::parse("Bug").unwrap());
+        tag.keywords.include.push("  ".into());
+        assert!(tag.validate().is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! Tickets: what arrives from a help desk, stored once per (project, source, external id).
+
+use crate::error::ValidationError;
+use crate::ids::{ProjectId, TicketId};
+use crate::label::Label;
+use crate::names::TagName;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// The largest ticket body we store, in bytes. Real tickets with pasted logs stay well under
+/// this; anything larger is almost always an attachment pasted as text, and it would dominate
+/// memory in batch tagging.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The longest subject we store, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 1000;
+/// The longest source or external id, in characters.
+pub const MAX_KEY_CHARS: usize = 256;
+
+/// Which half of the dataset a ticket belongs to; fixed when the ticket is first stored, so
+/// every model version is evaluated on the same held-out tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Test => "test",
+        }
+    }
+}
+
+impl FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "train" => Ok(Self::Train),
+            "test" => Ok(Self::Test),
+            other => Err(format!("unknown split {other:?} (expected train or test)")),
+        }
+    }
+}
+
+/// A stored ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub project_id: ProjectId,
+    pub source: String,
+    pub external_id: String,
+    pub subject: String,
+    pub body: String,
+    /// Requester, product, priority and whatever else the source system sent.
+    pub metadata: serde_json::Value,
+    pub split: Split,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Ticket {
+    /// Subject and body as one text, the way the models read a ticket.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.subject, self.body)
+    }
+}
+
+/// A ticket as it arrives, before it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTicket {
+    pub source: String,
+    pub external_id: String,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "empty_object")]
+    pub metadata: serde_json::Value,
+    /// When the ticket was created in its source system; now when absent.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Used only when the ticket is first stored; a stored ticket keeps its split.
+    pub split: Split,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl NewTicket {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_key("source", &self.source)?;
+        validate_key("external_id", &self.external_id)?;
+        if self.subject.chars().count() > MAX_SUBJECT_CHARS {
+            return Err(ValidationError::field(
+                "subject",
+                format!("longer than {MAX_SUBJECT_CHARS} characters"),
+            ));
+        }
+        if self.body.len() > MAX_BODY_BYTES {
+            return Err(ValidationError::field(
+                "body",
+                format!(
+                    "{} bytes is over the limit of {} KiB",
+                    self.body.len(),
+                    MAX_BODY_BYTES / 1024
+                ),
+            ));
+        }
+        if self.subject.trim().is_empty() && self.body.trim().is_empty() {
+            return Err(ValidationError::field(
+                "subject",
+                "subject and body are both empty",
+            ));
+        }
+        if self.subject.contains('\0') || self.body.contains('\0') {
+            return Err(ValidationError::field(
+                "body",
+                "contains a NUL character, which no database stores as text",
+            ));
+        }
+        if !self.metadata.is_object() {
+            return Err(ValidationError::field("metadata", "must be a JSON object"));
+        }
+        Ok(())
+    }
+}
+
+fn validate_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::field(field, "is empty"));
+    }
+    if value.chars().count() > MAX_KEY_CHARS {
+        return Err(ValidationError::field(
+            field,
+            format!("longer than {MAX_KEY_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The result of storing one ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertedTicket {
+    pub id: TicketId,
+    /// False when a ticket with the same key was already stored and has been updated.
+    pub created: bool,
+}
+
+/// A ticket with its labels and the tags that currently apply to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelledTicket {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    pub labels: Vec<Label>,
+    /// The tags in force: a person's labels win over imported ones, which win over the model's.
+    pub tags: Vec<TagName>,
+}
+
+/// Filters for listing tickets; all are optional and combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicketQuery {
+    /// Case-insensitive substring of subject or body.
+    pub text: Option<String>,
+    /// Tickets carrying this tag (from any label source).
+    pub tag: Option<TagName>,
+    pub split: Option<Split>,
+    pub source: Option<String>,
+    /// Only tickets with no label at all.
+    #[serde(default)]
+    pub unlabelled: bool,
+    /// Newest first; at most this many (capped at 500).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+impl TicketQuery {
+    pub const MAX_LIMIT: u32 = 500;
+
+    pub fn effective_limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(50).min(Self::MAX_LIMIT))
+    }
+}

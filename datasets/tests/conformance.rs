@@ -1,0 +1,667 @@
+//! The store conformance suite: every test runs on SQLite and on PostgreSQL (when
+//! `TEST_DATABASE_URL` is set), each in a fresh database, and both must behave the same.
+
+use datasets::export::export_project;
+use datasets::import::{
+    ColumnMap, FileFormat, ImportError, ImportOptions, OnBadRow, SplitChoice, import_file,
+};
+use datasets::test_db::TestDatabase;
+use datasets::*;
+
+fn tag_name(name: &str) -> TagName {
+    TagName::parse(name).unwrap()
+}
+
+fn project_name(name: &str) -> ProjectName {
+    ProjectName::parse(name).unwrap()
+}
+
+fn new_ticket(external_id: &str, subject: &str) -> NewTicket {
+    NewTicket {
+        source: "api".into(),
+        external_id: external_id.into(),
+        subject: subject.into(),
+        body: format!("body of {subject}"),
+        metadata: serde_json::json!({"priority": "high"}),
+        created_at: None,
+        split: Split::Train,
+    }
+}
+
+async fn project_with_tags(store: &AnyStore, tags: &[&str]) -> Project {
+    let project = store
+        .create_project(&project_name("Acme"), LabelMode::Multi)
+        .await
+        .unwrap();
+    for tag in tags {
+        store
+            .create_tag(project.id, &NewTag::named(tag_name(tag)))
+            .await
+            .unwrap();
+    }
+    project
+}
+
+fn csv_import_options(project: &str) -> ImportOptions {
+    ImportOptions::new(
+        project_name(project),
+        FileFormat::Csv,
+        ColumnMap {
+            text: vec!["subject".into(), "body".into()],
+            label: Some("tags".into()),
+            id: Some("id".into()),
+        },
+        "tickets.csv",
+    )
+}
+
+async fn import_csv(
+    store: &AnyStore,
+    options: &ImportOptions,
+    csv: &str,
+) -> Result<import::ImportReport, ImportError> {
+    import_file(
+        store,
+        std::io::Cursor::new(csv.as_bytes().to_vec()),
+        options,
+    )
+    .await
+}
+
+macro_rules! conformance_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
+                    super::$test(database.store().await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(database) = datasets::test_db::TestDatabase::postgres(stringify!($test)).await.unwrap() else {
+                        return;
+                    };
+                    super::$test(database.store().await.unwrap()).await;
+                    database.drop_database().await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
+conformance_suite!(
+    project_names_are_unique_regardless_of_case,
+    tag_names_are_unique_per_project_regardless_of_case,
+    tags_can_be_renamed_described_and_archived,
+    ingesting_the_same_ticket_twice_updates_it_and_never_duplicates,
+    a_batch_with_one_invalid_ticket_stores_nothing,
+    a_human_label_overrides_the_model_label_and_history_is_kept,
+    unknown_and_archived_tags_are_refused_for_human_labels,
+    a_single_label_project_refuses_two_tags,
+    import_creates_the_project_with_the_tags_found_in_the_file,
+    a_bad_row_in_abort_mode_leaves_nothing_behind,
+    skip_mode_imports_the_good_rows_and_reports_the_bad_ones_by_line,
+    reimporting_a_file_updates_tickets_and_replaces_their_imported_labels,
+    an_existing_project_refuses_unknown_tags_unless_asked_to_create_them,
+    export_then_import_gives_the_same_tickets_and_tags,
+    search_filters_by_text_tag_split_and_labelled_state,
+    tickets_page_in_id_order,
+);
+
+async fn project_names_are_unique_regardless_of_case(store: AnyStore) {
+    store
+        .create_project(&project_name("Acme"), LabelMode::Multi)
+        .await
+        .unwrap();
+    let error = store
+        .create_project(&project_name("ACME"), LabelMode::Single)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    let found = store
+        .project_by_name(&project_name("acme"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.name.as_str(), "Acme");
+    assert_eq!(store.list_projects().await.unwrap().len(), 1);
+}
+
+async fn tag_names_are_unique_per_project_regardless_of_case(store: AnyStore) {
+    let acme = project_with_tags(&store, &["Bug"]).await;
+    let error = store
+        .create_tag(acme.id, &NewTag::named(tag_name("  bug ")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a tag named \"bug\" already exists in this project"
+    );
+    let other = store
+        .create_project(&project_name("Other"), LabelMode::Multi)
+        .await
+        .unwrap();
+    store
+        .create_tag(other.id, &NewTag::named(tag_name("BUG")))
+        .await
+        .unwrap();
+    assert_eq!(store.list_tags(acme.id).await.unwrap().len(), 1);
+}
+
+async fn tags_can_be_renamed_described_and_archived(store: AnyStore) {
+    let project = project_with_tags(&store, &["Bug", "Billing"]).await;
+    let tags = store.list_tags(project.id).await.unwrap();
+    let bug = tags.iter().find(|t| t.name.as_str() == "Bug").unwrap();
+    let update = TagUpdate {
+        name: Some(tag_name("Defect")),
+        description: Some("Something is broken".into()),
+        color: Some("#ff0000".into()),
+        keywords: Some(KeywordRules {
+            include: vec!["crash".into()],
+            exclude: vec![],
+        }),
+        archived: Some(true),
+    };
+    let changed = store.update_tag(project.id, bug.id, &update).await.unwrap();
+    assert_eq!(changed.name.as_str(), "Defect");
+    let stored = store.list_tags(project.id).await.unwrap();
+    let defect = stored.iter().find(|t| t.id == bug.id).unwrap();
+    assert_eq!(defect, &changed);
+    assert!(defect.archived);
+    assert_eq!(defect.keywords.include, ["crash"]);
+
+    let clash = TagUpdate {
+        name: Some(tag_name("billing")),
+        ..TagUpdate::default()
+    };
+    assert!(matches!(
+        store.update_tag(project.id, bug.id, &clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let bad_colour = TagUpdate {
+        color: Some("blue".into()),
+        ..TagUpdate::default()
+    };
+    assert!(matches!(
+        store.update_tag(project.id, bug.id, &bad_colour).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn ingesting_the_same_ticket_twice_updates_it_and_never_duplicates(store: AnyStore) {
+    let project = project_with_tags(&store, &[]).await;
+    let first = store
+        .upsert_tickets(project.id, &[new_ticket("T-1", "Login broken")])
+        .await
+        .unwrap();
+    assert!(first[0].created);
+    let mut again = new_ticket("T-1", "Login broken (edited)");
+    again.split = Split::Test;
+    let second = store.upsert_tickets(project.id, &[again]).await.unwrap();
+    assert_eq!(second[0].id, first[0].id);
+    assert!(!second[0].created);
+    let all = store
+        .search_tickets(project.id, &TicketQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].ticket.subject, "Login broken (edited)");
+    assert_eq!(
+        all[0].ticket.split,
+        Split::Train,
+        "a stored ticket keeps its split"
+    );
+    assert_eq!(all[0].ticket.metadata["priority"], "high");
+}
+
+async fn a_batch_with_one_invalid_ticket_stores_nothing(store: AnyStore) {
+    let project = project_with_tags(&store, &[]).await;
+    let mut huge = new_ticket("T-2", "Huge");
+    huge.body = "x".repeat(ticket::MAX_BODY_BYTES + 1);
+    let error = store
+        .upsert_tickets(project.id, &[new_ticket("T-1", "Fine"), huge])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("over the limit"), "{error}");
+    assert!(
+        store
+            .search_tickets(project.id, &TicketQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_human_label_overrides_the_model_label_and_history_is_kept(store: AnyStore) {
+    let project = project_with_tags(&store, &["Bug", "Billing"]).await;
+    let tags = store.list_tags(project.id).await.unwrap();
+    let id_of = |name: &str| tags.iter().find(|t| t.name.as_str() == name).unwrap().id;
+    let ticket = store
+        .upsert_tickets(project.id, &[new_ticket("T-1", "Charged twice")])
+        .await
+        .unwrap()[0]
+        .id;
+    let version = store
+        .create_model_version(project.id, "ngram")
+        .await
+        .unwrap();
+
+    store
+        .set_model_labels(project.id, ticket, version.id, &[(id_of("Bug"), 0.91)])
+        .await
+        .unwrap();
+    let tagged = store.ticket(project.id, ticket).await.unwrap();
+    assert_eq!(tagged.tags, [tag_name("Bug")]);
+
+    let corrected = store
+        .set_human_labels(project.id, ticket, &[tag_name("billing")], "ana")
+        .await
+        .unwrap();
+    assert_eq!(corrected.tags, [tag_name("Billing")]);
+    let model_label = corrected
+        .labels
+        .iter()
+        .find(|l| l.source == LabelSource::Model)
+        .expect("the model's label is kept");
+    assert_eq!(model_label.confidence, Some(0.91));
+    let rejection = corrected
+        .labels
+        .iter()
+        .find(|l| l.source == LabelSource::Human && l.tag.as_str() == "Bug")
+        .expect("the person's rejection of Bug is recorded");
+    assert!(!rejection.present);
+
+    // A later model run does not override the person.
+    store
+        .set_model_labels(project.id, ticket, version.id, &[(id_of("Bug"), 0.95)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ticket(project.id, ticket).await.unwrap().tags,
+        [tag_name("Billing")]
+    );
+
+    let history = store.label_history(project.id, ticket).await.unwrap();
+    let summary: Vec<(LabelSource, &str, LabelAction)> = history
+        .iter()
+        .map(|e| (e.source, e.tag.as_str(), e.action))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (LabelSource::Model, "Bug", LabelAction::Added),
+            (LabelSource::Human, "Billing", LabelAction::Added),
+            (LabelSource::Human, "Bug", LabelAction::Removed),
+            (LabelSource::Model, "Bug", LabelAction::Added),
+        ]
+    );
+    assert_eq!(history[1].set_by, "ana");
+}
+
+async fn unknown_and_archived_tags_are_refused_for_human_labels(store: AnyStore) {
+    let project = project_with_tags(&store, &["Bug", "Old"]).await;
+    let old = store
+        .list_tags(project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name.as_str() == "Old")
+        .unwrap();
+    store
+        .update_tag(
+            project.id,
+            old.id,
+            &TagUpdate {
+                archived: Some(true),
+                ..TagUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ticket = store
+        .upsert_tickets(project.id, &[new_ticket("T-1", "x")])
+        .await
+        .unwrap()[0]
+        .id;
+    let unknown = store
+        .set_human_labels(project.id, ticket, &[tag_name("Nope")], "ana")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "tags: unknown tag \"Nope\" in project \"Acme\""
+    );
+    let archived = store
+        .set_human_labels(project.id, ticket, &[tag_name("Old")], "ana")
+        .await
+        .unwrap_err();
+    assert!(archived.to_string().contains("archived"));
+    assert!(
+        store
+            .label_history(project.id, ticket)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_single_label_project_refuses_two_tags(store: AnyStore) {
+    let project = store
+        .create_project(&project_name("Intents"), LabelMode::Single)
+        .await
+        .unwrap();
+    for tag in ["a", "b"] {
+        store
+            .create_tag(project.id, &NewTag::named(tag_name(tag)))
+            .await
+            .unwrap();
+    }
+    let ticket = store
+        .upsert_tickets(project.id, &[new_ticket("T-1", "x")])
+        .await
+        .unwrap()[0]
+        .id;
+    let error = store
+        .set_human_labels(project.id, ticket, &[tag_name("a"), tag_name("b")], "ana")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("single-label"), "{error}");
+    let one = store
+        .set_human_labels(project.id, ticket, &[tag_name("a")], "ana")
+        .await
+        .unwrap();
+    assert_eq!(one.tags, [tag_name("a")]);
+}
+
+const TICKETS_CSV: &str = "id,subject,body,tags,priority\n\
+    1,Login fails,I cannot log in,Account Access,high\n\
+    2,Charged twice,\"Refund please, twice\",Billing;Bug,normal\n\
+    3,Dark mode?,Would love dark mode,Feature Request,low\n\
+    4,Unlabelled,Nobody tagged me,,low\n";
+
+async fn import_creates_the_project_with_the_tags_found_in_the_file(store: AnyStore) {
+    let mut options = csv_import_options("Imported");
+    options.label_separator = Some(";".into());
+    let report = import_csv(&store, &options, TICKETS_CSV).await.unwrap();
+    assert!(report.project_created);
+    assert_eq!(
+        (
+            report.rows_read,
+            report.created,
+            report.updated,
+            report.labels
+        ),
+        (4, 4, 0, 4)
+    );
+    assert_eq!(report.tags_created.len(), 4);
+    let project = store
+        .project_by_name(&project_name("imported"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(project.label_mode, LabelMode::Multi);
+    let tickets = store
+        .search_tickets(project.id, &TicketQuery::default())
+        .await
+        .unwrap();
+    let charged = tickets
+        .iter()
+        .find(|t| t.ticket.external_id == "2")
+        .unwrap();
+    assert_eq!(charged.tags, [tag_name("Billing"), tag_name("Bug")]);
+    assert_eq!(charged.ticket.subject, "Charged twice");
+    assert_eq!(charged.ticket.body, "Refund please, twice");
+    assert_eq!(charged.ticket.metadata["priority"], "normal");
+    assert_eq!(charged.labels[0].source, LabelSource::Import);
+    assert_eq!(report.train + report.test, 4);
+}
+
+async fn a_bad_row_in_abort_mode_leaves_nothing_behind(store: AnyStore) {
+    let options = csv_import_options("Aborted");
+    let csv = "id,subject,body,tags\n1,Fine,Fine body,Bug\n2,,,Bug\n3,Also fine,body,Bug\n";
+    let error = import_csv(&store, &options, csv).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "line 3: subject: subject and body are both empty (nothing was imported; use --on-bad-row skip to import the other rows)"
+    );
+    assert!(
+        store
+            .project_by_name(&project_name("Aborted"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list_projects().await.unwrap().is_empty());
+}
+
+async fn skip_mode_imports_the_good_rows_and_reports_the_bad_ones_by_line(store: AnyStore) {
+    let mut options = csv_import_options("Skipping");
+    options.on_bad_row = OnBadRow::Skip;
+    let huge = "y".repeat(ticket::MAX_BODY_BYTES + 10);
+    let csv = format!(
+        "id,subject,body,tags\n1,Fine,body,Bug\n2,Too big,{huge},Bug\n3,Extra,field,Bug,oops\n4,Fine too,body,\n"
+    );
+    let report = import_csv(&store, &options, &csv).await.unwrap();
+    assert_eq!(report.created, 2);
+    assert_eq!(report.skipped_count, 2);
+    assert_eq!(report.skipped[0].line, 3);
+    assert!(
+        report.skipped[0].reason.contains("over the limit"),
+        "{}",
+        report.skipped[0].reason
+    );
+    assert_eq!(report.skipped[1].line, 4);
+    assert!(report.skipped[1].reason.contains("malformed CSV"));
+}
+
+async fn reimporting_a_file_updates_tickets_and_replaces_their_imported_labels(store: AnyStore) {
+    let mut options = csv_import_options("Again");
+    options.label_separator = Some(";".into());
+    let first = import_csv(&store, &options, TICKETS_CSV).await.unwrap();
+    let changed = TICKETS_CSV.replace("Billing;Bug", "Billing");
+    let second = import_csv(&store, &options, &changed).await.unwrap();
+    assert_eq!((second.created, second.updated), (0, 4));
+    let project = store
+        .project_by_name(&project_name("Again"))
+        .await
+        .unwrap()
+        .unwrap();
+    let tickets = store
+        .search_tickets(project.id, &TicketQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(tickets.len(), 4);
+    let charged = tickets
+        .iter()
+        .find(|t| t.ticket.external_id == "2")
+        .unwrap();
+    assert_eq!(charged.tags, [tag_name("Billing")]);
+    let history = store
+        .label_history(project.id, charged.ticket.id)
+        .await
+        .unwrap();
+    assert_eq!(history.last().unwrap().action, LabelAction::Removed);
+    assert_eq!(first.train + first.test, second.train + second.test);
+}
+
+async fn an_existing_project_refuses_unknown_tags_unless_asked_to_create_them(store: AnyStore) {
+    project_with_tags(&store, &["Billing", "Bug", "Account Access"]).await;
+    let mut options = csv_import_options("Acme");
+    options.label_separator = Some(";".into());
+    let error = import_csv(&store, &options, TICKETS_CSV).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("line 4: unknown tag \"Feature Request\""),
+        "{error}"
+    );
+    options.create_tags = true;
+    let report = import_csv(&store, &options, TICKETS_CSV).await.unwrap();
+    assert_eq!(report.tags_created, ["Feature Request"]);
+}
+
+async fn export_then_import_gives_the_same_tickets_and_tags(store: AnyStore) {
+    let mut options = csv_import_options("Source");
+    options.label_separator = Some(";".into());
+    options.split = SplitChoice::Test;
+    import_csv(&store, &options, TICKETS_CSV).await.unwrap();
+    let source = store
+        .project_by_name(&project_name("Source"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut exported = Vec::new();
+    let count = export_project(&store, source.id, FileFormat::Csv, &mut exported)
+        .await
+        .unwrap();
+    assert_eq!(count, 4);
+
+    let mut reimport = csv_import_options("Copy");
+    reimport.columns.id = Some("external_id".into());
+    reimport.label_separator = Some(";".into());
+    let exported = String::from_utf8(exported).unwrap();
+    import_csv(&store, &reimport, &exported).await.unwrap();
+    let copy = store
+        .project_by_name(&project_name("Copy"))
+        .await
+        .unwrap()
+        .unwrap();
+    let original = store.tickets_after(source.id, None, 100).await.unwrap();
+    let copied = store.tickets_after(copy.id, None, 100).await.unwrap();
+    let essence = |tickets: &[LabelledTicket]| {
+        tickets
+            .iter()
+            .map(|t| {
+                (
+                    t.ticket.external_id.clone(),
+                    t.ticket.subject.clone(),
+                    t.ticket.body.clone(),
+                    t.tags.clone(),
+                    t.ticket.metadata.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(essence(&original), essence(&copied));
+
+    let mut jsonl = Vec::new();
+    export_project(&store, source.id, FileFormat::Jsonl, &mut jsonl)
+        .await
+        .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8(jsonl).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["tags"], serde_json::json!(["Account Access"]));
+    assert_eq!(first["split"], "test");
+}
+
+async fn search_filters_by_text_tag_split_and_labelled_state(store: AnyStore) {
+    let mut options = csv_import_options("Search");
+    options.label_separator = Some(";".into());
+    import_csv(&store, &options, TICKETS_CSV).await.unwrap();
+    let project = store
+        .project_by_name(&project_name("Search"))
+        .await
+        .unwrap()
+        .unwrap();
+    let search = |query: TicketQuery| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .search_tickets(project.id, &query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.ticket.external_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        search(TicketQuery {
+            text: Some("REFUND".into()),
+            ..Default::default()
+        })
+        .await,
+        ["2"]
+    );
+    assert_eq!(
+        search(TicketQuery {
+            text: Some("100%".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        search(TicketQuery {
+            tag: Some(tag_name("bug")),
+            ..Default::default()
+        })
+        .await,
+        ["2"]
+    );
+    assert_eq!(
+        search(TicketQuery {
+            unlabelled: true,
+            ..Default::default()
+        })
+        .await,
+        ["4"]
+    );
+    let train = search(TicketQuery {
+        split: Some(Split::Train),
+        ..Default::default()
+    })
+    .await;
+    let test = search(TicketQuery {
+        split: Some(Split::Test),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(train.len() + test.len(), 4);
+    assert_eq!(
+        search(TicketQuery {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+}
+
+async fn tickets_page_in_id_order(store: AnyStore) {
+    let project = project_with_tags(&store, &[]).await;
+    let tickets: Vec<NewTicket> = (0..25)
+        .map(|i| new_ticket(&format!("T-{i}"), "subject"))
+        .collect();
+    store.upsert_tickets(project.id, &tickets).await.unwrap();
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.tickets_after(project.id, after, 10).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.ticket.id);
+        seen.extend(page.iter().map(|t| t.ticket.id));
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn an_unsupported_database_url_is_refused_with_a_clear_message() {
+    let error = AnyStore::connect("mysql://root:secret@localhost/x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unsupported database URL \"mysql://root:***@localhost/x\": use sqlite://PATH or postgres://…"
+    );
+    let _ = TestDatabase::sqlite().unwrap();
+}
