@@ -1,6 +1,7 @@
 //! Domain types of the ticket tagger, the `Store` that keeps them on SQLite or PostgreSQL,
 //! import and export of ticket files, and the synthetic demo data.
 
+pub mod demo;
 pub mod error;
 pub mod export;
 pub mod ids;

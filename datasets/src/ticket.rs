@@ -87,6 +87,16 @@ pub struct NewTicket {
     pub split: Split,
 }
 
+/// Replaces NUL characters, which neither database can store in text, with U+FFFD. Real
+/// tickets get them from pasted binary logs; the rest of the text is worth keeping.
+pub fn replace_nul_characters(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }

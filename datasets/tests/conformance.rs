@@ -1,5 +1,6 @@
 //! The store conformance suite: every test runs on SQLite and on PostgreSQL (when
 //! `TEST_DATABASE_URL` is set), each in a fresh database, and both must behave the same.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use datasets::export::export_project;
 use datasets::import::{

@@ -18,7 +18,7 @@ use crate::names::{ProjectName, TagName};
 use crate::project::LabelMode;
 use crate::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, StratifiedSplitter};
 use crate::store::{ImportRow, ImportWriter, Store};
-use crate::ticket::{NewTicket, Split};
+use crate::ticket::{NewTicket, Split, replace_nul_characters};
 use serde::Serialize;
 use std::io::Read;
 use std::str::FromStr;
@@ -354,8 +354,8 @@ impl RowConverter<'_> {
                 .source
                 .unwrap_or_else(|| self.options.source.clone()),
             external_id,
-            subject,
-            body,
+            subject: replace_nul_characters(subject),
+            body: replace_nul_characters(body),
             metadata: serde_json::Value::Object(record.metadata),
             created_at,
             split,

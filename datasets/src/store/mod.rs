@@ -2,7 +2,7 @@
 //! (production), chosen by the database URL. Both backends run the same SQL where the two
 //! dialects agree (see `common.rs`) and their own where speed needs it (bulk import).
 
-mod any;
+pub mod any;
 mod common;
 mod postgres;
 mod rows;

@@ -1,0 +1,105 @@
+//! Projects and their taxonomy.
+
+use super::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use datasets::demo::default_taxonomy;
+use datasets::{
+    AnyStore, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagUpdate,
+};
+use serde::Deserialize;
+use std::collections::HashSet;
+
+/// Finds a project by the name in the path.
+pub async fn find_project(store: &AnyStore, name: &str) -> Result<Project, ApiError> {
+    let parsed = ProjectName::parse(name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    store
+        .project_by_name(&parsed)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("project {name:?} not found")))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<ApiJson<Vec<ProjectSummary>>, ApiError> {
+    Ok(ApiJson(state.store.list_projects().await?))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(project): ApiPath<String>,
+) -> Result<ApiJson<Project>, ApiError> {
+    Ok(ApiJson(find_project(&state.store, &project).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    name: ProjectName,
+    #[serde(default)]
+    label_mode: LabelMode,
+    /// Tags to start with; the default taxonomy when absent.
+    tags: Option<Vec<NewTag>>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateProject>,
+) -> Result<(StatusCode, ApiJson<serde_json::Value>), ApiError> {
+    let tags = request.tags.unwrap_or_else(default_taxonomy);
+    // Check every tag before creating anything, so a bad request leaves no half-made project.
+    let mut seen = HashSet::new();
+    for tag in &tags {
+        tag.validate()
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        if !seen.insert(tag.name.folded()) {
+            return Err(ApiError::invalid(format!(
+                "tag {:?} is listed twice",
+                tag.name.as_str()
+            )));
+        }
+    }
+    let project = state
+        .store
+        .create_project(&request.name, request.label_mode)
+        .await?;
+    let mut created = Vec::with_capacity(tags.len());
+    for tag in &tags {
+        created.push(state.store.create_tag(project.id, tag).await?);
+    }
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(serde_json::json!({"project": project, "tags": created})),
+    ))
+}
+
+pub async fn list_tags(
+    State(state): State<AppState>,
+    ApiPath(project): ApiPath<String>,
+) -> Result<ApiJson<Vec<Tag>>, ApiError> {
+    let project = find_project(&state.store, &project).await?;
+    Ok(ApiJson(state.store.list_tags(project.id).await?))
+}
+
+pub async fn create_tag(
+    State(state): State<AppState>,
+    ApiPath(project): ApiPath<String>,
+    ApiJson(tag): ApiJson<NewTag>,
+) -> Result<(StatusCode, ApiJson<Tag>), ApiError> {
+    let project = find_project(&state.store, &project).await?;
+    let tag = state.store.create_tag(project.id, &tag).await?;
+    Ok((StatusCode::CREATED, ApiJson(tag)))
+}
+
+pub async fn update_tag(
+    State(state): State<AppState>,
+    ApiPath((project, tag)): ApiPath<(String, i64)>,
+    ApiJson(update): ApiJson<TagUpdate>,
+) -> Result<ApiJson<Tag>, ApiError> {
+    let project = find_project(&state.store, &project).await?;
+    Ok(ApiJson(
+        state
+            .store
+            .update_tag(project.id, TagId(tag), &update)
+            .await?,
+    ))
+}

@@ -1,0 +1,144 @@
+//! The command line: `tagger [--database-url URL] <command>`.
+
+use clap::{Args, Parser, Subcommand};
+use datasets::LabelMode;
+use datasets::import::{FileFormat, OnBadRow, SplitChoice};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Tags support tickets automatically and learns from the people who correct it.
+#[derive(Debug, Parser)]
+#[command(name = "tagger", version)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: a SQLite file in the data directory).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A TOML config file (default: ./tagger.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the workbench on an embedded SQLite database with a demo project.
+    Demo(ServeArgs),
+    /// Run the server against the configured database.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Import tickets (and their labels) from a CSV or JSON Lines file.
+    Import(ImportArgs),
+    /// Export a project's tickets with their tags as CSV or JSON Lines.
+    Export(ExportArgs),
+    /// List projects with their ticket and tag counts.
+    Projects,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the embedded database and models [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Project to import into; created (with the tags found in the file) when it does not exist.
+    #[arg(long)]
+    pub project: String,
+    /// The file to read.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// File format [default: from the extension: .jsonl/.ndjson is jsonl, else csv].
+    #[arg(long)]
+    pub format: Option<FileFormat>,
+    /// Column holding ticket text; repeat it: the first is the subject, the rest the body.
+    /// A single text column is the body.
+    #[arg(long = "text-column", required = true)]
+    pub text_columns: Vec<String>,
+    /// Column holding the ticket's tags.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Splits the label column into several tags (e.g. ";"); without it the cell is one tag.
+    #[arg(long)]
+    pub label_separator: Option<String>,
+    /// Column with the ticket's id in its source system [default: FILE-NAME:LINE].
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// Name of the system the tickets come from.
+    #[arg(long, default_value = "import")]
+    pub source: String,
+    /// Put every ticket in the train or test split, or split them (seeded, stratified by tag).
+    #[arg(long, default_value = "auto")]
+    pub split: SplitChoice,
+    /// What to do with a bad row: abort (import nothing) or skip (report it, import the rest).
+    #[arg(long, default_value = "abort")]
+    pub on_bad_row: OnBadRow,
+    /// Add tags that an existing project does not have yet.
+    #[arg(long)]
+    pub create_tags: bool,
+    /// Label mode of a new project [default: multi with --label-separator, else single].
+    #[arg(long)]
+    pub label_mode: Option<LabelMode>,
+    /// Seed of the automatic split.
+    #[arg(long, default_value_t = datasets::split::DEFAULT_SPLIT_SEED)]
+    pub seed: u64,
+    /// Share of tickets the automatic split holds out for testing.
+    #[arg(long, default_value_t = datasets::split::DEFAULT_TEST_FRACTION)]
+    pub test_fraction: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Project to export.
+    #[arg(long)]
+    pub project: String,
+    /// csv or jsonl [default: from --file's extension, else csv].
+    #[arg(long)]
+    pub format: Option<FileFormat>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn import_takes_repeated_text_columns() {
+        let cli = Cli::try_parse_from([
+            "tagger",
+            "import",
+            "--project",
+            "b77",
+            "--file",
+            "x.csv",
+            "--text-column",
+            "subject",
+            "--text-column",
+            "body",
+            "--label-column",
+            "category",
+            "--split",
+            "train",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import");
+        };
+        assert_eq!(args.text_columns, ["subject", "body"]);
+        assert_eq!(args.split, SplitChoice::Train);
+    }
+}

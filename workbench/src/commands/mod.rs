@@ -1,0 +1,71 @@
+//! One module per `tagger` command; `run` dispatches.
+
+mod demo;
+mod export;
+mod import;
+mod serve;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use anyhow::Context;
+use datasets::{AnyStore, Store};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+    if let Some(url) = cli.database_url {
+        config.database_url = Some(url);
+    }
+    match cli.command {
+        Command::Demo(args) => demo::run(config, args).await,
+        Command::Serve(args) => serve::run(config, args).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("migrations applied ({})", store.backend_name());
+            Ok(())
+        }
+        Command::Import(args) => import::run(&open_store(&config).await?, args).await,
+        Command::Export(args) => export::run(&open_store(&config).await?, args).await,
+        Command::Projects => list_projects(&open_store(&config).await?).await,
+    }
+}
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    AnyStore::open(&url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            datasets::store::any::redact_password(&url)
+        )
+    })
+}
+
+async fn list_projects(store: &AnyStore) -> anyhow::Result<()> {
+    let projects = store.list_projects().await?;
+    if projects.is_empty() {
+        println!("no projects yet: `tagger import` or `tagger demo` creates one");
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<8} {:>10} {:>6}",
+        "PROJECT", "MODE", "TICKETS", "TAGS"
+    );
+    for summary in projects {
+        println!(
+            "{:<32} {:<8} {:>10} {:>6}",
+            summary.project.name.as_str(),
+            summary.project.label_mode.as_str(),
+            summary.tickets,
+            summary.tags
+        );
+    }
+    Ok(())
+}

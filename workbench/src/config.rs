@@ -1,0 +1,122 @@
+//! Layered configuration: built-in defaults that run the demo, then a TOML file, then
+//! `TAGGER_*` environment variables, then command-line flags.
+
+use datasets::store::any::redact_password;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "tagger.toml";
+
+/// Everything the binary can be configured with.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://…`; when unset, a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded database and model files live.
+    pub data_dir: PathBuf,
+    /// The address the server listens on.
+    pub addr: SocketAddr,
+    /// A `tracing` filter, e.g. `info` or `workbench=debug,sqlx=warn`.
+    pub log: String,
+    /// The most tickets one batch request may carry.
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log: "info,sqlx=warn".into(),
+            max_batch: 1000,
+        }
+    }
+}
+
+// The database URL may hold a password: never print it.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_password),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("addr", &self.addr)
+            .field("log", &self.log)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults < the TOML file (when it exists) < `TAGGER_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(Box::new(figment::Error::from(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    ))));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        figment
+            .merge(Env::prefixed("TAGGER_"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The database URL in force: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tagger.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn file_overrides_defaults_and_environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "addr = \"0.0.0.0:9000\"\ndata_dir = \"/srv/tagger\"\nlog = \"debug\"",
+            )?;
+            jail.set_env("TAGGER_LOG", "warn");
+            let config = Config::load(Some(Path::new("custom.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.addr.port(), 9000);
+            assert_eq!(config.log, "warn");
+            assert_eq!(config.database_url(), "sqlite:///srv/tagger/tagger.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_given_explicitly_is_an_error() {
+        let error = Config::load(Some(Path::new("/nonexistent/tagger.toml"))).unwrap_err();
+        assert!(error.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let config = Config {
+            database_url: Some("postgres://u:hunter2@db/x".into()),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The `tagger` binary's library: configuration, the CLI commands, the HTTP server and the
+//! JSON API. The web workbench pages grow here as their data lands.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod state;
