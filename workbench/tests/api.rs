@@ -1,0 +1,451 @@
+//! The JSON API end to end: requests through the real router on a fresh database, checking
+//! status codes and the `{error: {code, message}}` shape of every failure.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use datasets::test_db::TestDatabase;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+use workbench::app::{Application, app};
+use workbench::config::Config;
+use workbench::state::AppState;
+
+struct TestApp {
+    router: axum::Router,
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    async fn new() -> Self {
+        let database = TestDatabase::sqlite().unwrap();
+        let state = AppState {
+            store: database.store().await.unwrap(),
+            config: Arc::new(Config {
+                max_batch: 5,
+                ..Config::default()
+            }),
+        };
+        Self {
+            router: app(state),
+            _database: database,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder().method(method).uri(uri);
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    async fn with_project(self) -> Self {
+        let (status, _) = self
+            .call(Method::POST, "/v1/projects", Some(json!({"name": "Acme"})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        self
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::new().await;
+    let (status, body) = app.call(Method::GET, "/healthz", None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("alive"))
+    );
+    let (status, body) = app.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["database"], "sqlite");
+}
+
+#[tokio::test]
+async fn a_new_project_gets_the_default_taxonomy_and_its_name_is_unique() {
+    let app = TestApp::new().await.with_project().await;
+    let (status, tags) = app.call(Method::GET, "/v1/projects/acme/tags", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 10);
+    assert!(names.contains(&"Feature Request") && names.contains(&"Data Loss"));
+    let (status, body) = app
+        .call(Method::POST, "/v1/projects", Some(json!({"name": "ACME"})))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let (_, projects) = app.call(Method::GET, "/v1/projects", None).await;
+    assert_eq!(projects[0]["tags"], 10);
+}
+
+#[tokio::test]
+async fn a_project_with_a_duplicate_tag_is_refused_and_not_created() {
+    let app = TestApp::new().await;
+    let request = json!({"name": "Dup", "tags": [{"name": "Bug"}, {"name": "bug "}]});
+    let (status, body) = app.call(Method::POST, "/v1/projects", Some(request)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["message"], "tag \"bug\" is listed twice");
+    let (status, _) = app.call(Method::GET, "/v1/projects/Dup", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tags_are_validated_on_create_and_update() {
+    let app = TestApp::new().await.with_project().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tags",
+            Some(json!({"name": "billing"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tags",
+            Some(json!({"name": "   "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tag name is empty")
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tags",
+            Some(json!({"name": "Outage", "color": "javascript:alert(1)"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tags",
+            Some(json!({"name": "Outage", "description": "Service down", "keywords": {"include": ["down"]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let uri = format!("/v1/projects/Acme/tags/{}", created["id"]);
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(json!({"name": "Incident", "archived": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (updated["name"].as_str(), updated["archived"].as_bool()),
+        (Some("Incident"), Some(true))
+    );
+    assert_eq!(updated["description"], "Service down");
+}
+
+#[tokio::test]
+async fn ingesting_twice_updates_the_same_ticket() {
+    let app = TestApp::new().await.with_project().await;
+    let ticket = json!({"source": "zendesk", "external_id": "42", "subject": "Cannot log in", "body": "Password reset fails"});
+    let (status, first) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets",
+            Some(ticket.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut edited = ticket;
+    edited["subject"] = json!("Cannot log in at all");
+    let (status, second) = app
+        .call(Method::POST, "/v1/projects/Acme/tickets", Some(edited))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(second["created"], false);
+    let (_, found) = app
+        .call(Method::GET, "/v1/projects/Acme/tickets?q=at%20all", None)
+        .await;
+    assert_eq!(found["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(found["tickets"][0]["metadata"], json!({}));
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_whole_and_limited_in_size() {
+    let app = TestApp::new().await.with_project().await;
+    let tickets: Vec<Value> = (0..3)
+        .map(|i| json!({"external_id": format!("B-{i}"), "subject": format!("Ticket {i}")}))
+        .collect();
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/batch",
+            Some(json!({"tickets": tickets})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 3);
+
+    let too_many: Vec<Value> = (0..6)
+        .map(|i| json!({"external_id": format!("C-{i}"), "subject": "x"}))
+        .collect();
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/batch",
+            Some(json!({"tickets": too_many})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+
+    let one_bad =
+        json!({"tickets": [{"external_id": "D-1", "subject": "fine"}, {"external_id": "D-2"}]});
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/batch",
+            Some(one_bad),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let (_, all) = app
+        .call(Method::GET, "/v1/projects/Acme/tickets?limit=100", None)
+        .await;
+    assert_eq!(
+        all["tickets"].as_array().unwrap().len(),
+        3,
+        "nothing of the bad batch is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_body_is_refused_with_the_limit_named() {
+    let app = TestApp::new().await.with_project().await;
+    let ticket = json!({"external_id": "big", "subject": "Logs attached", "body": "x".repeat(10 * 1024 * 1024)});
+    let (status, body) = app
+        .call(Method::POST, "/v1/projects/Acme/tickets", Some(ticket))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 256 KiB")
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors() {
+    let app = TestApp::new().await.with_project().await;
+    let broken = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/projects/Acme/tickets")
+        .header("content-type", "application/json")
+        .body(Body::from("{\"external_id\": "))
+        .unwrap();
+    let (status, body) = app.send(broken).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let no_type = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/projects/Acme/tickets")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = app.send(no_type).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets",
+            Some(json!({"external_id": "1", "subjct": "typo"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `subjct`")
+    );
+    let (status, body) = app
+        .call(Method::GET, "/v1/projects/Acme/tickets/not-a-number", None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/v1/projects/Acme/tickets?split=validation",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (status, body) = app
+        .call(Method::GET, "/v1/projects/Nobody/tickets", None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn labels_set_by_a_person_are_checked_against_the_taxonomy_and_kept_in_history() {
+    let app = TestApp::new().await.with_project().await;
+    let (_, ticket) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets",
+            Some(json!({"external_id": "7", "subject": "Refund"})),
+        )
+        .await;
+    let labels = format!("/v1/projects/Acme/tickets/{}/labels", ticket["id"]);
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &labels,
+            Some(json!({"tags": ["Refunds"], "user": "ana"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"]["message"],
+        "tags: unknown tag \"Refunds\" in project \"Acme\""
+    );
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &labels,
+            Some(json!({"tags": ["billing", "Question"], "user": "ana"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tags"], json!(["Billing", "Question"]));
+    let (_, history) = app
+        .call(
+            Method::GET,
+            &format!("/v1/projects/Acme/tickets/{}/history", ticket["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[0]["set_by"], "ana");
+    let (_, tagged) = app
+        .call(Method::GET, "/v1/projects/Acme/tickets?tag=Billing", None)
+        .await;
+    assert_eq!(tagged["tickets"][0]["id"], ticket["id"]);
+}
+
+#[tokio::test]
+async fn the_server_answers_over_a_real_socket_on_postgres() {
+    let Some(database) =
+        TestDatabase::postgres("the_server_answers_over_a_real_socket_on_postgres")
+            .await
+            .unwrap()
+    else {
+        return;
+    };
+    let state = AppState {
+        store: database.store().await.unwrap(),
+        config: Arc::new(Config::default()),
+    };
+    let application = Application::bind(state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", application.local_addr().unwrap());
+    let server = tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::new();
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["database"], "postgres");
+    let created = client
+        .post(format!("{base}/v1/projects"))
+        .json(&json!({"name": "Socket"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let ingested = client
+        .post(format!("{base}/v1/projects/Socket/tickets"))
+        .json(&json!({"external_id": "1", "subject": "Hello", "body": "It <script>works</script>"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingested.status(), StatusCode::CREATED);
+    let id = ingested.json::<Value>().await.unwrap()["id"].clone();
+    let ticket: Value = client
+        .get(format!("{base}/v1/projects/Socket/tickets/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["body"], "It <script>works</script>");
+    server.abort();
+    database.drop_database().await.unwrap();
+}

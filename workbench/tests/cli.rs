@@ -1,0 +1,252 @@
+//! The `tagger` binary as scripts call it: exit codes, messages on bad input, and files
+//! that go in and come out.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use datasets::test_db::TestDatabase;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn tagger(database_url: &str, args: &[&str]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .arg("--database-url")
+        .arg(database_url)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("TAGGER_LOG", "warn")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn import(database_url: &str, file: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "import",
+        "--project",
+        "Support",
+        "--file",
+        file.to_str().unwrap(),
+        "--text-column",
+        "subject",
+        "--text-column",
+        "body",
+        "--label-column",
+        "tags",
+        "--label-separator",
+        ";",
+    ];
+    args.extend_from_slice(extra);
+    tagger(database_url, &args)
+}
+
+const GOOD: &str = "subject,body,tags\nLogin fails,Cannot sign in,Account Access\nDouble charge,Charged twice,Billing;Bug\n";
+
+#[test]
+fn every_command_has_help() {
+    for command in ["demo", "serve", "migrate", "import", "export", "projects"] {
+        let run = tagger("sqlite::memory:", &[command, "--help"]);
+        assert!(run.ok, "{command} --help failed: {}", run.stderr);
+        assert!(run.stdout.contains("Usage: tagger"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn import_then_export_round_trips_through_files() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "good.csv", GOOD.as_bytes());
+    let run = import(&database.url, &file, &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("imported 2 rows into \"Support\" (new project)"),
+        "{}",
+        run.stdout
+    );
+
+    let listed = tagger(&database.url, &["projects"]);
+    assert!(
+        listed.stdout.contains("Support") && listed.stdout.contains("multi"),
+        "{}",
+        listed.stdout
+    );
+
+    let out = dir.path().join("out.jsonl");
+    let run = tagger(
+        &database.url,
+        &[
+            "export",
+            "--project",
+            "support",
+            "--file",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["tags"], serde_json::json!(["Billing", "Bug"]));
+
+    let csv = tagger(&database.url, &["export", "--project", "Support"]);
+    assert!(
+        csv.stdout
+            .starts_with("source,external_id,subject,body,tags,split,created_at,metadata\n")
+    );
+    assert!(csv.stdout.contains("Billing;Bug"));
+}
+
+#[test]
+fn a_malformed_csv_in_abort_mode_imports_nothing_and_names_the_line() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "bad.csv",
+        format!("{GOOD}Stray,\"quote,Bug,extra\nfine,row,Bug\n").as_bytes(),
+    );
+    let run = import(&database.url, &file, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("line 4: malformed CSV"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was imported"));
+    let listed = tagger(&database.url, &["projects"]);
+    assert!(
+        listed.stdout.contains("no projects yet"),
+        "{}",
+        listed.stdout
+    );
+}
+
+#[test]
+fn skip_mode_reports_bad_rows_and_imports_the_rest() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = GOOD.as_bytes().to_vec();
+    bytes.extend_from_slice(b"Bad \xff\xfe bytes,body,Bug\nEmpty tag name,body, ;Bug\n");
+    let file = write_file(dir.path(), "mixed.csv", &bytes);
+    let run = import(&database.url, &file, &["--on-bad-row", "skip"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("skipped line 4: column \"subject\" is not valid UTF-8"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("imported 3 rows"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 skipped"), "{}", run.stdout);
+}
+
+#[test]
+fn whole_file_problems_are_explained() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_file(dir.path(), "empty.csv", b"");
+    let run = import(&database.url, &empty, &[]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("the file is empty"), "{}", run.stderr);
+
+    let wrong = write_file(dir.path(), "wrong.csv", b"title,description\nx,y\n");
+    let run = import(&database.url, &wrong, &[]);
+    assert!(
+        run.stderr
+            .contains("column \"subject\" not found; the file's columns are: title, description"),
+        "{}",
+        run.stderr
+    );
+
+    let missing = dir.path().join("missing.csv");
+    let run = import(&database.url, &missing, &[]);
+    assert!(run.stderr.contains("cannot open"), "{}", run.stderr);
+
+    let run = tagger(&database.url, &["export", "--project", "Nobody"]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("project \"Nobody\" not found"),
+        "{}",
+        run.stderr
+    );
+
+    let run = tagger("mysql://localhost/x", &["projects"]);
+    assert!(
+        run.stderr.contains("unsupported database URL"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unknown_tag_for_an_existing_project_is_refused_until_allowed() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "good.csv", GOOD.as_bytes());
+    assert!(import(&database.url, &file, &[]).ok);
+    let more = write_file(
+        dir.path(),
+        "more.csv",
+        b"subject,body,tags\nSlow,Very slow,Performance Issue\n",
+    );
+    let run = import(&database.url, &more, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("unknown tag \"Performance Issue\""),
+        "{}",
+        run.stderr
+    );
+    let run = import(&database.url, &more, &["--create-tags"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("new tags: Performance Issue"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn import_works_the_same_on_postgres() {
+    let Some(database) = TestDatabase::postgres("import_works_the_same_on_postgres")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "good.csv", GOOD.as_bytes());
+    let url = database.url.clone();
+    let first = tokio::task::spawn_blocking(move || import(&url, &file, &[]))
+        .await
+        .unwrap();
+    assert!(first.ok, "{}", first.stderr);
+    let url = database.url.clone();
+    let file = dir.path().join("good.csv");
+    let again = tokio::task::spawn_blocking(move || import(&url, &file, &[]))
+        .await
+        .unwrap();
+    assert!(
+        again.stdout.contains("0 new, 2 updated"),
+        "{}",
+        again.stdout
+    );
+    database.drop_database().await.unwrap();
+}
