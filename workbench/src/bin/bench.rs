@@ -7,30 +7,19 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 const REPEATS: usize = 3;
 const TARGET_ROWS_PER_SECOND: f64 = 20_000.0;
-/// A peak RSS that grew with the file would be near 10× here; below this it is flat.
+/// Memory that grew with the file would give a ratio near 10; below this it is flat.
 const FLAT_RSS_RATIO: f64 = 1.5;
 const START_MARKER: &str = "<!-- bench:import:start -->";
 const END_MARKER: &str = "<!-- bench:import:end -->";
 const CSV_COLUMNS: &str =
     "id text, subject text, body text, tags text, priority text, product text";
-const IMPORT_ARGS: [&str; 11] = [
-    "--text-column",
-    "subject",
-    "--text-column",
-    "body",
-    "--label-column",
-    "tags",
-    "--label-separator",
-    ";",
-    "--id-column",
-    "id",
-    "--project",
-];
+const IMPORT_FLAGS: &str = "--project bench --text-column subject --text-column body \
+                            --label-column tags --label-separator ; --id-column id";
 
 /// Benchmarks of the tagger binary.
 #[derive(Debug, Parser)]
@@ -59,7 +48,7 @@ struct ImportBench {
     output: PathBuf,
 }
 
-/// One timed run of a subprocess.
+/// One timed run of a subprocess; baselines leave the RSS at 0, it is not compared.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     wall_seconds: f64,
@@ -71,8 +60,16 @@ struct TableRow {
     backend: &'static str,
     rows: usize,
     median: Run,
-    baseline_name: String,
+    baseline_name: &'static str,
     baseline_seconds: Option<f64>,
+}
+
+/// What every measurement needs.
+struct Bench {
+    tagger: PathBuf,
+    work: ScratchDir,
+    postgres: Option<Postgres>,
+    sqlite_cli: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,14 +86,9 @@ fn main() -> anyhow::Result<()> {
             tagger.display()
         );
     }
-    let work = ScratchDir::create()?;
-    let postgres = match Postgres::connect(&args.postgres_url) {
-        Ok(postgres) => Some(postgres),
-        Err(error) => {
-            println!("skipped PostgreSQL: {error:#}");
-            None
-        }
-    };
+    let postgres = Postgres::connect(&args.postgres_url)
+        .inspect_err(|error| println!("skipped PostgreSQL: {error:#}"))
+        .ok();
     // The bench must run without the sqlite3 CLI; it only loses its SQLite baseline.
     let sqlite_cli = Command::new("which")
         .arg("sqlite3")
@@ -105,100 +97,135 @@ fn main() -> anyhow::Result<()> {
     if !sqlite_cli {
         println!("sqlite3 CLI not installed, no SQLite baseline");
     }
+    let bench = Bench {
+        tagger,
+        work: ScratchDir::create()?,
+        postgres,
+        sqlite_cli,
+    };
 
     let now = chrono::Utc::now();
     let mut results = Vec::new();
     for rows in [args.rows / 10, args.rows] {
-        let csv = work.0.join(format!("tickets-{rows}.csv"));
+        let csv = bench.work.0.join(format!("tickets-{rows}.csv"));
         write_csv(&csv, rows, now)?;
-        let sqlite_db = work.0.join("bench.db");
-        let median = median_run(&format!("SQLite, {rows} rows"), || {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", sqlite_db.display()));
-            }
-            time_import(
-                &tagger,
-                &format!("sqlite://{}", sqlite_db.display()),
-                &csv,
-                &work.0,
-                rows,
-            )
-        })?;
-        let (baseline_name, baseline_seconds) = if sqlite_cli {
-            let db = work.0.join("baseline.db");
-            let baseline = median_run(&format!("sqlite3 .import, {rows} rows"), || {
-                let _ = std::fs::remove_file(&db);
-                run_checked(
-                    Command::new("sqlite3")
-                        .arg(&db)
-                        .arg(format!("CREATE TABLE raw({CSV_COLUMNS})")),
-                )?;
-                let import = format!(".import --csv --skip 1 \"{}\" raw", csv.display());
-                time_command(Command::new("sqlite3").arg(&db).arg(import))
-            })?;
-            ("sqlite3 .import".to_string(), Some(baseline.wall_seconds))
-        } else {
-            ("none (sqlite3 CLI not installed)".to_string(), None)
-        };
-        results.push(TableRow {
-            backend: "SQLite",
-            rows,
-            median,
-            baseline_name,
-            baseline_seconds,
-        });
-
-        if let Some(postgres) = &postgres {
-            let median = median_run(&format!("PostgreSQL, {rows} rows"), || {
-                postgres.recreate()?;
-                time_import(&tagger, &postgres.bench_url, &csv, &work.0, rows)
-            })?;
-            let baseline = median_run(&format!("psql \\copy, {rows} rows"), || {
-                postgres.recreate()?;
-                postgres.psql(&format!("CREATE TABLE raw({CSV_COLUMNS})"))?;
-                let path = csv.display().to_string().replace('\'', "''");
-                let copy = format!("\\copy raw FROM '{path}' WITH (FORMAT csv, HEADER true)");
-                time_command(&mut postgres.psql_command(&copy))
-            })?;
-            results.push(TableRow {
-                backend: "PostgreSQL",
-                rows,
-                median,
-                baseline_name: "psql \\copy, no indexes".to_string(),
-                baseline_seconds: Some(baseline.wall_seconds),
-            });
+        results.push(bench.sqlite(rows, &csv)?);
+        if let Some(postgres) = &bench.postgres {
+            results.push(bench.postgres(postgres, rows, &csv)?);
         }
     }
 
     let table = markdown_table(&results);
     println!("\n{table}");
-    let section = section(&args, &results, &table, postgres.is_none(), sqlite_cli);
+    let section = section(&args, &bench, &results, &table);
     let existing = match std::fs::read_to_string(&args.output) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot read {}", args.output.display()));
-        }
+        Err(error) => return Err(error).context(format!("cannot read {}", args.output.display())),
     };
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
     }
     std::fs::write(&args.output, replace_section(existing.as_deref(), &section))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+        .context(format!("cannot write {}", args.output.display()))?;
     println!("wrote {}", args.output.display());
     Ok(())
 }
 
+impl Bench {
+    fn sqlite(&self, rows: usize, csv: &Path) -> anyhow::Result<TableRow> {
+        let db = self.work.0.join("bench.db");
+        let median = median_run(&format!("SQLite, {rows} rows"), || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            self.time_import(&format!("sqlite://{}", db.display()), csv, rows)
+        })?;
+        let mut row = TableRow {
+            backend: "SQLite",
+            rows,
+            median,
+            baseline_name: "none (sqlite3 CLI not installed)",
+            baseline_seconds: None,
+        };
+        if self.sqlite_cli {
+            let db = self.work.0.join("baseline.db");
+            let baseline = median_run(&format!("sqlite3 .import, {rows} rows"), || {
+                let _ = std::fs::remove_file(&db);
+                let create = format!("CREATE TABLE raw({CSV_COLUMNS})");
+                run_checked(Command::new("sqlite3").arg(&db).arg(create))?;
+                let import = format!(".import --csv --skip 1 \"{}\" raw", csv.display());
+                time_command(Command::new("sqlite3").arg(&db).arg(import))
+            })?;
+            row.baseline_name = "sqlite3 .import, no indexes";
+            row.baseline_seconds = Some(baseline.wall_seconds);
+        }
+        Ok(row)
+    }
+
+    fn postgres(&self, postgres: &Postgres, rows: usize, csv: &Path) -> anyhow::Result<TableRow> {
+        let median = median_run(&format!("PostgreSQL, {rows} rows"), || {
+            postgres.recreate()?;
+            self.time_import(&postgres.bench_url, csv, rows)
+        })?;
+        let baseline = median_run(&format!("psql \\copy, {rows} rows"), || {
+            postgres.recreate()?;
+            run_checked(&mut psql(
+                &postgres.bench_url,
+                &format!("CREATE TABLE raw({CSV_COLUMNS})"),
+            ))?;
+            let path = csv.display().to_string().replace('\'', "''");
+            let copy = format!("\\copy raw FROM '{path}' WITH (FORMAT csv, HEADER true)");
+            time_command(&mut psql(&postgres.bench_url, &copy))
+        })?;
+        Ok(TableRow {
+            backend: "PostgreSQL",
+            rows,
+            median,
+            baseline_name: "psql \\copy, no indexes",
+            baseline_seconds: Some(baseline.wall_seconds),
+        })
+    }
+
+    /// Migrates first so only the import is timed, under GNU time for its peak RSS.
+    fn time_import(&self, url: &str, csv: &Path, rows: usize) -> anyhow::Result<Run> {
+        let tagger = &self.tagger;
+        // The scratch directory holds no tagger.toml, so a local config cannot change the run.
+        run_checked(
+            Command::new(tagger)
+                .args(["--database-url", url, "migrate"])
+                .current_dir(&self.work.0),
+        )?;
+        let output = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(tagger)
+            .args(["--database-url", url, "import", "--file"])
+            .arg(csv)
+            .args(IMPORT_FLAGS.split_whitespace())
+            .current_dir(&self.work.0)
+            .output()
+            .context("cannot run /usr/bin/time (GNU time) -v tagger import")?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("tagger import failed ({}): {stderr}", output.status);
+        }
+        // A run that skipped rows would look fast for the wrong reason.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !stdout.contains(&format!("imported {rows} rows")) {
+            bail!("tagger import did not import {rows} rows: {stdout}");
+        }
+        parse_time_report(&stderr)
+    }
+}
+
 /// The same tickets the demo uses, as a help desk export would have them.
 fn write_csv(path: &Path, rows: usize, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file = std::fs::File::create(path).context(format!("cannot create {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "id,subject,body,tags,priority,product")?;
     for ticket in datasets::demo::generate(rows, 42, now) {
         let tags: Vec<&str> = ticket.tags.iter().map(|t| t.as_str()).collect();
-        let field = |key: &str| {
+        let meta = |key: &str| {
             ticket.metadata[key]
                 .as_str()
                 .unwrap_or_default()
@@ -209,10 +236,10 @@ fn write_csv(path: &Path, rows: usize, now: chrono::DateTime<chrono::Utc>) -> an
             ticket.subject.clone(),
             ticket.body.clone(),
             tags.join(";"),
-            field("priority"),
-            field("product"),
+            meta("priority"),
+            meta("product"),
         ];
-        // Quoting every cell is always valid CSV, whatever the text holds.
+        // Quoting every cell is valid CSV whatever the text holds (commas, quotes, newlines).
         let quoted: Vec<String> = cells
             .iter()
             .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
@@ -220,48 +247,10 @@ fn write_csv(path: &Path, rows: usize, now: chrono::DateTime<chrono::Utc>) -> an
         writeln!(out, "{}", quoted.join(","))?;
     }
     out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+        .context(format!("cannot write {}", path.display()))
 }
 
-/// Migrates first so only the import is timed, under GNU time for its peak RSS.
-fn time_import(
-    tagger: &Path,
-    url: &str,
-    csv: &Path,
-    work: &Path,
-    rows: usize,
-) -> anyhow::Result<Run> {
-    run_checked(
-        Command::new(tagger)
-            .args(["--database-url", url, "migrate"])
-            .current_dir(work),
-    )?;
-    let mut command = Command::new("/usr/bin/time");
-    command
-        .arg("-v")
-        .arg(tagger)
-        .args(["--database-url", url, "import", "--file"])
-        .arg(csv)
-        .args(IMPORT_ARGS)
-        .arg("bench");
-    // The scratch directory holds no tagger.toml, so a local config cannot change the run.
-    let output = command
-        .current_dir(work)
-        .output()
-        .context("cannot run /usr/bin/time (GNU time) -v tagger import")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("tagger import failed ({}): {stderr}", output.status);
-    }
-    // A run that skipped rows would look fast for the wrong reason.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !stdout.contains(&format!("imported {rows} rows")) {
-        bail!("tagger import did not import {rows} rows: {stdout}");
-    }
-    parse_time_report(&stderr)
-}
-
-/// Wall time measured here; a baseline's RSS is not compared, so it is left at 0.
+/// Wall time measured around the subprocess (process start-up included, as for tagger).
 fn time_command(command: &mut Command) -> anyhow::Result<Run> {
     let started = Instant::now();
     run_checked(command)?;
@@ -271,19 +260,14 @@ fn time_command(command: &mut Command) -> anyhow::Result<Run> {
     })
 }
 
-fn run_checked(command: &mut Command) -> anyhow::Result<Output> {
+fn run_checked(command: &mut Command) -> anyhow::Result<()> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
+    let output = command.output().context(format!("cannot run {program}"))?;
     if !output.status.success() {
-        bail!(
-            "{program} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("{program} failed ({}): {}", output.status, stderr.trim());
     }
-    Ok(output)
+    Ok(())
 }
 
 /// Wall time and peak RSS from `/usr/bin/time -v`'s report.
@@ -294,46 +278,51 @@ fn parse_time_report(stderr: &str) -> anyhow::Result<Run> {
             .find(|line| line.contains(label))
             .and_then(|line| line.rsplit(": ").next())
             .map(str::trim)
-            .with_context(|| format!("no {label:?} in the output of time: {stderr}"))
+            .context(format!("no {label:?} in the report of time: {stderr}"))
     };
-    // h:mm:ss or m:ss.ss
     let wall = value("Elapsed (wall clock) time")?;
     let mut wall_seconds = 0.0;
+    // h:mm:ss or m:ss.ss
     for part in wall.split(':') {
         wall_seconds = wall_seconds * 60.0
             + part
                 .parse::<f64>()
-                .with_context(|| format!("bad wall time {wall:?}"))?;
+                .context(format!("bad wall time {wall:?}"))?;
     }
     let rss = value("Maximum resident set size (kbytes)")?;
-    let peak_rss_kib = rss
-        .parse()
-        .with_context(|| format!("bad peak RSS {rss:?}"))?;
+    let peak_rss_kib = rss.parse().context(format!("bad peak RSS {rss:?}"))?;
     Ok(Run {
         wall_seconds,
         peak_rss_kib,
     })
 }
 
-/// Runs `measure` REPEATS times; the median wall time and peak RSS, each on its own.
+/// Runs `measure` REPEATS times; the median wall time and the median peak RSS.
 fn median_run(what: &str, mut measure: impl FnMut() -> anyhow::Result<Run>) -> anyhow::Result<Run> {
-    let mut runs = Vec::with_capacity(REPEATS);
+    let mut walls = Vec::with_capacity(REPEATS);
+    let mut rss = Vec::with_capacity(REPEATS);
     for attempt in 1..=REPEATS {
-        let run = measure().with_context(|| format!("{what}, run {attempt}"))?;
+        let run = measure().context(format!("{what}, run {attempt}"))?;
         eprintln!(
             "{what}: run {attempt}/{REPEATS}: {:.2} s, {} KiB",
             run.wall_seconds, run.peak_rss_kib
         );
-        runs.push(run);
+        walls.push(run.wall_seconds);
+        rss.push(run.peak_rss_kib);
     }
-    let mut walls: Vec<f64> = runs.iter().map(|r| r.wall_seconds).collect();
-    let mut rss: Vec<u64> = runs.iter().map(|r| r.peak_rss_kib).collect();
     walls.sort_by(f64::total_cmp);
     rss.sort_unstable();
     Ok(Run {
         wall_seconds: walls[REPEATS / 2],
         peak_rss_kib: rss[REPEATS / 2],
     })
+}
+
+/// `psql` that reads no ~/.psqlrc and stops at the first error.
+fn psql(url: &str, sql: &str) -> Command {
+    let mut command = Command::new("psql");
+    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql]);
+    command
 }
 
 /// A scratch database `tagger_bench_<pid>` on the given server, dropped when done.
@@ -345,67 +334,28 @@ struct Postgres {
 
 impl Postgres {
     fn connect(server_url: &str) -> anyhow::Result<Self> {
+        run_checked(&mut psql(server_url, "SELECT 1"))
+            .context(format!("cannot reach {}", redact(server_url)))?;
         let name = format!("tagger_bench_{}", std::process::id());
-        let postgres = Self {
-            server_url: server_url.to_string(),
+        Ok(Self {
+            server_url: server_url.into(),
             bench_url: with_database(server_url, &name),
             name,
-        };
-        run_checked(Command::new("psql").args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            server_url,
-            "-c",
-            "SELECT 1",
-        ]))
-        .with_context(|| format!("cannot reach {}", redact(server_url)))?;
-        Ok(postgres)
+        })
     }
 
-    /// A fresh empty database, so no run finds the previous one's rows or bloat.
+    /// A fresh empty database for every run, so none finds the previous run's rows or bloat.
     fn recreate(&self) -> anyhow::Result<()> {
         self.drop_database()?;
-        self.on_server(&format!("CREATE DATABASE {}", self.name))
-    }
-
-    fn drop_database(&self) -> anyhow::Result<()> {
-        self.on_server(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
+        run_checked(&mut psql(
+            &self.server_url,
+            &format!("CREATE DATABASE {}", self.name),
         ))
     }
 
-    fn on_server(&self, sql: &str) -> anyhow::Result<()> {
-        run_checked(Command::new("psql").args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &self.server_url,
-            "-c",
-            sql,
-        ]))
-        .map(drop)
-    }
-
-    fn psql(&self, sql: &str) -> anyhow::Result<()> {
-        run_checked(&mut self.psql_command(sql)).map(drop)
-    }
-
-    fn psql_command(&self, sql: &str) -> Command {
-        let mut command = Command::new("psql");
-        command.args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &self.bench_url,
-            "-c",
-            sql,
-        ]);
-        command
+    fn drop_database(&self) -> anyhow::Result<()> {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        run_checked(&mut psql(&self.server_url, &sql))
     }
 }
 
@@ -421,15 +371,12 @@ impl Drop for Postgres {
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+        .map_or((url, String::new()), |(b, q)| (b, format!("?{q}")));
     let host_start = base.find("://").map_or(0, |i| i + 3);
     let server = base[host_start..]
         .find('/')
         .map_or(base, |i| &base[..host_start + i]);
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
+    format!("{server}/{database}{query}")
 }
 
 /// The URL without its password, fit for a published document.
@@ -450,8 +397,7 @@ struct ScratchDir(PathBuf);
 impl ScratchDir {
     fn create() -> anyhow::Result<Self> {
         let path = std::env::temp_dir().join(format!("tagger-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::create_dir_all(&path).context(format!("cannot create {}", path.display()))?;
         Ok(Self(path))
     }
 }
@@ -472,9 +418,6 @@ fn markdown_table(results: &[TableRow]) -> String {
          |---|---:|---:|---:|---:|---|---:|\n",
     );
     for r in results {
-        let baseline = r
-            .baseline_seconds
-            .map_or("–".to_string(), |s| thousands(rows_per_second(r.rows, s)));
         table.push_str(&format!(
             "| {} | {} | {:.2} | {} | {:.1} | {} | {} |\n",
             r.backend,
@@ -483,19 +426,22 @@ fn markdown_table(results: &[TableRow]) -> String {
             thousands(rows_per_second(r.rows, r.median.wall_seconds)),
             r.median.peak_rss_kib as f64 / 1024.0,
             r.baseline_name,
-            baseline
+            r.baseline_seconds
+                .map_or("–".into(), |s| thousands(rows_per_second(r.rows, s))),
         ));
     }
     table
 }
 
 /// The sentences under the table, drawn from the numbers.
-fn findings(results: &[TableRow], large: usize, postgres_skipped: bool) -> String {
+fn findings(results: &[TableRow], large: usize) -> String {
+    let row = |backend: &str, rows: usize| {
+        results
+            .iter()
+            .find(|r| r.backend == backend && r.rows == rows)
+    };
     let mut text = Vec::new();
-    match results
-        .iter()
-        .find(|r| r.backend == "PostgreSQL" && r.rows == large)
-    {
+    match row("PostgreSQL", large) {
         Some(r) => {
             let speed = rows_per_second(r.rows, r.median.wall_seconds);
             let verdict = if speed >= TARGET_ROWS_PER_SECOND {
@@ -504,31 +450,25 @@ fn findings(results: &[TableRow], large: usize, postgres_skipped: bool) -> Strin
                 "misses"
             };
             let share = r.baseline_seconds.map_or(String::new(), |s| {
-                format!(
-                    " ({:.0}% of its own `\\copy` into an unindexed table)",
-                    100.0 * speed / rows_per_second(r.rows, s)
-                )
+                let percent = 100.0 * speed / rows_per_second(r.rows, s);
+                format!(" ({percent:.0}% of `\\copy` into an unindexed table)")
             });
             text.push(format!(
-                "PostgreSQL imports {} rows at {} rows/s{share}, so it {verdict} the target of ≥ {} rows/s.",
+                "At {} rows PostgreSQL imports {} rows/s{share}, so it {verdict} the target of ≥ 20,000 rows/s.",
                 thousands(large as f64),
                 thousands(speed),
-                thousands(TARGET_ROWS_PER_SECOND)
             ));
         }
-        None if postgres_skipped => text.push(
-            "PostgreSQL was unreachable, so the ≥ 20,000 rows/s target is unchecked.".to_string(),
-        ),
-        None => {}
+        None => {
+            text.push("PostgreSQL was skipped, so the ≥ 20,000 rows/s target is unchecked.".into())
+        }
     }
     for backend in ["SQLite", "PostgreSQL"] {
-        let rss = |rows| {
-            results
-                .iter()
-                .find(|r| r.backend == backend && r.rows == rows)
-                .map(|r| r.median.peak_rss_kib as f64 / 1024.0)
-        };
-        if let (Some(small), Some(big)) = (rss(large / 10), rss(large)) {
+        if let (Some(small), Some(big)) = (row(backend, large / 10), row(backend, large)) {
+            let (small, big) = (
+                small.median.peak_rss_kib as f64 / 1024.0,
+                big.median.peak_rss_kib as f64 / 1024.0,
+            );
             let ratio = big / small.max(1e-3);
             let verdict = if ratio < FLAT_RSS_RATIO {
                 "flat"
@@ -536,54 +476,48 @@ fn findings(results: &[TableRow], large: usize, postgres_skipped: bool) -> Strin
                 "not flat"
             };
             text.push(format!(
-                "{backend}'s peak RSS goes from {small:.1} MiB to {big:.1} MiB, a ratio of {ratio:.2} while the file grew 10×: memory is {verdict}."
+                "{backend}'s peak RSS goes from {small:.1} to {big:.1} MiB, a ratio of {ratio:.2} \
+                 while the file grew 10×: memory is {verdict}."
             ));
         }
     }
     text.join(" ")
 }
 
-fn section(
-    args: &ImportBench,
-    results: &[TableRow],
-    table: &str,
-    postgres_skipped: bool,
-    sqlite_cli: bool,
-) -> String {
+fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<f64>().ok())
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
-        .map_or("unknown memory".to_string(), |kib| {
+        .map_or("unknown memory".into(), |kib| {
             format!("{:.1} GiB memory", kib / 1024.0 / 1024.0)
         });
+    let url = redact(&args.postgres_url);
     let mut notes = String::new();
-    if postgres_skipped {
+    if bench.postgres.is_none() {
         notes.push_str(&format!(
-            "PostgreSQL was skipped: {} was unreachable.\n\n",
-            redact(&args.postgres_url)
+            "PostgreSQL was skipped: {url} was unreachable.\n\n"
         ));
     }
-    if !sqlite_cli {
+    if !bench.sqlite_cli {
         notes.push_str("sqlite3 CLI not installed, no SQLite baseline.\n\n");
     }
     format!(
         "## Import (tagger import)\n\n\
          Measured {date} on {cores} cores and {memory}, with:\n\n\
-         ```sh\ncargo build --release --bins && cargo run --release --bin bench -- import --rows {rows} --postgres-url {url} --output {output}\n```\n\n\
-         Each run is `/usr/bin/time -v tagger --database-url URL import --project bench --file FILE --text-column subject --text-column body --label-column tags --label-separator \";\" --id-column id` \
-         on a fresh database after `tagger migrate`, on synthetic demo tickets (seed 42); the baseline loads the same CSV in the same run. \
-         Medians of {REPEATS} runs.\n\n{notes}{table}\n{findings}\n",
+         ```sh\ncargo build --release --bins && \
+         cargo run --release --bin bench -- import --rows {rows} --postgres-url {url} --output {output}\n```\n\n\
+         Each run is `/usr/bin/time -v tagger --database-url URL import --file FILE {flags}` on a fresh database \
+         after `tagger migrate`, importing synthetic demo tickets (seed 42); the baselines load the same CSV \
+         in the same run. Medians of {REPEATS} runs.\n\n{notes}{table}\n{findings}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         rows = args.rows,
-        url = redact(&args.postgres_url),
         output = args.output.display(),
-        findings = findings(results, args.rows, postgres_skipped),
+        flags = IMPORT_FLAGS.replace(" ; ", " \";\" "),
+        findings = findings(results, args.rows),
     )
 }
 
@@ -592,8 +526,9 @@ fn replace_section(existing: Option<&str>, section: &str) -> String {
     let block = format!("{START_MARKER}\n{section}{END_MARKER}");
     let Some(text) = existing else {
         return format!(
-            "# Benchmarks\n\nMeasurements of the tagger on this project's machines. The machines are shared and noisy, \
-             so every table puts each number next to a baseline measured in the same run; compare ratios, not absolute values.\n\n{block}\n"
+            "# Benchmarks\n\nMeasurements of the tagger on this project's machines. The machines are shared \
+             and noisy, so every table puts each number next to a baseline measured in the same run: \
+             compare ratios rather than absolute values.\n\n{block}\n"
         );
     };
     match (text.find(START_MARKER), text.find(END_MARKER)) {
@@ -604,14 +539,8 @@ fn replace_section(existing: Option<&str>, section: &str) -> String {
                 &text[end + END_MARKER.len()..]
             )
         }
-        _ => format!(
-            "{}\n{block}\n",
-            if text.ends_with('\n') {
-                text.to_string()
-            } else {
-                format!("{text}\n")
-            }
-        ),
+        _ if text.is_empty() || text.ends_with('\n') => format!("{text}\n{block}\n"),
+        _ => format!("{text}\n\n{block}\n"),
     }
 }
 
@@ -634,14 +563,15 @@ mod tests {
 
     #[test]
     fn time_report_gives_wall_seconds_and_peak_rss() {
-        let report = "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02.50\n\tMaximum resident set size (kbytes): 20480\n";
+        let report = "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02.50\n\
+                      \tMaximum resident set size (kbytes): 20480\n";
         let run = parse_time_report(report).unwrap();
         assert!((run.wall_seconds - 62.5).abs() < 1e-9);
         assert_eq!(run.peak_rss_kib, 20480);
     }
 
     #[test]
-    fn section_is_replaced_and_the_rest_of_the_file_kept() {
+    fn only_the_marked_section_is_replaced() {
         let text = format!("# B\n\nintro\n\n{START_MARKER}\nold\n{END_MARKER}\n\n## Other\n");
         let updated = replace_section(Some(&text), "new\n");
         assert_eq!(
@@ -649,12 +579,14 @@ mod tests {
             format!("# B\n\nintro\n\n{START_MARKER}\nnew\n{END_MARKER}\n\n## Other\n")
         );
         assert!(replace_section(None, "new\n").starts_with("# Benchmarks\n"));
+        assert!(replace_section(Some("# B\n"), "new\n").starts_with("# B\n\n<!--"));
     }
 
     #[test]
     fn urls_get_the_scratch_database_and_lose_passwords() {
+        let url = "postgres://u@h:5432/postgres?sslmode=disable";
         assert_eq!(
-            with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            with_database(url, "x"),
             "postgres://u@h:5432/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");

@@ -23,8 +23,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if created {
         println!("created the demo project {DEMO_PROJECT:?} with {DEMO_TICKETS} synthetic tickets");
     }
-    println!("tagger workbench: {url}");
-    println!("  JSON API: {url}v1/projects");
+    // The web pages arrive with the workbench issue; until then the API is the way in.
+    println!("tagger is serving the demo at {url}");
+    println!("  projects: {url}v1/projects");
+    println!("  tickets:  {url}v1/projects/{DEMO_PROJECT}/tickets");
     application.run_until_stopped().await?;
     Ok(())
 }
