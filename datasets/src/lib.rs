@@ -19,7 +19,7 @@ pub mod ticket;
 pub use error::{StoreError, StoreResult, ValidationError};
 pub use ids::{ModelVersionId, ProjectId, TagId, TicketId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
-pub use model_version::ModelVersion;
+pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};
 pub use project::{LabelMode, Project, ProjectSummary};
 pub use store::{AnyStore, ImportWriter, Store};

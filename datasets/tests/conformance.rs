@@ -248,9 +248,42 @@ async fn a_human_label_overrides_the_model_label_and_history_is_kept(store: AnyS
         .unwrap()[0]
         .id;
     let version = store
-        .create_model_version(project.id, "ngram")
+        .create_model_version(
+            project.id,
+            &NewModelVersion {
+                kind: "ngram".into(),
+                files: [("weights.safetensors".to_string(), "ab12".to_string())].into(),
+                ..NewModelVersion::default()
+            },
+        )
         .await
         .unwrap();
+    let listed = store.model_versions(project.id).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&version));
+    assert_eq!(
+        store
+            .model_version(project.id, version.id)
+            .await
+            .unwrap()
+            .files["weights.safetensors"],
+        "ab12"
+    );
+    store
+        .set_model_metrics(
+            project.id,
+            version.id,
+            &serde_json::json!({"accuracy": 0.5}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .model_version(project.id, version.id)
+            .await
+            .unwrap()
+            .metrics["accuracy"],
+        0.5
+    );
 
     store
         .set_model_labels(project.id, ticket, version.id, &[(id_of("Bug"), 0.91)])

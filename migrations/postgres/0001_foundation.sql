@@ -45,6 +45,12 @@ CREATE TABLE model_versions (
     kind        TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'candidate' CHECK (status IN ('candidate', 'promoted', 'retired')),
     metrics     JSONB NOT NULL DEFAULT '{}',
+    -- Hyper-parameters, where the files are, and the SHA-256 of each file: loading refuses
+    -- files that do not match.
+    params      JSONB NOT NULL DEFAULT '{}',
+    artifact_path TEXT NOT NULL DEFAULT '',
+    files       JSONB NOT NULL DEFAULT '{}',
+    training_fingerprint TEXT NOT NULL DEFAULT '',
     created_at  TIMESTAMPTZ NOT NULL
 );
 

@@ -46,6 +46,12 @@ CREATE TABLE model_versions (
     kind        TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'candidate' CHECK (status IN ('candidate', 'promoted', 'retired')),
     metrics     TEXT NOT NULL DEFAULT '{}',
+    -- Hyper-parameters, where the files are, and the SHA-256 of each file: loading refuses
+    -- files that do not match.
+    params      TEXT NOT NULL DEFAULT '{}',
+    artifact_path TEXT NOT NULL DEFAULT '',
+    files       TEXT NOT NULL DEFAULT '{}',
+    training_fingerprint TEXT NOT NULL DEFAULT '',
     created_at  TEXT NOT NULL
 );
 

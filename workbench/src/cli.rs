@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use datasets::LabelMode;
 use datasets::import::{FileFormat, OnBadRow, SplitChoice};
+use inference::ModelKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -34,6 +35,68 @@ pub enum Command {
     Export(ExportArgs),
     /// List projects with their ticket and tag counts.
     Projects,
+    /// Train a new model version on the project's labelled tickets and evaluate it.
+    Train(TrainArgs),
+    /// Evaluate a model version on the project's held-out tickets.
+    Eval(EvalArgs),
+    /// Tag a text with a model version, for a quick look.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[arg(long)]
+    pub project: String,
+    /// ngram (CPU, seconds), encoder-head or finetune.
+    #[arg(long, default_value = "ngram")]
+    pub kind: ModelKind,
+    /// Most passes over the training tickets (training stops early when validation stops improving).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// ngram: width of the embedding bag; 0 for a linear model over the n-grams.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// ngram: Adagrad learning rate.
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
+    /// ngram: drop n-grams seen in fewer training tickets.
+    #[arg(long)]
+    pub min_df: Option<u32>,
+    /// Precision that tags applied without a person must reach on validation tickets.
+    #[arg(long, default_value_t = trainer::run::DEFAULT_TARGET_PRECISION)]
+    pub target_precision: f64,
+    /// Print the evaluation as JSON instead of a table.
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+/// How to print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub project: String,
+    /// Model version id [default: the newest].
+    #[arg(long)]
+    pub version: Option<i64>,
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub project: String,
+    /// Model version id [default: the newest].
+    #[arg(long)]
+    pub version: Option<i64>,
+    /// The ticket text (subject and body).
+    pub text: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use super::{
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
-use crate::model_version::ModelVersion;
+use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
 use crate::tag::{NewTag, Tag, TagUpdate};
@@ -217,9 +217,30 @@ impl Store for AnyStore {
     async fn create_model_version(
         &self,
         project: ProjectId,
-        kind: &str,
+        version: &NewModelVersion,
     ) -> StoreResult<ModelVersion> {
-        dispatch!(self, store => store.create_model_version(project, kind))
+        dispatch!(self, store => store.create_model_version(project, version))
+    }
+
+    async fn model_versions(&self, project: ProjectId) -> StoreResult<Vec<ModelVersion>> {
+        dispatch!(self, store => store.model_versions(project))
+    }
+
+    async fn model_version(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+    ) -> StoreResult<ModelVersion> {
+        dispatch!(self, store => store.model_version(project, version))
+    }
+
+    async fn set_model_metrics(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+        metrics: &serde_json::Value,
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.set_model_metrics(project, version, metrics))
     }
 
     async fn begin_import(

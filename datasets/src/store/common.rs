@@ -28,13 +28,20 @@ macro_rules! ticket_columns {
         "id, project_id, source, external_id, subject, body, metadata, split, created_at, updated_at"
     };
 }
+macro_rules! model_version_columns {
+    () => {
+        "id, project_id, kind, status, metrics, params, artifact_path, files, training_fingerprint, created_at"
+    };
+}
 macro_rules! label_select {
     () => {
         "SELECT l.ticket_id, l.tag_id, t.name AS tag, l.source, l.set_by, l.confidence, \
          l.present, l.updated_at FROM labels l JOIN tags t ON t.id = l.tag_id"
     };
 }
-pub(crate) use {label_select, project_columns, tag_columns, ticket_columns};
+pub(crate) use {
+    label_select, model_version_columns, project_columns, tag_columns, ticket_columns,
+};
 
 /// `$from, $from+1, …` for `count` values, to build `IN (…)` lists.
 pub(crate) fn placeholders(from: usize, count: usize) -> String {
@@ -512,19 +519,64 @@ macro_rules! common_store_methods {
             convert_all(rows)
         }
 
-        async fn create_model_version(&self, project: ProjectId, kind: &str) -> StoreResult<ModelVersion> {
+        async fn create_model_version(&self, project: ProjectId, version: &NewModelVersion) -> StoreResult<ModelVersion> {
             self.project(project).await?;
-            let row: ModelVersionRow = sqlx::query_as(
-                "INSERT INTO model_versions (project_id, kind, status, metrics, created_at) \
-                 VALUES ($1, $2, 'candidate', '{}', $3) \
-                 RETURNING id, project_id, kind, status, metrics, created_at",
-            )
+            let row: ModelVersionRow = sqlx::query_as(concat!(
+                "INSERT INTO model_versions (project_id, kind, status, metrics, params, artifact_path, files, \
+                 training_fingerprint, created_at) VALUES ($1, $2, 'candidate', $3, $4, $5, $6, $7, $8) RETURNING ",
+                model_version_columns!()
+            ))
             .bind(project)
-            .bind(kind)
+            .bind(&version.kind)
+            .bind(Json(&version.metrics))
+            .bind(Json(&version.params))
+            .bind(&version.artifact_path)
+            .bind(Json(&version.files))
+            .bind(&version.training_fingerprint)
             .bind(Utc::now())
             .fetch_one(&self.pool)
             .await?;
             Ok(row.into())
+        }
+
+        async fn model_versions(&self, project: ProjectId) -> StoreResult<Vec<ModelVersion>> {
+            let rows: Vec<ModelVersionRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                model_version_columns!(),
+                " FROM model_versions WHERE project_id = $1 ORDER BY id DESC"
+            ))
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(ModelVersion::from).collect())
+        }
+
+        async fn model_version(&self, project: ProjectId, version: ModelVersionId) -> StoreResult<ModelVersion> {
+            let row: Option<ModelVersionRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                model_version_columns!(),
+                " FROM model_versions WHERE project_id = $1 AND id = $2"
+            ))
+            .bind(project)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(ModelVersion::from)
+                .ok_or_else(|| StoreError::NotFound(format!("model version {version} of project {project}")))
+        }
+
+        async fn set_model_metrics(&self, project: ProjectId, version: ModelVersionId, metrics: &serde_json::Value) -> StoreResult<()> {
+            let updated = sqlx::query("UPDATE model_versions SET metrics = $1 WHERE project_id = $2 AND id = $3")
+                .bind(Json(metrics))
+                .bind(project)
+                .bind(version)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("model version {version} of project {project}")));
+            }
+            Ok(())
         }
     };
 }

@@ -15,7 +15,7 @@ pub use sqlite::{SqliteImport, SqliteStore};
 use crate::error::StoreResult;
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
-use crate::model_version::ModelVersion;
+use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
 use crate::tag::{NewTag, Tag, TagUpdate};
@@ -138,11 +138,29 @@ pub trait Store: Clone + Send + Sync + 'static {
         ticket: TicketId,
     ) -> impl Future<Output = StoreResult<Vec<LabelEvent>>> + Send;
 
+    /// Records a finished training run as a candidate version.
     fn create_model_version(
         &self,
         project: ProjectId,
-        kind: &str,
+        version: &NewModelVersion,
     ) -> impl Future<Output = StoreResult<ModelVersion>> + Send;
+    /// The project's versions, newest first.
+    fn model_versions(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<ModelVersion>>> + Send;
+    fn model_version(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+    ) -> impl Future<Output = StoreResult<ModelVersion>> + Send;
+    /// Replaces a version's stored evaluation.
+    fn set_model_metrics(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+        metrics: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Starts a bulk import into the named project; creates it when `create` is given.
     fn begin_import(

@@ -7,7 +7,7 @@ use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::{LabelAction, LabelEvent, LabelSource};
-use crate::model_version::ModelVersion;
+use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
 use crate::tag::{NewTag, Tag, TagUpdate};

@@ -181,6 +181,10 @@ pub(crate) struct ModelVersionRow {
     kind: String,
     status: String,
     metrics: Json<serde_json::Value>,
+    params: Json<serde_json::Value>,
+    artifact_path: String,
+    files: Json<std::collections::BTreeMap<String, String>>,
+    training_fingerprint: String,
     created_at: DateTime<Utc>,
 }
 
@@ -192,6 +196,10 @@ impl From<ModelVersionRow> for ModelVersion {
             kind: row.kind,
             status: row.status,
             metrics: row.metrics.0,
+            params: row.params.0,
+            artifact_path: row.artifact_path,
+            files: row.files.0,
+            training_fingerprint: row.training_fingerprint,
             created_at: row.created_at,
         }
     }

@@ -3,6 +3,7 @@
 mod demo;
 mod export;
 mod import;
+mod models;
 mod serve;
 
 use crate::cli::{Cli, Command};
@@ -26,6 +27,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Import(args) => import::run(&open_store(&config).await?, args).await,
         Command::Export(args) => export::run(&open_store(&config).await?, args).await,
         Command::Projects => list_projects(&open_store(&config).await?).await,
+        Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
+        Command::Eval(args) => models::eval(&open_store(&config).await?, args).await,
+        Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,
     }
 }
 
@@ -46,6 +50,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
             datasets::store::any::redact_password(&url)
         )
     })
+}
+
+/// Finds a project by the name a person typed.
+pub async fn find_project(store: &AnyStore, name: &str) -> anyhow::Result<datasets::Project> {
+    let parsed = datasets::ProjectName::parse(name)?;
+    store
+        .project_by_name(&parsed)
+        .await?
+        .with_context(|| format!("project {name:?} not found (see `tagger projects`)"))
 }
 
 async fn list_projects(store: &AnyStore) -> anyhow::Result<()> {

@@ -1,0 +1,75 @@
+//! The model card: everything about a model version except its weights.
+
+use crate::ngram::NgramShape;
+use datasets::{LabelMode, TagId, TagName};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of model the product trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    Ngram,
+    EncoderHead,
+    Finetune,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ngram => "ngram",
+            Self::EncoderHead => "encoder-head",
+            Self::Finetune => "finetune",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ngram" => Ok(Self::Ngram),
+            "encoder-head" => Ok(Self::EncoderHead),
+            "finetune" => Ok(Self::Finetune),
+            other => Err(format!(
+                "unknown model kind {other:?} (expected ngram, encoder-head or finetune)"
+            )),
+        }
+    }
+}
+
+/// A tag as the model knows it: by id, so a renamed tag stays the same output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRef {
+    pub id: TagId,
+    pub name: TagName,
+}
+
+/// The version of the on-disk format this code writes and reads.
+pub const CARD_FORMAT: u32 = 1;
+
+/// What a trained model is and how to read its scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: u32,
+    pub kind: ModelKind,
+    pub label_mode: LabelMode,
+    /// The taxonomy the model was trained on: output `i` is `tags[i]`.
+    pub tags: Vec<TagRef>,
+    /// Scores are divided by this before softmax/sigmoid (fitted on validation tickets).
+    pub temperature: f32,
+    /// Per output: the probability at or above which the tag is applied without a person.
+    pub thresholds: Vec<f32>,
+    /// Hyper-parameters the run used.
+    pub params: serde_json::Value,
+    /// SHA-256 over the training tickets and their labels.
+    pub training_fingerprint: String,
+    pub ngram: Option<NgramShape>,
+}

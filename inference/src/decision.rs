@@ -1,0 +1,189 @@
+//! From probabilities to what happens to a ticket: which tags are applied at once, which
+//! are only suggested, whether a person must look, what keyword rules added or vetoed, and
+//! which of today's tags the model cannot know about.
+
+use crate::card::TagRef;
+use datasets::{LabelMode, Tag, TagId, TagName};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What a keyword rule did to a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleEffect {
+    Added,
+    Vetoed,
+}
+
+/// One tag's score for one ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TagScore {
+    pub tag: TagName,
+    pub probability: f32,
+    pub threshold: f32,
+    /// Applied without a person: above threshold (or added by a rule, and not vetoed).
+    pub applied: bool,
+    pub rule: Option<RuleEffect>,
+}
+
+/// The verdict on one ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Highest probability first.
+    pub scores: Vec<TagScore>,
+    pub applied: Vec<TagName>,
+    /// No tag was confident enough: a person should tag it.
+    pub needs_review: bool,
+}
+
+/// The project's taxonomy today, against the model's snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaxonomyDrift {
+    /// Tags added since training: the model never predicts them.
+    pub not_covered: Vec<TagName>,
+    /// Tags the model knows that are archived or deleted now: never applied.
+    pub retired: Vec<TagName>,
+}
+
+/// Applies thresholds and keyword rules with today's taxonomy.
+#[derive(Debug, Clone)]
+pub struct Decider {
+    mode: LabelMode,
+    /// Per model output: today's name, or `None` when the tag is retired.
+    outputs: Vec<Option<TagName>>,
+    thresholds: Vec<f32>,
+    rules: Vec<(usize, Vec<String>, Vec<String>)>,
+    pub drift: TaxonomyDrift,
+}
+
+impl Decider {
+    pub fn new(
+        mode: LabelMode,
+        model_tags: &[TagRef],
+        thresholds: &[f32],
+        taxonomy: &[Tag],
+    ) -> Self {
+        let current: HashMap<TagId, &Tag> = taxonomy.iter().map(|t| (t.id, t)).collect();
+        let outputs: Vec<Option<TagName>> = model_tags
+            .iter()
+            .map(|known| {
+                current
+                    .get(&known.id)
+                    .filter(|t| !t.archived)
+                    .map(|t| t.name.clone())
+            })
+            .collect();
+        let retired = model_tags
+            .iter()
+            .zip(&outputs)
+            .filter(|(_, now)| now.is_none())
+            .map(|(known, _)| known.name.clone())
+            .collect();
+        let known: Vec<TagId> = model_tags.iter().map(|t| t.id).collect();
+        let not_covered = taxonomy
+            .iter()
+            .filter(|t| !t.archived && !known.contains(&t.id))
+            .map(|t| t.name.clone())
+            .collect();
+        let rules = model_tags
+            .iter()
+            .enumerate()
+            .filter_map(|(i, known)| {
+                let tag = current.get(&known.id).filter(|t| !t.archived)?;
+                let lower = |phrases: &[String]| {
+                    phrases
+                        .iter()
+                        .map(|p| p.trim().to_lowercase())
+                        .collect::<Vec<_>>()
+                };
+                (!tag.keywords.is_empty()).then(|| {
+                    (
+                        i,
+                        lower(&tag.keywords.include),
+                        lower(&tag.keywords.exclude),
+                    )
+                })
+            })
+            .collect();
+        Self {
+            mode,
+            outputs,
+            thresholds: thresholds.to_vec(),
+            rules,
+            drift: TaxonomyDrift {
+                not_covered,
+                retired,
+            },
+        }
+    }
+
+    /// Decides for one ticket; `with_rules` false gives the model's own verdict.
+    pub fn decide(&self, text: &str, probabilities: &[f32], with_rules: bool) -> Decision {
+        let mut effects: Vec<Option<RuleEffect>> = vec![None; self.outputs.len()];
+        if with_rules && !self.rules.is_empty() {
+            let lowered = text.to_lowercase();
+            for (output, include, exclude) in &self.rules {
+                if exclude.iter().any(|p| lowered.contains(p.as_str())) {
+                    effects[*output] = Some(RuleEffect::Vetoed);
+                } else if include.iter().any(|p| lowered.contains(p.as_str())) {
+                    effects[*output] = Some(RuleEffect::Added);
+                }
+            }
+        }
+        let live = |i: usize| self.outputs[i].is_some() && effects[i] != Some(RuleEffect::Vetoed);
+        let confident = |i: usize| probabilities[i] >= self.thresholds[i];
+        let mut applied = vec![false; self.outputs.len()];
+        match self.mode {
+            LabelMode::Multi => {
+                for (i, slot) in applied.iter_mut().enumerate() {
+                    *slot = live(i) && (confident(i) || effects[i] == Some(RuleEffect::Added));
+                }
+            }
+            LabelMode::Single => {
+                // A rule's tag wins over the model's; among several, the likelier one.
+                let best = |candidates: &mut dyn Iterator<Item = usize>| {
+                    candidates.max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]))
+                };
+                let by_rule = best(
+                    &mut (0..self.outputs.len())
+                        .filter(|&i| live(i) && effects[i] == Some(RuleEffect::Added)),
+                );
+                let choice = by_rule.or_else(|| {
+                    best(
+                        &mut (0..self.outputs.len())
+                            .filter(|&i| live(i))
+                            .filter(|&i| confident(i)),
+                    )
+                });
+                if let Some(i) = choice {
+                    applied[i] = true;
+                }
+            }
+        }
+        let mut scores: Vec<TagScore> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                Some(TagScore {
+                    tag: name.clone()?,
+                    probability: probabilities[i],
+                    threshold: self.thresholds[i],
+                    applied: applied[i],
+                    rule: effects[i],
+                })
+            })
+            .collect();
+        scores.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        let applied_names: Vec<TagName> = scores
+            .iter()
+            .filter(|s| s.applied)
+            .map(|s| s.tag.clone())
+            .collect();
+        Decision {
+            needs_review: applied_names.is_empty(),
+            applied: applied_names,
+            scores,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Models that map ticket text to a score per tag: their architectures, their files on
+//! disk (hash-checked), calibration, and the decision of what to apply and what to send to
+//! a person. Training lives in `trainer`; this crate is what serving needs.
+
+pub mod artifact;
+pub mod calibration;
+pub mod card;
+pub mod decision;
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod ngram;
+
+pub use card::{ModelCard, ModelKind, TagRef};
+pub use decision::{Decider, Decision, TagScore, TaxonomyDrift};
+pub use error::ModelError;
+pub use model::TaggingModel;

@@ -1,0 +1,203 @@
+//! A trained model ready to score tickets: its card and its weights.
+
+use crate::artifact::{self, FileHashes, Tensors, WEIGHTS_FILE};
+use crate::calibration::probabilities;
+use crate::card::{CARD_FORMAT, ModelCard, ModelKind};
+use crate::error::ModelError;
+use crate::features::Family;
+use crate::ngram::NgramModel;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The architectures behind a model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scorer {
+    Ngram(NgramModel),
+}
+
+/// A model version, loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggingModel {
+    pub card: ModelCard,
+    pub scorer: Scorer,
+}
+
+impl TaggingModel {
+    /// Raw scores, one per tag of the card.
+    pub fn logits(&self, text: &str) -> Vec<f32> {
+        match &self.scorer {
+            Scorer::Ngram(model) => model.logits(text),
+        }
+    }
+
+    /// Calibrated probabilities, one per tag of the card.
+    pub fn probabilities(&self, text: &str) -> Vec<f32> {
+        probabilities(
+            &self.logits(text),
+            self.card.temperature,
+            self.card.label_mode,
+        )
+    }
+
+    /// Writes the model into a new directory; returns the hashes to record.
+    pub fn save(&self, dir: &Path) -> Result<FileHashes, ModelError> {
+        artifact::save(dir, &self.card, &self.tensors())
+    }
+
+    /// Reads and checks a model directory against the hashes recorded for it.
+    pub fn load(dir: &Path, hashes: &FileHashes) -> Result<Self, ModelError> {
+        let (card, tensors) = artifact::load(dir, hashes)?;
+        Self::from_parts(card, &tensors)
+    }
+
+    fn tensors(&self) -> Tensors {
+        let mut tensors = Tensors::default();
+        match &self.scorer {
+            Scorer::Ngram(model) => {
+                let rows = model.buckets.len();
+                tensors
+                    .u32s
+                    .insert("buckets".into(), (vec![rows], model.buckets.clone()));
+                let families = model
+                    .families
+                    .iter()
+                    .map(|f| match f {
+                        Family::Word => 0,
+                        Family::Char => 1,
+                    })
+                    .collect();
+                tensors
+                    .u32s
+                    .insert("families".into(), (vec![rows], families));
+                tensors
+                    .f32s
+                    .insert("idf".into(), (vec![rows], model.idf.clone()));
+                tensors.f32s.insert(
+                    "table".into(),
+                    (vec![rows, model.width()], model.table.clone()),
+                );
+                tensors.f32s.insert(
+                    "bias".into(),
+                    (vec![model.shape.outputs], model.bias.clone()),
+                );
+                if model.shape.hidden > 0 {
+                    tensors.f32s.insert(
+                        "projection".into(),
+                        (
+                            vec![model.shape.hidden, model.shape.outputs],
+                            model.projection.clone(),
+                        ),
+                    );
+                }
+            }
+        }
+        tensors
+    }
+
+    /// Assembles a model, checking that the card and every tensor agree on their shapes.
+    pub fn from_parts(card: ModelCard, tensors: &Tensors) -> Result<Self, ModelError> {
+        let bad = |reason: String| ModelError::corrupt(WEIGHTS_FILE, reason);
+        if card.format != CARD_FORMAT {
+            return Err(ModelError::corrupt(
+                artifact::CARD_FILE,
+                format!(
+                    "format {} is not the supported format {CARD_FORMAT}",
+                    card.format
+                ),
+            ));
+        }
+        let outputs = card.tags.len();
+        if card.thresholds.len() != outputs {
+            return Err(ModelError::corrupt(
+                artifact::CARD_FILE,
+                format!("{} thresholds for {outputs} tags", card.thresholds.len()),
+            ));
+        }
+        let scorer = match card.kind {
+            ModelKind::Ngram => {
+                let shape = card.ngram.ok_or_else(|| {
+                    ModelError::corrupt(artifact::CARD_FILE, "an ngram model without its shape")
+                })?;
+                if shape.outputs != outputs {
+                    return Err(bad(format!("{} outputs for {outputs} tags", shape.outputs)));
+                }
+                let (_, buckets) = tensors.u32("buckets")?;
+                let (_, families) = tensors.u32("families")?;
+                let (_, idf) = tensors.f32("idf")?;
+                let (table_shape, table) = tensors.f32("table")?;
+                let (_, bias) = tensors.f32("bias")?;
+                let rows = buckets.len();
+                let width = if shape.hidden == 0 {
+                    outputs
+                } else {
+                    shape.hidden
+                };
+                if families.len() != rows || idf.len() != rows {
+                    return Err(bad(format!(
+                        "{rows} buckets but {} families and {} idf values",
+                        families.len(),
+                        idf.len()
+                    )));
+                }
+                if table_shape != &vec![rows, width] || table.len() != rows * width {
+                    return Err(bad(format!(
+                        "table has shape {table_shape:?}, expected [{rows}, {width}]"
+                    )));
+                }
+                if bias.len() != outputs {
+                    return Err(bad(format!(
+                        "bias has {} values for {outputs} tags",
+                        bias.len()
+                    )));
+                }
+                let projection = if shape.hidden > 0 {
+                    let (_, projection) = tensors.f32("projection")?;
+                    if projection.len() != shape.hidden * outputs {
+                        return Err(bad(format!(
+                            "projection has {} values, expected {}",
+                            projection.len(),
+                            shape.hidden * outputs
+                        )));
+                    }
+                    projection.clone()
+                } else {
+                    Vec::new()
+                };
+                let limit = 1u64 << shape.features.hash_bits.min(31);
+                if buckets.iter().any(|b| u64::from(*b) >= limit) {
+                    return Err(bad("a bucket lies outside the hash space".into()));
+                }
+                let families = families
+                    .iter()
+                    .map(|f| match f {
+                        0 => Ok(Family::Word),
+                        1 => Ok(Family::Char),
+                        other => Err(bad(format!("unknown feature family {other}"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rows_by_bucket: HashMap<u32, u32> = buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(row, b)| (*b, row as u32))
+                    .collect();
+                Scorer::Ngram(NgramModel {
+                    shape,
+                    rows: rows_by_bucket,
+                    buckets: buckets.clone(),
+                    families,
+                    idf: idf.clone(),
+                    table: table.clone(),
+                    projection,
+                    bias: bias.clone(),
+                })
+            }
+            other => {
+                return Err(ModelError::corrupt(
+                    artifact::CARD_FILE,
+                    format!("{other} models are not supported by this build"),
+                ));
+            }
+        };
+        Ok(Self { card, scorer })
+    }
+}

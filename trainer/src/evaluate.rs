@@ -1,0 +1,229 @@
+//! Honest evaluation on held-out tickets: accuracy, micro/macro F1, per-tag precision,
+//! recall, F1 and support, confusion, calibration error, and what the thresholds do —
+//! how many tickets are tagged without a person and how precise those tags are, with and
+//! without the keyword rules.
+
+use crate::examples::Example;
+use datasets::LabelMode;
+use inference::Decider;
+use serde::{Deserialize, Serialize};
+
+/// One tag's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagMetrics {
+    pub tag: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+    pub threshold: f32,
+}
+
+/// What the thresholds do on the test tickets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Share of tickets with at least one tag applied without a person.
+    pub auto_tagged_share: f64,
+    /// Share of applied tags that were right.
+    pub precision: f64,
+    /// Share of tickets sent to a person.
+    pub review_share: f64,
+}
+
+/// A model's evaluation; the JSON keys are a public contract of `tagger eval --format json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub examples: usize,
+    /// One tag per ticket: top tag right; several: the predicted set (p ≥ 0.5) exactly right.
+    pub accuracy: f64,
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+    pub ece: f64,
+    pub ece_before_calibration: f64,
+    pub temperature: f32,
+    pub per_tag: Vec<TagMetrics>,
+    /// One tag per ticket: `confusion[truth][predicted]`; several: per tag `[tp, fp, fn, tn]`.
+    pub confusion: Vec<Vec<usize>>,
+    pub coverage: Coverage,
+    pub coverage_with_rules: Coverage,
+}
+
+fn f1(precision: f64, recall: f64) -> f64 {
+    if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    }
+}
+
+fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The tags a model predicts without thresholds: the top one, or all at 0.5 and above.
+pub fn predicted_set(probabilities: &[f32], mode: LabelMode) -> Vec<usize> {
+    match mode {
+        LabelMode::Single => probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| vec![i])
+            .unwrap_or_default(),
+        LabelMode::Multi => probabilities
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p >= 0.5)
+            .map(|(i, _)| i)
+            .collect(),
+    }
+}
+
+fn coverage(
+    examples: &[Example],
+    probabilities: &[Vec<f32>],
+    decider: &Decider,
+    tag_names: &[String],
+    with_rules: bool,
+) -> Coverage {
+    let mut auto_tagged = 0;
+    let mut applied = 0;
+    let mut right = 0;
+    for (example, p) in examples.iter().zip(probabilities) {
+        let decision = decider.decide(&example.text, p, with_rules);
+        if decision.needs_review {
+            continue;
+        }
+        auto_tagged += 1;
+        for tag in &decision.applied {
+            applied += 1;
+            if let Some(index) = tag_names.iter().position(|n| n == tag.as_str())
+                && example.targets.contains(&index)
+            {
+                right += 1;
+            }
+        }
+    }
+    Coverage {
+        auto_tagged_share: ratio(auto_tagged, examples.len()),
+        precision: ratio(right, applied),
+        review_share: ratio(examples.len() - auto_tagged, examples.len()),
+    }
+}
+
+/// Inputs of an evaluation besides the examples.
+pub struct EvaluationInputs<'a> {
+    pub mode: LabelMode,
+    pub tag_names: &'a [String],
+    pub thresholds: &'a [f32],
+    pub temperature: f32,
+    pub decider: &'a Decider,
+}
+
+/// Scores a model on examples from its calibrated and uncalibrated probabilities.
+pub fn evaluate(
+    examples: &[Example],
+    probabilities: &[Vec<f32>],
+    uncalibrated: &[Vec<f32>],
+    inputs: &EvaluationInputs<'_>,
+) -> Evaluation {
+    let tags = inputs.tag_names.len();
+    let mode = inputs.mode;
+    let (mut tp, mut fp, mut fn_) = (vec![0usize; tags], vec![0usize; tags], vec![0usize; tags]);
+    let mut exact = 0;
+    let mut confusion = match mode {
+        LabelMode::Single => vec![vec![0usize; tags]; tags],
+        LabelMode::Multi => vec![vec![0usize; 4]; tags],
+    };
+    for (example, p) in examples.iter().zip(probabilities) {
+        let predicted = predicted_set(p, mode);
+        if predicted == example.targets {
+            exact += 1;
+        }
+        for tag in 0..tags {
+            let (said, truly) = (predicted.contains(&tag), example.targets.contains(&tag));
+            match (said, truly) {
+                (true, true) => tp[tag] += 1,
+                (true, false) => fp[tag] += 1,
+                (false, true) => fn_[tag] += 1,
+                (false, false) => {}
+            }
+            if mode == LabelMode::Multi {
+                let cell = match (said, truly) {
+                    (true, true) => 0,
+                    (true, false) => 1,
+                    (false, true) => 2,
+                    (false, false) => 3,
+                };
+                confusion[tag][cell] += 1;
+            }
+        }
+        if mode == LabelMode::Single
+            && let (Some(&truth), Some(&guess)) = (example.targets.first(), predicted.first())
+        {
+            confusion[truth][guess] += 1;
+        }
+    }
+    let per_tag: Vec<TagMetrics> = (0..tags)
+        .map(|tag| {
+            let precision = ratio(tp[tag], tp[tag] + fp[tag]);
+            let recall = ratio(tp[tag], tp[tag] + fn_[tag]);
+            TagMetrics {
+                tag: inputs.tag_names[tag].clone(),
+                precision,
+                recall,
+                f1: f1(precision, recall),
+                support: tp[tag] + fn_[tag],
+                threshold: inputs.thresholds[tag],
+            }
+        })
+        .collect();
+    let with_support: Vec<&TagMetrics> = per_tag.iter().filter(|t| t.support > 0).collect();
+    let macro_f1 = if with_support.is_empty() {
+        0.0
+    } else {
+        with_support.iter().map(|t| t.f1).sum::<f64>() / with_support.len() as f64
+    };
+    let (all_tp, all_fp, all_fn) = (
+        tp.iter().sum(),
+        fp.iter().sum::<usize>(),
+        fn_.iter().sum::<usize>(),
+    );
+    let micro_f1 = f1(
+        ratio(all_tp, all_tp + all_fp),
+        ratio(all_tp, all_tp + all_fn),
+    );
+    let targets: Vec<Vec<usize>> = examples.iter().map(|e| e.targets.clone()).collect();
+    Evaluation {
+        examples: examples.len(),
+        accuracy: ratio(exact, examples.len()),
+        micro_f1,
+        macro_f1,
+        ece: crate::calibrate::expected_calibration_error(probabilities, &targets, mode),
+        ece_before_calibration: crate::calibrate::expected_calibration_error(
+            uncalibrated,
+            &targets,
+            mode,
+        ),
+        temperature: inputs.temperature,
+        per_tag,
+        confusion,
+        coverage: coverage(
+            examples,
+            probabilities,
+            inputs.decider,
+            inputs.tag_names,
+            false,
+        ),
+        coverage_with_rules: coverage(
+            examples,
+            probabilities,
+            inputs.decider,
+            inputs.tag_names,
+            true,
+        ),
+    }
+}

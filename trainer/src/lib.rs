@@ -1,0 +1,15 @@
+//! Learning from labelled tickets: training runs, calibration, thresholds and honest
+//! evaluation on the held-out split.
+
+pub mod calibrate;
+pub mod evaluate;
+pub mod examples;
+pub mod ngram;
+pub mod run;
+pub mod thresholds;
+
+pub use evaluate::Evaluation;
+pub use run::{
+    Progress, TrainError, TrainOutcome, TrainRequest, evaluate_version, find_version, load_version,
+    train,
+};

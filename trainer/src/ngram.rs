@@ -1,0 +1,331 @@
+//! Training the `ngram` model: a vocabulary of hashed features seen in at least `min_df`
+//! training tickets, TF-IDF weights, then Adagrad on the cross-entropy (softmax for one tag
+//! per ticket, per-tag sigmoid for several), updating only the rows a ticket touches.
+//! Early stopping keeps the epoch with the lowest validation loss.
+
+use crate::examples::Example;
+use datasets::LabelMode;
+use inference::calibration::sigmoid;
+use inference::features::{Family, FeatureConfig, SparseVector};
+use inference::ngram::{NgramModel, NgramShape};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Hyper-parameters of an `ngram` training run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NgramParams {
+    pub features: FeatureConfig,
+    /// 0: a linear model over the features (most accurate); otherwise the bag's width.
+    pub hidden: usize,
+    /// Features seen in fewer training tickets are dropped.
+    pub min_df: u32,
+    pub epochs: usize,
+    pub learning_rate: f32,
+    /// L2 penalty per update, scaled by the learning rate.
+    pub l2: f32,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub seed: u64,
+    /// After early stopping, train again on training and validation tickets for the best
+    /// number of epochs, so no labelled ticket is wasted; calibration still uses the first
+    /// model's scores on the validation tickets it never saw.
+    pub refit: bool,
+}
+
+impl Default for NgramParams {
+    fn default() -> Self {
+        Self {
+            features: FeatureConfig::default(),
+            hidden: 0,
+            min_df: 2,
+            epochs: 30,
+            learning_rate: 0.1,
+            l2: 1e-6,
+            patience: 3,
+            seed: 42,
+            refit: true,
+        }
+    }
+}
+
+/// Progress of a run, reported once per epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub train_loss: f64,
+    pub validation_loss: f64,
+}
+
+/// A small deterministic generator for shuffling and initialisation (SplitMix64).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Builds the vocabulary and IDF from the training tickets.
+fn build_vocabulary(params: &NgramParams, outputs: usize, train: &[Example]) -> NgramModel {
+    let mut document_frequency: BTreeMap<u32, (Family, u32)> = BTreeMap::new();
+    for example in train {
+        for (bucket, (family, _)) in params.features.extract(&example.text) {
+            document_frequency.entry(bucket).or_insert((family, 0)).1 += 1;
+        }
+    }
+    let documents = train.len() as f32;
+    let mut buckets = Vec::new();
+    let mut families = Vec::new();
+    let mut idf = Vec::new();
+    for (bucket, (family, df)) in document_frequency {
+        if df >= params.min_df {
+            buckets.push(bucket);
+            families.push(family);
+            idf.push(((1.0 + documents) / (1.0 + df as f32)).ln() + 1.0);
+        }
+    }
+    let rows: HashMap<u32, u32> = buckets
+        .iter()
+        .enumerate()
+        .map(|(row, b)| (*b, row as u32))
+        .collect();
+    let width = if params.hidden == 0 {
+        outputs
+    } else {
+        params.hidden
+    };
+    let mut random = Random(params.seed);
+    let mut init = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| (random.uniform() * 2.0 - 1.0) * scale)
+            .collect()
+    };
+    // A linear model starts at zero; a bag needs random rows or every hidden unit stays alike.
+    let table = if params.hidden == 0 {
+        vec![0.0; buckets.len() * width]
+    } else {
+        init(buckets.len() * width, 1.0 / width as f32)
+    };
+    let projection = if params.hidden == 0 {
+        Vec::new()
+    } else {
+        init(
+            params.hidden * outputs,
+            (6.0 / (params.hidden + outputs) as f32).sqrt(),
+        )
+    };
+    NgramModel {
+        shape: NgramShape {
+            features: params.features,
+            hidden: params.hidden,
+            outputs,
+        },
+        rows,
+        buckets,
+        families,
+        idf,
+        table,
+        projection,
+        bias: vec![0.0; outputs],
+    }
+}
+
+/// The gradient of the loss with respect to the logits, and the loss.
+fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f32>, f64) {
+    match mode {
+        LabelMode::Single => {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            let mut gradient: Vec<f32> = exps.iter().map(|e| e / sum).collect();
+            let target = targets.first().copied().unwrap_or(0);
+            let loss = -f64::from(gradient[target].max(1e-12)).ln();
+            gradient[target] -= 1.0;
+            (gradient, loss)
+        }
+        LabelMode::Multi => {
+            let mut loss = 0.0;
+            let gradient = logits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let p = sigmoid(*l);
+                    let y = if targets.contains(&i) { 1.0 } else { 0.0 };
+                    loss -= f64::from(if y > 0.0 { p } else { 1.0 - p }.max(1e-12)).ln();
+                    p - y
+                })
+                .collect();
+            (gradient, loss)
+        }
+    }
+}
+
+fn mean_loss(
+    model: &NgramModel,
+    vectors: &[SparseVector],
+    examples: &[Example],
+    mode: LabelMode,
+) -> f64 {
+    if examples.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = vectors
+        .iter()
+        .zip(examples)
+        .map(|(vector, example)| {
+            output_gradient(
+                &model.logits_of_bag(&model.bag(vector)),
+                &example.targets,
+                mode,
+            )
+            .1
+        })
+        .sum();
+    total / examples.len() as f64
+}
+
+/// Adagrad state: a running sum of squared gradients per parameter.
+struct Accumulators {
+    table: Vec<f32>,
+    projection: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+fn adagrad(weight: &mut f32, accumulator: &mut f32, gradient: f32, rate: f32, l2: f32) {
+    let gradient = gradient + l2 * *weight;
+    *accumulator += gradient * gradient;
+    *weight -= rate * gradient / (accumulator.sqrt() + 1e-8);
+}
+
+/// A trained model and the epoch at which validation loss was lowest.
+pub struct Fitted {
+    pub model: NgramModel,
+    pub best_epoch: usize,
+}
+
+/// Trains an `ngram` model on `train`, stopping early on `validation`; `on_epoch` hears
+/// about every epoch.
+pub fn train_ngram(
+    mode: LabelMode,
+    outputs: usize,
+    train: &[Example],
+    validation: &[Example],
+    params: &NgramParams,
+    mut on_epoch: impl FnMut(EpochReport),
+) -> Fitted {
+    let mut model = build_vocabulary(params, outputs, train);
+    let train_vectors: Vec<SparseVector> = train.iter().map(|e| model.vectorize(&e.text)).collect();
+    let validation_vectors: Vec<SparseVector> = validation
+        .iter()
+        .map(|e| model.vectorize(&e.text))
+        .collect();
+    let width = model.width();
+    let hidden = params.hidden;
+    let mut state = Accumulators {
+        table: vec![0.0; model.table.len()],
+        projection: vec![0.0; model.projection.len()],
+        bias: vec![0.0; outputs],
+    };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut random = Random(params.seed ^ 0x5eed);
+    let mut best: Option<(f64, usize, NgramModel)> = None;
+    let mut epochs_without_gain = 0;
+    for epoch in 1..=params.epochs {
+        random.shuffle(&mut order);
+        let mut train_loss = 0.0;
+        for &i in &order {
+            let vector = &train_vectors[i];
+            let bag = model.bag(vector);
+            let logits = model.logits_of_bag(&bag);
+            let (gradient, loss) = output_gradient(&logits, &train[i].targets, mode);
+            train_loss += loss;
+            let rate = params.learning_rate;
+            for ((bias, accumulator), g) in
+                model.bias.iter_mut().zip(&mut state.bias).zip(&gradient)
+            {
+                adagrad(bias, accumulator, *g, rate, 0.0);
+            }
+            // The gradient reaching the bag: the output gradient itself for a linear model,
+            // or back through the projection.
+            let bag_gradient: Vec<f32> = if hidden == 0 {
+                gradient
+            } else {
+                let mut back = vec![0.0; hidden];
+                for (h, slot) in back.iter_mut().enumerate() {
+                    let row = &model.projection[h * outputs..(h + 1) * outputs];
+                    *slot = row.iter().zip(&gradient).map(|(w, g)| w * g).sum();
+                }
+                let weights = model
+                    .projection
+                    .chunks_mut(outputs)
+                    .zip(state.projection.chunks_mut(outputs));
+                for ((row, accumulators), activation) in weights.zip(&bag) {
+                    for ((weight, accumulator), g) in
+                        row.iter_mut().zip(accumulators).zip(&gradient)
+                    {
+                        adagrad(weight, accumulator, activation * g, rate, params.l2);
+                    }
+                }
+                back
+            };
+            for (row, weight) in vector {
+                let start = *row as usize * width;
+                for (k, g) in bag_gradient.iter().enumerate() {
+                    let index = start + k;
+                    adagrad(
+                        &mut model.table[index],
+                        &mut state.table[index],
+                        weight * g,
+                        rate,
+                        params.l2,
+                    );
+                }
+            }
+        }
+        let validation_loss = mean_loss(&model, &validation_vectors, validation, mode);
+        on_epoch(EpochReport {
+            epoch,
+            epochs: params.epochs,
+            train_loss: train_loss / train.len().max(1) as f64,
+            validation_loss,
+        });
+        if validation.is_empty() {
+            continue;
+        }
+        match &best {
+            Some((loss, _, _)) if validation_loss >= *loss => {
+                epochs_without_gain += 1;
+                if epochs_without_gain >= params.patience {
+                    break;
+                }
+            }
+            _ => {
+                best = Some((validation_loss, epoch, model.clone()));
+                epochs_without_gain = 0;
+            }
+        }
+    }
+    match best {
+        Some((_, best_epoch, model)) => Fitted { model, best_epoch },
+        None => Fitted {
+            model,
+            best_epoch: params.epochs,
+        },
+    }
+}

@@ -1,0 +1,322 @@
+//! A training run from start to finish: read the labelled tickets, fit the model, calibrate
+//! it and choose thresholds on validation tickets, evaluate it on the test split, write its
+//! files and record the version. And the same evaluation for a stored version.
+
+use crate::calibrate::fit_temperature;
+use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
+use crate::examples::{Example, TrainingData, load_training_data};
+use crate::ngram::{EpochReport, NgramParams, train_ngram};
+use crate::thresholds::choose_thresholds;
+use datasets::{
+    AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, Store, StoreError,
+};
+use inference::calibration::probabilities;
+use inference::card::{CARD_FORMAT, ModelCard, ModelKind};
+use inference::model::Scorer;
+use inference::{Decider, ModelError, TaggingModel, TaxonomyDrift};
+use std::path::Path;
+
+/// The precision auto-applied tags should have unless the run asks for another.
+pub const DEFAULT_TARGET_PRECISION: f64 = 0.9;
+/// Fewer validation tickets than this and calibration uses the training tickets instead.
+const MIN_VALIDATION: usize = 20;
+
+/// What to train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainRequest {
+    pub kind: ModelKind,
+    pub ngram: NgramParams,
+    pub target_precision: f64,
+}
+
+impl Default for TrainRequest {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Ngram,
+            ngram: NgramParams::default(),
+            target_precision: DEFAULT_TARGET_PRECISION,
+        }
+    }
+}
+
+/// Progress a run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Loaded {
+        train: usize,
+        validation: usize,
+        test: usize,
+        tags: usize,
+    },
+    Epoch(EpochReport),
+    /// Training again on training and validation tickets for the best number of epochs.
+    Refitting {
+        epochs: usize,
+    },
+    Evaluating,
+}
+
+/// Why a run or an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("not enough labelled tickets to train: {0}")]
+    NotEnoughData(String),
+    #[error("{0} models cannot be trained by this build yet")]
+    Unsupported(ModelKind),
+    #[error("the training thread failed: {0}")]
+    Worker(String),
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub version: ModelVersion,
+    pub evaluation: Evaluation,
+    pub drift: TaxonomyDrift,
+    pub train_seconds: f64,
+}
+
+fn check_enough(data: &TrainingData) -> Result<(), TrainError> {
+    let tags_with_examples = (0..data.tags.len())
+        .filter(|t| data.train.iter().any(|e| e.targets.contains(t)))
+        .count();
+    if data.train.len() < 10 || tags_with_examples < 2 {
+        return Err(TrainError::NotEnoughData(format!(
+            "{} training tickets over {tags_with_examples} tags; label at least 10 tickets with at least 2 different tags",
+            data.train.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Trains, evaluates and records a new candidate version of the project's model.
+pub async fn train(
+    store: &AnyStore,
+    project: &Project,
+    request: &TrainRequest,
+    models_dir: &Path,
+    mut progress: impl FnMut(Progress) + Send + 'static,
+) -> Result<TrainOutcome, TrainError> {
+    if request.kind != ModelKind::Ngram {
+        return Err(TrainError::Unsupported(request.kind));
+    }
+    let data = load_training_data(store, project).await?;
+    check_enough(&data)?;
+    progress(Progress::Loaded {
+        train: data.train.len(),
+        validation: data.validation.len(),
+        test: data.test.len(),
+        tags: data.tags.len(),
+    });
+    let taxonomy = store.list_tags(project.id).await?;
+    let directory = models_dir
+        .join(format!("project-{}", project.id))
+        .join(format!(
+            "{}-{}",
+            request.kind,
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
+        ));
+    let request = request.clone();
+    let artifact_path = directory.clone();
+    // Training is seconds of pure CPU: keep it off the async workers.
+    let (model, files, evaluation, drift, train_seconds) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let outputs = data.tags.len();
+        let fitted = train_ngram(
+            data.mode,
+            outputs,
+            &data.train,
+            &data.validation,
+            &request.ngram,
+            |epoch| progress(Progress::Epoch(epoch)),
+        );
+        // Scores on tickets the model never saw are what calibration and thresholds need.
+        let calibration_set: &[Example] = if data.validation.len() >= MIN_VALIDATION {
+            &data.validation
+        } else {
+            &data.train
+        };
+        let logits: Vec<Vec<f32>> = calibration_set
+            .iter()
+            .map(|e| fitted.model.logits(&e.text))
+            .collect();
+        let model = if request.ngram.refit && !data.validation.is_empty() {
+            progress(Progress::Refitting {
+                epochs: fitted.best_epoch,
+            });
+            let everything: Vec<Example> =
+                data.train.iter().chain(&data.validation).cloned().collect();
+            let params = crate::ngram::NgramParams {
+                epochs: fitted.best_epoch,
+                ..request.ngram
+            };
+            train_ngram(data.mode, outputs, &everything, &[], &params, |_| {}).model
+        } else {
+            fitted.model
+        };
+        let train_seconds = started.elapsed().as_secs_f64();
+        progress(Progress::Evaluating);
+        let targets: Vec<Vec<usize>> = calibration_set.iter().map(|e| e.targets.clone()).collect();
+        let temperature = fit_temperature(&logits, &targets, data.mode);
+        let calibrated: Vec<Vec<f32>> = logits
+            .iter()
+            .map(|l| probabilities(l, temperature, data.mode))
+            .collect();
+        let thresholds = choose_thresholds(
+            &calibrated,
+            &targets,
+            data.mode,
+            data.tags.len(),
+            request.target_precision,
+        );
+        let card = ModelCard {
+            format: CARD_FORMAT,
+            kind: request.kind,
+            label_mode: data.mode,
+            tags: data.tags.clone(),
+            temperature,
+            thresholds,
+            params: serde_json::json!({
+                "ngram": request.ngram,
+                "target_precision": request.target_precision,
+                "train_examples": data.train.len(),
+                "validation_examples": data.validation.len(),
+            }),
+            training_fingerprint: data.fingerprint.clone(),
+            ngram: Some(model.shape),
+        };
+        let tagging = TaggingModel {
+            card,
+            scorer: Scorer::Ngram(model),
+        };
+        let (evaluation, drift) = evaluate_model(&tagging, &data.test, &taxonomy);
+        if let Some(parent) = directory.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ModelError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let files = tagging.save(&directory)?;
+        Ok::<_, TrainError>((tagging, files, evaluation, drift, train_seconds))
+    })
+    .await
+    .map_err(|e| TrainError::Worker(e.to_string()))??;
+    let metrics =
+        serde_json::to_value(&evaluation).map_err(|e| TrainError::Worker(e.to_string()))?;
+    let version = store
+        .create_model_version(
+            project.id,
+            &NewModelVersion {
+                kind: model.card.kind.to_string(),
+                metrics,
+                params: model.card.params.clone(),
+                artifact_path: artifact_path.to_string_lossy().into_owned(),
+                files,
+                training_fingerprint: model.card.training_fingerprint.clone(),
+            },
+        )
+        .await?;
+    Ok(TrainOutcome {
+        version,
+        evaluation,
+        drift,
+        train_seconds,
+    })
+}
+
+/// Evaluates a model on examples with today's taxonomy.
+pub fn evaluate_model(
+    model: &TaggingModel,
+    examples: &[Example],
+    taxonomy: &[datasets::Tag],
+) -> (Evaluation, TaxonomyDrift) {
+    let card = &model.card;
+    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
+    let logits: Vec<Vec<f32>> = examples.iter().map(|e| model.logits(&e.text)).collect();
+    let calibrated: Vec<Vec<f32>> = logits
+        .iter()
+        .map(|l| probabilities(l, card.temperature, card.label_mode))
+        .collect();
+    let uncalibrated: Vec<Vec<f32>> = logits
+        .iter()
+        .map(|l| probabilities(l, 1.0, card.label_mode))
+        .collect();
+    let tag_names: Vec<String> = card.tags.iter().map(|t| t.name.to_string()).collect();
+    let evaluation = evaluate(
+        examples,
+        &calibrated,
+        &uncalibrated,
+        &EvaluationInputs {
+            mode: card.label_mode,
+            tag_names: &tag_names,
+            thresholds: &card.thresholds,
+            temperature: card.temperature,
+            decider: &decider,
+        },
+    );
+    (evaluation, decider.drift)
+}
+
+/// Loads a stored version, checking its files against the recorded hashes.
+pub fn load_version(version: &ModelVersion) -> Result<TaggingModel, ModelError> {
+    TaggingModel::load(Path::new(&version.artifact_path), &version.files)
+}
+
+/// The newest version, or the one asked for.
+pub async fn find_version(
+    store: &AnyStore,
+    project: &Project,
+    version: Option<ModelVersionId>,
+) -> Result<ModelVersion, TrainError> {
+    match version {
+        Some(id) => Ok(store.model_version(project.id, id).await?),
+        None => store
+            .model_versions(project.id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                TrainError::NotEnoughData(format!(
+                    "project {:?} has no model yet: run `tagger train`",
+                    project.name.as_str()
+                ))
+            }),
+    }
+}
+
+/// Re-evaluates a stored version on the project's current test split.
+pub async fn evaluate_version(
+    store: &AnyStore,
+    project: &Project,
+    version: &ModelVersion,
+) -> Result<(Evaluation, TaxonomyDrift), TrainError> {
+    let model = load_version(version)?;
+    let mut data = load_training_data(store, project).await?;
+    let taxonomy = store.list_tags(project.id).await?;
+    // The model's outputs, not today's taxonomy, index the targets.
+    remap_targets(&mut data, &model);
+    let test = data.test;
+    tokio::task::spawn_blocking(move || evaluate_model(&model, &test, &taxonomy))
+        .await
+        .map_err(|e| TrainError::Worker(e.to_string()))
+}
+
+fn remap_targets(data: &mut TrainingData, model: &TaggingModel) {
+    let to_model: Vec<Option<usize>> = data
+        .tags
+        .iter()
+        .map(|tag| model.card.tags.iter().position(|known| known.id == tag.id))
+        .collect();
+    for example in &mut data.test {
+        example.targets = example
+            .targets
+            .iter()
+            .filter_map(|t| to_model[*t])
+            .collect();
+        example.targets.sort_unstable();
+    }
+}

@@ -1,0 +1,211 @@
+//! `tagger train`, `tagger eval` and `tagger predict`.
+
+use crate::cli::{EvalArgs, OutputFormat, PredictArgs, TrainArgs};
+use crate::config::Config;
+use anyhow::Context;
+use datasets::{AnyStore, ModelVersionId, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use inference::{Decider, TaxonomyDrift};
+use trainer::run::TrainRequest;
+use trainer::{Evaluation, Progress};
+
+pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow::Result<()> {
+    let project = super::find_project(store, &args.project).await?;
+    let mut request = TrainRequest {
+        kind: args.kind,
+        target_precision: args.target_precision,
+        ..TrainRequest::default()
+    };
+    if let Some(epochs) = args.epochs {
+        request.ngram.epochs = epochs;
+    }
+    if let Some(hidden) = args.hidden {
+        request.ngram.hidden = hidden;
+    }
+    if let Some(rate) = args.learning_rate {
+        request.ngram.learning_rate = rate;
+    }
+    if let Some(min_df) = args.min_df {
+        request.ngram.min_df = min_df;
+    }
+    let bar = ProgressBar::new(request.ngram.epochs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<28} [{bar:30}] epoch {pos}/{len} {elapsed} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("reading tickets");
+    let reporter = bar.clone();
+    let outcome = trainer::train(
+        store,
+        &project,
+        &request,
+        &config.data_dir.join("models"),
+        move |progress| match progress {
+            Progress::Loaded {
+                train,
+                validation,
+                test,
+                tags,
+            } => {
+                reporter.println(format!(
+                "{train} training, {validation} validation and {test} test tickets over {tags} tags"
+            ));
+                reporter.set_message("training");
+            }
+            Progress::Epoch(epoch) => {
+                reporter.set_position(epoch.epoch as u64);
+                reporter.set_message(format!(
+                    "loss {:.4} (val {:.4})",
+                    epoch.train_loss, epoch.validation_loss
+                ));
+            }
+            Progress::Refitting { epochs } => {
+                reporter.set_position(0);
+                reporter.set_length(epochs as u64);
+                reporter.set_message(format!("refitting on all {epochs} epochs"));
+            }
+            Progress::Evaluating => reporter.set_message("calibrating and evaluating"),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "training a {} model for {:?} failed",
+            args.kind, args.project
+        )
+    })?;
+    bar.finish_and_clear();
+    let summary = format!(
+        "model version {} ({}) trained in {:.1} s; files in {}",
+        outcome.version.id,
+        outcome.version.kind,
+        outcome.train_seconds,
+        outcome.version.artifact_path
+    );
+    // JSON output stays parseable: the summary goes to stderr then.
+    match args.format {
+        OutputFormat::Table => println!("{summary}"),
+        OutputFormat::Json => eprintln!("{summary}"),
+    }
+    print_evaluation(&outcome.evaluation, &outcome.drift, args.format)
+}
+
+pub async fn eval(store: &AnyStore, args: EvalArgs) -> anyhow::Result<()> {
+    let project = super::find_project(store, &args.project).await?;
+    let version = trainer::find_version(store, &project, args.version.map(ModelVersionId)).await?;
+    let (evaluation, drift) = trainer::evaluate_version(store, &project, &version)
+        .await
+        .with_context(|| format!("cannot evaluate model version {}", version.id))?;
+    if args.format == OutputFormat::Table {
+        println!(
+            "model version {} ({}), trained {}",
+            version.id,
+            version.kind,
+            version.created_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    print_evaluation(&evaluation, &drift, args.format)
+}
+
+pub async fn predict(store: &AnyStore, args: PredictArgs) -> anyhow::Result<()> {
+    let project = super::find_project(store, &args.project).await?;
+    let version = trainer::find_version(store, &project, args.version.map(ModelVersionId)).await?;
+    let model = trainer::load_version(&version)
+        .with_context(|| format!("cannot load model version {}", version.id))?;
+    let taxonomy = store.list_tags(project.id).await?;
+    let decider = Decider::new(
+        model.card.label_mode,
+        &model.card.tags,
+        &model.card.thresholds,
+        &taxonomy,
+    );
+    let decision = decider.decide(&args.text, &model.probabilities(&args.text), true);
+    println!("model version {} ({})", version.id, version.kind);
+    for score in decision.scores.iter().take(5) {
+        let verdict = match (score.applied, score.rule) {
+            (true, Some(_)) => "applied (keyword rule)",
+            (true, None) => "applied",
+            (false, Some(inference::decision::RuleEffect::Vetoed)) => "vetoed by keyword rule",
+            (false, _) => "suggested",
+        };
+        println!(
+            "  {:<32} {:>6.3}  threshold {:>5.2}  {verdict}",
+            score.tag.as_str(),
+            score.probability,
+            score.threshold.min(1.0)
+        );
+    }
+    if decision.needs_review {
+        println!("→ no tag is confident enough: sent to a person for review");
+    }
+    print_drift(&decider.drift);
+    Ok(())
+}
+
+fn print_drift(drift: &TaxonomyDrift) {
+    if !drift.not_covered.is_empty() {
+        let names: Vec<&str> = drift.not_covered.iter().map(|t| t.as_str()).collect();
+        println!(
+            "not covered (added after training; retrain to learn them): {}",
+            names.join(", ")
+        );
+    }
+    if !drift.retired.is_empty() {
+        let names: Vec<&str> = drift.retired.iter().map(|t| t.as_str()).collect();
+        println!(
+            "retired since training (never applied): {}",
+            names.join(", ")
+        );
+    }
+}
+
+fn print_evaluation(
+    evaluation: &Evaluation,
+    drift: &TaxonomyDrift,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        let mut value = serde_json::to_value(evaluation)?;
+        value["drift"] = serde_json::to_value(drift)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "held-out tickets {}: accuracy {:.3}  micro-F1 {:.3}  macro-F1 {:.3}  ECE {:.3} (before calibration {:.3}, temperature {:.2})",
+        evaluation.examples,
+        evaluation.accuracy,
+        evaluation.micro_f1,
+        evaluation.macro_f1,
+        evaluation.ece,
+        evaluation.ece_before_calibration,
+        evaluation.temperature
+    );
+    for (label, coverage) in [
+        ("model alone", &evaluation.coverage),
+        ("with keyword rules", &evaluation.coverage_with_rules),
+    ] {
+        println!(
+            "at the thresholds ({label}): {:.1}% auto-tagged with precision {:.3}; {:.1}% sent to review",
+            coverage.auto_tagged_share * 100.0,
+            coverage.precision,
+            coverage.review_share * 100.0
+        );
+    }
+    println!(
+        "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9}",
+        "TAG", "PRECISION", "RECALL", "F1", "SUPPORT", "THRESHOLD"
+    );
+    for tag in &evaluation.per_tag {
+        let threshold = if tag.threshold > 1.0 {
+            "never".to_string()
+        } else {
+            format!("{:.2}", tag.threshold)
+        };
+        println!(
+            "{:<40} {:>9.3} {:>7.3} {:>7.3} {:>8} {:>9}",
+            tag.tag, tag.precision, tag.recall, tag.f1, tag.support, threshold
+        );
+    }
+    print_drift(drift);
+    Ok(())
+}
