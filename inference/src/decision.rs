@@ -187,3 +187,127 @@ impl Decider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::{KeywordRules, ProjectId};
+
+    fn tag(id: i64, name: &str, archived: bool, include: &[&str], exclude: &[&str]) -> Tag {
+        Tag {
+            id: TagId(id),
+            project_id: ProjectId(1),
+            name: TagName::parse(name).unwrap(),
+            description: String::new(),
+            color: "#000000".into(),
+            keywords: KeywordRules {
+                include: include.iter().map(|s| s.to_string()).collect(),
+                exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            },
+            archived,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn known(id: i64, name: &str) -> TagRef {
+        TagRef {
+            id: TagId(id),
+            name: TagName::parse(name).unwrap(),
+        }
+    }
+
+    fn names(decision: &Decision) -> Vec<&str> {
+        decision.applied.iter().map(|t| t.as_str()).collect()
+    }
+
+    #[test]
+    fn a_single_label_ticket_below_its_threshold_goes_to_review() {
+        let taxonomy = [
+            tag(1, "Bug", false, &[], &[]),
+            tag(2, "Billing", false, &[], &[]),
+        ];
+        let decider = Decider::new(
+            LabelMode::Single,
+            &[known(1, "Bug"), known(2, "Billing")],
+            &[0.8, 0.8],
+            &taxonomy,
+        );
+        let doubtful = decider.decide("text", &[0.6, 0.4], true);
+        assert!(doubtful.needs_review);
+        assert!(doubtful.applied.is_empty());
+        assert_eq!(doubtful.scores[0].tag.as_str(), "Bug");
+        let sure = decider.decide("text", &[0.9, 0.1], true);
+        assert_eq!(names(&sure), ["Bug"]);
+        assert!(!sure.needs_review);
+    }
+
+    #[test]
+    fn several_tags_apply_each_by_its_own_threshold() {
+        let taxonomy = [
+            tag(1, "Bug", false, &[], &[]),
+            tag(2, "Data Loss", false, &[], &[]),
+            tag(3, "Billing", false, &[], &[]),
+        ];
+        let decider = Decider::new(
+            LabelMode::Multi,
+            &[known(1, "Bug"), known(2, "Data Loss"), known(3, "Billing")],
+            &[0.7, 0.5, 0.9],
+            &taxonomy,
+        );
+        assert_eq!(
+            names(&decider.decide("x", &[0.8, 0.6, 0.85], true)),
+            ["Bug", "Data Loss"]
+        );
+        assert!(decider.decide("x", &[0.2, 0.1, 0.3], true).needs_review);
+    }
+
+    #[test]
+    fn keyword_rules_add_and_veto_tags_and_can_be_left_out() {
+        let taxonomy = [
+            tag(1, "Bug", false, &[], &["feature idea"]),
+            tag(2, "Security", false, &["phishing"], &[]),
+        ];
+        let decider = Decider::new(
+            LabelMode::Multi,
+            &[known(1, "Bug"), known(2, "Security")],
+            &[0.5, 0.5],
+            &taxonomy,
+        );
+        let text = "A PHISHING mail; also a feature idea";
+        let decision = decider.decide(text, &[0.9, 0.1], true);
+        assert_eq!(names(&decision), ["Security"]);
+        let bug = decision
+            .scores
+            .iter()
+            .find(|s| s.tag.as_str() == "Bug")
+            .unwrap();
+        assert_eq!(bug.rule, Some(RuleEffect::Vetoed));
+        assert_eq!(names(&decider.decide(text, &[0.9, 0.1], false)), ["Bug"]);
+    }
+
+    #[test]
+    fn taxonomy_drift_is_reported_and_renames_are_followed() {
+        // Trained on Bug(1), Billing(2), Legacy(3); since then Billing was renamed,
+        // Legacy archived and Outage added.
+        let taxonomy = [
+            tag(1, "Bug", false, &[], &[]),
+            tag(2, "Payments", false, &[], &[]),
+            tag(3, "Legacy", true, &[], &[]),
+            tag(4, "Outage", false, &[], &[]),
+        ];
+        let decider = Decider::new(
+            LabelMode::Multi,
+            &[known(1, "Bug"), known(2, "Billing"), known(3, "Legacy")],
+            &[0.5, 0.5, 0.5],
+            &taxonomy,
+        );
+        assert_eq!(
+            decider.drift.not_covered,
+            [TagName::parse("Outage").unwrap()]
+        );
+        assert_eq!(decider.drift.retired, [TagName::parse("Legacy").unwrap()]);
+        let decision = decider.decide("x", &[0.1, 0.9, 0.99], true);
+        assert_eq!(names(&decision), ["Payments"]);
+        assert_eq!(decision.scores.len(), 2);
+    }
+}

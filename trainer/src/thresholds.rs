@@ -91,7 +91,8 @@ mod tests {
             .collect();
         let targets: Vec<Vec<usize>> = (0..10).map(|i| vec![if i < 8 { 0 } else { 1 }]).collect();
         let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 2, 0.9);
-        assert_eq!(thresholds[0], 0.6);
+        // At 0.65 all 8 predictions are right; adding 0.6 (wrong) drops precision to 8/9.
+        assert_eq!(thresholds[0], 0.65);
     }
 
     #[test]
