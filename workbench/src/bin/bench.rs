@@ -2,6 +2,13 @@
 //! database's own bulk loader, all in one run (the machine is shared and noisy, so a number
 //! only means something beside a baseline taken at the same time), and writes the table
 //! into a marked section of docs/benchmarks.md.
+//!
+//! `bench models` (in `models.rs`): trains and times the tagger's models on the shared
+//! public datasets next to a scikit-learn baseline run at the same time.
+
+// A crate root looks for its modules beside it, where cargo would take any file for another binary.
+#[path = "bench/models.rs"]
+mod models;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -14,8 +21,10 @@ const REPEATS: usize = 3;
 const TARGET_ROWS_PER_SECOND: f64 = 20_000.0;
 /// Memory that grew with the file would give a ratio near 10; below this it is flat.
 const FLAT_RSS_RATIO: f64 = 1.5;
-const START_MARKER: &str = "<!-- bench:import:start -->";
-const END_MARKER: &str = "<!-- bench:import:end -->";
+const IMPORT_MARKERS: Markers = Markers {
+    start: "<!-- bench:import:start -->",
+    end: "<!-- bench:import:end -->",
+};
 const CSV_COLUMNS: &str =
     "id text, subject text, body text, tags text, priority text, product text";
 const IMPORT_FLAGS: &str = "--project bench --text-column subject --text-column body \
@@ -33,6 +42,8 @@ struct Cli {
 enum BenchCommand {
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
+    /// Train and time the models on the shared datasets against a scikit-learn baseline.
+    Models(models::ModelsBench),
 }
 
 #[derive(Debug, Args)]
@@ -73,19 +84,29 @@ struct Bench {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli {
-        command: BenchCommand::Import(args),
-    } = Cli::parse();
-    if args.rows < 10 {
-        bail!("--rows must be at least 10 (the small file has a tenth of them)");
+    match Cli::parse().command {
+        BenchCommand::Import(args) => import(args),
+        BenchCommand::Models(args) => models::run(&args),
     }
+}
+
+/// The release `tagger` built next to this binary: the benchmarks time what users run.
+fn tagger_binary() -> anyhow::Result<PathBuf> {
     let tagger = std::env::current_exe()?.with_file_name("tagger");
     if !tagger.is_file() {
         bail!(
-            "{} is missing: build it first with cargo build --release",
+            "{} is missing: build it first with cargo build --release --bins",
             tagger.display()
         );
     }
+    Ok(tagger)
+}
+
+fn import(args: ImportBench) -> anyhow::Result<()> {
+    if args.rows < 10 {
+        bail!("--rows must be at least 10 (the small file has a tenth of them)");
+    }
+    let tagger = tagger_binary()?;
     let postgres = Postgres::connect(&args.postgres_url)
         .inspect_err(|error| println!("skipped PostgreSQL: {error:#}"))
         .ok();
@@ -118,17 +139,27 @@ fn main() -> anyhow::Result<()> {
     let table = markdown_table(&results);
     println!("\n{table}");
     let section = section(&args, &bench, &results, &table);
-    let existing = match std::fs::read_to_string(&args.output) {
+    write_section(&args.output, &section, IMPORT_MARKERS, None)
+}
+
+/// Replaces one marked section of the markdown file, creating the file when needed.
+fn write_section(
+    output: &Path,
+    section: &str,
+    markers: Markers,
+    after: Option<&str>,
+) -> anyhow::Result<()> {
+    let existing = match std::fs::read_to_string(output) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error).context(format!("cannot read {}", args.output.display())),
+        Err(error) => return Err(error).context(format!("cannot read {}", output.display())),
     };
-    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(&args.output, replace_section(existing.as_deref(), &section))
-        .context(format!("cannot write {}", args.output.display()))?;
-    println!("wrote {}", args.output.display());
+    let updated = replace_section(existing.as_deref(), section, markers, after);
+    std::fs::write(output, updated).context(format!("cannot write {}", output.display()))?;
+    println!("wrote {}", output.display());
     Ok(())
 }
 
@@ -484,7 +515,8 @@ fn findings(results: &[TableRow], large: usize) -> String {
     text.join(" ")
 }
 
-fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str) -> String {
+/// "2 cores and 23.5 GiB memory": what a reader needs to weigh the numbers.
+fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -495,6 +527,10 @@ fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str)
         .map_or("unknown memory".into(), |kib| {
             format!("{:.1} GiB memory", kib / 1024.0 / 1024.0)
         });
+    format!("{cores} cores and {memory}")
+}
+
+fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str) -> String {
     let url = redact(&args.postgres_url);
     let mut notes = String::new();
     if bench.postgres.is_none() {
@@ -507,13 +543,14 @@ fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str)
     }
     format!(
         "## Import (tagger import)\n\n\
-         Measured {date} on {cores} cores and {memory}, with:\n\n\
+         Measured {date} on {machine}, with:\n\n\
          ```sh\ncargo build --release --bins && \
          cargo run --release --bin bench -- import --rows {rows} --postgres-url {url} --output {output}\n```\n\n\
          Each run is `/usr/bin/time -v tagger --database-url URL import --file FILE {flags}` on a fresh database \
          after `tagger migrate`, importing synthetic demo tickets (seed 42); the baselines load the same CSV \
          in the same run. Medians of {REPEATS} runs.\n\n{notes}{table}\n{findings}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine = machine(),
         rows = args.rows,
         output = args.output.display(),
         flags = IMPORT_FLAGS.replace(" ; ", " \";\" "),
@@ -521,9 +558,23 @@ fn section(args: &ImportBench, bench: &Bench, results: &[TableRow], table: &str)
     )
 }
 
-/// The file with its import section replaced, or added when it has none.
-fn replace_section(existing: Option<&str>, section: &str) -> String {
-    let block = format!("{START_MARKER}\n{section}{END_MARKER}");
+/// The comments that fence one generated section of the markdown file.
+#[derive(Debug, Clone, Copy)]
+struct Markers {
+    start: &'static str,
+    end: &'static str,
+}
+
+/// The file with its marked section replaced. A file without it gets it right after the
+/// `after` marker when it has that one (sections keep a stable order), else at the end.
+fn replace_section(
+    existing: Option<&str>,
+    section: &str,
+    markers: Markers,
+    after: Option<&str>,
+) -> String {
+    let Markers { start, end } = markers;
+    let block = format!("{start}\n{section}{end}");
     let Some(text) = existing else {
         return format!(
             "# Benchmarks\n\nMeasurements of the tagger on this project's machines. The machines are shared \
@@ -531,14 +582,12 @@ fn replace_section(existing: Option<&str>, section: &str) -> String {
              compare ratios rather than absolute values.\n\n{block}\n"
         );
     };
-    match (text.find(START_MARKER), text.find(END_MARKER)) {
-        (Some(start), Some(end)) if start < end => {
-            format!(
-                "{}{block}{}",
-                &text[..start],
-                &text[end + END_MARKER.len()..]
-            )
+    let after = after.and_then(|a| text.find(a).map(|i| i + a.len()));
+    match (text.find(start), text.find(end), after) {
+        (Some(from), Some(to), _) if from < to => {
+            format!("{}{block}{}", &text[..from], &text[to + end.len()..])
         }
+        (_, _, Some(at)) => format!("{}\n\n{block}{}", &text[..at], &text[at..]),
         _ if text.is_empty() || text.ends_with('\n') => format!("{text}\n{block}\n"),
         _ => format!("{text}\n\n{block}\n"),
     }
@@ -572,14 +621,41 @@ mod tests {
 
     #[test]
     fn only_the_marked_section_is_replaced() {
-        let text = format!("# B\n\nintro\n\n{START_MARKER}\nold\n{END_MARKER}\n\n## Other\n");
-        let updated = replace_section(Some(&text), "new\n");
+        let Markers { start, end } = IMPORT_MARKERS;
+        let text = format!("# B\n\nintro\n\n{start}\nold\n{end}\n\n## Other\n");
+        let updated = replace_section(Some(&text), "new\n", IMPORT_MARKERS, None);
         assert_eq!(
             updated,
-            format!("# B\n\nintro\n\n{START_MARKER}\nnew\n{END_MARKER}\n\n## Other\n")
+            format!("# B\n\nintro\n\n{start}\nnew\n{end}\n\n## Other\n")
         );
-        assert!(replace_section(None, "new\n").starts_with("# Benchmarks\n"));
-        assert!(replace_section(Some("# B\n"), "new\n").starts_with("# B\n\n<!--"));
+        assert!(replace_section(None, "new\n", IMPORT_MARKERS, None).starts_with("# Benchmarks\n"));
+        assert!(
+            replace_section(Some("# B\n"), "new\n", IMPORT_MARKERS, None)
+                .starts_with("# B\n\n<!--")
+        );
+    }
+
+    #[test]
+    fn a_new_section_goes_after_the_one_named() {
+        let models = Markers {
+            start: "<!-- m:start -->",
+            end: "<!-- m:end -->",
+        };
+        let Markers { start, end } = IMPORT_MARKERS;
+        let text = format!("# B\n\n{start}\nimport\n{end}\n\n## Later\n");
+        let updated = replace_section(Some(&text), "new\n", models, Some(end));
+        assert_eq!(
+            updated,
+            format!(
+                "# B\n\n{start}\nimport\n{end}\n\n<!-- m:start -->\nnew\n<!-- m:end -->\n\n## Later\n"
+            )
+        );
+        // Run again, only the new section changes.
+        let again = replace_section(Some(&updated), "newer\n", models, Some(end));
+        assert_eq!(
+            again,
+            updated.replace("new\n<!-- m:end", "newer\n<!-- m:end")
+        );
     }
 
     #[test]

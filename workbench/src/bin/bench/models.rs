@@ -1,0 +1,1012 @@
+//! `bench models`: trains the tagger's models with the release `tagger train` on the public
+//! datasets in `../shared/datasets/`, times their inference in-process, and runs the
+//! TF-IDF + logistic regression baseline of BASELINES.md with scikit-learn in the same run
+//! (the machine is shared and noisy: a time only means something beside one taken at the
+//! same moment). Writes the tables into a marked section of docs/benchmarks.md.
+
+use super::{Markers, ScratchDir, machine, run_checked, tagger_binary, thousands, write_section};
+use anyhow::{Context, bail};
+use clap::Args;
+use datasets::{ProjectName, Store};
+use inference::TaggingModel;
+use serde::Deserialize;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Training runs per dataset, and passes for each throughput figure.
+const REPEATS: usize = 3;
+const BATCH: usize = 32;
+/// The Python baseline times single texts on this many test texts, as BASELINES.md did.
+const BASELINE_SINGLE_TEXTS: usize = 500;
+/// The issue's targets for ngram on BANKING77.
+const TARGET_TRAIN_SECONDS: f64 = 15.0;
+const MARKERS: Markers = Markers {
+    start: "<!-- bench:models:start -->",
+    end: "<!-- bench:models:end -->",
+};
+/// A new models section goes right after the import section.
+const AFTER_MARKER: &str = "<!-- bench:import:end -->";
+/// Model kinds the tagger will have but cannot train yet: listed so the table shows the gap.
+const NOT_BUILT: [&str; 2] = ["encoder-head", "finetune"];
+
+#[derive(Debug, Args)]
+pub struct ModelsBench {
+    /// Folder with one sub-folder per dataset, as described in its README.md.
+    #[arg(long, default_value = "../shared/datasets")]
+    datasets_dir: PathBuf,
+    /// Markdown file whose models section is replaced.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    output: PathBuf,
+}
+
+/// One public dataset and how to read it.
+struct Dataset {
+    folder: &'static str,
+    title: &'static str,
+    project: &'static str,
+    text_column: &'static str,
+    label_column: &'static str,
+    /// Heading of its section in BASELINES.md.
+    baselines_heading: &'static str,
+}
+
+const DATASETS: [Dataset; 2] = [
+    Dataset {
+        folder: "banking77",
+        title: "BANKING77",
+        project: "b77",
+        text_column: "text",
+        label_column: "category",
+        baselines_heading: "## BANKING77",
+    },
+    Dataset {
+        folder: "ticket-tagger-issues",
+        title: "Ticket Tagger issues",
+        project: "issues",
+        text_column: "text",
+        label_column: "label",
+        baselines_heading: "## Ticket Tagger issues",
+    },
+];
+
+/// What `tagger train --format json` reports about the held-out test split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quality {
+    accuracy: f64,
+    macro_f1: f64,
+    ece: f64,
+    ece_before_calibration: f64,
+    auto_tagged_share: f64,
+    auto_precision: f64,
+}
+
+/// One `tagger train` run.
+#[derive(Debug, Clone, Copy)]
+struct TrainRun {
+    quality: Quality,
+    /// From tagger's own "trained in X s" line: fitting only, without reading or evaluating.
+    train_seconds: f64,
+    /// The whole `tagger train` process.
+    wall_seconds: f64,
+}
+
+/// In-process inference speed of the newest model version.
+#[derive(Debug, Clone, Copy)]
+struct Speed {
+    latency_median: f64,
+    latency_p99: f64,
+    one_thread: f64,
+    two_threads: f64,
+}
+
+/// What the scikit-learn script prints, as one JSON line.
+#[derive(Debug, Clone, Deserialize)]
+struct SklearnRun {
+    accuracy: f64,
+    macro_f1: f64,
+    train_seconds: f64,
+    latency_median: f64,
+    latency_p99: f64,
+    batch_texts_per_second: f64,
+    sklearn_version: String,
+}
+
+/// A row of BASELINES.md: its cells as written there.
+#[derive(Debug, Clone, PartialEq)]
+struct Reference {
+    model: String,
+    accuracy: String,
+    macro_f1: String,
+    train_seconds: String,
+    texts_per_second: String,
+}
+
+/// Where the TF-IDF + LR row comes from.
+enum LrBaseline {
+    SameRun(SklearnRun),
+    FromFile(Reference),
+    Missing,
+}
+
+/// What the tagger's own model did on one dataset.
+struct Ours {
+    runs: Vec<TrainRun>,
+    speed: Speed,
+    /// Top-1 accuracy of the loaded model on the CSV's test texts: proves it is the model
+    /// `tagger train` evaluated.
+    in_process_accuracy: f64,
+}
+
+struct Measured {
+    ours: Ours,
+    lr: LrBaseline,
+    references: Vec<Reference>,
+}
+
+enum Outcome {
+    Measured(Box<Measured>),
+    Skipped(String),
+}
+
+pub fn run(args: &ModelsBench) -> anyhow::Result<()> {
+    // The in-process inference numbers are this binary's own: a debug build would publish
+    // numbers nobody gets in production.
+    if cfg!(debug_assertions) {
+        bail!(
+            "run the models bench from a release build: cargo run --release --bin bench -- models"
+        );
+    }
+    let tagger = tagger_binary()?;
+    let work = ScratchDir::create()?;
+    let sklearn = sklearn_available();
+    if !sklearn {
+        println!("scikit-learn unavailable: no same-run baseline");
+    }
+    let baselines = std::fs::read_to_string(args.datasets_dir.join("BASELINES.md"))
+        .inspect_err(|error| println!("no BASELINES.md in the datasets folder: {error}"))
+        .unwrap_or_default();
+    let mut outcomes = Vec::new();
+    for dataset in &DATASETS {
+        let outcome = match missing_file(&args.datasets_dir, dataset) {
+            Some(reason) => {
+                println!("skipped {}: {reason}", dataset.folder);
+                Outcome::Skipped(reason)
+            }
+            None => {
+                let folder = work.0.join(dataset.folder);
+                let source = args.datasets_dir.join(dataset.folder);
+                let ours = measure(&tagger, &folder, &source, dataset)
+                    .context(format!("benchmark of {}", dataset.folder))?;
+                let references = references(&baselines, dataset.baselines_heading);
+                let lr = lr_baseline(sklearn, &folder, &source, dataset, &references);
+                // Each dataset gets a fresh database; the old one only takes disk space.
+                let _ = std::fs::remove_dir_all(&folder);
+                Outcome::Measured(Box::new(Measured {
+                    ours,
+                    lr,
+                    references,
+                }))
+            }
+        };
+        outcomes.push((dataset, outcome));
+    }
+    let mut tables = String::new();
+    for (dataset, outcome) in &outcomes {
+        let table = dataset_section(dataset, outcome);
+        println!("\n{table}");
+        tables.push_str(&table);
+        tables.push('\n');
+    }
+    let section = section(args, &outcomes, &tables);
+    write_section(&args.output, &section, MARKERS, Some(AFTER_MARKER))
+}
+
+/// Why a dataset cannot be measured, if it cannot.
+fn missing_file(datasets_dir: &Path, dataset: &Dataset) -> Option<String> {
+    let folder = datasets_dir.join(dataset.folder);
+    if !folder.is_dir() {
+        return Some(format!("folder {} is absent", folder.display()));
+    }
+    ["train.csv", "test.csv"]
+        .iter()
+        .map(|file| folder.join(file))
+        .find(|path| !path.is_file())
+        .map(|path| format!("{} is absent", path.display()))
+}
+
+/// Imports the dataset into a fresh database in `folder`, trains REPEATS times with the
+/// release tagger and times the newest model in-process.
+fn measure(tagger: &Path, folder: &Path, source: &Path, dataset: &Dataset) -> anyhow::Result<Ours> {
+    std::fs::create_dir_all(folder).context(format!("cannot create {}", folder.display()))?;
+    let folder = folder
+        .canonicalize()
+        .context(format!("cannot resolve {}", folder.display()))?;
+    // tagger runs in the scratch folder, so it needs paths that do not depend on ours.
+    let source = source
+        .canonicalize()
+        .context(format!("cannot resolve {}", source.display()))?;
+    let (train_csv, test_csv) = (source.join("train.csv"), source.join("test.csv"));
+    let test = read_csv(&test_csv, dataset)?;
+    let train_rows = read_csv(&train_csv, dataset)?.len();
+    let tagger = Tagger {
+        binary: tagger,
+        folder: &folder,
+        url: format!("sqlite://{}", folder.join("tagger.db").display()),
+    };
+    tagger.import(dataset, &train_csv, "train", train_rows)?;
+    tagger.import(dataset, &test_csv, "test", test.len())?;
+    let mut runs = Vec::with_capacity(REPEATS);
+    for attempt in 1..=REPEATS {
+        let run = tagger
+            .train(dataset.project)
+            .context(format!("tagger train, run {attempt}"))?;
+        eprintln!(
+            "{}: train run {attempt}/{REPEATS}: accuracy {:.4}, trained in {:.1} s, wall {:.2} s",
+            dataset.folder, run.quality.accuracy, run.train_seconds, run.wall_seconds
+        );
+        runs.push(run);
+    }
+    let model = load_newest_model(&tagger.url, dataset.project)?;
+    // The model reads a ticket as subject, newline, body; an imported text column is the body.
+    let texts: Vec<String> = test.iter().map(|(text, _)| format!("\n{text}")).collect();
+    let in_process_accuracy = top1_accuracy(&model, &texts, &test);
+    let speed = inference_speed(&model, &texts);
+    Ok(Ours {
+        runs,
+        speed,
+        in_process_accuracy,
+    })
+}
+
+/// The same-run scikit-learn baseline, or BASELINES.md's figures when it cannot run.
+fn lr_baseline(
+    sklearn: bool,
+    folder: &Path,
+    source: &Path,
+    dataset: &Dataset,
+    references: &[Reference],
+) -> LrBaseline {
+    if sklearn {
+        let (train_csv, test_csv) = (source.join("train.csv"), source.join("test.csv"));
+        match sklearn_baseline(folder, &train_csv, &test_csv, dataset) {
+            Ok(run) => return LrBaseline::SameRun(run),
+            Err(error) => println!(
+                "scikit-learn baseline failed on {}: {error:#}",
+                dataset.folder
+            ),
+        }
+    }
+    references
+        .iter()
+        .find(|r| r.model.contains("logistic"))
+        .map_or(LrBaseline::Missing, |row| LrBaseline::FromFile(row.clone()))
+}
+
+/// (text, label) pairs of a dataset file.
+fn read_csv(path: &Path, dataset: &Dataset) -> anyhow::Result<Vec<(String, String)>> {
+    let mut reader =
+        csv::Reader::from_path(path).context(format!("cannot open {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .context(format!("{} has no column {name:?}", path.display()))
+    };
+    let (text, label) = (column(dataset.text_column)?, column(dataset.label_column)?);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.context(format!("cannot read {}", path.display()))?;
+        let cell = |i: usize| record.get(i).unwrap_or_default().to_string();
+        rows.push((cell(text), cell(label)));
+    }
+    Ok(rows)
+}
+
+/// The release tagger on one dataset's scratch database.
+struct Tagger<'a> {
+    binary: &'a Path,
+    folder: &'a Path,
+    url: String,
+}
+
+impl Tagger<'_> {
+    /// Runs in the scratch folder, which holds no tagger.toml, with the model files there too.
+    fn command(&self) -> Command {
+        let mut command = Command::new(self.binary);
+        command
+            .current_dir(self.folder)
+            .env("TAGGER_DATA_DIR", self.folder.join("data"))
+            .args(["--database-url", &self.url]);
+        command
+    }
+
+    fn import(
+        &self,
+        dataset: &Dataset,
+        file: &Path,
+        split: &str,
+        rows: usize,
+    ) -> anyhow::Result<()> {
+        let output = self
+            .command()
+            .args(["import", "--project", dataset.project, "--file"])
+            .arg(file)
+            .args(["--text-column", dataset.text_column])
+            .args(["--label-column", dataset.label_column])
+            .args(["--split", split])
+            .output()
+            .context("cannot run tagger import")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            bail!(
+                "tagger import of {} failed: {}",
+                file.display(),
+                stderr.trim()
+            );
+        }
+        // A model trained on part of the data would be judged on the wrong thing.
+        if !stdout.contains(&format!("imported {rows} rows")) {
+            bail!(
+                "tagger import of {} did not import {rows} rows: {stdout}",
+                file.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn train(&self, project: &str) -> anyhow::Result<TrainRun> {
+        let started = Instant::now();
+        let output = self
+            .command()
+            .args(["train", "--project", project, "--format", "json"])
+            .output()
+            .context("cannot run tagger train")?;
+        let wall_seconds = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("tagger train failed ({}): {}", output.status, stderr.trim());
+        }
+        Ok(TrainRun {
+            quality: parse_quality(&String::from_utf8_lossy(&output.stdout))?,
+            train_seconds: parse_train_seconds(&stderr)?,
+            wall_seconds,
+        })
+    }
+}
+
+/// The metrics of `tagger train --format json`.
+fn parse_quality(json: &str) -> anyhow::Result<Quality> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).context("tagger train did not print JSON")?;
+    let number = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_f64)
+            .context(format!(
+                "no number at {pointer} in the output of tagger train"
+            ))
+    };
+    Ok(Quality {
+        accuracy: number("/accuracy")?,
+        macro_f1: number("/macro_f1")?,
+        ece: number("/ece")?,
+        ece_before_calibration: number("/ece_before_calibration")?,
+        auto_tagged_share: number("/coverage/auto_tagged_share")?,
+        auto_precision: number("/coverage/precision")?,
+    })
+}
+
+/// X from "model version N (kind) trained in X s; files in …", which JSON mode prints to stderr.
+fn parse_train_seconds(stderr: &str) -> anyhow::Result<f64> {
+    stderr
+        .lines()
+        .find_map(|line| line.split_once(" trained in "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .context(format!(
+            "no \"trained in X s\" line from tagger train: {stderr}"
+        ))
+}
+
+/// The version `tagger train` just recorded, loaded the way the server loads it.
+fn load_newest_model(url: &str, project: &str) -> anyhow::Result<TaggingModel> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = datasets::AnyStore::open(url).await?;
+        let name = ProjectName::parse(project)?;
+        let project = store
+            .project_by_name(&name)
+            .await?
+            .context(format!("project {name:?} not found after the import"))?;
+        let version = trainer::find_version(&store, &project, None).await?;
+        trainer::load_version(&version).context(format!("cannot load model version {}", version.id))
+    })
+}
+
+fn top1_accuracy(model: &TaggingModel, texts: &[String], rows: &[(String, String)]) -> f64 {
+    let right = texts
+        .iter()
+        .zip(rows)
+        .filter(|(text, (_, label))| {
+            let probabilities = model.probabilities(text);
+            let best = (0..probabilities.len())
+                .max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]));
+            best.is_some_and(|i| model.card.tags[i].name.as_str() == label)
+        })
+        .count();
+    right as f64 / texts.len().max(1) as f64
+}
+
+fn inference_speed(model: &TaggingModel, texts: &[String]) -> Speed {
+    // One untimed pass first so the first texts do not pay for faulting in the weights.
+    for text in texts {
+        black_box(model.probabilities(text));
+    }
+    let mut latencies: Vec<f64> = texts
+        .iter()
+        .map(|text| {
+            let started = Instant::now();
+            black_box(model.probabilities(black_box(text)));
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let one_thread = median_throughput(texts, |batch| {
+        for text in batch {
+            black_box(model.probabilities(text));
+        }
+    });
+    let two_threads = median_throughput(texts, |batch| {
+        let (first, second) = batch.split_at(batch.len() / 2);
+        // The calling thread takes the second half, so two threads work on every batch.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for text in first {
+                    black_box(model.probabilities(text));
+                }
+            });
+            for text in second {
+                black_box(model.probabilities(text));
+            }
+        });
+    });
+    Speed {
+        latency_median: percentile(&latencies, 0.5),
+        latency_p99: percentile(&latencies, 0.99),
+        one_thread,
+        two_threads,
+    }
+}
+
+/// Texts per second over all texts in batches of BATCH; the median of REPEATS passes.
+fn median_throughput(texts: &[String], mut score_batch: impl FnMut(&[String])) -> f64 {
+    let rates = (0..REPEATS)
+        .map(|_| {
+            let started = Instant::now();
+            for batch in texts.chunks(BATCH) {
+                score_batch(batch);
+            }
+            texts.len() as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        })
+        .collect();
+    median(rates)
+}
+
+/// Nearest-rank percentile of sorted values (the Python baseline uses the same rule).
+fn percentile(sorted: &[f64], share: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (share * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Whether `import sklearn` works, after one `pip install` if it did not.
+fn sklearn_available() -> bool {
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", "import sklearn"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return true;
+    }
+    println!("scikit-learn not importable: trying python3 -m pip install --quiet scikit-learn");
+    let installed = run_checked(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "scikit-learn",
+    ]));
+    if let Err(error) = &installed {
+        println!("pip install failed: {error:#}");
+    }
+    installed.is_ok() && importable()
+}
+
+/// BASELINES.md's TF-IDF + logistic regression, fitted REPEATS times; prints one JSON line.
+const SKLEARN_SCRIPT: &str = r#"
+import csv, json, statistics, sys, time
+import sklearn
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline, make_union
+
+train_path, test_path, text, label, repeats, single, batch = sys.argv[1:8]
+
+def read(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r[text] for r in rows], [r[label] for r in rows]
+
+def percentile(values, share):
+    values = sorted(values)
+    rank = -(-share * len(values) // 1)
+    return values[min(max(int(rank), 1), len(values)) - 1]
+
+x_train, y_train = read(train_path)
+x_test, y_test = read(test_path)
+train_seconds = []
+for _ in range(int(repeats)):
+    model = make_pipeline(
+        make_union(
+            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2),
+        ),
+        LogisticRegression(C=10, max_iter=1000),
+    )
+    started = time.perf_counter()
+    model.fit(x_train, y_train)
+    train_seconds.append(time.perf_counter() - started)
+predicted = model.predict(x_test)
+latencies = []
+for t in x_test[: int(single)]:
+    started = time.perf_counter()
+    model.predict_proba([t])
+    latencies.append(time.perf_counter() - started)
+batch = int(batch)
+rates = []
+for _ in range(int(repeats)):
+    started = time.perf_counter()
+    for i in range(0, len(x_test), batch):
+        model.predict_proba(x_test[i : i + batch])
+    rates.append(len(x_test) / (time.perf_counter() - started))
+print(json.dumps({
+    "accuracy": accuracy_score(y_test, predicted),
+    "macro_f1": f1_score(y_test, predicted, average="macro"),
+    "train_seconds": statistics.median(train_seconds),
+    "latency_median": percentile(latencies, 0.5),
+    "latency_p99": percentile(latencies, 0.99),
+    "batch_texts_per_second": statistics.median(rates),
+    "sklearn_version": sklearn.__version__,
+}))
+"#;
+
+fn sklearn_baseline(
+    folder: &Path,
+    train_csv: &Path,
+    test_csv: &Path,
+    dataset: &Dataset,
+) -> anyhow::Result<SklearnRun> {
+    let script = folder.join("tfidf_lr.py");
+    std::fs::write(&script, SKLEARN_SCRIPT)
+        .context(format!("cannot write {}", script.display()))?;
+    eprintln!(
+        "{}: scikit-learn TF-IDF + LR, {REPEATS} fits",
+        dataset.folder
+    );
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(train_csv)
+        .arg(test_csv)
+        .args([dataset.text_column, dataset.label_column])
+        .args([REPEATS, BASELINE_SINGLE_TEXTS, BATCH].map(|n| n.to_string()))
+        // Single-threaded like the tagger's numbers and the BASELINES.md table.
+        .envs(
+            ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"].map(|name| (name, "1")),
+        )
+        .output()
+        .context("cannot run python3")?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("python3 failed ({}): {}", output.status, stderr.trim());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).context(format!("the scikit-learn script printed {stdout:?}"))
+}
+
+/// The TF-IDF + LR and fastText rows under `heading` in BASELINES.md.
+fn references(baselines: &str, heading: &str) -> Vec<Reference> {
+    baselines
+        .lines()
+        .skip_while(|line| !line.starts_with(heading))
+        .skip(1)
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .strip_prefix('|')?
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let model = *cells.first()?;
+            if !(model.starts_with("fastText") || model == "TF-IDF + logistic regression") {
+                return None;
+            }
+            Some(Reference {
+                model: model.to_string(),
+                accuracy: cells.get(1)?.to_string(),
+                macro_f1: cells.get(2)?.to_string(),
+                train_seconds: cells.get(3)?.to_string(),
+                texts_per_second: cells.get(4)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Milliseconds with three significant digits' worth of decimals.
+fn ms(seconds: f64) -> String {
+    let millis = seconds * 1000.0;
+    if millis < 0.1 {
+        format!("{millis:.4}")
+    } else {
+        format!("{millis:.3}")
+    }
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+const TABLE_HEAD: &str = "| model | accuracy | macro-F1 | ECE (before → after calibration) \
+    | auto-tagged share @ thresholds | precision of auto-tags | train s (median of 3) \
+    | single-text latency median / p99 ms | batch-32 texts/s |\n\
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+
+fn dataset_section(dataset: &Dataset, outcome: &Outcome) -> String {
+    let measured = match outcome {
+        Outcome::Skipped(reason) => {
+            return format!("### {}\n\nSkipped: {reason}.\n", dataset.title);
+        }
+        Outcome::Measured(measured) => measured,
+    };
+    let runs = &measured.ours.runs;
+    let quality = median_quality(runs);
+    let train = median(runs.iter().map(|r| r.train_seconds).collect());
+    let wall = median(runs.iter().map(|r| r.wall_seconds).collect());
+    let speed = measured.ours.speed;
+    let mut table = String::from(TABLE_HEAD);
+    table.push_str(&format!(
+        "| ngram (ours) | {:.3} | {:.3} | {:.3} → {:.3} | {} | {:.3} | {train:.1} (whole `tagger train` {wall:.1}) | {} / {} | {} (1 thread); {} (2 threads) |\n",
+        quality.accuracy,
+        quality.macro_f1,
+        quality.ece_before_calibration,
+        quality.ece,
+        percent(quality.auto_tagged_share),
+        quality.auto_precision,
+        ms(speed.latency_median),
+        ms(speed.latency_p99),
+        thousands(speed.one_thread),
+        thousands(speed.two_threads),
+    ));
+    match &measured.lr {
+        LrBaseline::SameRun(lr) => table.push_str(&format!(
+            "| TF-IDF + LR (scikit-learn {}, same run) | {:.3} | {:.3} | – | – | – | {:.1} | {} / {} | {} |\n",
+            lr.sklearn_version,
+            lr.accuracy,
+            lr.macro_f1,
+            lr.train_seconds,
+            ms(lr.latency_median),
+            ms(lr.latency_p99),
+            thousands(lr.batch_texts_per_second),
+        )),
+        LrBaseline::FromFile(row) => table.push_str(&format!(
+            "| TF-IDF + LR (from BASELINES.md) | {} | {} | – | – | – | {} | – | {} (batch, all texts) |\n",
+            row.accuracy, row.macro_f1, row.train_seconds, row.texts_per_second
+        )),
+        LrBaseline::Missing => {}
+    }
+    for row in measured
+        .references
+        .iter()
+        .filter(|r| r.model.starts_with("fastText"))
+    {
+        table.push_str(&format!(
+            "| {} (from BASELINES.md, not re-measured) | {} | {} | – | – | – | {} | – | {} (batch, all texts) |\n",
+            row.model, row.accuracy, row.macro_f1, row.train_seconds, row.texts_per_second
+        ));
+    }
+    for kind in NOT_BUILT {
+        table.push_str(&format!(
+            "| {kind} | not built yet | – | – | – | – | – | – | – |\n"
+        ));
+    }
+    let mut notes = vec![run_agreement(runs)];
+    let agrees = (measured.ours.in_process_accuracy - quality.accuracy).abs() < 5e-4;
+    notes.push(format!(
+        "The model loaded in-process gets top-1 accuracy {:.3} on the CSV's test texts ({}).",
+        measured.ours.in_process_accuracy,
+        if agrees {
+            "the same as `tagger train` reported"
+        } else {
+            "NOT the figure `tagger train` reported"
+        }
+    ));
+    let faster = if speed.two_threads > speed.one_thread {
+        "two threads are faster"
+    } else {
+        "one thread is faster: starting a thread per batch costs more than half a batch of scoring"
+    };
+    notes.push(format!(
+        "Batches of {BATCH} split over 2 threads: {} vs {} texts/s on 1 thread, so {faster}.",
+        thousands(speed.two_threads),
+        thousands(speed.one_thread),
+    ));
+    format!("### {}\n\n{table}\n{}\n", dataset.title, notes.join(" "))
+}
+
+/// A quality figure's name and how to read it.
+type QualityField = (&'static str, fn(&Quality) -> f64);
+
+/// Which quality figures were the same in every training run, and how far the others moved.
+fn run_agreement(runs: &[TrainRun]) -> String {
+    let fields: [QualityField; 6] = [
+        ("accuracy", |q| q.accuracy),
+        ("macro-F1", |q| q.macro_f1),
+        ("auto-tagged share", |q| q.auto_tagged_share),
+        ("precision of auto-tags", |q| q.auto_precision),
+        ("ECE before calibration", |q| q.ece_before_calibration),
+        ("ECE after calibration", |q| q.ece),
+    ];
+    let (mut same, mut varied) = (Vec::new(), Vec::new());
+    for (name, get) in fields {
+        let values = runs.iter().map(|r| get(&r.quality));
+        let low = values.clone().fold(f64::INFINITY, f64::min);
+        let spread = values.fold(f64::NEG_INFINITY, f64::max) - low;
+        if spread > 0.0 {
+            varied.push((name, spread));
+        } else {
+            same.push(name);
+        }
+    }
+    let runs = runs.len();
+    if varied.is_empty() {
+        return format!("Every quality figure was identical in all {runs} training runs.");
+    }
+    let moved = format!("{} moved by {}", varied_names(&varied), spreads(&varied));
+    match same.first() {
+        Some(&"accuracy") => format!(
+            "Across the {runs} training runs {} were identical, while {moved}.",
+            and_list(&same)
+        ),
+        _ => format!(
+            "Across the {runs} training runs {moved}; the table shows the run with the median accuracy."
+        ),
+    }
+}
+
+fn varied_names(varied: &[(&str, f64)]) -> String {
+    and_list(&varied.iter().map(|(name, _)| *name).collect::<Vec<_>>())
+}
+
+fn spreads(varied: &[(&str, f64)]) -> String {
+    let spreads: Vec<String> = varied.iter().map(|(_, s)| format!("{s:.1e}")).collect();
+    and_list(&spreads)
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.as_ref().to_string(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", init.join(", "), last.as_ref())
+        }
+    }
+}
+
+/// The quality of the run with the median accuracy (all runs agree when training is
+/// deterministic, as it should be).
+fn median_quality(runs: &[TrainRun]) -> Quality {
+    let mut sorted: Vec<Quality> = runs.iter().map(|r| r.quality).collect();
+    sorted.sort_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
+    sorted[sorted.len() / 2]
+}
+
+/// The sentences on the issue's targets, from the numbers.
+fn findings(outcomes: &[(&Dataset, Outcome)]) -> String {
+    let mut text = Vec::new();
+    for (dataset, outcome) in outcomes {
+        let Outcome::Measured(measured) = outcome else {
+            if dataset.folder == "banking77" {
+                text.push("BANKING77 was skipped, so the targets are unchecked.".to_string());
+            }
+            continue;
+        };
+        let quality = median_quality(&measured.ours.runs);
+        let train = median(measured.ours.runs.iter().map(|r| r.train_seconds).collect());
+        let wall = median(measured.ours.runs.iter().map(|r| r.wall_seconds).collect());
+        let (lr_accuracy, lr_source) = match &measured.lr {
+            LrBaseline::SameRun(lr) => (Some(lr.accuracy), "in the same run"),
+            LrBaseline::FromFile(row) => (row.accuracy.parse().ok(), "from BASELINES.md"),
+            LrBaseline::Missing => (None, ""),
+        };
+        let comparison = match lr_accuracy {
+            Some(lr) => format!(
+                "accuracy {:.3} against {lr:.3} for TF-IDF + LR {lr_source} ({:+.1} points)",
+                quality.accuracy,
+                (quality.accuracy - lr) * 100.0
+            ),
+            None => format!(
+                "accuracy {:.3} (no TF-IDF + LR figure to compare)",
+                quality.accuracy
+            ),
+        };
+        if dataset.folder == "banking77" {
+            let accuracy_verdict = match lr_accuracy {
+                Some(lr) if quality.accuracy >= lr => "meets the accuracy target",
+                Some(_) => "misses the accuracy target",
+                None => "cannot be checked against the accuracy target",
+            };
+            let time_verdict = match (train < TARGET_TRAIN_SECONDS, wall < TARGET_TRAIN_SECONDS) {
+                (true, true) => "meets the under-15 s target".to_string(),
+                (true, false) => format!(
+                    "meets the under-15 s target on its own fitting time but not on the whole command ({wall:.1} s)"
+                ),
+                (false, _) => "misses the under-15 s target".to_string(),
+            };
+            text.push(format!(
+                "On BANKING77 ngram reaches {comparison} and trains in {train:.1} s (whole `tagger train` {wall:.1} s, median of {REPEATS}): \
+                 it {accuracy_verdict} (≥ TF-IDF + LR) and {time_verdict}."
+            ));
+            if let LrBaseline::SameRun(lr) = &measured.lr {
+                let speed = measured.ours.speed;
+                text.push(format!(
+                    "It scores one text in {} ms (median) against {} ms for scikit-learn, and {} texts/s \
+                     in batches of {BATCH} on one thread against {}.",
+                    ms(speed.latency_median),
+                    ms(lr.latency_median),
+                    thousands(speed.one_thread),
+                    thousands(lr.batch_texts_per_second),
+                ));
+            }
+        } else {
+            let lr_train = match &measured.lr {
+                LrBaseline::SameRun(lr) => format!(" ({:.1} s for TF-IDF + LR)", lr.train_seconds),
+                _ => String::new(),
+            };
+            text.push(format!(
+                "On {} ngram reaches {comparison}, trained in {train:.1} s{lr_train}.",
+                dataset.title
+            ));
+        }
+    }
+    text.join(" ")
+}
+
+fn section(args: &ModelsBench, outcomes: &[(&Dataset, Outcome)], tables: &str) -> String {
+    format!(
+        "## Models (tagger train / eval)\n\n\
+         Measured {date} on {machine}, with:\n\n\
+         ```sh\ncargo build --release --bins && \
+         cargo run --release --bin bench -- models --datasets-dir {datasets} --output {output}\n```\n\n\
+         Each dataset is imported with its published split (`tagger import … --split train`, then `--split test`) \
+         into a fresh SQLite database and trained {REPEATS} times with `tagger train --project P --format json`; \
+         the quality figures are on the test split, with tags auto-applied at the thresholds chosen for precision \
+         {target} on validation tickets. \"train s\" is tagger's own \"trained in X s\" (fitting, with the refit on \
+         training and validation tickets, but not reading tickets, calibrating, choosing thresholds or evaluating); the whole command's wall time is in brackets. Inference is timed \
+         in-process on the newest model version loaded from the store: single-text latency over every test text \
+         one at a time, and throughput over all test texts in batches of {BATCH} (median of {REPEATS} passes). \
+         TF-IDF + LR is the BASELINES.md recipe in scikit-learn, run in the same run with OMP_NUM_THREADS=1 and \
+         OPENBLAS_NUM_THREADS=1 (train s is the median of {REPEATS} fits; single-text latency is `predict_proba` \
+         on the first {BASELINE_SINGLE_TEXTS} test texts one at a time).\n\n{tables}{findings}\n",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine = machine(),
+        datasets = args.datasets_dir.display(),
+        output = args.output.display(),
+        target = trainer::run::DEFAULT_TARGET_PRECISION,
+        findings = findings(outcomes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_output_gives_the_quality_and_seconds() {
+        let json = r#"{"accuracy": 0.9, "macro_f1": 0.8, "ece": 0.01, "ece_before_calibration": 0.02,
+            "coverage": {"auto_tagged_share": 0.75, "precision": 0.95, "review_share": 0.25}}"#;
+        let quality = parse_quality(json).unwrap();
+        assert_eq!(quality.auto_tagged_share, 0.75);
+        assert_eq!(quality.auto_precision, 0.95);
+        assert_eq!(quality.ece_before_calibration, 0.02);
+        let stderr = "model version 3 (ngram) trained in 15.9 s; files in /tmp/x\n";
+        assert_eq!(parse_train_seconds(stderr).unwrap(), 15.9);
+        assert!(parse_train_seconds("nothing").is_err());
+        assert!(parse_quality(r#"{"accuracy": 0.9}"#).is_err());
+    }
+
+    #[test]
+    fn baselines_rows_come_from_the_dataset_heading() {
+        let text = "# B\n\n## BANKING77 (77 classes)\n| model | accuracy | macro-F1 | train s | predict texts/s |\n\
+                    |---|---|---|---|---|\n| TF-IDF + logistic regression | 0.913 | 0.914 | 10.7 | 18.5k |\n\
+                    | TF-IDF + LinearSVC | 0.908 | 0.909 | 2.6 | 19.6k |\n| fastText, default lr | 0.768 | 0.763 | 3.6 | 76k |\n\n\
+                    ## Ticket Tagger issues\n| fastText, default lr | 0.561 | 0.559 | 4.9 | 11.5k |\n";
+        let rows = references(text, "## BANKING77");
+        let names: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(
+            names,
+            ["TF-IDF + logistic regression", "fastText, default lr"]
+        );
+        assert_eq!(rows[1].texts_per_second, "76k");
+        assert_eq!(
+            references(text, "## Ticket Tagger issues")[0].accuracy,
+            "0.561"
+        );
+        assert!(references(text, "## Missing").is_empty());
+    }
+
+    #[test]
+    fn run_agreement_names_what_moved() {
+        let quality = Quality {
+            accuracy: 0.9,
+            macro_f1: 0.8,
+            ece: 0.01,
+            ece_before_calibration: 0.02,
+            auto_tagged_share: 0.7,
+            auto_precision: 0.95,
+        };
+        let run = |ece| TrainRun {
+            quality: Quality { ece, ..quality },
+            train_seconds: 1.0,
+            wall_seconds: 1.0,
+        };
+        let same = run_agreement(&[run(0.01), run(0.01)]);
+        assert!(
+            same.starts_with("Every quality figure was identical"),
+            "{same}"
+        );
+        let moved = run_agreement(&[run(0.01), run(0.011)]);
+        assert!(
+            moved.ends_with(
+                "accuracy, macro-F1, auto-tagged share, precision of auto-tags and \
+                 ECE before calibration were identical, while ECE after calibration moved by 1.0e-3."
+            ),
+            "{moved}"
+        );
+        let mut worse = run(0.02);
+        worse.quality.accuracy = 0.8;
+        let accuracy_moved = run_agreement(&[run(0.01), worse]);
+        assert!(
+            accuracy_moved
+                .contains("accuracy and ECE after calibration moved by 1.0e-1 and 1.0e-2;"),
+            "{accuracy_moved}"
+        );
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 50.0);
+        assert_eq!(percentile(&values, 0.99), 99.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(ms(0.000_012_34), "0.0123");
+    }
+}
