@@ -1,6 +1,7 @@
 //! Domain types of the ticket tagger, the `Store` that keeps them on SQLite or PostgreSQL,
 //! import and export of ticket files, and the synthetic demo data.
 
+pub mod api_key;
 pub mod demo;
 pub mod error;
 pub mod export;
@@ -10,18 +11,21 @@ pub mod label;
 pub mod model_version;
 pub mod names;
 pub mod project;
+pub mod registry;
 pub mod split;
 pub mod store;
 pub mod tag;
 pub mod test_db;
 pub mod ticket;
 
+pub use api_key::{ApiKey, CreatedApiKey};
 pub use error::{StoreError, StoreResult, ValidationError};
 pub use ids::{ModelVersionId, ProjectId, TagId, TicketId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};
 pub use project::{LabelMode, Project, ProjectSummary};
+pub use registry::{Promotion, PromotionAction};
 pub use store::{AnyStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

@@ -112,6 +112,8 @@ conformance_suite!(
     export_then_import_gives_the_same_tickets_and_tags,
     search_filters_by_text_tag_split_and_labelled_state,
     tickets_page_in_id_order,
+    promotion_keeps_exactly_one_version_in_service_and_rollback_restores_the_previous,
+    api_keys_authenticate_until_revoked,
 );
 
 async fn project_names_are_unique_regardless_of_case(store: AnyStore) {
@@ -698,4 +700,184 @@ async fn an_unsupported_database_url_is_refused_with_a_clear_message() {
         "unsupported database URL \"mysql://root:***@localhost/x\": use sqlite://PATH or postgres://…"
     );
     let _ = TestDatabase::sqlite().unwrap();
+}
+
+async fn new_version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVersion {
+    store
+        .create_model_version(
+            project,
+            &NewModelVersion {
+                kind: "ngram".into(),
+                metrics: serde_json::json!({ "macro_f1": macro_f1 }),
+                ..NewModelVersion::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn promotion_keeps_exactly_one_version_in_service_and_rollback_restores_the_previous(
+    store: AnyStore,
+) {
+    let project = project_with_tags(&store, &[]).await;
+    assert!(
+        store
+            .promoted_model_version(project.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.rollback_model_version(project.id, "ana").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let first = new_version(&store, project.id, 0.8).await;
+    let second = new_version(&store, project.id, 0.85).await;
+    assert_eq!(first.status, "candidate");
+
+    let promoted = store
+        .promote_model_version(project.id, first.id, "ana")
+        .await
+        .unwrap();
+    assert_eq!((promoted.version, promoted.previous), (first.id, None));
+    let error = store
+        .rollback_model_version(project.id, "ana")
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("nothing to roll back to"),
+        "{error}"
+    );
+    assert!(matches!(
+        store
+            .promote_model_version(project.id, first.id, "ana")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let swap = store
+        .promote_model_version(project.id, second.id, "ben")
+        .await
+        .unwrap();
+    assert_eq!(swap.previous, Some(first.id));
+    let statuses = |versions: Vec<ModelVersion>| {
+        versions
+            .into_iter()
+            .map(|v| (v.id, v.status))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        statuses(store.model_versions(project.id).await.unwrap()),
+        [
+            (second.id, "promoted".to_string()),
+            (first.id, "retired".to_string())
+        ]
+    );
+
+    let back = store
+        .rollback_model_version(project.id, "cy")
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.version, back.previous, back.action),
+        (first.id, Some(second.id), PromotionAction::Rollback)
+    );
+    assert_eq!(
+        store
+            .promoted_model_version(project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first.id
+    );
+    let history = store.model_promotions(project.id).await.unwrap();
+    let summary: Vec<(&str, PromotionAction)> = history
+        .iter()
+        .map(|p| (p.actor.as_str(), p.action))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cy", PromotionAction::Rollback),
+            ("ben", PromotionAction::Promote),
+            ("ana", PromotionAction::Promote)
+        ]
+    );
+    let unknown = store
+        .promote_model_version(project.id, ModelVersionId(9999), "ana")
+        .await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))));
+}
+
+async fn api_keys_authenticate_until_revoked(store: AnyStore) {
+    let acme = project_with_tags(&store, &[]).await;
+    let other = store
+        .create_project(&project_name("Other"), LabelMode::Multi)
+        .await
+        .unwrap();
+    let created = store
+        .create_api_key(acme.id, "zendesk connector")
+        .await
+        .unwrap();
+    assert!(created.secret.starts_with("tt_"));
+    let found = store
+        .authenticate_api_key(&created.secret)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.project_id, acme.id);
+    assert!(
+        store
+            .authenticate_api_key("tt_00000000_000000000000000000000000000000000000000000000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .authenticate_api_key("not a key")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut wrong_secret = created.secret.clone();
+    wrong_secret.pop();
+    wrong_secret.push(if created.secret.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    });
+    assert!(
+        store
+            .authenticate_api_key(&wrong_secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert!(matches!(
+        store.revoke_api_key(other.id, created.key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let revoked = store.revoke_api_key(acme.id, created.key.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(
+        store
+            .authenticate_api_key(&created.secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = store.api_keys(acme.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        !serde_json::to_string(&listed)
+            .unwrap()
+            .contains(&created.secret)
+    );
+    assert!(matches!(
+        store.create_api_key(acme.id, "  ").await,
+        Err(StoreError::Invalid(_))
+    ));
 }

@@ -3,12 +3,14 @@
 use super::{
     ImportCounts, ImportRow, ImportWriter, PgImport, PgStore, SqliteImport, SqliteStore, Store,
 };
+use crate::api_key::{ApiKey, CreatedApiKey};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
 use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::registry::Promotion;
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
 use std::collections::HashMap;
@@ -241,6 +243,50 @@ impl Store for AnyStore {
         metrics: &serde_json::Value,
     ) -> StoreResult<()> {
         dispatch!(self, store => store.set_model_metrics(project, version, metrics))
+    }
+
+    async fn promote_model_version(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+        actor: &str,
+    ) -> StoreResult<Promotion> {
+        dispatch!(self, store => store.promote_model_version(project, version, actor))
+    }
+
+    async fn rollback_model_version(
+        &self,
+        project: ProjectId,
+        actor: &str,
+    ) -> StoreResult<Promotion> {
+        dispatch!(self, store => store.rollback_model_version(project, actor))
+    }
+
+    async fn promoted_model_version(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<Option<ModelVersion>> {
+        dispatch!(self, store => store.promoted_model_version(project))
+    }
+
+    async fn model_promotions(&self, project: ProjectId) -> StoreResult<Vec<Promotion>> {
+        dispatch!(self, store => store.model_promotions(project))
+    }
+
+    async fn create_api_key(&self, project: ProjectId, name: &str) -> StoreResult<CreatedApiKey> {
+        dispatch!(self, store => store.create_api_key(project, name))
+    }
+
+    async fn api_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>> {
+        dispatch!(self, store => store.api_keys(project))
+    }
+
+    async fn revoke_api_key(&self, project: ProjectId, key: i64) -> StoreResult<ApiKey> {
+        dispatch!(self, store => store.revoke_api_key(project, key))
+    }
+
+    async fn authenticate_api_key(&self, key: &str) -> StoreResult<Option<ApiKey>> {
+        dispatch!(self, store => store.authenticate_api_key(key))
     }
 
     async fn begin_import(

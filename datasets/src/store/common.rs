@@ -33,6 +33,11 @@ macro_rules! model_version_columns {
         "id, project_id, kind, status, metrics, params, artifact_path, files, training_fingerprint, created_at"
     };
 }
+macro_rules! api_key_columns {
+    () => {
+        "id, project_id, name, prefix, key_hash, created_at, revoked_at"
+    };
+}
 macro_rules! label_select {
     () => {
         "SELECT l.ticket_id, l.tag_id, t.name AS tag, l.source, l.set_by, l.confidence, \
@@ -40,7 +45,8 @@ macro_rules! label_select {
     };
 }
 pub(crate) use {
-    label_select, model_version_columns, project_columns, tag_columns, ticket_columns,
+    api_key_columns, label_select, model_version_columns, project_columns, tag_columns,
+    ticket_columns,
 };
 
 /// `$from, $from+1, …` for `count` values, to build `IN (…)` lists.
@@ -578,6 +584,126 @@ macro_rules! common_store_methods {
             }
             Ok(())
         }
+
+        async fn promote_model_version(&self, project: ProjectId, version: ModelVersionId, actor: &str) -> StoreResult<Promotion> {
+            let mut tx = self.pool.begin().await?;
+            let promotion = Self::switch_promoted(&mut tx, project, version, PromotionAction::Promote, actor).await?;
+            tx.commit().await?;
+            Ok(promotion)
+        }
+
+        async fn rollback_model_version(&self, project: ProjectId, actor: &str) -> StoreResult<Promotion> {
+            let mut tx = self.pool.begin().await?;
+            // The version in service came in by its latest promotion; roll back to what it replaced.
+            let previous: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT p.previous_version_id FROM model_promotions p \
+                 JOIN model_versions v ON v.id = p.version_id AND v.status = 'promoted' \
+                 WHERE p.project_id = $1 ORDER BY p.id DESC LIMIT 1",
+            )
+            .bind(project)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let target = match previous {
+                None => return Err(StoreError::Conflict(format!("project {project} has no promoted model to roll back"))),
+                Some(None) => {
+                    return Err(StoreError::Conflict(
+                        "the model in service was the first one promoted: there is nothing to roll back to".into(),
+                    ));
+                }
+                Some(Some(id)) => ModelVersionId(id),
+            };
+            let promotion = Self::switch_promoted(&mut tx, project, target, PromotionAction::Rollback, actor).await?;
+            tx.commit().await?;
+            Ok(promotion)
+        }
+
+        async fn promoted_model_version(&self, project: ProjectId) -> StoreResult<Option<ModelVersion>> {
+            let row: Option<ModelVersionRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                model_version_columns!(),
+                " FROM model_versions WHERE project_id = $1 AND status = 'promoted'"
+            ))
+            .bind(project)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(ModelVersion::from))
+        }
+
+        async fn model_promotions(&self, project: ProjectId) -> StoreResult<Vec<Promotion>> {
+            let rows: Vec<PromotionRow> = sqlx::query_as(
+                "SELECT project_id, version_id, previous_version_id, action, actor, at FROM model_promotions \
+                 WHERE project_id = $1 ORDER BY id DESC",
+            )
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+            convert_all(rows)
+        }
+
+        async fn create_api_key(&self, project: ProjectId, name: &str) -> StoreResult<CreatedApiKey> {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 {
+                return Err(ValidationError::field("name", "must be 1 to 100 characters").into());
+            }
+            self.project(project).await?;
+            let (secret, prefix) = crate::api_key::generate()
+                .map_err(|e| StoreError::Conflict(format!("no randomness for a key: {e}")))?;
+            let row: ApiKeyRow = sqlx::query_as(concat!(
+                "INSERT INTO api_keys (project_id, name, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                api_key_columns!()
+            ))
+            .bind(project)
+            .bind(name)
+            .bind(&prefix)
+            .bind(crate::api_key::hash(&secret))
+            .bind(Utc::now())
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(CreatedApiKey { key: row.into(), secret })
+        }
+
+        async fn api_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>> {
+            let rows: Vec<ApiKeyRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                api_key_columns!(),
+                " FROM api_keys WHERE project_id = $1 ORDER BY id"
+            ))
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(ApiKey::from).collect())
+        }
+
+        async fn revoke_api_key(&self, project: ProjectId, key: i64) -> StoreResult<ApiKey> {
+            let row: Option<ApiKeyRow> = sqlx::query_as(concat!(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE project_id = $2 AND id = $3 RETURNING ",
+                api_key_columns!()
+            ))
+            .bind(Utc::now())
+            .bind(project)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(ApiKey::from)
+                .ok_or_else(|| StoreError::NotFound(format!("API key {key} of project {project}")))
+        }
+
+        async fn authenticate_api_key(&self, key: &str) -> StoreResult<Option<ApiKey>> {
+            let Some(prefix) = crate::api_key::prefix_of(key) else {
+                return Ok(None);
+            };
+            let row: Option<ApiKeyRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                api_key_columns!(),
+                " FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL"
+            ))
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row
+                .filter(|row| crate::api_key::hashes_match(&row.key_hash, &crate::api_key::hash(key)))
+                .map(ApiKey::from))
+        }
     };
 }
 pub(crate) use common_store_methods;
@@ -585,6 +711,64 @@ pub(crate) use common_store_methods;
 /// Expands to the inherent helpers the shared methods use.
 macro_rules! common_store_helpers {
     () => {
+        /// Puts `target` in service in this transaction, retiring the version it replaces.
+        async fn switch_promoted(
+            tx: &mut sqlx::Transaction<'static, Db>,
+            project: ProjectId,
+            target: ModelVersionId,
+            action: PromotionAction,
+            actor: &str,
+        ) -> StoreResult<Promotion> {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM model_versions WHERE project_id = $1 AND id = $2")
+                    .bind(project)
+                    .bind(target)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match status.as_deref() {
+                None => return Err(StoreError::NotFound(format!("model version {target} of project {project}"))),
+                Some("promoted") => {
+                    return Err(StoreError::Conflict(format!("model version {target} is already in service")));
+                }
+                Some(_) => {}
+            }
+            let previous: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM model_versions WHERE project_id = $1 AND status = 'promoted'")
+                    .bind(project)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            sqlx::query("UPDATE model_versions SET status = 'retired' WHERE project_id = $1 AND status = 'promoted'")
+                .bind(project)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE model_versions SET status = 'promoted' WHERE id = $1")
+                .bind(target)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, || "another promotion of this project happened at the same time".into()))?;
+            let at = Utc::now();
+            sqlx::query(
+                "INSERT INTO model_promotions (project_id, version_id, previous_version_id, action, actor, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(project)
+            .bind(target)
+            .bind(previous)
+            .bind(action.as_str())
+            .bind(actor)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(Promotion {
+                project_id: project,
+                version: target,
+                previous: previous.map(ModelVersionId),
+                action,
+                actor: actor.to_string(),
+                at,
+            })
+        }
+
         /// Loads the labels of these tickets in one query.
         async fn with_labels(&self, tickets: Vec<Ticket>) -> StoreResult<Vec<LabelledTicket>> {
             if tickets.is_empty() {

@@ -12,12 +12,14 @@ pub use any::{AnyImport, AnyStore};
 pub use postgres::{PgImport, PgStore};
 pub use sqlite::{SqliteImport, SqliteStore};
 
+use crate::api_key::{ApiKey, CreatedApiKey};
 use crate::error::StoreResult;
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
 use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::registry::Promotion;
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
 use std::collections::HashMap;
@@ -161,6 +163,48 @@ pub trait Store: Clone + Send + Sync + 'static {
         version: ModelVersionId,
         metrics: &serde_json::Value,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Puts a version in service, retiring the one it replaces; recorded with the actor.
+    fn promote_model_version(
+        &self,
+        project: ProjectId,
+        version: ModelVersionId,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<Promotion>> + Send;
+    /// Puts back the version the one in service replaced.
+    fn rollback_model_version(
+        &self,
+        project: ProjectId,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<Promotion>> + Send;
+    fn promoted_model_version(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Option<ModelVersion>>> + Send;
+    /// Promotions and rollbacks, newest first.
+    fn model_promotions(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<Promotion>>> + Send;
+
+    /// Creates a key; its secret is in the result and nowhere else.
+    fn create_api_key(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> impl Future<Output = StoreResult<CreatedApiKey>> + Send;
+    fn api_keys(&self, project: ProjectId)
+    -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+    fn revoke_api_key(
+        &self,
+        project: ProjectId,
+        key: i64,
+    ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
+    /// The live key a client presented, or `None` (unknown, revoked or malformed).
+    fn authenticate_api_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
 
     /// Starts a bulk import into the named project; creates it when `create` is given.
     fn begin_import(

@@ -4,12 +4,14 @@
 use super::common::*;
 use super::rows::*;
 use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
+use crate::api_key::{ApiKey, CreatedApiKey};
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::{LabelAction, LabelEvent, LabelSource};
 use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
+use crate::registry::{Promotion, PromotionAction};
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, Ticket, TicketQuery, UpsertedTicket};
 use chrono::{DateTime, Utc};

@@ -1,12 +1,14 @@
 //! Rows as both databases return them, and their conversion into domain types. Enums are
 //! stored as text and names re-validated, so a hand-edited database fails loudly, not subtly.
 
+use crate::api_key::ApiKey;
 use crate::error::StoreError;
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::{Label, LabelEvent};
 use crate::model_version::ModelVersion;
 use crate::names::{ProjectName, TagName};
 use crate::project::{Project, ProjectSummary};
+use crate::registry::Promotion;
 use crate::tag::{KeywordRules, Tag};
 use crate::ticket::Ticket;
 use chrono::{DateTime, Utc};
@@ -211,4 +213,55 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PromotionRow {
+    project_id: i64,
+    version_id: i64,
+    previous_version_id: Option<i64>,
+    action: String,
+    actor: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<PromotionRow> for Promotion {
+    type Error = StoreError;
+    fn try_from(row: PromotionRow) -> Result<Self, StoreError> {
+        Ok(Promotion {
+            project_id: ProjectId(row.project_id),
+            version: ModelVersionId(row.version_id),
+            previous: row.previous_version_id.map(ModelVersionId),
+            action: row
+                .action
+                .parse()
+                .map_err(|e| corrupt("promotion action", e))?,
+            actor: row.actor,
+            at: row.at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    id: i64,
+    project_id: i64,
+    name: String,
+    prefix: String,
+    pub(crate) key_hash: String,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        ApiKey {
+            id: row.id,
+            project_id: ProjectId(row.project_id),
+            name: row.name,
+            prefix: row.prefix,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+        }
+    }
 }

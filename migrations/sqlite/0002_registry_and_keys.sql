@@ -1,0 +1,26 @@
+-- The model registry (exactly one promoted version per project, every promotion and rollback
+-- recorded with who and when) and per-project API keys (only a hash is stored).
+-- SQLite twin of migrations/postgres/0002_registry_and_keys.sql.
+
+CREATE UNIQUE INDEX model_versions_one_promoted ON model_versions (project_id) WHERE status = 'promoted';
+
+CREATE TABLE model_promotions (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id          INTEGER NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    version_id          INTEGER NOT NULL REFERENCES model_versions (id) ON DELETE CASCADE,
+    previous_version_id INTEGER REFERENCES model_versions (id) ON DELETE SET NULL,
+    action              TEXT NOT NULL CHECK (action IN ('promote', 'rollback')),
+    actor               TEXT NOT NULL,
+    at                  TEXT NOT NULL
+);
+CREATE INDEX model_promotions_project ON model_promotions (project_id, id DESC);
+
+CREATE TABLE api_keys (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id  INTEGER NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    prefix      TEXT NOT NULL UNIQUE,
+    key_hash    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
