@@ -1,5 +1,6 @@
 //! The model card: everything about a model version except its weights.
 
+use crate::encoder::EncoderSpec;
 use crate::ngram::NgramShape;
 use datasets::{LabelMode, TagId, TagName};
 use serde::{Deserialize, Serialize};
@@ -72,4 +73,7 @@ pub struct ModelCard {
     /// SHA-256 over the training tickets and their labels.
     pub training_fingerprint: String,
     pub ngram: Option<NgramShape>,
+    /// The encoder under an `encoder-head` model: repository, revision, file hashes, shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderSpec>,
 }

@@ -6,10 +6,13 @@ pub mod artifact;
 pub mod calibration;
 pub mod card;
 pub mod decision;
+pub mod encoder;
 pub mod error;
 pub mod features;
+pub mod metrics;
 pub mod model;
 pub mod ngram;
+pub mod service;
 
 pub use card::{ModelCard, ModelKind, TagRef};
 pub use decision::{Decider, Decision, TagScore, TaxonomyDrift};

@@ -3,16 +3,21 @@
 use crate::artifact::{self, FileHashes, Tensors, WEIGHTS_FILE};
 use crate::calibration::probabilities;
 use crate::card::{CARD_FORMAT, ModelCard, ModelKind};
+use crate::encoder::head::{EncoderHeadModel, LinearHead};
+use crate::encoder::hub::HubCache;
+use crate::encoder::{Encoder, EncoderError, EncoderOptions};
 use crate::error::ModelError;
 use crate::features::Family;
 use crate::ngram::NgramModel;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The architectures behind a model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scorer {
     Ngram(NgramModel),
+    EncoderHead(EncoderHeadModel),
 }
 
 /// A model version, loaded.
@@ -23,10 +28,26 @@ pub struct TaggingModel {
 }
 
 impl TaggingModel {
-    /// Raw scores, one per tag of the card.
+    /// Raw scores, one per tag of the card. An encoder that fails to run (it never should
+    /// once loaded) gives NaN scores, which pass no threshold: the ticket goes to a person.
+    /// `logits_batch` reports the error instead.
     pub fn logits(&self, text: &str) -> Vec<f32> {
         match &self.scorer {
             Scorer::Ngram(model) => model.logits(text),
+            Scorer::EncoderHead(model) => model
+                .logits(&[text])
+                .ok()
+                .and_then(|mut rows| rows.pop())
+                .unwrap_or_else(|| vec![f32::NAN; self.card.tags.len()]),
+        }
+    }
+
+    /// Raw scores for many texts; encoder models embed them in sorted batches, several
+    /// times faster than one by one.
+    pub fn logits_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match &self.scorer {
+            Scorer::Ngram(model) => Ok(texts.iter().map(|text| model.logits(text)).collect()),
+            Scorer::EncoderHead(model) => model.logits(texts).map_err(encoder_error),
         }
     }
 
@@ -44,9 +65,43 @@ impl TaggingModel {
         artifact::save(dir, &self.card, &self.tensors())
     }
 
-    /// Reads and checks a model directory against the hashes recorded for it.
+    /// Reads and checks a model directory against the hashes recorded for it. Encoder
+    /// models find their encoder in the Hugging Face cache named by the environment.
     pub fn load(dir: &Path, hashes: &FileHashes) -> Result<Self, ModelError> {
+        Self::load_with(
+            dir,
+            hashes,
+            &HubCache::from_env(),
+            &EncoderOptions::default(),
+        )
+    }
+
+    /// `load` with the encoder's cache and run-time options chosen by the caller.
+    pub fn load_with(
+        dir: &Path,
+        hashes: &FileHashes,
+        cache: &HubCache,
+        options: &EncoderOptions,
+    ) -> Result<Self, ModelError> {
         let (card, tensors) = artifact::load(dir, hashes)?;
+        if card.kind == ModelKind::EncoderHead {
+            let spec = card.encoder.as_ref().ok_or_else(|| {
+                ModelError::corrupt(
+                    artifact::CARD_FILE,
+                    "an encoder-head model without its encoder",
+                )
+            })?;
+            // The head's shapes are checked before the (much slower) encoder is loaded.
+            let head = encoder_head(&card, &tensors)?;
+            let encoder = Encoder::load_spec(cache, spec, options).map_err(encoder_error)?;
+            return Ok(Self {
+                card,
+                scorer: Scorer::EncoderHead(EncoderHeadModel {
+                    encoder: Arc::new(encoder),
+                    head,
+                }),
+            });
+        }
         Self::from_parts(card, &tensors)
     }
 
@@ -90,11 +145,22 @@ impl TaggingModel {
                     );
                 }
             }
+            Scorer::EncoderHead(model) => {
+                let head = &model.head;
+                tensors.f32s.insert(
+                    HEAD_WEIGHT.into(),
+                    (vec![head.outputs, head.dim], head.weight.clone()),
+                );
+                tensors
+                    .f32s
+                    .insert(HEAD_BIAS.into(), (vec![head.outputs], head.bias.clone()));
+            }
         }
         tensors
     }
 
     /// Assembles a model, checking that the card and every tensor agree on their shapes.
+    /// Encoder models need their encoder: use `load_with`.
     pub fn from_parts(card: ModelCard, tensors: &Tensors) -> Result<Self, ModelError> {
         let bad = |reason: String| ModelError::corrupt(WEIGHTS_FILE, reason);
         if card.format != CARD_FORMAT {
@@ -191,6 +257,12 @@ impl TaggingModel {
                     bias: bias.clone(),
                 })
             }
+            ModelKind::EncoderHead => {
+                return Err(ModelError::corrupt(
+                    artifact::CARD_FILE,
+                    "an encoder-head model needs its encoder to be loaded with it",
+                ));
+            }
             other => {
                 return Err(ModelError::corrupt(
                     artifact::CARD_FILE,
@@ -199,5 +271,63 @@ impl TaggingModel {
             }
         };
         Ok(Self { card, scorer })
+    }
+}
+
+const HEAD_WEIGHT: &str = "head.weight";
+const HEAD_BIAS: &str = "head.bias";
+
+/// An `encoder-head` model's head, checked against its card.
+fn encoder_head(card: &ModelCard, tensors: &Tensors) -> Result<LinearHead, ModelError> {
+    let bad = |reason: String| ModelError::corrupt(WEIGHTS_FILE, reason);
+    let outputs = card.tags.len();
+    let dim = card.encoder.as_ref().map(|spec| spec.dim).ok_or_else(|| {
+        ModelError::corrupt(
+            artifact::CARD_FILE,
+            "an encoder-head model without its encoder",
+        )
+    })?;
+    let (weight_shape, weight) = tensors.f32(HEAD_WEIGHT)?;
+    let (_, bias) = tensors.f32(HEAD_BIAS)?;
+    if weight_shape != &vec![outputs, dim] || weight.len() != outputs * dim {
+        return Err(bad(format!(
+            "head.weight has shape {weight_shape:?}, expected [{outputs}, {dim}]"
+        )));
+    }
+    if bias.len() != outputs {
+        return Err(bad(format!(
+            "head.bias has {} values for {outputs} tags",
+            bias.len()
+        )));
+    }
+    Ok(LinearHead {
+        dim,
+        outputs,
+        weight: weight.clone(),
+        bias: bias.clone(),
+    })
+}
+
+/// Encoder failures in the error type model loading reports. A missing encoder is a file
+/// that cannot be read, with the encoder's own message saying how to get it.
+fn encoder_error(error: EncoderError) -> ModelError {
+    match error {
+        EncoderError::NotInCache { ref path, .. }
+        | EncoderError::RevisionNotCached { ref path, .. }
+        | EncoderError::MissingFile { ref path, .. } => ModelError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, error.to_string()),
+        },
+        EncoderError::Io { path, source } => ModelError::Io { path, source },
+        EncoderError::FileChanged {
+            file,
+            expected,
+            actual,
+        } => ModelError::HashMismatch {
+            file,
+            expected,
+            actual,
+        },
+        other => ModelError::corrupt("encoder", other),
     }
 }

@@ -49,7 +49,7 @@ impl NgramModel {
 
     /// The text's TF-IDF vector over this model's rows; unseen features are dropped.
     pub fn vectorize(&self, text: &str) -> SparseVector {
-        let features = self
+        let mut features: Vec<_> = self
             .shape
             .features
             .extract(text)
@@ -59,10 +59,9 @@ impl NgramModel {
                 Some((row, family, tf * self.idf[row as usize]))
             })
             .collect();
-        let mut vector = normalise(features);
-        // A fixed order keeps floating-point sums identical from run to run.
-        vector.sort_unstable_by_key(|(row, _)| *row);
-        vector
+        // A fixed order keeps floating-point sums (norms, bags) identical from run to run.
+        features.sort_unstable_by_key(|(row, _, _)| *row);
+        normalise(features)
     }
 
     /// The bag: the weighted sum of the vector's table rows.

@@ -80,6 +80,7 @@ fn tiny_model(hidden: usize) -> TaggingModel {
                 hidden,
                 outputs: 2,
             }),
+            encoder: None,
         },
         scorer: Scorer::Ngram(model),
     }

@@ -207,6 +207,7 @@ struct Accumulators {
     bias: Vec<f32>,
 }
 
+#[inline(always)]
 fn adagrad(weight: &mut f32, accumulator: &mut f32, gradient: f32, rate: f32, l2: f32) {
     let gradient = gradient + l2 * *weight;
     *accumulator += gradient * gradient;
@@ -284,17 +285,16 @@ pub fn train_ngram(
                 }
                 back
             };
+            // Written over slices so the compiler vectorises the square roots and divisions:
+            // this loop is nearly all of the training time.
             for (row, weight) in vector {
                 let start = *row as usize * width;
-                for (k, g) in bag_gradient.iter().enumerate() {
-                    let index = start + k;
-                    adagrad(
-                        &mut model.table[index],
-                        &mut state.table[index],
-                        weight * g,
-                        rate,
-                        params.l2,
-                    );
+                let entries = &mut model.table[start..start + width];
+                let accumulators = &mut state.table[start..start + width];
+                for ((entry, accumulator), g) in
+                    entries.iter_mut().zip(accumulators).zip(&bag_gradient)
+                {
+                    adagrad(entry, accumulator, weight * g, rate, params.l2);
                 }
             }
         }

@@ -188,6 +188,7 @@ pub async fn train(
             }),
             training_fingerprint: data.fingerprint.clone(),
             ngram: Some(model.shape),
+            encoder: None,
         };
         let tagging = TaggingModel {
             card,

@@ -11,6 +11,10 @@ use tower_http::trace::TraceLayer;
 /// Every route of the server.
 pub fn app(state: AppState) -> Router {
     api::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            crate::http_metrics::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -41,6 +41,65 @@ pub enum Command {
     Eval(EvalArgs),
     /// Tag a text with a model version, for a quick look.
     Predict(PredictArgs),
+    /// Model versions: list, promote, roll back.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Per-project API keys: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The project's versions with their status and held-out figures, and the promotion history.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Put a version in service; every running server swaps to it without dropping a request.
+    Promote {
+        #[arg(long)]
+        project: String,
+        /// The version id (see `tagger models list`).
+        #[arg(long)]
+        version: i64,
+        /// Promote even if its macro-F1 is worse than the version in service by more than the guard margin.
+        #[arg(long)]
+        force: bool,
+        /// Who promotes, for the history [default: $USER].
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Put back the version the one in service replaced.
+    Rollback {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        actor: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        project: String,
+        /// What the key is for, e.g. "zendesk connector".
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    Revoke {
+        #[arg(long)]
+        project: String,
+        /// The key's id (see `tagger keys list`).
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,11 @@ pub struct Config {
     pub log: String,
     /// The most tickets one batch request may carry.
     pub max_batch: usize,
+    /// Refuse promoting a version whose held-out macro-F1 is worse than the promoted one's by
+    /// more than this (unless forced).
+    pub promotion_guard_margin: f64,
+    /// How often a server checks for versions promoted by other processes, in seconds.
+    pub model_watch_seconds: f64,
 }
 
 impl Default for Config {
@@ -34,6 +39,8 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log: "info,sqlx=warn".into(),
             max_batch: 1000,
+            promotion_guard_margin: 0.02,
+            model_watch_seconds: 2.0,
         }
     }
 }
@@ -50,6 +57,8 @@ impl std::fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("log", &self.log)
             .field("max_batch", &self.max_batch)
+            .field("promotion_guard_margin", &self.promotion_guard_margin)
+            .field("model_watch_seconds", &self.model_watch_seconds)
             .finish()
     }
 }

@@ -6,4 +6,5 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod http_metrics;
 pub mod state;

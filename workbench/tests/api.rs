@@ -7,7 +7,6 @@ use axum::http::{Method, Request, StatusCode};
 use datasets::test_db::TestDatabase;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tower::ServiceExt;
 use workbench::app::{Application, app};
 use workbench::config::Config;
@@ -21,13 +20,13 @@ struct TestApp {
 impl TestApp {
     async fn new() -> Self {
         let database = TestDatabase::sqlite().unwrap();
-        let state = AppState {
-            store: database.store().await.unwrap(),
-            config: Arc::new(Config {
+        let state = AppState::new(
+            database.store().await.unwrap(),
+            Config {
                 max_batch: 5,
                 ..Config::default()
-            }),
-        };
+            },
+        );
         Self {
             router: app(state),
             _database: database,
@@ -403,10 +402,7 @@ async fn the_server_answers_over_a_real_socket_on_postgres() {
     else {
         return;
     };
-    let state = AppState {
-        store: database.store().await.unwrap(),
-        config: Arc::new(Config::default()),
-    };
+    let state = AppState::new(database.store().await.unwrap(), Config::default());
     let application = Application::bind(state, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -250,3 +250,99 @@ async fn import_works_the_same_on_postgres() {
     );
     database.drop_database().await.unwrap();
 }
+
+/// Synthetic labelled tickets as a CSV file.
+fn demo_csv(dir: &Path, tickets: usize) -> PathBuf {
+    let mut writer = csv::Writer::from_path(dir.join("demo.csv")).unwrap();
+    writer
+        .write_record(["id", "subject", "body", "tags"])
+        .unwrap();
+    for ticket in datasets::demo::generate(tickets, 3, chrono::Utc::now()) {
+        let tags: Vec<&str> = ticket.tags.iter().map(|t| t.as_str()).collect();
+        writer
+            .write_record([
+                ticket.external_id.as_str(),
+                &ticket.subject,
+                &ticket.body,
+                &tags.join(";"),
+            ])
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    dir.join("demo.csv")
+}
+
+#[test]
+fn train_eval_and_predict_from_the_command_line() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_csv(dir.path(), 600);
+    assert!(import(&database.url, &file, &["--id-column", "id"]).ok);
+
+    let no_model = tagger(&database.url, &["eval", "--project", "Support"]);
+    assert!(!no_model.ok);
+    assert!(
+        no_model.stderr.contains("has no model yet"),
+        "{}",
+        no_model.stderr
+    );
+
+    let data_dir = dir.path().join("data");
+    let trained = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args([
+            "--database-url",
+            &database.url,
+            "train",
+            "--project",
+            "Support",
+            "--epochs",
+            "5",
+            "--format",
+            "json",
+        ])
+        .env("TAGGER_DATA_DIR", &data_dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&trained.stderr);
+    assert!(trained.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model version 1 (ngram) trained in"),
+        "{stderr}"
+    );
+    let metrics: serde_json::Value = serde_json::from_slice(&trained.stdout).unwrap();
+    assert!(metrics["micro_f1"].as_f64().unwrap() > 0.5, "{metrics}");
+
+    let evaluated = tagger(
+        &database.url,
+        &["eval", "--project", "Support", "--format", "json"],
+    );
+    assert!(evaluated.ok, "{}", evaluated.stderr);
+    let evaluation: serde_json::Value = serde_json::from_str(&evaluated.stdout).unwrap();
+    for key in ["accuracy", "micro_f1", "macro_f1", "ece", "per_tag"] {
+        assert!(evaluation.get(key).is_some(), "missing {key}");
+    }
+    assert!(
+        (evaluation["macro_f1"].as_f64().unwrap() - metrics["macro_f1"].as_f64().unwrap()).abs()
+            < 1e-6
+    );
+
+    let table = tagger(&database.url, &["eval", "--project", "Support"]);
+    assert!(
+        table.stdout.contains("PRECISION") && table.stdout.contains("auto-tagged"),
+        "{}",
+        table.stdout
+    );
+
+    let predicted = tagger(
+        &database.url,
+        &[
+            "predict",
+            "--project",
+            "Support",
+            "I was charged twice for my subscription, please refund the invoice",
+        ],
+    );
+    assert!(predicted.ok, "{}", predicted.stderr);
+    assert!(predicted.stdout.contains("Billing"), "{}", predicted.stdout);
+}

@@ -1,12 +1,16 @@
 //! The JSON API under `/v1` and the health endpoints. Handlers are thin: they parse,
 //! call the store, and map errors.
 
+mod auth;
 mod error;
 mod health;
+mod models;
 mod projects;
+mod tagging;
 mod tickets;
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use tagging::MAX_TAG_BATCH;
 
 use crate::state::AppState;
 use axum::Router;
@@ -22,6 +26,22 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/projects/{project}/tag", post(tagging::tag_one))
+        .route("/v1/projects/{project}/tag/batch", post(tagging::tag_batch))
+        .route(
+            "/v1/projects/{project}/tickets/ingest",
+            post(tagging::ingest_and_tag),
+        )
+        .route("/v1/projects/{project}/models", get(models::list))
+        .route(
+            "/v1/projects/{project}/models/rollback",
+            post(models::rollback),
+        )
+        .route(
+            "/v1/projects/{project}/models/{version}/promote",
+            post(models::promote),
+        )
         .route("/v1/projects", get(projects::list).post(projects::create))
         .route("/v1/projects/{project}", get(projects::show))
         .route(

@@ -3,7 +3,9 @@
 mod demo;
 mod export;
 mod import;
+mod keys;
 mod models;
+mod registry;
 mod serve;
 
 use crate::cli::{Cli, Command};
@@ -30,6 +32,10 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
         Command::Eval(args) => models::eval(&open_store(&config).await?, args).await,
         Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,
+        Command::Models(command) => {
+            registry::run(&open_store(&config).await?, &config, command).await
+        }
+        Command::Keys(command) => keys::run(&open_store(&config).await?, command).await,
     }
 }
 

@@ -5,7 +5,6 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::state::AppState;
 use anyhow::Context;
-use std::sync::Arc;
 
 pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     apply_args(&mut config, args);
@@ -26,12 +25,16 @@ pub fn apply_args(config: &mut Config, args: ServeArgs) {
     }
 }
 
+/// Binds the server with a running tagging service that serves every project's promoted
+/// model and follows promotions made elsewhere.
 pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<Application> {
     let addr = config.addr;
-    let state = AppState {
-        store,
-        config: Arc::new(config),
-    };
+    let watch = std::time::Duration::from_secs_f64(config.model_watch_seconds.max(0.1));
+    let state = AppState::new(store.clone(), config);
+    if let Err(error) = state.tagging.sync_all(&store).await {
+        tracing::warn!(%error, "could not load the promoted models at start-up");
+    }
+    state.tagging.spawn_watcher(store, watch);
     Application::bind(state, addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))

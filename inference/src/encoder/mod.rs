@@ -1,0 +1,384 @@
+//! A pretrained sentence encoder (a BERT-family model such as all-MiniLM-L6-v2) loaded from
+//! the local Hugging Face cache and run on candle: text → word pieces → token states →
+//! mean-pooled, unit-length sentence embeddings. `encoder-head` models put a linear head on
+//! these; `finetune` will train the encoder itself, which is why it is our own code.
+
+pub mod bert;
+pub mod head;
+pub mod hub;
+pub mod tokenize;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use crate::artifact::sha256_hex;
+use bert::{Bert, BertConfig, Kernels, l2_normalize, mean_pool};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use hub::{HubCache, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokenize::{Batch, DEFAULT_MAX_TOKENS, TextTokenizer, Tokens};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Texts per forward pass when embedding many: enough to keep the matrix multiplies
+/// efficient, few enough that a batch of 128-token texts stays small in memory.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Threads for the encoder's matrix multiplies. Measured on the 2-core machine this
+/// project targets (BANKING77 train texts, sorted batches of 32): 2 threads embed ~1.5×
+/// faster than 1 when the machine is otherwise idle, see docs/models.md.
+pub const DEFAULT_THREADS: usize = 2;
+
+/// Why an encoder could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error(
+        "the encoder {repo} is not in the Hugging Face cache (looked for {}); put it there first, for all-MiniLM-L6-v2 with ../shared/models/fetch-minilm.sh (set HF_HOME to choose the cache)",
+        .path.display()
+    )]
+    NotInCache { repo: String, path: PathBuf },
+    #[error(
+        "revision {revision} of the encoder {repo} is not in the Hugging Face cache (looked for {})",
+        .path.display()
+    )]
+    RevisionNotCached {
+        repo: String,
+        revision: String,
+        path: PathBuf,
+    },
+    #[error("{} of the encoder {repo} (revision {revision}) is missing", .path.display())]
+    MissingFile {
+        repo: String,
+        revision: String,
+        path: PathBuf,
+    },
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a usable encoder configuration: {reason}", .path.display())]
+    Config { path: PathBuf, reason: String },
+    #[error("{} is not a usable tokenizer: {reason}", .path.display())]
+    Tokenizer { path: PathBuf, reason: String },
+    #[error("{} is corrupt or truncated: {reason}", .path.display())]
+    Weights { path: PathBuf, reason: String },
+    #[error("the weights in {} do not fit its config.json: {reason}", .path.display())]
+    Shape { path: PathBuf, reason: String },
+    #[error(
+        "encoder file {file} differs from the one the model was trained with (expected SHA-256 {expected}, found {actual})"
+    )]
+    FileChanged {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0:?} is not a Hugging Face model id (expected ORG/NAME)")]
+    InvalidRepo(String),
+    #[error("cannot start the encoder's threads: {0}")]
+    Threads(String),
+    #[error("tokenizing a text failed: {0}")]
+    Tokenize(String),
+    #[error("running the encoder failed: {0}")]
+    Compute(#[from] candle_core::Error),
+}
+
+/// How token states become one vector per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The average over the text's tokens (sentence-transformers' mean pooling).
+    Mean,
+}
+
+/// Exactly which encoder produced a model's embeddings: recorded in the card, checked on
+/// load, so a model is never served on top of a different encoder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// Hugging Face model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    pub repo: String,
+    /// The cache snapshot's commit id.
+    pub revision: String,
+    /// Width of an embedding.
+    pub dim: usize,
+    pub pooling: Pooling,
+    /// Embeddings scaled to unit length after pooling.
+    pub normalize: bool,
+    /// Token budget per text, special tokens included.
+    pub max_tokens: usize,
+    /// File name → SHA-256 of the encoder's files.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Run-time choices that do not change what the encoder computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderOptions {
+    /// Token budget per text (only for a newly loaded encoder; a model's card fixes its own).
+    pub max_tokens: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            threads: DEFAULT_THREADS,
+        }
+    }
+}
+
+/// A loaded sentence encoder.
+pub struct Encoder {
+    spec: EncoderSpec,
+    bert: Bert,
+    tokenizer: TextTokenizer,
+    device: Device,
+    batch_size: usize,
+    // Its own pool, so the encoder's thread count is set here and not by whatever else
+    // shares rayon's global pool.
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("spec", &self.spec)
+            .field("threads", &self.pool.current_num_threads())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The device encoders run on: the first GPU when built with `cuda` and one is present.
+pub fn device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        Device::cuda_if_available(0).unwrap_or(Device::Cpu)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Device::Cpu
+    }
+}
+
+impl Encoder {
+    /// The newest cached revision (`refs/main`) of `repo`.
+    pub fn load(
+        cache: &HubCache,
+        repo: &str,
+        options: &EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        Self::from_snapshot(&cache.snapshot(repo, None)?, None, options)
+    }
+
+    /// Exactly the encoder a card recorded: same revision, same file hashes, same shape.
+    pub fn load_spec(
+        cache: &HubCache,
+        spec: &EncoderSpec,
+        options: &EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        let snapshot = cache.snapshot(&spec.repo, Some(&spec.revision))?;
+        let options = EncoderOptions {
+            max_tokens: spec.max_tokens,
+            ..*options
+        };
+        let encoder = Self::from_snapshot(&snapshot, Some(&spec.files), &options)?;
+        if encoder.spec.dim != spec.dim || !spec.normalize || spec.pooling != Pooling::Mean {
+            return Err(EncoderError::Config {
+                path: snapshot.dir.join(CONFIG_FILE),
+                reason: format!(
+                    "the model expects {}-wide normalised mean-pooled embeddings, the encoder gives {}-wide ones",
+                    spec.dim, encoder.spec.dim
+                ),
+            });
+        }
+        Ok(encoder)
+    }
+
+    /// Loads a snapshot's files, checking them against `expected` hashes when given.
+    pub fn from_snapshot(
+        snapshot: &Snapshot,
+        expected: Option<&BTreeMap<String, String>>,
+        options: &EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        let mut files = BTreeMap::new();
+        let mut read = |file: &str| -> Result<Vec<u8>, EncoderError> {
+            let bytes = snapshot.read(file)?;
+            let actual = sha256_hex(&bytes);
+            if let Some(expected) = expected {
+                let want = expected.get(file).map_or("(none recorded)", String::as_str);
+                if want != actual {
+                    return Err(EncoderError::FileChanged {
+                        file: file.to_string(),
+                        expected: want.to_string(),
+                        actual,
+                    });
+                }
+            }
+            files.insert(file.to_string(), actual);
+            Ok(bytes)
+        };
+        let config_path = snapshot.dir.join(CONFIG_FILE);
+        let config: BertConfig =
+            serde_json::from_slice(&read(CONFIG_FILE)?).map_err(|e| EncoderError::Config {
+                path: config_path.clone(),
+                reason: e.to_string(),
+            })?;
+        config.check().map_err(|reason| EncoderError::Config {
+            path: config_path.clone(),
+            reason,
+        })?;
+        let tokenizer_path = snapshot.dir.join(TOKENIZER_FILE);
+        // Positions beyond the table do not exist; a larger budget would fail mid-batch.
+        let max_tokens = options.max_tokens.clamp(2, config.max_position_embeddings);
+        let tokenizer =
+            TextTokenizer::from_bytes(&read(TOKENIZER_FILE)?, max_tokens).map_err(|reason| {
+                EncoderError::Tokenizer {
+                    path: tokenizer_path,
+                    reason,
+                }
+            })?;
+        let weights_path = snapshot.dir.join(WEIGHTS_FILE);
+        let weights = read(WEIGHTS_FILE)?;
+        let device = device();
+        // Read from memory rather than memory-mapped: mapping needs `unsafe`, and the bytes
+        // are already here because their hash had to be checked.
+        let tensors = candle_core::safetensors::load_buffer(&weights, &device).map_err(|e| {
+            EncoderError::Weights {
+                path: weights_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        drop(weights);
+        let bert = Bert::load(
+            &config,
+            VarBuilder::from_tensors(tensors, DType::F32, &device),
+        )
+        .map_err(|e| EncoderError::Shape {
+            path: weights_path,
+            reason: e.to_string(),
+        })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads.max(1))
+            .thread_name(|index| format!("encoder-{index}"))
+            .build()
+            .map_err(|e| EncoderError::Threads(e.to_string()))?;
+        Ok(Self {
+            spec: EncoderSpec {
+                repo: snapshot.repo.clone(),
+                revision: snapshot.revision.clone(),
+                dim: config.hidden_size,
+                pooling: Pooling::Mean,
+                normalize: true,
+                max_tokens,
+                files,
+            },
+            bert,
+            tokenizer,
+            device,
+            batch_size: options.batch_size.max(1),
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// What this encoder is, as a card records it.
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    /// Width of an embedding.
+    pub fn dim(&self) -> usize {
+        self.spec.dim
+    }
+
+    pub fn bert(&self) -> &Bert {
+        &self.bert
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Threads the encoder's matrix multiplies use.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs `work` on the encoder's thread pool, so candle's parallel kernels use its
+    /// threads; a training loop over the encoder runs inside this too.
+    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(work)
+    }
+
+    /// Word pieces of one text.
+    pub fn tokenize(&self, text: &str) -> Result<Tokens, EncoderError> {
+        self.tokenizer.encode(text).map_err(EncoderError::Tokenize)
+    }
+
+    /// Sentence embeddings `[batch, dim]` of a padded batch. With differentiable kernels
+    /// the result carries gradients back into the encoder's weights.
+    pub fn forward(&self, batch: &Batch, kernels: Kernels) -> candle_core::Result<Tensor> {
+        let states = self
+            .bert
+            .forward(&batch.ids, &batch.type_ids, &batch.mask, kernels)?;
+        let pooled = mean_pool(&states, &batch.mask)?;
+        if self.spec.normalize {
+            l2_normalize(&pooled)
+        } else {
+            Ok(pooled)
+        }
+    }
+
+    /// One embedding per text, in the order given.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        self.embed_with_progress(texts, |_| {})
+    }
+
+    /// Like `embed`, reporting how many texts are done after each batch. Texts are embedded
+    /// longest first in batches of similar length (padding is wasted work: sorting halves
+    /// the time), then returned in the order given.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        mut progress: impl FnMut(usize) + Send,
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let tokens = texts
+            .iter()
+            .map(|text| self.tokenize(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&index| std::cmp::Reverse(tokens[index].len()));
+        let mut embeddings = vec![Vec::new(); texts.len()];
+        self.install(|| {
+            let mut done = 0;
+            for chunk in order.chunks(self.batch_size) {
+                let batch: Vec<&Tokens> = chunk.iter().map(|&index| &tokens[index]).collect();
+                let padded = self.tokenizer.pad(&batch, &self.device)?;
+                let rows = self
+                    .forward(&padded, Kernels::Fused)?
+                    .to_device(&Device::Cpu)?
+                    .to_vec2::<f32>()?;
+                for (&index, row) in chunk.iter().zip(rows) {
+                    embeddings[index] = row;
+                }
+                done += chunk.len();
+                progress(done);
+            }
+            Ok::<_, EncoderError>(())
+        })?;
+        Ok(embeddings)
+    }
+}

@@ -1,0 +1,113 @@
+//! The model registry over HTTP: list versions, promote one (with the guard), roll back.
+//! A promotion swaps the model in this process at once; other processes follow within their
+//! watch interval.
+
+use super::auth::AuthorizedProject;
+use super::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use datasets::registry::check_guard;
+use datasets::{ModelVersion, ModelVersionId, Promotion, Store};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct Registry {
+    versions: Vec<ModelVersion>,
+    history: Vec<Promotion>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+) -> Result<ApiJson<Registry>, ApiError> {
+    let project = authorized.project.id;
+    Ok(ApiJson(Registry {
+        versions: state.store.model_versions(project).await?,
+        history: state.store.model_promotions(project).await?,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// Promote even if the guard would refuse.
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize)]
+pub struct PromotionResult {
+    #[serde(flatten)]
+    promotion: Promotion,
+    /// The version this process now serves (a failed load leaves the previous one serving).
+    serving: Option<ModelVersionId>,
+    swap_error: Option<String>,
+}
+
+async fn swap_now(state: &AppState, promotion: Promotion) -> PromotionResult {
+    match state
+        .tagging
+        .sync_project(&state.store, promotion.project_id)
+        .await
+    {
+        Ok(serving) => PromotionResult {
+            promotion,
+            serving,
+            swap_error: None,
+        },
+        Err(error) => PromotionResult {
+            serving: state
+                .tagging
+                .serving(promotion.project_id)
+                .map(|s| s.version),
+            promotion,
+            swap_error: Some(error.to_string()),
+        },
+    }
+}
+
+pub async fn promote(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, version)): ApiPath<(String, i64)>,
+    body: axum::body::Bytes,
+) -> Result<ApiJson<PromotionResult>, ApiError> {
+    // The body is optional: an empty one means no options.
+    let request: PromoteRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PromoteRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?
+    };
+    let project = authorized.project.id;
+    let candidate = state
+        .store
+        .model_version(project, ModelVersionId(version))
+        .await?;
+    if !request.force {
+        let promoted = state.store.promoted_model_version(project).await?;
+        check_guard(
+            &candidate,
+            promoted.as_ref(),
+            state.config.promotion_guard_margin,
+        )
+        .map_err(|refusal| ApiError::new(StatusCode::CONFLICT, "guard", refusal.to_string()))?;
+    }
+    let promotion = state
+        .store
+        .promote_model_version(project, candidate.id, &authorized.actor())
+        .await?;
+    Ok(ApiJson(swap_now(&state, promotion).await))
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+) -> Result<(StatusCode, ApiJson<PromotionResult>), ApiError> {
+    let promotion = state
+        .store
+        .rollback_model_version(authorized.project.id, &authorized.actor())
+        .await?;
+    Ok((StatusCode::OK, ApiJson(swap_now(&state, promotion).await)))
+}

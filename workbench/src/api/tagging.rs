@@ -1,0 +1,226 @@
+//! Tagging: one text, a batch, or "ingest and tag" — a ticket from any system is stored,
+//! tagged with the promoted model in the same request, and its auto-applied tags recorded.
+
+use super::auth::AuthorizedProject;
+use super::{ApiError, ApiJson};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
+use datasets::ticket::replace_nul_characters;
+use datasets::{NewTicket, Store, TicketId};
+use inference::service::{ServiceError, Tagged};
+use serde::{Deserialize, Serialize};
+
+/// The most texts one batch request may carry.
+pub const MAX_TAG_BATCH: usize = 64;
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NoModel(_) => {
+                Self::new(StatusCode::CONFLICT, "no_model", error.to_string())
+            }
+            ServiceError::Store(store) => store.into(),
+            other => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// Tags with the project's model in service. A project this process has not loaded yet
+/// (promoted elsewhere since start-up, before the watcher's next look) is loaded on demand.
+async fn tag(
+    state: &AppState,
+    project: datasets::ProjectId,
+    texts: Vec<String>,
+    rules: bool,
+) -> Result<Vec<Tagged>, ApiError> {
+    match state.tagging.tag(project, texts.clone(), rules).await {
+        Err(ServiceError::NoModel(_)) => {
+            state.tagging.sync_project(&state.store, project).await?;
+            Ok(state.tagging.tag(project, texts, rules).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Text to tag: a subject and body, as tickets have.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextToTag {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+impl TextToTag {
+    fn text(&self) -> Result<String, ApiError> {
+        if self.subject.trim().is_empty() && self.body.trim().is_empty() {
+            return Err(ApiError::invalid("subject and body are both empty"));
+        }
+        if self.body.len() > datasets::ticket::MAX_BODY_BYTES {
+            return Err(ApiError::invalid(format!(
+                "body: {} bytes is over the limit of {} KiB",
+                self.body.len(),
+                datasets::ticket::MAX_BODY_BYTES / 1024
+            )));
+        }
+        Ok(format!("{}\n{}", self.subject, self.body))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    #[serde(flatten)]
+    text: TextToTag,
+    /// Apply the taxonomy's keyword rules (default true).
+    rules: Option<bool>,
+}
+
+pub async fn tag_one(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiJson(request): ApiJson<TagRequest>,
+) -> Result<ApiJson<Tagged>, ApiError> {
+    let text = request.text.text()?;
+    let mut tagged = state
+        .tagging
+        .tag(
+            authorized.project.id,
+            vec![text],
+            request.rules.unwrap_or(true),
+        )
+        .await?;
+    tagged
+        .pop()
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::invalid("nothing was tagged"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagBatchRequest {
+    tickets: Vec<TextToTag>,
+    rules: Option<bool>,
+}
+
+pub async fn tag_batch(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiJson(request): ApiJson<TagBatchRequest>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    if request.tickets.len() > MAX_TAG_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} texts in one batch; the limit is {MAX_TAG_BATCH}",
+                request.tickets.len()
+            ),
+        ));
+    }
+    let texts = request
+        .tickets
+        .iter()
+        .map(TextToTag::text)
+        .collect::<Result<Vec<_>, _>>()?;
+    let tagged = tag(
+        &state,
+        authorized.project.id,
+        texts,
+        request.rules.unwrap_or(true),
+    )
+    .await?;
+    Ok(ApiJson(serde_json::json!({ "results": tagged })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestRequest {
+    source: Option<String>,
+    external_id: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    metadata: Option<serde_json::Value>,
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Serialize)]
+pub struct IngestedAndTagged {
+    id: TicketId,
+    created: bool,
+    #[serde(flatten)]
+    tagged: Tagged,
+}
+
+pub async fn ingest_and_tag(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiJson(request): ApiJson<IngestRequest>,
+) -> Result<(StatusCode, ApiJson<IngestedAndTagged>), ApiError> {
+    let project = &authorized.project;
+    let source = request.source.unwrap_or_else(|| "api".into());
+    let ticket = NewTicket {
+        split: split_by_key(
+            DEFAULT_SPLIT_SEED,
+            DEFAULT_TEST_FRACTION,
+            &format!("{source}:{}", request.external_id),
+        ),
+        source,
+        external_id: request.external_id,
+        subject: replace_nul_characters(request.subject),
+        body: replace_nul_characters(request.body),
+        metadata: request.metadata.unwrap_or_else(|| serde_json::json!({})),
+        created_at: request.created_at,
+    };
+    ticket
+        .validate()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let text = format!("{}\n{}", ticket.subject, ticket.body);
+    // Tag first: a ticket is stored only with the verdict, so the two never disagree.
+    let tagged = tag(&state, project.id, vec![text], true)
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::invalid("nothing was tagged"))?;
+    let stored = state.store.upsert_tickets(project.id, &[ticket]).await?;
+    let stored = stored
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::invalid("the ticket was not stored"))?;
+    let taxonomy = state.store.list_tags(project.id).await?;
+    let applied: Vec<(datasets::TagId, f32)> = tagged
+        .decision
+        .scores
+        .iter()
+        .filter(|score| score.applied)
+        .filter_map(|score| {
+            let tag = taxonomy.iter().find(|t| t.name == score.tag)?;
+            Some((tag.id, score.probability))
+        })
+        .collect();
+    state
+        .store
+        .set_model_labels(project.id, stored.id, tagged.version, &applied)
+        .await?;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        ApiJson(IngestedAndTagged {
+            id: stored.id,
+            created: stored.created,
+            tagged,
+        }),
+    ))
+}

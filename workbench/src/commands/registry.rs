@@ -1,0 +1,110 @@
+//! `tagger models`: the model registry from the command line. Running servers pick up a
+//! promotion or rollback within their watch interval and swap without dropping a request.
+
+use crate::cli::ModelsCommand;
+use crate::config::Config;
+use anyhow::Context;
+use datasets::registry::check_guard;
+use datasets::{AnyStore, ModelVersionId, Store};
+
+fn actor(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".to_string())
+}
+
+fn figure(metrics: &serde_json::Value, key: &str) -> String {
+    metrics
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .map_or_else(|| "-".into(), |v| format!("{v:.3}"))
+}
+
+pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::List { project } => {
+            let project = super::find_project(store, &project).await?;
+            println!(
+                "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  CREATED",
+                "ID", "KIND", "STATUS", "ACCURACY", "MACRO-F1", "ECE"
+            );
+            for version in store.model_versions(project.id).await? {
+                println!(
+                    "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  {}",
+                    version.id,
+                    version.kind,
+                    version.status,
+                    figure(&version.metrics, "accuracy"),
+                    figure(&version.metrics, "macro_f1"),
+                    figure(&version.metrics, "ece"),
+                    version.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+            let history = store.model_promotions(project.id).await?;
+            if !history.is_empty() {
+                println!("\nhistory (newest first):");
+                for promotion in history {
+                    let previous = promotion
+                        .previous
+                        .map_or_else(|| "none".to_string(), |v| v.to_string());
+                    println!(
+                        "  {}  {:<8} version {} (replacing {previous}) by {}",
+                        promotion.at.format("%Y-%m-%d %H:%M:%S"),
+                        promotion.action.as_str(),
+                        promotion.version,
+                        promotion.actor
+                    );
+                }
+            }
+        }
+        ModelsCommand::Promote {
+            project,
+            version,
+            force,
+            actor: who,
+        } => {
+            let project = super::find_project(store, &project).await?;
+            let candidate = store
+                .model_version(project.id, ModelVersionId(version))
+                .await?;
+            if !force {
+                let promoted = store.promoted_model_version(project.id).await?;
+                check_guard(&candidate, promoted.as_ref(), config.promotion_guard_margin)?;
+            }
+            // Load it here first: a version that cannot serve is better refused than promoted.
+            let taxonomy = store.list_tags(project.id).await?;
+            inference::service::load_and_check(&candidate, &taxonomy).with_context(|| {
+                format!("version {version} cannot serve, so it was not promoted")
+            })?;
+            let promotion = store
+                .promote_model_version(project.id, candidate.id, &actor(who))
+                .await?;
+            println!(
+                "promoted version {} of {:?}{}",
+                promotion.version,
+                project.name.as_str(),
+                promotion
+                    .previous
+                    .map_or_else(String::new, |p| format!(" (version {p} retired)"))
+            );
+        }
+        ModelsCommand::Rollback {
+            project,
+            actor: who,
+        } => {
+            let project = super::find_project(store, &project).await?;
+            let promotion = store
+                .rollback_model_version(project.id, &actor(who))
+                .await?;
+            println!(
+                "rolled back {:?} to version {}{}",
+                project.name.as_str(),
+                promotion.version,
+                promotion
+                    .previous
+                    .map_or_else(String::new, |p| format!(" (version {p} retired)"))
+            );
+        }
+    }
+    Ok(())
+}

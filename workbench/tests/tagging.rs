@@ -1,0 +1,421 @@
+//! The tagging API end to end: API keys, tagging with the promoted model, ingest and tag,
+//! promotion hot-swapping in a running server, a broken new version never replacing a
+//! working one, and the metrics that show it.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use datasets::demo::{default_taxonomy, generate};
+use datasets::split::StratifiedSplitter;
+use datasets::store::{ImportRow, ImportWriter};
+use datasets::test_db::TestDatabase;
+use datasets::{AnyStore, LabelMode, LabelSource, NewTicket, Project, ProjectName, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use workbench::app::app;
+use workbench::config::Config;
+use workbench::state::AppState;
+
+async fn demo_project(store: &AnyStore, name: &str) -> Project {
+    let project_name = ProjectName::parse(name).unwrap();
+    let mut writer = store
+        .begin_import(&project_name, Some(LabelMode::Multi), "test")
+        .await
+        .unwrap();
+    for tag in default_taxonomy() {
+        writer.create_tag(&tag.name).await.unwrap();
+    }
+    let mut splitter = StratifiedSplitter::new(1, 0.2);
+    let rows = generate(500, 5, chrono::Utc::now())
+        .into_iter()
+        .map(|t| ImportRow {
+            tags: t.tags.iter().map(|n| writer.tags()[&n.folded()]).collect(),
+            ticket: NewTicket {
+                source: "demo".into(),
+                split: splitter.assign(t.tags.first().map(|n| n.as_str()), &t.external_id),
+                external_id: t.external_id,
+                subject: t.subject,
+                body: t.body,
+                metadata: t.metadata,
+                created_at: Some(t.created_at),
+            },
+        })
+        .collect();
+    writer.write(rows).await.unwrap();
+    writer.commit().await.unwrap();
+    store.project_by_name(&project_name).await.unwrap().unwrap()
+}
+
+async fn train_version(
+    store: &AnyStore,
+    project: &Project,
+    models: &std::path::Path,
+) -> datasets::ModelVersion {
+    let mut request = trainer::TrainRequest::default();
+    request.ngram.epochs = 4;
+    trainer::train(store, project, &request, models, |_| {})
+        .await
+        .unwrap()
+        .version
+}
+
+struct Harness {
+    router: axum::Router,
+    store: AnyStore,
+    project: Project,
+    key: String,
+    models: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let project = demo_project(&store, "Acme").await;
+        let key = store
+            .create_api_key(project.id, "tests")
+            .await
+            .unwrap()
+            .secret;
+        let state = AppState::new(store.clone(), Config::default());
+        Self {
+            router: app(state),
+            store,
+            project,
+            key,
+            models: tempfile::tempdir().unwrap(),
+            _database: database,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn tag(&self, subject: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&self.key),
+            Some(json!({"subject": subject, "body": "Please help, it happened again today."})),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn api_keys_are_required_and_checked_against_the_project() {
+    let harness = Harness::new().await;
+    let body = Some(json!({"subject": "x"}));
+    let (status, error) = harness
+        .call(Method::POST, "/v1/projects/Acme/tag", None, body.clone())
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (status, _) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some("tt_00000000_000000000000000000000000000000000000000000000000"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let other = harness
+        .store
+        .create_project(&ProjectName::parse("Other").unwrap(), LabelMode::Multi)
+        .await
+        .unwrap();
+    let other_key = harness
+        .store
+        .create_api_key(other.id, "other")
+        .await
+        .unwrap();
+    let (status, error) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&other_key.secret),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+
+    let revoked = harness
+        .store
+        .create_api_key(harness.project.id, "old")
+        .await
+        .unwrap();
+    harness
+        .store
+        .revoke_api_key(harness.project.id, revoked.key.id)
+        .await
+        .unwrap();
+    let (status, _) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&revoked.secret),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A valid key, but nothing promoted yet: a clear answer, not a crash.
+    let (status, error) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&harness.key),
+            body,
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_model"))
+    );
+}
+
+#[tokio::test]
+async fn promotion_serves_at_once_and_a_broken_version_never_replaces_a_working_one() {
+    let harness = Harness::new().await;
+    let first = train_version(&harness.store, &harness.project, harness.models.path()).await;
+    let uri = format!("/v1/projects/Acme/models/{}/promote", first.id);
+    let (status, promoted) = harness
+        .call(Method::POST, &uri, Some(&harness.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["serving"], json!(first.id));
+    assert_eq!(promoted["actor"], "api-key:tests");
+
+    let (status, tagged) = harness
+        .tag("I was charged twice, I need a refund of the invoice")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tagged}");
+    assert_eq!(tagged["version"], json!(first.id));
+    assert_eq!(tagged["scores"].as_array().unwrap().len(), 10);
+    assert!(tagged["needs_review"].is_boolean());
+
+    // A second version whose weights were damaged after training: promoted in the
+    // registry, but this server keeps serving the first and says why.
+    let second = train_version(&harness.store, &harness.project, harness.models.path()).await;
+    let weights =
+        std::path::Path::new(&second.artifact_path).join(inference::artifact::WEIGHTS_FILE);
+    std::fs::write(&weights, b"not a model").unwrap();
+    let uri = format!("/v1/projects/Acme/models/{}/promote", second.id);
+    let (status, result) = harness
+        .call(
+            Method::POST,
+            &uri,
+            Some(&harness.key),
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["serving"], json!(first.id));
+    assert!(
+        result["swap_error"]
+            .as_str()
+            .unwrap()
+            .contains("changed or damaged"),
+        "{result}"
+    );
+    let (status, tagged) = harness.tag("The dashboard is very slow to load").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tagged["version"], json!(first.id));
+
+    let (_, ready) = harness.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready["models"][0]["version"], json!(first.id));
+    assert!(ready["models"][0]["last_error"].as_str().is_some());
+
+    // Rolling back puts the first version back in the registry too.
+    let (status, rolled) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/models/rollback",
+            Some(&harness.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    assert_eq!(rolled["version"], json!(first.id));
+    assert_eq!(
+        harness
+            .store
+            .promoted_model_version(harness.project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first.id
+    );
+
+    let (status, metrics) = harness.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains("tagger_model_swaps_total 1"), "{metrics}");
+    assert!(metrics.contains("tagger_model_swap_failures_total 1"));
+    assert!(metrics.contains(
+        "tagger_http_requests_total{route=\"/v1/projects/{project}/tag\",status=\"200\"} 2"
+    ));
+    assert!(metrics.contains(&format!(
+        "tagger_model_version{{project=\"{}\"}} {}",
+        harness.project.id, first.id
+    )));
+}
+
+#[tokio::test]
+async fn ingest_and_tag_stores_the_ticket_with_the_models_tags() {
+    let harness = Harness::new().await;
+    let version = train_version(&harness.store, &harness.project, harness.models.path()).await;
+    harness
+        .store
+        .promote_model_version(harness.project.id, version.id, "test")
+        .await
+        .unwrap();
+    let ticket = json!({
+        "source": "zendesk", "external_id": "ZD-1",
+        "subject": "Charged twice this month", "body": "My card was charged twice for the invoice. Please refund."
+    });
+    let (status, body) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/ingest",
+            Some(&harness.key),
+            Some(ticket.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"], json!(version.id));
+    let id = datasets::TicketId(body["id"].as_i64().unwrap());
+    let stored = harness.store.ticket(harness.project.id, id).await.unwrap();
+    let applied: Vec<&str> = body["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let model_labels: Vec<&str> = stored
+        .labels
+        .iter()
+        .filter(|l| l.source == LabelSource::Model)
+        .map(|l| l.tag.as_str())
+        .collect();
+    assert_eq!(model_labels, applied);
+    assert!(
+        stored
+            .labels
+            .iter()
+            .all(|l| l.set_by == format!("model:{}", version.id))
+    );
+
+    let (status, again) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/ingest",
+            Some(&harness.key),
+            Some(ticket),
+        )
+        .await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &body["id"]));
+
+    let too_many: Vec<Value> = (0..65)
+        .map(|i| json!({"subject": format!("t{i}")}))
+        .collect();
+    let (status, _) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag/batch",
+            Some(&harness.key),
+            Some(json!({"tickets": too_many})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, batch) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag/batch",
+            Some(&harness.key),
+            Some(
+                json!({"tickets": [{"subject": "Login fails"}, {"body": "Export to CSV please"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(batch["results"].as_array().unwrap().len(), 2);
+    let (status, _) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&harness.key),
+            Some(json!({"subject": " ", "body": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_server_follows_promotions_made_by_another_process() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, "Acme").await;
+    let models = tempfile::tempdir().unwrap();
+    let first = train_version(&store, &project, models.path()).await;
+    let second = train_version(&store, &project, models.path()).await;
+    store
+        .promote_model_version(project.id, first.id, "ops")
+        .await
+        .unwrap();
+
+    let state = AppState::new(store.clone(), Config::default());
+    state.tagging.sync_all(&store).await.unwrap();
+    assert_eq!(state.tagging.serving(project.id).unwrap().version, first.id);
+    let watcher = state
+        .tagging
+        .spawn_watcher(store.clone(), std::time::Duration::from_millis(50));
+
+    // "Another process" (here: the store directly) promotes the second version.
+    store
+        .promote_model_version(project.id, second.id, "ops")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.tagging.serving(project.id).unwrap().version != second.id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher never swapped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    watcher.abort();
+}
