@@ -445,3 +445,52 @@ async fn the_server_answers_over_a_real_socket_on_postgres() {
     server.abort();
     database.drop_database().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
+    let app = TestApp::new().await;
+    let (status, document) = app.call(Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = document["paths"].as_object().unwrap();
+    let documented: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    let endpoints = workbench::api::routes().endpoints;
+    assert_eq!(documented, endpoints.len());
+    for endpoint in &endpoints {
+        assert!(
+            paths[endpoint.path]
+                .get(endpoint.method.to_lowercase())
+                .is_some()
+        );
+        // Every documented route is really routed: anything but 404/405 (an empty request
+        // is refused for other reasons, which is fine here).
+        let uri = endpoint
+            .path
+            .replace("{project}", "Nobody")
+            .replace("{tag}", "1")
+            .replace("{ticket}", "1")
+            .replace("{version}", "1");
+        let method: Method = endpoint.method.parse().unwrap();
+        let (status, body) = app.call(method, &uri, None).await;
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}",
+            endpoint.method,
+            endpoint.path
+        );
+        if status == StatusCode::NOT_FOUND {
+            // A 404 from a handler (unknown project) has our error body; the router's has none.
+            assert_eq!(
+                body["error"]["code"], "not_found",
+                "{} {} is not routed",
+                endpoint.method, endpoint.path
+            );
+        }
+    }
+    // And a path that is not documented is not routed.
+    let (status, _) = app.call(Method::GET, "/v1/undocumented", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

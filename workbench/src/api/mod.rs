@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod health;
 mod models;
+pub mod openapi;
 mod projects;
 mod tagging;
 mod tickets;
@@ -15,62 +16,176 @@ pub use tagging::MAX_TAG_BATCH;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post, put};
 
 /// The largest request body, in bytes: a full batch of tickets of ordinary size fits; a batch
 /// of maximum-size bodies must be split.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// Every route with its summary, in the order they are documented.
+pub fn routes() -> openapi::Routes {
+    openapi::Routes::new()
+        .add(
+            "GET",
+            "/healthz",
+            "The process is alive.",
+            false,
+            health::alive,
+        )
+        .add(
+            "GET",
+            "/readyz",
+            "Ready: the database answers; models in service per project.",
+            false,
+            health::ready,
+        )
+        .add(
+            "GET",
+            "/metrics",
+            "Prometheus metrics.",
+            false,
+            health::metrics,
+        )
+        .add(
+            "GET",
+            "/v1/openapi.json",
+            "This document.",
+            false,
+            openapi_document,
+        )
+        .add(
+            "GET",
+            "/v1/projects",
+            "Projects with ticket and tag counts.",
+            false,
+            projects::list,
+        )
+        .add(
+            "POST",
+            "/v1/projects",
+            "Create a project (default taxonomy unless tags are given).",
+            false,
+            projects::create,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}",
+            "One project.",
+            false,
+            projects::show,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/tags",
+            "The taxonomy.",
+            false,
+            projects::list_tags,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tags",
+            "Add a tag.",
+            false,
+            projects::create_tag,
+        )
+        .add(
+            "PATCH",
+            "/v1/projects/{project}/tags/{tag}",
+            "Rename, describe, recolour, archive a tag or edit its keyword rules.",
+            false,
+            projects::update_tag,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/tickets",
+            "Search tickets.",
+            false,
+            tickets::search,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tickets",
+            "Ingest one ticket (idempotent on source and external id).",
+            false,
+            tickets::ingest_one,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tickets/batch",
+            "Ingest a batch of tickets, all or nothing.",
+            false,
+            tickets::ingest_batch,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tickets/ingest",
+            "Ingest a ticket and tag it with the promoted model.",
+            true,
+            tagging::ingest_and_tag,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/tickets/{ticket}",
+            "A ticket with its labels.",
+            false,
+            tickets::show,
+        )
+        .add(
+            "PUT",
+            "/v1/projects/{project}/tickets/{ticket}/labels",
+            "Set the tags a person gives a ticket.",
+            false,
+            tickets::set_labels,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/tickets/{ticket}/history",
+            "Every label change of a ticket.",
+            false,
+            tickets::history,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tag",
+            "Tag one text with the promoted model.",
+            true,
+            tagging::tag_one,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/tag/batch",
+            "Tag up to 64 texts.",
+            true,
+            tagging::tag_batch,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/models",
+            "Model versions and promotion history.",
+            true,
+            models::list,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/models/rollback",
+            "Put back the version the promoted one replaced.",
+            true,
+            models::rollback,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/models/{version}/promote",
+            "Promote a version (guarded unless forced).",
+            true,
+            models::promote,
+        )
+}
+
+async fn openapi_document() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document(&routes().endpoints))
+}
+
 /// The API routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/projects/{project}/tag", post(tagging::tag_one))
-        .route("/v1/projects/{project}/tag/batch", post(tagging::tag_batch))
-        .route(
-            "/v1/projects/{project}/tickets/ingest",
-            post(tagging::ingest_and_tag),
-        )
-        .route("/v1/projects/{project}/models", get(models::list))
-        .route(
-            "/v1/projects/{project}/models/rollback",
-            post(models::rollback),
-        )
-        .route(
-            "/v1/projects/{project}/models/{version}/promote",
-            post(models::promote),
-        )
-        .route("/v1/projects", get(projects::list).post(projects::create))
-        .route("/v1/projects/{project}", get(projects::show))
-        .route(
-            "/v1/projects/{project}/tags",
-            get(projects::list_tags).post(projects::create_tag),
-        )
-        .route(
-            "/v1/projects/{project}/tags/{tag}",
-            patch(projects::update_tag),
-        )
-        .route(
-            "/v1/projects/{project}/tickets",
-            get(tickets::search).post(tickets::ingest_one),
-        )
-        .route(
-            "/v1/projects/{project}/tickets/batch",
-            post(tickets::ingest_batch),
-        )
-        .route(
-            "/v1/projects/{project}/tickets/{ticket}",
-            get(tickets::show),
-        )
-        .route(
-            "/v1/projects/{project}/tickets/{ticket}/labels",
-            put(tickets::set_labels),
-        )
-        .route(
-            "/v1/projects/{project}/tickets/{ticket}/history",
-            get(tickets::history),
-        )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    let (router, _) = routes().into_parts();
+    router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
