@@ -271,7 +271,9 @@ impl TaggingService {
         Ok(())
     }
 
-    /// Follows promotions made by any process: polls the store every `interval`.
+    /// Follows promotions made by any process: on PostgreSQL it listens for the store's
+    /// notifications and swaps at once; on both databases it also polls every `interval`, which
+    /// catches anything a dropped listener connection missed.
     pub fn spawn_watcher(
         self: &Arc<Self>,
         store: AnyStore,
@@ -281,10 +283,36 @@ impl TaggingService {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut listener = match &store {
+                AnyStore::Postgres(pg) => match pg.listen_for_promotions().await {
+                    Ok(listener) => Some(listener),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for promotions; polling only");
+                        None
+                    }
+                },
+                AnyStore::Sqlite(_) => None,
+            };
             loop {
-                ticker.tick().await;
-                if let Err(error) = service.sync_all(&store).await {
-                    tracing::warn!(%error, "could not check for promoted models");
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(listener) => listener
+                            .recv()
+                            .await
+                            .ok()
+                            .and_then(|n| n.payload().parse::<i64>().ok()),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        if let Err(error) = service.sync_all(&store).await {
+                            tracing::warn!(%error, "could not check for promoted models");
+                        }
+                    }
+                    Some(project) = notified => {
+                        let _ = service.sync_project(&store, ProjectId(project)).await;
+                    }
                 }
             }
         })

@@ -419,3 +419,51 @@ async fn a_server_follows_promotions_made_by_another_process() {
     }
     watcher.abort();
 }
+
+#[tokio::test]
+async fn on_postgres_a_promotion_is_heard_at_once_without_polling() {
+    let Some(database) =
+        TestDatabase::postgres("on_postgres_a_promotion_is_heard_at_once_without_polling")
+            .await
+            .unwrap()
+    else {
+        return;
+    };
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, "Acme").await;
+    let models = tempfile::tempdir().unwrap();
+    let first = train_version(&store, &project, models.path()).await;
+    let second = train_version(&store, &project, models.path()).await;
+    store
+        .promote_model_version(project.id, first.id, "ops")
+        .await
+        .unwrap();
+    let state = AppState::new(store.clone(), Config::default());
+    // A poll interval of an hour: only the notification can make this swap happen in time.
+    let watcher = state
+        .tagging
+        .spawn_watcher(store.clone(), std::time::Duration::from_secs(3600));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.tagging.serving(project.id).map(|s| s.version) != Some(first.id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sync never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store
+        .promote_model_version(project.id, second.id, "ops")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.tagging.serving(project.id).unwrap().version != second.id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the notification never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    watcher.abort();
+    drop(state);
+    database.drop_database().await.unwrap();
+}

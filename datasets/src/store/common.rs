@@ -746,6 +746,10 @@ macro_rules! common_store_helpers {
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, || "another promotion of this project happened at the same time".into()))?;
+            if let Some(notify) = PROMOTION_NOTIFY {
+                // Delivered at commit: servers listening swap at once instead of at their next poll.
+                sqlx::query(notify).bind(project).execute(&mut **tx).await?;
+            }
             let at = Utc::now();
             sqlx::query(
                 "INSERT INTO model_promotions (project_id, version_id, previous_version_id, action, actor, at) \

@@ -23,6 +23,11 @@ use std::time::Duration;
 
 type Db = Postgres;
 
+/// The channel on which promotions are announced; see `PgStore::listen_for_promotions`.
+pub const PROMOTION_CHANNEL: &str = "tagger_model_promotions";
+const PROMOTION_NOTIFY: Option<&str> =
+    Some("SELECT pg_notify('tagger_model_promotions', $1::text)");
+
 /// The store on a PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -43,6 +48,13 @@ impl PgStore {
     /// The pool, for components that speak to PostgreSQL directly (job queue, notifications).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A listener that hears the project id of every promotion and rollback, from any process.
+    pub async fn listen_for_promotions(&self) -> StoreResult<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(PROMOTION_CHANNEL).await?;
+        Ok(listener)
     }
 
     common_store_helpers!();

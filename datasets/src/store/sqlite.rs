@@ -23,6 +23,9 @@ use std::time::Duration;
 
 type Db = Sqlite;
 
+/// SQLite has no notifications: servers notice promotions by polling.
+const PROMOTION_NOTIFY: Option<&str> = None;
+
 /// The store on a SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
