@@ -4,21 +4,24 @@
 //! head (softmax or per-tag sigmoid, L2) is fitted with mini-batch Adam in seconds, stopping
 //! early on validation loss.
 
-use crate::examples::Example;
+use crate::examples::{Example, TrainingData};
 use crate::ngram::EpochReport;
+use crate::run::{Fitted, Progress};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use datasets::{LabelMode, ProjectId, TicketId};
-use inference::encoder::head::LinearHead;
+use inference::encoder::head::{EncoderHeadModel, LinearHead};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{
     DEFAULT_BATCH_SIZE, DEFAULT_THREADS, Encoder, EncoderError, EncoderOptions, EncoderSpec,
 };
+use inference::model::Scorer;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Hyper-parameters of an `encoder-head` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +68,7 @@ impl Default for EncoderHeadParams {
             patience: 5,
             seed: 42,
             refit: true,
-        hub_cache: None,
+            hub_cache: None,
         }
     }
 }
@@ -190,7 +193,10 @@ fn write_cache(
     let encode = |e: safetensors::SafeTensorError| CacheError::Encode(e.to_string());
     let count = entries.len();
     let views = vec![
-        (TICKETS, TensorView::new(Dtype::I64, vec![count], &ids).map_err(encode)?),
+        (
+            TICKETS,
+            TensorView::new(Dtype::I64, vec![count], &ids).map_err(encode)?,
+        ),
         (
             TEXT_HASHES,
             TensorView::new(Dtype::U8, vec![count, 32], &hashes).map_err(encode)?,
@@ -403,7 +409,11 @@ pub fn fit_head(
             ..ParamsAdamW::default()
         },
     )?;
-    let logits_of = |inputs: &Tensor| inputs.matmul(weight.as_tensor())?.broadcast_add(bias.as_tensor());
+    let logits_of = |inputs: &Tensor| {
+        inputs
+            .matmul(weight.as_tensor())?
+            .broadcast_add(bias.as_tensor())
+    };
     let mut order: Vec<u32> = (0..train_data.len as u32).collect();
     let mut shuffler = Shuffler(params.seed);
     let mut best: Option<(f64, usize, Tensor, Tensor)> = None;
@@ -489,4 +499,352 @@ pub fn head_logits(
             None => vec![f32::NAN; head.outputs],
         })
         .collect()
+}
+
+/// An `encoder-head` training run's model-specific part: embed every ticket (cached), fit
+/// the head with early stopping, score the calibration tickets with that head, then refit
+/// on all labelled tickets for the best number of epochs.
+pub(crate) fn fit(
+    data: &TrainingData,
+    calibration_set: &[Example],
+    params: &EncoderHeadParams,
+    models_dir: &Path,
+    project: ProjectId,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Fitted, TrainEncoderHeadError> {
+    let encoder = Arc::new(Encoder::load(
+        &params.cache(),
+        &params.encoder,
+        &params.encoder_options(),
+    )?);
+    let spec = encoder.spec().clone();
+    let everything: Vec<&Example> = data
+        .train
+        .iter()
+        .chain(&data.validation)
+        .chain(&data.test)
+        .collect();
+    let (embeddings, report) = embed_examples(
+        &encoder,
+        &everything,
+        &cache_path(models_dir, &spec, project),
+        |done, total| progress(Progress::Embedding { done, total }),
+    )?;
+    progress(Progress::Embedded(report));
+    let outputs = data.tags.len();
+    let train: Vec<&Example> = data.train.iter().collect();
+    let validation: Vec<&Example> = data.validation.iter().collect();
+    // The head's matrix multiplies run on the encoder's threads too.
+    let (head, best_epoch, calibration_logits) = encoder.install(|| {
+        let first = fit_head(
+            data.mode,
+            outputs,
+            spec.dim,
+            &embeddings,
+            &train,
+            &validation,
+            params,
+            params.epochs,
+            |epoch| progress(Progress::Epoch(epoch)),
+        )?;
+        let calibration_logits = head_logits(&first.head, calibration_set, &embeddings);
+        let head = if params.refit && !validation.is_empty() {
+            progress(Progress::Refitting {
+                epochs: first.best_epoch,
+            });
+            let all: Vec<&Example> = train.iter().chain(&validation).copied().collect();
+            fit_head(
+                data.mode,
+                outputs,
+                spec.dim,
+                &embeddings,
+                &all,
+                &[],
+                params,
+                first.best_epoch,
+                |_| {},
+            )?
+            .head
+        } else {
+            first.head
+        };
+        Ok::<_, candle_core::Error>((head, first.best_epoch, calibration_logits))
+    })?;
+    let test_logits = head_logits(&head, &data.test, &embeddings);
+    let mut recorded = serde_json::json!(params);
+    recorded["best_epoch"] = best_epoch.into();
+    recorded["embedding"] = serde_json::json!(report);
+    Ok(Fitted {
+        calibration_logits,
+        test_logits: Some(test_logits),
+        scorer: Scorer::EncoderHead(EncoderHeadModel { encoder, head }),
+        params: recorded,
+        ngram: None,
+        encoder: Some(spec),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+    use crate::examples::load_training_data;
+    use crate::run::{TrainRequest, evaluate_model, train};
+    use datasets::split::StratifiedSplitter;
+    use datasets::store::{ImportRow, ImportWriter};
+    use datasets::test_db::TestDatabase;
+    use datasets::{AnyStore, NewTicket, Project, ProjectName, Store, TagId};
+    use inference::encoder::testing::{TINY_REPO, TinyBert};
+    use inference::{ModelKind, TaggingModel};
+
+    /// A project of synthetic tickets; single-label projects keep each ticket's first tag.
+    async fn demo_project(store: &AnyStore, mode: LabelMode, tickets: usize) -> Project {
+        let name = ProjectName::parse("Heads").unwrap();
+        let mut writer = store.begin_import(&name, Some(mode), "test").await.unwrap();
+        for tag in datasets::demo::default_taxonomy() {
+            writer.create_tag(&tag.name).await.unwrap();
+        }
+        let mut splitter = StratifiedSplitter::new(1, 0.2);
+        let rows: Vec<ImportRow> = datasets::demo::generate(tickets, 7, chrono::Utc::now())
+            .into_iter()
+            .map(|ticket| {
+                let mut tags: Vec<TagId> = ticket
+                    .tags
+                    .iter()
+                    .map(|t| writer.tags()[&t.folded()])
+                    .collect();
+                if mode == LabelMode::Single {
+                    tags.truncate(1);
+                }
+                ImportRow {
+                    ticket: NewTicket {
+                        source: "demo".into(),
+                        split: splitter
+                            .assign(ticket.tags.first().map(|t| t.as_str()), &ticket.external_id),
+                        external_id: ticket.external_id,
+                        subject: ticket.subject,
+                        body: ticket.body,
+                        metadata: ticket.metadata,
+                        created_at: Some(ticket.created_at),
+                    },
+                    tags,
+                }
+            })
+            .collect();
+        writer.write(rows).await.unwrap();
+        writer.commit().await.unwrap();
+        store.project_by_name(&name).await.unwrap().unwrap()
+    }
+
+    fn tiny_request(hub: &Path) -> TrainRequest {
+        TrainRequest {
+            kind: ModelKind::EncoderHead,
+            encoder_head: EncoderHeadParams {
+                encoder: TINY_REPO.into(),
+                hub_cache: Some(hub.to_path_buf()),
+                threads: 1,
+                ..EncoderHeadParams::default()
+            },
+            ..TrainRequest::default()
+        }
+    }
+
+    fn embedded(progress: &[Progress]) -> EmbeddingReport {
+        progress
+            .iter()
+            .find_map(|p| match p {
+                Progress::Embedded(report) => Some(*report),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_encoder_head_trains_caches_embeddings_and_reloads_to_the_same_scores() {
+        let hub = tempfile::tempdir().unwrap();
+        TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let project = demo_project(&store, LabelMode::Single, 400).await;
+        let models = tempfile::tempdir().unwrap();
+        let request = tiny_request(hub.path());
+
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let outcome = train(&store, &project, &request, models.path(), move |p| {
+            let _ = sender.send(p);
+        })
+        .await
+        .unwrap();
+        let progress: Vec<Progress> = receiver.try_iter().collect();
+        let data = load_training_data(&store, &project).await.unwrap();
+        let examples = data.train.len() + data.validation.len() + data.test.len();
+        let first = embedded(&progress);
+        assert_eq!((first.computed, first.cached), (examples, 0));
+        assert!(progress.iter().any(|p| matches!(p, Progress::Epoch(_))));
+        // Ten tags, a random 32-wide encoder: better than chance is what it can promise.
+        assert!(
+            outcome.evaluation.accuracy > 0.2,
+            "accuracy {}",
+            outcome.evaluation.accuracy
+        );
+
+        // The saved model names its encoder and loads it back from the cache.
+        let version = &outcome.version;
+        assert_eq!(version.kind, "encoder-head");
+        let loaded = TaggingModel::load_with(
+            Path::new(&version.artifact_path),
+            &version.files,
+            &HubCache::at(hub.path()),
+            &EncoderOptions {
+                threads: 1,
+                ..EncoderOptions::default()
+            },
+        )
+        .unwrap();
+        let spec = loaded.card.encoder.clone().unwrap();
+        assert_eq!(spec.repo, TINY_REPO);
+        assert_eq!(spec.dim, 32);
+        assert_eq!(spec.files.len(), 3);
+        let cache_file = cache_path(models.path(), &spec, project.id);
+        assert!(cache_file.is_file(), "{}", cache_file.display());
+
+        // Scores from a fresh embedding match scores from the cached embeddings, and the
+        // reloaded model evaluates to the recorded figures.
+        let Scorer::EncoderHead(model) = &loaded.scorer else {
+            panic!("not an encoder-head model");
+        };
+        let test: Vec<&Example> = data.test.iter().collect();
+        let (cached, _) = embed_examples(&model.encoder, &test, &cache_file, |_, _| {}).unwrap();
+        let expected = head_logits(&model.head, &data.test, &cached);
+        let texts: Vec<&str> = data.test.iter().map(|e| e.text.as_str()).collect();
+        let fresh = loaded.logits_batch(&texts).unwrap();
+        for (a, b) in fresh.iter().zip(&expected) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+        }
+        assert_eq!(loaded.logits(texts[0]), fresh[0]);
+        let taxonomy = store.list_tags(project.id).await.unwrap();
+        let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy).unwrap();
+        assert!((again.accuracy - outcome.evaluation.accuracy).abs() < 1e-9);
+
+        // A second run embeds nothing new.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        train(&store, &project, &request, models.path(), move |p| {
+            let _ = sender.send(p);
+        })
+        .await
+        .unwrap();
+        let second = embedded(&receiver.try_iter().collect::<Vec<_>>());
+        assert_eq!((second.computed, second.cached), (0, examples));
+    }
+
+    #[tokio::test]
+    async fn a_missing_encoder_fails_the_run_with_the_way_to_get_it() {
+        let hub = tempfile::tempdir().unwrap();
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let project = demo_project(&store, LabelMode::Single, 60).await;
+        let models = tempfile::tempdir().unwrap();
+        let error = train(
+            &store,
+            &project,
+            &tiny_request(hub.path()),
+            models.path(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("not in the Hugging Face cache"),
+            "{error}"
+        );
+    }
+
+    fn example(ticket: i64, text: &str, targets: Vec<usize>) -> Example {
+        Example {
+            ticket: TicketId(ticket),
+            text: text.into(),
+            targets,
+        }
+    }
+
+    #[test]
+    fn only_new_or_edited_tickets_are_embedded_again() {
+        let hub = tempfile::tempdir().unwrap();
+        TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+        let encoder = Encoder::load(
+            &HubCache::at(hub.path()),
+            TINY_REPO,
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        let file = hub.path().join("cache").join("project-1.safetensors");
+        let mut examples = vec![
+            example(1, "refund please", vec![0]),
+            example(2, "login fails", vec![1]),
+            example(3, "app crashes", vec![1]),
+        ];
+        fn refs(examples: &[Example]) -> Vec<&Example> {
+            examples.iter().collect()
+        }
+        let (first, report) = embed_examples(&encoder, &refs(&examples), &file, |_, _| {}).unwrap();
+        assert_eq!((report.computed, report.cached), (3, 0));
+        examples[1].text = "login fails again".into();
+        examples.push(example(4, "dark mode", vec![0]));
+        let (second, report) =
+            embed_examples(&encoder, &refs(&examples), &file, |_, _| {}).unwrap();
+        assert_eq!((report.computed, report.cached), (2, 2));
+        assert_eq!(first[&TicketId(1)], second[&TicketId(1)]);
+        assert_ne!(first[&TicketId(2)], second[&TicketId(2)]);
+        // A different token budget makes the whole cache stale.
+        let spec = EncoderSpec {
+            max_tokens: 16,
+            ..encoder.spec().clone()
+        };
+        assert!(read_cache(&file, &spec).is_empty());
+        assert_eq!(read_cache(&file, encoder.spec()).len(), 4);
+    }
+
+    #[test]
+    fn a_multi_label_head_learns_separable_tags() {
+        // Tag 0 when the first coordinate is positive, tag 1 when the second is.
+        let mut embeddings = HashMap::new();
+        let mut examples = Vec::new();
+        for i in 0..200i64 {
+            let (a, b) = (i % 2 == 0, (i / 2) % 2 == 0);
+            let row = vec![if a { 1.0 } else { -1.0 }, if b { 1.0 } else { -1.0 }, 0.1];
+            embeddings.insert(TicketId(i), row);
+            let targets = [(a, 0), (b, 1)]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, tag)| *tag)
+                .collect();
+            examples.push(example(i, "", targets));
+        }
+        let refs: Vec<&Example> = examples.iter().collect();
+        let params = EncoderHeadParams {
+            learning_rate: 0.1,
+            minibatch: 32,
+            ..EncoderHeadParams::default()
+        };
+        let fitted = fit_head(
+            LabelMode::Multi,
+            2,
+            3,
+            &embeddings,
+            &refs[..160],
+            &refs[160..],
+            &params,
+            50,
+            |_| {},
+        )
+        .unwrap();
+        let logits = head_logits(&fitted.head, &examples, &embeddings);
+        for (example, scores) in examples.iter().zip(&logits) {
+            let predicted: Vec<usize> = (0..2).filter(|&t| scores[t] > 0.0).collect();
+            assert_eq!(predicted, example.targets);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! evaluation on the held-out split.
 
 pub mod calibrate;
+pub mod encoder_head;
 pub mod evaluate;
 pub mod examples;
 pub mod ngram;

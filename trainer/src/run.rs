@@ -3,6 +3,7 @@
 //! files and record the version. And the same evaluation for a stored version.
 
 use crate::calibrate::fit_temperature;
+use crate::encoder_head::{EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError};
 use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
 use crate::examples::{Example, TrainingData, load_training_data};
 use crate::ngram::{EpochReport, NgramParams, train_ngram};
@@ -12,7 +13,9 @@ use datasets::{
 };
 use inference::calibration::probabilities;
 use inference::card::{CARD_FORMAT, ModelCard, ModelKind};
+use inference::encoder::EncoderSpec;
 use inference::model::Scorer;
+use inference::ngram::NgramShape;
 use inference::{Decider, ModelError, TaggingModel, TaxonomyDrift};
 use std::path::Path;
 
@@ -26,6 +29,7 @@ const MIN_VALIDATION: usize = 20;
 pub struct TrainRequest {
     pub kind: ModelKind,
     pub ngram: NgramParams,
+    pub encoder_head: EncoderHeadParams,
     pub target_precision: f64,
 }
 
@@ -34,6 +38,7 @@ impl Default for TrainRequest {
         Self {
             kind: ModelKind::Ngram,
             ngram: NgramParams::default(),
+            encoder_head: EncoderHeadParams::default(),
             target_precision: DEFAULT_TARGET_PRECISION,
         }
     }
@@ -48,6 +53,13 @@ pub enum Progress {
         test: usize,
         tags: usize,
     },
+    /// Sentence embeddings computed so far (of those the cache did not have).
+    Embedding {
+        done: usize,
+        total: usize,
+    },
+    /// Every ticket has its embedding.
+    Embedded(EmbeddingReport),
     Epoch(EpochReport),
     /// Training again on training and validation tickets for the best number of epochs.
     Refitting {
@@ -63,6 +75,8 @@ pub enum TrainError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    EncoderHead(#[from] TrainEncoderHeadError),
     #[error("not enough labelled tickets to train: {0}")]
     NotEnoughData(String),
     #[error("{0} models cannot be trained by this build yet")]
@@ -101,7 +115,7 @@ pub async fn train(
     models_dir: &Path,
     mut progress: impl FnMut(Progress) + Send + 'static,
 ) -> Result<TrainOutcome, TrainError> {
-    if request.kind != ModelKind::Ngram {
+    if request.kind == ModelKind::Finetune {
         return Err(TrainError::Unsupported(request.kind));
     }
     let data = load_training_data(store, project).await?;
@@ -122,42 +136,29 @@ pub async fn train(
         ));
     let request = request.clone();
     let artifact_path = directory.clone();
+    let models_dir = models_dir.to_path_buf();
+    let project_id = project.id;
     // Training is seconds of pure CPU: keep it off the async workers.
     let (model, files, evaluation, drift, train_seconds) = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let outputs = data.tags.len();
-        let fitted = train_ngram(
-            data.mode,
-            outputs,
-            &data.train,
-            &data.validation,
-            &request.ngram,
-            |epoch| progress(Progress::Epoch(epoch)),
-        );
         // Scores on tickets the model never saw are what calibration and thresholds need.
         let calibration_set: &[Example] = if data.validation.len() >= MIN_VALIDATION {
             &data.validation
         } else {
             &data.train
         };
-        let logits: Vec<Vec<f32>> = calibration_set
-            .iter()
-            .map(|e| fitted.model.logits(&e.text))
-            .collect();
-        let model = if request.ngram.refit && !data.validation.is_empty() {
-            progress(Progress::Refitting {
-                epochs: fitted.best_epoch,
-            });
-            let everything: Vec<Example> =
-                data.train.iter().chain(&data.validation).cloned().collect();
-            let params = crate::ngram::NgramParams {
-                epochs: fitted.best_epoch,
-                ..request.ngram
-            };
-            train_ngram(data.mode, outputs, &everything, &[], &params, |_| {}).model
-        } else {
-            fitted.model
+        let fitted = match request.kind {
+            ModelKind::EncoderHead => crate::encoder_head::fit(
+                &data,
+                calibration_set,
+                &request.encoder_head,
+                &models_dir,
+                project_id,
+                &mut progress,
+            )?,
+            _ => fit_ngram(&data, calibration_set, &request.ngram, &mut progress),
         };
+        let logits = fitted.calibration_logits;
         let train_seconds = started.elapsed().as_secs_f64();
         progress(Progress::Evaluating);
         let targets: Vec<Vec<usize>> = calibration_set.iter().map(|e| e.targets.clone()).collect();
@@ -173,6 +174,12 @@ pub async fn train(
             data.tags.len(),
             request.target_precision,
         );
+        let mut params = serde_json::json!({
+            "target_precision": request.target_precision,
+            "train_examples": data.train.len(),
+            "validation_examples": data.validation.len(),
+        });
+        params[request.kind.as_str()] = fitted.params;
         let card = ModelCard {
             format: CARD_FORMAT,
             kind: request.kind,
@@ -180,21 +187,19 @@ pub async fn train(
             tags: data.tags.clone(),
             temperature,
             thresholds,
-            params: serde_json::json!({
-                "ngram": request.ngram,
-                "target_precision": request.target_precision,
-                "train_examples": data.train.len(),
-                "validation_examples": data.validation.len(),
-            }),
+            params,
             training_fingerprint: data.fingerprint.clone(),
-            ngram: Some(model.shape),
-            encoder: None,
+            ngram: fitted.ngram,
+            encoder: fitted.encoder,
         };
         let tagging = TaggingModel {
             card,
-            scorer: Scorer::Ngram(model),
+            scorer: fitted.scorer,
         };
-        let (evaluation, drift) = evaluate_model(&tagging, &data.test, &taxonomy);
+        let (evaluation, drift) = match fitted.test_logits {
+            Some(logits) => evaluate_logits(&tagging, &data.test, &logits, &taxonomy),
+            None => evaluate_model(&tagging, &data.test, &taxonomy)?,
+        };
         if let Some(parent) = directory.parent() {
             std::fs::create_dir_all(parent).map_err(|source| ModelError::Io {
                 path: parent.to_path_buf(),
@@ -229,15 +234,83 @@ pub async fn train(
     })
 }
 
+/// What fitting one kind of model hands to the shared calibration, thresholds and
+/// evaluation.
+pub(crate) struct Fitted {
+    /// Scores on the calibration tickets from a model that did not train on them.
+    pub calibration_logits: Vec<Vec<f32>>,
+    /// Scores on the test tickets, when fitting could compute them cheaply.
+    pub test_logits: Option<Vec<Vec<f32>>>,
+    /// The final model (refitted on all labelled tickets when asked to).
+    pub scorer: Scorer,
+    /// The kind's hyper-parameters and run facts, recorded in the card.
+    pub params: serde_json::Value,
+    pub ngram: Option<NgramShape>,
+    pub encoder: Option<EncoderSpec>,
+}
+
+fn fit_ngram(
+    data: &TrainingData,
+    calibration_set: &[Example],
+    params: &NgramParams,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Fitted {
+    let outputs = data.tags.len();
+    let fitted = train_ngram(
+        data.mode,
+        outputs,
+        &data.train,
+        &data.validation,
+        params,
+        |epoch| progress(Progress::Epoch(epoch)),
+    );
+    let calibration_logits = calibration_set
+        .iter()
+        .map(|e| fitted.model.logits(&e.text))
+        .collect();
+    let model = if params.refit && !data.validation.is_empty() {
+        progress(Progress::Refitting {
+            epochs: fitted.best_epoch,
+        });
+        let everything: Vec<Example> = data.train.iter().chain(&data.validation).cloned().collect();
+        let params = NgramParams {
+            epochs: fitted.best_epoch,
+            ..*params
+        };
+        train_ngram(data.mode, outputs, &everything, &[], &params, |_| {}).model
+    } else {
+        fitted.model
+    };
+    Fitted {
+        calibration_logits,
+        test_logits: None,
+        ngram: Some(model.shape),
+        encoder: None,
+        scorer: Scorer::Ngram(model),
+        params: serde_json::json!(params),
+    }
+}
+
 /// Evaluates a model on examples with today's taxonomy.
 pub fn evaluate_model(
     model: &TaggingModel,
     examples: &[Example],
     taxonomy: &[datasets::Tag],
+) -> Result<(Evaluation, TaxonomyDrift), ModelError> {
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let logits = model.logits_batch(&texts)?;
+    Ok(evaluate_logits(model, examples, &logits, taxonomy))
+}
+
+/// Evaluates a model's scores (one row per example) with today's taxonomy.
+pub fn evaluate_logits(
+    model: &TaggingModel,
+    examples: &[Example],
+    logits: &[Vec<f32>],
+    taxonomy: &[datasets::Tag],
 ) -> (Evaluation, TaxonomyDrift) {
     let card = &model.card;
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
-    let logits: Vec<Vec<f32>> = examples.iter().map(|e| model.logits(&e.text)).collect();
     let calibrated: Vec<Vec<f32>> = logits
         .iter()
         .map(|l| probabilities(l, card.temperature, card.label_mode))
@@ -301,9 +374,11 @@ pub async fn evaluate_version(
     // The model's outputs, not today's taxonomy, index the targets.
     remap_targets(&mut data, &model);
     let test = data.test;
-    tokio::task::spawn_blocking(move || evaluate_model(&model, &test, &taxonomy))
-        .await
-        .map_err(|e| TrainError::Worker(e.to_string()))
+    Ok(
+        tokio::task::spawn_blocking(move || evaluate_model(&model, &test, &taxonomy))
+            .await
+            .map_err(|e| TrainError::Worker(e.to_string()))??,
+    )
 }
 
 fn remap_targets(data: &mut TrainingData, model: &TaggingModel) {

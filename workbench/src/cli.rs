@@ -115,12 +115,21 @@ pub struct TrainArgs {
     /// ngram: width of the embedding bag; 0 for a linear model over the n-grams.
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// ngram: Adagrad learning rate.
+    /// Step size: Adagrad's for ngram, Adam's for encoder-head.
     #[arg(long)]
     pub learning_rate: Option<f32>,
     /// ngram: drop n-grams seen in fewer training tickets.
     #[arg(long)]
     pub min_df: Option<u32>,
+    /// encoder-head: the sentence encoder, a Hugging Face model id read from the local cache (HF_HOME).
+    #[arg(long)]
+    pub encoder: Option<String>,
+    /// encoder-head: threads for the encoder [default: 2].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// encoder-head: L2 penalty on the head's weights.
+    #[arg(long)]
+    pub l2: Option<f64>,
     /// Precision that tags applied without a person must reach on validation tickets.
     #[arg(long, default_value_t = trainer::run::DEFAULT_TARGET_PRECISION)]
     pub target_precision: f64,

@@ -18,21 +18,39 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     };
     if let Some(epochs) = args.epochs {
         request.ngram.epochs = epochs;
+        request.encoder_head.epochs = epochs;
     }
     if let Some(hidden) = args.hidden {
         request.ngram.hidden = hidden;
     }
     if let Some(rate) = args.learning_rate {
         request.ngram.learning_rate = rate;
+        request.encoder_head.learning_rate = f64::from(rate);
     }
+    if let Some(encoder) = args.encoder.clone() {
+        request.encoder_head.encoder = encoder;
+    }
+    if let Some(threads) = args.threads {
+        request.encoder_head.threads = threads;
+    }
+    if let Some(l2) = args.l2 {
+        request.encoder_head.l2 = l2;
+    }
+    let epochs = match args.kind {
+        inference::ModelKind::EncoderHead => request.encoder_head.epochs,
+        _ => request.ngram.epochs,
+    };
     if let Some(min_df) = args.min_df {
         request.ngram.min_df = min_df;
     }
-    let bar = ProgressBar::new(request.ngram.epochs as u64);
+    let bar = ProgressBar::new(epochs as u64);
     bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:30}] epoch {pos}/{len} {elapsed} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{msg:<28} [{bar:30}] {prefix} {pos}/{len} {elapsed} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.set_prefix("epoch");
     bar.set_message("reading tickets");
     let reporter = bar.clone();
     let outcome = trainer::train(
@@ -50,6 +68,22 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                 reporter.println(format!(
                 "{train} training, {validation} validation and {test} test tickets over {tags} tags"
             ));
+                reporter.set_message("training");
+            }
+            Progress::Embedding { done, total } => {
+                reporter.set_prefix("texts");
+                reporter.set_length(total as u64);
+                reporter.set_position(done as u64);
+                reporter.set_message("embedding tickets");
+            }
+            Progress::Embedded(report) => {
+                reporter.println(format!(
+                    "embeddings: {} computed, {} from the cache, in {:.1} s",
+                    report.computed, report.cached, report.seconds
+                ));
+                reporter.set_prefix("epoch");
+                reporter.set_length(epochs as u64);
+                reporter.set_position(0);
                 reporter.set_message("training");
             }
             Progress::Epoch(epoch) => {
