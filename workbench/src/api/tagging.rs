@@ -2,13 +2,12 @@
 //! tagged with the promoted model in the same request, and its auto-applied tags recorded.
 
 use super::auth::AuthorizedProject;
+use super::tickets::IngestTicket;
 use super::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
-use datasets::ticket::replace_nul_characters;
-use datasets::{NewTicket, Store, TicketId};
+use datasets::{Store, TicketId};
 use inference::service::{ServiceError, Tagged};
 use serde::{Deserialize, Serialize};
 
@@ -140,19 +139,6 @@ pub async fn tag_batch(
     Ok(ApiJson(serde_json::json!({ "results": tagged })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestRequest {
-    source: Option<String>,
-    external_id: String,
-    #[serde(default)]
-    subject: String,
-    #[serde(default)]
-    body: String,
-    metadata: Option<serde_json::Value>,
-    created_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 #[derive(Serialize)]
 pub struct IngestedAndTagged {
     id: TicketId,
@@ -164,23 +150,10 @@ pub struct IngestedAndTagged {
 pub async fn ingest_and_tag(
     State(state): State<AppState>,
     authorized: AuthorizedProject,
-    ApiJson(request): ApiJson<IngestRequest>,
+    ApiJson(request): ApiJson<IngestTicket>,
 ) -> Result<(StatusCode, ApiJson<IngestedAndTagged>), ApiError> {
     let project = &authorized.project;
-    let source = request.source.unwrap_or_else(|| "api".into());
-    let ticket = NewTicket {
-        split: split_by_key(
-            DEFAULT_SPLIT_SEED,
-            DEFAULT_TEST_FRACTION,
-            &format!("{source}:{}", request.external_id),
-        ),
-        source,
-        external_id: request.external_id,
-        subject: replace_nul_characters(request.subject),
-        body: replace_nul_characters(request.body),
-        metadata: request.metadata.unwrap_or_else(|| serde_json::json!({})),
-        created_at: request.created_at,
-    };
+    let ticket = request.into_new_ticket();
     ticket
         .validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;

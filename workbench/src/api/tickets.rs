@@ -31,7 +31,8 @@ pub struct IngestTicket {
 }
 
 impl IngestTicket {
-    fn into_new_ticket(self) -> NewTicket {
+    /// The ticket to store; its split is fixed by its key, so it never changes.
+    pub(super) fn into_new_ticket(self) -> NewTicket {
         let source = self.source.unwrap_or_else(|| "api".into());
         let split = split_by_key(
             DEFAULT_SPLIT_SEED,
