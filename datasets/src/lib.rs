@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod demo;
+pub mod demo_project;
 pub mod error;
 pub mod export;
 pub mod ids;

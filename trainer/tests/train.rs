@@ -3,55 +3,17 @@
 //! tampering and too little data are refused.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use datasets::demo::generate;
-use datasets::split::StratifiedSplitter;
-use datasets::store::{ImportRow, ImportWriter};
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::ModelKind;
 use trainer::run::TrainRequest;
 use trainer::{TrainError, evaluate_version, find_version, load_version, train};
 
-/// A project of synthetic tickets; single-label projects keep each ticket's first tag.
 async fn demo_project(store: &AnyStore, name: &str, mode: LabelMode, tickets: usize) -> Project {
-    let project_name = ProjectName::parse(name).unwrap();
-    let mut writer = store
-        .begin_import(&project_name, Some(mode), "test")
+    let name = ProjectName::parse(name).unwrap();
+    datasets::demo_project::install_demo_project(store, &name, mode, tickets, 7)
         .await
-        .unwrap();
-    for tag in datasets::demo::default_taxonomy() {
-        writer.create_tag(&tag.name).await.unwrap();
-    }
-    let mut splitter = StratifiedSplitter::new(1, 0.2);
-    let rows: Vec<ImportRow> = generate(tickets, 7, chrono::Utc::now())
-        .into_iter()
-        .map(|ticket| {
-            let mut tags: Vec<TagId> = ticket
-                .tags
-                .iter()
-                .map(|t| writer.tags()[&t.folded()])
-                .collect();
-            if mode == LabelMode::Single {
-                tags.truncate(1);
-            }
-            ImportRow {
-                ticket: NewTicket {
-                    source: "demo".into(),
-                    split: splitter
-                        .assign(ticket.tags.first().map(|t| t.as_str()), &ticket.external_id),
-                    external_id: ticket.external_id,
-                    subject: ticket.subject,
-                    body: ticket.body,
-                    metadata: ticket.metadata,
-                    created_at: Some(ticket.created_at),
-                },
-                tags,
-            }
-        })
-        .collect();
-    writer.write(rows).await.unwrap();
-    writer.commit().await.unwrap();
-    store.project_by_name(&project_name).await.unwrap().unwrap()
+        .unwrap()
 }
 
 fn quick() -> TrainRequest {

@@ -5,11 +5,8 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use datasets::demo::{default_taxonomy, generate};
-use datasets::split::StratifiedSplitter;
-use datasets::store::{ImportRow, ImportWriter};
 use datasets::test_db::TestDatabase;
-use datasets::{AnyStore, LabelMode, LabelSource, NewTicket, Project, ProjectName, Store};
+use datasets::{AnyStore, LabelMode, LabelSource, Project, ProjectName, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -18,33 +15,10 @@ use workbench::config::Config;
 use workbench::state::AppState;
 
 async fn demo_project(store: &AnyStore, name: &str) -> Project {
-    let project_name = ProjectName::parse(name).unwrap();
-    let mut writer = store
-        .begin_import(&project_name, Some(LabelMode::Multi), "test")
+    let name = ProjectName::parse(name).unwrap();
+    datasets::demo_project::install_demo_project(store, &name, LabelMode::Multi, 500, 5)
         .await
-        .unwrap();
-    for tag in default_taxonomy() {
-        writer.create_tag(&tag.name).await.unwrap();
-    }
-    let mut splitter = StratifiedSplitter::new(1, 0.2);
-    let rows = generate(500, 5, chrono::Utc::now())
-        .into_iter()
-        .map(|t| ImportRow {
-            tags: t.tags.iter().map(|n| writer.tags()[&n.folded()]).collect(),
-            ticket: NewTicket {
-                source: "demo".into(),
-                split: splitter.assign(t.tags.first().map(|n| n.as_str()), &t.external_id),
-                external_id: t.external_id,
-                subject: t.subject,
-                body: t.body,
-                metadata: t.metadata,
-                created_at: Some(t.created_at),
-            },
-        })
-        .collect();
-    writer.write(rows).await.unwrap();
-    writer.commit().await.unwrap();
-    store.project_by_name(&project_name).await.unwrap().unwrap()
+        .unwrap()
 }
 
 async fn train_version(

@@ -4,10 +4,8 @@
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use anyhow::Context;
-use datasets::demo::{DemoTicket, default_taxonomy, generate};
-use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, StratifiedSplitter};
-use datasets::store::{ImportRow, ImportWriter};
-use datasets::{AnyStore, LabelMode, NewTicket, ProjectName, Store};
+use datasets::split::DEFAULT_SPLIT_SEED;
+use datasets::{AnyStore, LabelMode, ProjectName, Store};
 
 /// The demo project's name.
 pub const DEMO_PROJECT: &str = "Demo";
@@ -31,72 +29,20 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the demo project with its taxonomy and tickets unless it exists; all in one
-/// transaction, so an interrupted first start leaves no half project.
+/// Creates the demo project unless it exists.
 pub async fn install_demo_project(store: &AnyStore) -> anyhow::Result<bool> {
     let name = ProjectName::parse(DEMO_PROJECT)?;
     if store.project_by_name(&name).await?.is_some() {
         return Ok(false);
     }
-    let mut writer = store
-        .begin_import(&name, Some(LabelMode::Multi), "demo")
-        .await
-        .context("cannot start writing the demo project")?;
-    for tag in default_taxonomy() {
-        writer.create_tag(&tag.name).await?;
-    }
-    let mut splitter = StratifiedSplitter::new(DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION);
-    let mut rows = Vec::with_capacity(DEMO_TICKETS);
-    for ticket in generate(DEMO_TICKETS, DEFAULT_SPLIT_SEED, chrono::Utc::now()) {
-        rows.push(demo_row(ticket, &mut splitter, writer.tags())?);
-    }
-    writer.write(rows).await?;
-    writer.commit().await?;
-    // Descriptions, colours and keyword rules are not part of an import; set them now.
-    let project = store
-        .project_by_name(&name)
-        .await?
-        .context("the demo project vanished")?;
-    let stored = store.list_tags(project.id).await?;
-    for tag in default_taxonomy() {
-        if let Some(existing) = stored.iter().find(|t| t.name == tag.name) {
-            let update = datasets::TagUpdate {
-                description: Some(tag.description),
-                color: Some(tag.color),
-                keywords: Some(tag.keywords),
-                ..Default::default()
-            };
-            store.update_tag(project.id, existing.id, &update).await?;
-        }
-    }
+    datasets::demo_project::install_demo_project(
+        store,
+        &name,
+        LabelMode::Multi,
+        DEMO_TICKETS,
+        DEFAULT_SPLIT_SEED,
+    )
+    .await
+    .context("cannot create the demo project")?;
     Ok(true)
-}
-
-fn demo_row(
-    ticket: DemoTicket,
-    splitter: &mut StratifiedSplitter,
-    tags: &std::collections::HashMap<String, datasets::TagId>,
-) -> anyhow::Result<ImportRow> {
-    let tag_ids = ticket
-        .tags
-        .iter()
-        .map(|name| {
-            tags.get(&name.folded())
-                .copied()
-                .with_context(|| format!("demo tag {name} is not in the default taxonomy"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let split = splitter.assign(ticket.tags.first().map(|t| t.as_str()), &ticket.external_id);
-    Ok(ImportRow {
-        ticket: NewTicket {
-            source: "demo".into(),
-            external_id: ticket.external_id,
-            subject: ticket.subject,
-            body: ticket.body,
-            metadata: ticket.metadata,
-            created_at: Some(ticket.created_at),
-            split,
-        },
-        tags: tag_ids,
-    })
 }
