@@ -5,10 +5,15 @@
 //!
 //! `bench models` (in `models.rs`): trains and times the tagger's models on the shared
 //! public datasets next to a scikit-learn baseline run at the same time.
+//!
+//! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
+//! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
 // A crate root looks for its modules beside it, where cargo would take any file for another binary.
 #[path = "bench/models.rs"]
 mod models;
+#[path = "bench/serve.rs"]
+mod serve;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +49,8 @@ enum BenchCommand {
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
+    /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
+    Serve(serve::ServeBench),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +94,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
+        BenchCommand::Serve(args) => serve::run(&args),
     }
 }
 
