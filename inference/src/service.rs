@@ -136,6 +136,9 @@ pub struct ProjectStatus {
 /// The tagging service of one process.
 pub struct TaggingService {
     slots: Mutex<HashMap<ProjectId, Slot>>,
+    /// Held while reading the promoted version and swapping, so a watcher's stale read can
+    /// never put back a version that a promotion has just replaced.
+    syncing: tokio::sync::Mutex<()>,
     errors: Mutex<HashMap<ProjectId, String>>,
     queue: SyncSender<(Job, Instant)>,
     pub metrics: Arc<ServiceMetrics>,
@@ -154,6 +157,7 @@ impl TaggingService {
             .spawn(move || run_model_thread(receiver, config, &thread_metrics));
         Arc::new(Self {
             slots: Mutex::new(HashMap::new()),
+            syncing: tokio::sync::Mutex::new(()),
             errors: Mutex::new(HashMap::new()),
             queue,
             metrics,
@@ -207,6 +211,7 @@ impl TaggingService {
         store: &AnyStore,
         project: ProjectId,
     ) -> Result<Option<ModelVersionId>, ServiceError> {
+        let _syncing = self.syncing.lock().await;
         let slot = self.slot(project);
         let promoted = store.promoted_model_version(project).await?;
         let current = slot.load().as_ref().map(|serving| serving.version);

@@ -38,13 +38,10 @@ async fn tag(
     texts: Vec<String>,
     rules: bool,
 ) -> Result<Vec<Tagged>, ApiError> {
-    match state.tagging.tag(project, texts.clone(), rules).await {
-        Err(ServiceError::NoModel(_)) => {
-            state.tagging.sync_project(&state.store, project).await?;
-            Ok(state.tagging.tag(project, texts, rules).await?)
-        }
-        other => Ok(other?),
+    if state.tagging.serving(project).is_none() {
+        state.tagging.sync_project(&state.store, project).await?;
     }
+    Ok(state.tagging.tag(project, texts, rules).await?)
 }
 
 /// Text to tag: a subject and body, as tickets have.
@@ -88,14 +85,13 @@ pub async fn tag_one(
     ApiJson(request): ApiJson<TagRequest>,
 ) -> Result<ApiJson<Tagged>, ApiError> {
     let text = request.text.text()?;
-    let mut tagged = state
-        .tagging
-        .tag(
-            authorized.project.id,
-            vec![text],
-            request.rules.unwrap_or(true),
-        )
-        .await?;
+    let mut tagged = tag(
+        &state,
+        authorized.project.id,
+        vec![text],
+        request.rules.unwrap_or(true),
+    )
+    .await?;
     tagged
         .pop()
         .map(ApiJson)
