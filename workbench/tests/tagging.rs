@@ -358,6 +358,20 @@ async fn ingest_and_tag_stores_the_ticket_with_the_models_tags() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// Waits up to 10 s for the server to serve `version`.
+async fn wait_for_version(
+    state: &AppState,
+    project: datasets::ProjectId,
+    version: datasets::ModelVersionId,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.tagging.serving(project).map(|s| s.version) != Some(version) {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_server_follows_promotions_made_by_another_process() {
     let database = TestDatabase::sqlite().unwrap();
@@ -383,14 +397,7 @@ async fn a_server_follows_promotions_made_by_another_process() {
         .promote_model_version(project.id, second.id, "ops")
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while state.tagging.serving(project.id).unwrap().version != second.id {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the watcher never swapped"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_version(&state, project.id, second.id, "the watcher never swapped").await;
     watcher.abort();
 }
 
@@ -417,26 +424,24 @@ async fn on_postgres_a_promotion_is_heard_at_once_without_polling() {
     let watcher = state
         .tagging
         .spawn_watcher(store.clone(), std::time::Duration::from_secs(3600));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while state.tagging.serving(project.id).map(|s| s.version) != Some(first.id) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first sync never happened"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_version(
+        &state,
+        project.id,
+        first.id,
+        "the first sync never happened",
+    )
+    .await;
     store
         .promote_model_version(project.id, second.id, "ops")
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while state.tagging.serving(project.id).unwrap().version != second.id {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the notification never arrived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_version(
+        &state,
+        project.id,
+        second.id,
+        "the notification never arrived",
+    )
+    .await;
     watcher.abort();
     drop(state);
     database.drop_database().await.unwrap();
