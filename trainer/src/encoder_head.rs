@@ -62,8 +62,10 @@ impl Default for EncoderHeadParams {
             batch_size: DEFAULT_BATCH_SIZE,
             threads: DEFAULT_THREADS,
             epochs: 100,
-            learning_rate: 1e-2,
-            l2: 1e-4,
+            // Chosen on BANKING77 (docs/models.md): stronger L2 underfits (1e-4: 0.907
+            // accuracy), a larger step stops early on noise (0.1: 0.918).
+            learning_rate: 2e-2,
+            l2: 3e-6,
             minibatch: 256,
             patience: 5,
             seed: 42,
