@@ -80,6 +80,8 @@ pub enum ServiceError {
         version: ModelVersionId,
         reason: String,
     },
+    #[error("the model failed to score: {0}")]
+    Scoring(String),
     #[error(transparent)]
     Store(#[from] datasets::StoreError),
 }
@@ -479,12 +481,19 @@ fn run_model_thread(
         }
         metrics.batch_texts.observe(texts as f64);
         let started = Instant::now();
-        for (job, enqueued) in batch {
+        for (_, enqueued) in &batch {
             metrics
                 .queue_seconds
-                .observe(started.duration_since(enqueued).as_secs_f64());
-            let answer = tag_job(&job, metrics);
-            let _ = job.reply.send(answer);
+                .observe(started.duration_since(*enqueued).as_secs_f64());
+        }
+        let mut remaining = batch;
+        while let Some((first, _)) = remaining.first() {
+            let slot = Arc::clone(&first.slot);
+            let (group, rest): (Vec<_>, Vec<_>) = remaining
+                .into_iter()
+                .partition(|(job, _)| Arc::ptr_eq(&job.slot, &slot));
+            remaining = rest;
+            tag_group(&slot, group, metrics);
         }
         metrics
             .model_seconds
@@ -492,35 +501,53 @@ fn run_model_thread(
     }
 }
 
-fn tag_job(job: &Job, metrics: &ServiceMetrics) -> Result<Vec<Tagged>, ServiceError> {
-    // The snapshot taken here serves the whole job even if a swap happens meanwhile.
-    let serving = job
-        .slot
-        .load_full()
-        .ok_or(ServiceError::NoModel(job.project))?;
-    let card = &serving.model.card;
-    let tagged = job
-        .texts
+/// Tags every job of one project's slot together: encoder models embed all their texts in
+/// one sorted, padded batch, several times faster than one by one.
+fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) {
+    // The snapshot taken here serves the whole group even if a swap happens meanwhile.
+    let Some(serving) = slot.load_full() else {
+        for (job, _) in group {
+            let _ = job.reply.send(Err(ServiceError::NoModel(job.project)));
+        }
+        return;
+    };
+    let texts: Vec<&str> = group
         .iter()
-        .map(|text| {
-            let p = probabilities(
-                &serving.model.logits(text),
-                card.temperature,
-                card.label_mode,
-            );
-            let decision = serving.decider.decide(text, &p, job.with_rules);
-            metrics.texts.fetch_add(1, Ordering::Relaxed);
-            let counter = if decision.needs_review {
-                &metrics.sent_to_review
-            } else {
-                &metrics.auto_tagged
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            Tagged {
-                version: serving.version,
-                decision,
-            }
-        })
+        .flat_map(|(job, _)| job.texts.iter().map(String::as_str))
         .collect();
-    Ok(tagged)
+    let logits = match serving.model.logits_batch(&texts) {
+        Ok(logits) => logits,
+        Err(error) => {
+            let reason = error.to_string();
+            for (job, _) in group {
+                let _ = job.reply.send(Err(ServiceError::Scoring(reason.clone())));
+            }
+            return;
+        }
+    };
+    let card = &serving.model.card;
+    let mut rows = logits.into_iter();
+    for (job, _) in group {
+        let tagged = job
+            .texts
+            .iter()
+            .zip(rows.by_ref())
+            .map(|(text, logits)| {
+                let p = probabilities(&logits, card.temperature, card.label_mode);
+                let decision = serving.decider.decide(text, &p, job.with_rules);
+                metrics.texts.fetch_add(1, Ordering::Relaxed);
+                let counter = if decision.needs_review {
+                    &metrics.sent_to_review
+                } else {
+                    &metrics.auto_tagged
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Tagged {
+                    version: serving.version,
+                    decision,
+                }
+            })
+            .collect();
+        let _ = job.reply.send(Ok(tagged));
+    }
 }
