@@ -300,7 +300,9 @@ fn train_eval_and_predict_from_the_command_line() {
             "--format",
             "json",
         ])
-        .env("TAGGER_DATA_DIR", &data_dir)
+        // A relative data directory: the recorded model path must still work from elsewhere.
+        .current_dir(dir.path())
+        .env("TAGGER_DATA_DIR", "data")
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap();

@@ -53,61 +53,65 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     bar.set_prefix("epoch");
     bar.set_message("reading tickets");
     let reporter = bar.clone();
-    let outcome = trainer::train(
-        store,
-        &project,
-        &request,
-        &config.data_dir.join("models"),
-        move |progress| match progress {
-            Progress::Loaded {
-                train,
-                validation,
-                test,
-                tags,
-            } => {
-                reporter.println(format!(
+    // Recorded paths must not depend on the directory a later command or server runs from.
+    let models_dir = std::path::absolute(config.data_dir.join("models"))
+        .context("cannot resolve the data directory")?;
+    let outcome =
+        trainer::train(
+            store,
+            &project,
+            &request,
+            &models_dir,
+            move |progress| match progress {
+                Progress::Loaded {
+                    train,
+                    validation,
+                    test,
+                    tags,
+                } => {
+                    reporter.println(format!(
                 "{train} training, {validation} validation and {test} test tickets over {tags} tags"
             ));
-                reporter.set_message("training");
-            }
-            Progress::Embedding { done, total } => {
-                reporter.set_prefix("texts");
-                reporter.set_length(total as u64);
-                reporter.set_position(done as u64);
-                reporter.set_message("embedding tickets");
-            }
-            Progress::Embedded(report) => {
-                reporter.println(format!(
-                    "embeddings: {} computed, {} from the cache, in {:.1} s",
-                    report.computed, report.cached, report.seconds
-                ));
-                reporter.set_prefix("epoch");
-                reporter.set_length(epochs as u64);
-                reporter.set_position(0);
-                reporter.set_message("training");
-            }
-            Progress::Epoch(epoch) => {
-                reporter.set_position(epoch.epoch as u64);
-                reporter.set_message(format!(
-                    "loss {:.4} (val {:.4})",
-                    epoch.train_loss, epoch.validation_loss
-                ));
-            }
-            Progress::Refitting { epochs } => {
-                reporter.set_position(0);
-                reporter.set_length(epochs as u64);
-                reporter.set_message(format!("refitting on all {epochs} epochs"));
-            }
-            Progress::Evaluating => reporter.set_message("calibrating and evaluating"),
-        },
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "training a {} model for {:?} failed",
-            args.kind, args.project
+                    reporter.set_message("training");
+                }
+                Progress::Embedding { done, total } => {
+                    reporter.set_prefix("texts");
+                    reporter.set_length(total as u64);
+                    reporter.set_position(done as u64);
+                    reporter.set_message("embedding tickets");
+                }
+                Progress::Embedded(report) => {
+                    reporter.println(format!(
+                        "embeddings: {} computed, {} from the cache, in {:.1} s",
+                        report.computed, report.cached, report.seconds
+                    ));
+                    reporter.set_prefix("epoch");
+                    reporter.set_length(epochs as u64);
+                    reporter.set_position(0);
+                    reporter.set_message("training");
+                }
+                Progress::Epoch(epoch) => {
+                    reporter.set_position(epoch.epoch as u64);
+                    reporter.set_message(format!(
+                        "loss {:.4} (val {:.4})",
+                        epoch.train_loss, epoch.validation_loss
+                    ));
+                }
+                Progress::Refitting { epochs } => {
+                    reporter.set_position(0);
+                    reporter.set_length(epochs as u64);
+                    reporter.set_message(format!("refitting on all {epochs} epochs"));
+                }
+                Progress::Evaluating => reporter.set_message("calibrating and evaluating"),
+            },
         )
-    })?;
+        .await
+        .with_context(|| {
+            format!(
+                "training a {} model for {:?} failed",
+                args.kind, args.project
+            )
+        })?;
     bar.finish_and_clear();
     let summary = format!(
         "model version {} ({}) trained in {:.1} s; files in {}",
