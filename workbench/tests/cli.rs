@@ -312,6 +312,10 @@ fn train_eval_and_predict_from_the_command_line() {
         stderr.contains("model version 1 (ngram) trained in"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("files in {}", data_dir.display())),
+        "{stderr}"
+    );
     let metrics: serde_json::Value = serde_json::from_slice(&trained.stdout).unwrap();
     assert!(metrics["micro_f1"].as_f64().unwrap() > 0.5, "{metrics}");
 
