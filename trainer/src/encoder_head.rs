@@ -6,6 +6,7 @@
 
 use crate::examples::{Example, TrainingData};
 use crate::ngram::EpochReport;
+use crate::random::Random;
 use crate::run::{Fitted, Progress};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -300,26 +301,6 @@ pub struct FittedHead {
     pub best_epoch: usize,
 }
 
-/// A small deterministic generator for shuffling (SplitMix64).
-struct Shuffler(u64);
-
-impl Shuffler {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 /// Inputs and targets as tensors.
 struct Data {
     inputs: Tensor,
@@ -417,7 +398,7 @@ pub fn fit_head(
             .broadcast_add(bias.as_tensor())
     };
     let mut order: Vec<u32> = (0..train_data.len as u32).collect();
-    let mut shuffler = Shuffler(params.seed);
+    let mut shuffler = Random(params.seed);
     let mut best: Option<(f64, usize, Tensor, Tensor)> = None;
     let mut epochs_without_gain = 0;
     let minibatch = params.minibatch.max(1);

@@ -6,6 +6,7 @@ pub mod encoder_head;
 pub mod evaluate;
 pub mod examples;
 pub mod ngram;
+mod random;
 pub mod run;
 pub mod thresholds;
 

@@ -4,6 +4,7 @@
 //! Early stopping keeps the epoch with the lowest validation loss.
 
 use crate::examples::Example;
+use crate::random::Random;
 use datasets::LabelMode;
 use inference::calibration::sigmoid;
 use inference::features::{Family, FeatureConfig, SparseVector};
@@ -55,30 +56,6 @@ pub struct EpochReport {
     pub epochs: usize,
     pub train_loss: f64,
     pub validation_loss: f64,
-}
-
-/// A small deterministic generator for shuffling and initialisation (SplitMix64).
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
 }
 
 /// Builds the vocabulary and IDF from the training tickets.
