@@ -198,6 +198,40 @@ impl Store for AnyStore {
         dispatch!(self, store => store.set_human_labels(project, ticket, tags, user))
     }
 
+    async fn replace_review_queue(
+        &self,
+        project: ProjectId,
+        entries: &[crate::review::NewQueueEntry],
+    ) -> StoreResult<u64> {
+        dispatch!(self, store => store.replace_review_queue(project, entries))
+    }
+
+    async fn lease_review_tickets(
+        &self,
+        project: ProjectId,
+        user: &str,
+        count: u32,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<crate::review::QueueEntry>> {
+        dispatch!(self, store => store.lease_review_tickets(project, user, count, lease_seconds))
+    }
+
+    async fn release_review_lease(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        user: &str,
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.release_review_lease(project, ticket, user))
+    }
+
+    async fn review_queue_stats(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<crate::review::ReviewQueueStats> {
+        dispatch!(self, store => store.review_queue_stats(project))
+    }
+
     async fn set_model_labels(
         &self,
         project: ProjectId,

@@ -446,6 +446,11 @@ macro_rules! common_store_methods {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Labelled by a person: out of the review queue (issue 6), even with no tags.
+            sqlx::query("DELETE FROM review_queue WHERE ticket_id = $1")
+                .bind(ticket)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             self.ticket(project, ticket).await
         }

@@ -5,6 +5,7 @@
 pub mod any;
 mod common;
 mod postgres;
+mod review;
 mod rows;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
 use crate::registry::Promotion;
+use crate::review::{NewQueueEntry, QueueEntry, ReviewQueueStats};
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
 use std::collections::HashMap;
@@ -205,6 +207,37 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &str,
     ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
+
+    /// Replaces the project's review queue with a freshly ranked list (the score job's
+    /// output, best first); live leases on tickets that stay are kept.
+    fn replace_review_queue(
+        &self,
+        project: ProjectId,
+        entries: &[NewQueueEntry],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Leases up to `count` tickets to `user` for `lease_seconds`: first the user's own live
+    /// leases, then the best-ranked entries nobody holds (expired leases count as free);
+    /// never a ticket a person has labelled. Two users never get the same ticket while a
+    /// lease lives.
+    fn lease_review_tickets(
+        &self,
+        project: ProjectId,
+        user: &str,
+        count: u32,
+        lease_seconds: u32,
+    ) -> impl Future<Output = StoreResult<Vec<QueueEntry>>> + Send;
+    /// Gives a leased ticket back (skip); the same user is not handed it again at once.
+    fn release_review_lease(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        user: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Pending and leased entries, and tickets labelled since the last scoring.
+    fn review_queue_stats(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<ReviewQueueStats>> + Send;
 
     /// Starts a bulk import into the named project; creates it when `create` is given.
     fn begin_import(

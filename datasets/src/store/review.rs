@@ -1,0 +1,330 @@
+//! The review queue's SQL, the same on both databases. The macro expands inside each
+//! backend's `impl Store` (where `Db` names the sqlx database and `self.pool` its pool); its
+//! one argument is the row-locking clause of the lease query: PostgreSQL skips rows another
+//! transaction is leasing (`FOR UPDATE SKIP LOCKED`), SQLite needs nothing because it has one
+//! writer at a time.
+//!
+//! A ticket a person has labelled leaves the queue at once because every read excludes
+//! tickets with a human label, so `set_human_labels` needs no change.
+
+use crate::error::StoreError;
+use crate::ids::TicketId;
+use crate::review::{MAX_LEASE_COUNT, MAX_LEASE_SECONDS, NewQueueEntry, QueueEntry};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+/// The SQL condition "no person has labelled this queue row's ticket" (alias `q`).
+macro_rules! not_human_labelled {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = q.ticket_id AND l.source = 'human')"
+    };
+}
+macro_rules! queue_columns {
+    () => {
+        "ticket_id, rank, score, strategy, reason, leased_by, lease_expires_ms"
+    };
+}
+pub(crate) use {not_human_labelled, queue_columns};
+
+/// A queue row as both databases return it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct QueueRow {
+    ticket_id: i64,
+    rank: i64,
+    score: f32,
+    strategy: String,
+    reason: String,
+    leased_by: Option<String>,
+    lease_expires_ms: Option<i64>,
+}
+
+impl From<QueueRow> for QueueEntry {
+    fn from(row: QueueRow) -> Self {
+        QueueEntry {
+            ticket_id: TicketId(row.ticket_id),
+            rank: row.rank,
+            score: row.score,
+            strategy: row.strategy,
+            reason: row.reason,
+            leased_by: row.leased_by,
+            lease_expires_at: row
+                .lease_expires_ms
+                .and_then(DateTime::from_timestamp_millis),
+        }
+    }
+}
+
+/// Entries in rank order; leases that have run out are shown as free.
+pub(crate) fn queue_entries(rows: Vec<QueueRow>, now_ms: i64) -> Vec<QueueEntry> {
+    let mut entries: Vec<QueueEntry> = rows
+        .into_iter()
+        .map(|mut row| {
+            if row.lease_expires_ms.is_some_and(|at| at <= now_ms) {
+                row.leased_by = None;
+                row.lease_expires_ms = None;
+            }
+            QueueEntry::from(row)
+        })
+        .collect();
+    entries.sort_by_key(|e| e.rank);
+    entries
+}
+
+/// Refuses entries the queue could not rank sensibly.
+pub(crate) fn validate_entries(entries: &[NewQueueEntry]) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    for entry in entries {
+        if !seen.insert(entry.ticket_id) {
+            return Err(crate::ValidationError::field(
+                "entries",
+                format!("ticket {} is listed twice", entry.ticket_id),
+            )
+            .into());
+        }
+        if !entry.score.is_finite() {
+            return Err(crate::ValidationError::field(
+                "entries",
+                format!(
+                    "ticket {} has a score that is not a number",
+                    entry.ticket_id
+                ),
+            )
+            .into());
+        }
+        if entry.strategy.trim().is_empty() {
+            return Err(crate::ValidationError::field(
+                "entries",
+                format!("ticket {} has no strategy", entry.ticket_id),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses lease requests that are empty, too big, or would never expire in practice.
+pub(crate) fn validate_lease(user: &str, count: u32, lease_seconds: u32) -> Result<(), StoreError> {
+    if user.trim().is_empty() {
+        return Err(crate::ValidationError::field("user", "is empty").into());
+    }
+    if count == 0 || count > MAX_LEASE_COUNT {
+        return Err(crate::ValidationError::field(
+            "count",
+            format!("must be 1 to {MAX_LEASE_COUNT}, got {count}"),
+        )
+        .into());
+    }
+    if lease_seconds == 0 || lease_seconds > MAX_LEASE_SECONDS {
+        return Err(crate::ValidationError::field(
+            "lease_seconds",
+            format!("must be 1 to {MAX_LEASE_SECONDS}, got {lease_seconds}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Now as Unix milliseconds, the unit lease expiry is stored in.
+pub(crate) fn now_millis() -> (DateTime<Utc>, i64) {
+    let now = Utc::now();
+    (now, now.timestamp_millis())
+}
+
+/// Expands to the review-queue methods of `Store`; `$lock` is the row-locking clause of the
+/// candidate query (see the module comment).
+macro_rules! review_store_methods {
+    ($lock:literal) => {
+        async fn replace_review_queue(
+            &self,
+            project: ProjectId,
+            entries: &[$crate::review::NewQueueEntry],
+        ) -> StoreResult<u64> {
+            use $crate::store::review::*;
+            validate_entries(entries)?;
+            self.project(project).await?;
+            let (now, now_ms) = now_millis();
+            let mut tx = self.pool.begin().await?;
+            // Live leases survive a rescoring: a labeller halfway through a batch keeps it.
+            let leases: Vec<(i64, String, i64)> = sqlx::query_as(
+                "SELECT ticket_id, leased_by, lease_expires_ms FROM review_queue \
+                 WHERE project_id = $1 AND leased_by IS NOT NULL AND lease_expires_ms > $2",
+            )
+            .bind(project)
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            let leases: std::collections::HashMap<i64, (String, i64)> =
+                leases.into_iter().map(|(t, by, until)| (t, (by, until))).collect();
+            sqlx::query("DELETE FROM review_queue WHERE project_id = $1")
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+            for (index, entry) in entries.iter().enumerate() {
+                let lease = leases.get(&entry.ticket_id.0);
+                // INSERT … SELECT from tickets: a ticket of another project inserts nothing.
+                let inserted = sqlx::query(
+                    "INSERT INTO review_queue (ticket_id, project_id, rank, score, strategy, reason, leased_by, lease_expires_ms) \
+                     SELECT id, project_id, $3, $4, $5, $6, $7, $8 FROM tickets WHERE id = $1 AND project_id = $2",
+                )
+                .bind(entry.ticket_id)
+                .bind(project)
+                .bind(index as i64 + 1)
+                .bind(entry.score)
+                .bind(&entry.strategy)
+                .bind(&entry.reason)
+                .bind(lease.map(|(by, _)| by.as_str()))
+                .bind(lease.map(|(_, until)| *until))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    return Err($crate::ValidationError::field(
+                        "entries",
+                        format!("ticket {} is not in project {project}", entry.ticket_id),
+                    )
+                    .into());
+                }
+            }
+            let last_event: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM label_events")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO review_queue_scorings (project_id, scored_at, entries, last_label_event) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (project_id) DO UPDATE SET scored_at = excluded.scored_at, \
+                 entries = excluded.entries, last_label_event = excluded.last_label_event",
+            )
+            .bind(project)
+            .bind(now)
+            .bind(entries.len() as i64)
+            .bind(last_event)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(entries.len() as u64)
+        }
+
+        async fn lease_review_tickets(
+            &self,
+            project: ProjectId,
+            user: &str,
+            count: u32,
+            lease_seconds: u32,
+        ) -> StoreResult<Vec<$crate::review::QueueEntry>> {
+            use $crate::store::review::*;
+            validate_lease(user, count, lease_seconds)?;
+            self.project(project).await?;
+            let (_, now_ms) = now_millis();
+            let until = now_ms + i64::from(lease_seconds) * 1000;
+            // First the user's own live leases, renewed: reloading the page gives the same batch.
+            let own: Vec<QueueRow> = sqlx::query_as(concat!(
+                "UPDATE review_queue SET lease_expires_ms = $3 WHERE ticket_id IN (",
+                "SELECT q.ticket_id FROM review_queue q WHERE q.project_id = $1 AND q.leased_by = $2 ",
+                "AND q.lease_expires_ms > $4 AND ", not_human_labelled!(), " ORDER BY q.rank LIMIT $5) ",
+                "AND leased_by = $2 RETURNING ", queue_columns!()
+            ))
+            .bind(project)
+            .bind(user)
+            .bind(until)
+            .bind(now_ms)
+            .bind(i64::from(count))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut leased = queue_entries(own, now_ms);
+            let wanted = count as usize - leased.len().min(count as usize);
+            if wanted > 0 {
+                // One statement picks and takes the best free rows; the outer condition is
+                // checked again on the locked row, so a row another request took in between
+                // is not taken twice.
+                let fresh: Vec<QueueRow> = sqlx::query_as(concat!(
+                    "UPDATE review_queue SET leased_by = $2, lease_expires_ms = $3, skipped_by = NULL WHERE ticket_id IN (",
+                    "SELECT q.ticket_id FROM review_queue q WHERE q.project_id = $1 ",
+                    "AND (q.leased_by IS NULL OR q.lease_expires_ms <= $4) ",
+                    "AND (q.skipped_by IS NULL OR q.skipped_by <> $2) AND ", not_human_labelled!(),
+                    " ORDER BY q.rank LIMIT $5 ", $lock, ") ",
+                    "AND (leased_by IS NULL OR lease_expires_ms <= $4) RETURNING ", queue_columns!()
+                ))
+                .bind(project)
+                .bind(user)
+                .bind(until)
+                .bind(now_ms)
+                .bind(wanted as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                leased.extend(queue_entries(fresh, now_ms));
+                leased.sort_by_key(|e| e.rank);
+            }
+            Ok(leased)
+        }
+
+        async fn release_review_lease(
+            &self,
+            project: ProjectId,
+            ticket: TicketId,
+            user: &str,
+        ) -> StoreResult<()> {
+            if user.trim().is_empty() {
+                return Err($crate::ValidationError::field("user", "is empty").into());
+            }
+            let released = sqlx::query(
+                "UPDATE review_queue SET leased_by = NULL, lease_expires_ms = NULL, skipped_by = $3 \
+                 WHERE project_id = $1 AND ticket_id = $2 AND leased_by = $3",
+            )
+            .bind(project)
+            .bind(ticket)
+            .bind(user)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if released == 0 {
+                let holder: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT leased_by FROM review_queue WHERE project_id = $1 AND ticket_id = $2",
+                )
+                .bind(project)
+                .bind(ticket)
+                .fetch_optional(&self.pool)
+                .await?;
+                return Err(match holder {
+                    None => StoreError::NotFound(format!("ticket {ticket} in the review queue of project {project}")),
+                    Some(_) => StoreError::Conflict(format!("{user:?} holds no lease on ticket {ticket}")),
+                });
+            }
+            Ok(())
+        }
+
+        async fn review_queue_stats(&self, project: ProjectId) -> StoreResult<$crate::review::ReviewQueueStats> {
+            use $crate::store::review::*;
+            self.project(project).await?;
+            let (_, now_ms) = now_millis();
+            let (pending, leased): (i64, i64) = sqlx::query_as(concat!(
+                "SELECT COALESCE(SUM(CASE WHEN q.leased_by IS NULL OR q.lease_expires_ms <= $2 THEN 1 ELSE 0 END), 0), ",
+                "COALESCE(SUM(CASE WHEN q.leased_by IS NOT NULL AND q.lease_expires_ms > $2 THEN 1 ELSE 0 END), 0) ",
+                "FROM review_queue q WHERE q.project_id = $1 AND ", not_human_labelled!()
+            ))
+            .bind(project)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await?;
+            let scoring: Option<(chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
+                "SELECT scored_at, last_label_event FROM review_queue_scorings WHERE project_id = $1",
+            )
+            .bind(project)
+            .fetch_optional(&self.pool)
+            .await?;
+            let labelled: i64 = sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT e.ticket_id) FROM label_events e JOIN tickets t ON t.id = e.ticket_id \
+                 WHERE t.project_id = $1 AND e.source = 'human' AND e.id > $2",
+            )
+            .bind(project)
+            .bind(scoring.as_ref().map_or(0, |(_, event)| *event))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok($crate::review::ReviewQueueStats {
+                pending: pending.max(0) as u64,
+                leased: leased.max(0) as u64,
+                labelled_since_scoring: labelled.max(0) as u64,
+                scored_at: scoring.map(|(at, _)| at),
+            })
+        }
+    };
+}
+pub(crate) use review_store_methods;
