@@ -37,3 +37,7 @@ id_type!(
     /// A trained, versioned model.
     ModelVersionId
 );
+id_type!(
+    /// A training run (one queued training job and what came of it).
+    TrainingRunId
+);

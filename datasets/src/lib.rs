@@ -19,10 +19,11 @@ pub mod store;
 pub mod tag;
 pub mod test_db;
 pub mod ticket;
+pub mod training_run;
 
 pub use api_key::{ApiKey, CreatedApiKey};
 pub use error::{StoreError, StoreResult, ValidationError};
-pub use ids::{ModelVersionId, ProjectId, TagId, TicketId};
+pub use ids::{ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};
@@ -31,4 +32,5 @@ pub use registry::{Promotion, PromotionAction};
 pub use review::{NewQueueEntry, QueueEntry, ReviewQueueStats};
 pub use store::{AnyStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
+pub use training_run::{NewTrainingRun, RunOutcome, RunStatus, TrainingRun};
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

@@ -21,6 +21,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -293,12 +294,16 @@ pub enum TrainEncoderHeadError {
     Cache(#[from] CacheError),
     #[error("training the head failed: {0}")]
     Compute(#[from] candle_core::Error),
+    #[error("stopped before training finished")]
+    Stopped,
 }
 
 /// A fitted head and the epoch at which validation loss was lowest.
 pub struct FittedHead {
     pub head: LinearHead,
     pub best_epoch: usize,
+    /// The caller asked to stop before training ended: the head is not finished.
+    pub stopped: bool,
 }
 
 /// Inputs and targets as tensors.
@@ -378,6 +383,35 @@ pub fn fit_head(
     epochs: usize,
     mut on_epoch: impl FnMut(EpochReport),
 ) -> candle_core::Result<FittedHead> {
+    fit_head_until(
+        mode,
+        outputs,
+        dim,
+        embeddings,
+        train,
+        validation,
+        params,
+        epochs,
+        |epoch| {
+            on_epoch(epoch);
+            ControlFlow::Continue(())
+        },
+    )
+}
+
+/// `fit_head` whose `on_epoch` may say stop: training ends after that epoch with `stopped`.
+#[allow(clippy::too_many_arguments)] // the same arguments as `fit_head`, plus the callback
+pub fn fit_head_until(
+    mode: LabelMode,
+    outputs: usize,
+    dim: usize,
+    embeddings: &HashMap<TicketId, Vec<f32>>,
+    train: &[&Example],
+    validation: &[&Example],
+    params: &EncoderHeadParams,
+    epochs: usize,
+    mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
+) -> candle_core::Result<FittedHead> {
     let device = Device::Cpu;
     let train_data = to_tensors(train, embeddings, dim, outputs, mode, &device)?;
     let validation_data = to_tensors(validation, embeddings, dim, outputs, mode, &device)?;
@@ -401,6 +435,7 @@ pub fn fit_head(
     let mut shuffler = Random(params.seed);
     let mut best: Option<(f64, usize, Tensor, Tensor)> = None;
     let mut epochs_without_gain = 0;
+    let mut stopped = false;
     let minibatch = params.minibatch.max(1);
     for epoch in 1..=epochs {
         shuffler.shuffle(&mut order);
@@ -426,12 +461,16 @@ pub fn fit_head(
                 .to_scalar::<f32>()?,
             )
         };
-        on_epoch(EpochReport {
+        let go_on = on_epoch(EpochReport {
             epoch,
             epochs,
             train_loss: train_loss / train_data.len.max(1) as f64,
             validation_loss,
         });
+        if go_on.is_break() {
+            stopped = true;
+            break;
+        }
         if validation_data.len == 0 {
             continue;
         }
@@ -466,6 +505,7 @@ pub fn fit_head(
             bias: bias.to_vec1()?,
         },
         best_epoch,
+        stopped,
     })
 }
 
@@ -493,7 +533,7 @@ pub(crate) fn fit(
     params: &EncoderHeadParams,
     models_dir: &Path,
     project: ProjectId,
-    progress: &mut (dyn FnMut(Progress) + Send),
+    progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
 ) -> Result<Fitted, TrainEncoderHeadError> {
     let encoder = Arc::new(Encoder::load(
         &params.cache(),
@@ -511,48 +551,58 @@ pub(crate) fn fit(
         &encoder,
         &everything,
         &cache_path(models_dir, &spec, project),
-        |done, total| progress(Progress::Embedding { done, total }),
+        // Embedding is not interrupted half way: the cache file is written when it ends.
+        |done, total| {
+            let _ = progress(Progress::Embedding { done, total });
+        },
     )?;
-    progress(Progress::Embedded(report));
+    if progress(Progress::Embedded(report)).is_break() {
+        return Err(TrainEncoderHeadError::Stopped);
+    }
     let outputs = data.tags.len();
     let train: Vec<&Example> = data.train.iter().collect();
     let validation: Vec<&Example> = data.validation.iter().collect();
     // The head's matrix multiplies run on the encoder's threads too.
-    let (head, best_epoch, calibration_logits) = encoder.install(|| {
-        let first = fit_head(
-            data.mode,
-            outputs,
-            spec.dim,
-            &embeddings,
-            &train,
-            &validation,
-            params,
-            params.epochs,
-            |epoch| progress(Progress::Epoch(epoch)),
-        )?;
-        let calibration_logits = head_logits(&first.head, calibration_set, &embeddings);
-        let head = if params.refit && !validation.is_empty() {
-            progress(Progress::Refitting {
-                epochs: first.best_epoch,
-            });
-            let all: Vec<&Example> = train.iter().chain(&validation).copied().collect();
-            fit_head(
+    let (head, best_epoch, calibration_logits) = encoder
+        .install(|| {
+            let first = fit_head_until(
                 data.mode,
                 outputs,
                 spec.dim,
                 &embeddings,
-                &all,
-                &[],
+                &train,
+                &validation,
                 params,
-                first.best_epoch,
-                |_| {},
-            )?
-            .head
-        } else {
-            first.head
-        };
-        Ok::<_, candle_core::Error>((head, first.best_epoch, calibration_logits))
-    })?;
+                params.epochs,
+                |epoch| progress(Progress::Epoch(epoch)),
+            )?;
+            if first.stopped {
+                return Ok(None);
+            }
+            let calibration_logits = head_logits(&first.head, calibration_set, &embeddings);
+            let head = if params.refit && !validation.is_empty() {
+                let _ = progress(Progress::Refitting {
+                    epochs: first.best_epoch,
+                });
+                let all: Vec<&Example> = train.iter().chain(&validation).copied().collect();
+                fit_head(
+                    data.mode,
+                    outputs,
+                    spec.dim,
+                    &embeddings,
+                    &all,
+                    &[],
+                    params,
+                    first.best_epoch,
+                    |_| {},
+                )?
+                .head
+            } else {
+                first.head
+            };
+            Ok::<_, candle_core::Error>(Some((head, first.best_epoch, calibration_logits)))
+        })?
+        .ok_or(TrainEncoderHeadError::Stopped)?;
     let test_logits = head_logits(&head, &data.test, &embeddings);
     let mut recorded = serde_json::json!(params);
     recorded["best_epoch"] = best_epoch.into();

@@ -11,6 +11,7 @@ use inference::features::{Family, FeatureConfig, SparseVector};
 use inference::ngram::{NgramModel, NgramShape};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 /// Hyper-parameters of an `ngram` training run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -195,6 +196,8 @@ fn adagrad(weight: &mut f32, accumulator: &mut f32, gradient: f32, rate: f32, l2
 pub struct Fitted {
     pub model: NgramModel,
     pub best_epoch: usize,
+    /// The caller asked to stop before training ended: the model is not finished.
+    pub stopped: bool,
 }
 
 /// Trains an `ngram` model on `train`, stopping early on `validation`; `on_epoch` hears
@@ -206,6 +209,22 @@ pub fn train_ngram(
     validation: &[Example],
     params: &NgramParams,
     mut on_epoch: impl FnMut(EpochReport),
+) -> Fitted {
+    train_ngram_until(mode, outputs, train, validation, params, |epoch| {
+        on_epoch(epoch);
+        ControlFlow::Continue(())
+    })
+}
+
+/// `train_ngram` whose `on_epoch` may say stop (a cancelled job, a worker shutting down):
+/// training ends after that epoch with `stopped` set.
+pub fn train_ngram_until(
+    mode: LabelMode,
+    outputs: usize,
+    train: &[Example],
+    validation: &[Example],
+    params: &NgramParams,
+    mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
 ) -> Fitted {
     let mut model = build_vocabulary(params, outputs, train);
     let train_vectors: Vec<SparseVector> = train.iter().map(|e| model.vectorize(&e.text)).collect();
@@ -276,12 +295,19 @@ pub fn train_ngram(
             }
         }
         let validation_loss = mean_loss(&model, &validation_vectors, validation, mode);
-        on_epoch(EpochReport {
+        let go_on = on_epoch(EpochReport {
             epoch,
             epochs: params.epochs,
             train_loss: train_loss / train.len().max(1) as f64,
             validation_loss,
         });
+        if go_on.is_break() {
+            return Fitted {
+                model,
+                best_epoch: epoch,
+                stopped: true,
+            };
+        }
         if validation.is_empty() {
             continue;
         }
@@ -299,10 +325,15 @@ pub fn train_ngram(
         }
     }
     match best {
-        Some((_, best_epoch, model)) => Fitted { model, best_epoch },
+        Some((_, best_epoch, model)) => Fitted {
+            model,
+            best_epoch,
+            stopped: false,
+        },
         None => Fitted {
             model,
             best_epoch: params.epochs,
+            stopped: false,
         },
     }
 }

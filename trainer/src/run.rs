@@ -6,7 +6,7 @@ use crate::calibrate::fit_temperature;
 use crate::encoder_head::{EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError};
 use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
 use crate::examples::{Example, TrainingData, load_training_data};
-use crate::ngram::{EpochReport, NgramParams, train_ngram};
+use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
 use crate::thresholds::choose_thresholds;
 use datasets::{
     AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, Store, StoreError,
@@ -17,6 +17,7 @@ use inference::encoder::EncoderSpec;
 use inference::model::Scorer;
 use inference::ngram::NgramShape;
 use inference::{Decider, ModelError, TaggingModel, TaxonomyDrift};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// The precision auto-applied tags should have unless the run asks for another.
@@ -83,6 +84,9 @@ pub enum TrainError {
     Unsupported(ModelKind),
     #[error("the training thread failed: {0}")]
     Worker(String),
+    /// Cancelled, or the worker is shutting down: nothing was recorded.
+    #[error("training stopped before it finished; no version was recorded")]
+    Stopped,
 }
 
 /// A finished run.
@@ -115,17 +119,37 @@ pub async fn train(
     models_dir: &Path,
     mut progress: impl FnMut(Progress) + Send + 'static,
 ) -> Result<TrainOutcome, TrainError> {
+    train_until(store, project, request, models_dir, move |event| {
+        progress(event);
+        ControlFlow::Continue(())
+    })
+    .await
+}
+
+/// `train` whose progress callback may say stop (a cancelled job, a worker shutting down):
+/// the run ends at the next epoch boundary with `TrainError::Stopped` and records nothing —
+/// no model files are written before the last step, so there is never a half-written version.
+pub async fn train_until(
+    store: &AnyStore,
+    project: &Project,
+    request: &TrainRequest,
+    models_dir: &Path,
+    mut progress: impl FnMut(Progress) -> ControlFlow<()> + Send + 'static,
+) -> Result<TrainOutcome, TrainError> {
     if request.kind == ModelKind::Finetune {
         return Err(TrainError::Unsupported(request.kind));
     }
     let data = load_training_data(store, project).await?;
     check_enough(&data)?;
-    progress(Progress::Loaded {
+    let loaded = progress(Progress::Loaded {
         train: data.train.len(),
         validation: data.validation.len(),
         test: data.test.len(),
         tags: data.tags.len(),
     });
+    if loaded.is_break() {
+        return Err(TrainError::Stopped);
+    }
     let taxonomy = store.list_tags(project.id).await?;
     let directory = models_dir
         .join(format!("project-{}", project.id))
@@ -148,19 +172,24 @@ pub async fn train(
             &data.train
         };
         let fitted = match request.kind {
-            ModelKind::EncoderHead => crate::encoder_head::fit(
+            ModelKind::EncoderHead => match crate::encoder_head::fit(
                 &data,
                 calibration_set,
                 &request.encoder_head,
                 &models_dir,
                 project_id,
                 &mut progress,
-            )?,
-            _ => fit_ngram(&data, calibration_set, &request.ngram, &mut progress),
+            ) {
+                Err(TrainEncoderHeadError::Stopped) => return Err(TrainError::Stopped),
+                other => other?,
+            },
+            _ => fit_ngram(&data, calibration_set, &request.ngram, &mut progress)?,
         };
         let logits = fitted.calibration_logits;
         let train_seconds = started.elapsed().as_secs_f64();
-        progress(Progress::Evaluating);
+        if progress(Progress::Evaluating).is_break() {
+            return Err(TrainError::Stopped);
+        }
         let targets: Vec<Vec<usize>> = calibration_set.iter().map(|e| e.targets.clone()).collect();
         let temperature = fit_temperature(&logits, &targets, data.mode);
         let calibrated: Vec<Vec<f32>> = logits
@@ -253,10 +282,10 @@ fn fit_ngram(
     data: &TrainingData,
     calibration_set: &[Example],
     params: &NgramParams,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Fitted {
+    progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
+) -> Result<Fitted, TrainError> {
     let outputs = data.tags.len();
-    let fitted = train_ngram(
+    let fitted = train_ngram_until(
         data.mode,
         outputs,
         &data.train,
@@ -264,14 +293,21 @@ fn fit_ngram(
         params,
         |epoch| progress(Progress::Epoch(epoch)),
     );
+    if fitted.stopped {
+        return Err(TrainError::Stopped);
+    }
     let calibration_logits = calibration_set
         .iter()
         .map(|e| fitted.model.logits(&e.text))
         .collect();
     let model = if params.refit && !data.validation.is_empty() {
-        progress(Progress::Refitting {
+        if progress(Progress::Refitting {
             epochs: fitted.best_epoch,
-        });
+        })
+        .is_break()
+        {
+            return Err(TrainError::Stopped);
+        }
         let everything: Vec<Example> = data.train.iter().chain(&data.validation).cloned().collect();
         let params = NgramParams {
             epochs: fitted.best_epoch,
@@ -281,14 +317,14 @@ fn fit_ngram(
     } else {
         fitted.model
     };
-    Fitted {
+    Ok(Fitted {
         calibration_logits,
         test_logits: None,
         ngram: Some(model.shape),
         encoder: None,
         scorer: Scorer::Ngram(model),
         params: serde_json::json!(params),
-    }
+    })
 }
 
 /// Evaluates a model on examples with today's taxonomy.

@@ -118,6 +118,65 @@ impl ImportWriter for AnyImport {
 impl Store for AnyStore {
     type Import = AnyImport;
 
+    async fn create_training_run(
+        &self,
+        project: ProjectId,
+        run: &crate::training_run::NewTrainingRun,
+    ) -> StoreResult<crate::training_run::TrainingRun> {
+        dispatch!(self, store => store.create_training_run(project, run))
+    }
+
+    async fn training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+    ) -> StoreResult<crate::training_run::TrainingRun> {
+        dispatch!(self, store => store.training_run(project, run))
+    }
+
+    async fn training_runs(
+        &self,
+        project: ProjectId,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::training_run::TrainingRun>> {
+        dispatch!(self, store => store.training_runs(project, limit))
+    }
+
+    async fn claim_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        worker: &str,
+    ) -> StoreResult<crate::training_run::TrainingRun> {
+        dispatch!(self, store => store.claim_training_run(project, run, worker))
+    }
+
+    async fn record_training_progress(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        progress: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        dispatch!(self, store => store.record_training_progress(project, run, progress))
+    }
+
+    async fn finish_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        outcome: &crate::training_run::RunOutcome,
+    ) -> StoreResult<crate::training_run::TrainingRun> {
+        dispatch!(self, store => store.finish_training_run(project, run, outcome))
+    }
+
+    async fn cancel_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+    ) -> StoreResult<crate::training_run::TrainingRun> {
+        dispatch!(self, store => store.cancel_training_run(project, run))
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         dispatch!(self, store => store.migrate())
     }

@@ -8,6 +8,7 @@ mod postgres;
 mod review;
 mod rows;
 mod sqlite;
+mod training_runs;
 
 pub use any::{AnyImport, AnyStore};
 pub use postgres::{PgImport, PgStore};
@@ -238,6 +239,52 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<ReviewQueueStats>> + Send;
+
+    /// Queues a training run (the job that runs it is the queue's).
+    fn create_training_run(
+        &self,
+        project: ProjectId,
+        run: &crate::training_run::NewTrainingRun,
+    ) -> impl Future<Output = StoreResult<crate::training_run::TrainingRun>> + Send;
+    fn training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+    ) -> impl Future<Output = StoreResult<crate::training_run::TrainingRun>> + Send;
+    /// The project's runs, newest first.
+    fn training_runs(
+        &self,
+        project: ProjectId,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<crate::training_run::TrainingRun>>> + Send;
+    /// A worker takes a queued run (or one whose worker died): `running`, one more attempt.
+    /// A run that has ended is a conflict.
+    fn claim_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        worker: &str,
+    ) -> impl Future<Output = StoreResult<crate::training_run::TrainingRun>> + Send;
+    /// Stores the latest progress; answers whether someone asked to cancel the run.
+    fn record_training_progress(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        progress: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Ends a running run's attempt: succeeded, failed, cancelled, or back to the queue.
+    fn finish_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+        outcome: &crate::training_run::RunOutcome,
+    ) -> impl Future<Output = StoreResult<crate::training_run::TrainingRun>> + Send;
+    /// Cancels a queued run at once, or asks a running one to stop at its next epoch.
+    fn cancel_training_run(
+        &self,
+        project: ProjectId,
+        run: crate::ids::TrainingRunId,
+    ) -> impl Future<Output = StoreResult<crate::training_run::TrainingRun>> + Send;
 
     /// Starts a bulk import into the named project; creates it when `create` is given.
     fn begin_import(
