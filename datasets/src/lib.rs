@@ -20,6 +20,7 @@ pub mod tag;
 pub mod test_db;
 pub mod ticket;
 pub mod training_run;
+pub mod user;
 
 pub use api_key::{ApiKey, CreatedApiKey};
 pub use error::{StoreError, StoreResult, ValidationError};
@@ -32,5 +33,6 @@ pub use registry::{Promotion, PromotionAction};
 pub use review::{NewQueueEntry, QueueEntry, ReviewQueueStats};
 pub use store::{AnyStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
-pub use training_run::{NewTrainingRun, RunOutcome, RunStatus, TrainingRun};
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};
+pub use training_run::{NewTrainingRun, RunOutcome, RunStatus, TrainingRun};
+pub use user::{NewSession, NewUser, Role, Session, User, UserCredentials, Username};

@@ -382,6 +382,85 @@ impl Store for AnyStore {
         dispatch!(self, store => store.authenticate_api_key(key))
     }
 
+    async fn create_user(&self, user: &crate::user::NewUser) -> StoreResult<crate::user::User> {
+        dispatch!(self, store => store.create_user(user))
+    }
+
+    async fn user_credentials(
+        &self,
+        username: &crate::user::Username,
+    ) -> StoreResult<Option<crate::user::UserCredentials>> {
+        dispatch!(self, store => store.user_credentials(username))
+    }
+
+    async fn users(&self) -> StoreResult<Vec<crate::user::User>> {
+        dispatch!(self, store => store.users())
+    }
+
+    async fn set_user_role(
+        &self,
+        user: i64,
+        role: crate::user::Role,
+    ) -> StoreResult<crate::user::User> {
+        dispatch!(self, store => store.set_user_role(user, role))
+    }
+
+    async fn set_user_password(&self, user: i64, password_hash: &str) -> StoreResult<()> {
+        dispatch!(self, store => store.set_user_password(user, password_hash))
+    }
+
+    async fn create_session(&self, session: &crate::user::NewSession) -> StoreResult<()> {
+        dispatch!(self, store => store.create_session(session))
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<crate::user::Session>> {
+        dispatch!(self, store => store.session(token_hash, now))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        dispatch!(self, store => store.delete_session(token_hash))
+    }
+
+    async fn browse_tickets(
+        &self,
+        project: ProjectId,
+        filter: &super::web::TicketFilter,
+    ) -> StoreResult<super::web::TicketPage> {
+        dispatch!(self, store => store.browse_tickets(project, filter))
+    }
+
+    async fn ticket_sources(&self, project: ProjectId) -> StoreResult<Vec<String>> {
+        dispatch!(self, store => store.ticket_sources(project))
+    }
+
+    async fn tag_counts(&self, project: ProjectId) -> StoreResult<Vec<super::web::TagCount>> {
+        dispatch!(self, store => store.tag_counts(project))
+    }
+
+    async fn tag_volume(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<super::web::TagVolume>> {
+        dispatch!(self, store => store.tag_volume(project, from, until))
+    }
+
+    async fn tag_outcomes(&self, project: ProjectId) -> StoreResult<Vec<super::web::TagOutcome>> {
+        dispatch!(self, store => store.tag_outcomes(project))
+    }
+
+    async fn labelling_totals(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<super::web::LabellingTotals> {
+        dispatch!(self, store => store.labelling_totals(project))
+    }
+
     async fn begin_import(
         &self,
         project: &ProjectName,

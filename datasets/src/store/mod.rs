@@ -9,10 +9,14 @@ mod review;
 mod rows;
 mod sqlite;
 mod training_runs;
+pub mod web;
 
 pub use any::{AnyImport, AnyStore};
 pub use postgres::{PgImport, PgStore};
 pub use sqlite::{SqliteImport, SqliteStore};
+pub use web::{
+    LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketPage,
+};
 
 use crate::api_key::{ApiKey, CreatedApiKey};
 use crate::error::StoreResult;
@@ -239,6 +243,75 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<ReviewQueueStats>> + Send;
+
+    // --- The web workbench (store/web.rs) ---
+    /// Creates an account; the password hash is computed by the caller.
+    fn create_user(
+        &self,
+        user: &crate::user::NewUser,
+    ) -> impl Future<Output = StoreResult<crate::user::User>> + Send;
+    /// The account and its password hash, for a login.
+    fn user_credentials(
+        &self,
+        username: &crate::user::Username,
+    ) -> impl Future<Output = StoreResult<Option<crate::user::UserCredentials>>> + Send;
+    /// Every account, by name.
+    fn users(&self) -> impl Future<Output = StoreResult<Vec<crate::user::User>>> + Send;
+    fn set_user_role(
+        &self,
+        user: i64,
+        role: crate::user::Role,
+    ) -> impl Future<Output = StoreResult<crate::user::User>> + Send;
+    /// Replaces the password hash and ends the user's sessions.
+    fn set_user_password(
+        &self,
+        user: i64,
+        password_hash: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Opens a session (and deletes expired ones).
+    fn create_session(
+        &self,
+        session: &crate::user::NewSession,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The live session whose token hashes to `token_hash`.
+    fn session(
+        &self,
+        token_hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = StoreResult<Option<crate::user::Session>>> + Send;
+    fn delete_session(&self, token_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// One page of the ticket browser, newest first.
+    fn browse_tickets(
+        &self,
+        project: ProjectId,
+        filter: &web::TicketFilter,
+    ) -> impl Future<Output = StoreResult<web::TicketPage>> + Send;
+    /// The help desks the project's tickets came from.
+    fn ticket_sources(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Every tag with how many tickets carry it, most used first.
+    fn tag_counts(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<web::TagCount>>> + Send;
+    /// Tickets per tag per day (UTC) for tickets created in `[from, until)`.
+    fn tag_volume(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<web::TagVolume>>> + Send;
+    /// Per tag: how often a model applied it and how often people kept or removed it.
+    fn tag_outcomes(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<web::TagOutcome>>> + Send;
+    fn labelling_totals(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<web::LabellingTotals>> + Send;
 
     /// Queues a training run (the job that runs it is the queue's).
     fn create_training_run(

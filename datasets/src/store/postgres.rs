@@ -72,6 +72,7 @@ impl Store for PgStore {
 
     common_store_methods!();
     super::training_runs::training_run_store_methods!();
+    super::web::web_store_methods!(postgres_dialect);
     super::review::review_store_methods!("FOR UPDATE OF q SKIP LOCKED");
 
     async fn begin_import(
