@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod encoder_head;
 pub mod evaluate;
 pub mod examples;
+pub mod jobs;
 pub mod ngram;
 mod random;
 pub mod run;

@@ -23,6 +23,8 @@ pub fn app(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// A training worker run beside the server (`serve --with-worker`, `demo`).
+    worker: Option<(trainer::jobs::JobQueue, trainer::jobs::WorkerState)>,
 }
 
 impl Application {
@@ -31,22 +33,55 @@ impl Application {
         Ok(Self {
             listener,
             router: app(state),
+            worker: None,
         })
+    }
+
+    /// Runs a training worker in this process too, stopped with the server.
+    pub fn with_worker(
+        mut self,
+        queue: trainer::jobs::JobQueue,
+        state: trainer::jobs::WorkerState,
+    ) -> Self {
+        self.worker = Some((queue, state));
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until Ctrl-C or SIGTERM, finishing requests in flight.
+    /// Serves until Ctrl-C or SIGTERM, finishing requests in flight (and letting the
+    /// in-process worker, if any, stop its job at the next epoch and queue it again).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = self.worker.map(|(queue, state)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                if let Err(error) = trainer::jobs::run_worker(queue, state, shutdown).await {
+                    tracing::error!(%error, "the in-process training worker stopped");
+                }
+            })
+        });
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signal)
+            .await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        served
     }
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -27,6 +27,8 @@ pub enum Command {
     Demo(ServeArgs),
     /// Run the server against the configured database.
     Serve(ServeArgs),
+    /// Run queued training jobs against the configured database.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Import tickets (and their labels) from a CSV or JSON Lines file.
@@ -175,6 +177,9 @@ pub struct ServeArgs {
     /// Directory for the embedded database and models [default: ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Also run a training worker in this process (`demo` always does).
+    #[arg(long)]
+    pub with_worker: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,11 @@ pub struct Config {
     pub promotion_guard_margin: f64,
     /// How often a server checks for versions promoted by other processes, in seconds.
     pub model_watch_seconds: f64,
+    /// `serve` also runs a training worker in-process (`demo` always does).
+    pub with_worker: bool,
+    /// How often a worker tells the queue it is alive, in seconds; one silent for three of
+    /// these is taken for dead and its job handed to another worker.
+    pub worker_heartbeat_seconds: f64,
 }
 
 impl Default for Config {
@@ -41,6 +46,8 @@ impl Default for Config {
             max_batch: 1000,
             promotion_guard_margin: 0.02,
             model_watch_seconds: 2.0,
+            with_worker: false,
+            worker_heartbeat_seconds: 10.0,
         }
     }
 }
@@ -59,6 +66,8 @@ impl std::fmt::Debug for Config {
             .field("max_batch", &self.max_batch)
             .field("promotion_guard_margin", &self.promotion_guard_margin)
             .field("model_watch_seconds", &self.model_watch_seconds)
+            .field("with_worker", &self.with_worker)
+            .field("worker_heartbeat_seconds", &self.worker_heartbeat_seconds)
             .finish()
     }
 }

@@ -8,3 +8,4 @@ pub mod commands;
 pub mod config;
 pub mod http_metrics;
 pub mod state;
+pub mod worker;

@@ -13,6 +13,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tagging: Arc<TaggingService>,
     pub http_metrics: Arc<HttpMetrics>,
+    /// The training job queue; `None` in tests that never queue anything.
+    pub jobs: Option<trainer::jobs::JobQueue>,
 }
 
 impl AppState {
@@ -23,6 +25,13 @@ impl AppState {
             config: Arc::new(config),
             tagging: TaggingService::start(inference::service::BatchConfig::default()),
             http_metrics: Arc::new(HttpMetrics::default()),
+            jobs: None,
         }
+    }
+
+    /// The same state, able to queue training jobs.
+    pub fn with_jobs(mut self, queue: trainer::jobs::JobQueue) -> Self {
+        self.jobs = Some(queue);
+        self
     }
 }

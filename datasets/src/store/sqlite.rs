@@ -33,6 +33,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The connection pool, for the job queue that shares this database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (and creates if missing) the database at a `sqlite://` URL.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -55,9 +60,10 @@ impl Store for SqliteStore {
     type Import = SqliteImport;
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&self.pool)
-            .await?;
+        let mut migrator = sqlx::migrate!("../migrations/sqlite");
+        // The job queue (apalis) records its own migrations in the same table on SQLite.
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod openapi;
 mod projects;
 mod tagging;
 mod tickets;
+mod training;
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use tagging::MAX_TAG_BATCH;
@@ -177,6 +178,34 @@ pub fn routes() -> openapi::Routes {
             "Promote a version (guarded unless forced).",
             true,
             models::promote,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/training-runs",
+            "Training runs, newest first, with progress and outcome.",
+            true,
+            training::list,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/training-runs",
+            "Queue a training run (kind and optional hyper-parameters).",
+            true,
+            training::submit,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/training-runs/{run}",
+            "One training run.",
+            true,
+            training::show,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/training-runs/{run}/cancel",
+            "Cancel a queued run, or stop a running one at its next epoch.",
+            true,
+            training::cancel,
         )
 }
 

@@ -14,6 +14,8 @@ pub const DEMO_TICKETS: usize = 2400;
 
 pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     super::serve::apply_args(&mut config, args);
+    // One command runs everything: training jobs too.
+    config.with_worker = true;
     let store = super::open_store(&config).await?;
     let created = install_demo_project(&store).await?;
     let application = super::serve::bind(store, config).await?;

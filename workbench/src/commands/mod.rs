@@ -7,6 +7,7 @@ mod keys;
 mod models;
 mod registry;
 mod serve;
+mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(config, args).await,
         Command::Serve(args) => serve::run(config, args).await,
+        Command::Worker => worker::run(config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             println!("migrations applied ({})", store.backend_name());

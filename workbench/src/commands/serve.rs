@@ -23,6 +23,9 @@ pub fn apply_args(config: &mut Config, args: ServeArgs) {
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
     }
+    if args.with_worker {
+        config.with_worker = true;
+    }
 }
 
 /// Binds the server with a running tagging service that serves every project's promoted
@@ -30,12 +33,23 @@ pub fn apply_args(config: &mut Config, args: ServeArgs) {
 pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<Application> {
     let addr = config.addr;
     let watch = std::time::Duration::from_secs_f64(config.model_watch_seconds.max(0.1));
-    let state = AppState::new(store.clone(), config);
+    // Every server can queue training jobs; only some also run them.
+    let queue = crate::worker::open_queue(&store, &config).await?;
+    let worker = if config.with_worker {
+        Some(crate::worker::worker_state(store.clone(), &config)?)
+    } else {
+        None
+    };
+    let state = AppState::new(store.clone(), config).with_jobs(queue.clone());
     if let Err(error) = state.tagging.sync_all(&store).await {
         tracing::warn!(%error, "could not load the promoted models at start-up");
     }
     state.tagging.spawn_watcher(store, watch);
-    Application::bind(state, addr)
+    let application = Application::bind(state, addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(match worker {
+        Some(worker) => application.with_worker(queue, worker),
+        None => application,
+    })
 }

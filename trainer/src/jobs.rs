@@ -1,0 +1,520 @@
+//! Training as a queued job. The queue is apalis on the product's own database
+//! (`apalis-sqlite` for the embedded default, `apalis-postgres` in production, chosen by the
+//! store's URL); what a person sees of a run — state, progress, outcome — is the
+//! `training_runs` row the worker keeps up to date.
+//!
+//! Who handles what when things go wrong:
+//! - bad data or bad parameters: the run fails once with the reason, and the job is aborted
+//!   (never retried);
+//! - a cancel request: the worker sees it with its next progress report and stops at the
+//!   next epoch boundary; nothing is recorded;
+//! - SIGTERM: the worker stops at the next epoch boundary, puts the run back in the queue
+//!   and fails the job so apalis hands it to another worker;
+//! - SIGKILL: apalis notices the missed heartbeats and re-enqueues the job; the next worker
+//!   claims the `running` row again (one more attempt).
+//!
+//! No model files are written before the last step of a run, so every one of these ends
+//! either with a complete version or with none.
+
+use crate::run::{Progress, TrainError, TrainRequest, train_until};
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use datasets::{
+    AnyStore, NewTrainingRun, ProjectId, RunOutcome, Store, StoreError, TrainingRun, TrainingRunId,
+};
+use inference::ModelKind;
+use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A training job as the queue carries it: just which run; everything else is in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainJob {
+    pub project_id: ProjectId,
+    pub run_id: TrainingRunId,
+}
+
+/// How many times a job is started before the queue gives up (crashes and shutdowns
+/// count; bad data never retries).
+pub const MAX_ATTEMPTS: usize = 5;
+/// Progress is written at most this often (and always at the end of a stage).
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Errors of the queue itself.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the job queue's tables could not be set up: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the job could not be queued: {0}")]
+    Push(String),
+    #[error("the worker stopped with an error: {0}")]
+    Worker(String),
+    #[error("invalid training parameters: {0}")]
+    Params(String),
+}
+
+/// Knobs of the queue, the same for every process that shares it.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// How often a worker says it is alive; a worker silent for `missed_heartbeats` of these
+    /// is taken for dead and its job handed to another.
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+    /// How often an idle worker looks for new jobs.
+    pub poll_interval: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(10),
+            missed_heartbeats: 3,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The queue of training jobs on the store's database.
+#[derive(Clone)]
+pub enum JobQueue {
+    Sqlite(SqliteStorage<TrainJob>, Duration),
+    Postgres(PostgresStorage<TrainJob>, Duration),
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(..) => f.write_str("JobQueue(sqlite)"),
+            Self::Postgres(..) => f.write_str("JobQueue(postgres)"),
+        }
+    }
+}
+
+impl JobQueue {
+    /// The queue in the store's database; creates apalis's tables when missing.
+    pub async fn open(store: &AnyStore, settings: &QueueSettings) -> Result<Self, JobError> {
+        Ok(match store {
+            AnyStore::Sqlite(sqlite) => {
+                let pool = sqlite.pool();
+                // apalis keeps its migration history in the same `_sqlx_migrations` table as
+                // ours on SQLite: each migrator must ignore the other's entries.
+                let mut migrator = SqliteStorage::<()>::migrations();
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await?;
+                let config = apalis_sqlite::Config::default()
+                    .queue("training")
+                    .batch_size(1)
+                    .heartbeat_interval(settings.heartbeat)
+                    .missed_heartbeats(settings.missed_heartbeats);
+                Self::Sqlite(
+                    SqliteStorage::new(pool).with_config(config),
+                    settings.poll_interval,
+                )
+            }
+            AnyStore::Postgres(postgres) => {
+                let pool = postgres.pool();
+                // apalis-postgres keeps everything, its migration history included, in its
+                // own `apalis` schema.
+                PostgresStorage::<()>::migrations().run(pool).await?;
+                let config = apalis_postgres::Config::default()
+                    .queue("training")
+                    .batch_size(1)
+                    .heartbeat_interval(settings.heartbeat)
+                    .missed_heartbeats(settings.missed_heartbeats);
+                Self::Postgres(
+                    PostgresStorage::new(pool).with_config(config),
+                    settings.poll_interval,
+                )
+            }
+        })
+    }
+
+    async fn push(&mut self, job: TrainJob) -> Result<(), JobError> {
+        let task = TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build();
+        match self {
+            Self::Sqlite(queue, _) => queue
+                .push_task(task)
+                .await
+                .map_err(|e| JobError::Push(e.to_string())),
+            Self::Postgres(queue, _) => queue
+                .push_task(task)
+                .await
+                .map_err(|e| JobError::Push(e.to_string())),
+        }
+    }
+}
+
+/// Hyper-parameters a training job may set; everything left out takes the kind's default.
+/// Unknown keys are refused so a typo is not silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingParams {
+    pub epochs: Option<usize>,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: Option<usize>,
+    pub learning_rate: Option<f64>,
+    /// `ngram`: width of the hidden layer (0: linear).
+    pub hidden: Option<usize>,
+    /// `ngram`: an n-gram must occur in at least this many training tickets.
+    pub min_df: Option<u32>,
+    /// `encoder-head`: L2 penalty on the head.
+    pub l2: Option<f64>,
+    /// `encoder-head`: Hugging Face id of the encoder, read from the local cache.
+    pub encoder: Option<String>,
+    /// `encoder-head`: encoder threads.
+    pub threads: Option<usize>,
+    /// Precision auto-applied tags should reach (0 < p ≤ 1).
+    pub target_precision: Option<f64>,
+}
+
+impl TrainingParams {
+    /// The full request for `kind`, or why these parameters cannot be used.
+    pub fn request(&self, kind: ModelKind) -> Result<TrainRequest, String> {
+        let mut request = TrainRequest {
+            kind,
+            ..TrainRequest::default()
+        };
+        if kind == ModelKind::Finetune {
+            return Err(format!("{kind} models cannot be trained by this build yet"));
+        }
+        if let Some(epochs) = self.epochs {
+            if !(1..=10_000).contains(&epochs) {
+                return Err(format!("epochs must be between 1 and 10000, not {epochs}"));
+            }
+            request.ngram.epochs = epochs;
+            request.encoder_head.epochs = epochs;
+        }
+        if let Some(patience) = self.patience {
+            if patience == 0 {
+                return Err("patience must be at least 1".into());
+            }
+            request.ngram.patience = patience;
+            request.encoder_head.patience = patience;
+        }
+        if let Some(rate) = self.learning_rate {
+            if !(rate.is_finite() && rate > 0.0 && rate <= 10.0) {
+                return Err(format!("learning_rate must be in (0, 10], not {rate}"));
+            }
+            request.ngram.learning_rate = rate as f32;
+            request.encoder_head.learning_rate = rate;
+        }
+        if let Some(hidden) = self.hidden {
+            if hidden > 4096 {
+                return Err(format!("hidden must be at most 4096, not {hidden}"));
+            }
+            request.ngram.hidden = hidden;
+        }
+        if let Some(min_df) = self.min_df {
+            request.ngram.min_df = min_df;
+        }
+        if let Some(l2) = self.l2 {
+            if !(l2.is_finite() && l2 >= 0.0) {
+                return Err(format!("l2 must be zero or more, not {l2}"));
+            }
+            request.encoder_head.l2 = l2;
+        }
+        if let Some(encoder) = &self.encoder {
+            request.encoder_head.encoder = encoder.clone();
+        }
+        if let Some(threads) = self.threads {
+            if !(1..=256).contains(&threads) {
+                return Err(format!("threads must be between 1 and 256, not {threads}"));
+            }
+            request.encoder_head.threads = threads;
+        }
+        if let Some(precision) = self.target_precision {
+            if !(precision > 0.0 && precision <= 1.0) {
+                return Err(format!(
+                    "target_precision must be in (0, 1], not {precision}"
+                ));
+            }
+            request.target_precision = precision;
+        }
+        Ok(request)
+    }
+}
+
+/// Queues a training run: the row first (so it can be shown and cancelled at once), then
+/// the job. Parameters are checked here so a bad request is refused, not queued.
+pub async fn submit_training(
+    store: &AnyStore,
+    queue: &JobQueue,
+    project: ProjectId,
+    kind: ModelKind,
+    params: &TrainingParams,
+    requested_by: &str,
+) -> Result<TrainingRun, JobError> {
+    params.request(kind).map_err(JobError::Params)?;
+    let run = store
+        .create_training_run(
+            project,
+            &NewTrainingRun {
+                kind: kind.to_string(),
+                params: serde_json::to_value(params)
+                    .map_err(|e| JobError::Params(e.to_string()))?,
+                requested_by: requested_by.to_string(),
+            },
+        )
+        .await?;
+    let job = TrainJob {
+        project_id: project,
+        run_id: run.id,
+    };
+    if let Err(error) = queue.clone().push(job).await {
+        // Never leave a queued row that no job will ever run.
+        let _ = store.cancel_training_run(project, run.id).await;
+        return Err(error);
+    }
+    Ok(run)
+}
+
+/// What every job of a worker can reach.
+#[derive(Clone)]
+pub struct WorkerState {
+    pub store: AnyStore,
+    /// Where model files go (absolute: versions record it).
+    pub models_dir: PathBuf,
+    /// The worker's name, recorded on the runs it takes.
+    pub name: String,
+    /// Set when the worker has been asked to shut down: training stops at the next epoch.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// Runs training jobs one at a time until `shutdown` completes; then stops the job in
+/// progress at its next epoch boundary, puts it back in the queue, and returns.
+pub async fn run_worker(
+    queue: JobQueue,
+    state: WorkerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    let name = state.name.clone();
+    let stopping = state.stopping.clone();
+    let signal = async move {
+        shutdown.await;
+        stopping.store(true, Ordering::SeqCst);
+        tracing::info!("worker shutting down: the job in progress stops at its next epoch");
+        Ok::<(), std::io::Error>(())
+    };
+    tracing::info!(worker = %name, "training worker started");
+    let result = match queue {
+        JobQueue::Sqlite(backend, interval) => {
+            WorkerBuilder::new(name.as_str())
+                .backend(backend.poll_with_interval(interval))
+                .data(state)
+                .concurrency(1)
+                .build(train_job)
+                .run_until(signal)
+                .await
+        }
+        JobQueue::Postgres(backend, interval) => {
+            WorkerBuilder::new(name.as_str())
+                .backend(backend.poll_with_interval(interval))
+                .data(state)
+                .concurrency(1)
+                .build(train_job)
+                .run_until(signal)
+                .await
+        }
+    };
+    result.map_err(|e| JobError::Worker(e.to_string()))
+}
+
+/// Why a job ended without success, as apalis should treat it.
+fn abort(reason: impl Into<String>) -> BoxDynError {
+    Box::new(AbortError::new(reason.into()))
+}
+
+/// One training job. `Ok` and aborts end the job; any other error makes apalis run it again
+/// (up to `MAX_ATTEMPTS`).
+async fn train_job(job: TrainJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+    let store = &state.store;
+    let run = match store
+        .claim_training_run(job.project_id, job.run_id, &state.name)
+        .await
+    {
+        Ok(run) => run,
+        // Cancelled while queued, or already finished by a worker that was thought dead.
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(run = %job.run_id, %reason, "skipping a job whose run has ended");
+            return Ok(());
+        }
+        Err(StoreError::NotFound(what)) => return Err(abort(format!("{what} not found"))),
+        Err(other) => return Err(Box::new(other)),
+    };
+    let finish = |outcome: RunOutcome| async move {
+        if let Err(error) = store
+            .finish_training_run(job.project_id, job.run_id, &outcome)
+            .await
+        {
+            tracing::warn!(run = %job.run_id, %error, "could not record how the run ended");
+        }
+    };
+    if run.cancel_requested {
+        finish(RunOutcome::Cancelled).await;
+        return Ok(());
+    }
+    let kind: ModelKind = match run.kind.parse() {
+        Ok(kind) => kind,
+        Err(reason) => {
+            finish(RunOutcome::Failed(reason.clone())).await;
+            return Err(abort(reason));
+        }
+    };
+    let request = match serde_json::from_value::<TrainingParams>(run.params.clone())
+        .map_err(|e| format!("invalid training parameters: {e}"))
+        .and_then(|params| params.request(kind))
+    {
+        Ok(request) => request,
+        Err(reason) => {
+            finish(RunOutcome::Failed(reason.clone())).await;
+            return Err(abort(reason));
+        }
+    };
+    let project = match store.project(job.project_id).await {
+        Ok(project) => project,
+        Err(error) => return Err(Box::new(error)),
+    };
+    tracing::info!(run = %run.id, project = %project.name, %kind, attempt = run.attempts, "training");
+
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let (reports, mut incoming) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let writer = {
+        let store = store.clone();
+        let cancelled = cancelled.clone();
+        tokio::spawn(async move {
+            let mut last_write: Option<Instant> = None;
+            let mut pending: Option<serde_json::Value> = None;
+            loop {
+                let next = match pending.take() {
+                    // Hold a report back at most until the next write is due.
+                    Some(held) => {
+                        let wait = last_write.map_or(Duration::ZERO, |at| {
+                            PROGRESS_EVERY.saturating_sub(at.elapsed())
+                        });
+                        match tokio::time::timeout(wait, incoming.recv()).await {
+                            Ok(Some(newer)) => {
+                                pending = Some(newer);
+                                continue;
+                            }
+                            Ok(None) => Some((held, true)),
+                            Err(_) => Some((held, false)),
+                        }
+                    }
+                    None => incoming.recv().await.map(|report| (report, false)),
+                };
+                let Some((report, last)) = next else { break };
+                let due = last_write.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+                if !due && !last {
+                    pending = Some(report);
+                    continue;
+                }
+                match store
+                    .record_training_progress(job.project_id, job.run_id, &report)
+                    .await
+                {
+                    Ok(true) => cancelled.store(true, Ordering::SeqCst),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "could not record training progress"),
+                }
+                last_write = Some(Instant::now());
+                if last {
+                    break;
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let stopping = state.stopping.clone();
+    let stop_flag = cancelled.clone();
+    let progress = move |event: Progress| {
+        let _ = reports.send(progress_report(&event, started.elapsed()));
+        if stop_flag.load(Ordering::SeqCst) || stopping.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let result = train_until(store, &project, &request, &state.models_dir, progress).await;
+    let _ = writer.await;
+
+    match result {
+        Ok(outcome) => {
+            tracing::info!(run = %run.id, version = %outcome.version.id, seconds = outcome.train_seconds, "trained");
+            finish(RunOutcome::Succeeded(outcome.version.id)).await;
+            Ok(())
+        }
+        Err(TrainError::Stopped) if cancelled.load(Ordering::SeqCst) => {
+            tracing::info!(run = %run.id, "training cancelled");
+            finish(RunOutcome::Cancelled).await;
+            Ok(())
+        }
+        Err(TrainError::Stopped) => {
+            let reason = format!(
+                "worker {} shut down during the run; queued again",
+                state.name
+            );
+            tracing::info!(run = %run.id, "{reason}");
+            finish(RunOutcome::Requeued(reason.clone())).await;
+            Err(reason.into())
+        }
+        // The database or the training thread: worth another attempt while any are left.
+        Err(error @ (TrainError::Store(_) | TrainError::Worker(_)))
+            if (run.attempts as usize) < MAX_ATTEMPTS =>
+        {
+            let reason = error.to_string();
+            finish(RunOutcome::Requeued(reason.clone())).await;
+            Err(reason.into())
+        }
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::warn!(run = %run.id, %reason, "training failed");
+            finish(RunOutcome::Failed(reason.clone())).await;
+            Err(abort(reason))
+        }
+    }
+}
+
+/// A progress event as the store keeps it (and the API and pages show it).
+fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
+    let elapsed_seconds = elapsed.as_secs_f64();
+    match event {
+        Progress::Loaded {
+            train,
+            validation,
+            test,
+            tags,
+        } => serde_json::json!({
+            "stage": "loaded", "train": train, "validation": validation, "test": test,
+            "tags": tags, "elapsed_seconds": elapsed_seconds,
+        }),
+        Progress::Embedding { done, total } => serde_json::json!({
+            "stage": "embedding", "step": done, "steps": total, "elapsed_seconds": elapsed_seconds,
+        }),
+        Progress::Embedded(report) => serde_json::json!({
+            "stage": "embedded", "computed": report.computed, "cached": report.cached,
+            "elapsed_seconds": elapsed_seconds,
+        }),
+        Progress::Epoch(epoch) => {
+            // An upper bound: early stopping usually ends sooner.
+            let per_epoch = elapsed_seconds / epoch.epoch.max(1) as f64;
+            serde_json::json!({
+                "stage": "training", "step": epoch.epoch, "steps": epoch.epochs,
+                "loss": epoch.train_loss, "validation_loss": epoch.validation_loss,
+                "elapsed_seconds": elapsed_seconds,
+                "eta_seconds": per_epoch * epoch.epochs.saturating_sub(epoch.epoch) as f64,
+            })
+        }
+        Progress::Refitting { epochs } => serde_json::json!({
+            "stage": "refitting", "steps": epochs, "elapsed_seconds": elapsed_seconds,
+        }),
+        Progress::Evaluating => serde_json::json!({
+            "stage": "evaluating", "elapsed_seconds": elapsed_seconds,
+        }),
+    }
+}

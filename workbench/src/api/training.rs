@@ -1,0 +1,101 @@
+//! Training runs over HTTP: queue one, follow its progress, cancel it. The run itself is
+//! done by whichever worker takes the job (`tagger worker`, `serve --with-worker`, `demo`).
+
+use super::auth::AuthorizedProject;
+use super::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use datasets::{Store, TrainingRun, TrainingRunId};
+use inference::ModelKind;
+use serde::Deserialize;
+use trainer::jobs::{JobError, TrainingParams, submit_training};
+
+/// How many runs a listing returns.
+const LISTED_RUNS: u32 = 50;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingRequest {
+    /// `ngram` or `encoder-head`.
+    kind: String,
+    #[serde(default)]
+    params: TrainingParams,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<TrainingRun>), ApiError> {
+    let request: TrainingRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let kind: ModelKind = request.kind.parse().map_err(ApiError::invalid)?;
+    let Some(queue) = &state.jobs else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this server has no job queue",
+        ));
+    };
+    let run = submit_training(
+        &state.store,
+        queue,
+        authorized.project.id,
+        kind,
+        &request.params,
+        &authorized.actor(),
+    )
+    .await
+    .map_err(|error| match error {
+        JobError::Params(reason) => ApiError::invalid(reason),
+        JobError::Store(error) => error.into(),
+        other => {
+            tracing::error!(error = %other, "could not queue a training job");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the job queue is unavailable; try again",
+            )
+        }
+    })?;
+    Ok((StatusCode::ACCEPTED, ApiJson(run)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+) -> Result<ApiJson<Vec<TrainingRun>>, ApiError> {
+    Ok(ApiJson(
+        state
+            .store
+            .training_runs(authorized.project.id, LISTED_RUNS)
+            .await?,
+    ))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, run)): ApiPath<(String, i64)>,
+) -> Result<ApiJson<TrainingRun>, ApiError> {
+    Ok(ApiJson(
+        state
+            .store
+            .training_run(authorized.project.id, TrainingRunId(run))
+            .await?,
+    ))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, run)): ApiPath<(String, i64)>,
+) -> Result<ApiJson<TrainingRun>, ApiError> {
+    Ok(ApiJson(
+        state
+            .store
+            .cancel_training_run(authorized.project.id, TrainingRunId(run))
+            .await?,
+    ))
+}

@@ -1,0 +1,42 @@
+//! The training worker as this binary runs it: `tagger worker` on its own, or beside the
+//! server (`serve --with-worker`, `demo`).
+
+use crate::config::Config;
+use anyhow::Context;
+use datasets::AnyStore;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
+
+/// The queue settings the configuration asks for.
+pub fn queue_settings(config: &Config) -> QueueSettings {
+    QueueSettings {
+        heartbeat: Duration::from_secs_f64(config.worker_heartbeat_seconds.max(0.2)),
+        ..QueueSettings::default()
+    }
+}
+
+/// Opens the job queue in the store's database (creating its tables when missing).
+pub async fn open_queue(store: &AnyStore, config: &Config) -> anyhow::Result<JobQueue> {
+    JobQueue::open(store, &queue_settings(config))
+        .await
+        .context("cannot open the job queue")
+}
+
+/// A worker's state: its name is the host and process, so runs show who took them.
+pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerState> {
+    let models_dir = std::path::absolute(config.data_dir.join("models"))
+        .context("cannot resolve the data directory")?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    Ok(WorkerState {
+        store,
+        models_dir,
+        name: format!("{host}-{}", std::process::id()),
+        stopping: Arc::new(AtomicBool::new(false)),
+    })
+}

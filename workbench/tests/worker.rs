@@ -1,0 +1,485 @@
+//! Training as a queued job, against SQLite and PostgreSQL (when `TEST_DATABASE_URL` is set):
+//! a separate `tagger worker` process runs the job; SIGTERM puts the run back in the queue
+//! for another worker; a worker killed with SIGKILL has its job handed on after its missed
+//! heartbeats; a cancel stops a running job; bad data fails once; the HTTP API queues a run
+//! and reports it to the end.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use trainer::jobs::{JobQueue, QueueSettings, TrainingParams, WorkerState, submit_training};
+
+const DEMO_TICKETS: usize = 600;
+
+fn settings() -> QueueSettings {
+    QueueSettings {
+        heartbeat: Duration::from_secs(1),
+        missed_heartbeats: 2,
+        poll_interval: Duration::from_millis(200),
+    }
+}
+
+async fn demo_project(store: &AnyStore) -> Project {
+    datasets::demo_project::install_demo_project(
+        store,
+        &ProjectName::parse("Demo").unwrap(),
+        LabelMode::Multi,
+        DEMO_TICKETS,
+        7,
+    )
+    .await
+    .unwrap()
+}
+
+/// Parameters for a run that goes on until someone stops it.
+fn endless() -> TrainingParams {
+    TrainingParams {
+        epochs: Some(10_000),
+        patience: Some(10_000),
+        ..TrainingParams::default()
+    }
+}
+
+/// A `tagger worker` process on the database, with a one-second heartbeat.
+fn spawn_worker(url: &str, data_dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["--database-url", url, "worker"])
+        .current_dir(data_dir)
+        .env("TAGGER_DATA_DIR", data_dir)
+        .env("TAGGER_WORKER_HEARTBEAT_SECONDS", "1")
+        .env("TAGGER_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} failed");
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls the run until `done` holds, or fails with the run's last state.
+async fn wait_for_run(
+    store: &AnyStore,
+    run: &TrainingRun,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&TrainingRun) -> bool,
+) -> TrainingRun {
+    let deadline = Instant::now() + within;
+    loop {
+        let current = store.training_run(run.project_id, run.id).await.unwrap();
+        if done(&current) {
+            return current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn training_at_least(run: &TrainingRun, epochs: u64) -> bool {
+    run.status == RunStatus::Running
+        && run.progress["stage"] == "training"
+        && run.progress["step"].as_u64().unwrap_or(0) >= epochs
+}
+
+async fn a_worker_process_trains_a_queued_run_and_sigterm_requeues_it_for_another(
+    database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A run that finishes: trained by a separate process, recorded as a candidate version.
+    let quick = TrainingParams {
+        epochs: Some(3),
+        ..TrainingParams::default()
+    };
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &quick,
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.status, RunStatus::Queued);
+    let mut first = spawn_worker(&database.url, dir.path());
+    let done = wait_for_run(&store, &run, Duration::from_secs(120), "success", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    let version = store
+        .model_version(project.id, done.version_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(version.status, "candidate");
+    assert!(version.metrics["macro_f1"].as_f64().unwrap() > 0.3);
+    assert!(done.progress["stage"].is_string());
+
+    // SIGTERM mid-run: the worker stops at an epoch boundary, records nothing, queues it again.
+    let long = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &endless(),
+        "test",
+    )
+    .await
+    .unwrap();
+    wait_for_run(&store, &long, Duration::from_secs(120), "training", |r| {
+        training_at_least(r, 2)
+    })
+    .await;
+    signal(&first, "TERM");
+    let exit = wait_for_exit(&mut first, Duration::from_secs(30));
+    assert!(
+        exit.success(),
+        "the worker exits cleanly on SIGTERM: {exit:?}"
+    );
+    let requeued = store.training_run(project.id, long.id).await.unwrap();
+    assert_eq!(requeued.status, RunStatus::Queued, "{requeued:?}");
+    assert!(requeued.error.as_deref().unwrap().contains("shut down"));
+    assert_eq!(store.model_versions(project.id).await.unwrap().len(), 1);
+
+    // Another worker takes it (a second attempt); a cancel stops it at the next epoch.
+    let mut second = spawn_worker(&database.url, dir.path());
+    wait_for_run(&store, &long, Duration::from_secs(60), "the retry", |r| {
+        r.attempts == 2 && training_at_least(r, 1)
+    })
+    .await;
+    store
+        .cancel_training_run(project.id, long.id)
+        .await
+        .unwrap();
+    let cancelled = wait_for_run(&store, &long, Duration::from_secs(30), "cancel", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled, "{cancelled:?}");
+    assert_eq!(store.model_versions(project.id).await.unwrap().len(), 1);
+    signal(&second, "TERM");
+    wait_for_exit(&mut second, Duration::from_secs(30));
+}
+
+async fn a_killed_workers_job_is_handed_to_another_worker(
+    database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &endless(),
+        "test",
+    )
+    .await
+    .unwrap();
+    let mut doomed = spawn_worker(&database.url, dir.path());
+    wait_for_run(&store, &run, Duration::from_secs(120), "training", |r| {
+        training_at_least(r, 1)
+    })
+    .await;
+    signal(&doomed, "KILL");
+    wait_for_exit(&mut doomed, Duration::from_secs(10));
+
+    let mut heir = spawn_worker(&database.url, dir.path());
+    let retried = wait_for_run(
+        &store,
+        &run,
+        Duration::from_secs(90),
+        "the hand-over",
+        |r| r.attempts == 2 && training_at_least(r, 1),
+    )
+    .await;
+    assert_ne!(retried.worker, None);
+    store.cancel_training_run(project.id, run.id).await.unwrap();
+    let ended = wait_for_run(&store, &run, Duration::from_secs(30), "cancel", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    assert!(store.model_versions(project.id).await.unwrap().is_empty());
+    signal(&heir, "TERM");
+    wait_for_exit(&mut heir, Duration::from_secs(30));
+}
+
+async fn a_run_on_bad_data_fails_once_with_the_reason(database: &TestDatabase, store: AnyStore) {
+    let project = store
+        .create_project(&ProjectName::parse("Empty").unwrap(), LabelMode::Single)
+        .await
+        .unwrap();
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &TrainingParams::default(),
+        "test",
+    )
+    .await
+    .unwrap();
+    let mut worker = spawn_worker(&database.url, dir.path());
+    let failed = wait_for_run(&store, &run, Duration::from_secs(60), "failure", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not enough labelled tickets"),
+        "{failed:?}"
+    );
+    // Never retried: several polls later it is still the one attempt.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        store
+            .training_run(project.id, run.id)
+            .await
+            .unwrap()
+            .attempts,
+        1
+    );
+    signal(&worker, "TERM");
+    wait_for_exit(&mut worker, Duration::from_secs(30));
+}
+
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
+    _database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let key = store.create_api_key(project.id, "ci").await.unwrap().secret;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = workbench::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
+    let router = workbench::app::app(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue,
+        WorkerState {
+            store: store.clone(),
+            models_dir: dir.path().join("models"),
+            name: "in-process".into(),
+            stopping: Default::default(),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let runs = "/v1/projects/Demo/training-runs";
+
+    let (status, _) = call(
+        &router,
+        Method::POST,
+        runs,
+        None,
+        Some(json!({"kind": "ngram"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        runs,
+        Some(&key),
+        Some(json!({"kind": "ngram", "params": {"epochs": 0}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        runs,
+        Some(&key),
+        Some(json!({"kind": "ngram", "params": {"epoch": 3}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown parameter: {body}");
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        runs,
+        Some(&key),
+        Some(json!({"kind": "bert"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, queued) = call(
+        &router,
+        Method::POST,
+        runs,
+        Some(&key),
+        Some(json!({"kind": "ngram", "params": {"epochs": 3}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["requested_by"], "api-key:ci");
+    let id = queued["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let finished = loop {
+        let (status, run) = call(
+            &router,
+            Method::GET,
+            &format!("{runs}/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        if run["status"] != "queued" && run["status"] != "running" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let version = finished["version_id"].as_i64().unwrap();
+    let (status, listed) = call(&router, Method::GET, runs, Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed[0]["id"], id);
+
+    // Cancelling an ended run is a conflict; promoting its version puts it in service.
+    let (status, _) = call(
+        &router,
+        Method::POST,
+        &format!("{runs}/{id}/cancel"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, promoted) = call(
+        &router,
+        Method::POST,
+        &format!("/v1/projects/Demo/models/{version}/promote"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["serving"], version);
+    let (status, tagged) = call(
+        &router,
+        Method::POST,
+        "/v1/projects/Demo/tag",
+        Some(&key),
+        Some(
+            json!({"subject": "The app crashes on login", "body": "It shows an error and closes."}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tagged}");
+    assert_eq!(tagged["version"], version, "{tagged}");
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    let _ = project;
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
+                    let store = database.store().await.unwrap();
+                    super::$test(&database, store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(database) = datasets::test_db::TestDatabase::postgres(concat!("worker_", stringify!($test))).await.unwrap() else {
+                        return;
+                    };
+                    let store = database.store().await.unwrap();
+                    super::$test(&database, store.clone()).await;
+                    drop(store);
+                    database.drop_database().await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_worker_process_trains_a_queued_run_and_sigterm_requeues_it_for_another,
+    a_killed_workers_job_is_handed_to_another_worker,
+    a_run_on_bad_data_fails_once_with_the_reason,
+    the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted,
+);
