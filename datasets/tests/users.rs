@@ -225,7 +225,12 @@ async fn labelled_project(store: &AnyStore) -> (Project, Vec<TicketId>, Tag, Tag
         .await
         .unwrap();
     store
-        .set_human_labels(project.id, ids[1], std::slice::from_ref(&login.name), "alice")
+        .set_human_labels(
+            project.id,
+            ids[1],
+            std::slice::from_ref(&login.name),
+            "alice",
+        )
         .await
         .unwrap();
     (project, ids, billing, login)

@@ -11,6 +11,7 @@ use tower_http::trace::TraceLayer;
 /// Every route of the server.
 pub fn app(state: AppState) -> Router {
     api::router()
+        .merge(crate::web::router())
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             crate::http_metrics::track,
@@ -70,9 +71,14 @@ impl Application {
             shutdown_signal().await;
             let _ = stop.send(true);
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await;
+        // The peer address feeds the login rate limiter.
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
         if let Some(worker) = worker {
             let _ = worker.await;
         }

@@ -49,6 +49,9 @@ pub enum Command {
     /// Per-project API keys: create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Accounts of the web workbench: add, list.
+    #[command(subcommand)]
+    Users(UsersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +105,25 @@ pub enum KeysCommand {
         #[arg(long)]
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an account; the password comes from --password, --password-stdin or a prompt.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// admin, ml-engineer or labeler.
+        #[arg(long, default_value = "labeler")]
+        role: String,
+        /// The password (visible in the process list: prefer --password-stdin).
+        #[arg(long)]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,8 @@ pub struct Config {
     pub promotion_guard_margin: f64,
     /// How often a server checks for versions promoted by other processes, in seconds.
     pub model_watch_seconds: f64,
+    /// Mark the web session cookie `Secure`: set it when TLS terminates in front of tagger.
+    pub secure_cookies: bool,
     /// `serve` also runs a training worker in-process (`demo` always does).
     pub with_worker: bool,
     /// How often a worker tells the queue it is alive, in seconds; one silent for three of
@@ -46,6 +48,7 @@ impl Default for Config {
             max_batch: 1000,
             promotion_guard_margin: 0.02,
             model_watch_seconds: 2.0,
+            secure_cookies: false,
             with_worker: false,
             worker_heartbeat_seconds: 10.0,
         }
@@ -66,6 +69,7 @@ impl std::fmt::Debug for Config {
             .field("max_batch", &self.max_batch)
             .field("promotion_guard_margin", &self.promotion_guard_margin)
             .field("model_watch_seconds", &self.model_watch_seconds)
+            .field("secure_cookies", &self.secure_cookies)
             .field("with_worker", &self.with_worker)
             .field("worker_heartbeat_seconds", &self.worker_heartbeat_seconds)
             .finish()

@@ -8,4 +8,5 @@ pub mod commands;
 pub mod config;
 pub mod http_metrics;
 pub mod state;
+pub mod web;
 pub mod worker;

@@ -9,6 +9,8 @@ use datasets::{AnyStore, LabelMode, ProjectName, Store};
 
 /// The demo project's name.
 pub const DEMO_PROJECT: &str = "Demo";
+/// The demo's admin account; its password is new on every start and printed.
+pub const DEMO_ADMIN: &str = "admin";
 /// How many tickets the demo project gets.
 pub const DEMO_TICKETS: usize = 2400;
 
@@ -18,15 +20,19 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     config.with_worker = true;
     let store = super::open_store(&config).await?;
     let created = install_demo_project(&store).await?;
+    // A fresh password on every start: the store keeps only its hash, so this is the one
+    // moment it can be shown.
+    let password = super::users::random_password()?;
+    let admin = datasets::Username::parse(DEMO_ADMIN)?;
+    super::users::add_user(&store, &admin, datasets::Role::Admin, &password, true).await?;
     let application = super::serve::bind(store, config).await?;
     let url = format!("http://{}/", application.local_addr()?);
     if created {
         println!("created the demo project {DEMO_PROJECT:?} with {DEMO_TICKETS} synthetic tickets");
     }
-    // The web pages arrive with the workbench issue; until then the API is the way in.
     println!("tagger is serving the demo at {url}");
-    println!("  projects: {url}v1/projects");
-    println!("  tickets:  {url}v1/projects/{DEMO_PROJECT}/tickets");
+    println!("  log in as {DEMO_ADMIN} with password {password}");
+    println!("  JSON API: {url}v1/projects");
     application.run_until_stopped().await?;
     Ok(())
 }

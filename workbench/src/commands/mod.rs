@@ -7,6 +7,7 @@ mod keys;
 mod models;
 mod registry;
 mod serve;
+pub mod users;
 mod worker;
 
 use crate::cli::{Cli, Command};
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             registry::run(&open_store(&config).await?, &config, command).await
         }
         Command::Keys(command) => keys::run(&open_store(&config).await?, command).await,
+        Command::Users(command) => users::run(&open_store(&config).await?, command).await,
     }
 }
 

@@ -1,0 +1,393 @@
+//! The tagging dashboard: tags in use, the most frequent tags over a chosen period, volume per
+//! tag over time, per-tag precision/recall of the promoted model, how often people corrected
+//! auto-applied tags, and areas of concern. Each chart has its table and a CSV export.
+
+use super::auth::CurrentUser;
+use super::charts::{Bar, Series, bar_chart, line_chart};
+use super::{WebError, WebResult, load_project, render_page};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use chrono::{Duration, NaiveDate, Utc};
+use datasets::store::{LabellingTotals, TagCount, TagOutcome, TagVolume};
+use datasets::{Project, Store};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Periods the page offers, in days.
+const PERIODS: [i64; 4] = [7, 30, 90, 365];
+/// Tags drawn in the trend chart (the busiest of the period).
+const TREND_TAGS: usize = 6;
+/// Rising: the last week's daily volume at least this many times the 4 weeks before.
+const RISING_FACTOR: f64 = 2.0;
+/// Concerning correction rate, once at least `MIN_REVIEWED` auto tags were reviewed.
+const HIGH_CORRECTION_RATE: f64 = 0.3;
+const MIN_REVIEWED: i64 = 5;
+
+#[derive(Debug, Deserialize)]
+pub struct PeriodQuery {
+    days: Option<String>,
+}
+
+impl PeriodQuery {
+    fn days(&self) -> WebResult<i64> {
+        match self
+            .days
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            None => Ok(30),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|d| PERIODS.contains(d))
+                .ok_or_else(|| {
+                    WebError::BadRequest(format!(
+                        "days must be one of 7, 30, 90 or 365, not {text:?}"
+                    ))
+                }),
+        }
+    }
+}
+
+struct Data {
+    counts: Vec<TagCount>,
+    days: Vec<String>,
+    volume: Vec<TagVolume>,
+    outcomes: Vec<TagOutcome>,
+    totals: LabellingTotals,
+    performance: Vec<(String, f64, f64, f64, f64)>,
+    promoted: Option<i64>,
+    names: HashMap<i64, (String, String)>,
+    recent_volume: Vec<TagVolume>,
+}
+
+async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data> {
+    let now = Utc::now();
+    let until = (now.date_naive() + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let from = until - Duration::days(days);
+    let counts = state.store.tag_counts(project.id).await?;
+    let volume = state.store.tag_volume(project.id, from, until).await?;
+    let recent_volume = if days >= 35 {
+        volume.clone()
+    } else {
+        state
+            .store
+            .tag_volume(project.id, until - Duration::days(35), until)
+            .await?
+    };
+    let outcomes = state.store.tag_outcomes(project.id).await?;
+    let totals = state.store.labelling_totals(project.id).await?;
+    let promoted = state.store.promoted_model_version(project.id).await?;
+    let performance = promoted
+        .as_ref()
+        .and_then(|v| v.metrics.get("per_tag")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.get("tag")?.as_str()?.to_string(),
+                t.get("precision")?.as_f64()?,
+                t.get("recall")?.as_f64()?,
+                t.get("f1")?.as_f64()?,
+                t.get("support")?.as_f64()?,
+            ))
+        })
+        .collect();
+    let names = counts
+        .iter()
+        .map(|c| (c.tag_id, (c.name.clone(), c.color.clone())))
+        .collect();
+    let first = from.date_naive();
+    let days: Vec<String> = (0..days)
+        .filter_map(|i| first.checked_add_signed(Duration::days(i)))
+        .map(|d: NaiveDate| d.format("%Y-%m-%d").to_string())
+        .collect();
+    Ok(Data {
+        counts,
+        days,
+        volume,
+        outcomes,
+        totals,
+        performance,
+        promoted: promoted.map(|v| v.id.0),
+        names,
+        recent_volume,
+    })
+}
+
+impl Data {
+    fn name(&self, tag: i64) -> String {
+        self.names
+            .get(&tag)
+            .map_or_else(|| format!("tag {tag}"), |n| n.0.clone())
+    }
+
+    fn color(&self, tag: i64) -> String {
+        self.names
+            .get(&tag)
+            .map_or_else(|| "#6b7280".to_string(), |n| n.1.clone())
+    }
+
+    /// Tickets per tag over the period, busiest first.
+    fn period_totals(&self) -> Vec<(i64, i64)> {
+        let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
+        for row in &self.volume {
+            *totals.entry(row.tag_id).or_default() += row.tickets;
+        }
+        let mut totals: Vec<(i64, i64)> = totals.into_iter().collect();
+        totals.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        totals
+    }
+
+    fn series(&self, tag: i64) -> Vec<f64> {
+        let index: HashMap<&str, usize> = self
+            .days
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.as_str(), i))
+            .collect();
+        let mut values = vec![0.0; self.days.len()];
+        for row in self.volume.iter().filter(|r| r.tag_id == tag) {
+            if let Some(i) = index.get(row.day.as_str()) {
+                values[*i] = row.tickets as f64;
+            }
+        }
+        values
+    }
+
+    /// Tags whose last 7 days run at `RISING_FACTOR` times their daily rate of the 28 days
+    /// before, with at least 5 tickets in the last week.
+    fn rising(&self) -> Vec<Value> {
+        let last_week = (Utc::now().date_naive() - Duration::days(6))
+            .format("%Y-%m-%d")
+            .to_string();
+        let mut recent: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for row in &self.recent_volume {
+            let entry = recent.entry(row.tag_id).or_default();
+            if row.day >= last_week {
+                entry.0 += row.tickets;
+            } else {
+                entry.1 += row.tickets;
+            }
+        }
+        recent
+            .into_iter()
+            .filter_map(|(tag, (week, before))| {
+                let week_rate = week as f64 / 7.0;
+                let before_rate = before as f64 / 28.0;
+                (week >= 5 && week_rate >= RISING_FACTOR * before_rate.max(1.0 / 28.0)).then(|| {
+                    context! {
+                        tag => self.name(tag),
+                        week => week,
+                        before => before,
+                        factor => if before == 0 { None } else { Some(week_rate / before_rate) },
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn correction_rows(&self) -> Vec<(String, i64, i64, i64, Option<f64>)> {
+        self.outcomes
+            .iter()
+            .map(|o| {
+                let reviewed = o.confirmed + o.corrected;
+                let rate = (reviewed > 0).then(|| o.corrected as f64 / reviewed as f64);
+                (
+                    self.name(o.tag_id),
+                    o.auto_applied,
+                    o.confirmed,
+                    o.corrected,
+                    rate,
+                )
+            })
+            .collect()
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Query(query): Query<PeriodQuery>,
+) -> WebResult {
+    let days = query.days()?;
+    let project = load_project(&state, project).await?;
+    let data = load(&state, &project, days).await?;
+    let counts_chart = bar_chart(
+        "Tickets per tag",
+        "tickets carrying the tag",
+        &data
+            .counts
+            .iter()
+            .filter(|c| !c.archived)
+            .map(|c| Bar {
+                label: c.name.clone(),
+                value: c.tickets as f64,
+                color: c.color.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let period = data.period_totals();
+    let frequent_chart = bar_chart(
+        &format!("Most frequent tags, last {days} days"),
+        "tickets created in the period",
+        &period
+            .iter()
+            .take(15)
+            .map(|(tag, n)| Bar {
+                label: data.name(*tag),
+                value: *n as f64,
+                color: data.color(*tag),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let trend: Vec<Series> = period
+        .iter()
+        .take(TREND_TAGS)
+        .map(|(tag, _)| Series {
+            name: data.name(*tag),
+            color: data.color(*tag),
+            values: data.series(*tag),
+        })
+        .collect();
+    let trend_chart = line_chart(
+        &format!("Tickets per day, busiest {} tags", trend.len()),
+        "tickets per day",
+        &data.days,
+        &trend,
+    );
+    let corrections = data.correction_rows();
+    let high_corrections: Vec<Value> = data
+        .outcomes
+        .iter()
+        .filter(|o| {
+            let reviewed = o.confirmed + o.corrected;
+            reviewed >= MIN_REVIEWED && o.corrected as f64 / reviewed as f64 >= HIGH_CORRECTION_RATE
+        })
+        .map(|o| {
+            context! {
+                tag => data.name(o.tag_id),
+                corrected => o.corrected,
+                reviewed => o.confirmed + o.corrected,
+            }
+        })
+        .collect();
+    let totals = data.totals;
+    let share = |part: i64| (totals.tickets > 0).then(|| part as f64 / totals.tickets as f64);
+    render_page(
+        &state,
+        &user,
+        Some(&project),
+        "dashboard",
+        "dashboard.html",
+        context! {
+            days => days,
+            periods => PERIODS,
+            counts_chart => Value::from_safe_string(counts_chart),
+            frequent_chart => Value::from_safe_string(frequent_chart),
+            trend_chart => Value::from_safe_string(trend_chart),
+            counts => data.counts.iter().map(|c| context! { name => c.name.as_str(), color => c.color.as_str(), tickets => c.tickets, archived => c.archived }).collect::<Vec<_>>(),
+            period => period.iter().map(|(tag, n)| context! { name => data.name(*tag), tickets => n }).collect::<Vec<_>>(),
+            performance => data.performance.iter().map(|(tag, p, r, f, s)| context! { tag => tag, precision => p, recall => r, f1 => f, support => s }).collect::<Vec<_>>(),
+            promoted => data.promoted,
+            corrections => corrections.iter().map(|(tag, auto, kept, fixed, rate)| context! { tag => tag, auto_applied => auto, confirmed => kept, corrected => fixed, rate => rate }).collect::<Vec<_>>(),
+            totals => context! {
+                tickets => totals.tickets,
+                auto_tagged => totals.auto_tagged,
+                human_labelled => totals.human_labelled,
+                auto_share => share(totals.auto_tagged),
+                human_share => share(totals.human_labelled),
+            },
+            rising => data.rising(),
+            high_corrections => high_corrections,
+        },
+    )
+    .await
+}
+
+fn csv_cell(text: &str) -> String {
+    // Cells a spreadsheet would run as a formula are prefixed with a quote.
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The table behind each chart as CSV: `tag-counts.csv`, `volume.csv`, `corrections.csv`,
+/// `performance.csv`.
+pub async fn csv(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((project, file)): Path<(i64, String)>,
+    Query(query): Query<PeriodQuery>,
+) -> WebResult {
+    let days = query.days()?;
+    let project = load_project(&state, project).await?;
+    let data = load(&state, &project, days).await?;
+    let mut out = String::new();
+    match file.as_str() {
+        "tag-counts.csv" => {
+            out.push_str("tag,tickets,archived\n");
+            for c in &data.counts {
+                out.push_str(&format!(
+                    "{},{},{}\n",
+                    csv_cell(&c.name),
+                    c.tickets,
+                    c.archived
+                ));
+            }
+        }
+        "volume.csv" => {
+            out.push_str("day,tag,tickets\n");
+            for v in &data.volume {
+                out.push_str(&format!(
+                    "{},{},{}\n",
+                    v.day,
+                    csv_cell(&data.name(v.tag_id)),
+                    v.tickets
+                ));
+            }
+        }
+        "corrections.csv" => {
+            out.push_str("tag,auto_applied,confirmed,corrected,correction_rate\n");
+            for (tag, auto, kept, fixed, rate) in data.correction_rows() {
+                let rate = rate.map_or_else(String::new, |r| format!("{r:.4}"));
+                out.push_str(&format!(
+                    "{},{auto},{kept},{fixed},{rate}\n",
+                    csv_cell(&tag)
+                ));
+            }
+        }
+        "performance.csv" => {
+            out.push_str("tag,precision,recall,f1,support\n");
+            for (tag, p, r, f, s) in &data.performance {
+                out.push_str(&format!("{},{p:.4},{r:.4},{f:.4},{s}\n", csv_cell(tag)));
+            }
+        }
+        other => return Err(WebError::NotFound(format!("export {other:?}"))),
+    }
+    let mut response = out.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}

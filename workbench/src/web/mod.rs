@@ -1,0 +1,313 @@
+//! The web workbench: server-rendered pages (minijinja, autoescaped) for labelers, ML
+//! engineers and admins, with static files embedded in the binary. Every page works without
+//! JavaScript; `app.js` adds keyboard shortcuts only.
+
+pub mod auth;
+mod charts;
+mod dashboard;
+mod models;
+mod pages;
+mod taxonomy;
+mod tickets;
+mod users;
+
+pub use auth::{LoginLimiter, hash_password, verify_password};
+pub use users::MIN_PASSWORD_CHARS;
+
+use crate::state::AppState;
+use auth::CurrentUser;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use datasets::{Project, ProjectId, Role, StoreError};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, Value, context};
+use serde::Serialize;
+use std::sync::{Arc, LazyLock};
+
+/// Every page and form of the workbench.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/static/{*path}", get(pages::static_file))
+        .route("/p/{project}/tickets", get(tickets::browse))
+        .route("/p/{project}/tickets/{ticket}", get(tickets::show))
+        .route("/p/{project}/tickets/{ticket}/labels", post(tickets::label))
+        .route(
+            "/p/{project}/taxonomy",
+            get(taxonomy::list).post(taxonomy::create),
+        )
+        .route(
+            "/p/{project}/taxonomy/{tag}",
+            get(taxonomy::edit).post(taxonomy::update),
+        )
+        .route("/p/{project}/models", get(models::list))
+        .route("/p/{project}/models/compare", get(models::compare))
+        .route("/p/{project}/models/rollback", post(models::rollback))
+        .route(
+            "/p/{project}/models/{version}/promote",
+            post(models::promote),
+        )
+        .route("/p/{project}/dashboard", get(dashboard::show))
+        .route("/p/{project}/dashboard/{file}", get(dashboard::csv))
+        .route("/admin/users", get(users::list).post(users::create))
+        .route("/admin/users/{user}", post(users::update))
+        .layer(axum::Extension(Arc::new(LoginLimiter::default())))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Pages forbid framing and scripts from anywhere but our own files.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+/// The templates, compiled once; HTML autoescaping is on for every one of them.
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in templates!(
+        "base.html",
+        "login.html",
+        "home.html",
+        "error.html",
+        "tickets.html",
+        "ticket.html",
+        "taxonomy.html",
+        "tag.html",
+        "models.html",
+        "compare.html",
+        "dashboard.html",
+        "users.html",
+    ) {
+        // A template that does not parse is a build defect; the tests render every page.
+        if let Err(error) = env.add_template(name, source) {
+            panic!("template {name} does not parse: {error:#}");
+        }
+    }
+    env.add_filter("pct", |value: Option<f64>| match value {
+        Some(v) => format!("{:.1}%", v * 100.0),
+        None => "–".to_string(),
+    });
+    env.add_filter(
+        "num",
+        |value: Option<f64>, digits: Option<usize>| match value {
+            Some(v) => format!("{v:.*}", digits.unwrap_or(3)),
+            None => "–".to_string(),
+        },
+    );
+    env
+});
+
+/// What goes wrong in a page handler, each shown as a page with the right status.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("log in to continue")]
+    LoginRequired { next: String },
+    #[error("your role ({have}) cannot do this: it needs {need}")]
+    Forbidden { have: Role, need: Role },
+    #[error("the form has expired or did not come from this site; reload the page and try again")]
+    BadCsrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("something went wrong on our side")]
+    Internal(String),
+}
+
+impl From<StoreError> for WebError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::Invalid(invalid) => Self::BadRequest(invalid.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<minijinja::Error> for WebError {
+    fn from(error: minijinja::Error) -> Self {
+        Self::Internal(format!("template: {error:#}"))
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::LoginRequired { next } => {
+                let target = format!("/login?next={}", encode_component(next));
+                return Redirect::to(&target).into_response();
+            }
+            Self::Forbidden { .. } | Self::BadCsrf => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "web page failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let message = self.to_string();
+        let body = TEMPLATES
+            .get_template("error.html")
+            .and_then(|t| t.render(context! { status => status.as_u16(), message => &message }))
+            .unwrap_or_else(|_| format!("{} {message}", status.as_u16()));
+        (status, Html(body)).into_response()
+    }
+}
+
+pub type WebResult<T = Response> = Result<T, WebError>;
+
+/// Percent-encodes a URL component (query values, `next` targets).
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A project as the navigation shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectLink {
+    pub id: i64,
+    pub name: String,
+}
+
+impl From<&Project> for ProjectLink {
+    fn from(project: &Project) -> Self {
+        Self {
+            id: project.id.0,
+            name: project.name.as_str().to_string(),
+        }
+    }
+}
+
+/// Renders a page inside the layout: navigation, the user, the CSRF token and any flash.
+pub async fn render_page(
+    state: &AppState,
+    user: &CurrentUser,
+    project: Option<&Project>,
+    section: &str,
+    template: &str,
+    page: Value,
+) -> WebResult {
+    use datasets::Store;
+    let projects: Vec<ProjectLink> = state
+        .store
+        .list_projects()
+        .await?
+        .iter()
+        .map(|summary| ProjectLink::from(&summary.project))
+        .collect();
+    let layout = context! {
+        user => context! {
+            name => user.session.user.username.as_str(),
+            role => user.session.user.role.as_str(),
+            is_admin => user.session.user.role == Role::Admin,
+            can_promote => user.session.user.role.includes(Role::MlEngineer),
+        },
+        csrf => user.session.csrf_token.as_str(),
+        projects => Serde(&projects),
+        project => Serde(project.map(ProjectLink::from)),
+        section => section,
+        flash => user.flash.as_ref().map(|(kind, message)| context! { kind => kind, message => message }),
+    };
+    let html = TEMPLATES
+        .get_template(template)?
+        .render(context! { layout => layout, ..page })?;
+    let mut response = Html(html).into_response();
+    if user.flash.is_some() {
+        // Shown once: the next page starts without it.
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("tagger_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+        );
+    }
+    Ok(response)
+}
+
+/// Redirects after a form (303, so a reload does not resubmit) with a message for the next page.
+pub fn redirect_with_flash(to: &str, kind: &str, message: &str) -> Response {
+    let value = hex_encode(format!("{kind}:{message}").as_bytes());
+    let mut response = Redirect::to(to).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "tagger_flash={value}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Loads the project a URL names.
+pub async fn load_project(state: &AppState, id: i64) -> WebResult<Project> {
+    use datasets::Store;
+    Ok(state.store.project(ProjectId(id)).await?)
+}
+
+/// Refuses the action unless the user's role includes `need`; checked in every handler that
+/// changes something, whatever the page showed.
+pub fn require(user: &CurrentUser, need: Role) -> WebResult<()> {
+    let have = user.session.user.role;
+    if have.includes(need) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden { have, need })
+    }
+}
+
+/// A form field that may be left empty: empty means absent.
+pub fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}

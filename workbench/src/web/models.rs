@@ -1,0 +1,317 @@
+//! Model versions: the list with held-out figures, a side-by-side comparison of two versions
+//! with per-tag deltas, and promote / roll back for ML engineers and admins, through the same
+//! guard as the API and the CLI.
+
+use super::auth::{CsrfForm, CurrentUser};
+use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
+use crate::state::AppState;
+use axum::extract::{Form, Path, Query, State};
+use datasets::registry::check_guard;
+use datasets::{ModelVersion, ModelVersionId, Role, Store};
+use minijinja::value::Serde;
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+fn figure(metrics: &serde_json::Value, path: &[&str]) -> Option<f64> {
+    let mut value = metrics;
+    for key in path {
+        value = value.get(key)?;
+    }
+    value.as_f64()
+}
+
+/// Per-tag precision, recall, F1 and support from a version's stored evaluation.
+fn per_tag(metrics: &serde_json::Value) -> BTreeMap<String, [f64; 4]> {
+    metrics
+        .get("per_tag")
+        .and_then(serde_json::Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("tag")?.as_str()?.to_string(),
+                        [
+                            t.get("precision")?.as_f64()?,
+                            t.get("recall")?.as_f64()?,
+                            t.get("f1")?.as_f64()?,
+                            t.get("support")?.as_f64()?,
+                        ],
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn version_row(version: &ModelVersion) -> Value {
+    let m = &version.metrics;
+    context! {
+        id => version.id.0,
+        kind => version.kind.as_str(),
+        status => version.status.as_str(),
+        created => version.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        accuracy => figure(m, &["accuracy"]),
+        micro_f1 => figure(m, &["micro_f1"]),
+        macro_f1 => figure(m, &["macro_f1"]),
+        ece => figure(m, &["ece"]),
+        auto_share => figure(m, &["coverage", "auto_tagged_share"]),
+        auto_precision => figure(m, &["coverage", "precision"]),
+        review_share => figure(m, &["coverage", "review_share"]),
+        examples => figure(m, &["examples"]),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let versions = state.store.model_versions(project.id).await?;
+    let history: Vec<Value> = state
+        .store
+        .model_promotions(project.id)
+        .await?
+        .iter()
+        .map(|p| {
+            context! {
+                at => p.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                action => p.action.as_str(),
+                version => p.version.0,
+                previous => p.previous.map(|v| v.0),
+                actor => p.actor.as_str(),
+            }
+        })
+        .collect();
+    let rows: Vec<Value> = versions.iter().map(version_row).collect();
+    render_page(
+        &state,
+        &user,
+        Some(&project),
+        "models",
+        "models.html",
+        context! {
+            versions => rows,
+            history => history,
+            margin => state.config.promotion_guard_margin,
+            serving => state.tagging.serving(project.id).map(|s| s.version.0),
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompareQuery {
+    a: Option<String>,
+    b: Option<String>,
+}
+
+fn version_param(name: &str, value: Option<&str>) -> WebResult<ModelVersionId> {
+    value
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(ModelVersionId)
+        .ok_or_else(|| WebError::BadRequest(format!("choose version {name} to compare")))
+}
+
+pub async fn compare(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Query(query): Query<CompareQuery>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let a = state
+        .store
+        .model_version(project.id, version_param("A", query.a.as_deref())?)
+        .await?;
+    let b = state
+        .store
+        .model_version(project.id, version_param("B", query.b.as_deref())?)
+        .await?;
+    let tags_a = per_tag(&a.metrics);
+    let tags_b = per_tag(&b.metrics);
+    let mut names: Vec<&String> = tags_a.keys().chain(tags_b.keys()).collect();
+    names.sort();
+    names.dedup();
+    let rows: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let fa = tags_a.get(*name);
+            let fb = tags_b.get(*name);
+            let delta = |i: usize| match (fa, fb) {
+                (Some(x), Some(y)) => Some(y[i] - x[i]),
+                _ => None,
+            };
+            context! {
+                tag => name.as_str(),
+                a => fa.map(|f| f.to_vec()),
+                b => fb.map(|f| f.to_vec()),
+                delta => [delta(0), delta(1), delta(2)],
+            }
+        })
+        .collect();
+    let summary_keys = [
+        ("Accuracy", vec!["accuracy"], true),
+        ("Micro-F1", vec!["micro_f1"], true),
+        ("Macro-F1", vec!["macro_f1"], true),
+        ("Calibration error (ECE)", vec!["ece"], false),
+        (
+            "Auto-tagged share",
+            vec!["coverage", "auto_tagged_share"],
+            true,
+        ),
+        (
+            "Precision of auto tags",
+            vec!["coverage", "precision"],
+            true,
+        ),
+        ("Sent to review", vec!["coverage", "review_share"], false),
+    ];
+    let summary: Vec<Value> = summary_keys
+        .iter()
+        .map(|(label, path, higher_is_better)| {
+            let x = figure(&a.metrics, path);
+            let y = figure(&b.metrics, path);
+            context! {
+                label => *label,
+                a => x,
+                b => y,
+                delta => x.zip(y).map(|(x, y)| y - x),
+                higher_is_better => higher_is_better,
+            }
+        })
+        .collect();
+    // Confusion rows follow the model's own tag order, which `per_tag` lists.
+    let confusion = |label: String, v: &ModelVersion| {
+        let names: Vec<String> = v
+            .metrics
+            .get("per_tag")
+            .and_then(serde_json::Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| Some(t.get("tag")?.as_str()?.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        context! {
+            label => label,
+            matrix => Value::from(Serde(v.metrics.get("confusion").cloned().unwrap_or_default())),
+            names => names,
+        }
+    };
+    let versions: Vec<Value> = state
+        .store
+        .model_versions(project.id)
+        .await?
+        .iter()
+        .map(|v| context! { id => v.id.0, kind => v.kind.as_str(), status => v.status.as_str() })
+        .collect();
+    render_page(
+        &state,
+        &user,
+        Some(&project),
+        "models",
+        "compare.html",
+        context! {
+            a => version_row(&a),
+            b => version_row(&b),
+            summary => summary,
+            tags => rows,
+            confusions => [confusion(format!("A #{}", a.id), &a), confusion(format!("B #{}", b.id), &b)],
+            single => project.label_mode == datasets::LabelMode::Single,
+            versions => versions,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PromoteForm {
+    csrf: Option<String>,
+    /// Present when the person chose to override the guard.
+    force: Option<String>,
+}
+
+pub async fn promote(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((project, version)): Path<(i64, i64)>,
+    Form(form): Form<PromoteForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::MlEngineer)?;
+    let project = load_project(&state, project).await?;
+    let candidate = state
+        .store
+        .model_version(project.id, ModelVersionId(version))
+        .await?;
+    let back = format!("/p/{}/models", project.id);
+    if form.force.is_none() {
+        let promoted = state.store.promoted_model_version(project.id).await?;
+        if let Err(refusal) = check_guard(
+            &candidate,
+            promoted.as_ref(),
+            state.config.promotion_guard_margin,
+        ) {
+            return Ok(redirect_with_flash(
+                &back,
+                "error",
+                &format!("Not promoted: {refusal}"),
+            ));
+        }
+    }
+    let promotion = state
+        .store
+        .promote_model_version(
+            project.id,
+            candidate.id,
+            &format!("web:{}", user.username()),
+        )
+        .await?;
+    Ok(redirect_with_flash(
+        &back,
+        "ok",
+        &swap_message(&state, promotion).await,
+    ))
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::MlEngineer)?;
+    let project = load_project(&state, project).await?;
+    let promotion = state
+        .store
+        .rollback_model_version(project.id, &format!("web:{}", user.username()))
+        .await?;
+    Ok(redirect_with_flash(
+        &format!("/p/{}/models", project.id),
+        "ok",
+        &swap_message(&state, promotion).await,
+    ))
+}
+
+/// Swaps this process to the new version at once (others follow within their watch
+/// interval) and says what happened.
+async fn swap_message(state: &AppState, promotion: datasets::Promotion) -> String {
+    let verb = match promotion.action {
+        datasets::PromotionAction::Promote => "promoted",
+        datasets::PromotionAction::Rollback => "rolled back to",
+    };
+    match state
+        .tagging
+        .sync_project(&state.store, promotion.project_id)
+        .await
+    {
+        Ok(_) => format!("Version {} {verb}; it is in service.", promotion.version),
+        Err(error) => format!(
+            "Version {} {verb}, but this server could not load it yet: {error}",
+            promotion.version
+        ),
+    }
+}

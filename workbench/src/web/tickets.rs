@@ -1,0 +1,363 @@
+//! The ticket browser (full-text search and filters, paged by date), the ticket page with its
+//! label history, and the labelling form.
+
+use super::auth::CurrentUser;
+use super::{
+    WebError, WebResult, encode_component, load_project, non_empty, redirect_with_flash,
+    render_page,
+};
+use crate::state::AppState;
+use axum::extract::{Form, Path, Query, State};
+use chrono::{DateTime, NaiveDate, Utc};
+use datasets::store::TicketFilter;
+use datasets::{LabelSource, LabelledTicket, Role, Store, Tag, TagName, TicketId};
+use minijinja::value::Serde;
+use minijinja::{Value, context};
+use serde::{Deserialize, Serialize};
+
+/// Tickets per page of the browser.
+pub const PAGE_SIZE: u32 = 50;
+
+/// The browser's query string; every field may be empty (a form submits them all).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct BrowseQuery {
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    pub label_source: Option<String>,
+    pub min: Option<String>,
+    pub max: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub page: Option<String>,
+}
+
+fn parse_confidence(field: &str, value: Option<&str>) -> WebResult<Option<f32>> {
+    value
+        .map(|v| match v.parse::<f32>() {
+            Ok(c) if (0.0..=1.0).contains(&c) => Ok(c),
+            _ => Err(WebError::BadRequest(format!(
+                "{field} confidence must be a number from 0 to 1, not {v:?}"
+            ))),
+        })
+        .transpose()
+}
+
+fn parse_day(field: &str, value: Option<&str>, next_day: bool) -> WebResult<Option<DateTime<Utc>>> {
+    value
+        .map(|v| {
+            let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+                WebError::BadRequest(format!("{field} must be a date like 2026-03-01, not {v:?}"))
+            })?;
+            // "to" includes the whole day it names.
+            let day = if next_day {
+                day.succ_opt().unwrap_or(day)
+            } else {
+                day
+            };
+            Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        })
+        .transpose()
+}
+
+impl BrowseQuery {
+    /// The store filter, with a clear message for each malformed field.
+    pub fn to_filter(&self, taxonomy: &[Tag]) -> WebResult<TicketFilter> {
+        let tag = match non_empty(&self.tag) {
+            Some(name) => Some(
+                taxonomy
+                    .iter()
+                    .find(|t| t.name.folded() == name.to_lowercase())
+                    .map(|t| t.id)
+                    .ok_or_else(|| WebError::BadRequest(format!("no tag named {name:?}")))?,
+            ),
+            None => None,
+        };
+        let label_source = non_empty(&self.label_source)
+            .map(|s| s.parse::<LabelSource>().map_err(WebError::BadRequest))
+            .transpose()?;
+        let page = match non_empty(&self.page) {
+            Some(p) => p
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p >= 1 && *p <= 10_000)
+                .ok_or_else(|| {
+                    WebError::BadRequest(format!("page must be a number from 1, not {p:?}"))
+                })?,
+            None => 1,
+        };
+        Ok(TicketFilter {
+            text: non_empty(&self.q).map(str::to_string),
+            rule: None,
+            tag,
+            source: non_empty(&self.source).map(str::to_string),
+            label_source,
+            min_confidence: parse_confidence("minimum", non_empty(&self.min))?,
+            max_confidence: parse_confidence("maximum", non_empty(&self.max))?,
+            from: parse_day("from", non_empty(&self.from), false)?,
+            until: parse_day("to", non_empty(&self.to), true)?,
+            offset: (page - 1) * PAGE_SIZE,
+            limit: PAGE_SIZE,
+        })
+    }
+
+    fn page_number(&self) -> u32 {
+        non_empty(&self.page)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// This query's string with another page number.
+    fn with_page(&self, page: u32) -> String {
+        let fields = [
+            ("q", &self.q),
+            ("tag", &self.tag),
+            ("source", &self.source),
+            ("label_source", &self.label_source),
+            ("min", &self.min),
+            ("max", &self.max),
+            ("from", &self.from),
+            ("to", &self.to),
+        ];
+        let mut parts: Vec<String> = fields
+            .iter()
+            .filter_map(|(key, value)| {
+                non_empty(value).map(|v| format!("{key}={}", encode_component(v)))
+            })
+            .collect();
+        parts.push(format!("page={page}"));
+        parts.join("&")
+    }
+}
+
+/// A ticket as a table row shows it.
+pub fn ticket_row(ticket: &LabelledTicket, taxonomy: &[Tag]) -> Value {
+    let tags: Vec<Value> = ticket
+        .tags
+        .iter()
+        .map(|name| tag_chip(name, taxonomy))
+        .collect();
+    let confidence = ticket
+        .labels
+        .iter()
+        .filter(|l| l.source == LabelSource::Model && l.present)
+        .filter_map(|l| l.confidence)
+        .fold(None, |best: Option<f32>, c| {
+            Some(best.map_or(c, |b| b.max(c)))
+        });
+    let body: String = ticket.ticket.body.chars().take(140).collect();
+    let human = ticket.labels.iter().any(|l| l.source == LabelSource::Human);
+    context! {
+        id => ticket.ticket.id.0,
+        subject => ticket.ticket.subject.as_str(),
+        snippet => body,
+        source => ticket.ticket.source.as_str(),
+        created => ticket.ticket.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        tags => tags,
+        confidence => confidence,
+        reviewed => human,
+    }
+}
+
+pub fn tag_chip(name: &TagName, taxonomy: &[Tag]) -> Value {
+    let color = taxonomy
+        .iter()
+        .find(|t| t.name == *name)
+        .map_or(datasets::tag::DEFAULT_TAG_COLOR, |t| t.color.as_str());
+    context! { name => name.as_str(), color => color }
+}
+
+pub async fn browse(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Query(query): Query<BrowseQuery>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let taxonomy = state.store.list_tags(project.id).await?;
+    let filter = query.to_filter(&taxonomy)?;
+    let page = state.store.browse_tickets(project.id, &filter).await?;
+    let sources = state.store.ticket_sources(project.id).await?;
+    let rows: Vec<Value> = page
+        .tickets
+        .iter()
+        .map(|t| ticket_row(t, &taxonomy))
+        .collect();
+    let number = query.page_number();
+    let tags: Vec<String> = taxonomy
+        .iter()
+        .map(|t| t.name.as_str().to_string())
+        .collect();
+    render_page(
+        &state,
+        &user,
+        Some(&project),
+        "tickets",
+        "tickets.html",
+        context! {
+            tickets => rows,
+            query => Serde(&query),
+            tags => tags,
+            sources => sources,
+            label_sources => ["human", "import", "rule", "model"],
+            page => number,
+            previous => (number > 1).then(|| query.with_page(number - 1)),
+            next => page.has_more.then(|| query.with_page(number + 1)),
+        },
+    )
+    .await
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((project, ticket)): Path<(i64, i64)>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let ticket = state.store.ticket(project.id, TicketId(ticket)).await?;
+    let history = state
+        .store
+        .label_history(project.id, ticket.ticket.id)
+        .await?;
+    let taxonomy = state.store.list_tags(project.id).await?;
+    let choices: Vec<Value> = taxonomy
+        .iter()
+        .filter(|t| !t.archived)
+        .map(|t| {
+            context! {
+                name => t.name.as_str(),
+                color => t.color.as_str(),
+                checked => ticket.tags.contains(&t.name),
+            }
+        })
+        .collect();
+    let labels: Vec<Value> = ticket
+        .labels
+        .iter()
+        .map(|l| {
+            context! {
+                tag => tag_chip(&l.tag, &taxonomy),
+                source => l.source.as_str(),
+                set_by => l.set_by.as_str(),
+                confidence => l.confidence,
+                present => l.present,
+                updated => l.updated_at.format("%Y-%m-%d %H:%M").to_string(),
+            }
+        })
+        .collect();
+    let events: Vec<Value> = history
+        .iter()
+        .rev()
+        .map(|e| {
+            context! {
+                tag => e.tag.as_str(),
+                source => e.source.as_str(),
+                set_by => e.set_by.as_str(),
+                confidence => e.confidence,
+                action => e.action.as_str(),
+                at => e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            }
+        })
+        .collect();
+    let metadata = serde_json::to_string_pretty(&ticket.ticket.metadata).unwrap_or_default();
+    render_page(
+        &state,
+        &user,
+        Some(&project),
+        "tickets",
+        "ticket.html",
+        context! {
+            ticket => ticket_row(&ticket, &taxonomy),
+            body => ticket.ticket.body.as_str(),
+            external_id => ticket.ticket.external_id.as_str(),
+            split => ticket.ticket.split.as_str(),
+            metadata => metadata,
+            choices => choices,
+            single => project.label_mode == datasets::LabelMode::Single,
+            labels => labels,
+            history => events,
+        },
+    )
+    .await
+}
+
+/// Reads a labelling form: the CSRF token, the chosen tags (repeated `tags` fields) and
+/// where to go next.
+pub struct LabelForm {
+    pub csrf: Option<String>,
+    pub tags: Vec<String>,
+    pub next: Option<String>,
+}
+
+impl LabelForm {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = Self {
+            csrf: None,
+            tags: Vec::new(),
+            next: None,
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "csrf" => form.csrf = Some(value),
+                "tags" => form.tags.push(value),
+                "next" => form.next = Some(value),
+                _ => {}
+            }
+        }
+        form
+    }
+
+    pub fn tag_names(&self) -> WebResult<Vec<TagName>> {
+        self.tags
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| TagName::parse(t).map_err(|e| WebError::BadRequest(e.to_string())))
+            .collect()
+    }
+}
+
+pub async fn label(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((project, ticket)): Path<(i64, i64)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = LabelForm::from_pairs(pairs);
+    user.check_csrf(form.csrf.as_deref())?;
+    super::require(&user, Role::Labeler)?;
+    let project = load_project(&state, project).await?;
+    let tags = form.tag_names()?;
+    state
+        .store
+        .set_human_labels(project.id, TicketId(ticket), &tags, user.username())
+        .await?;
+    let to = format!("/p/{}/tickets/{ticket}", project.id);
+    Ok(redirect_with_flash(&to, "ok", "Labels saved."))
+}
+
+/// Used by the taxonomy preview: the first tickets a rule would match.
+pub async fn preview_rows(
+    state: &AppState,
+    project: datasets::ProjectId,
+    rule: datasets::KeywordRules,
+    taxonomy: &[Tag],
+) -> WebResult<(Vec<Value>, bool)> {
+    let page = state
+        .store
+        .browse_tickets(
+            project,
+            &TicketFilter {
+                rule: Some(rule),
+                limit: 20,
+                ..TicketFilter::default()
+            },
+        )
+        .await?;
+    Ok((
+        page.tickets
+            .iter()
+            .map(|t| ticket_row(t, taxonomy))
+            .collect(),
+        page.has_more,
+    ))
+}

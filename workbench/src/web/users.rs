@@ -1,0 +1,120 @@
+//! Users and roles (admins only): list, add with a password, change a role, set a password.
+
+use super::auth::{CurrentUser, hash_password};
+use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
+use crate::state::AppState;
+use axum::extract::{Form, Path, State};
+use datasets::{NewUser, Role, Store, Username};
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// Checks a new password's length and hashes it off the async workers.
+pub async fn new_password_hash(password: &str) -> WebResult<String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WebError::BadRequest(format!(
+            "a password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(WebError::Internal)
+}
+
+pub async fn list(State(state): State<AppState>, user: CurrentUser) -> WebResult {
+    super::require(&user, Role::Admin)?;
+    let users: Vec<Value> = state
+        .store
+        .users()
+        .await?
+        .iter()
+        .map(|u| {
+            context! {
+                id => u.id,
+                name => u.username.as_str(),
+                role => u.role.as_str(),
+                created => u.created_at.format("%Y-%m-%d").to_string(),
+            }
+        })
+        .collect();
+    let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    render_page(
+        &state,
+        &user,
+        None,
+        "admin",
+        "users.html",
+        context! { users => users, roles => roles, min_password => MIN_PASSWORD_CHARS },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateForm {
+    csrf: Option<String>,
+    username: String,
+    role: String,
+    password: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<CreateForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Admin)?;
+    let username =
+        Username::parse(&form.username).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let role: Role = form.role.parse().map_err(WebError::BadRequest)?;
+    let password_hash = new_password_hash(&form.password).await?;
+    let created = state
+        .store
+        .create_user(&NewUser {
+            username,
+            role,
+            password_hash,
+        })
+        .await?;
+    Ok(redirect_with_flash(
+        "/admin/users",
+        "ok",
+        &format!("User {} added as {}.", created.username, created.role),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateForm {
+    csrf: Option<String>,
+    role: Option<String>,
+    password: Option<String>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Form(form): Form<UpdateForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Admin)?;
+    if let Some(role) = non_empty(&form.role) {
+        let role: Role = role.parse().map_err(WebError::BadRequest)?;
+        if id == user.session.user.id && role != Role::Admin {
+            // Otherwise the last admin could lock everyone out of the admin pages.
+            return Err(WebError::BadRequest(
+                "you cannot take away your own admin role".into(),
+            ));
+        }
+        state.store.set_user_role(id, role).await?;
+    }
+    if let Some(password) = non_empty(&form.password) {
+        let hash = new_password_hash(password).await?;
+        state.store.set_user_password(id, &hash).await?;
+    }
+    Ok(redirect_with_flash("/admin/users", "ok", "User saved."))
+}

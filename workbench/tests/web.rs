@@ -1,0 +1,822 @@
+//! The web workbench through the real router (`oneshot`): login, sessions and CSRF, every
+//! role against every action, escaping of untrusted ticket text and tag names, and each page.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use axum::response::Response;
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use workbench::app::app;
+use workbench::config::Config;
+use workbench::state::AppState;
+
+const PASSWORD: &str = "a long test password";
+const XSS_SUBJECT: &str = "<script>alert('subject')</script>";
+const XSS_BODY: &str = "<img src=x onerror=alert('body')>";
+const XSS_TAG: &str = "<svg onload=alert('tag')>";
+
+struct WebApp {
+    router: axum::Router,
+    store: AnyStore,
+    project: Project,
+    tickets: Vec<TicketId>,
+    _database: TestDatabase,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The CSRF token of the first form on the page.
+    fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_string()
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .cloned()
+    }
+}
+
+async fn read(response: Response) -> Page {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    let cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        location,
+        cookies,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A logged-in browser: its session cookie and the CSRF token its pages carry.
+#[derive(Clone)]
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl WebApp {
+    async fn new() -> Self {
+        Self::with_config(Config::default()).await
+    }
+
+    async fn with_config(config: Config) -> Self {
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let project = store
+            .create_project(&ProjectName::parse("Acme").unwrap(), LabelMode::Multi)
+            .await
+            .unwrap();
+        for name in ["billing", "login", XSS_TAG] {
+            store
+                .create_tag(project.id, &NewTag::named(TagName::parse(name).unwrap()))
+                .await
+                .unwrap();
+        }
+        let tickets: Vec<NewTicket> = [
+            ("1", "Invoice charged twice", "my card was charged twice"),
+            ("2", "Cannot log in", "password reset mail never came"),
+            ("3", XSS_SUBJECT, XSS_BODY),
+        ]
+        .iter()
+        .map(|(id, subject, body)| NewTicket {
+            source: "zendesk".into(),
+            external_id: id.to_string(),
+            subject: subject.to_string(),
+            body: body.to_string(),
+            metadata: serde_json::json!({}),
+            created_at: None,
+            split: Split::Train,
+        })
+        .collect();
+        let stored = store.upsert_tickets(project.id, &tickets).await.unwrap();
+        let hash = workbench::web::hash_password(PASSWORD).unwrap();
+        for (name, role) in [
+            ("admin", Role::Admin),
+            ("mlengineer", Role::MlEngineer),
+            ("labeler", Role::Labeler),
+        ] {
+            store
+                .create_user(&NewUser {
+                    username: Username::parse(name).unwrap(),
+                    role,
+                    password_hash: hash.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        Self {
+            router: app(AppState::new(store.clone(), config)),
+            store,
+            project,
+            tickets: stored.iter().map(|t| t.id).collect(),
+            _database: database,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Page {
+        read(self.router.clone().oneshot(request).await.unwrap()).await
+    }
+
+    async fn get(&self, uri: &str, browser: Option<&Browser>) -> Page {
+        let mut request = Request::builder().uri(uri);
+        if let Some(browser) = browser {
+            request = request.header(header::COOKIE, &browser.cookie);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, uri: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Page {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        self.send(request.body(Body::from(form_body(fields))).unwrap())
+            .await
+    }
+
+    /// A form post from a logged-in browser with its CSRF token.
+    async fn submit(&self, browser: &Browser, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all = vec![("csrf", browser.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(uri, Some(&browser.cookie), &all).await
+    }
+
+    async fn try_login(&self, username: &str, password: &str) -> Page {
+        let form = self.get("/login", None).await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf_cookie = form.cookie("tagger_login_csrf").unwrap();
+        let cookie = csrf_cookie.split(';').next().unwrap().to_string();
+        self.post(
+            "/login",
+            Some(&cookie),
+            &[
+                ("csrf", &form.csrf()),
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    async fn login(&self, username: &str) -> Browser {
+        let page = self.try_login(username, PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let cookie = page
+            .cookie("tagger_session")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut browser = Browser {
+            cookie,
+            csrf: String::new(),
+        };
+        let home = self.get("/", Some(&browser)).await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        browser.csrf = home.csrf();
+        browser
+    }
+
+    fn p(&self, rest: &str) -> String {
+        format!("/p/{}{rest}", self.project.id)
+    }
+
+    async fn tag_id(&self, name: &str) -> TagId {
+        self.store
+            .list_tags(self.project.id)
+            .await
+            .unwrap()
+            .iter()
+            .find(|t| t.name.as_str() == name)
+            .unwrap()
+            .id
+    }
+}
+
+#[tokio::test]
+async fn logging_in_sets_a_session_cookie_that_is_httponly_and_samesite() {
+    let app = WebApp::new().await;
+    let page = app.try_login("admin", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let cookie = page.cookie("tagger_session").unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // The database keeps only a hash of the token.
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("tagger_session=");
+    assert!(
+        app.store
+            .session(token, chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        app.store
+            .session(&datasets::api_key::hash(token), chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_config_says_tls_is_in_front() {
+    let app = WebApp::with_config(Config {
+        secure_cookies: true,
+        ..Config::default()
+    })
+    .await;
+    let page = app.try_login("admin", PASSWORD).await;
+    assert!(page.cookie("tagger_session").unwrap().contains("; Secure"));
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_unknown_user_is_refused_alike() {
+    let app = WebApp::new().await;
+    let wrong = app.try_login("admin", "not the password").await;
+    let unknown = app.try_login("nobody", PASSWORD).await;
+    for page in [&wrong, &unknown] {
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(page.body.contains("Wrong username or password."));
+        assert!(page.cookie("tagger_session").is_none());
+    }
+}
+
+#[tokio::test]
+async fn login_is_refused_after_five_failures_even_with_the_right_password() {
+    let app = WebApp::new().await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.try_login("labeler", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let page = app.try_login("labeler", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.cookie("tagger_session").is_none());
+    // Other usernames are not locked out by someone guessing this one.
+    assert_eq!(
+        app.try_login("admin", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_login_form_without_its_csrf_token_is_refused() {
+    let app = WebApp::new().await;
+    let page = app
+        .post(
+            "/login",
+            None,
+            &[("username", "admin"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = app
+        .post(
+            "/login",
+            Some("tagger_login_csrf=abc"),
+            &[
+                ("csrf", "abd"),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn pages_send_anonymous_visitors_to_the_login_page_and_back() {
+    let app = WebApp::new().await;
+    let uri = app.p("/tickets?q=invoice");
+    let page = app.get(&uri, None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location.unwrap(),
+        format!("/login?next=/p/{}/tickets%3Fq%3Dinvoice", app.project.id)
+    );
+    let forged = app
+        .get(
+            &uri,
+            Some(&Browser {
+                cookie: "tagger_session=forged".into(),
+                csrf: String::new(),
+            }),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_session() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    let page = app.submit(&browser, "/logout", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let after = app.get(&app.p("/tickets"), Some(&browser)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert!(after.location.unwrap().starts_with("/login"));
+}
+
+#[tokio::test]
+async fn ticket_text_and_tag_names_render_as_text_never_as_markup() {
+    let app = WebApp::new().await;
+    let browser = app.login("admin").await;
+    app.store
+        .set_human_labels(
+            app.project.id,
+            app.tickets[2],
+            &[TagName::parse(XSS_TAG).unwrap()],
+            "admin",
+        )
+        .await
+        .unwrap();
+    let pages = [
+        app.p("/tickets"),
+        app.p(&format!("/tickets/{}", app.tickets[2])),
+        app.p("/taxonomy"),
+        app.p("/dashboard"),
+    ];
+    for uri in pages {
+        let page = app.get(&uri, Some(&browser)).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        for payload in [XSS_SUBJECT, XSS_BODY, XSS_TAG] {
+            assert!(!page.body.contains(payload), "{uri} contains {payload}");
+        }
+        assert!(!page.body.contains("<script>alert"), "{uri}");
+        assert!(!page.body.contains("<svg onload"), "{uri}");
+    }
+    let ticket = app
+        .get(
+            &app.p(&format!("/tickets/{}", app.tickets[2])),
+            Some(&browser),
+        )
+        .await;
+    assert!(ticket.body.contains("&lt;script&gt;alert("));
+    assert!(ticket.body.contains("&lt;img src=x onerror=alert("));
+    let dashboard = app.get(&app.p("/dashboard"), Some(&browser)).await;
+    assert!(dashboard.body.contains("&lt;svg onload=alert("));
+}
+
+#[tokio::test]
+async fn pages_carry_a_content_security_policy() {
+    let app = WebApp::new().await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("script-src 'self'"));
+    assert!(policy.contains("frame-ancestors 'none'"));
+}
+
+/// Every form the workbench has, with valid fields.
+async fn every_action(
+    app: &WebApp,
+) -> Vec<(&'static str, String, Vec<(&'static str, String)>, Role)> {
+    let billing = app.tag_id("billing").await;
+    let versions = app.store.model_versions(app.project.id).await.unwrap();
+    let candidate = versions.iter().find(|v| v.status == "candidate").unwrap();
+    vec![
+        (
+            "label a ticket",
+            app.p(&format!("/tickets/{}/labels", app.tickets[0])),
+            vec![("tags", "billing".to_string())],
+            Role::Labeler,
+        ),
+        (
+            "add a tag",
+            app.p("/taxonomy"),
+            vec![("name", "refunds".to_string())],
+            Role::Admin,
+        ),
+        (
+            "edit a tag",
+            app.p(&format!("/taxonomy/{billing}")),
+            vec![("description", "Money questions".to_string())],
+            Role::Admin,
+        ),
+        (
+            "promote a version",
+            app.p(&format!("/models/{}/promote", candidate.id)),
+            vec![("force", "1".to_string())],
+            Role::MlEngineer,
+        ),
+        (
+            "roll back",
+            app.p("/models/rollback"),
+            vec![],
+            Role::MlEngineer,
+        ),
+        (
+            "add a user",
+            "/admin/users".to_string(),
+            vec![
+                ("username", "newperson".to_string()),
+                ("role", "labeler".to_string()),
+                ("password", "another long password".to_string()),
+            ],
+            Role::Admin,
+        ),
+    ]
+}
+
+async fn with_two_versions(app: &WebApp) {
+    for f1 in [0.7, 0.8] {
+        app.store
+            .create_model_version(
+                app.project.id,
+                &NewModelVersion {
+                    kind: "ngram".into(),
+                    metrics: serde_json::json!({ "macro_f1": f1 }),
+                    ..NewModelVersion::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let first = app.store.model_versions(app.project.id).await.unwrap();
+    app.store
+        .promote_model_version(app.project.id, first.last().unwrap().id, "test")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_role_can_do_exactly_what_it_is_allowed_to() {
+    for role in Role::ALL {
+        let app = WebApp::new().await;
+        with_two_versions(&app).await;
+        let username = match role {
+            Role::Admin => "admin",
+            Role::MlEngineer => "mlengineer",
+            Role::Labeler => "labeler",
+        };
+        let browser = app.login(username).await;
+        for (action, uri, fields, needs) in every_action(&app).await {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let page = app.submit(&browser, &uri, &fields).await;
+            if role.includes(needs) {
+                assert_eq!(
+                    page.status,
+                    StatusCode::SEE_OTHER,
+                    "{role} should be able to {action}: {}",
+                    page.body
+                );
+            } else {
+                assert_eq!(
+                    page.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must not {action}"
+                );
+            }
+        }
+        let users_page = app.get("/admin/users", Some(&browser)).await;
+        let expected = if role == Role::Admin {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(users_page.status, expected, "{role} and the users page");
+    }
+}
+
+#[tokio::test]
+async fn refused_actions_change_nothing() {
+    let app = WebApp::new().await;
+    with_two_versions(&app).await;
+    let browser = app.login("labeler").await;
+    let before = app.store.list_tags(app.project.id).await.unwrap();
+    let promoted = app
+        .store
+        .promoted_model_version(app.project.id)
+        .await
+        .unwrap();
+    for (_, uri, fields, needs) in every_action(&app).await {
+        if needs == Role::Labeler {
+            continue;
+        }
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        app.submit(&browser, &uri, &fields).await;
+    }
+    assert_eq!(app.store.list_tags(app.project.id).await.unwrap(), before);
+    assert_eq!(
+        app.store
+            .promoted_model_version(app.project.id)
+            .await
+            .unwrap(),
+        promoted
+    );
+    assert_eq!(app.store.users().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
+    let app = WebApp::new().await;
+    with_two_versions(&app).await;
+    let browser = app.login("admin").await;
+    let mut actions = every_action(&app).await;
+    actions.push(("log out", "/logout".to_string(), vec![], Role::Labeler));
+    for (action, uri, fields, _) in actions {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let missing = app.post(&uri, Some(&browser.cookie), &fields).await;
+        assert_eq!(
+            missing.status,
+            StatusCode::FORBIDDEN,
+            "{action} without a token"
+        );
+        let mut wrong = vec![("csrf", "0000")];
+        wrong.extend_from_slice(&fields);
+        let wrong = app.post(&uri, Some(&browser.cookie), &wrong).await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::FORBIDDEN,
+            "{action} with a wrong token"
+        );
+    }
+    // Still logged in and nothing changed.
+    assert_eq!(app.get("/", Some(&browser)).await.status, StatusCode::OK);
+    assert_eq!(app.store.users().await.unwrap().len(), 3);
+    assert_eq!(app.store.list_tags(app.project.id).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_ticket_browser_searches_and_filters() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    let page = app.get(&app.p("/tickets?q=charged"), Some(&browser)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Invoice charged twice"));
+    assert!(!page.body.contains("Cannot log in"));
+    let all = app
+        .get(
+            &app.p("/tickets?q=&tag=&source=zendesk&min=&max=&from=&to="),
+            Some(&browser),
+        )
+        .await;
+    assert!(all.body.contains("Invoice charged twice"));
+    assert!(all.body.contains("Cannot log in"));
+    let bad = app.get(&app.p("/tickets?min=2"), Some(&browser)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("confidence must be a number from 0 to 1"));
+    let bad_date = app
+        .get(&app.p("/tickets?from=yesterday"), Some(&browser))
+        .await;
+    assert_eq!(bad_date.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    let uri = app.p(&format!("/tickets/{}", app.tickets[1]));
+    let page = app
+        .submit(
+            &browser,
+            &format!("{uri}/labels"),
+            &[("tags", "login"), ("tags", "billing")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let ticket = app
+        .store
+        .ticket(app.project.id, app.tickets[1])
+        .await
+        .unwrap();
+    let tags: Vec<&str> = ticket.tags.iter().map(TagName::as_str).collect();
+    assert_eq!(tags, vec!["billing", "login"]);
+    assert!(ticket.labels.iter().all(|l| l.set_by == "labeler"));
+    let flash = page.cookie("tagger_flash").unwrap();
+    let shown = app
+        .get(
+            &uri,
+            Some(&Browser {
+                cookie: format!("{}; {}", browser.cookie, flash.split(';').next().unwrap()),
+                csrf: String::new(),
+            }),
+        )
+        .await;
+    assert!(shown.body.contains("Labels saved."));
+    assert!(shown.body.contains("labeler (human) added"));
+    let unknown = app
+        .submit(&browser, &format!("{uri}/labels"), &[("tags", "nope")])
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_admin_edits_a_tag_and_previews_its_keyword_rule() {
+    let app = WebApp::new().await;
+    let browser = app.login("admin").await;
+    let billing = app.tag_id("billing").await;
+    let uri = app.p(&format!("/taxonomy/{billing}"));
+    let preview = app
+        .get(
+            &format!("{uri}?include=charged%0Areset+mail&exclude="),
+            Some(&browser),
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK);
+    assert!(preview.body.contains("Invoice charged twice"));
+    assert!(preview.body.contains("Cannot log in"));
+    let saved = app
+        .submit(
+            &browser,
+            &uri,
+            &[
+                ("name", "Billing"),
+                ("description", "Invoices and charges"),
+                ("color", "#16a34a"),
+                ("include", "charged\ninvoice"),
+                ("exclude", "refund"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let tag = app
+        .store
+        .list_tags(app.project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == billing)
+        .unwrap();
+    assert_eq!(tag.name.as_str(), "Billing");
+    assert_eq!(tag.color, "#16a34a");
+    assert_eq!(tag.keywords.include, vec!["charged", "invoice"]);
+    assert_eq!(tag.keywords.exclude, vec!["refund"]);
+    let archived = app.submit(&browser, &uri, &[("archive", "archive")]).await;
+    assert_eq!(archived.status, StatusCode::SEE_OTHER);
+    assert!(
+        app.store
+            .list_tags(app.project.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.id == billing && t.archived)
+    );
+}
+
+#[tokio::test]
+async fn promotion_from_the_web_goes_through_the_guard() {
+    let app = WebApp::new().await;
+    for f1 in [0.80, 0.60] {
+        app.store
+            .create_model_version(
+                app.project.id,
+                &NewModelVersion {
+                    kind: "ngram".into(),
+                    metrics: serde_json::json!({ "macro_f1": f1, "accuracy": f1, "per_tag": [
+                        {"tag": "billing", "precision": f1, "recall": 0.5, "f1": 0.6, "support": 10, "threshold": 0.5}
+                    ] }),
+                    ..NewModelVersion::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let versions = app.store.model_versions(app.project.id).await.unwrap();
+    let (worse, better) = (versions[0].id, versions[1].id);
+    app.store
+        .promote_model_version(app.project.id, better, "test")
+        .await
+        .unwrap();
+    let browser = app.login("mlengineer").await;
+    let refused = app
+        .submit(&browser, &app.p(&format!("/models/{worse}/promote")), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.store
+            .promoted_model_version(app.project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        better
+    );
+    let forced = app
+        .submit(
+            &browser,
+            &app.p(&format!("/models/{worse}/promote")),
+            &[("force", "1")],
+        )
+        .await;
+    assert_eq!(forced.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.store
+            .promoted_model_version(app.project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        worse
+    );
+    let history = app.store.model_promotions(app.project.id).await.unwrap();
+    assert_eq!(history[0].actor, "web:mlengineer");
+    let list = app.get(&app.p("/models"), Some(&browser)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("web:mlengineer"));
+    let compare = app
+        .get(
+            &app.p(&format!("/models/compare?a={better}&b={worse}")),
+            Some(&browser),
+        )
+        .await;
+    assert_eq!(compare.status, StatusCode::OK);
+    assert!(compare.body.contains("-0.200"), "{}", compare.body);
+}
+
+#[tokio::test]
+async fn the_dashboard_draws_charts_and_exports_their_tables() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    app.store
+        .set_human_labels(
+            app.project.id,
+            app.tickets[0],
+            &[TagName::parse("billing").unwrap()],
+            "labeler",
+        )
+        .await
+        .unwrap();
+    let page = app.get(&app.p("/dashboard?days=7"), Some(&browser)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<svg class=\"chart\""));
+    assert!(page.body.contains("Tickets per tag"));
+    let csv = app
+        .get(&app.p("/dashboard/tag-counts.csv"), Some(&browser))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with("tag,tickets,archived\n"));
+    assert!(csv.body.contains("billing,1,false"));
+    let volume = app
+        .get(&app.p("/dashboard/volume.csv?days=7"), Some(&browser))
+        .await;
+    assert!(volume.body.contains(",billing,1"), "{}", volume.body);
+    let bad = app.get(&app.p("/dashboard?days=3"), Some(&browser)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn static_files_are_served_from_the_binary() {
+    let app = WebApp::new().await;
+    let css = app.get("/static/app.css", None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains(".topbar"));
+    assert_eq!(
+        app.get("/static/missing.css", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
