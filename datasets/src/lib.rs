@@ -30,7 +30,7 @@ pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};
 pub use project::{LabelMode, Project, ProjectSummary};
 pub use registry::{Promotion, PromotionAction};
-pub use review::{NewQueueEntry, QueueEntry, ReviewQueueStats};
+pub use review::{LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats};
 pub use store::{AnyStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

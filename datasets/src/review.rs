@@ -49,3 +49,14 @@ pub struct ReviewQueueStats {
     /// When the queue was last replaced by a scoring, if ever.
     pub scored_at: Option<DateTime<Utc>>,
 }
+
+/// One whole answer a person gave a ticket (`set_human_labels`), kept even when it changed
+/// no label: the record agreement between labellers is computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelSubmission {
+    pub ticket_id: TicketId,
+    pub set_by: String,
+    /// Tag names as the taxonomy spelled them then; empty for "none of these tags".
+    pub tags: Vec<String>,
+    pub at: DateTime<Utc>,
+}

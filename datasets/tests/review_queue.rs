@@ -242,17 +242,40 @@ async fn a_labelled_ticket_leaves_the_queue_at_once(store: AnyStore) {
             .unwrap()
             .is_empty()
     );
-    // Rescoring resets the count of labels since scoring.
+    // Rescoring resets the count of labels since scoring; a ticket answered "no tags" is
+    // not handed out again even when a rescoring lists it.
     store
-        .replace_review_queue(project.id, &[entry(tickets[1], 0.5)])
+        .replace_review_queue(
+            project.id,
+            &[entry(tickets[2], 0.9), entry(tickets[1], 0.5)],
+        )
         .await
         .unwrap();
+    let after_rescoring = store
+        .lease_review_tickets(project.id, "bo", 5, 600)
+        .await
+        .unwrap();
+    assert!(after_rescoring.is_empty(), "{after_rescoring:?}");
     store
         .set_human_labels(project.id, tickets[1], &[tag_name("Billing")], "ana")
         .await
         .unwrap();
     let stats = store.review_queue_stats(project.id).await.unwrap();
     assert_eq!(stats.labelled_since_scoring, 1);
+    // Every whole answer is kept, "no tags" included, with who gave it.
+    let answers = store.label_submissions(project.id).await.unwrap();
+    let summary: Vec<(TicketId, &str, Vec<String>)> = answers
+        .iter()
+        .map(|a| (a.ticket_id, a.set_by.as_str(), a.tags.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (tickets[0], "ana", vec!["Bug".to_string()]),
+            (tickets[2], "ana", vec![]),
+            (tickets[1], "ana", vec!["Billing".to_string()]),
+        ]
+    );
 }
 
 async fn a_released_ticket_goes_to_someone_else_not_back_to_the_skipper(store: AnyStore) {

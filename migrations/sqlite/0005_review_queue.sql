@@ -25,3 +25,15 @@ CREATE TABLE review_queue_scorings (
     entries          INTEGER NOT NULL,
     last_label_event INTEGER NOT NULL
 );
+
+-- Every answer a person gave a ticket, whole (tag names as a JSON list, empty for "none of
+-- these tags"): who said what, which agreement (kappa) between labellers is computed from,
+-- and the mark that a ticket was reviewed even when the answer added no label row.
+CREATE TABLE label_submissions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id   INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+    set_by      TEXT NOT NULL,
+    tags        TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE INDEX label_submissions_ticket ON label_submissions (ticket_id, id);

@@ -1,6 +1,7 @@
 //! Learning from labelled tickets: training runs, calibration, thresholds and honest
 //! evaluation on the held-out split.
 
+pub mod active;
 pub mod calibrate;
 pub mod encoder_head;
 pub mod evaluate;

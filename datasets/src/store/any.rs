@@ -284,6 +284,13 @@ impl Store for AnyStore {
         dispatch!(self, store => store.release_review_lease(project, ticket, user))
     }
 
+    async fn label_submissions(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<Vec<crate::review::LabelSubmission>> {
+        dispatch!(self, store => store.label_submissions(project))
+    }
+
     async fn review_queue_stats(
         &self,
         project: ProjectId,

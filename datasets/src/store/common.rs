@@ -446,7 +446,15 @@ macro_rules! common_store_methods {
                 .execute(&mut *tx)
                 .await?;
             }
-            // Labelled by a person: out of the review queue (issue 6), even with no tags.
+            // The whole answer, and out of the review queue at once, even with no tags (issue 6).
+            let answer: Vec<&str> = taxonomy.iter().filter(|t| chosen.contains(&t.id)).map(|t| t.name.as_str()).collect();
+            sqlx::query("INSERT INTO label_submissions (ticket_id, set_by, tags, at) VALUES ($1, $2, $3, $4)")
+                .bind(ticket)
+                .bind(user)
+                .bind(Json(&answer))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM review_queue WHERE ticket_id = $1")
                 .bind(ticket)
                 .execute(&mut *tx)

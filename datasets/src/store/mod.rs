@@ -238,6 +238,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         ticket: TicketId,
         user: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every answer people gave the project's tickets, oldest first.
+    fn label_submissions(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<crate::review::LabelSubmission>>> + Send;
     /// Pending and leased entries, and tickets labelled since the last scoring.
     fn review_queue_stats(
         &self,

@@ -13,10 +13,12 @@ use crate::review::{MAX_LEASE_COUNT, MAX_LEASE_SECONDS, NewQueueEntry, QueueEntr
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
-/// The SQL condition "no person has labelled this queue row's ticket" (alias `q`).
+/// The SQL condition "no person has labelled this queue row's ticket" (alias `q`): no human
+/// label row and no recorded answer (an answer of "no tags" leaves only the latter).
 macro_rules! not_human_labelled {
     () => {
-        "NOT EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = q.ticket_id AND l.source = 'human')"
+        "NOT EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = q.ticket_id AND l.source = 'human') \
+         AND NOT EXISTS (SELECT 1 FROM label_submissions s WHERE s.ticket_id = q.ticket_id)"
     };
 }
 macro_rules! queue_columns {
@@ -289,6 +291,26 @@ macro_rules! review_store_methods {
                 });
             }
             Ok(())
+        }
+
+        async fn label_submissions(&self, project: ProjectId) -> StoreResult<Vec<$crate::review::LabelSubmission>> {
+            self.project(project).await?;
+            let rows: Vec<(i64, String, sqlx::types::Json<Vec<String>>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                "SELECT s.ticket_id, s.set_by, s.tags, s.at FROM label_submissions s \
+                 JOIN tickets t ON t.id = s.ticket_id WHERE t.project_id = $1 ORDER BY s.id",
+            )
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(ticket, set_by, tags, at)| $crate::review::LabelSubmission {
+                    ticket_id: TicketId(ticket),
+                    set_by,
+                    tags: tags.0,
+                    at,
+                })
+                .collect())
         }
 
         async fn review_queue_stats(&self, project: ProjectId) -> StoreResult<$crate::review::ReviewQueueStats> {

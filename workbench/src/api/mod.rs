@@ -7,6 +7,7 @@ mod health;
 mod models;
 pub mod openapi;
 mod projects;
+mod review;
 mod tagging;
 mod tickets;
 mod training;
@@ -206,6 +207,27 @@ pub fn routes() -> openapi::Routes {
             "Cancel a queued run, or stop a running one at its next epoch.",
             true,
             training::cancel,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/review-queue",
+            "Lease the next tickets to label (count, user, lease_seconds), each with score, strategy and reason.",
+            false,
+            review::lease,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/review-queue/score",
+            "Recompute the review queue now with a strategy (default margin).",
+            true,
+            review::score,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/review-queue/{ticket}/release",
+            "Give a leased ticket back (skip).",
+            false,
+            review::release,
         )
 }
 

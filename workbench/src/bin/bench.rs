@@ -6,10 +6,15 @@
 //! `bench models` (in `models.rs`): trains and times the tagger's models on the shared
 //! public datasets next to a scikit-learn baseline run at the same time.
 //!
+//! `bench active-learning` (in `active_learning.rs`): simulated labelling on the shared
+//! datasets; labels each selection strategy needs to reach 95% of the full-data accuracy.
+//!
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
 // A crate root looks for its modules beside it, where cargo would take any file for another binary.
+#[path = "bench/active_learning.rs"]
+mod active_learning;
 #[path = "bench/models.rs"]
 mod models;
 #[path = "bench/serve.rs"]
@@ -45,6 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Simulated labelling on the shared datasets: labels each strategy needs, against random.
+    ActiveLearning(active_learning::ActiveLearningBench),
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
@@ -92,6 +99,7 @@ struct Bench {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        BenchCommand::ActiveLearning(args) => active_learning::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),

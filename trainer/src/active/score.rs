@@ -1,0 +1,300 @@
+//! Scoring a project into its review queue: load the promoted model, score the train-split
+//! tickets no person (or import) has labelled, rank them with a strategy and replace the
+//! queue. Without a promoted model the project starts cold: diverse sampling on sentence
+//! embeddings when the encoder is in the local cache, on hashed n-grams otherwise.
+//!
+//! Only the train split is queued: labelling test tickets chosen for being hard would
+//! make the held-out evaluation unrepresentative.
+
+use super::diversity::hashed_ngram_vectors;
+use super::select::{Pool, RuleConflict, SelectError, Selection, Strategy, select};
+use super::uncertainty::ModelView;
+use datasets::{
+    AnyStore, LabelSource, LabelledTicket, ModelVersionId, NewQueueEntry, ProjectId, Split, Store,
+    StoreError, Tag, TicketId,
+};
+use inference::calibration::probabilities;
+use inference::decision::RuleEffect;
+use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
+use inference::encoder::{Encoder, EncoderError, EncoderOptions};
+use inference::model::Scorer;
+use inference::{Decider, ModelError, TaggingModel};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Width of the hashed n-gram vectors used when there are no embeddings.
+const NGRAM_VECTOR_WIDTH: usize = 1024;
+
+/// How a scoring runs.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    /// How many ranked tickets the queue keeps.
+    pub queue_size: usize,
+    /// Most unlabelled tickets scored (the newest); bounds the time of one scoring on a
+    /// project with a large backlog.
+    pub max_candidates: usize,
+    pub seed: u64,
+    /// Where to find the sentence encoder for a cold start; the environment's when unset.
+    pub hub_cache: Option<PathBuf>,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self {
+            queue_size: 500,
+            max_candidates: 20_000,
+            seed: 42,
+            hub_cache: None,
+        }
+    }
+}
+
+/// What a scoring did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreSummary {
+    /// The strategy asked for.
+    pub requested: Strategy,
+    /// The strategy used: `cold-start` when the project has no promoted model yet.
+    pub strategy: Strategy,
+    pub model_version: Option<ModelVersionId>,
+    /// Unlabelled train-split tickets scored.
+    pub candidates: usize,
+    /// Tickets now in the queue.
+    pub queued: u64,
+    /// `embeddings` or `ngrams`, for strategies that compare tickets.
+    pub vectors: Option<&'static str>,
+    pub seconds: f64,
+}
+
+/// Why a scoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot load the promoted model: {0}")]
+    Model(#[from] ModelError),
+    #[error("cannot embed the tickets: {0}")]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    #[error("the queue size must be between 1 and {max}, got {got}")]
+    QueueSize { got: usize, max: usize },
+    #[error("scoring stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+/// The unlabelled candidates: train split, no human or imported label.
+fn is_candidate(ticket: &LabelledTicket) -> bool {
+    ticket.ticket.split == Split::Train
+        && !ticket
+            .labels
+            .iter()
+            .any(|l| matches!(l.source, LabelSource::Human | LabelSource::Import))
+}
+
+async fn load_candidates(
+    store: &AnyStore,
+    project: ProjectId,
+    max: usize,
+) -> Result<Vec<(TicketId, String)>, StoreError> {
+    // An answer of "no tags" leaves no label row; the recorded answer says it was reviewed.
+    let answered: std::collections::HashSet<TicketId> = store
+        .label_submissions(project)
+        .await?
+        .into_iter()
+        .map(|s| s.ticket_id)
+        .collect();
+    let mut candidates = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .tickets_after(project, after, datasets::store::MAX_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.ticket.id);
+        candidates.extend(
+            page.iter()
+                .filter(|t| is_candidate(t) && !answered.contains(&t.ticket.id))
+                .map(|t| (t.ticket.id, t.ticket.text())),
+        );
+    }
+    // Newest first when there are too many; then back in id order for stable ranking.
+    if candidates.len() > max {
+        candidates.drain(..candidates.len() - max);
+    }
+    Ok(candidates)
+}
+
+/// The strongest disagreement between keyword rules and the model on one ticket.
+fn rule_conflict(decider: &Decider, text: &str, probabilities: &[f32]) -> Option<RuleConflict> {
+    let with_rules = decider.decide(text, probabilities, true);
+    let model_only = decider.decide(text, probabilities, false);
+    with_rules
+        .scores
+        .iter()
+        .filter_map(|score| {
+            let by_model = model_only.applied.contains(&score.tag);
+            match score.rule {
+                Some(RuleEffect::Added) if !by_model => Some(RuleConflict {
+                    strength: 1.0 - score.probability,
+                    reason: format!(
+                        "a keyword rule adds {}, the model gives it {:.2}",
+                        score.tag.as_str(),
+                        score.probability
+                    ),
+                }),
+                Some(RuleEffect::Vetoed) if by_model => Some(RuleConflict {
+                    strength: score.probability,
+                    reason: format!(
+                        "a keyword rule vetoes {}, the model gives it {:.2}",
+                        score.tag.as_str(),
+                        score.probability
+                    ),
+                }),
+                _ => None,
+            }
+        })
+        .max_by(|a, b| a.strength.total_cmp(&b.strength))
+}
+
+/// Scores, vectors and conflicts computed off the async runtime, then the ranking.
+fn rank(
+    model: Option<&TaggingModel>,
+    taxonomy: &[Tag],
+    texts: &[&str],
+    strategy: Strategy,
+    options: &ScoreOptions,
+) -> Result<(Vec<Selection>, Option<&'static str>), ScoreError> {
+    let wants_vectors = matches!(strategy, Strategy::Diverse | Strategy::ColdStart);
+    let mut vectors: Option<(Vec<Vec<f32>>, &'static str)> = None;
+    let (probs, tags, thresholds, mode) = match model {
+        Some(model) => {
+            let card = &model.card;
+            let logits = match &model.scorer {
+                // Embed once: the same embeddings give the logits and the diversity.
+                Scorer::EncoderHead(head) => {
+                    let embeddings = head.encoder.embed(texts)?;
+                    let logits = embeddings.iter().map(|e| head.head.logits(e)).collect();
+                    if wants_vectors {
+                        vectors = Some((embeddings, "embeddings"));
+                    }
+                    logits
+                }
+                Scorer::Ngram(_) => model.logits_batch(texts)?,
+            };
+            let probs: Vec<Vec<f32>> = logits
+                .iter()
+                .map(|l| probabilities(l, card.temperature, card.label_mode))
+                .collect();
+            let tags: Vec<String> = card
+                .tags
+                .iter()
+                .map(|t| t.name.as_str().to_string())
+                .collect();
+            (probs, tags, card.thresholds.clone(), card.label_mode)
+        }
+        None => (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            datasets::LabelMode::Multi,
+        ),
+    };
+    if wants_vectors && vectors.is_none() {
+        let cache = options
+            .hub_cache
+            .as_ref()
+            .map_or_else(HubCache::from_env, HubCache::at);
+        vectors = Some(
+            match Encoder::load(&cache, DEFAULT_ENCODER_REPO, &EncoderOptions::default()) {
+                Ok(encoder) => (encoder.embed(texts)?, "embeddings"),
+                // No encoder on this machine: word n-grams still spread the batch.
+                Err(_) => (hashed_ngram_vectors(texts, NGRAM_VECTOR_WIDTH), "ngrams"),
+            },
+        );
+    }
+    let conflicts: Option<Vec<Option<RuleConflict>>> = match (strategy, model) {
+        (Strategy::Disagreement, Some(model)) => {
+            let decider = Decider::new(mode, &model.card.tags, &thresholds, taxonomy);
+            Some(
+                texts
+                    .iter()
+                    .zip(&probs)
+                    .map(|(text, p)| rule_conflict(&decider, text, p))
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+    let pool = Pool {
+        candidates: texts.len(),
+        probabilities: &probs,
+        view: ModelView {
+            mode,
+            tags: &tags,
+            thresholds: &thresholds,
+        },
+        vectors: vectors.as_ref().map(|(v, _)| v.as_slice()),
+        conflicts: conflicts.as_deref(),
+    };
+    let selected = select(strategy, &pool, options.queue_size, options.seed)?;
+    Ok((selected, vectors.map(|(_, kind)| kind)))
+}
+
+/// Recomputes the project's review queue with `strategy` (see the module comment).
+pub async fn score_project(
+    store: &AnyStore,
+    project: ProjectId,
+    strategy: Strategy,
+    options: &ScoreOptions,
+) -> Result<ScoreSummary, ScoreError> {
+    let max = datasets::review::MAX_LEASE_COUNT as usize * 20;
+    if options.queue_size == 0 || options.queue_size > max {
+        return Err(ScoreError::QueueSize {
+            got: options.queue_size,
+            max,
+        });
+    }
+    let started = Instant::now();
+    store.project(project).await?;
+    let version = store.promoted_model_version(project).await?;
+    let used = match (&version, strategy.needs_model()) {
+        (None, true) => Strategy::ColdStart,
+        _ => strategy,
+    };
+    let taxonomy = store.list_tags(project).await?;
+    let candidates = load_candidates(store, project, options.max_candidates).await?;
+    let options_for_worker = options.clone();
+    let version_for_worker = version.clone();
+    let texts: Vec<String> = candidates.iter().map(|(_, text)| text.clone()).collect();
+    let (selected, vectors) = tokio::task::spawn_blocking(move || {
+        let model = match (&version_for_worker, used.needs_model()) {
+            (Some(version), true) => Some(crate::run::load_version(version)?),
+            _ => None,
+        };
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        rank(model.as_ref(), &taxonomy, &texts, used, &options_for_worker)
+    })
+    .await
+    .map_err(|e| ScoreError::Worker(e.to_string()))??;
+    let entries: Vec<NewQueueEntry> = selected
+        .into_iter()
+        .map(|s| NewQueueEntry {
+            ticket_id: candidates[s.index].0,
+            score: s.score,
+            strategy: used.as_str().to_string(),
+            reason: s.reason,
+        })
+        .collect();
+    let queued = store.replace_review_queue(project, &entries).await?;
+    Ok(ScoreSummary {
+        requested: strategy,
+        strategy: used,
+        model_version: version.map(|v| v.id),
+        candidates: candidates.len(),
+        queued,
+        vectors,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

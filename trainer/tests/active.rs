@@ -1,0 +1,250 @@
+//! Scoring a project into its review queue against a real store: cold start without a
+//! model, margin ranking with the promoted model, keyword-rule disagreements, and the
+//! tickets that must never be queued (labelled, imported, test split).
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use inference::calibration::probabilities;
+use std::collections::HashSet;
+use trainer::active::uncertainty::{ModelView, margin};
+use trainer::active::{ScoreOptions, Strategy, score_project};
+use trainer::run::TrainRequest;
+use trainer::{load_version, train};
+
+async fn demo(store: &AnyStore, mode: LabelMode) -> Project {
+    let name = ProjectName::parse("Demo").unwrap();
+    datasets::demo_project::install_demo_project(store, &name, mode, 600, 11)
+        .await
+        .unwrap()
+}
+
+async fn all_tickets(store: &AnyStore, project: ProjectId) -> Vec<LabelledTicket> {
+    store.tickets_after(project, None, 5000).await.unwrap()
+}
+
+fn is_unlabelled_train(ticket: &LabelledTicket) -> bool {
+    ticket.ticket.split == Split::Train
+        && !ticket
+            .labels
+            .iter()
+            .any(|l| matches!(l.source, LabelSource::Human | LabelSource::Import))
+}
+
+/// Options that never find a sentence encoder, so tests do not depend on the download.
+fn offline(queue_size: usize) -> (ScoreOptions, tempfile::TempDir) {
+    let empty = tempfile::tempdir().unwrap();
+    let options = ScoreOptions {
+        queue_size,
+        hub_cache: Some(empty.path().to_path_buf()),
+        ..ScoreOptions::default()
+    };
+    (options, empty)
+}
+
+async fn train_and_promote(
+    store: &AnyStore,
+    project: &Project,
+    models: &std::path::Path,
+) -> ModelVersion {
+    let mut request = TrainRequest::default();
+    request.ngram.epochs = 6;
+    let outcome = train(store, project, &request, models, |_| {})
+        .await
+        .unwrap();
+    store
+        .promote_model_version(project.id, outcome.version.id, "test")
+        .await
+        .unwrap();
+    outcome.version
+}
+
+#[tokio::test]
+async fn without_a_model_the_queue_starts_cold_with_diverse_unlabelled_train_tickets() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Multi).await;
+    let candidates: HashSet<TicketId> = all_tickets(&store, project.id)
+        .await
+        .iter()
+        .filter(|t| is_unlabelled_train(t))
+        .map(|t| t.ticket.id)
+        .collect();
+    assert!(candidates.len() > 20, "the demo has unlabelled tickets");
+    let (options, _cache) = offline(20);
+    let summary = score_project(&store, project.id, Strategy::Margin, &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.requested, Strategy::Margin);
+    assert_eq!(summary.strategy, Strategy::ColdStart);
+    assert_eq!(summary.model_version, None);
+    assert_eq!(summary.vectors, Some("ngrams"));
+    assert_eq!(summary.candidates, candidates.len());
+    assert_eq!(summary.queued, 20);
+    let batch = store
+        .lease_review_tickets(project.id, "ana", 20, 600)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 20);
+    assert!(batch.iter().all(|e| candidates.contains(&e.ticket_id)));
+    assert!(batch.iter().all(|e| e.strategy == "cold-start"));
+    // Diverse: no two queued tickets share the same text.
+    let mut texts = HashSet::new();
+    for entry in &batch {
+        let ticket = store.ticket(project.id, entry.ticket_id).await.unwrap();
+        assert!(texts.insert(ticket.ticket.text()), "a duplicate was queued");
+    }
+}
+
+#[tokio::test]
+async fn with_the_promoted_model_margin_ranks_unlabelled_train_tickets_closest_first() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Single).await;
+    let models = tempfile::tempdir().unwrap();
+    let version = train_and_promote(&store, &project, models.path()).await;
+    // A person labels one unlabelled ticket: it must not be queued.
+    let tickets = all_tickets(&store, project.id).await;
+    let labelled_now = tickets.iter().find(|t| is_unlabelled_train(t)).unwrap();
+    store
+        .set_human_labels(project.id, labelled_now.ticket.id, &[], "ana")
+        .await
+        .unwrap();
+    let candidates: Vec<&LabelledTicket> = tickets
+        .iter()
+        .filter(|t| is_unlabelled_train(t) && t.ticket.id != labelled_now.ticket.id)
+        .collect();
+
+    let (options, _cache) = offline(10);
+    let summary = score_project(&store, project.id, Strategy::Margin, &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.strategy, Strategy::Margin);
+    assert_eq!(summary.model_version, Some(version.id));
+    // The ticket answered with no tags has no label row; its recorded answer keeps it out.
+    assert_eq!(summary.candidates, candidates.len());
+    let batch = store
+        .lease_review_tickets(project.id, "ana", 10, 600)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 10);
+
+    // Recompute every candidate's margin with the model: the queue holds the ten best, in order.
+    let model = load_version(&version).unwrap();
+    let tags: Vec<String> = model
+        .card
+        .tags
+        .iter()
+        .map(|t| t.name.as_str().to_string())
+        .collect();
+    let view = ModelView {
+        mode: model.card.label_mode,
+        tags: &tags,
+        thresholds: &model.card.thresholds,
+    };
+    let mut expected: Vec<(f32, TicketId)> = candidates
+        .iter()
+        .map(|t| {
+            let p = probabilities(
+                &model.logits(&t.ticket.text()),
+                model.card.temperature,
+                model.card.label_mode,
+            );
+            (margin(&p, &view).score, t.ticket.id)
+        })
+        .collect();
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (entry, (score, _)) in batch.iter().zip(&expected) {
+        assert!(
+            (entry.score - score).abs() < 1e-4,
+            "{} vs {score}",
+            entry.score
+        );
+        assert!(entry.reason.starts_with("margin "), "{}", entry.reason);
+        assert!(entry.reason.contains(" between "), "{}", entry.reason);
+    }
+    assert!(batch.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_ne!(batch[0].ticket_id, labelled_now.ticket.id);
+    let by_id: std::collections::HashMap<TicketId, &LabelledTicket> =
+        tickets.iter().map(|t| (t.ticket.id, t)).collect();
+    assert!(
+        batch
+            .iter()
+            .all(|e| is_unlabelled_train(by_id[&e.ticket_id]))
+    );
+}
+
+#[tokio::test]
+async fn disagreement_queues_tickets_where_a_keyword_rule_and_the_model_differ() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Multi).await;
+    let models = tempfile::tempdir().unwrap();
+    train_and_promote(&store, &project, models.path()).await;
+    // A rule the model never learned: any ticket mentioning "zebra" is Billing.
+    let tags = store.list_tags(project.id).await.unwrap();
+    let billing = tags.iter().find(|t| t.name.as_str() == "Billing").unwrap();
+    store
+        .update_tag(
+            project.id,
+            billing.id,
+            &TagUpdate {
+                keywords: Some(KeywordRules {
+                    include: vec!["zebra".into()],
+                    exclude: Vec::new(),
+                }),
+                ..TagUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let zebra = store
+        .upsert_tickets(
+            project.id,
+            &[NewTicket {
+                source: "api".into(),
+                external_id: "Z-1".into(),
+                subject: "The app crashes when I open the zebra screen".into(),
+                body: "Stack trace attached, it crashes every time.".into(),
+                metadata: serde_json::json!({}),
+                created_at: None,
+                split: Split::Train,
+            }],
+        )
+        .await
+        .unwrap()[0]
+        .id;
+    let (options, _cache) = offline(50);
+    let summary = score_project(&store, project.id, Strategy::Disagreement, &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.strategy, Strategy::Disagreement);
+    let batch = store
+        .lease_review_tickets(project.id, "ana", 50, 600)
+        .await
+        .unwrap();
+    let entry = batch
+        .iter()
+        .find(|e| e.ticket_id == zebra)
+        .expect("the zebra ticket is queued");
+    assert!(
+        entry
+            .reason
+            .starts_with("a keyword rule adds Billing, the model gives it"),
+        "{}",
+        entry.reason
+    );
+    assert!(batch.iter().all(|e| e.strategy == "disagreement"));
+}
+
+#[tokio::test]
+async fn a_queue_size_of_zero_is_refused() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Multi).await;
+    let (options, _cache) = offline(0);
+    let error = score_project(&store, project.id, Strategy::Random, &options)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("queue size"), "{error}");
+}

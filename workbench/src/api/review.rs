@@ -1,0 +1,158 @@
+//! The review queue over HTTP: lease the next ranked tickets to a labeller (each with its
+//! score, strategy and reason), give one back, and rescore the queue now.
+
+use super::auth::AuthorizedProject;
+use super::projects::find_project;
+use super::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use datasets::{LabelledTicket, QueueEntry, ReviewQueueStats, Store, TicketId};
+use serde::{Deserialize, Serialize};
+use trainer::active::{ScoreError, ScoreOptions, ScoreSummary, Strategy};
+
+/// Most tickets one request may lease: one screen of work, not the whole queue.
+pub const MAX_LEASE_BATCH: u32 = 100;
+/// How long a lease lasts when the request does not say: long enough to label a batch.
+pub const DEFAULT_LEASE_SECONDS: u32 = 15 * 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseQuery {
+    /// Who is labelling; the signed-in user once the workbench has logins.
+    user: String,
+    #[serde(default = "default_count")]
+    count: u32,
+    #[serde(default = "default_lease_seconds")]
+    lease_seconds: u32,
+}
+
+fn default_count() -> u32 {
+    10
+}
+
+fn default_lease_seconds() -> u32 {
+    DEFAULT_LEASE_SECONDS
+}
+
+/// A leased ticket: why it was chosen, and the ticket with its current labels (the model's
+/// suggestions among them).
+#[derive(Serialize)]
+pub struct LeasedTicket {
+    #[serde(flatten)]
+    entry: QueueEntry,
+    ticket: LabelledTicket,
+}
+
+#[derive(Serialize)]
+pub struct LeasedBatch {
+    user: String,
+    tickets: Vec<LeasedTicket>,
+    stats: ReviewQueueStats,
+}
+
+pub async fn lease(
+    State(state): State<AppState>,
+    ApiPath(project): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LeaseQuery>,
+) -> Result<ApiJson<LeasedBatch>, ApiError> {
+    if query.count == 0 || query.count > MAX_LEASE_BATCH {
+        return Err(ApiError::invalid(format!(
+            "count must be 1 to {MAX_LEASE_BATCH}, got {}",
+            query.count
+        )));
+    }
+    let project = find_project(&state.store, &project).await?;
+    let entries = state
+        .store
+        .lease_review_tickets(project.id, &query.user, query.count, query.lease_seconds)
+        .await?;
+    let mut tickets = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let ticket = state.store.ticket(project.id, entry.ticket_id).await?;
+        tickets.push(LeasedTicket { entry, ticket });
+    }
+    Ok(ApiJson(LeasedBatch {
+        user: query.user,
+        tickets,
+        stats: state.store.review_queue_stats(project.id).await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    user: String,
+}
+
+/// Gives a leased ticket back (a skip): someone else gets it, the same user not at once.
+pub async fn release(
+    State(state): State<AppState>,
+    ApiPath((project, ticket)): ApiPath<(String, i64)>,
+    ApiJson(request): ApiJson<ReleaseRequest>,
+) -> Result<StatusCode, ApiError> {
+    let project = find_project(&state.store, &project).await?;
+    state
+        .store
+        .release_review_lease(project.id, TicketId(ticket), &request.user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreRequest {
+    /// `margin` unless given.
+    strategy: Option<String>,
+    queue_size: Option<usize>,
+    seed: Option<u64>,
+}
+
+impl From<ScoreError> for ApiError {
+    fn from(error: ScoreError) -> Self {
+        match error {
+            ScoreError::Store(error) => error.into(),
+            ScoreError::Select(_) | ScoreError::QueueSize { .. } => {
+                ApiError::invalid(error.to_string())
+            }
+            ScoreError::Model(_) | ScoreError::Encoder(_) | ScoreError::Worker(_) => {
+                tracing::error!(error = %error, "scoring the review queue failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "scoring_failed",
+                    error.to_string(),
+                )
+            }
+        }
+    }
+}
+
+/// Recomputes the queue now, synchronously (the score job does the same after training).
+pub async fn score(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    body: axum::body::Bytes,
+) -> Result<ApiJson<ScoreSummary>, ApiError> {
+    // The body is optional: an empty one means the defaults.
+    let request: ScoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ScoreRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(e.to_string()))?
+    };
+    let strategy: Strategy = request
+        .strategy
+        .as_deref()
+        .unwrap_or("margin")
+        .parse()
+        .map_err(|e: trainer::active::select::UnknownStrategy| ApiError::invalid(e.to_string()))?;
+    let defaults = ScoreOptions::default();
+    let options = ScoreOptions {
+        queue_size: request.queue_size.unwrap_or(defaults.queue_size),
+        seed: request.seed.unwrap_or(defaults.seed),
+        ..defaults
+    };
+    Ok(ApiJson(
+        trainer::active::score_project(&state.store, authorized.project.id, strategy, &options)
+            .await?,
+    ))
+}

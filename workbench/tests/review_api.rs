@@ -1,0 +1,340 @@
+//! The review queue over HTTP: leased batches in rank order with their reasons, exclusive
+//! between labellers, skips, rescoring behind an API key, and clear errors.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use datasets::test_db::TestDatabase;
+use datasets::{
+    AnyStore, NewQueueEntry, NewTicket, ProjectId, ProjectName, Split, Store, TicketId,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use workbench::app::app;
+use workbench::config::Config;
+use workbench::state::AppState;
+
+struct TestApp {
+    router: axum::Router,
+    store: AnyStore,
+    project: ProjectId,
+    tickets: Vec<TicketId>,
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    /// A project "Acme" with the default taxonomy and `count` unlabelled train tickets.
+    async fn new(count: usize) -> Self {
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let router = app(AppState::new(store.clone(), Config::default()));
+        let mut test = Self {
+            router,
+            store: store.clone(),
+            project: ProjectId(0),
+            tickets: Vec::new(),
+            _database: database,
+        };
+        let (status, _) = test
+            .call(
+                Method::POST,
+                "/v1/projects",
+                Some(json!({"name": "Acme"})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        test.project = store
+            .project_by_name(&ProjectName::parse("Acme").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let tickets: Vec<NewTicket> = (0..count)
+            .map(|i| NewTicket {
+                source: "api".into(),
+                external_id: format!("T-{i}"),
+                subject: format!(
+                    "Ticket number {i} about {}",
+                    ["billing", "login", "crash"][i % 3]
+                ),
+                body: format!("Details of ticket {i}"),
+                metadata: json!({}),
+                created_at: None,
+                split: Split::Train,
+            })
+            .collect();
+        test.tickets = store
+            .upsert_tickets(test.project, &tickets)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        test
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+
+    async fn queue(&self, ranked: &[TicketId]) {
+        let entries: Vec<NewQueueEntry> = ranked
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NewQueueEntry {
+                ticket_id: *t,
+                score: 1.0 - i as f32 / 100.0,
+                strategy: "margin".into(),
+                reason: format!("margin 0.{i:02} between Bug and Question"),
+            })
+            .collect();
+        self.store
+            .replace_review_queue(self.project, &entries)
+            .await
+            .unwrap();
+    }
+}
+
+fn ticket_ids(body: &Value) -> Vec<i64> {
+    body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ticket_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_queue_leases_a_ranked_batch_with_reasons_and_keeps_labellers_apart() {
+    let app = TestApp::new(6).await;
+    let ranked = [
+        app.tickets[4],
+        app.tickets[1],
+        app.tickets[5],
+        app.tickets[0],
+    ];
+    app.queue(&ranked).await;
+
+    let (status, ana) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=ana&count=2",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ana}");
+    assert_eq!(ticket_ids(&ana), [ranked[0].0, ranked[1].0]);
+    let first = &ana["tickets"][0];
+    assert_eq!(first["rank"], 1);
+    assert_eq!(first["strategy"], "margin");
+    assert_eq!(first["reason"], "margin 0.00 between Bug and Question");
+    assert!((first["score"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert_eq!(first["leased_by"], "ana");
+    assert!(first["lease_expires_at"].is_string());
+    assert_eq!(first["ticket"]["subject"], "Ticket number 4 about login");
+    assert_eq!(ana["stats"]["leased"], 2);
+    assert_eq!(ana["stats"]["pending"], 2);
+
+    let (_, bo) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=bo&count=5",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(ticket_ids(&bo), [ranked[2].0, ranked[3].0]);
+
+    // Ana labels her first ticket: it leaves the queue; asking again gives her second only.
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/projects/acme/tickets/{}/labels", ranked[0].0),
+            Some(json!({"tags": ["Bug"], "user": "ana"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=ana&count=2",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(ticket_ids(&again), [ranked[1].0]);
+}
+
+#[tokio::test]
+async fn a_released_ticket_goes_back_to_the_queue_for_someone_else() {
+    let app = TestApp::new(3).await;
+    app.queue(&app.tickets).await;
+    let (_, ana) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=ana&count=1",
+            None,
+            None,
+        )
+        .await;
+    let held = ticket_ids(&ana)[0];
+    let release = format!("/v1/projects/acme/review-queue/{held}/release");
+    let (status, body) = app
+        .call(Method::POST, &release, Some(json!({"user": "bo"})), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = app
+        .call(Method::POST, &release, Some(json!({"user": "ana"})), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, bo) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=bo&count=1",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(ticket_ids(&bo), [held]);
+}
+
+#[tokio::test]
+async fn bad_lease_requests_get_clear_errors() {
+    let app = TestApp::new(1).await;
+    for (uri, status) in [
+        (
+            "/v1/projects/acme/review-queue?count=2",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/projects/acme/review-queue?user=ana&count=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/projects/acme/review-queue?user=ana&count=1000",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/projects/acme/review-queue?user=ana&lease_seconds=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/projects/acme/review-queue?user=%20&count=1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/projects/nowhere/review-queue?user=ana",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (got, body) = app.call(Method::GET, uri, None, None).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert!(body["error"]["message"].is_string(), "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn scoring_needs_a_key_and_fills_the_queue() {
+    let app = TestApp::new(12).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/acme/review-queue/score",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let key = app
+        .store
+        .create_api_key(app.project, "scorer")
+        .await
+        .unwrap()
+        .secret;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/acme/review-queue/score",
+            Some(json!({"strategy": "certainty"})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown strategy")
+    );
+
+    let (status, summary) = app
+        .call(
+            Method::POST,
+            "/v1/projects/acme/review-queue/score",
+            Some(json!({"strategy": "random", "queue_size": 5, "seed": 3})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["strategy"], "random");
+    assert_eq!(summary["candidates"], 12);
+    assert_eq!(summary["queued"], 5);
+    let (_, batch) = app
+        .call(
+            Method::GET,
+            "/v1/projects/acme/review-queue?user=ana&count=10",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(ticket_ids(&batch).len(), 5);
+    assert!(
+        batch["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["strategy"] == "random")
+    );
+
+    // No promoted model: a model strategy starts cold instead of failing.
+    let (status, summary) = app
+        .call(
+            Method::POST,
+            "/v1/projects/acme/review-queue/score",
+            None,
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["requested"], "margin");
+    assert_eq!(summary["strategy"], "cold-start");
+}
