@@ -16,6 +16,7 @@
 //! No model files are written before the last step of a run, so every one of these ends
 //! either with a complete version or with none.
 
+use crate::active::{ScoreError, ScoreOptions, Strategy, score_project};
 use crate::run::{Progress, TrainError, TrainRequest, train_until};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
@@ -37,6 +38,19 @@ pub struct TrainJob {
     pub project_id: ProjectId,
     pub run_id: TrainingRunId,
 }
+
+/// Recompute a project's review queue with the model in service (after a training run or a
+/// promotion). Cheap, idempotent: a retry or a duplicate only scores again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreJob {
+    pub project_id: ProjectId,
+    /// An active-learning strategy name (`margin`, `diverse`, …).
+    pub strategy: String,
+}
+
+/// The strategy the queue is scored with unless a job says otherwise: uncertain tickets
+/// that are unlike each other.
+pub const DEFAULT_SCORE_STRATEGY: Strategy = Strategy::Diverse;
 
 /// How many times a job is started before the queue gives up (crashes and shutdowns
 /// count; bad data never retries).
@@ -83,15 +97,23 @@ impl Default for QueueSettings {
 /// The queue of training jobs on the store's database.
 #[derive(Clone)]
 pub enum JobQueue {
-    Sqlite(SqliteStorage<TrainJob>, Duration),
-    Postgres(PostgresStorage<TrainJob>, Duration),
+    Sqlite {
+        training: SqliteStorage<TrainJob>,
+        scoring: SqliteStorage<ScoreJob>,
+        poll: Duration,
+    },
+    Postgres {
+        training: PostgresStorage<TrainJob>,
+        scoring: PostgresStorage<ScoreJob>,
+        poll: Duration,
+    },
 }
 
 impl std::fmt::Debug for JobQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Sqlite(..) => f.write_str("JobQueue(sqlite)"),
-            Self::Postgres(..) => f.write_str("JobQueue(postgres)"),
+            Self::Sqlite { .. } => f.write_str("JobQueue(sqlite)"),
+            Self::Postgres { .. } => f.write_str("JobQueue(postgres)"),
         }
     }
 }
@@ -107,46 +129,82 @@ impl JobQueue {
                 let mut migrator = SqliteStorage::<()>::migrations();
                 migrator.set_ignore_missing(true);
                 migrator.run(pool).await?;
-                let config = apalis_sqlite::Config::default()
-                    .queue("training")
-                    .batch_size(1)
-                    .heartbeat_interval(settings.heartbeat)
-                    .missed_heartbeats(settings.missed_heartbeats);
-                Self::Sqlite(
-                    SqliteStorage::new(pool).with_config(config),
-                    settings.poll_interval,
-                )
+                let config = |queue: &str| {
+                    apalis_sqlite::Config::default()
+                        .queue(queue)
+                        .batch_size(1)
+                        .heartbeat_interval(settings.heartbeat)
+                        .missed_heartbeats(settings.missed_heartbeats)
+                };
+                Self::Sqlite {
+                    training: SqliteStorage::new(pool).with_config(config("training")),
+                    scoring: SqliteStorage::new(pool).with_config(config("scoring")),
+                    poll: settings.poll_interval,
+                }
             }
             AnyStore::Postgres(postgres) => {
                 let pool = postgres.pool();
                 // apalis-postgres keeps everything, its migration history included, in its
                 // own `apalis` schema.
                 PostgresStorage::<()>::migrations().run(pool).await?;
-                let config = apalis_postgres::Config::default()
-                    .queue("training")
-                    .batch_size(1)
-                    .heartbeat_interval(settings.heartbeat)
-                    .missed_heartbeats(settings.missed_heartbeats);
-                Self::Postgres(
-                    PostgresStorage::new(pool).with_config(config),
-                    settings.poll_interval,
-                )
+                let config = |queue: &str| {
+                    apalis_postgres::Config::default()
+                        .queue(queue)
+                        .batch_size(1)
+                        .heartbeat_interval(settings.heartbeat)
+                        .missed_heartbeats(settings.missed_heartbeats)
+                };
+                Self::Postgres {
+                    training: PostgresStorage::new(pool).with_config(config("training")),
+                    scoring: PostgresStorage::new(pool).with_config(config("scoring")),
+                    poll: settings.poll_interval,
+                }
             }
         })
     }
 
-    async fn push(&mut self, job: TrainJob) -> Result<(), JobError> {
+    async fn push_training(&self, job: TrainJob) -> Result<(), JobError> {
         let task = TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build();
-        match self {
-            Self::Sqlite(queue, _) => queue
+        let pushed = match self {
+            Self::Sqlite { training, .. } => training
+                .clone()
                 .push_task(task)
                 .await
-                .map_err(|e| JobError::Push(e.to_string())),
-            Self::Postgres(queue, _) => queue
+                .map_err(|e| e.to_string()),
+            Self::Postgres { training, .. } => training
+                .clone()
                 .push_task(task)
                 .await
-                .map_err(|e| JobError::Push(e.to_string())),
-        }
+                .map_err(|e| e.to_string()),
+        };
+        pushed.map_err(JobError::Push)
+    }
+
+    /// Queues a rescoring of the project's review queue.
+    pub async fn push_scoring(&self, job: ScoreJob) -> Result<(), JobError> {
+        let task = TaskBuilder::new(job).max_attempts(3).build();
+        let pushed = match self {
+            Self::Sqlite { scoring, .. } => scoring
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Postgres { scoring, .. } => scoring
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        pushed.map_err(JobError::Push)
+    }
+
+    /// After a promotion or a finished training run: score the queue again.
+    pub async fn rescore(&self, project: ProjectId) -> Result<(), JobError> {
+        self.push_scoring(ScoreJob {
+            project_id: project,
+            strategy: DEFAULT_SCORE_STRATEGY.as_str().to_string(),
+        })
+        .await
     }
 }
 
@@ -171,6 +229,9 @@ pub struct TrainingParams {
     pub threads: Option<usize>,
     /// Precision auto-applied tags should reach (0 < p ≤ 1).
     pub target_precision: Option<f64>,
+    /// Promote the new version when the promotion guard allows it (the retraining policy's
+    /// runs); otherwise it stays a candidate for a person to promote.
+    pub auto_promote: Option<bool>,
 }
 
 impl TrainingParams {
@@ -240,6 +301,48 @@ impl TrainingParams {
     }
 }
 
+/// When to retrain by itself while people label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrainPolicy {
+    /// Queue a run after this many tickets were labelled since the queue was last scored;
+    /// 0 turns the policy off.
+    pub after_labels: u64,
+    /// A fast kind, so the queue improves within seconds.
+    pub kind: ModelKind,
+}
+
+/// Called after people label: queues an auto-promoting run of the policy's kind when enough
+/// labels arrived and no run of the project is queued or running. Returns the queued run.
+pub async fn retrain_if_due(
+    store: &AnyStore,
+    queue: &JobQueue,
+    project: ProjectId,
+    policy: &RetrainPolicy,
+) -> Result<Option<TrainingRun>, JobError> {
+    if policy.after_labels == 0 {
+        return Ok(None);
+    }
+    let stats = store.review_queue_stats(project).await?;
+    if stats.labelled_since_scoring < policy.after_labels {
+        return Ok(None);
+    }
+    let busy = store
+        .training_runs(project, 20)
+        .await?
+        .iter()
+        .any(|run| !run.status.is_final());
+    if busy {
+        return Ok(None);
+    }
+    let params = TrainingParams {
+        auto_promote: Some(true),
+        ..TrainingParams::default()
+    };
+    let run = submit_training(store, queue, project, policy.kind, &params, "policy").await?;
+    tracing::info!(project = %project, run = %run.id, labels = stats.labelled_since_scoring, "retraining after new labels");
+    Ok(Some(run))
+}
+
 /// Queues a training run: the row first (so it can be shown and cancelled at once), then
 /// the job. Parameters are checked here so a bad request is refused, not queued.
 pub async fn submit_training(
@@ -266,7 +369,7 @@ pub async fn submit_training(
         project_id: project,
         run_id: run.id,
     };
-    if let Err(error) = queue.clone().push(job).await {
+    if let Err(error) = queue.push_training(job).await {
         // Never leave a queued row that no job will ever run.
         let _ = store.cancel_training_run(project, run.id).await;
         return Err(error);
@@ -284,6 +387,8 @@ pub struct WorkerState {
     pub name: String,
     /// Set when the worker has been asked to shut down: training stops at the next epoch.
     pub stopping: Arc<AtomicBool>,
+    /// The promotion guard's margin, for runs that promote themselves.
+    pub guard_margin: f64,
 }
 
 /// Runs training jobs one at a time until `shutdown` completes; then stops the job in
@@ -295,34 +400,101 @@ pub async fn run_worker(
 ) -> Result<(), JobError> {
     let name = state.name.clone();
     let stopping = state.stopping.clone();
-    let signal = async move {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown.await;
         stopping.store(true, Ordering::SeqCst);
         tracing::info!("worker shutting down: the job in progress stops at its next epoch");
-        Ok::<(), std::io::Error>(())
+        let _ = stop.send(true);
+    });
+    // One signal per apalis worker: both stop together.
+    let signal = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            Ok::<(), std::io::Error>(())
+        }
     };
+    let scorer_name = format!("{name}-scoring");
     tracing::info!(worker = %name, "training worker started");
-    let result = match queue {
-        JobQueue::Sqlite(backend, interval) => {
-            WorkerBuilder::new(name.as_str())
-                .backend(backend.poll_with_interval(interval))
-                .data(state)
-                .concurrency(1)
-                .build(train_job)
-                .run_until(signal)
-                .await
+    // Training and scoring are separate apalis workers so a long training run never holds
+    // up the review queue; each runs one job at a time.
+    let (training, scoring) = match queue.clone() {
+        JobQueue::Sqlite {
+            training,
+            scoring,
+            poll,
+        } => {
+            tokio::join!(
+                WorkerBuilder::new(name.as_str())
+                    .backend(training.poll_with_interval(poll))
+                    .data(state.clone())
+                    .data(queue.clone())
+                    .concurrency(1)
+                    .build(train_job)
+                    .run_until(signal()),
+                WorkerBuilder::new(scorer_name.as_str())
+                    .backend(scoring.poll_with_interval(poll))
+                    .data(state)
+                    .concurrency(1)
+                    .build(score_job)
+                    .run_until(signal()),
+            )
         }
-        JobQueue::Postgres(backend, interval) => {
-            WorkerBuilder::new(name.as_str())
-                .backend(backend.poll_with_interval(interval))
-                .data(state)
-                .concurrency(1)
-                .build(train_job)
-                .run_until(signal)
-                .await
+        JobQueue::Postgres {
+            training,
+            scoring,
+            poll,
+        } => {
+            tokio::join!(
+                WorkerBuilder::new(name.as_str())
+                    .backend(training.poll_with_interval(poll))
+                    .data(state.clone())
+                    .data(queue.clone())
+                    .concurrency(1)
+                    .build(train_job)
+                    .run_until(signal()),
+                WorkerBuilder::new(scorer_name.as_str())
+                    .backend(scoring.poll_with_interval(poll))
+                    .data(state)
+                    .concurrency(1)
+                    .build(score_job)
+                    .run_until(signal()),
+            )
         }
     };
-    result.map_err(|e| JobError::Worker(e.to_string()))
+    training
+        .and(scoring)
+        .map_err(|e| JobError::Worker(e.to_string()))
+}
+
+/// One scoring job: the project's review queue ranked again with the model in service.
+async fn score_job(job: ScoreJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+    let strategy: Strategy = job.strategy.parse().map_err(|e| abort(format!("{e}")))?;
+    match score_project(
+        &state.store,
+        job.project_id,
+        strategy,
+        &ScoreOptions::default(),
+    )
+    .await
+    {
+        Ok(summary) => {
+            tracing::info!(project = %job.project_id, queued = summary.queued, strategy = %summary.strategy.as_str(), "review queue scored");
+            Ok(())
+        }
+        Err(ScoreError::Store(StoreError::NotFound(what))) => {
+            Err(abort(format!("{what} not found")))
+        }
+        // A broken model file or bad options will not mend by retrying.
+        Err(
+            error @ (ScoreError::Model(_) | ScoreError::QueueSize { .. } | ScoreError::Select(_)),
+        ) => {
+            tracing::warn!(project = %job.project_id, %error, "scoring failed");
+            Err(abort(error.to_string()))
+        }
+        Err(error) => Err(Box::new(error)),
+    }
 }
 
 /// Why a job ended without success, as apalis should treat it.
@@ -332,7 +504,11 @@ fn abort(reason: impl Into<String>) -> BoxDynError {
 
 /// One training job. `Ok` and aborts end the job; any other error makes apalis run it again
 /// (up to `MAX_ATTEMPTS`).
-async fn train_job(job: TrainJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+async fn train_job(
+    job: TrainJob,
+    state: Data<WorkerState>,
+    queue: Data<JobQueue>,
+) -> Result<(), BoxDynError> {
     let store = &state.store;
     let run = match store
         .claim_training_run(job.project_id, job.run_id, &state.name)
@@ -366,10 +542,10 @@ async fn train_job(job: TrainJob, state: Data<WorkerState>) -> Result<(), BoxDyn
             return Err(abort(reason));
         }
     };
-    let request = match serde_json::from_value::<TrainingParams>(run.params.clone())
-        .map_err(|e| format!("invalid training parameters: {e}"))
-        .and_then(|params| params.request(kind))
-    {
+    let params = serde_json::from_value::<TrainingParams>(run.params.clone())
+        .map_err(|e| format!("invalid training parameters: {e}"));
+    let auto_promote = params.as_ref().is_ok_and(|p| p.auto_promote == Some(true));
+    let request = match params.and_then(|params| params.request(kind)) {
         Ok(request) => request,
         Err(reason) => {
             finish(RunOutcome::Failed(reason.clone())).await;
@@ -447,6 +623,14 @@ async fn train_job(job: TrainJob, state: Data<WorkerState>) -> Result<(), BoxDyn
         Ok(outcome) => {
             tracing::info!(run = %run.id, version = %outcome.version.id, seconds = outcome.train_seconds, "trained");
             finish(RunOutcome::Succeeded(outcome.version.id)).await;
+            if auto_promote {
+                promote_if_allowed(store, &outcome.version, state.guard_margin).await;
+            }
+            // The queue follows the model in service; the retraining policy counts labels
+            // since the last scoring, so this also restarts its count.
+            if let Err(error) = queue.rescore(job.project_id).await {
+                tracing::warn!(%error, "could not queue a rescoring of the review queue");
+            }
             Ok(())
         }
         Err(TrainError::Stopped) if cancelled.load(Ordering::SeqCst) => {
@@ -480,6 +664,29 @@ async fn train_job(job: TrainJob, state: Data<WorkerState>) -> Result<(), BoxDyn
     }
 }
 
+/// Promotes a policy run's version when the guard allows it, recorded as done by `policy`.
+async fn promote_if_allowed(store: &AnyStore, version: &datasets::ModelVersion, margin: f64) {
+    let project = version.project_id;
+    let promoted = match store.promoted_model_version(project).await {
+        Ok(promoted) => promoted,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the version in service; not promoting");
+            return;
+        }
+    };
+    if let Err(refusal) = datasets::registry::check_guard(version, promoted.as_ref(), margin) {
+        tracing::info!(version = %version.id, %refusal, "retrained version left as a candidate");
+        return;
+    }
+    match store
+        .promote_model_version(project, version.id, "policy")
+        .await
+    {
+        Ok(_) => tracing::info!(version = %version.id, "retrained version promoted"),
+        Err(error) => tracing::warn!(%error, "could not promote the retrained version"),
+    }
+}
+
 /// A progress event as the store keeps it (and the API and pages show it).
 fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
     let elapsed_seconds = elapsed.as_secs_f64();
@@ -508,6 +715,14 @@ fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
                 "loss": epoch.train_loss, "validation_loss": epoch.validation_loss,
                 "elapsed_seconds": elapsed_seconds,
                 "eta_seconds": per_epoch * epoch.epochs.saturating_sub(epoch.epoch) as f64,
+            })
+        }
+        Progress::Step(step) => {
+            let per_step = elapsed_seconds / step.step.max(1) as f64;
+            serde_json::json!({
+                "stage": "training", "step": step.step, "steps": step.steps,
+                "epoch": step.epoch, "loss": step.loss, "elapsed_seconds": elapsed_seconds,
+                "eta_seconds": per_step * step.steps.saturating_sub(step.step) as f64,
             })
         }
         Progress::Refitting { epochs } => serde_json::json!({

@@ -36,6 +36,9 @@ pub struct Config {
     /// How often a worker tells the queue it is alive, in seconds; one silent for three of
     /// these is taken for dead and its job handed to another worker.
     pub worker_heartbeat_seconds: f64,
+    /// Retrain (`ngram`, promoted when the guard allows) after this many tickets were
+    /// labelled since the review queue was last scored; 0 turns it off.
+    pub retrain_after_labels: u64,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             secure_cookies: false,
             with_worker: false,
             worker_heartbeat_seconds: 10.0,
+            retrain_after_labels: 50,
         }
     }
 }
@@ -72,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("with_worker", &self.with_worker)
             .field("worker_heartbeat_seconds", &self.worker_heartbeat_seconds)
+            .field("retrain_after_labels", &self.retrain_after_labels)
             .finish()
     }
 }

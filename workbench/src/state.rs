@@ -29,6 +29,39 @@ impl AppState {
         }
     }
 
+    /// After a person labelled tickets of the project: queue a retraining run when the
+    /// policy says one is due. In the background: the labeller never waits on it, and a
+    /// failure is logged, not theirs to handle.
+    pub fn labels_changed(&self, project: datasets::ProjectId) {
+        let Some(queue) = self.jobs.clone() else {
+            return;
+        };
+        let policy = trainer::jobs::RetrainPolicy {
+            after_labels: self.config.retrain_after_labels,
+            kind: inference::ModelKind::Ngram,
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) =
+                trainer::jobs::retrain_if_due(&store, &queue, project, &policy).await
+            {
+                tracing::warn!(%error, %project, "could not check the retraining policy");
+            }
+        });
+    }
+
+    /// After a promotion or rollback: rank the review queue again with the model in service.
+    pub fn model_changed(&self, project: datasets::ProjectId) {
+        let Some(queue) = self.jobs.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(error) = queue.rescore(project).await {
+                tracing::warn!(%error, %project, "could not queue a rescoring");
+            }
+        });
+    }
+
     /// The same state, able to queue training jobs.
     pub fn with_jobs(mut self, queue: trainer::jobs::JobQueue) -> Self {
         self.jobs = Some(queue);

@@ -38,5 +38,6 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         models_dir,
         name: format!("{host}-{}", std::process::id()),
         stopping: Arc::new(AtomicBool::new(false)),
+        guard_margin: config.promotion_guard_margin,
     })
 }

@@ -436,6 +436,12 @@ async fn every_action(
             Role::Labeler,
         ),
         (
+            "label from the review queue",
+            app.p(&format!("/review/{}", app.tickets[1])),
+            vec![("tags", "login".to_string())],
+            Role::Labeler,
+        ),
+        (
             "add a tag",
             app.p("/taxonomy"),
             vec![("name", "refunds".to_string())],
@@ -818,5 +824,109 @@ async fn static_files_are_served_from_the_binary() {
     assert_eq!(
         app.get("/static/missing.css", None).await.status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_leave() {
+    let app = WebApp::new().await;
+    let billing = app.tag_id("billing").await;
+    let version = app
+        .store
+        .create_model_version(app.project.id, &NewModelVersion::default())
+        .await
+        .unwrap();
+    app.store
+        .set_model_labels(
+            app.project.id,
+            app.tickets[0],
+            version.id,
+            &[(billing, 0.91)],
+        )
+        .await
+        .unwrap();
+    app.store
+        .replace_review_queue(
+            app.project.id,
+            &[
+                NewQueueEntry {
+                    ticket_id: app.tickets[0],
+                    score: 0.9,
+                    strategy: "margin".into(),
+                    reason: "margin 0.03 between billing and login".into(),
+                },
+                NewQueueEntry {
+                    ticket_id: app.tickets[1],
+                    score: 0.5,
+                    strategy: "entropy".into(),
+                    reason: "the model is unsure of every tag".into(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let browser = app.login("labeler").await;
+    let first = app.get(&app.p("/review"), Some(&browser)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert!(first.body.contains("Invoice charged twice"));
+    assert!(first.body.contains("margin 0.03 between billing and login"));
+    // The model's tag above threshold is pre-selected and numbered for the keyboard.
+    assert!(
+        first
+            .body
+            .contains(r#"value="billing" data-key="2" checked"#),
+        "{}",
+        first.body
+    );
+    // Reloading shows the same leased ticket.
+    let again = app.get(&app.p("/review"), Some(&browser)).await;
+    assert!(again.body.contains("Invoice charged twice"));
+    let confirmed = app
+        .submit(
+            &browser,
+            &app.p(&format!("/review/{}", app.tickets[0])),
+            &[("tags", "billing"), ("action", "confirm")],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        confirmed.location.unwrap(),
+        app.p(&format!("/review?last={}", app.tickets[0]))
+    );
+    let next = app.get(&app.p("/review"), Some(&browser)).await;
+    assert!(!next.body.contains("Invoice charged twice"));
+    assert!(next.body.contains("Cannot log in"));
+    assert!(next.body.contains("the model is unsure of every tag"));
+    let skipped = app
+        .submit(
+            &browser,
+            &app.p(&format!("/review/{}/skip", app.tickets[1])),
+            &[],
+        )
+        .await;
+    assert_eq!(skipped.status, StatusCode::SEE_OTHER);
+    let ticket = app
+        .store
+        .ticket(app.project.id, app.tickets[0])
+        .await
+        .unwrap();
+    assert!(
+        ticket
+            .labels
+            .iter()
+            .any(|l| l.source == LabelSource::Human && l.set_by == "labeler")
+    );
+    // Reopening the last ticket pre-selects the person's own answer.
+    let reopened = app
+        .get(
+            &app.p(&format!("/review?ticket={}", app.tickets[0])),
+            Some(&browser),
+        )
+        .await;
+    assert!(reopened.body.contains("reopened"));
+    assert!(
+        reopened
+            .body
+            .contains(r#"value="billing" data-key="2" checked"#)
     );
 }

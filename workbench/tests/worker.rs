@@ -332,6 +332,7 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
             models_dir: dir.path().join("models"),
             name: "in-process".into(),
             stopping: Default::default(),
+            guard_margin: 0.02,
         },
         async move {
             let _ = stopped.await;
@@ -448,6 +449,101 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
     let _ = project;
 }
 
+async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
+    _database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = workbench::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        retrain_after_labels: 3,
+        ..Default::default()
+    };
+    let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
+    let router = workbench::app::app(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue,
+        WorkerState {
+            store: store.clone(),
+            models_dir: dir.path().join("models"),
+            name: "in-process".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let tickets = store.tickets_after(project.id, None, 3).await.unwrap();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let (status, body) = call(
+            &router,
+            Method::PUT,
+            &format!("/v1/projects/Demo/tickets/{}/labels", ticket.ticket.id),
+            None,
+            Some(json!({"tags": ["Bug"], "user": "ana"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if i < 2 {
+            // Below the policy's count: nothing is queued.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                store
+                    .training_runs(project.id, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let runs = store.training_runs(project.id, 10).await.unwrap();
+        if let Some(run) = runs.first().filter(|r| r.status.is_final()) {
+            break run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no policy run finished: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run.requested_by, "policy");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    // No version was in service, so the guard lets the retrained one in.
+    let promoted = store
+        .promoted_model_version(project.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(promoted.id), run.version_id);
+    assert_eq!(
+        store.model_promotions(project.id).await.unwrap()[0].actor,
+        "policy"
+    );
+    // The queue is scored again with the new model, which restarts the label count.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let stats = store.review_queue_stats(project.id).await.unwrap();
+        if stats.scored_at.is_some() {
+            break stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue was never scored: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stats.pending > 0, "{stats:?}");
+    assert_eq!(stats.labelled_since_scoring, 0, "{stats:?}");
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -482,4 +578,5 @@ on_both_backends!(
     a_killed_workers_job_is_handed_to_another_worker,
     a_run_on_bad_data_fails_once_with_the_reason,
     the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted,
+    enough_new_labels_retrain_promote_and_rescore_the_review_queue,
 );

@@ -46,6 +46,7 @@ pub struct PromotionResult {
 }
 
 async fn swap_now(state: &AppState, promotion: Promotion) -> PromotionResult {
+    state.model_changed(promotion.project_id);
     match state
         .tagging
         .sync_project(&state.store, promotion.project_id)

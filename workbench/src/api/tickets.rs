@@ -177,6 +177,7 @@ pub async fn set_labels(
         .store
         .set_human_labels(project.id, TicketId(ticket), &request.tags, &request.user)
         .await?;
+    state.labels_changed(project.id);
     Ok(ApiJson(labelled))
 }
 

@@ -6,6 +6,9 @@
 //! `bench models` (in `models.rs`): trains and times the tagger's models on the shared
 //! public datasets next to a scikit-learn baseline run at the same time.
 //!
+//! `bench queue` (in `queue.rs`): a training job submitted over the API, run by a worker,
+//! promoted and serving, next to a direct `tagger train` of the same data.
+//!
 //! `bench active-learning` (in `active_learning.rs`): simulated labelling on the shared
 //! datasets; labels each selection strategy needs to reach 95% of the full-data accuracy.
 //!
@@ -17,6 +20,8 @@
 mod active_learning;
 #[path = "bench/models.rs"]
 mod models;
+#[path = "bench/queue.rs"]
+mod queue;
 #[path = "bench/serve.rs"]
 mod serve;
 
@@ -58,6 +63,8 @@ enum BenchCommand {
     Models(models::ModelsBench),
     /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
     Serve(serve::ServeBench),
+    /// A training job end to end: submitted, run by a worker, promoted, serving.
+    Queue(queue::QueueBench),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
+        BenchCommand::Queue(args) => queue::run(&args),
     }
 }
 

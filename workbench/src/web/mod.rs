@@ -7,8 +7,10 @@ mod charts;
 mod dashboard;
 mod models;
 mod pages;
+mod review;
 mod taxonomy;
 mod tickets;
+mod training;
 mod users;
 
 pub use auth::{LoginLimiter, hash_password, verify_password};
@@ -33,6 +35,9 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/{*path}", get(pages::static_file))
+        .route("/p/{project}/review", get(review::show))
+        .route("/p/{project}/review/{ticket}", post(review::label))
+        .route("/p/{project}/review/{ticket}/skip", post(review::skip))
         .route("/p/{project}/tickets", get(tickets::browse))
         .route("/p/{project}/tickets/{ticket}", get(tickets::show))
         .route("/p/{project}/tickets/{ticket}/labels", post(tickets::label))
@@ -51,6 +56,16 @@ pub fn router() -> Router<AppState> {
             "/p/{project}/models/{version}/promote",
             post(models::promote),
         )
+        .route(
+            "/p/{project}/training",
+            get(training::list).post(training::start),
+        )
+        .route("/p/{project}/training/{run}", get(training::show))
+        .route(
+            "/p/{project}/training/{run}/progress",
+            get(training::progress),
+        )
+        .route("/p/{project}/training/{run}/cancel", post(training::cancel))
         .route("/p/{project}/dashboard", get(dashboard::show))
         .route("/p/{project}/dashboard/{file}", get(dashboard::csv))
         .route("/admin/users", get(users::list).post(users::create))
@@ -108,6 +123,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "compare.html",
         "dashboard.html",
         "users.html",
+        "review.html",
+        "training.html",
+        "training_run.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {

@@ -299,6 +299,8 @@ pub async fn rollback(
 /// Swaps this process to the new version at once (others follow within their watch
 /// interval) and says what happened.
 async fn swap_message(state: &AppState, promotion: datasets::Promotion) -> String {
+    // The review queue follows the model in service.
+    state.model_changed(promotion.project_id);
     let verb = match promotion.action {
         datasets::PromotionAction::Promote => "promoted",
         datasets::PromotionAction::Rollback => "rolled back to",

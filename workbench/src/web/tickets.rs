@@ -331,6 +331,7 @@ pub async fn label(
         .store
         .set_human_labels(project.id, TicketId(ticket), &tags, user.username())
         .await?;
+    state.labels_changed(project.id);
     let to = format!("/p/{}/tickets/{ticket}", project.id);
     Ok(redirect_with_flash(&to, "ok", "Labels saved."))
 }

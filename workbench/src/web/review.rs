@@ -1,0 +1,175 @@
+//! The review queue page: one ticket at a time from the active-learning queue (leased to
+//! this person so nobody else gets it), why it was chosen, the model's tags pre-selected
+//! when their confidence reaches the tag's threshold. Enter confirms, number keys toggle
+//! tags, `s` skips, `u` reopens the last labelled ticket, `/` jumps to search (app.js);
+//! without JavaScript it is a plain form.
+
+use super::auth::{CsrfForm, CurrentUser};
+use super::tickets::{LabelForm, tag_chip};
+use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page};
+use crate::state::AppState;
+use axum::extract::{Form, Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use datasets::{LabelSource, Role, Store, TicketId};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// How long a ticket shown to a labeller stays theirs.
+pub const LEASE_SECONDS: u32 = 15 * 60;
+/// A model tag is pre-selected at or above this confidence when the promoted version has no
+/// threshold of its own for the tag.
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+#[derive(Debug, Deserialize)]
+pub struct ReviewQuery {
+    /// Reopen this (already labelled) ticket: the `u` key.
+    ticket: Option<String>,
+    /// The ticket labelled just before, offered for undo.
+    last: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Query(query): Query<ReviewQuery>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let reopen = non_empty(&query.ticket).and_then(|t| t.parse::<i64>().ok());
+    let (ticket_id, entry) = match reopen {
+        Some(id) => (Some(TicketId(id)), None),
+        None => {
+            let leased = state
+                .store
+                .lease_review_tickets(project.id, user.username(), 1, LEASE_SECONDS)
+                .await?;
+            let entry = leased.into_iter().next();
+            (entry.as_ref().map(|e| e.ticket_id), entry)
+        }
+    };
+    let stats = state.store.review_queue_stats(project.id).await?;
+    let taxonomy = state.store.list_tags(project.id).await?;
+    let mut page = context! {
+        stats => context! { pending => stats.pending, leased => stats.leased, labelled_since_scoring => stats.labelled_since_scoring },
+        last => non_empty(&query.last).and_then(|t| t.parse::<i64>().ok()),
+        ticket => Value::from(()),
+    };
+    if let Some(ticket_id) = ticket_id {
+        let ticket = state.store.ticket(project.id, ticket_id).await?;
+        let thresholds: HashMap<String, f32> = state
+            .store
+            .promoted_model_version(project.id)
+            .await?
+            .and_then(|v| v.metrics.get("per_tag")?.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.get("tag")?.as_str()?.to_string(),
+                    t.get("threshold")?.as_f64()? as f32,
+                ))
+            })
+            .collect();
+        let human: Vec<_> = ticket
+            .labels
+            .iter()
+            .filter(|l| l.source == LabelSource::Human)
+            .collect();
+        let choices: Vec<Value> = taxonomy
+            .iter()
+            .filter(|t| !t.archived)
+            .enumerate()
+            .map(|(i, t)| {
+                let model = ticket
+                    .labels
+                    .iter()
+                    .find(|l| l.tag_id == t.id && l.source == LabelSource::Model && l.present);
+                let confidence = model.and_then(|l| l.confidence);
+                let threshold = thresholds
+                    .get(t.name.as_str())
+                    .copied()
+                    .unwrap_or(DEFAULT_THRESHOLD);
+                // A person's earlier answer wins (reopened tickets); else the model's tags
+                // at or above threshold; else the tags in force (imported, rules).
+                let checked = if human.is_empty() {
+                    match confidence {
+                        Some(c) => c >= threshold,
+                        None => ticket.tags.contains(&t.name),
+                    }
+                } else {
+                    human.iter().any(|l| l.tag_id == t.id && l.present)
+                };
+                context! {
+                    key => (i < 9).then_some(i + 1),
+                    name => t.name.as_str(),
+                    color => t.color.as_str(),
+                    confidence => confidence,
+                    checked => checked,
+                }
+            })
+            .collect();
+        page = context! {
+            ticket => context! {
+                id => ticket.ticket.id.0,
+                subject => ticket.ticket.subject.as_str(),
+                body => ticket.ticket.body.as_str(),
+                source => ticket.ticket.source.as_str(),
+                created => ticket.ticket.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                tags => ticket.tags.iter().map(|n| tag_chip(n, &taxonomy)).collect::<Vec<_>>(),
+            },
+            entry => entry.map(|e| context! { reason => e.reason, strategy => e.strategy, score => e.score, rank => e.rank }),
+            reopened => reopen.is_some(),
+            choices => choices,
+            single => project.label_mode == datasets::LabelMode::Single,
+            ..page
+        };
+    }
+    render_page(&state, &user, Some(&project), "review", "review.html", page).await
+}
+
+pub async fn label(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((project, ticket)): Path<(i64, i64)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = LabelForm::from_pairs(pairs);
+    user.check_csrf(form.csrf.as_deref())?;
+    super::require(&user, Role::Labeler)?;
+    let project = load_project(&state, project).await?;
+    let tags = form.tag_names()?;
+    // Labelled tickets leave the queue at once (the store drops their entry).
+    state
+        .store
+        .set_human_labels(project.id, TicketId(ticket), &tags, user.username())
+        .await?;
+    state.labels_changed(project.id);
+    let names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
+    let message = if names.is_empty() {
+        format!("#{ticket}: none of the tags.")
+    } else {
+        format!("#{ticket}: {}.", names.join(", "))
+    };
+    Ok(redirect_with_flash(
+        &format!("/p/{}/review?last={ticket}", project.id),
+        "ok",
+        &message,
+    ))
+}
+
+pub async fn skip(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((project, ticket)): Path<(i64, i64)>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Labeler)?;
+    let project = load_project(&state, project).await?;
+    state
+        .store
+        .release_review_lease(project.id, TicketId(ticket), user.username())
+        .await?;
+    Ok(Redirect::to(&format!("/p/{}/review", project.id)).into_response())
+}

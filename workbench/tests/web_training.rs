@@ -1,0 +1,263 @@
+//! The training pages through the real router and a real in-process worker: an ML engineer
+//! starts a run from the form, follows it on the run page and its live JSON until it
+//! succeeds; a labeler can see runs but cannot start or cancel one; a cancel without the
+//! CSRF token is refused.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use http_body_util::BodyExt;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
+use workbench::config::Config;
+use workbench::state::AppState;
+
+const PASSWORD: &str = "a long test password";
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_string()
+    }
+
+    fn cookie(&self, name: &str) -> String {
+        self.cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+}
+
+async fn send(router: &axum::Router, request: Request<Body>) -> Page {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    let cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        location,
+        cookies,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(router: &axum::Router, uri: &str, cookie: &str) -> Page {
+    let request = Request::builder()
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    send(router, request).await
+}
+
+async fn post(router: &axum::Router, uri: &str, cookie: &str, fields: &[(&str, &str)]) -> Page {
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, cookie)
+        .body(Body::from(body))
+        .unwrap();
+    send(router, request).await
+}
+
+/// Logs in; answers the session cookie and the CSRF token of its pages.
+async fn login(router: &axum::Router, username: &str) -> (String, String) {
+    let form = send(router, Request::get("/login").body(Body::empty()).unwrap()).await;
+    let page = post(
+        router,
+        "/login",
+        &form.cookie("tagger_login_csrf"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", username),
+            ("password", PASSWORD),
+            ("next", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let cookie = page.cookie("tagger_session");
+    let home = get(router, "/", &cookie).await;
+    (cookie, home.csrf())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = datasets::demo_project::install_demo_project(
+        &store,
+        &ProjectName::parse("Demo").unwrap(),
+        LabelMode::Multi,
+        600,
+        3,
+    )
+    .await
+    .unwrap();
+    let hash = workbench::web::hash_password(PASSWORD).unwrap();
+    for (name, role) in [("ml", Role::MlEngineer), ("lab", Role::Labeler)] {
+        store
+            .create_user(&NewUser {
+                username: Username::parse(name).unwrap(),
+                role,
+                password_hash: hash.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let settings = QueueSettings {
+        poll_interval: Duration::from_millis(100),
+        ..QueueSettings::default()
+    };
+    let queue = JobQueue::open(&store, &settings).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let router = workbench::app::app(AppState::new(store.clone(), config).with_jobs(queue.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue,
+        WorkerState {
+            store: store.clone(),
+            models_dir: dir.path().join("models"),
+            name: "web-test".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let base = format!("/p/{}/training", project.id);
+
+    // A labeler sees the page but neither the form nor the right to post it.
+    let (lab, lab_csrf) = login(&router, "lab").await;
+    let page = get(&router, &base, &lab).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("Start training"));
+    let refused = post(
+        &router,
+        &base,
+        &lab,
+        &[("csrf", &lab_csrf), ("kind", "ngram")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        store
+            .training_runs(project.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let (ml, csrf) = login(&router, "ml").await;
+    let page = get(&router, &base, &ml).await;
+    assert!(page.body.contains("Start training"), "{}", page.body);
+    // Without the CSRF token nothing is queued.
+    let forged = post(&router, &base, &ml, &[("kind", "ngram")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // A bad parameter is refused with the reason, nothing queued.
+    let bad = post(
+        &router,
+        &base,
+        &ml,
+        &[("csrf", &csrf), ("kind", "ngram"), ("epochs", "0")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::SEE_OTHER);
+    assert!(
+        store
+            .training_runs(project.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let started = post(
+        &router,
+        &base,
+        &ml,
+        &[("csrf", &csrf), ("kind", "ngram"), ("epochs", "4")],
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let run_page = started.location.unwrap();
+    let run = store.training_runs(project.id, 1).await.unwrap()[0].clone();
+    assert_eq!(run_page, format!("{base}/{}", run.id));
+    assert_eq!(run.requested_by, "web:ml");
+    assert_eq!(run.params["epochs"], 4);
+    let page = get(&router, &run_page, &ml).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&format!("Training run #{}", run.id)));
+
+    // The live JSON follows the run to its end.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        let progress = get(&router, &format!("{run_page}/progress"), &ml).await;
+        assert_eq!(progress.status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&progress.body).unwrap();
+        if json["final"] == true {
+            break json;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {json}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(last["status"], "succeeded", "{last}");
+    let version = last["version_id"].as_i64().unwrap();
+    let page = get(&router, &run_page, &ml).await;
+    assert!(
+        page.body.contains(&format!("Version #{version}")),
+        "{}",
+        page.body
+    );
+    let list = get(&router, &base, &ml).await;
+    assert!(list.body.contains("succeeded"));
+
+    // An ended run cannot be cancelled; the labeler cannot cancel at all.
+    let cancel = format!("{run_page}/cancel");
+    assert_eq!(
+        post(&router, &cancel, &lab, &[("csrf", &lab_csrf)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&router, &cancel, &ml, &[("csrf", &csrf)]).await.status,
+        StatusCode::CONFLICT
+    );
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+}
