@@ -47,9 +47,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes a model into `dir` (which must not exist yet) atomically: into a temporary
 /// sibling first, renamed when complete. Returns the hashes to record.
 pub fn save(dir: &Path, card: &ModelCard, tensors: &Tensors) -> Result<FileHashes, ModelError> {
+    save_with_files(dir, card, tensors, &[])
+}
+
+/// `save` with more files beside the card and weights (a fine-tuned encoder's own files),
+/// each hashed and written atomically with the rest.
+pub fn save_with_files(
+    dir: &Path,
+    card: &ModelCard,
+    tensors: &Tensors,
+    extra: &[(&str, &[u8])],
+) -> Result<FileHashes, ModelError> {
     let card_bytes =
         serde_json::to_vec_pretty(card).map_err(|e| ModelError::corrupt(CARD_FILE, e))?;
-    let weights = serialize(tensors)?;
+    let weights = to_safetensors(tensors)?;
+    for (name, _) in extra {
+        // Plain names only: the files live in this directory and must not replace ours.
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain || *name == CARD_FILE || *name == WEIGHTS_FILE {
+            return Err(ModelError::corrupt(
+                name,
+                "is not a file name a model directory can hold",
+            ));
+        }
+    }
     let staging = staging_dir(dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -58,11 +83,16 @@ pub fn save(dir: &Path, card: &ModelCard, tensors: &Tensors) -> Result<FileHashe
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     std::fs::write(staging.join(CARD_FILE), &card_bytes).map_err(io(&staging))?;
     std::fs::write(staging.join(WEIGHTS_FILE), &weights).map_err(io(&staging))?;
-    std::fs::rename(&staging, dir).map_err(io(dir))?;
-    Ok(FileHashes::from([
+    let mut hashes = FileHashes::from([
         (CARD_FILE.to_string(), sha256_hex(&card_bytes)),
         (WEIGHTS_FILE.to_string(), sha256_hex(&weights)),
-    ]))
+    ]);
+    for (name, bytes) in extra {
+        std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
+        hashes.insert(name.to_string(), sha256_hex(bytes));
+    }
+    std::fs::rename(&staging, dir).map_err(io(dir))?;
+    Ok(hashes)
 }
 
 fn staging_dir(dir: &Path) -> PathBuf {
@@ -72,7 +102,8 @@ fn staging_dir(dir: &Path) -> PathBuf {
     dir.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
-fn serialize(tensors: &Tensors) -> Result<Vec<u8>, ModelError> {
+/// Tensors as the bytes of a safetensors file.
+pub fn to_safetensors(tensors: &Tensors) -> Result<Vec<u8>, ModelError> {
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, (shape, values)) in &tensors.f32s {
         buffers.push((

@@ -73,7 +73,8 @@ pub struct ModelCard {
     /// SHA-256 over the training tickets and their labels.
     pub training_fingerprint: String,
     pub ngram: Option<NgramShape>,
-    /// The encoder under an `encoder-head` model: repository, revision, file hashes, shape.
+    /// The encoder under an `encoder-head` model (repository, revision, file hashes, shape),
+    /// or the one a `finetune` model was tuned from, with the hashes of its tuned files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSpec>,
 }

@@ -5,7 +5,7 @@ use crate::calibration::probabilities;
 use crate::card::{CARD_FORMAT, ModelCard, ModelKind};
 use crate::encoder::head::{EncoderHeadModel, LinearHead};
 use crate::encoder::hub::HubCache;
-use crate::encoder::{Encoder, EncoderError, EncoderOptions};
+use crate::encoder::{Encoder, EncoderError, EncoderFiles, EncoderOptions};
 use crate::error::ModelError;
 use crate::features::Family;
 use crate::ngram::NgramModel;
@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The architectures behind a model.
+/// The architectures behind a model. `finetune` models are an encoder and a linear head
+/// too (`EncoderHead`), with an encoder of their own rather than one from the hub cache.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scorer {
     Ngram(NgramModel),
@@ -65,6 +66,15 @@ impl TaggingModel {
         artifact::save(dir, &self.card, &self.tensors())
     }
 
+    /// `save` with the files of a fine-tuned encoder written beside the head.
+    pub fn save_with_encoder(
+        &self,
+        dir: &Path,
+        encoder: &EncoderFiles,
+    ) -> Result<FileHashes, ModelError> {
+        artifact::save_with_files(dir, &self.card, &self.tensors(), &encoder.named())
+    }
+
     /// Reads and checks a model directory against the hashes recorded for it. Encoder
     /// models find their encoder in the Hugging Face cache named by the environment.
     pub fn load(dir: &Path, hashes: &FileHashes) -> Result<Self, ModelError> {
@@ -84,6 +94,22 @@ impl TaggingModel {
         options: &EncoderOptions,
     ) -> Result<Self, ModelError> {
         let (card, tensors) = artifact::load(dir, hashes)?;
+        if card.kind == ModelKind::Finetune {
+            let spec = card.encoder.as_ref().ok_or_else(|| {
+                ModelError::corrupt(artifact::CARD_FILE, "a finetune model without its encoder")
+            })?;
+            let head = encoder_head(&card, &tensors)?;
+            // The tuned encoder is part of the version: its files sit beside the head and
+            // are checked against the hashes recorded for the version.
+            let encoder = Encoder::load_tuned(dir, spec, hashes, options).map_err(encoder_error)?;
+            return Ok(Self {
+                card,
+                scorer: Scorer::EncoderHead(EncoderHeadModel {
+                    encoder: Arc::new(encoder),
+                    head,
+                }),
+            });
+        }
         if card.kind == ModelKind::EncoderHead {
             let spec = card.encoder.as_ref().ok_or_else(|| {
                 ModelError::corrupt(
@@ -257,16 +283,13 @@ impl TaggingModel {
                     bias: bias.clone(),
                 })
             }
-            ModelKind::EncoderHead => {
+            ModelKind::EncoderHead | ModelKind::Finetune => {
                 return Err(ModelError::corrupt(
                     artifact::CARD_FILE,
-                    "an encoder-head model needs its encoder to be loaded with it",
-                ));
-            }
-            other => {
-                return Err(ModelError::corrupt(
-                    artifact::CARD_FILE,
-                    format!("{other} models are not supported by this build"),
+                    format!(
+                        "an {} model needs its encoder to be loaded with it",
+                        card.kind
+                    ),
                 ));
             }
         };
@@ -284,7 +307,7 @@ fn encoder_head(card: &ModelCard, tensors: &Tensors) -> Result<LinearHead, Model
     let dim = card.encoder.as_ref().map(|spec| spec.dim).ok_or_else(|| {
         ModelError::corrupt(
             artifact::CARD_FILE,
-            "an encoder-head model without its encoder",
+            format!("an {} model without its encoder", card.kind),
         )
     })?;
     let (weight_shape, weight) = tensors.f32(HEAD_WEIGHT)?;

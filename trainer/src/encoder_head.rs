@@ -357,7 +357,11 @@ fn to_tensors(
 
 /// Mean loss per ticket: softmax cross-entropy, or the sum over tags of the sigmoid
 /// cross-entropy (written as `max(x,0) − x·y + ln(1 + e^−|x|)`, which does not overflow).
-fn data_loss(logits: &Tensor, targets: &Tensor, mode: LabelMode) -> candle_core::Result<Tensor> {
+pub(crate) fn data_loss(
+    logits: &Tensor,
+    targets: &Tensor,
+    mode: LabelMode,
+) -> candle_core::Result<Tensor> {
     match mode {
         LabelMode::Single => candle_nn::loss::cross_entropy(logits, targets),
         LabelMode::Multi => {

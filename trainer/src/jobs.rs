@@ -241,15 +241,13 @@ impl TrainingParams {
             kind,
             ..TrainRequest::default()
         };
-        if kind == ModelKind::Finetune {
-            return Err(format!("{kind} models cannot be trained by this build yet"));
-        }
         if let Some(epochs) = self.epochs {
             if !(1..=10_000).contains(&epochs) {
                 return Err(format!("epochs must be between 1 and 10000, not {epochs}"));
             }
             request.ngram.epochs = epochs;
             request.encoder_head.epochs = epochs;
+            request.finetune.epochs = epochs;
         }
         if let Some(patience) = self.patience {
             if patience == 0 {
@@ -257,6 +255,7 @@ impl TrainingParams {
             }
             request.ngram.patience = patience;
             request.encoder_head.patience = patience;
+            request.finetune.patience = patience;
         }
         if let Some(rate) = self.learning_rate {
             if !(rate.is_finite() && rate > 0.0 && rate <= 10.0) {
@@ -264,6 +263,7 @@ impl TrainingParams {
             }
             request.ngram.learning_rate = rate as f32;
             request.encoder_head.learning_rate = rate;
+            request.finetune.learning_rate = rate;
         }
         if let Some(hidden) = self.hidden {
             if hidden > 4096 {
@@ -282,12 +282,14 @@ impl TrainingParams {
         }
         if let Some(encoder) = &self.encoder {
             request.encoder_head.encoder = encoder.clone();
+            request.finetune.encoder = encoder.clone();
         }
         if let Some(threads) = self.threads {
             if !(1..=256).contains(&threads) {
                 return Err(format!("threads must be between 1 and 256, not {threads}"));
             }
             request.encoder_head.threads = threads;
+            request.finetune.threads = threads;
         }
         if let Some(precision) = self.target_precision {
             if !(precision > 0.0 && precision <= 1.0) {

@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod encoder_head;
 pub mod evaluate;
 pub mod examples;
+pub mod finetune;
 pub mod jobs;
 pub mod ngram;
 mod random;

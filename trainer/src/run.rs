@@ -6,6 +6,7 @@ use crate::calibrate::fit_temperature;
 use crate::encoder_head::{EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError};
 use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
 use crate::examples::{Example, TrainingData, load_training_data};
+use crate::finetune::{FinetuneParams, StepReport, TrainFinetuneError};
 use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
 use crate::thresholds::choose_thresholds;
 use datasets::{
@@ -31,6 +32,7 @@ pub struct TrainRequest {
     pub kind: ModelKind,
     pub ngram: NgramParams,
     pub encoder_head: EncoderHeadParams,
+    pub finetune: FinetuneParams,
     pub target_precision: f64,
 }
 
@@ -40,6 +42,7 @@ impl Default for TrainRequest {
             kind: ModelKind::Ngram,
             ngram: NgramParams::default(),
             encoder_head: EncoderHeadParams::default(),
+            finetune: FinetuneParams::default(),
             target_precision: DEFAULT_TARGET_PRECISION,
         }
     }
@@ -62,6 +65,8 @@ pub enum Progress {
     /// Every ticket has its embedding.
     Embedded(EmbeddingReport),
     Epoch(EpochReport),
+    /// One gradient step of a `finetune` run (its epochs take minutes).
+    Step(StepReport),
     /// Training again on training and validation tickets for the best number of epochs.
     Refitting {
         epochs: usize,
@@ -78,10 +83,10 @@ pub enum TrainError {
     Model(#[from] ModelError),
     #[error(transparent)]
     EncoderHead(#[from] TrainEncoderHeadError),
+    #[error(transparent)]
+    Finetune(#[from] TrainFinetuneError),
     #[error("not enough labelled tickets to train: {0}")]
     NotEnoughData(String),
-    #[error("{0} models cannot be trained by this build yet")]
-    Unsupported(ModelKind),
     #[error("the training thread failed: {0}")]
     Worker(String),
     /// Cancelled, or the worker is shutting down: nothing was recorded.
@@ -136,9 +141,6 @@ pub async fn train_until(
     models_dir: &Path,
     mut progress: impl FnMut(Progress) -> ControlFlow<()> + Send + 'static,
 ) -> Result<TrainOutcome, TrainError> {
-    if request.kind == ModelKind::Finetune {
-        return Err(TrainError::Unsupported(request.kind));
-    }
     let data = load_training_data(store, project).await?;
     check_enough(&data)?;
     let loaded = progress(Progress::Loaded {
@@ -171,7 +173,19 @@ pub async fn train_until(
         } else {
             &data.train
         };
+        let mut encoder_files = None;
         let fitted = match request.kind {
+            ModelKind::Finetune => {
+                match crate::finetune::fit(&data, calibration_set, &request.finetune, &mut progress)
+                {
+                    Err(TrainFinetuneError::Stopped) => return Err(TrainError::Stopped),
+                    other => {
+                        let fitted = other?;
+                        encoder_files = Some(fitted.files);
+                        fitted.fitted
+                    }
+                }
+            }
             ModelKind::EncoderHead => match crate::encoder_head::fit(
                 &data,
                 calibration_set,
@@ -235,7 +249,10 @@ pub async fn train_until(
                 source,
             })?;
         }
-        let files = tagging.save(&directory)?;
+        let files = match &encoder_files {
+            Some(encoder) => tagging.save_with_encoder(&directory, encoder)?,
+            None => tagging.save(&directory)?,
+        };
         Ok::<_, TrainError>((tagging, files, evaluation, drift, train_seconds))
     })
     .await

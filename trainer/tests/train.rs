@@ -144,15 +144,13 @@ async fn too_few_labels_are_refused_with_a_reason() {
         error.to_string().contains("label at least 10 tickets"),
         "{error}"
     );
-    let unsupported = TrainRequest {
+    // Every kind checks the data before loading anything.
+    let finetune = TrainRequest {
         kind: ModelKind::Finetune,
         ..quick()
     };
-    let error = train(&store, &project, &unsupported, models.path(), |_| {})
+    let error = train(&store, &project, &finetune, models.path(), |_| {})
         .await
         .unwrap_err();
-    assert!(matches!(
-        error,
-        TrainError::Unsupported(ModelKind::Finetune)
-    ));
+    assert!(matches!(error, TrainError::NotEnoughData(_)), "{error}");
 }

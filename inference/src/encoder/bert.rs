@@ -145,12 +145,13 @@ impl Embeddings {
         ids: &Tensor,
         type_ids: &Tensor,
         kernels: Kernels,
+        dropout: Option<f32>,
     ) -> candle_core::Result<Tensor> {
         let (_, length) = ids.dims2()?;
         let positions = Tensor::arange(0u32, length as u32, ids.device())?;
         let sum = (self.words.forward(ids)? + self.token_types.forward(type_ids)?)?
             .broadcast_add(&self.positions.forward(&positions)?)?;
-        self.norm.forward(&sum, kernels)
+        drop_out(self.norm.forward(&sum, kernels)?, dropout)
     }
 }
 
@@ -205,6 +206,7 @@ impl Layer {
         hidden: &Tensor,
         additive_mask: &Tensor,
         kernels: Kernels,
+        dropout: Option<f32>,
     ) -> candle_core::Result<Tensor> {
         let (batch, length, size) = hidden.dims3()?;
         let query = self.split_heads(&self.query.forward(hidden)?)?;
@@ -216,18 +218,20 @@ impl Layer {
             Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
             Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
         };
-        let context = weights
+        let context = drop_out(weights, dropout)?
             .matmul(&value)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((batch, length, size))?;
         let attended = self.attention_norm.forward(
-            &(self.attention_output.forward(&context)? + hidden)?,
+            &(drop_out(self.attention_output.forward(&context)?, dropout)? + hidden)?,
             kernels,
         )?;
         let expanded = self.intermediate.forward(&attended)?.gelu_erf()?;
-        self.output_norm
-            .forward(&(self.output.forward(&expanded)? + attended)?, kernels)
+        self.output_norm.forward(
+            &(drop_out(self.output.forward(&expanded)?, dropout)? + attended)?,
+            kernels,
+        )
     }
 }
 
@@ -314,16 +318,49 @@ impl Bert {
         mask: &Tensor,
         kernels: Kernels,
     ) -> candle_core::Result<Tensor> {
+        self.forward_with(ids, type_ids, mask, kernels, None)
+    }
+
+    /// Token states for training: differentiable kernels, and dropout with probability
+    /// `dropout` where BERT applies it (after the embeddings, on the attention weights, on
+    /// each sub-layer's output before its residual sum).
+    pub fn forward_train(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+        dropout: f32,
+    ) -> candle_core::Result<Tensor> {
+        let dropout = (dropout > 0.0).then_some(dropout);
+        self.forward_with(ids, type_ids, mask, Kernels::Differentiable, dropout)
+    }
+
+    fn forward_with(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+        kernels: Kernels,
+        dropout: Option<f32>,
+    ) -> candle_core::Result<Tensor> {
         let (batch, length) = mask.dims2()?;
         // Padding gets a score so low that softmax gives it exactly zero weight, so a text
         // embeds the same alone or padded in a batch.
         let additive =
             ((mask.ones_like()? - mask)? * f64::from(f32::MIN))?.reshape((batch, 1, 1, length))?;
-        let mut hidden = self.embeddings.forward(ids, type_ids, kernels)?;
+        let mut hidden = self.embeddings.forward(ids, type_ids, kernels, dropout)?;
         for layer in &self.layers {
-            hidden = layer.forward(&hidden, &additive, kernels)?;
+            hidden = layer.forward(&hidden, &additive, kernels, dropout)?;
         }
         Ok(hidden)
+    }
+}
+
+/// Dropout when training asks for it; the identity otherwise.
+fn drop_out(xs: Tensor, dropout: Option<f32>) -> candle_core::Result<Tensor> {
+    match dropout {
+        Some(probability) => candle_nn::ops::dropout(&xs, probability),
+        None => Ok(xs),
     }
 }
 

@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 use hub::{HubCache, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenize::{Batch, DEFAULT_MAX_TOKENS, TextTokenizer, Tokens};
 
@@ -210,61 +210,77 @@ impl Encoder {
         expected: Option<&BTreeMap<String, String>>,
         options: &EncoderOptions,
     ) -> Result<Self, EncoderError> {
-        let mut files = BTreeMap::new();
-        let mut read = |file: &str| -> Result<Vec<u8>, EncoderError> {
-            let bytes = snapshot.read(file)?;
-            let actual = sha256_hex(&bytes);
-            if let Some(expected) = expected {
-                let want = expected.get(file).map_or("(none recorded)", String::as_str);
-                if want != actual {
-                    return Err(EncoderError::FileChanged {
-                        file: file.to_string(),
-                        expected: want.to_string(),
-                        actual,
-                    });
-                }
-            }
-            files.insert(file.to_string(), actual);
-            Ok(bytes)
+        Self::from_files(&EncoderFiles::read(snapshot, expected)?, options)
+    }
+
+    /// A fine-tuned encoder saved in a model version's own directory `dir`: its three files
+    /// must match the hashes recorded for the version, and the card's description of it.
+    pub fn load_tuned(
+        dir: &Path,
+        spec: &EncoderSpec,
+        recorded: &BTreeMap<String, String>,
+        options: &EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        let snapshot = Snapshot {
+            repo: spec.repo.clone(),
+            revision: spec.revision.clone(),
+            dir: dir.to_path_buf(),
         };
-        let config_path = snapshot.dir.join(CONFIG_FILE);
-        let config: BertConfig =
-            serde_json::from_slice(&read(CONFIG_FILE)?).map_err(|e| EncoderError::Config {
-                path: config_path.clone(),
-                reason: e.to_string(),
-            })?;
-        config.check().map_err(|reason| EncoderError::Config {
-            path: config_path.clone(),
-            reason,
-        })?;
-        let tokenizer_path = snapshot.dir.join(TOKENIZER_FILE);
+        let files = EncoderFiles::read(&snapshot, Some(recorded))?;
+        for (file, actual) in &files.hashes {
+            let expected = spec
+                .files
+                .get(file)
+                .map_or("(none recorded)", String::as_str);
+            if expected != actual {
+                return Err(EncoderError::FileChanged {
+                    file: file.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        let options = EncoderOptions {
+            max_tokens: spec.max_tokens,
+            ..*options
+        };
+        let encoder = Self::from_files(&files, &options)?;
+        if encoder.spec.dim != spec.dim || spec.pooling != Pooling::Mean {
+            return Err(EncoderError::Config {
+                path: dir.join(CONFIG_FILE),
+                reason: format!(
+                    "the model expects {}-wide mean-pooled embeddings, the encoder gives {}-wide ones",
+                    spec.dim, encoder.spec.dim
+                ),
+            });
+        }
+        Ok(encoder)
+    }
+
+    /// Builds the encoder from its files' bytes (already read and hash-checked).
+    pub fn from_files(
+        files: &EncoderFiles,
+        options: &EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        let config = files.config()?;
+        let tokenizer_path = files.dir.join(TOKENIZER_FILE);
         // Positions beyond the table do not exist; a larger budget would fail mid-batch.
         let max_tokens = options.max_tokens.clamp(2, config.max_position_embeddings);
         let tokenizer =
-            TextTokenizer::from_bytes(&read(TOKENIZER_FILE)?, max_tokens).map_err(|reason| {
+            TextTokenizer::from_bytes(&files.tokenizer, max_tokens).map_err(|reason| {
                 EncoderError::Tokenizer {
                     path: tokenizer_path,
                     reason,
                 }
             })?;
-        let weights_path = snapshot.dir.join(WEIGHTS_FILE);
-        let weights = read(WEIGHTS_FILE)?;
         let device = device();
-        // Read from memory rather than memory-mapped: mapping needs `unsafe`, and the bytes
-        // are already here because their hash had to be checked.
-        let tensors = candle_core::safetensors::load_buffer(&weights, &device).map_err(|e| {
-            EncoderError::Weights {
-                path: weights_path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        drop(weights);
+        let tensors = files.tensors(&device)?;
         let bert = Bert::load(
             &config,
             VarBuilder::from_tensors(tensors, DType::F32, &device),
         )
         .map_err(|e| EncoderError::Shape {
-            path: weights_path,
+            path: files.dir.join(WEIGHTS_FILE),
             reason: e.to_string(),
         })?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -274,13 +290,13 @@ impl Encoder {
             .map_err(|e| EncoderError::Threads(e.to_string()))?;
         Ok(Self {
             spec: EncoderSpec {
-                repo: snapshot.repo.clone(),
-                revision: snapshot.revision.clone(),
+                repo: files.repo.clone(),
+                revision: files.revision.clone(),
                 dim: config.hidden_size,
                 pooling: Pooling::Mean,
                 normalize: true,
                 max_tokens,
-                files,
+                files: files.hashes.clone(),
             },
             bert,
             tokenizer,
@@ -380,5 +396,120 @@ impl Encoder {
             Ok::<_, EncoderError>(())
         })?;
         Ok(embeddings)
+    }
+}
+
+/// An encoder's three files, read (and hash-checked when hashes were given) but not yet
+/// turned into a model: what loading builds an `Encoder` from, and what fine-tuning starts
+/// from and writes anew.
+#[derive(Clone)]
+pub struct EncoderFiles {
+    /// The repository and revision the files are (or were tuned from).
+    pub repo: String,
+    pub revision: String,
+    /// Where they were read from, for error messages.
+    pub dir: PathBuf,
+    pub config: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+    pub weights: Vec<u8>,
+    /// File name → SHA-256 of the three files.
+    pub hashes: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for EncoderFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderFiles")
+            .field("repo", &self.repo)
+            .field("revision", &self.revision)
+            .field("dir", &self.dir)
+            .field("hashes", &self.hashes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncoderFiles {
+    /// Reads a snapshot's files, checking them against `expected` hashes when given.
+    pub fn read(
+        snapshot: &Snapshot,
+        expected: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self, EncoderError> {
+        let mut hashes = BTreeMap::new();
+        let mut read = |file: &str| -> Result<Vec<u8>, EncoderError> {
+            let bytes = snapshot.read(file)?;
+            let actual = sha256_hex(&bytes);
+            if let Some(expected) = expected {
+                let want = expected.get(file).map_or("(none recorded)", String::as_str);
+                if want != actual {
+                    return Err(EncoderError::FileChanged {
+                        file: file.to_string(),
+                        expected: want.to_string(),
+                        actual,
+                    });
+                }
+            }
+            hashes.insert(file.to_string(), actual);
+            Ok(bytes)
+        };
+        let config = read(CONFIG_FILE)?;
+        let tokenizer = read(TOKENIZER_FILE)?;
+        let weights = read(WEIGHTS_FILE)?;
+        Ok(Self {
+            repo: snapshot.repo.clone(),
+            revision: snapshot.revision.clone(),
+            dir: snapshot.dir.clone(),
+            config,
+            tokenizer,
+            weights,
+            hashes,
+        })
+    }
+
+    /// The same encoder with other weights (fine-tuned ones): the hashes follow.
+    pub fn with_weights(&self, weights: Vec<u8>) -> Self {
+        let mut hashes = self.hashes.clone();
+        hashes.insert(WEIGHTS_FILE.to_string(), sha256_hex(&weights));
+        Self {
+            weights,
+            hashes,
+            ..self.clone()
+        }
+    }
+
+    /// The parsed and checked `config.json`.
+    pub fn config(&self) -> Result<BertConfig, EncoderError> {
+        let path = self.dir.join(CONFIG_FILE);
+        let config: BertConfig =
+            serde_json::from_slice(&self.config).map_err(|e| EncoderError::Config {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        config
+            .check()
+            .map_err(|reason| EncoderError::Config { path, reason })?;
+        Ok(config)
+    }
+
+    /// The weights by name.
+    pub fn tensors(
+        &self,
+        device: &Device,
+    ) -> Result<std::collections::HashMap<String, Tensor>, EncoderError> {
+        // Read from memory rather than memory-mapped: mapping needs `unsafe`, and the bytes
+        // are already here because their hash had to be checked.
+        candle_core::safetensors::load_buffer(&self.weights, device).map_err(|e| {
+            EncoderError::Weights {
+                path: self.dir.join(WEIGHTS_FILE),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// The three files by name, as a model version's directory holds them.
+    pub fn named(&self) -> [(&'static str, &[u8]); 3] {
+        [
+            (CONFIG_FILE, &self.config),
+            (TOKENIZER_FILE, &self.tokenizer),
+            (WEIGHTS_FILE, &self.weights),
+        ]
     }
 }

@@ -19,6 +19,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     if let Some(epochs) = args.epochs {
         request.ngram.epochs = epochs;
         request.encoder_head.epochs = epochs;
+        request.finetune.epochs = epochs;
     }
     if let Some(hidden) = args.hidden {
         request.ngram.hidden = hidden;
@@ -26,18 +27,22 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     if let Some(rate) = args.learning_rate {
         request.ngram.learning_rate = rate;
         request.encoder_head.learning_rate = f64::from(rate);
+        request.finetune.learning_rate = f64::from(rate);
     }
     if let Some(encoder) = args.encoder.clone() {
-        request.encoder_head.encoder = encoder;
+        request.encoder_head.encoder = encoder.clone();
+        request.finetune.encoder = encoder;
     }
     if let Some(threads) = args.threads {
         request.encoder_head.threads = threads;
+        request.finetune.threads = threads;
     }
     if let Some(l2) = args.l2 {
         request.encoder_head.l2 = l2;
     }
     let epochs = match args.kind {
         inference::ModelKind::EncoderHead => request.encoder_head.epochs,
+        inference::ModelKind::Finetune => request.finetune.epochs,
         _ => request.ngram.epochs,
     };
     if let Some(min_df) = args.min_df {
@@ -96,6 +101,13 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                         "loss {:.4} (val {:.4})",
                         epoch.train_loss, epoch.validation_loss
                     ));
+                }
+                Progress::Step(step) => {
+                    // Fine-tuning epochs take minutes: the bar follows steps instead.
+                    reporter.set_prefix("step");
+                    reporter.set_length(step.steps as u64);
+                    reporter.set_position(step.step as u64);
+                    reporter.set_message(format!("epoch {} loss {:.4}", step.epoch, step.loss));
                 }
                 Progress::Refitting { epochs } => {
                     reporter.set_position(0);

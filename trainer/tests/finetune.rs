@@ -1,0 +1,313 @@
+//! `finetune` runs on a tiny random BERT written into a temporary hub cache (no download):
+//! the encoder itself learns, the version holds its own tuned encoder with a hash for every
+//! file, it reloads without the hub cache to the same scores, a damaged file is refused,
+//! and a stop request ends the run with nothing written.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use inference::artifact::sha256_hex;
+use inference::encoder::hub::HubCache;
+use inference::encoder::testing::{TINY_REPO, TinyBert};
+use inference::encoder::{EncoderOptions, WEIGHTS_FILE};
+use inference::{ModelError, ModelKind, TaggingModel};
+use std::ops::ControlFlow;
+use std::path::Path;
+use trainer::examples::load_training_data;
+use trainer::finetune::FinetuneParams;
+use trainer::jobs::TrainingParams;
+use trainer::run::{TrainRequest, evaluate_model, train_until};
+use trainer::{Progress, TrainError, train};
+
+async fn demo_project(store: &AnyStore, mode: LabelMode, tickets: usize) -> Project {
+    let name = ProjectName::parse("Tuned").unwrap();
+    datasets::demo_project::install_demo_project(store, &name, mode, tickets, 7)
+        .await
+        .unwrap()
+}
+
+/// A run on the tiny model: large steps, because its weights are random rather than
+/// pretrained, and one thread so tests running side by side do not fight for cores.
+fn tiny_request(hub: &Path, epochs: usize) -> TrainRequest {
+    TrainRequest {
+        kind: ModelKind::Finetune,
+        finetune: FinetuneParams {
+            encoder: TINY_REPO.into(),
+            hub_cache: Some(hub.to_path_buf()),
+            threads: 1,
+            batch_size: 16,
+            epochs,
+            patience: epochs,
+            learning_rate: 3e-3,
+            head_learning_rate: 3e-2,
+            ..FinetuneParams::default()
+        },
+        ..TrainRequest::default()
+    }
+}
+
+fn options() -> EncoderOptions {
+    EncoderOptions {
+        threads: 1,
+        ..EncoderOptions::default()
+    }
+}
+
+/// A weight matrix of a safetensors file, as numbers.
+fn weight(path: &Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
+    tensors[name].flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[tokio::test]
+async fn a_finetune_run_tunes_the_encoder_saves_it_with_hashes_and_reloads_to_the_same_scores() {
+    let hub = tempfile::tempdir().unwrap();
+    let snapshot = TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, LabelMode::Single, 400).await;
+    let models = tempfile::tempdir().unwrap();
+
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let outcome = train(
+        &store,
+        &project,
+        &tiny_request(hub.path(), 6),
+        models.path(),
+        move |p| {
+            let _ = sender.send(p);
+        },
+    )
+    .await
+    .unwrap();
+    let progress: Vec<Progress> = receiver.try_iter().collect();
+    let steps: Vec<_> = progress
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Step(step) => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert!(!steps.is_empty(), "steps were reported");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.loss.is_finite() && s.steps == steps[0].steps)
+    );
+    assert!(progress.iter().any(|p| matches!(p, Progress::Epoch(_))));
+    // Ten tags: chance is 0.1.
+    println!("test accuracy {}", outcome.evaluation.accuracy);
+    assert!(
+        outcome.evaluation.accuracy > 0.3,
+        "accuracy {}",
+        outcome.evaluation.accuracy
+    );
+
+    // The version holds the tuned encoder beside the head, with a hash for every file.
+    let version = &outcome.version;
+    assert_eq!(version.kind, "finetune");
+    let dir = Path::new(&version.artifact_path);
+    let names: Vec<&str> = version.files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "config.json",
+            "model.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "weights.safetensors"
+        ]
+    );
+    for (file, hash) in &version.files {
+        assert_eq!(
+            &sha256_hex(&std::fs::read(dir.join(file)).unwrap()),
+            hash,
+            "{file}"
+        );
+    }
+
+    // Fine-tuning changed the encoder itself, not only the head.
+    let tuned = dir.join(WEIGHTS_FILE);
+    let original = snapshot.join(WEIGHTS_FILE);
+    for name in [
+        "embeddings.word_embeddings.weight",
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.1.output.LayerNorm.weight",
+    ] {
+        let change = weight(&tuned, name)
+            .iter()
+            .zip(weight(&original, name))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(change > 1e-4, "{name} changed by {change}");
+    }
+
+    // It loads from its own directory, with no hub cache at all, to the same scores.
+    let no_hub = tempfile::tempdir().unwrap();
+    let load = || {
+        TaggingModel::load_with(
+            dir,
+            &version.files,
+            &HubCache::at(no_hub.path()),
+            &options(),
+        )
+    };
+    let loaded = load().unwrap();
+    let card_encoder = loaded.card.encoder.clone().unwrap();
+    assert_eq!(card_encoder.repo, TINY_REPO);
+    assert_eq!(card_encoder.max_tokens, 64);
+    assert_eq!(
+        card_encoder.files[WEIGHTS_FILE],
+        version.files[WEIGHTS_FILE]
+    );
+    let data = load_training_data(&store, &project).await.unwrap();
+    let taxonomy = store.list_tags(project.id).await.unwrap();
+    let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy).unwrap();
+    assert_eq!(again.accuracy, outcome.evaluation.accuracy);
+    assert_eq!(again.macro_f1, outcome.evaluation.macro_f1);
+    let texts: Vec<&str> = data.test.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        loaded.logits_batch(&texts).unwrap(),
+        load().unwrap().logits_batch(&texts).unwrap()
+    );
+
+    // A damaged tuned encoder is refused by name.
+    let mut bytes = std::fs::read(&tuned).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&tuned, &bytes).unwrap();
+    let error = load().unwrap_err();
+    assert!(
+        matches!(&error, ModelError::HashMismatch { file, .. } if file == WEIGHTS_FILE),
+        "{error}"
+    );
+    // So is a tuned file missing from the record.
+    let mut files = version.files.clone();
+    files.remove(WEIGHTS_FILE);
+    let error =
+        TaggingModel::load_with(dir, &files, &HubCache::at(no_hub.path()), &options()).unwrap_err();
+    assert!(error.to_string().contains("(none recorded)"), "{error}");
+}
+
+#[tokio::test]
+async fn a_multi_label_finetune_run_records_a_version_that_loads() {
+    let hub = tempfile::tempdir().unwrap();
+    TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, LabelMode::Multi, 200).await;
+    let models = tempfile::tempdir().unwrap();
+    let outcome = train(
+        &store,
+        &project,
+        &tiny_request(hub.path(), 2),
+        models.path(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.evaluation.per_tag.len(), 10);
+    assert!(outcome.evaluation.micro_f1.is_finite());
+    let version = &outcome.version;
+    let loaded = TaggingModel::load_with(
+        Path::new(&version.artifact_path),
+        &version.files,
+        &HubCache::at(hub.path()),
+        &options(),
+    )
+    .unwrap();
+    assert_eq!(loaded.card.kind, ModelKind::Finetune);
+    assert_eq!(loaded.probabilities("refund please").len(), 10);
+}
+
+#[tokio::test]
+async fn a_stop_request_ends_a_finetune_run_with_nothing_written() {
+    let hub = tempfile::tempdir().unwrap();
+    TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, LabelMode::Single, 200).await;
+    let models = tempfile::tempdir().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let error = train_until(
+        &store,
+        &project,
+        &tiny_request(hub.path(), 3),
+        models.path(),
+        move |p| {
+            let step = matches!(p, Progress::Step(_));
+            let _ = sender.send(p);
+            // Stop after the first step, mid-epoch.
+            if step {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, TrainError::Stopped), "{error}");
+    let steps = receiver
+        .try_iter()
+        .filter(|p| matches!(p, Progress::Step(_)))
+        .count();
+    assert_eq!(steps, 1, "training stopped at the step boundary");
+    let written: Vec<_> = walk(models.path());
+    assert!(written.is_empty(), "files were written: {written:?}");
+    assert!(store.model_versions(project.id).await.unwrap().is_empty());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn training_jobs_accept_finetune_and_its_parameters() {
+    let params = TrainingParams {
+        epochs: Some(2),
+        learning_rate: Some(3e-5),
+        threads: Some(1),
+        ..TrainingParams::default()
+    };
+    let request = params.request(ModelKind::Finetune).unwrap();
+    assert_eq!(request.kind, ModelKind::Finetune);
+    assert_eq!(request.finetune.epochs, 2);
+    assert_eq!(request.finetune.learning_rate, 3e-5);
+    assert_eq!(request.finetune.threads, 1);
+}
+
+#[test]
+fn finetune_parameters_that_cannot_train_are_refused() {
+    for bad in [
+        FinetuneParams {
+            dropout: 1.0,
+            ..FinetuneParams::default()
+        },
+        FinetuneParams {
+            batch_size: 0,
+            ..FinetuneParams::default()
+        },
+        FinetuneParams {
+            head_learning_rate: f64::NAN,
+            ..FinetuneParams::default()
+        },
+        FinetuneParams {
+            max_steps: Some(0),
+            ..FinetuneParams::default()
+        },
+    ] {
+        assert!(bad.check().is_err(), "{bad:?}");
+    }
+    assert!(FinetuneParams::default().check().is_ok());
+}
