@@ -321,6 +321,7 @@ async fn browsing_filters_by_words_tag_source_label_source_confidence_and_date(s
     })
     .await;
     assert_eq!(ids_of(&dated), vec![ids[2], ids[1]]);
+    assert_eq!(store.project_list().await.unwrap(), vec![project.clone()]);
     assert_eq!(
         store.ticket_sources(project.id).await.unwrap(),
         vec!["jira".to_string(), "zendesk".to_string()]

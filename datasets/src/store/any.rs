@@ -440,6 +440,10 @@ impl Store for AnyStore {
         dispatch!(self, store => store.browse_tickets(project, filter))
     }
 
+    async fn project_list(&self) -> StoreResult<Vec<Project>> {
+        dispatch!(self, store => store.project_list())
+    }
+
     async fn ticket_sources(&self, project: ProjectId) -> StoreResult<Vec<String>> {
         dispatch!(self, store => store.ticket_sources(project))
     }

@@ -291,6 +291,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         project: ProjectId,
         filter: &web::TicketFilter,
     ) -> impl Future<Output = StoreResult<web::TicketPage>> + Send;
+    /// Every project, by name, without counts: what the navigation needs on every page.
+    fn project_list(&self) -> impl Future<Output = StoreResult<Vec<Project>>> + Send;
     /// The help desks the project's tickets came from.
     fn ticket_sources(
         &self,

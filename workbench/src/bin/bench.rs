@@ -12,6 +12,8 @@
 //! `bench active-learning` (in `active_learning.rs`): simulated labelling on the shared
 //! datasets; labels each selection strategy needs to reach 95% of the full-data accuracy.
 //!
+//! `bench web` (in `web.rs`): server time of the workbench pages on 100,000 tickets.
+//!
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
@@ -24,6 +26,8 @@ mod models;
 mod queue;
 #[path = "bench/serve.rs"]
 mod serve;
+#[path = "bench/web.rs"]
+mod web;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -65,6 +69,8 @@ enum BenchCommand {
     Serve(serve::ServeBench),
     /// A training job end to end: submitted, run by a worker, promoted, serving.
     Queue(queue::QueueBench),
+    /// Server time of the workbench pages on 100,000 tickets.
+    Web(web::WebBench),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),
+        BenchCommand::Web(args) => web::run(&args),
     }
 }
 

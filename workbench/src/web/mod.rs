@@ -250,10 +250,10 @@ pub async fn render_page(
     use datasets::Store;
     let projects: Vec<ProjectLink> = state
         .store
-        .list_projects()
+        .project_list()
         .await?
         .iter()
-        .map(|summary| ProjectLink::from(&summary.project))
+        .map(ProjectLink::from)
         .collect();
     let layout = context! {
         user => context! {
