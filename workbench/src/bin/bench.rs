@@ -14,12 +14,17 @@
 //!
 //! `bench web` (in `web.rs`): server time of the workbench pages on 100,000 tickets.
 //!
+//! `bench encoder` (in `encoder.rs`): the candle encoder against ONNX Runtime and PyTorch in
+//! one run (inference), and a short fine-tuning slice's step time against PyTorch's.
+//!
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
 // A crate root looks for its modules beside it, where cargo would take any file for another binary.
 #[path = "bench/active_learning.rs"]
 mod active_learning;
+#[path = "bench/encoder.rs"]
+mod encoder;
 #[path = "bench/models.rs"]
 mod models;
 #[path = "bench/queue.rs"]
@@ -61,6 +66,8 @@ struct Cli {
 enum BenchCommand {
     /// Simulated labelling on the shared datasets: labels each strategy needs, against random.
     ActiveLearning(active_learning::ActiveLearningBench),
+    /// The MiniLM encoder against ONNX Runtime and PyTorch: inference, and fine-tuning steps.
+    Encoder(encoder::EncoderBench),
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
@@ -113,6 +120,7 @@ struct Bench {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::ActiveLearning(args) => active_learning::run(&args),
+        BenchCommand::Encoder(args) => encoder::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
