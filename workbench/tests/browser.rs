@@ -1,0 +1,354 @@
+//! The workbench in a real browser: Debian's chromium driven through chromedriver. Logs in,
+//! labels five tickets from the review queue with the keyboard only and sees them leave,
+//! edits a tag, promotes a version and opens the dashboard. With
+//! `TAGGER_SCREENSHOTS=docs/screenshots` it also saves a screenshot of each main page there.
+//! Skips (with a message) when chromedriver is not installed; `.ci/run` installs it.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use fantoccini::{ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use workbench::app::Application;
+use workbench::config::Config;
+use workbench::state::AppState;
+
+const PASSWORD: &str = "browser test password";
+const ENTER: &str = "\u{e007}";
+
+/// Stops chromedriver when the test ends, however it ends.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> Option<std::path::PathBuf> {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVersion {
+    store
+        .create_model_version(
+            project,
+            &NewModelVersion {
+                kind: "ngram".into(),
+                metrics: serde_json::json!({
+                    "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
+                    "per_tag": [{"tag": "Billing", "precision": macro_f1, "recall": 0.7, "f1": macro_f1, "support": 40, "threshold": 0.5}],
+                    "coverage": {"auto_tagged_share": 0.6, "precision": 0.95, "review_share": 0.4}
+                }),
+                ..NewModelVersion::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+struct Shots(Option<std::path::PathBuf>);
+
+impl Shots {
+    async fn take(&self, client: &fantoccini::Client, name: &str) {
+        if let Some(dir) = &self.0 {
+            std::fs::create_dir_all(dir).unwrap();
+            let png = client.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard() {
+    let Some(driver_path) = chromedriver() else {
+        eprintln!(
+            "skipped the browser test: chromedriver is not installed \
+             (apt-get install chromium chromium-driver; .ci/run does this)"
+        );
+        return;
+    };
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = datasets::demo_project::install_demo_project(
+        &store,
+        &ProjectName::parse("Demo").unwrap(),
+        LabelMode::Multi,
+        300,
+        7,
+    )
+    .await
+    .unwrap();
+    store
+        .create_user(&NewUser {
+            username: Username::parse("admin").unwrap(),
+            role: Role::Admin,
+            password_hash: workbench::web::hash_password(PASSWORD).unwrap(),
+        })
+        .await
+        .unwrap();
+    let old = version(&store, project.id, 0.70).await;
+    store
+        .promote_model_version(project.id, old.id, "setup")
+        .await
+        .unwrap();
+    let candidate = version(&store, project.id, 0.80).await;
+    let first = store.tickets_after(project.id, None, 20).await.unwrap();
+    let queue: Vec<NewQueueEntry> = first
+        .iter()
+        .enumerate()
+        .map(|(i, t)| NewQueueEntry {
+            ticket_id: t.ticket.id,
+            score: 1.0 - i as f32 / 100.0,
+            strategy: "margin".into(),
+            reason: format!("margin 0.0{i} between the two best tags"),
+        })
+        .collect();
+    store
+        .replace_review_queue(project.id, &queue)
+        .await
+        .unwrap();
+
+    let application = Application::bind(
+        AppState::new(store.clone(), Config::default()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", application.local_addr().unwrap());
+    tokio::spawn(application.run_until_stopped());
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }),
+    );
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(connected) => {
+                client = Some(connected);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let client = client.expect("chromedriver did not start");
+    // Relative to the repository root, whatever directory cargo runs the test in.
+    let shots = Shots(std::env::var_os("TAGGER_SCREENSHOTS").map(|dir| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(dir)
+    }));
+    let p = format!("{base}/p/{}", project.id);
+
+    // Log in.
+    client.goto(&format!("{base}/login")).await.unwrap();
+    shots.take(&client, "login").await;
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    let password = client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap();
+    password.send_keys(PASSWORD).await.unwrap();
+    password.send_keys(ENTER).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("header.topbar"))
+        .await
+        .unwrap();
+
+    // Five tickets from the review queue, keyboard only: toggle the first tag, Enter.
+    client.goto(&format!("{p}/review")).await.unwrap();
+    let mut labelled = Vec::new();
+    for i in 0..5 {
+        let article = client
+            .wait()
+            .for_element(Locator::Css("#review-ticket"))
+            .await
+            .unwrap();
+        let id: i64 = article
+            .attr("data-ticket")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            !labelled.contains(&id),
+            "ticket {id} came back after labelling"
+        );
+        if i == 0 {
+            shots.take(&client, "review").await;
+        }
+        let body = client.find(Locator::Css("body")).await.unwrap();
+        body.send_keys("1").await.unwrap();
+        body.send_keys(ENTER).await.unwrap();
+        let expected = format!("review?last={id}");
+        let mut arrived = false;
+        for _ in 0..100 {
+            if client
+                .current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .ends_with(&expected)
+            {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(arrived, "Enter did not submit ticket {id}");
+        labelled.push(id);
+    }
+    let next = client
+        .wait()
+        .for_element(Locator::Css("#review-ticket"))
+        .await
+        .unwrap()
+        .attr("data-ticket")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!labelled.contains(&next.parse().unwrap()));
+    for id in &labelled {
+        let ticket = store.ticket(project.id, TicketId(*id)).await.unwrap();
+        assert!(
+            ticket
+                .labels
+                .iter()
+                .any(|l| l.source == LabelSource::Human && l.set_by == "admin"),
+            "ticket {id} has no label from the person"
+        );
+    }
+    let stats = store.review_queue_stats(project.id).await.unwrap();
+    assert_eq!(stats.pending + stats.leased, 15);
+
+    // The ticket browser and a ticket.
+    client.goto(&format!("{p}/tickets")).await.unwrap();
+    shots.take(&client, "tickets").await;
+    client
+        .goto(&format!("{p}/tickets/{}", labelled[0]))
+        .await
+        .unwrap();
+    shots.take(&client, "ticket").await;
+
+    // Edit a tag.
+    let tag = store.list_tags(project.id).await.unwrap()[0].clone();
+    client
+        .goto(&format!("{p}/taxonomy/{}", tag.id))
+        .await
+        .unwrap();
+    let description = client
+        .find(Locator::Css("textarea[name=description]"))
+        .await
+        .unwrap();
+    description.clear().await.unwrap();
+    description
+        .send_keys("Edited in the browser")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#tag-form button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css(".flash.ok"))
+        .await
+        .unwrap();
+    shots.take(&client, "taxonomy").await;
+    let edited = store.list_tags(project.id).await.unwrap();
+    assert_eq!(
+        edited.iter().find(|t| t.id == tag.id).unwrap().description,
+        "Edited in the browser"
+    );
+
+    // Promote the better candidate.
+    client.goto(&format!("{p}/models")).await.unwrap();
+    shots.take(&client, "models").await;
+    client
+        .find(Locator::Css(&format!(
+            "button[data-promote=\"{}\"]",
+            candidate.id
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css(".flash"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .promoted_model_version(project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        candidate.id
+    );
+    client
+        .goto(&format!(
+            "{p}/models/compare?a={}&b={}",
+            old.id, candidate.id
+        ))
+        .await
+        .unwrap();
+    shots.take(&client, "compare").await;
+
+    // The dashboard draws its charts.
+    client
+        .goto(&format!("{p}/dashboard?days=90"))
+        .await
+        .unwrap();
+    let charts = client.find_all(Locator::Css("svg.chart")).await.unwrap();
+    assert!(
+        charts.len() >= 2,
+        "the dashboard shows {} charts",
+        charts.len()
+    );
+    shots.take(&client, "dashboard").await;
+    client.close().await.unwrap();
+}
