@@ -58,6 +58,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     bar.set_prefix("epoch");
     bar.set_message("reading tickets");
     let reporter = bar.clone();
+    let by_steps = args.kind == inference::ModelKind::Finetune;
     // Recorded paths must not depend on the directory a later command or server runs from.
     let models_dir = std::path::absolute(config.data_dir.join("models"))
         .context("cannot resolve the data directory")?;
@@ -95,6 +96,11 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                     reporter.set_position(0);
                     reporter.set_message("training");
                 }
+                // A finetune bar counts steps: its epochs are printed instead.
+                Progress::Epoch(epoch) if by_steps => reporter.println(format!(
+                    "epoch {}/{}: loss {:.4} (val {:.4})",
+                    epoch.epoch, epoch.epochs, epoch.train_loss, epoch.validation_loss
+                )),
                 Progress::Epoch(epoch) => {
                     reporter.set_position(epoch.epoch as u64);
                     reporter.set_message(format!(
