@@ -24,7 +24,9 @@ use apalis_sqlite::SqliteStorage;
 use datasets::{
     AnyStore, NewTrainingRun, ProjectId, RunOutcome, Store, StoreError, TrainingRun, TrainingRunId,
 };
+use inference::Decider;
 use inference::ModelKind;
+use inference::calibration::probabilities;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -39,13 +41,35 @@ pub struct TrainJob {
     pub run_id: TrainingRunId,
 }
 
-/// Recompute a project's review queue with the model in service (after a training run or a
-/// promotion). Cheap, idempotent: a retry or a duplicate only scores again.
+/// The short jobs that keep a project current, on their own queue so a long training run
+/// never holds them up. Each is idempotent: a retry or a duplicate only does it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScoreJob {
-    pub project_id: ProjectId,
-    /// An active-learning strategy name (`margin`, `diverse`, …).
-    pub strategy: String,
+#[serde(tag = "job", rename_all = "kebab-case")]
+pub enum MaintenanceJob {
+    /// Rank the review queue again with the model in service (after a run or a promotion).
+    Score {
+        project_id: ProjectId,
+        /// An active-learning strategy name (`margin`, `diverse`, …).
+        strategy: String,
+    },
+    /// Evaluate a version again on today's held-out tickets and labels, and store it.
+    Evaluate {
+        project_id: ProjectId,
+        version_id: datasets::ModelVersionId,
+    },
+    /// Tag the newest unlabelled tickets again with the model in service (after a
+    /// promotion), at most `limit` of them.
+    Retag { project_id: ProjectId, limit: u32 },
+}
+
+impl MaintenanceJob {
+    fn project(&self) -> ProjectId {
+        match self {
+            Self::Score { project_id, .. }
+            | Self::Evaluate { project_id, .. }
+            | Self::Retag { project_id, .. } => *project_id,
+        }
+    }
 }
 
 /// The strategy the queue is scored with unless a job says otherwise: uncertain tickets
@@ -99,12 +123,12 @@ impl Default for QueueSettings {
 pub enum JobQueue {
     Sqlite {
         training: SqliteStorage<TrainJob>,
-        scoring: SqliteStorage<ScoreJob>,
+        scoring: SqliteStorage<MaintenanceJob>,
         poll: Duration,
     },
     Postgres {
         training: PostgresStorage<TrainJob>,
-        scoring: PostgresStorage<ScoreJob>,
+        scoring: PostgresStorage<MaintenanceJob>,
         poll: Duration,
     },
 }
@@ -138,7 +162,7 @@ impl JobQueue {
                 };
                 Self::Sqlite {
                     training: SqliteStorage::new(pool).with_config(config("training")),
-                    scoring: SqliteStorage::new(pool).with_config(config("scoring")),
+                    scoring: SqliteStorage::new(pool).with_config(config("maintenance")),
                     poll: settings.poll_interval,
                 }
             }
@@ -156,7 +180,7 @@ impl JobQueue {
                 };
                 Self::Postgres {
                     training: PostgresStorage::new(pool).with_config(config("training")),
-                    scoring: PostgresStorage::new(pool).with_config(config("scoring")),
+                    scoring: PostgresStorage::new(pool).with_config(config("maintenance")),
                     poll: settings.poll_interval,
                 }
             }
@@ -180,8 +204,8 @@ impl JobQueue {
         pushed.map_err(JobError::Push)
     }
 
-    /// Queues a rescoring of the project's review queue.
-    pub async fn push_scoring(&self, job: ScoreJob) -> Result<(), JobError> {
+    /// Queues a short job (scoring, evaluation, re-tagging).
+    pub async fn push_maintenance(&self, job: MaintenanceJob) -> Result<(), JobError> {
         let task = TaskBuilder::new(job).max_attempts(3).build();
         let pushed = match self {
             Self::Sqlite { scoring, .. } => scoring
@@ -200,7 +224,7 @@ impl JobQueue {
 
     /// After a promotion or a finished training run: score the queue again.
     pub async fn rescore(&self, project: ProjectId) -> Result<(), JobError> {
-        self.push_scoring(ScoreJob {
+        self.push_maintenance(MaintenanceJob::Score {
             project_id: project,
             strategy: DEFAULT_SCORE_STRATEGY.as_str().to_string(),
         })
@@ -417,7 +441,7 @@ pub async fn run_worker(
             Ok::<(), std::io::Error>(())
         }
     };
-    let scorer_name = format!("{name}-scoring");
+    let scorer_name = format!("{name}-maintenance");
     tracing::info!(worker = %name, "training worker started");
     // Training and scoring are separate apalis workers so a long training run never holds
     // up the review queue; each runs one job at a time.
@@ -439,7 +463,7 @@ pub async fn run_worker(
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
-                    .build(score_job)
+                    .build(maintenance_job)
                     .run_until(signal()),
             )
         }
@@ -460,7 +484,7 @@ pub async fn run_worker(
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
-                    .build(score_job)
+                    .build(maintenance_job)
                     .run_until(signal()),
             )
         }
@@ -470,19 +494,135 @@ pub async fn run_worker(
         .map_err(|e| JobError::Worker(e.to_string()))
 }
 
-/// One scoring job: the project's review queue ranked again with the model in service.
-async fn score_job(job: ScoreJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    let strategy: Strategy = job.strategy.parse().map_err(|e| abort(format!("{e}")))?;
-    match score_project(
-        &state.store,
-        job.project_id,
-        strategy,
-        &ScoreOptions::default(),
-    )
+/// One short job (see `MaintenanceJob`).
+async fn maintenance_job(job: MaintenanceJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+    let project = job.project();
+    match job {
+        MaintenanceJob::Score { strategy, .. } => score_job(&state, project, &strategy).await,
+        MaintenanceJob::Evaluate { version_id, .. } => {
+            evaluate_job(&state.store, project, version_id).await
+        }
+        MaintenanceJob::Retag { limit, .. } => retag_job(&state.store, project, limit).await,
+    }
+}
+
+/// Evaluates a version on today's held-out tickets and stores the result.
+async fn evaluate_job(
+    store: &AnyStore,
+    project: ProjectId,
+    version: datasets::ModelVersionId,
+) -> Result<(), BoxDynError> {
+    let project = match store.project(project).await {
+        Ok(project) => project,
+        Err(StoreError::NotFound(what)) => return Err(abort(format!("{what} not found"))),
+        Err(error) => return Err(Box::new(error)),
+    };
+    let version = match store.model_version(project.id, version).await {
+        Ok(version) => version,
+        Err(StoreError::NotFound(what)) => return Err(abort(format!("{what} not found"))),
+        Err(error) => return Err(Box::new(error)),
+    };
+    let (evaluation, _) = crate::run::evaluate_version(store, &project, &version)
+        .await
+        .map_err(|error| match error {
+            TrainError::Store(error) => Box::new(error) as BoxDynError,
+            other => abort(other.to_string()),
+        })?;
+    let metrics = serde_json::to_value(&evaluation).map_err(|e| abort(e.to_string()))?;
+    store
+        .set_model_metrics(project.id, version.id, &metrics)
+        .await?;
+    tracing::info!(version = %version.id, "version evaluated again");
+    Ok(())
+}
+
+/// Tags the newest tickets nobody labelled with the model in service, replacing the model
+/// labels an older version gave them; at most `limit` tickets.
+async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(), BoxDynError> {
+    let Some(version) = store.promoted_model_version(project).await? else {
+        return Ok(());
+    };
+    let model = crate::run::load_version(&version).map_err(|e| abort(e.to_string()))?;
+    let taxonomy = store.list_tags(project).await?;
+    // The newest `limit` tickets without a person's labels: one pass over the ids, keeping
+    // the tail, so the work is bounded by the limit, not by the backlog.
+    let mut newest: std::collections::VecDeque<datasets::LabelledTicket> =
+        std::collections::VecDeque::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .tickets_after(project, after, datasets::store::MAX_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.ticket.id);
+        for ticket in page {
+            let labelled_by_person = ticket
+                .labels
+                .iter()
+                .any(|l| l.source == datasets::LabelSource::Human);
+            if !labelled_by_person {
+                newest.push_back(ticket);
+                if newest.len() > limit as usize {
+                    newest.pop_front();
+                }
+            }
+        }
+    }
+    let tickets: Vec<datasets::LabelledTicket> = newest.into_iter().collect();
+    let texts: Vec<String> = tickets
+        .iter()
+        .map(|t| format!("{}\n{}", t.ticket.subject, t.ticket.body))
+        .collect();
+    let card = model.card.clone();
+    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy);
+    let decisions = tokio::task::spawn_blocking(move || {
+        texts
+            .chunks(64)
+            .map(|chunk| {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let logits = model.logits_batch(&refs)?;
+                Ok(refs
+                    .iter()
+                    .zip(logits)
+                    .map(|(text, logits)| {
+                        let probabilities =
+                            probabilities(&logits, card.temperature, card.label_mode);
+                        decider.decide(text, &probabilities, true)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>, inference::ModelError>>()
+    })
     .await
-    {
+    .map_err(|e| Box::new(e) as BoxDynError)?
+    .map_err(|e| abort(e.to_string()))?;
+    let ids: std::collections::HashMap<&str, datasets::TagId> =
+        taxonomy.iter().map(|t| (t.name.as_str(), t.id)).collect();
+    for (ticket, decision) in tickets.iter().zip(decisions.into_iter().flatten()) {
+        let applied: Vec<(datasets::TagId, f32)> = decision
+            .scores
+            .iter()
+            .filter(|score| score.applied)
+            .filter_map(|score| Some((*ids.get(score.tag.as_str())?, score.probability)))
+            .collect();
+        store
+            .set_model_labels(project, ticket.ticket.id, version.id, &applied)
+            .await?;
+    }
+    tracing::info!(project = %project, version = %version.id, tickets = tickets.len(), "tickets tagged again");
+    Ok(())
+}
+
+/// The review queue ranked again with the model in service.
+async fn score_job(
+    state: &WorkerState,
+    project: ProjectId,
+    strategy: &str,
+) -> Result<(), BoxDynError> {
+    let strategy: Strategy = strategy.parse().map_err(|e| abort(format!("{e}")))?;
+    match score_project(&state.store, project, strategy, &ScoreOptions::default()).await {
         Ok(summary) => {
-            tracing::info!(project = %job.project_id, queued = summary.queued, strategy = %summary.strategy.as_str(), "review queue scored");
+            tracing::info!(%project, queued = summary.queued, strategy = %summary.strategy.as_str(), "review queue scored");
             Ok(())
         }
         Err(ScoreError::Store(StoreError::NotFound(what))) => {
@@ -492,7 +632,7 @@ async fn score_job(job: ScoreJob, state: Data<WorkerState>) -> Result<(), BoxDyn
         Err(
             error @ (ScoreError::Model(_) | ScoreError::QueueSize { .. } | ScoreError::Select(_)),
         ) => {
-            tracing::warn!(project = %job.project_id, %error, "scoring failed");
+            tracing::warn!(%project, %error, "scoring failed");
             Err(abort(error.to_string()))
         }
         Err(error) => Err(Box::new(error)),
@@ -624,10 +764,11 @@ async fn train_job(
     match result {
         Ok(outcome) => {
             tracing::info!(run = %run.id, version = %outcome.version.id, seconds = outcome.train_seconds, "trained");
-            finish(RunOutcome::Succeeded(outcome.version.id)).await;
+            // Promote first, so a run seen as succeeded has had its policy applied.
             if auto_promote {
                 promote_if_allowed(store, &outcome.version, state.guard_margin).await;
             }
+            finish(RunOutcome::Succeeded(outcome.version.id)).await;
             // The queue follows the model in service; the retraining policy counts labels
             // since the last scoring, so this also restarts its count.
             if let Err(error) = queue.rescore(job.project_id).await {

@@ -39,6 +39,9 @@ pub struct Config {
     /// Retrain (`ngram`, promoted when the guard allows) after this many tickets were
     /// labelled since the review queue was last scored; 0 turns it off.
     pub retrain_after_labels: u64,
+    /// After a promotion, tag this many of the newest unlabelled tickets again with the new
+    /// version (a background job); 0 leaves earlier tags as they are.
+    pub retag_after_promotion: u32,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             with_worker: false,
             worker_heartbeat_seconds: 10.0,
             retrain_after_labels: 50,
+            retag_after_promotion: 0,
         }
     }
 }
@@ -77,6 +81,7 @@ impl std::fmt::Debug for Config {
             .field("with_worker", &self.with_worker)
             .field("worker_heartbeat_seconds", &self.worker_heartbeat_seconds)
             .field("retrain_after_labels", &self.retrain_after_labels)
+            .field("retag_after_promotion", &self.retag_after_promotion)
             .finish()
     }
 }

@@ -50,14 +50,25 @@ impl AppState {
         });
     }
 
-    /// After a promotion or rollback: rank the review queue again with the model in service.
+    /// After a promotion or rollback: rank the review queue again with the model in service,
+    /// and tag the newest tickets again when the configuration asks for it.
     pub fn model_changed(&self, project: datasets::ProjectId) {
         let Some(queue) = self.jobs.clone() else {
             return;
         };
+        let retag = self.config.retag_after_promotion;
         tokio::spawn(async move {
             if let Err(error) = queue.rescore(project).await {
                 tracing::warn!(%error, %project, "could not queue a rescoring");
+            }
+            if retag > 0 {
+                let job = trainer::jobs::MaintenanceJob::Retag {
+                    project_id: project,
+                    limit: retag,
+                };
+                if let Err(error) = queue.push_maintenance(job).await {
+                    tracing::warn!(%error, %project, "could not queue a re-tagging");
+                }
             }
         });
     }

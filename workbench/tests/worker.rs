@@ -453,6 +453,7 @@ async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
     _database: &TestDatabase,
     store: AnyStore,
 ) {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let project = demo_project(&store).await;
     let queue = JobQueue::open(&store, &settings()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -544,6 +545,127 @@ async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
     worker.await.unwrap().unwrap();
 }
 
+async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
+    _database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let key = store.create_api_key(project.id, "ci").await.unwrap().secret;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = workbench::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        retag_after_promotion: 40,
+        ..Default::default()
+    };
+    let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
+    let router = workbench::app::app(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue.clone(),
+        WorkerState {
+            store: store.clone(),
+            models_dir: dir.path().join("models"),
+            name: "in-process".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let quick = TrainingParams {
+        epochs: Some(3),
+        ..TrainingParams::default()
+    };
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &quick,
+        "t",
+    )
+    .await
+    .unwrap();
+    let done = wait_for_run(&store, &run, Duration::from_secs(120), "success", |r| {
+        r.status.is_final()
+    })
+    .await;
+    let version = done.version_id.unwrap();
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        &format!("/v1/projects/Demo/models/{version}/promote"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The newest 40 tickets nobody labelled get this version's tags; older ones do not.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let tickets = store.tickets_after(project.id, None, 5000).await.unwrap();
+        let by_version = |t: &LabelledTicket| {
+            t.labels
+                .iter()
+                .any(|l| l.source == LabelSource::Model && l.set_by == format!("model:{version}"))
+        };
+        let retagged: Vec<usize> = (0..tickets.len())
+            .filter(|&i| by_version(&tickets[i]))
+            .collect();
+        if !retagged.is_empty() {
+            assert!(retagged.len() <= 40, "{} retagged", retagged.len());
+            assert!(
+                retagged.iter().all(|&i| i >= tickets.len() - 40),
+                "{retagged:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ticket was tagged again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An evaluation job replaces the stored metrics.
+    store
+        .set_model_metrics(project.id, version, &json!({}))
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        &format!("/v1/projects/Demo/models/{version}/evaluate"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let metrics = store
+            .model_version(project.id, version)
+            .await
+            .unwrap()
+            .metrics;
+        if metrics["macro_f1"].as_f64().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never evaluated: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = call(
+        &router,
+        Method::POST,
+        "/v1/projects/Demo/models/999999/evaluate",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -579,4 +701,5 @@ on_both_backends!(
     a_run_on_bad_data_fails_once_with_the_reason,
     the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted,
     enough_new_labels_retrain_promote_and_rescore_the_review_queue,
+    a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued,
 );

@@ -220,7 +220,7 @@ macro_rules! common_store_methods {
 
         async fn update_tag(&self, project: ProjectId, tag: TagId, update: &TagUpdate) -> StoreResult<Tag> {
             update.validate()?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let current: Option<TagRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 tag_columns!(),
@@ -269,7 +269,7 @@ macro_rules! common_store_methods {
                 ticket.validate()?;
             }
             self.project(project).await?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let mut stored = Vec::with_capacity(tickets.len());
             let now = Utc::now();
             for ticket in tickets {
@@ -400,7 +400,7 @@ macro_rules! common_store_methods {
             let chosen = resolve_tag_names(&project_row, &taxonomy, tags)?;
             let current = self.ticket(project, ticket).await?;
             let now = Utc::now();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let human_present: HashMap<TagId, bool> = current
                 .labels
                 .iter()
@@ -477,7 +477,7 @@ macro_rules! common_store_methods {
             }
             let set_by = format!("model:{version}");
             let now = Utc::now();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let new_tags: HashSet<TagId> = tags.iter().map(|(tag, _)| *tag).collect();
             for old in current.labels.iter().filter(|l| l.source == LabelSource::Model && !new_tags.contains(&l.tag_id)) {
                 sqlx::query("DELETE FROM labels WHERE ticket_id = $1 AND tag_id = $2 AND source = 'model'")
@@ -599,14 +599,14 @@ macro_rules! common_store_methods {
         }
 
         async fn promote_model_version(&self, project: ProjectId, version: ModelVersionId, actor: &str) -> StoreResult<Promotion> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let promotion = Self::switch_promoted(&mut tx, project, version, PromotionAction::Promote, actor).await?;
             tx.commit().await?;
             Ok(promotion)
         }
 
         async fn rollback_model_version(&self, project: ProjectId, actor: &str) -> StoreResult<Promotion> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             // The version in service came in by its latest promotion; roll back to what it replaced.
             let previous: Option<Option<i64>> = sqlx::query_scalar(
                 "SELECT p.previous_version_id FROM model_promotions p \

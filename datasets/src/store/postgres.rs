@@ -25,6 +25,8 @@ type Db = Postgres;
 
 /// The channel on which promotions are announced; see `PgStore::listen_for_promotions`.
 pub const PROMOTION_CHANNEL: &str = "tagger_model_promotions";
+/// How a write transaction starts (see the SQLite backend for why this is per backend).
+const BEGIN_WRITE: &str = "BEGIN";
 const PROMOTION_NOTIFY: Option<&str> =
     Some("SELECT pg_notify('tagger_model_promotions', $1::text)");
 
@@ -81,7 +83,7 @@ impl Store for PgStore {
         create: Option<LabelMode>,
         set_by: &str,
     ) -> StoreResult<PgImport> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         // Two imports into a new project of the same name must not both create it.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(format!("import:{}", project.folded()))

@@ -145,7 +145,7 @@ macro_rules! review_store_methods {
             validate_entries(entries)?;
             self.project(project).await?;
             let (now, now_ms) = now_millis();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             // Live leases survive a rescoring: a labeller halfway through a batch keeps it.
             let leases: Vec<(i64, String, i64)> = sqlx::query_as(
                 "SELECT ticket_id, leased_by, lease_expires_ms FROM review_queue \

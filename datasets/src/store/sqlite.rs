@@ -24,6 +24,11 @@ use std::time::Duration;
 type Db = Sqlite;
 
 /// SQLite has no notifications: servers notice promotions by polling.
+/// How a write transaction starts. SQLite's default (deferred) takes the write lock only at
+/// the first write, and fails with "database is locked" at once, without waiting, when
+/// another connection wrote since this one's first read (the job queue's heartbeats do, every
+/// few seconds); an immediate transaction takes the lock up front and waits its turn.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 const PROMOTION_NOTIFY: Option<&str> = None;
 
 /// The store on a SQLite file.
@@ -79,7 +84,7 @@ impl Store for SqliteStore {
         set_by: &str,
     ) -> StoreResult<SqliteImport> {
         // BEGIN IMMEDIATE would be ideal; a plain transaction that writes first gets the same lock.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let existing: Option<ProjectRow> = sqlx::query_as(concat!(
             "SELECT ",
             project_columns!(),

@@ -311,7 +311,7 @@ macro_rules! web_store_methods {
             if password_hash.is_empty() {
                 return Err(ValidationError::field("password", "no password hash given").into());
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user)

@@ -181,6 +181,13 @@ pub fn routes() -> openapi::Routes {
             models::promote,
         )
         .add(
+            "POST",
+            "/v1/projects/{project}/models/{version}/evaluate",
+            "Evaluate a version again on today's held-out tickets (queued; 202).",
+            true,
+            models::evaluate,
+        )
+        .add(
             "GET",
             "/v1/projects/{project}/training-runs",
             "Training runs, newest first, with progress and outcome.",

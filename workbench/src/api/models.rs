@@ -102,6 +102,42 @@ pub async fn promote(
     Ok(ApiJson(swap_now(&state, promotion).await))
 }
 
+/// Queues an evaluation of the version on today's held-out tickets (labels change after
+/// training); its stored metrics are replaced when the job has run.
+pub async fn evaluate(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, version)): ApiPath<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let project = authorized.project.id;
+    let version = state
+        .store
+        .model_version(project, ModelVersionId(version))
+        .await?;
+    let Some(queue) = &state.jobs else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this server has no job queue",
+        ));
+    };
+    queue
+        .push_maintenance(trainer::jobs::MaintenanceJob::Evaluate {
+            project_id: project,
+            version_id: version.id,
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "could not queue an evaluation");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the job queue is unavailable; try again",
+            )
+        })?;
+    Ok(StatusCode::ACCEPTED)
+}
+
 pub async fn rollback(
     State(state): State<AppState>,
     authorized: AuthorizedProject,

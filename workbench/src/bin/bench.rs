@@ -31,6 +31,8 @@ mod models;
 mod queue;
 #[path = "bench/serve.rs"]
 mod serve;
+#[path = "bench/serve_encoder.rs"]
+mod serve_encoder;
 #[path = "bench/web.rs"]
 mod web;
 
@@ -76,6 +78,8 @@ enum BenchCommand {
     Serve(serve::ServeBench),
     /// A training job end to end: submitted, run by a worker, promoted, serving.
     Queue(queue::QueueBench),
+    /// Throughput of an `encoder-head` model through `tagger serve` against the raw model.
+    ServeEncoder(serve_encoder::ServeEncoderBench),
     /// Server time of the workbench pages on 100,000 tickets.
     Web(web::WebBench),
 }
@@ -125,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),
+        BenchCommand::ServeEncoder(args) => serve_encoder::run(&args),
         BenchCommand::Web(args) => web::run(&args),
     }
 }

@@ -193,9 +193,15 @@ fn measure(
     }
     let addr_text = addr.to_string();
     serve_args.extend(["--addr", addr_text.as_str()]);
-    let mut children = vec![Child_::spawn(tagger, dir, &data_dir, &serve_args, "serve")?];
+    let mut children = vec![TaggerProcess::spawn(
+        tagger,
+        dir,
+        &data_dir,
+        &serve_args,
+        "serve",
+    )?];
     if !in_process_worker {
-        children.push(Child_::spawn(
+        children.push(TaggerProcess::spawn(
             tagger,
             dir,
             &data_dir,
@@ -234,7 +240,10 @@ fn measure(
     })
 }
 
-async fn wait_until_ready(client: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn wait_until_ready(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = client.get(format!("http://{addr}/healthz")).send().await
@@ -334,20 +343,19 @@ async fn end_to_end(
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A `tagger` child process, logging to a file, stopped with SIGTERM.
-#[allow(non_camel_case_types)]
-struct Child_ {
+pub(crate) struct TaggerProcess {
     child: Child,
     log: PathBuf,
 }
 
-impl Child_ {
-    fn spawn(
+impl TaggerProcess {
+    pub(crate) fn spawn(
         tagger: &Path,
         dir: &Path,
         data_dir: &Path,
@@ -370,7 +378,7 @@ impl Child_ {
         Ok(Self { child, log })
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("a tagger process had exited early; its log:\n{log}");
@@ -389,7 +397,7 @@ impl Child_ {
     }
 }
 
-impl Drop for Child_ {
+impl Drop for TaggerProcess {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
