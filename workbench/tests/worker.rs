@@ -47,6 +47,38 @@ fn endless() -> TrainingParams {
     }
 }
 
+/// A worker running in the test's own runtime, as `serve --with-worker` runs one.
+struct InProcessWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Result<(), trainer::jobs::JobError>>,
+}
+
+impl InProcessWorker {
+    fn start(store: &AnyStore, queue: JobQueue, data_dir: &std::path::Path) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(trainer::jobs::run_worker(
+            queue,
+            WorkerState {
+                store: store.clone(),
+                models_dir: data_dir.join("models"),
+                name: "in-process".into(),
+                stopping: Default::default(),
+                guard_margin: 0.02,
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self { stop, handle }
+    }
+
+    /// Stops it and checks it ended cleanly.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
 /// A `tagger worker` process on the database, with a one-second heartbeat.
 fn spawn_worker(url: &str, data_dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tagger"))
@@ -324,20 +356,7 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
     };
     let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
     let router = workbench::app::app(state);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(trainer::jobs::run_worker(
-        queue,
-        WorkerState {
-            store: store.clone(),
-            models_dir: dir.path().join("models"),
-            name: "in-process".into(),
-            stopping: Default::default(),
-            guard_margin: 0.02,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let worker = InProcessWorker::start(&store, queue, dir.path());
     let runs = "/v1/projects/Demo/training-runs";
 
     let (status, _) = call(
@@ -444,8 +463,7 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
     .await;
     assert_eq!(status, StatusCode::OK, "{tagged}");
     assert_eq!(tagged["version"], version, "{tagged}");
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     let _ = project;
 }
 
@@ -464,20 +482,7 @@ async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
     };
     let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
     let router = workbench::app::app(state);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(trainer::jobs::run_worker(
-        queue,
-        WorkerState {
-            store: store.clone(),
-            models_dir: dir.path().join("models"),
-            name: "in-process".into(),
-            stopping: Default::default(),
-            guard_margin: 0.02,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let worker = InProcessWorker::start(&store, queue, dir.path());
     let tickets = store.tickets_after(project.id, None, 3).await.unwrap();
     for (i, ticket) in tickets.iter().enumerate() {
         let (status, body) = call(
@@ -541,8 +546,7 @@ async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
     };
     assert!(stats.pending > 0, "{stats:?}");
     assert_eq!(stats.labelled_since_scoring, 0, "{stats:?}");
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
@@ -560,20 +564,7 @@ async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
     };
     let state = workbench::state::AppState::new(store.clone(), config).with_jobs(queue.clone());
     let router = workbench::app::app(state);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(trainer::jobs::run_worker(
-        queue.clone(),
-        WorkerState {
-            store: store.clone(),
-            models_dir: dir.path().join("models"),
-            name: "in-process".into(),
-            stopping: Default::default(),
-            guard_margin: 0.02,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let worker = InProcessWorker::start(&store, queue.clone(), dir.path());
     let quick = TrainingParams {
         epochs: Some(3),
         ..TrainingParams::default()
@@ -662,8 +653,7 @@ async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 macro_rules! on_both_backends {
