@@ -237,24 +237,34 @@ impl JobQueue {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
     /// Stop after this many epochs without a better validation loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f64>,
     /// `ngram`: width of the hidden layer (0: linear).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden: Option<usize>,
     /// `ngram`: an n-gram must occur in at least this many training tickets.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_df: Option<u32>,
     /// `encoder-head`: L2 penalty on the head.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub l2: Option<f64>,
     /// `encoder-head`: Hugging Face id of the encoder, read from the local cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
     /// `encoder-head`: encoder threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// Precision auto-applied tags should reach (0 < p ≤ 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_precision: Option<f64>,
     /// Promote the new version when the promotion guard allows it (the retraining policy's
     /// runs); otherwise it stays a candidate for a person to promote.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_promote: Option<bool>,
 }
 

@@ -1,6 +1,7 @@
 //! The workbench in a real browser: Debian's chromium driven through chromedriver. Logs in,
 //! labels five tickets from the review queue with the keyboard only and sees them leave,
-//! edits a tag, promotes a version and opens the dashboard. With
+//! edits a tag, starts a training run and follows it to its version, promotes a version and
+//! opens the dashboard. With
 //! `TAGGER_SCREENSHOTS=docs/screenshots` it also saves a screenshot of each main page there.
 //! Skips (with a message) when chromedriver is not installed; `.ci/run` installs it.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -122,12 +123,37 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         .await
         .unwrap();
 
-    let application = Application::bind(
-        AppState::new(store.clone(), Config::default()),
-        "127.0.0.1:0".parse().unwrap(),
+    // A job queue and an in-process worker, as `tagger demo` runs them.
+    let data = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: data.path().to_path_buf(),
+        ..Config::default()
+    };
+    let queue = trainer::jobs::JobQueue::open(
+        &store,
+        &trainer::jobs::QueueSettings {
+            poll_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
+    let application = Application::bind(
+        AppState::new(store.clone(), config).with_jobs(queue.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+    .with_worker(
+        queue,
+        trainer::jobs::WorkerState {
+            store: store.clone(),
+            models_dir: data.path().join("models"),
+            name: "browser-test".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+        },
+    );
     let base = format!("http://{}", application.local_addr().unwrap());
     tokio::spawn(application.run_until_stopped());
 
@@ -301,6 +327,37 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         edited.iter().find(|t| t.id == tag.id).unwrap().description,
         "Edited in the browser"
     );
+
+    // Start a training run and watch it to the end (the page follows it live).
+    client.goto(&format!("{p}/training")).await.unwrap();
+    let epochs = client
+        .find(Locator::Css("input[name=epochs]"))
+        .await
+        .unwrap();
+    epochs.send_keys("3").await.unwrap();
+    client
+        .find(Locator::Css("button[data-start-training]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#run-bar"))
+        .await
+        .unwrap();
+    shots.take(&client, "training").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css("#run-status.succeeded"))
+        .await
+        .unwrap();
+    let run = store.training_runs(project.id, 1).await.unwrap()[0].clone();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.requested_by, "web:admin");
+    assert!(run.version_id.is_some());
 
     // Promote the better candidate.
     client.goto(&format!("{p}/models")).await.unwrap();

@@ -25,16 +25,57 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let password = super::users::random_password()?;
     let admin = datasets::Username::parse(DEMO_ADMIN)?;
     super::users::add_user(&store, &admin, datasets::Role::Admin, &password, true).await?;
+    let first_model = start_first_model(&store, &config).await?;
     let application = super::serve::bind(store, config).await?;
     let url = format!("http://{}/", application.local_addr()?);
     if created {
         println!("created the demo project {DEMO_PROJECT:?} with {DEMO_TICKETS} synthetic tickets");
+    }
+    if let Some(run) = first_model {
+        println!(
+            "training the first model (run #{}): it is promoted and the review queue filled in a few seconds",
+            run.id
+        );
     }
     println!("tagger is serving the demo at {url}");
     println!("  log in as {DEMO_ADMIN} with password {password}");
     println!("  JSON API: {url}v1/projects");
     application.run_until_stopped().await?;
     Ok(())
+}
+
+/// A demo nobody has trained yet has no model and an empty review queue: queue a first
+/// `ngram` run that promotes itself (the review queue is scored when it ends), so the pages
+/// have something to show at once. Returns the run when one was queued.
+async fn start_first_model(
+    store: &AnyStore,
+    config: &Config,
+) -> anyhow::Result<Option<datasets::TrainingRun>> {
+    let name = ProjectName::parse(DEMO_PROJECT)?;
+    let Some(project) = store.project_by_name(&name).await? else {
+        return Ok(None);
+    };
+    if store.promoted_model_version(project.id).await?.is_some()
+        || !store.training_runs(project.id, 1).await?.is_empty()
+    {
+        return Ok(None);
+    }
+    let queue = crate::worker::open_queue(store, config).await?;
+    let params = trainer::jobs::TrainingParams {
+        auto_promote: Some(true),
+        ..Default::default()
+    };
+    let run = trainer::jobs::submit_training(
+        store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &params,
+        "demo",
+    )
+    .await
+    .context("cannot queue the demo's first training run")?;
+    Ok(Some(run))
 }
 
 /// Creates the demo project unless it exists.
