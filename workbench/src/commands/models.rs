@@ -6,48 +6,30 @@ use anyhow::Context;
 use datasets::{AnyStore, ModelVersionId, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use inference::{Decider, TaxonomyDrift};
-use trainer::run::TrainRequest;
 use trainer::{Evaluation, Progress};
 
 pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow::Result<()> {
     let project = super::find_project(store, &args.project).await?;
-    let mut request = TrainRequest {
-        kind: args.kind,
-        target_precision: args.target_precision,
-        ..TrainRequest::default()
+    // The same parameters, checks and defaults as a queued run (`TrainingParams`).
+    let params = trainer::jobs::TrainingParams {
+        epochs: args.epochs,
+        learning_rate: args.learning_rate.map(f64::from),
+        hidden: args.hidden,
+        min_df: args.min_df,
+        l2: args.l2,
+        encoder: args.encoder.clone(),
+        threads: args.threads,
+        target_precision: Some(args.target_precision),
+        ..Default::default()
     };
-    if let Some(epochs) = args.epochs {
-        request.ngram.epochs = epochs;
-        request.encoder_head.epochs = epochs;
-        request.finetune.epochs = epochs;
-    }
-    if let Some(hidden) = args.hidden {
-        request.ngram.hidden = hidden;
-    }
-    if let Some(rate) = args.learning_rate {
-        request.ngram.learning_rate = rate;
-        request.encoder_head.learning_rate = f64::from(rate);
-        request.finetune.learning_rate = f64::from(rate);
-    }
-    if let Some(encoder) = args.encoder.clone() {
-        request.encoder_head.encoder = encoder.clone();
-        request.finetune.encoder = encoder;
-    }
-    if let Some(threads) = args.threads {
-        request.encoder_head.threads = threads;
-        request.finetune.threads = threads;
-    }
-    if let Some(l2) = args.l2 {
-        request.encoder_head.l2 = l2;
-    }
+    let request = params
+        .request(args.kind)
+        .map_err(|reason| anyhow::anyhow!("invalid training parameters: {reason}"))?;
     let epochs = match args.kind {
         inference::ModelKind::EncoderHead => request.encoder_head.epochs,
         inference::ModelKind::Finetune => request.finetune.epochs,
         _ => request.ngram.epochs,
     };
-    if let Some(min_df) = args.min_df {
-        request.ngram.min_df = min_df;
-    }
     let bar = ProgressBar::new(epochs as u64);
     bar.set_style(
         ProgressStyle::with_template(
