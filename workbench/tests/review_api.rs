@@ -338,3 +338,76 @@ async fn scoring_needs_a_key_and_fills_the_queue() {
     assert_eq!(summary["requested"], "margin");
     assert_eq!(summary["strategy"], "cold-start");
 }
+
+#[tokio::test]
+async fn agreement_compares_two_peoples_answers_per_tag_and_lists_disagreements() {
+    let app = TestApp::new(6).await;
+    let key = app
+        .store
+        .create_api_key(app.project, "quality")
+        .await
+        .unwrap()
+        .secret;
+    let tag = |name: &str| datasets::TagName::parse(name).unwrap();
+    // Four tickets labelled by both ana and ben: they agree on Bug everywhere, and on
+    // Billing on all but the last ticket. A fifth ticket has one answer and does not count.
+    let answers: [(&[&str], &[&str]); 4] = [
+        (&["Bug"], &["Bug"]),
+        (&["Billing"], &["Billing"]),
+        (&["Bug", "Billing"], &["Bug", "Billing"]),
+        (&[], &["Billing"]),
+    ];
+    for (i, (ana, ben)) in answers.iter().enumerate() {
+        for (user, tags) in [("ana", ana), ("ben", ben)] {
+            let tags: Vec<datasets::TagName> = tags.iter().map(|t| tag(t)).collect();
+            app.store
+                .set_human_labels(app.project, app.tickets[i], &tags, user)
+                .await
+                .unwrap();
+        }
+    }
+    app.store
+        .set_human_labels(app.project, app.tickets[4], &[tag("Bug")], "ana")
+        .await
+        .unwrap();
+
+    let (status, _) = app
+        .call(Method::GET, "/v1/projects/Acme/agreement", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app
+        .call(Method::GET, "/v1/projects/Acme/agreement", None, Some(&key))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let per_tag = |name: &str| {
+        body["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag"] == name)
+            .unwrap()
+            .clone()
+    };
+    let bug = per_tag("Bug");
+    assert_eq!(bug["tickets"], 4);
+    assert_eq!(bug["kappa"], 1.0);
+    assert_eq!(bug["method"], "cohen");
+    assert_eq!(bug["disagreements"], json!([]));
+    let billing = per_tag("Billing");
+    // Observed agreement 3/4; ana says yes 2/4, ben 3/4: expected 0.5 → kappa 0.5.
+    assert!(
+        (billing["kappa"].as_f64().unwrap() - 0.5).abs() < 1e-9,
+        "{billing}"
+    );
+    assert_eq!(billing["disagreements"], json!([app.tickets[3].0]));
+
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/v1/projects/Acme/agreement?raters=1",
+            None,
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

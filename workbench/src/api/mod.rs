@@ -236,6 +236,13 @@ pub fn routes() -> openapi::Routes {
             false,
             review::release,
         )
+        .add(
+            "GET",
+            "/v1/projects/{project}/agreement",
+            "Per-tag agreement (Cohen's or Fleiss' kappa) between people who labelled the same tickets, with the tickets they disagree on.",
+            true,
+            review::agreement,
+        )
 }
 
 async fn openapi_document() -> axum::Json<serde_json::Value> {

@@ -156,3 +156,50 @@ pub async fn score(
             .await?,
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementQuery {
+    /// Compare tickets labelled by exactly this many people (2: Cohen's kappa; more: Fleiss').
+    #[serde(default = "default_raters")]
+    raters: usize,
+}
+
+fn default_raters() -> usize {
+    2
+}
+
+#[derive(Serialize)]
+pub struct Agreement {
+    raters: usize,
+    /// Per tag: kappa, how many tickets it rests on, and the tickets where people disagreed
+    /// (the adjudication list).
+    tags: Vec<trainer::active::kappa::TagAgreement>,
+}
+
+/// Label quality: per-tag agreement between the people who labelled the same tickets, from
+/// each person's latest whole answer.
+pub async fn agreement(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiQuery(query): ApiQuery<AgreementQuery>,
+) -> Result<ApiJson<Agreement>, ApiError> {
+    if !(2..=20).contains(&query.raters) {
+        return Err(ApiError::invalid("raters must be between 2 and 20"));
+    }
+    let project = authorized.project.id;
+    let submissions = state.store.label_submissions(project).await?;
+    let answers = trainer::active::kappa::answers_by_ticket(&submissions);
+    let tags: Vec<String> = state
+        .store
+        .list_tags(project)
+        .await?
+        .into_iter()
+        .filter(|t| !t.archived)
+        .map(|t| t.name.as_str().to_string())
+        .collect();
+    Ok(ApiJson(Agreement {
+        raters: query.raters,
+        tags: trainer::active::kappa::agreement_per_tag(&answers, &tags, query.raters),
+    }))
+}
