@@ -438,8 +438,8 @@ async fn dashboard_counts_volumes_and_corrections(store: AnyStore) {
         .collect();
     assert_eq!(
         days,
+        // Ticket 2's billing is not counted: a person removed it (as in the counts above).
         vec![
-            ("2026-03-02".to_string(), billing.id.0, 1),
             ("2026-03-02".to_string(), login.id.0, 1),
             ("2026-03-03".to_string(), login.id.0, 1),
         ]

@@ -472,6 +472,20 @@ impl Store for AnyStore {
         dispatch!(self, store => store.labelling_totals(project))
     }
 
+    async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()> {
+        dispatch!(self, store => store.rebuild_dashboard_counts(project))
+    }
+
+    async fn ticket_fits(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<super::web::TicketFit>> {
+        dispatch!(self, store => store.ticket_fits(project, from, until, limit))
+    }
+
     async fn begin_import(
         &self,
         project: &ProjectName,

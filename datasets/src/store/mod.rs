@@ -15,7 +15,8 @@ pub use any::{AnyImport, AnyStore};
 pub use postgres::{PgImport, PgStore};
 pub use sqlite::{SqliteImport, SqliteStore};
 pub use web::{
-    LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketPage,
+    LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketFit,
+    TicketPage,
 };
 
 use crate::api_key::{ApiKey, CreatedApiKey};
@@ -303,7 +304,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<Vec<web::TagCount>>> + Send;
-    /// Tickets per tag per day (UTC) for tickets created in `[from, until)`.
+    /// Tickets per tag per day (UTC) for tickets created on the whole days covering
+    /// `[from, until)`; a ticket counts under a tag as in `tag_counts`.
     fn tag_volume(
         &self,
         project: ProjectId,
@@ -319,6 +321,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<web::LabellingTotals>> + Send;
+    /// Recounts the project's dashboard counts from its labels and tickets, replacing the
+    /// ones triggers keep current (a repair; the counts never need it in normal running).
+    fn rebuild_dashboard_counts(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The newest `limit` tickets created in `[from, until)`, with whether a tag is in force.
+    fn ticket_fits(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<web::TicketFit>>> + Send;
 
     /// Queues a training run (the job that runs it is the queue's).
     fn create_training_run(

@@ -93,6 +93,18 @@ pub struct LabellingTotals {
     pub human_labelled: i64,
 }
 
+/// A ticket's text and whether any tag is in force on it: what the dashboard's "tickets no
+/// tag fits" clusters are computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TicketFit {
+    pub id: i64,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// Some tag is in force: a present label from any source that no person removed.
+    pub tagged: bool,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
     id: i64,
@@ -134,6 +146,19 @@ pub(crate) struct SessionRow {
     pub(crate) expires_at: DateTime<Utc>,
 }
 
+/// The whole UTC days (`YYYY-MM-DD`, first and one past the last) that cover `[from, until)`.
+pub(crate) fn day_range(from: DateTime<Utc>, until: DateTime<Utc>) -> (String, String) {
+    let first = from.date_naive();
+    let mut end = until.date_naive();
+    if until.time() != chrono::NaiveTime::MIN {
+        end = end.succ_opt().unwrap_or(end);
+    }
+    (
+        first.format("%Y-%m-%d").to_string(),
+        end.format("%Y-%m-%d").to_string(),
+    )
+}
+
 /// The words of a search, lower-cased, split where the full-text tokenizers split.
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
@@ -147,19 +172,22 @@ pub(crate) mod sqlite_dialect {
     /// The calendar day (UTC) of a timestamp column stored as RFC 3339 text.
     pub(crate) const DAY: &str = "substr(t.created_at, 1, 10)";
 
-    /// Tickets per tag: present from some source and not removed by a person. SQLite does
-    /// best with one pass over the labels grouped per (ticket, tag); PostgreSQL with the
-    /// correlated form below (both compared with `bench web` on 100,000 tickets).
-    pub(crate) const TAG_COUNTS: &str = "SELECT g.id AS tag_id, g.name, g.color, g.archived, COALESCE(c.tickets, 0) AS tickets \
-         FROM tags g LEFT JOIN ( \
-           SELECT tag_id, COUNT(*) AS tickets FROM ( \
-             SELECT l.tag_id, \
-               MAX(CASE WHEN l.present THEN 1 ELSE 0 END) AS present, \
-               MAX(CASE WHEN l.source = 'human' AND NOT l.present THEN 1 ELSE 0 END) AS removed \
-             FROM labels l WHERE l.tag_id IN (SELECT id FROM tags WHERE project_id = $1) \
-             GROUP BY l.ticket_id, l.tag_id) per_ticket \
-           WHERE present = 1 AND removed = 0 GROUP BY tag_id) c ON c.tag_id = g.id \
-         WHERE g.project_id = $1 ORDER BY tickets DESC, g.name_key";
+    /// Where the dashboard counts are read (migration 0006): triggers add to them in place.
+    pub(crate) const TAG_DAY_COUNTS: &str = "tag_day_counts";
+    pub(crate) const PROJECT_DAY_COUNTS: &str = "project_day_counts";
+    /// Rows the rebuild clears; `BEGIN IMMEDIATE` already keeps every other writer out.
+    pub(crate) const REBUILD_PREPARE: &[&str] = &[
+        "DELETE FROM tag_day_counts WHERE project_id = $1",
+        "DELETE FROM project_day_counts WHERE project_id = $1",
+    ];
+
+    /// SQLite's triggers write the counts themselves: nothing waits to be folded in.
+    pub(crate) async fn fold_count_changes(
+        _pool: &sqlx::SqlitePool,
+        _project: crate::ids::ProjectId,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 
     pub(crate) fn text_condition(param: usize) -> String {
         format!("tickets.id IN (SELECT rowid FROM tickets_fts WHERE tickets_fts MATCH ${param})")
@@ -195,20 +223,90 @@ pub(crate) mod sqlite_dialect {
     }
 }
 
-/// PostgreSQL: the GIN index on `to_tsvector('simple', subject || ' ' || body)`.
+/// PostgreSQL: the stored `search_vector` column and its GIN index (migration 0006).
 pub(crate) mod postgres_dialect {
     pub(crate) const DAY: &str = "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
-    /// Tickets per tag (see `sqlite_dialect::TAG_COUNTS`), counted per tag from the
-    /// (tag, source, present, ticket) index.
-    pub(crate) const TAG_COUNTS: &str = "SELECT g.id AS tag_id, g.name, g.color, g.archived, \
-         (SELECT COUNT(DISTINCT l.ticket_id) FROM labels l WHERE l.tag_id = g.id AND l.present \
-          AND NOT EXISTS (SELECT 1 FROM labels h WHERE h.ticket_id = l.ticket_id AND h.tag_id = l.tag_id \
-          AND h.source = 'human' AND NOT h.present)) AS tickets \
-         FROM tags g WHERE g.project_id = $1 ORDER BY tickets DESC, g.name_key";
+    /// The folded counts plus the changes not folded yet (migration 0006), so a read is
+    /// exact whether or not the fold ran.
+    pub(crate) const TAG_DAY_COUNTS: &str = "(SELECT project_id, tag_id, day, tickets, auto_applied, confirmed, corrected \
+         FROM tag_day_counts UNION ALL SELECT project_id, tag_id, day, tickets, auto_applied, confirmed, corrected \
+         FROM tag_day_count_changes)";
+    pub(crate) const PROJECT_DAY_COUNTS: &str = "(SELECT project_id, day, tickets, auto_tagged, human_labelled \
+         FROM project_day_counts UNION ALL SELECT project_id, day, tickets, auto_tagged, human_labelled \
+         FROM project_day_count_changes)";
+    /// The rebuild keeps label and ticket writers out until it commits (SHARE blocks
+    /// writes, not reads), and clears the changes waiting to be folded.
+    pub(crate) const REBUILD_PREPARE: &[&str] = &[
+        "LOCK TABLE tickets, labels IN SHARE MODE",
+        "DELETE FROM tag_day_counts WHERE project_id = $1",
+        "DELETE FROM tag_day_count_changes WHERE project_id = $1",
+        "DELETE FROM project_day_counts WHERE project_id = $1",
+        "DELETE FROM project_day_count_changes WHERE project_id = $1",
+    ];
+    /// Advisory lock class of the fold (any constant; the project id is the object).
+    const FOLD_LOCK: i32 = 6;
+
+    /// Moves the project's pending changes into the counts, so reads stay a few hundred rows.
+    /// One fold per project at a time; a reader that finds one running skips it (its read
+    /// adds the pending changes anyway).
+    pub(crate) async fn fold_count_changes(
+        pool: &sqlx::PgPool,
+        project: crate::ids::ProjectId,
+    ) -> Result<(), sqlx::Error> {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tag_day_count_changes WHERE project_id = $1) \
+             OR EXISTS (SELECT 1 FROM project_day_count_changes WHERE project_id = $1)",
+        )
+        .bind(project)
+        .fetch_one(pool)
+        .await?;
+        if !pending {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, ($2 % 2147483647)::int)")
+                .bind(FOLD_LOCK)
+                .bind(project)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !locked {
+            return Ok(());
+        }
+        // ORDER BY: every fold takes the count rows in the same order.
+        sqlx::query(
+            "WITH moved AS (DELETE FROM tag_day_count_changes WHERE project_id = $1 \
+             RETURNING project_id, tag_id, day, tickets, auto_applied, confirmed, corrected) \
+             INSERT INTO tag_day_counts (project_id, tag_id, day, tickets, auto_applied, confirmed, corrected) \
+             SELECT project_id, tag_id, day, SUM(tickets), SUM(auto_applied), SUM(confirmed), SUM(corrected) \
+             FROM moved GROUP BY project_id, day, tag_id ORDER BY project_id, day, tag_id \
+             ON CONFLICT (project_id, day, tag_id) DO UPDATE SET tickets = tag_day_counts.tickets + excluded.tickets, \
+             auto_applied = tag_day_counts.auto_applied + excluded.auto_applied, \
+             confirmed = tag_day_counts.confirmed + excluded.confirmed, \
+             corrected = tag_day_counts.corrected + excluded.corrected",
+        )
+        .bind(project)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH moved AS (DELETE FROM project_day_count_changes WHERE project_id = $1 \
+             RETURNING project_id, day, tickets, auto_tagged, human_labelled) \
+             INSERT INTO project_day_counts (project_id, day, tickets, auto_tagged, human_labelled) \
+             SELECT project_id, day, SUM(tickets), SUM(auto_tagged), SUM(human_labelled) \
+             FROM moved GROUP BY project_id, day ORDER BY project_id, day \
+             ON CONFLICT (project_id, day) DO UPDATE SET tickets = project_day_counts.tickets + excluded.tickets, \
+             auto_tagged = project_day_counts.auto_tagged + excluded.auto_tagged, \
+             human_labelled = project_day_counts.human_labelled + excluded.human_labelled",
+        )
+        .bind(project)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
 
     pub(crate) fn text_condition(param: usize) -> String {
-        format!("to_tsvector('simple', subject || ' ' || body) @@ to_tsquery('simple', ${param})")
+        format!("search_vector @@ to_tsquery('simple', ${param})")
     }
 
     fn phrase(text: &str) -> Option<String> {
@@ -507,10 +605,18 @@ macro_rules! web_store_methods {
         }
 
         async fn tag_counts(&self, project: ProjectId) -> StoreResult<Vec<super::web::TagCount>> {
-            Ok(sqlx::query_as(super::web::$dialect::TAG_COUNTS)
-            .bind(project)
-            .fetch_all(&self.pool)
-            .await?)
+            super::web::$dialect::fold_count_changes(&self.pool, project).await?;
+            let sql = format!(
+                "SELECT g.id AS tag_id, g.name, g.color, g.archived, COALESCE(c.tickets, 0) AS tickets \
+                 FROM tags g LEFT JOIN (SELECT tag_id, CAST(SUM(tickets) AS BIGINT) AS tickets FROM {} c \
+                 WHERE project_id = $1 GROUP BY tag_id) c ON c.tag_id = g.id \
+                 WHERE g.project_id = $1 ORDER BY tickets DESC, g.name_key",
+                super::web::$dialect::TAG_DAY_COUNTS
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(project)
+                .fetch_all(&self.pool)
+                .await?)
         }
 
         async fn tag_volume(
@@ -519,47 +625,115 @@ macro_rules! web_store_methods {
             from: chrono::DateTime<Utc>,
             until: chrono::DateTime<Utc>,
         ) -> StoreResult<Vec<super::web::TagVolume>> {
+            super::web::$dialect::fold_count_changes(&self.pool, project).await?;
+            let (first, end) = super::web::day_range(from, until);
             let sql = format!(
-                "SELECT {} AS day, l.tag_id, COUNT(DISTINCT l.ticket_id) AS tickets \
-                 FROM tickets t JOIN labels l ON l.ticket_id = t.id \
-                 WHERE t.project_id = $1 AND t.created_at >= $2 AND t.created_at < $3 AND l.present \
-                 GROUP BY 1, 2 ORDER BY 1, 2",
-                super::web::$dialect::DAY
+                "SELECT day, tag_id, CAST(SUM(tickets) AS BIGINT) AS tickets FROM {} c \
+                 WHERE project_id = $1 AND day >= $2 AND day < $3 \
+                 GROUP BY day, tag_id HAVING SUM(tickets) <> 0 ORDER BY day, tag_id",
+                super::web::$dialect::TAG_DAY_COUNTS
             );
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(project)
-                .bind(from)
-                .bind(until)
+                .bind(first)
+                .bind(end)
                 .fetch_all(&self.pool)
                 .await?)
         }
 
         async fn tag_outcomes(&self, project: ProjectId) -> StoreResult<Vec<super::web::TagOutcome>> {
+            super::web::$dialect::fold_count_changes(&self.pool, project).await?;
+            let sql = format!(
+                "SELECT tag_id, CAST(SUM(auto_applied) AS BIGINT) AS auto_applied, \
+                 CAST(SUM(confirmed) AS BIGINT) AS confirmed, CAST(SUM(corrected) AS BIGINT) AS corrected \
+                 FROM {} c WHERE project_id = $1 GROUP BY tag_id HAVING SUM(auto_applied) > 0 ORDER BY tag_id",
+                super::web::$dialect::TAG_DAY_COUNTS
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(project)
+                .fetch_all(&self.pool)
+                .await?)
+        }
+
+        async fn labelling_totals(&self, project: ProjectId) -> StoreResult<super::web::LabellingTotals> {
+            super::web::$dialect::fold_count_changes(&self.pool, project).await?;
+            let sql = format!(
+                "SELECT CAST(COALESCE(SUM(tickets), 0) AS BIGINT) AS tickets, \
+                 CAST(COALESCE(SUM(auto_tagged), 0) AS BIGINT) AS auto_tagged, \
+                 CAST(COALESCE(SUM(human_labelled), 0) AS BIGINT) AS human_labelled \
+                 FROM {} c WHERE project_id = $1",
+                super::web::$dialect::PROJECT_DAY_COUNTS
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(project)
+                .fetch_one(&self.pool)
+                .await?)
+        }
+
+        async fn ticket_fits(
+            &self,
+            project: ProjectId,
+            from: chrono::DateTime<Utc>,
+            until: chrono::DateTime<Utc>,
+            limit: u32,
+        ) -> StoreResult<Vec<super::web::TicketFit>> {
+            // Walks the newest tickets of the period (tickets_project_created) and probes each
+            // one's labels by the primary key: cost grows with `limit`, not with the project.
             Ok(sqlx::query_as(
-                "SELECT m.tag_id, COUNT(*) AS auto_applied, \
-                 COALESCE(SUM(CASE WHEN h.present THEN 1 ELSE 0 END), 0) AS confirmed, \
-                 COALESCE(SUM(CASE WHEN h.ticket_id IS NOT NULL AND NOT h.present THEN 1 ELSE 0 END), 0) AS corrected \
-                 FROM labels m JOIN tags g ON g.id = m.tag_id \
-                 LEFT JOIN labels h ON h.ticket_id = m.ticket_id AND h.tag_id = m.tag_id AND h.source = 'human' \
-                 WHERE g.project_id = $1 AND m.source = 'model' AND m.present \
-                 GROUP BY m.tag_id ORDER BY m.tag_id",
+                "SELECT t.id, t.subject, t.body, t.created_at, \
+                 EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = t.id AND l.present \
+                   AND NOT EXISTS (SELECT 1 FROM labels h WHERE h.ticket_id = t.id AND h.tag_id = l.tag_id \
+                   AND h.source = 'human' AND NOT h.present)) AS tagged \
+                 FROM tickets t WHERE t.project_id = $1 AND t.created_at >= $2 AND t.created_at < $3 \
+                 ORDER BY t.created_at DESC, t.id DESC LIMIT $4",
             )
             .bind(project)
+            .bind(from)
+            .bind(until)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?)
         }
 
-        async fn labelling_totals(&self, project: ProjectId) -> StoreResult<super::web::LabellingTotals> {
-            Ok(sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM tickets WHERE project_id = $1) AS tickets, \
-                 (SELECT COUNT(DISTINCT l.ticket_id) FROM labels l JOIN tags g ON g.id = l.tag_id \
-                  WHERE g.project_id = $1 AND l.source = 'model' AND l.present) AS auto_tagged, \
-                 (SELECT COUNT(DISTINCT l.ticket_id) FROM labels l JOIN tags g ON g.id = l.tag_id \
-                  WHERE g.project_id = $1 AND l.source = 'human') AS human_labelled",
-            )
+        async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()> {
+            self.project(project).await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            for statement in super::web::$dialect::REBUILD_PREPARE {
+                sqlx::query(sqlx::AssertSqlSafe(*statement))
+                    .bind(project)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // The same recount as migration 0006: flags per (ticket, tag), summed per day.
+            let day = super::web::$dialect::DAY;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO tag_day_counts (project_id, tag_id, day, tickets, auto_applied, confirmed, corrected) \
+                 SELECT t.project_id, k.tag_id, {day}, SUM(k.p * (1 - k.hr)), SUM(k.mp), SUM(k.mp * k.hp), SUM(k.mp * k.hr) \
+                 FROM (SELECT l.ticket_id, l.tag_id, \
+                   MAX(CASE WHEN l.present THEN 1 ELSE 0 END) AS p, \
+                   MAX(CASE WHEN l.source = 'human' AND NOT l.present THEN 1 ELSE 0 END) AS hr, \
+                   MAX(CASE WHEN l.source = 'human' AND l.present THEN 1 ELSE 0 END) AS hp, \
+                   MAX(CASE WHEN l.source = 'model' AND l.present THEN 1 ELSE 0 END) AS mp \
+                   FROM labels l WHERE l.tag_id IN (SELECT id FROM tags WHERE project_id = $1) \
+                   GROUP BY l.ticket_id, l.tag_id) k \
+                 JOIN tickets t ON t.id = k.ticket_id \
+                 GROUP BY t.project_id, k.tag_id, {day}"
+            )))
             .bind(project)
-            .fetch_one(&self.pool)
-            .await?)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO project_day_counts (project_id, day, tickets, auto_tagged, human_labelled) \
+                 SELECT t.project_id, {day}, COUNT(*), \
+                 SUM(CASE WHEN EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = t.id AND l.source = 'model' AND l.present) THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = t.id AND l.source = 'human') THEN 1 ELSE 0 END) \
+                 FROM tickets t WHERE t.project_id = $1 GROUP BY t.project_id, {day}"
+            )))
+            .bind(project)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
         }
     };
 }
