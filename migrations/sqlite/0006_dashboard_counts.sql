@@ -35,6 +35,8 @@ CREATE TABLE project_day_counts (
     PRIMARY KEY (project_id, day)
 );
 
+-- `+tag_id` keeps SQLite on the primary key (ticket_id, tag_id, source): without statistics
+-- it would pick labels_tag_source and read every label of the tag for each row written.
 -- A (ticket, tag) key's flags from a set of its label rows, "after" minus "before":
 -- p = some source present, hr = a person removed it, hp = a person gave it, mp = a model gave it.
 -- carries = p AND NOT hr; confirmed = mp AND hp; corrected = mp AND hr.
@@ -48,12 +50,12 @@ CREATE TRIGGER labels_counts_insert AFTER INSERT ON labels BEGIN
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = NEW.ticket_id AND tag_id = NEW.tag_id) a,
+          FROM labels WHERE ticket_id = NEW.ticket_id AND +tag_id = NEW.tag_id) a,
          (SELECT COALESCE(MAX(present <> 0), 0) AS p,
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = NEW.ticket_id AND tag_id = NEW.tag_id AND source <> NEW.source) b
+          FROM labels WHERE ticket_id = NEW.ticket_id AND +tag_id = NEW.tag_id AND source <> NEW.source) b
     WHERE t.id = NEW.ticket_id AND EXISTS (SELECT 1 FROM tags WHERE id = NEW.tag_id)
       AND (a.p <> b.p OR a.hr <> b.hr OR a.hp <> b.hp OR a.mp <> b.mp)
     ON CONFLICT (project_id, day, tag_id) DO UPDATE SET tickets = tickets + excluded.tickets,
@@ -80,12 +82,12 @@ CREATE TRIGGER labels_counts_delete AFTER DELETE ON labels BEGIN
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = OLD.ticket_id AND tag_id = OLD.tag_id) a,
+          FROM labels WHERE ticket_id = OLD.ticket_id AND +tag_id = OLD.tag_id) a,
          (SELECT COALESCE(MAX(present <> 0), 0) AS p,
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM (SELECT source, present FROM labels WHERE ticket_id = OLD.ticket_id AND tag_id = OLD.tag_id
+          FROM (SELECT source, present FROM labels WHERE ticket_id = OLD.ticket_id AND +tag_id = OLD.tag_id
                 UNION ALL SELECT OLD.source, OLD.present)) b
     WHERE t.id = OLD.ticket_id AND EXISTS (SELECT 1 FROM tags WHERE id = OLD.tag_id)
       AND (a.p <> b.p OR a.hr <> b.hr OR a.hp <> b.hp OR a.mp <> b.mp)
@@ -117,12 +119,12 @@ CREATE TRIGGER labels_counts_update AFTER UPDATE ON labels BEGIN
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = OLD.ticket_id AND tag_id = OLD.tag_id) a,
+          FROM labels WHERE ticket_id = OLD.ticket_id AND +tag_id = OLD.tag_id) a,
          (SELECT COALESCE(MAX(present <> 0), 0) AS p,
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM (SELECT source, present FROM labels WHERE ticket_id = OLD.ticket_id AND tag_id = OLD.tag_id
+          FROM (SELECT source, present FROM labels WHERE ticket_id = OLD.ticket_id AND +tag_id = OLD.tag_id
                   AND NOT (ticket_id = NEW.ticket_id AND tag_id = NEW.tag_id AND source = NEW.source)
                 UNION ALL SELECT OLD.source, OLD.present)) b
     WHERE t.id = OLD.ticket_id AND EXISTS (SELECT 1 FROM tags WHERE id = OLD.tag_id)
@@ -138,12 +140,12 @@ CREATE TRIGGER labels_counts_update AFTER UPDATE ON labels BEGIN
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = NEW.ticket_id AND tag_id = NEW.tag_id) a,
+          FROM labels WHERE ticket_id = NEW.ticket_id AND +tag_id = NEW.tag_id) a,
          (SELECT COALESCE(MAX(present <> 0), 0) AS p,
                  COALESCE(MAX(source = 'human' AND present = 0), 0) AS hr,
                  COALESCE(MAX(source = 'human' AND present <> 0), 0) AS hp,
                  COALESCE(MAX(source = 'model' AND present <> 0), 0) AS mp
-          FROM labels WHERE ticket_id = NEW.ticket_id AND tag_id = NEW.tag_id AND source <> NEW.source) b
+          FROM labels WHERE ticket_id = NEW.ticket_id AND +tag_id = NEW.tag_id AND source <> NEW.source) b
     WHERE (NEW.ticket_id <> OLD.ticket_id OR NEW.tag_id <> OLD.tag_id)
       AND t.id = NEW.ticket_id AND EXISTS (SELECT 1 FROM tags WHERE id = NEW.tag_id)
       AND (a.p <> b.p OR a.hr <> b.hr OR a.hp <> b.hp OR a.mp <> b.mp)

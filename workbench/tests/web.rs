@@ -930,3 +930,92 @@ async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_lea
             .contains(r#"value="billing" data-key="2" checked"#)
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_points_at_a_new_topic_that_no_tag_fits() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    let tags = app.store.list_tags(app.project.id).await.unwrap();
+    let billing = tags.iter().find(|t| t.name.as_str() == "billing").unwrap();
+    let login = tags.iter().find(|t| t.name.as_str() == "login").unwrap();
+    let version = app
+        .store
+        .create_model_version(app.project.id, &NewModelVersion::default())
+        .await
+        .unwrap();
+    // Known topics the model tags, and a new one (VPN) no tag fits.
+    let mut tickets = Vec::new();
+    for i in 0..30 {
+        tickets.push((
+            format!("b{i}"),
+            format!("Invoice {i} charged twice"),
+            "refund the card payment".to_string(),
+        ));
+        tickets.push((
+            format!("l{i}"),
+            format!("Password reset {i}"),
+            "login mail never came".to_string(),
+        ));
+    }
+    for i in 0..8 {
+        let (subject, body) = if i % 2 == 0 {
+            ("VPN tunnel drops", "it happens every morning")
+        } else {
+            ("VPN client disconnects", "started after the update")
+        };
+        tickets.push((
+            format!("v{i}"),
+            format!("{subject} ({i})"),
+            body.to_string(),
+        ));
+    }
+    let new: Vec<NewTicket> = tickets
+        .iter()
+        .map(|(id, subject, body)| NewTicket {
+            source: "zendesk".into(),
+            external_id: id.clone(),
+            subject: subject.clone(),
+            body: body.clone(),
+            metadata: serde_json::json!({}),
+            created_at: None,
+            split: Split::Train,
+        })
+        .collect();
+    let stored = app
+        .store
+        .upsert_tickets(app.project.id, &new)
+        .await
+        .unwrap();
+    for ((id, _, _), ticket) in tickets.iter().zip(&stored) {
+        let applied = match id.chars().next() {
+            Some('b') => vec![(billing.id, 0.9)],
+            Some('l') => vec![(login.id, 0.8)],
+            _ => vec![],
+        };
+        app.store
+            .set_model_labels(app.project.id, ticket.id, version.id, &applied)
+            .await
+            .unwrap();
+    }
+    let page = app.get(&app.p("/dashboard?days=7"), Some(&browser)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("<strong>8 tickets no tag fits</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("“vpn”"), "{}", page.body);
+    // Examples link to the tickets' pages; the words link to a search.
+    let vpn_ticket = stored[tickets.iter().position(|t| t.0 == "v7").unwrap()].id;
+    assert!(
+        page.body.contains(&format!(
+            "href=\"{}\"",
+            app.p(&format!("/tickets/{vpn_ticket}"))
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("{}?q=vpn", app.p("/tickets"))));
+    // Known topics do not show as clusters.
+    assert!(!page.body.contains("“invoice”"));
+}

@@ -4,13 +4,14 @@
 
 use super::auth::CurrentUser;
 use super::charts::{Bar, Series, bar_chart, line_chart};
+use super::concern_clusters::{ClusterSettings, TicketText, find_clusters};
 use super::{WebError, WebResult, load_project, render_page};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use chrono::{Duration, NaiveDate, Utc};
-use datasets::store::{LabellingTotals, TagCount, TagOutcome, TagVolume};
+use datasets::store::{LabellingTotals, TagCount, TagOutcome, TagVolume, TicketFit};
 use datasets::{Project, Store};
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -25,6 +26,11 @@ const RISING_FACTOR: f64 = 2.0;
 /// Concerning correction rate, once at least `MIN_REVIEWED` auto tags were reviewed.
 const HIGH_CORRECTION_RATE: f64 = 0.3;
 const MIN_REVIEWED: i64 = 5;
+/// Tickets of the period (the newest) searched for clusters no tag fits: enough for a topic
+/// to show, few enough to stay in the page's time budget.
+const CLUSTER_SAMPLE: u32 = 800;
+/// Example tickets linked per cluster.
+const CLUSTER_EXAMPLES: usize = 3;
 
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -63,6 +69,8 @@ struct Data {
     promoted: Option<i64>,
     names: HashMap<i64, (String, String)>,
     recent_volume: Vec<TagVolume>,
+    /// The newest tickets of the period, for the clusters no tag fits.
+    fits: Vec<TicketFit>,
 }
 
 async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data> {
@@ -84,6 +92,10 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
     };
     let outcomes = state.store.tag_outcomes(project.id).await?;
     let totals = state.store.labelling_totals(project.id).await?;
+    let fits = state
+        .store
+        .ticket_fits(project.id, from, until, CLUSTER_SAMPLE)
+        .await?;
     let promoted = state.store.promoted_model_version(project.id).await?;
     let performance = promoted
         .as_ref()
@@ -119,6 +131,7 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
         promoted: promoted.map(|v| v.id.0),
         names,
         recent_volume,
+        fits,
     })
 }
 
@@ -190,6 +203,45 @@ impl Data {
                         factor => if before == 0 { None } else { Some(week_rate / before_rate) },
                     }
                 })
+            })
+            .collect()
+    }
+
+    /// Clusters of tickets no tag fits, each with its words, size and newest examples.
+    fn unfit_clusters(&self) -> Vec<Value> {
+        let texts: Vec<String> = self
+            .fits
+            .iter()
+            .map(|t| format!("{} {}", t.subject, t.body))
+            .collect();
+        let tickets: Vec<TicketText<'_>> = self
+            .fits
+            .iter()
+            .zip(&texts)
+            .map(|(t, text)| TicketText {
+                id: t.id,
+                text,
+                fits_no_tag: !t.tagged,
+            })
+            .collect();
+        let subjects: HashMap<i64, &str> = self
+            .fits
+            .iter()
+            .map(|t| (t.id, t.subject.as_str()))
+            .collect();
+        find_clusters(&tickets, &ClusterSettings::default())
+            .into_iter()
+            .map(|cluster| {
+                context! {
+                    query => super::encode_component(&cluster.terms.join(" ")),
+                    terms => cluster.terms,
+                    size => cluster.tickets.len(),
+                    tagged_share => cluster.tagged_share,
+                    examples => cluster.tickets.iter().take(CLUSTER_EXAMPLES).map(|id| context! {
+                        id => id,
+                        subject => subjects.get(id).copied().unwrap_or_default(),
+                    }).collect::<Vec<_>>(),
+                }
             })
             .collect()
     }
@@ -308,6 +360,8 @@ pub async fn show(
             },
             rising => data.rising(),
             high_corrections => high_corrections,
+            unfit_clusters => data.unfit_clusters(),
+            sampled => data.fits.len(),
         },
     )
     .await

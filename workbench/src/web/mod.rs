@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod charts;
+mod concern_clusters;
 mod dashboard;
 mod models;
 mod pages;

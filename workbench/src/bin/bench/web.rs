@@ -47,10 +47,32 @@ struct Row {
     p95_ms: f64,
 }
 
+impl Row {
+    fn new(backend: &'static str, page: &'static str, mut times: Vec<Duration>) -> Row {
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Row {
+            backend,
+            page,
+            median_ms: ms(times[times.len() / 2]),
+            p95_ms: ms(times[(times.len() * 95 / 100).min(times.len() - 1)]),
+        }
+    }
+}
+
+/// What a bulk load of the bench project cost (the count triggers of migration 0006 run in it).
+struct Load {
+    backend: &'static str,
+    seconds: f64,
+}
+
 async fn run_async(args: &WebBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
+    let mut loads = Vec::new();
     let sqlite = TestDatabase::sqlite()?;
-    rows.extend(measure("SQLite", sqlite.store().await?, args, None).await?);
+    let (measured, load) = measure("SQLite", sqlite.store().await?, args, None).await?;
+    rows.extend(measured);
+    loads.push(load);
     if args.postgres {
         let postgres = TestDatabase::postgres("bench_web").await?.context(
             "--postgres needs TEST_DATABASE_URL (a server where a scratch database is created)",
@@ -63,11 +85,16 @@ async fn run_async(args: &WebBench) -> anyhow::Result<()> {
         )
         .await;
         postgres.drop_database().await?;
-        rows.extend(result?);
+        let (measured, load) = result?;
+        rows.extend(measured);
+        loads.push(load);
     }
     let mut table = format!(
         "### Workbench pages on {} tickets\n\n`cargo run {}--bin bench -- web{}` ({}; {} requests per page after a warm-up, \
-         loopback, one client). Budget: {BUDGET_MS} ms per page.\n\n\
+         loopback, one client). Budget: {BUDGET_MS} ms per page. The rows \"recount\" time \
+         `Store::rebuild_dashboard_counts`, the aggregation over every label that the dashboard and \
+         taxonomy pages ran on each request before migration 0006 (the baseline, same run). \
+         Bulk load of the project (demo import, count triggers included): {}.\n\n\
          | database | page | median ms | p95 ms |\n|---|---|---:|---:|\n",
         args.tickets,
         // Dev builds optimise dependencies (SQLite, argon2) but not our code.
@@ -78,7 +105,12 @@ async fn run_async(args: &WebBench) -> anyhow::Result<()> {
         },
         if args.postgres { " --postgres" } else { "" },
         chrono::Utc::now().format("%Y-%m-%d"),
-        args.repeats
+        args.repeats,
+        loads
+            .iter()
+            .map(|l| format!("{} {:.1} s", l.backend, l.seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for row in &rows {
         table.push_str(&format!(
@@ -99,7 +131,7 @@ async fn measure(
     store: AnyStore,
     args: &WebBench,
     postgres_url: Option<&str>,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Load)> {
     let started = Instant::now();
     let project = datasets::demo_project::install_demo_project(
         &store,
@@ -109,10 +141,13 @@ async fn measure(
         7,
     )
     .await?;
+    let load = Load {
+        backend,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     println!(
-        "{backend}: {} tickets stored in {:.1?}",
-        args.tickets,
-        started.elapsed()
+        "{backend}: {} tickets stored in {:.1} s",
+        args.tickets, load.seconds
     );
     if let Some(url) = postgres_url {
         // A production database has statistics and a merged full-text index (autovacuum); a
@@ -124,6 +159,18 @@ async fn measure(
             .context("psql is needed to VACUUM ANALYZE the scratch database")?;
         anyhow::ensure!(analyzed.success(), "VACUUM ANALYZE failed");
     }
+    let mut rows = Vec::new();
+    let mut recount = Vec::with_capacity(args.repeats.min(10));
+    for _ in 0..args.repeats.min(10) {
+        let started = Instant::now();
+        store.rebuild_dashboard_counts(project.id).await?;
+        recount.push(started.elapsed());
+    }
+    rows.push(Row::new(
+        backend,
+        "recount of the dashboard figures (baseline)",
+        recount,
+    ));
     let tags = store.list_tags(project.id).await?;
     let tag = tags.first().context("the demo taxonomy is empty")?;
     let first = store.tickets_after(project.id, None, 1000).await?;
@@ -194,7 +241,6 @@ async fn measure(
         ("dashboard, 30 days", format!("{p}/dashboard")),
         ("dashboard, 365 days", format!("{p}/dashboard?days=365")),
     ];
-    let mut rows = Vec::new();
     for (page, url) in pages {
         let mut times = Vec::with_capacity(args.repeats);
         for i in 0..=args.repeats {
@@ -208,17 +254,10 @@ async fn measure(
                 times.push(elapsed);
             }
         }
-        times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        rows.push(Row {
-            backend,
-            page,
-            median_ms: ms(times[times.len() / 2]),
-            p95_ms: ms(times[(times.len() * 95 / 100).min(times.len() - 1)]),
-        });
+        rows.push(Row::new(backend, page, times));
     }
     server.abort();
-    Ok(rows)
+    Ok((rows, load))
 }
 
 async fn login(client: &reqwest::Client, base: &str, password: &str) -> anyhow::Result<String> {
