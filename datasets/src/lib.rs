@@ -17,6 +17,7 @@ pub mod review;
 pub mod split;
 pub mod store;
 pub mod tag;
+pub mod tag_merge;
 pub mod test_db;
 pub mod ticket;
 pub mod training_run;
@@ -30,9 +31,13 @@ pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};
 pub use project::{LabelMode, Project, ProjectSummary};
 pub use registry::{Promotion, PromotionAction};
-pub use review::{LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats};
+pub use review::{
+    AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
+    SECOND_OPINION_STRATEGY,
+};
 pub use store::{AnyStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
+pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};
 pub use training_run::{NewTrainingRun, RunOutcome, RunStatus, TrainingRun};
 pub use user::{NewSession, NewUser, Role, Session, User, UserCredentials, Username};

@@ -171,6 +171,17 @@ pub struct LabelledTicket {
     pub tags: Vec<TagName>,
 }
 
+impl LabelledTicket {
+    /// The ticket as a second labeller must see it: without anyone's human labels (their
+    /// answer has to be independent), tags in force recomputed from the other sources.
+    pub fn without_human_labels(mut self) -> LabelledTicket {
+        self.labels
+            .retain(|label| label.source != crate::label::LabelSource::Human);
+        self.tags = crate::label::tags_in_force(&self.labels);
+        self
+    }
+}
+
 /// Filters for listing tickets; all are optional and combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TicketQuery {

@@ -33,10 +33,14 @@ pub struct TrainingData {
     pub test: Vec<Example>,
     /// SHA-256 over every example's id, text and targets, in id order.
     pub fingerprint: String,
+    /// Train and validation examples whose truth a person gave in the workbench (the rest
+    /// were imported): the x axis of the project's learning curve.
+    pub labelled_by_hand: usize,
 }
 
-/// The tags people gave a ticket, or `None` if no person's or import's label is on it.
-fn truth(ticket: &LabelledTicket) -> Option<Vec<datasets::TagId>> {
+/// The tags people gave a ticket and whose word it is, or `None` if no person's or import's
+/// label is on it.
+fn truth(ticket: &LabelledTicket) -> Option<(LabelSource, Vec<datasets::TagId>)> {
     for source in [LabelSource::Human, LabelSource::Import] {
         let of_source: Vec<_> = ticket
             .labels
@@ -44,13 +48,14 @@ fn truth(ticket: &LabelledTicket) -> Option<Vec<datasets::TagId>> {
             .filter(|l| l.source == source)
             .collect();
         if !of_source.is_empty() {
-            return Some(
+            return Some((
+                source,
                 of_source
                     .iter()
                     .filter(|l| l.present)
                     .map(|l| l.tag_id)
                     .collect(),
-            );
+            ));
         }
     }
     None
@@ -83,6 +88,7 @@ pub async fn load_training_data(
         validation: Vec::new(),
         test: Vec::new(),
         fingerprint: String::new(),
+        labelled_by_hand: 0,
     };
     let mut hasher = Sha256::new();
     let mut after = None;
@@ -93,7 +99,7 @@ pub async fn load_training_data(
         let Some(last) = page.last() else { break };
         after = Some(last.ticket.id);
         for ticket in page {
-            let Some(tag_ids) = truth(&ticket) else {
+            let Some((truth_source, tag_ids)) = truth(&ticket) else {
                 continue;
             };
             let mut targets: Vec<usize> = tag_ids
@@ -116,6 +122,9 @@ pub async fn load_training_data(
                 text,
                 targets,
             };
+            if truth_source == LabelSource::Human && ticket.ticket.split == Split::Train {
+                data.labelled_by_hand += 1;
+            }
             match ticket.ticket.split {
                 Split::Test => data.test.push(example),
                 Split::Train if is_validation(example.ticket) => data.validation.push(example),

@@ -221,6 +221,8 @@ pub async fn train_until(
             "target_precision": request.target_precision,
             "train_examples": data.train.len(),
             "validation_examples": data.validation.len(),
+            "test_examples": data.test.len(),
+            "labelled_by_hand": data.labelled_by_hand,
         });
         params[request.kind.as_str()] = fitted.params;
         let card = ModelCard {

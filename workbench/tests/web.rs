@@ -466,6 +466,18 @@ async fn every_action(
             Role::MlEngineer,
         ),
         (
+            "set the double-labelling share",
+            app.p("/agreement/settings"),
+            vec![("share_percent", "20".to_string())],
+            Role::Admin,
+        ),
+        (
+            "settle a disagreement",
+            app.p(&format!("/agreement/{}", app.tickets[2])),
+            vec![("tags", "login".to_string())],
+            Role::MlEngineer,
+        ),
+        (
             "add a user",
             "/admin/users".to_string(),
             vec![
@@ -929,6 +941,113 @@ async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_lea
             .body
             .contains(r#"value="billing" data-key="2" checked"#)
     );
+}
+
+#[tokio::test]
+async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled() {
+    let app = WebApp::new().await;
+    let admin = app.login("admin").await;
+    let page = app
+        .submit(
+            &admin,
+            &app.p("/agreement/settings"),
+            &[("share_percent", "100")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // The labeler labels a ticket from its page; every labelled ticket is drawn.
+    let labeler = app.login("labeler").await;
+    let ticket = app.tickets[0];
+    let page = app
+        .submit(
+            &labeler,
+            &app.p(&format!("/tickets/{ticket}/labels")),
+            &[("tags", "billing")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // The labeler is not asked again; the ML engineer gets it first, blind.
+    let own = app.get(&app.p("/review"), Some(&labeler)).await;
+    assert!(!own.body.contains("data-second-opinion"), "{}", own.body);
+    let mlengineer = app.login("mlengineer").await;
+    let review = app.get(&app.p("/review"), Some(&mlengineer)).await;
+    assert!(
+        review.body.contains(&format!("data-ticket=\"{ticket}\"")),
+        "{}",
+        review.body
+    );
+    assert!(
+        review.body.contains("data-second-opinion"),
+        "{}",
+        review.body
+    );
+    assert!(review.body.contains("1 waiting for a second opinion"));
+    // Blind: the first answer (billing) is not pre-selected.
+    assert!(
+        !review
+            .body
+            .contains("value=\"billing\" data-key=\"1\" checked"),
+        "{}",
+        review.body
+    );
+    let page = app
+        .submit(
+            &mlengineer,
+            &app.p(&format!("/review/{ticket}")),
+            &[("tags", "login")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // The labels stay the labeler's until someone settles it.
+    let labelled = app.store.ticket(app.project.id, ticket).await.unwrap();
+    assert_eq!(
+        labelled.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        ["billing"]
+    );
+    let agreement = app.get(&app.p("/agreement"), Some(&labeler)).await;
+    assert_eq!(agreement.status, StatusCode::OK);
+    assert!(
+        agreement.body.contains("1 disagreements to settle"),
+        "{}",
+        agreement.body
+    );
+    assert!(
+        agreement
+            .body
+            .contains(&format!("data-ticket=\"{ticket}\""))
+    );
+    // A labeler sees the list but cannot settle; an ML engineer can.
+    assert!(!agreement.body.contains(&format!(
+        "action=\"/p/{}/agreement/{ticket}\"",
+        app.project.id
+    )));
+    let refused = app
+        .submit(
+            &labeler,
+            &app.p(&format!("/agreement/{ticket}")),
+            &[("tags", "login")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let settled = app
+        .submit(
+            &mlengineer,
+            &app.p(&format!("/agreement/{ticket}")),
+            &[("tags", "billing"), ("tags", "login")],
+        )
+        .await;
+    assert_eq!(settled.status, StatusCode::SEE_OTHER, "{}", settled.body);
+    let labelled = app.store.ticket(app.project.id, ticket).await.unwrap();
+    let mut tags: Vec<&str> = labelled.tags.iter().map(|t| t.as_str()).collect();
+    tags.sort();
+    assert_eq!(tags, ["billing", "login"]);
+    let agreement = app.get(&app.p("/agreement"), Some(&admin)).await;
+    assert!(
+        agreement.body.contains("0 disagreements to settle"),
+        "{}",
+        agreement.body
+    );
+    assert!(agreement.body.contains("Nothing to settle."));
 }
 
 #[tokio::test]

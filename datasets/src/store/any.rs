@@ -218,6 +218,16 @@ impl Store for AnyStore {
         dispatch!(self, store => store.list_tags(project))
     }
 
+    async fn merge_tags(
+        &self,
+        project: ProjectId,
+        from: TagId,
+        into: TagId,
+        actor: &str,
+    ) -> StoreResult<crate::tag_merge::TagMerge> {
+        dispatch!(self, store => store.merge_tags(project, from, into, actor))
+    }
+
     async fn upsert_tickets(
         &self,
         project: ProjectId,
@@ -247,14 +257,45 @@ impl Store for AnyStore {
         dispatch!(self, store => store.tickets_after(project, after, limit))
     }
 
-    async fn set_human_labels(
+    async fn record_human_answer(
         &self,
         project: ProjectId,
         ticket: TicketId,
         tags: &[TagName],
         user: &str,
+        kind: crate::review::AnswerKind,
     ) -> StoreResult<LabelledTicket> {
-        dispatch!(self, store => store.set_human_labels(project, ticket, tags, user))
+        dispatch!(self, store => store.record_human_answer(project, ticket, tags, user, kind))
+    }
+
+    async fn ticket_submissions(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> StoreResult<Vec<crate::review::LabelSubmission>> {
+        dispatch!(self, store => store.ticket_submissions(project, ticket))
+    }
+
+    async fn multi_rater_submissions(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<Vec<crate::review::LabelSubmission>> {
+        dispatch!(self, store => store.multi_rater_submissions(project))
+    }
+
+    async fn review_settings(
+        &self,
+        project: ProjectId,
+    ) -> StoreResult<crate::review::ReviewSettings> {
+        dispatch!(self, store => store.review_settings(project))
+    }
+
+    async fn set_review_settings(
+        &self,
+        project: ProjectId,
+        settings: &crate::review::ReviewSettings,
+    ) -> StoreResult<crate::review::ReviewSettings> {
+        dispatch!(self, store => store.set_review_settings(project, settings))
     }
 
     async fn replace_review_queue(

@@ -385,13 +385,15 @@ macro_rules! common_store_methods {
             self.with_labels(convert_all(rows)?).await
         }
 
-        async fn set_human_labels(
+        async fn record_human_answer(
             &self,
             project: ProjectId,
             ticket: TicketId,
             tags: &[TagName],
             user: &str,
+            kind: $crate::review::AnswerKind,
         ) -> StoreResult<LabelledTicket> {
+            use $crate::review::AnswerKind;
             if user.trim().is_empty() {
                 return Err(ValidationError::field("user", "is empty").into());
             }
@@ -399,8 +401,29 @@ macro_rules! common_store_methods {
             let taxonomy = self.list_tags(project).await?;
             let chosen = resolve_tag_names(&project_row, &taxonomy, tags)?;
             let current = self.ticket(project, ticket).await?;
+            let settings = self.review_settings(project).await?;
             let now = Utc::now();
             let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            // The holder of a second-opinion lease answers blind and for the record only: the
+            // labels stay as the first person left them until an adjudicator decides. Their
+            // later answers on the ticket (undo, reopen) stay second opinions too.
+            let second_opinion = kind != AnswerKind::Adjudication
+                && sqlx::query_scalar::<Db, i64>(
+                    "SELECT ticket_id FROM second_opinions WHERE ticket_id = $1 AND first_by <> $2 \
+                     AND ((leased_by = $2 AND answered_at IS NULL) OR answered_by = $2)",
+                )
+                .bind(ticket)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let kind = if second_opinion {
+                AnswerKind::SecondOpinion
+            } else if kind == AnswerKind::SecondOpinion {
+                AnswerKind::Answer
+            } else {
+                kind
+            };
             let human_present: HashMap<TagId, bool> = current
                 .labels
                 .iter()
@@ -419,6 +442,9 @@ macro_rules! common_store_methods {
                 .collect();
             rejected.sort();
             changes.extend(rejected.into_iter().map(|tag| (tag, false)));
+            if second_opinion {
+                changes.clear();
+            }
             for (tag, present) in changes {
                 sqlx::query(
                     "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
@@ -448,13 +474,38 @@ macro_rules! common_store_methods {
             }
             // The whole answer, and out of the review queue at once, even with no tags (issue 6).
             let answer: Vec<&str> = taxonomy.iter().filter(|t| chosen.contains(&t.id)).map(|t| t.name.as_str()).collect();
-            sqlx::query("INSERT INTO label_submissions (ticket_id, set_by, tags, at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO label_submissions (ticket_id, set_by, tags, at, kind) VALUES ($1, $2, $3, $4, $5)")
                 .bind(ticket)
                 .bind(user)
                 .bind(Json(&answer))
                 .bind(now)
+                .bind(kind.as_str())
                 .execute(&mut *tx)
                 .await?;
+            if second_opinion {
+                sqlx::query(
+                    "UPDATE second_opinions SET answered_by = $2, answered_at = $3, leased_by = NULL, \
+                     lease_expires_ms = NULL WHERE ticket_id = $1",
+                )
+                .bind(ticket)
+                .bind(user)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            } else if kind == AnswerKind::Answer && settings.samples(ticket) {
+                // Only the ticket's first labeller draws it into the double-labelled sample.
+                sqlx::query(
+                    "INSERT INTO second_opinions (ticket_id, project_id, first_by, requested_at) \
+                     SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM label_submissions s \
+                     WHERE s.ticket_id = $1 AND s.set_by <> $3) ON CONFLICT (ticket_id) DO NOTHING",
+                )
+                .bind(ticket)
+                .bind(project)
+                .bind(user)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query("DELETE FROM review_queue WHERE ticket_id = $1")
                 .bind(ticket)
                 .execute(&mut *tx)

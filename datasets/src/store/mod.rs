@@ -8,6 +8,7 @@ mod postgres;
 mod review;
 mod rows;
 mod sqlite;
+mod tag_merge;
 mod training_runs;
 pub mod web;
 
@@ -27,7 +28,7 @@ use crate::model_version::{ModelVersion, NewModelVersion};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project, ProjectSummary};
 use crate::registry::Promotion;
-use crate::review::{NewQueueEntry, QueueEntry, ReviewQueueStats};
+use crate::review::{AnswerKind, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings};
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, TicketQuery, UpsertedTicket};
 use std::collections::HashMap;
@@ -100,6 +101,17 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Tag>> + Send;
     /// All tags of the project, archived ones included, by name.
     fn list_tags(&self, project: ProjectId) -> impl Future<Output = StoreResult<Vec<Tag>>> + Send;
+    /// Merges tag `from` into `into` in one transaction: every label of `from` (all sources)
+    /// moves to `into`, a ticket with both keeps one label per source (present if either
+    /// was), the label history records the merge by `actor`, `from`'s keyword rules are
+    /// appended to `into`'s, and `from` is archived.
+    fn merge_tags(
+        &self,
+        project: ProjectId,
+        from: TagId,
+        into: TagId,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<crate::tag_merge::TagMerge>> + Send;
 
     /// Stores tickets, updating those whose (source, external id) is already stored.
     fn upsert_tickets(
@@ -126,13 +138,28 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<LabelledTicket>>> + Send;
 
     /// Sets the complete set of tags a person says the ticket carries; tags that other
-    /// sources gave it and the person left out are recorded as rejected.
+    /// sources gave it and the person left out are recorded as rejected. Records the whole
+    /// answer (`label_submissions`) and takes the ticket out of the review queue.
     fn set_human_labels(
         &self,
         project: ProjectId,
         ticket: TicketId,
         tags: &[TagName],
         user: &str,
+    ) -> impl Future<Output = StoreResult<LabelledTicket>> + Send {
+        self.record_human_answer(project, ticket, tags, user, AnswerKind::Answer)
+    }
+    /// `set_human_labels` with the answer's kind. An `Answer` from the holder of a live
+    /// second-opinion lease is recorded as a `SecondOpinion` and leaves the labels alone; an
+    /// ordinary answer may draw the ticket into the double-labelled sample (`ReviewSettings`);
+    /// an `Adjudication` sets the labels and is kept out of agreement figures.
+    fn record_human_answer(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+        tags: &[TagName],
+        user: &str,
+        kind: AnswerKind,
     ) -> impl Future<Output = StoreResult<LabelledTicket>> + Send;
     /// Replaces the tags a model version applied to a ticket.
     fn set_model_labels(
@@ -244,6 +271,30 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<Vec<crate::review::LabelSubmission>>> + Send;
+    /// Every answer given to one ticket, oldest first (empty for a ticket of another project).
+    fn ticket_submissions(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> impl Future<Output = StoreResult<Vec<crate::review::LabelSubmission>>> + Send;
+    /// Answers of the tickets two or more people answered (adjudications included, so a
+    /// caller can tell which disagreements are settled), oldest first: what agreement and the
+    /// adjudication list are computed from, without reading every single-rater answer.
+    fn multi_rater_submissions(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<Vec<crate::review::LabelSubmission>>> + Send;
+    /// The project's review settings (defaults when never set).
+    fn review_settings(
+        &self,
+        project: ProjectId,
+    ) -> impl Future<Output = StoreResult<ReviewSettings>> + Send;
+    /// Changes the project's review settings; tickets already drawn for a second opinion stay.
+    fn set_review_settings(
+        &self,
+        project: ProjectId,
+        settings: &ReviewSettings,
+    ) -> impl Future<Output = StoreResult<ReviewSettings>> + Send;
     /// Pending and leased entries, and tickets labelled since the last scoring.
     fn review_queue_stats(
         &self,

@@ -73,6 +73,7 @@ impl Store for PgStore {
     }
 
     common_store_methods!();
+    super::tag_merge::tag_merge_store_methods!();
     super::training_runs::training_run_store_methods!();
     super::web::web_store_methods!(postgres_dialect);
     super::review::review_store_methods!("FOR UPDATE OF q SKIP LOCKED");

@@ -5,7 +5,8 @@
 //! writer at a time.
 //!
 //! A ticket a person has labelled leaves the queue at once because every read excludes
-//! tickets with a human label, so `set_human_labels` needs no change.
+//! tickets with a human label. Double labelling keeps its own table (`second_opinions`):
+//! its tickets are handed out first, never to the person who labelled them first.
 
 use crate::error::StoreError;
 use crate::ids::TicketId;
@@ -54,6 +55,57 @@ impl From<QueueRow> for QueueEntry {
                 .and_then(DateTime::from_timestamp_millis),
         }
     }
+}
+
+/// A second-opinion row as the lease statements return it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SecondOpinionRow {
+    ticket_id: i64,
+    leased_by: Option<String>,
+    lease_expires_ms: Option<i64>,
+}
+
+/// Second-opinion tickets as queue entries, ahead of every ranked one (rank 0): they are few,
+/// and the agreement figures wait on them.
+pub(crate) fn second_opinion_entries(rows: Vec<SecondOpinionRow>) -> Vec<QueueEntry> {
+    rows.into_iter()
+        .map(|row| QueueEntry {
+            ticket_id: TicketId(row.ticket_id),
+            rank: 0,
+            score: 0.0,
+            strategy: crate::review::SECOND_OPINION_STRATEGY.to_string(),
+            reason: "second opinion: someone else labelled this ticket; your independent answer \
+                     measures how much labellers agree (it does not change their labels)"
+                .to_string(),
+            leased_by: row.leased_by,
+            lease_expires_at: row
+                .lease_expires_ms
+                .and_then(DateTime::from_timestamp_millis),
+        })
+        .collect()
+}
+
+/// A stored answer as both databases return it.
+pub(crate) type SubmissionRow = (
+    i64,
+    String,
+    sqlx::types::Json<Vec<String>>,
+    DateTime<Utc>,
+    String,
+);
+
+pub(crate) fn submissions(rows: Vec<SubmissionRow>) -> Vec<crate::review::LabelSubmission> {
+    rows.into_iter()
+        .map(
+            |(ticket, set_by, tags, at, kind)| crate::review::LabelSubmission {
+                ticket_id: TicketId(ticket),
+                set_by,
+                tags: tags.0,
+                at,
+                kind: crate::review::AnswerKind::parse(&kind),
+            },
+        )
+        .collect()
 }
 
 /// Entries in rank order; leases that have run out are shown as free.
@@ -217,7 +269,48 @@ macro_rules! review_store_methods {
             self.project(project).await?;
             let (_, now_ms) = now_millis();
             let until = now_ms + i64::from(lease_seconds) * 1000;
-            // First the user's own live leases, renewed: reloading the page gives the same batch.
+            // Second opinions come first: the user's own live ones (renewed), then free ones
+            // they neither labelled first nor answered nor just skipped.
+            let mut leased = second_opinion_entries(
+                sqlx::query_as(
+                    "UPDATE second_opinions SET lease_expires_ms = $3 WHERE ticket_id IN (\
+                     SELECT o.ticket_id FROM second_opinions o WHERE o.project_id = $1 AND o.leased_by = $2 \
+                     AND o.lease_expires_ms > $4 AND o.answered_at IS NULL ORDER BY o.requested_at, o.ticket_id LIMIT $5) \
+                     AND leased_by = $2 RETURNING ticket_id, leased_by, lease_expires_ms",
+                )
+                .bind(project)
+                .bind(user)
+                .bind(until)
+                .bind(now_ms)
+                .bind(i64::from(count))
+                .fetch_all(&self.pool)
+                .await?,
+            );
+            if leased.len() < count as usize {
+                // Aliased `q` like the queue's rows, for PostgreSQL's `FOR UPDATE OF q`.
+                let fresh: Vec<SecondOpinionRow> = sqlx::query_as(concat!(
+                    "UPDATE second_opinions SET leased_by = $2, lease_expires_ms = $3, skipped_by = NULL WHERE ticket_id IN (",
+                    "SELECT q.ticket_id FROM second_opinions q WHERE q.project_id = $1 AND q.answered_at IS NULL ",
+                    "AND q.first_by <> $2 AND (q.leased_by IS NULL OR q.lease_expires_ms <= $4) ",
+                    "AND (q.skipped_by IS NULL OR q.skipped_by <> $2) ",
+                    "AND NOT EXISTS (SELECT 1 FROM label_submissions s WHERE s.ticket_id = q.ticket_id AND s.set_by = $2) ",
+                    "ORDER BY q.requested_at, q.ticket_id LIMIT $5 ", $lock, ") ",
+                    "AND (leased_by IS NULL OR lease_expires_ms <= $4) RETURNING ticket_id, leased_by, lease_expires_ms"
+                ))
+                .bind(project)
+                .bind(user)
+                .bind(until)
+                .bind(now_ms)
+                .bind((count as usize - leased.len()) as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                leased.extend(second_opinion_entries(fresh));
+            }
+            let count = count - leased.len().min(count as usize) as u32;
+            if count == 0 {
+                return Ok(leased);
+            }
+            // Then the user's own live queue leases, renewed: reloading the page gives the same batch.
             let own: Vec<QueueRow> = sqlx::query_as(concat!(
                 "UPDATE review_queue SET lease_expires_ms = $3 WHERE ticket_id IN (",
                 "SELECT q.ticket_id FROM review_queue q WHERE q.project_id = $1 AND q.leased_by = $2 ",
@@ -231,8 +324,9 @@ macro_rules! review_store_methods {
             .bind(i64::from(count))
             .fetch_all(&self.pool)
             .await?;
-            let mut leased = queue_entries(own, now_ms);
-            let wanted = count as usize - leased.len().min(count as usize);
+            let own = queue_entries(own, now_ms);
+            let wanted = count as usize - own.len().min(count as usize);
+            leased.extend(own);
             if wanted > 0 {
                 // One statement picks and takes the best free rows; the outer condition is
                 // checked again on the locked row, so a row another request took in between
@@ -267,6 +361,19 @@ macro_rules! review_store_methods {
             if user.trim().is_empty() {
                 return Err($crate::ValidationError::field("user", "is empty").into());
             }
+            let released_second_opinion = sqlx::query(
+                "UPDATE second_opinions SET leased_by = NULL, lease_expires_ms = NULL, skipped_by = $3 \
+                 WHERE project_id = $1 AND ticket_id = $2 AND leased_by = $3 AND answered_at IS NULL",
+            )
+            .bind(project)
+            .bind(ticket)
+            .bind(user)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if released_second_opinion > 0 {
+                return Ok(());
+            }
             let released = sqlx::query(
                 "UPDATE review_queue SET leased_by = NULL, lease_expires_ms = NULL, skipped_by = $3 \
                  WHERE project_id = $1 AND ticket_id = $2 AND leased_by = $3",
@@ -295,22 +402,74 @@ macro_rules! review_store_methods {
 
         async fn label_submissions(&self, project: ProjectId) -> StoreResult<Vec<$crate::review::LabelSubmission>> {
             self.project(project).await?;
-            let rows: Vec<(i64, String, sqlx::types::Json<Vec<String>>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                "SELECT s.ticket_id, s.set_by, s.tags, s.at FROM label_submissions s \
+            let rows: Vec<$crate::store::review::SubmissionRow> = sqlx::query_as(
+                "SELECT s.ticket_id, s.set_by, s.tags, s.at, s.kind FROM label_submissions s \
                  JOIN tickets t ON t.id = s.ticket_id WHERE t.project_id = $1 ORDER BY s.id",
             )
             .bind(project)
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(ticket, set_by, tags, at)| $crate::review::LabelSubmission {
-                    ticket_id: TicketId(ticket),
-                    set_by,
-                    tags: tags.0,
-                    at,
-                })
-                .collect())
+            Ok($crate::store::review::submissions(rows))
+        }
+
+        async fn ticket_submissions(
+            &self,
+            project: ProjectId,
+            ticket: TicketId,
+        ) -> StoreResult<Vec<$crate::review::LabelSubmission>> {
+            let rows: Vec<$crate::store::review::SubmissionRow> = sqlx::query_as(
+                "SELECT s.ticket_id, s.set_by, s.tags, s.at, s.kind FROM label_submissions s \
+                 JOIN tickets t ON t.id = s.ticket_id WHERE t.project_id = $1 AND s.ticket_id = $2 ORDER BY s.id",
+            )
+            .bind(project)
+            .bind(ticket)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok($crate::store::review::submissions(rows))
+        }
+
+        async fn multi_rater_submissions(&self, project: ProjectId) -> StoreResult<Vec<$crate::review::LabelSubmission>> {
+            self.project(project).await?;
+            let rows: Vec<$crate::store::review::SubmissionRow> = sqlx::query_as(
+                "SELECT s.ticket_id, s.set_by, s.tags, s.at, s.kind FROM label_submissions s \
+                 WHERE s.ticket_id IN (SELECT m.ticket_id FROM label_submissions m JOIN tickets t ON t.id = m.ticket_id \
+                 WHERE t.project_id = $1 AND m.kind <> 'adjudication' GROUP BY m.ticket_id HAVING COUNT(DISTINCT m.set_by) >= 2) \
+                 ORDER BY s.id",
+            )
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok($crate::store::review::submissions(rows))
+        }
+
+        async fn review_settings(&self, project: ProjectId) -> StoreResult<$crate::review::ReviewSettings> {
+            self.project(project).await?;
+            let share: Option<f64> =
+                sqlx::query_scalar("SELECT double_label_share FROM review_settings WHERE project_id = $1")
+                    .bind(project)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(share.map_or_else($crate::review::ReviewSettings::default, |share| {
+                $crate::review::ReviewSettings { double_label_share: share }
+            }))
+        }
+
+        async fn set_review_settings(
+            &self,
+            project: ProjectId,
+            settings: &$crate::review::ReviewSettings,
+        ) -> StoreResult<$crate::review::ReviewSettings> {
+            settings.validate()?;
+            self.project(project).await?;
+            sqlx::query(
+                "INSERT INTO review_settings (project_id, double_label_share) VALUES ($1, $2) \
+                 ON CONFLICT (project_id) DO UPDATE SET double_label_share = excluded.double_label_share",
+            )
+            .bind(project)
+            .bind(settings.double_label_share)
+            .execute(&self.pool)
+            .await?;
+            Ok(*settings)
         }
 
         async fn review_queue_stats(&self, project: ProjectId) -> StoreResult<$crate::review::ReviewQueueStats> {
@@ -340,7 +499,14 @@ macro_rules! review_store_methods {
             .bind(scoring.as_ref().map_or(0, |(_, event)| *event))
             .fetch_one(&self.pool)
             .await?;
+            let second_opinions_open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM second_opinions WHERE project_id = $1 AND answered_at IS NULL",
+            )
+            .bind(project)
+            .fetch_one(&self.pool)
+            .await?;
             Ok($crate::review::ReviewQueueStats {
+                second_opinions_open: second_opinions_open.max(0) as u64,
                 pending: pending.max(0) as u64,
                 leased: leased.max(0) as u64,
                 labelled_since_scoring: labelled.max(0) as u64,

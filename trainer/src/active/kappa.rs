@@ -123,14 +123,71 @@ pub fn answers_by_ticket(
     submissions: &[datasets::LabelSubmission],
 ) -> BTreeMap<i64, BTreeMap<String, BTreeSet<String>>> {
     let mut answers: BTreeMap<i64, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    // Oldest first: a later answer by the same person replaces the earlier one.
-    for submission in submissions {
+    // Oldest first: a later answer by the same person replaces the earlier one. An
+    // adjudicator saw the others' answers, so theirs is not an independent rating.
+    for submission in submissions
+        .iter()
+        .filter(|s| s.kind != datasets::AnswerKind::Adjudication)
+    {
         answers.entry(submission.ticket_id.0).or_default().insert(
             submission.set_by.clone(),
             submission.tags.iter().cloned().collect(),
         );
     }
     answers
+}
+
+/// A ticket whose labellers gave different answers and that no adjudicator has settled since.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Disagreement {
+    pub ticket_id: i64,
+    /// Each person's latest answer (tag names).
+    pub answers: BTreeMap<String, BTreeSet<String>>,
+    /// The tags not everyone gave.
+    pub disputed_tags: BTreeSet<String>,
+    /// When the latest of those answers came in.
+    pub last_answer_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The adjudication list: tickets two or more people answered differently, oldest dispute
+/// first, leaving out those an adjudication came after the latest answer of.
+pub fn open_disagreements(submissions: &[datasets::LabelSubmission]) -> Vec<Disagreement> {
+    let mut by_ticket: BTreeMap<i64, Vec<&datasets::LabelSubmission>> = BTreeMap::new();
+    for submission in submissions {
+        by_ticket
+            .entry(submission.ticket_id.0)
+            .or_default()
+            .push(submission);
+    }
+    let mut open: Vec<Disagreement> = by_ticket
+        .into_iter()
+        .filter_map(|(ticket_id, answers)| {
+            let raters: Vec<&datasets::LabelSubmission> = answers
+                .iter()
+                .copied()
+                .filter(|s| s.kind != datasets::AnswerKind::Adjudication)
+                .collect();
+            let last_answer_at = raters.iter().map(|s| s.at).max()?;
+            let settled = answers
+                .iter()
+                .any(|s| s.kind == datasets::AnswerKind::Adjudication && s.at >= last_answer_at);
+            let latest = answers_by_ticket(&raters.into_iter().cloned().collect::<Vec<_>>())
+                .remove(&ticket_id)?;
+            let union: BTreeSet<String> = latest.values().flatten().cloned().collect();
+            let disputed_tags: BTreeSet<String> = union
+                .into_iter()
+                .filter(|tag| !latest.values().all(|answer| answer.contains(tag)))
+                .collect();
+            (latest.len() >= 2 && !disputed_tags.is_empty() && !settled).then_some(Disagreement {
+                ticket_id,
+                answers: latest,
+                disputed_tags,
+                last_answer_at,
+            })
+        })
+        .collect();
+    open.sort_by_key(|d| (d.last_answer_at, d.ticket_id));
+    open
 }
 
 #[cfg(test)]
@@ -213,12 +270,7 @@ mod tests {
 
     #[test]
     fn a_persons_later_answer_replaces_their_earlier_one() {
-        let answer = |ticket: i64, by: &str, tags: &[&str]| datasets::LabelSubmission {
-            ticket_id: datasets::TicketId(ticket),
-            set_by: by.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            at: chrono::Utc::now(),
-        };
+        let answer = |ticket: i64, by: &str, tags: &[&str]| submission(ticket, by, tags, 0);
         let answers = answers_by_ticket(&[
             answer(1, "ana", &["Bug"]),
             answer(1, "bo", &["Bug"]),
@@ -237,5 +289,55 @@ mod tests {
         let agreement = agreement_per_tag(&three, &["Bug".to_string()], 3);
         assert_eq!(agreement[0].method, "fleiss");
         assert_eq!(agreement[0].tickets, 1);
+    }
+
+    fn submission(ticket: i64, by: &str, tags: &[&str], minute: i64) -> datasets::LabelSubmission {
+        let kind = if by.starts_with("judge") {
+            datasets::AnswerKind::Adjudication
+        } else {
+            datasets::AnswerKind::Answer
+        };
+        datasets::LabelSubmission {
+            ticket_id: datasets::TicketId(ticket),
+            set_by: by.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            at: chrono::DateTime::from_timestamp(1_700_000_000 + minute * 60, 0).unwrap(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn disagreements_list_differing_answers_until_an_adjudication_settles_them() {
+        let submissions = [
+            // 1: agree. 2: disagree on Billing. 3: disagree, then adjudicated.
+            submission(1, "ana", &["Bug"], 0),
+            submission(1, "bo", &["Bug"], 1),
+            submission(2, "ana", &["Bug", "Billing"], 2),
+            submission(2, "bo", &["Bug"], 3),
+            submission(3, "ana", &["Bug"], 4),
+            submission(3, "bo", &[], 5),
+            submission(3, "judge", &["Bug"], 6),
+            // 4: only one person.
+            submission(4, "ana", &["Bug"], 7),
+        ];
+        let open = open_disagreements(&submissions);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].ticket_id, 2);
+        assert_eq!(
+            open[0].disputed_tags,
+            BTreeSet::from(["Billing".to_string()])
+        );
+        assert_eq!(open[0].answers.len(), 2);
+        // A rater changing their answer after the adjudication reopens the dispute.
+        let mut later = submissions.to_vec();
+        later.push(submission(3, "bo", &["Billing"], 8));
+        let reopened: Vec<i64> = open_disagreements(&later)
+            .iter()
+            .map(|d| d.ticket_id)
+            .collect();
+        assert_eq!(reopened, [2, 3]);
+        // The adjudicator is not counted as a rater.
+        let answers = answers_by_ticket(&submissions);
+        assert!(!answers[&3].contains_key("judge"));
     }
 }

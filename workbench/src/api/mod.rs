@@ -97,6 +97,13 @@ pub fn routes() -> openapi::Routes {
             projects::update_tag,
         )
         .add(
+            "POST",
+            "/v1/projects/{project}/tags/{tag}/merge",
+            "Merge this tag into another ({\"into\": tag id}): its labels move, its rules are appended, it is archived.",
+            true,
+            projects::merge_tag,
+        )
+        .add(
             "GET",
             "/v1/projects/{project}/tickets",
             "Search tickets.",
@@ -242,6 +249,34 @@ pub fn routes() -> openapi::Routes {
             "Per-tag agreement (Cohen's or Fleiss' kappa) between people who labelled the same tickets, with the tickets they disagree on.",
             true,
             review::agreement,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/review-settings",
+            "The project's review settings: the share of labelled tickets a second person labels again.",
+            true,
+            review::settings,
+        )
+        .add(
+            "PUT",
+            "/v1/projects/{project}/review-settings",
+            "Change the review settings ({\"double_label_share\": 0 to 1}).",
+            true,
+            review::update_settings,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/disagreements",
+            "Tickets people labelled differently and no adjudicator has settled: each person's answer and the disputed tags.",
+            true,
+            review::disagreements,
+        )
+        .add(
+            "POST",
+            "/v1/projects/{project}/disagreements/{ticket}/adjudicate",
+            "Settle a disagreement: the given tags become the ticket's labels ({\"tags\": [...], \"user\": \"...\"}).",
+            true,
+            review::adjudicate,
         )
 }
 

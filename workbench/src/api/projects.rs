@@ -1,12 +1,14 @@
 //! Projects and their taxonomy.
 
+use super::auth::AuthorizedProject;
 use super::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::demo::default_taxonomy;
 use datasets::{
-    AnyStore, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagUpdate,
+    AnyStore, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagMerge,
+    TagUpdate,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -100,6 +102,34 @@ pub async fn update_tag(
         state
             .store
             .update_tag(project.id, TagId(tag), &update)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// The tag that receives the labels.
+    into: i64,
+}
+
+/// Merges the tag in the path into `into`; it needs the project's API key, since it moves
+/// every label of the tag and archives it.
+pub async fn merge_tag(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, tag)): ApiPath<(String, i64)>,
+    ApiJson(request): ApiJson<MergeRequest>,
+) -> Result<ApiJson<TagMerge>, ApiError> {
+    Ok(ApiJson(
+        state
+            .store
+            .merge_tags(
+                authorized.project.id,
+                TagId(tag),
+                TagId(request.into),
+                &authorized.actor(),
+            )
             .await?,
     ))
 }

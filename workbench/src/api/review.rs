@@ -1,5 +1,6 @@
 //! The review queue over HTTP: lease the next ranked tickets to a labeller (each with its
-//! score, strategy and reason), give one back, and rescore the queue now.
+//! score, strategy and reason), give one back, and rescore the queue now; label quality:
+//! the double-labelling share, agreement, and the disagreements an adjudicator settles.
 
 use super::auth::AuthorizedProject;
 use super::projects::find_project;
@@ -7,7 +8,10 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use datasets::{LabelledTicket, QueueEntry, ReviewQueueStats, Store, TicketId};
+use datasets::{
+    AnswerKind, LabelledTicket, QueueEntry, ReviewQueueStats, ReviewSettings,
+    SECOND_OPINION_STRATEGY, Store, TagName, TicketId,
+};
 use serde::{Deserialize, Serialize};
 use trainer::active::{ScoreError, ScoreOptions, ScoreSummary, Strategy};
 
@@ -69,7 +73,11 @@ pub async fn lease(
         .await?;
     let mut tickets = Vec::with_capacity(entries.len());
     for entry in entries {
-        let ticket = state.store.ticket(project.id, entry.ticket_id).await?;
+        let mut ticket = state.store.ticket(project.id, entry.ticket_id).await?;
+        if entry.strategy == SECOND_OPINION_STRATEGY {
+            // A second answer must not be led by the first.
+            ticket = ticket.without_human_labels();
+        }
         tickets.push(LeasedTicket { entry, ticket });
     }
     Ok(ApiJson(LeasedBatch {
@@ -188,7 +196,7 @@ pub async fn agreement(
         return Err(ApiError::invalid("raters must be between 2 and 20"));
     }
     let project = authorized.project.id;
-    let submissions = state.store.label_submissions(project).await?;
+    let submissions = state.store.multi_rater_submissions(project).await?;
     let answers = trainer::active::kappa::answers_by_ticket(&submissions);
     let tags: Vec<String> = state
         .store
@@ -202,4 +210,74 @@ pub async fn agreement(
         raters: query.raters,
         tags: trainer::active::kappa::agreement_per_tag(&answers, &tags, query.raters),
     }))
+}
+
+/// The project's review settings (the double-labelling share).
+pub async fn settings(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+) -> Result<ApiJson<ReviewSettings>, ApiError> {
+    Ok(ApiJson(
+        state.store.review_settings(authorized.project.id).await?,
+    ))
+}
+
+/// Changes the review settings; tickets already drawn for a second opinion stay drawn.
+pub async fn update_settings(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiJson(settings): ApiJson<ReviewSettings>,
+) -> Result<ApiJson<ReviewSettings>, ApiError> {
+    Ok(ApiJson(
+        state
+            .store
+            .set_review_settings(authorized.project.id, &settings)
+            .await?,
+    ))
+}
+
+/// The adjudication list: tickets people answered differently, not yet settled.
+pub async fn disagreements(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+) -> Result<ApiJson<Vec<trainer::active::kappa::Disagreement>>, ApiError> {
+    let submissions = state
+        .store
+        .multi_rater_submissions(authorized.project.id)
+        .await?;
+    Ok(ApiJson(trainer::active::kappa::open_disagreements(
+        &submissions,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adjudication {
+    /// The final tags.
+    tags: Vec<TagName>,
+    /// Who decided.
+    user: String,
+}
+
+/// Settles a ticket: the adjudicator's tags become its labels, and the answer is kept out of
+/// agreement figures.
+pub async fn adjudicate(
+    State(state): State<AppState>,
+    authorized: AuthorizedProject,
+    ApiPath((_, ticket)): ApiPath<(String, i64)>,
+    ApiJson(request): ApiJson<Adjudication>,
+) -> Result<ApiJson<LabelledTicket>, ApiError> {
+    let project = authorized.project.id;
+    let labelled = state
+        .store
+        .record_human_answer(
+            project,
+            TicketId(ticket),
+            &request.tags,
+            &request.user,
+            AnswerKind::Adjudication,
+        )
+        .await?;
+    state.labels_changed(project);
+    Ok(ApiJson(labelled))
 }

@@ -221,6 +221,112 @@ pub fn line_chart(title: &str, axis_label: &str, days: &[String], series: &[Seri
     svg
 }
 
+/// One line of an x–y chart: points (x, y), drawn in the order given.
+pub struct XySeries {
+    pub name: String,
+    pub color: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines through numeric points (a learning curve: a figure against a count), with both
+/// axes on round steps from zero, a dot and a tooltip on each point, and a legend.
+pub fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySeries]) -> String {
+    let width = 720.0;
+    let left = 56.0;
+    let right = 24.0;
+    let top = 12.0;
+    let plot_height = 220.0;
+    let legend_rows = series.len().div_ceil(4).max(1) as f64;
+    let height = top + plot_height + 52.0 + 18.0 * legend_rows;
+    let plot_width = width - left - right;
+    let all = || series.iter().flat_map(|s| s.points.iter().copied());
+    let (x_max, x_step) = nice_scale(all().map(|p| p.0).fold(0.0, f64::max), 5);
+    let (y_max, y_step) = nice_scale(all().map(|p| p.1).fold(0.0, f64::max), 4);
+    let x_of = |x: f64| left + plot_width * x / x_max;
+    let y_of = |y: f64| top + plot_height - plot_height * y / y_max;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg"><title>{}</title>"#,
+        escape(title),
+        escape(title)
+    );
+    for i in 0..=4 {
+        let value = y_step * i as f64;
+        let y = y_of(value);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e7eb"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+            left + plot_width,
+            left - 6.0,
+            y + 4.0,
+            tick_label(value, y_step)
+        );
+    }
+    for i in 0..=5 {
+        let value = x_step * i as f64;
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
+            x_of(value),
+            top + plot_height + 14.0,
+            tick_label(value, x_step)
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9ca3af"/><text x="{:.1}" y="{:.1}" class="axis" text-anchor="middle">{}</text><text x="12" y="{:.1}" class="axis" transform="rotate(-90 12 {:.1})" text-anchor="middle">{}</text>"##,
+        top + plot_height,
+        left + plot_width,
+        top + plot_height,
+        left + plot_width / 2.0,
+        top + plot_height + 32.0,
+        escape(x_label),
+        top + plot_height / 2.0,
+        top + plot_height / 2.0,
+        escape(y_label)
+    );
+    for s in series {
+        let color = colour(&s.color);
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", x_of(*x), y_of(*y)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+            points.join(" "),
+            escape(&s.name)
+        );
+        for (x, y) in &s.points {
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
+                x_of(*x),
+                y_of(*y),
+                escape(&s.name),
+                tick_label(*y, 0.01),
+                tick_label(*x, 1.0)
+            );
+        }
+    }
+    for (i, s) in series.iter().enumerate() {
+        let x = left + (i % 4) as f64 * 170.0;
+        let y = top + plot_height + 50.0 + 18.0 * (i / 4) as f64;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x:.1}" y="{:.1}" width="12" height="4" fill="{}"/><text x="{:.1}" y="{y:.1}" class="label">{}</text>"#,
+            y - 5.0,
+            colour(&s.color),
+            x + 16.0,
+            escape(&s.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +357,27 @@ mod tests {
         );
         assert!(lines.contains("a&amp;b"));
         assert!(lines.contains("#123456"));
+    }
+
+    #[test]
+    fn xy_points_sit_where_their_values_say() {
+        let svg = xy_chart(
+            "Curve <b>",
+            "labels",
+            "macro-F1",
+            &[XySeries {
+                name: "ngram".into(),
+                color: "#2563eb".into(),
+                points: vec![(0.0, 0.0), (50.0, 0.5), (100.0, 1.0)],
+            }],
+        );
+        // x axis 0..100 over 640 px from 56; y axis 0..1 over 220 px from 12.
+        assert!(
+            svg.contains(r#"points="56.0,232.0 376.0,122.0 696.0,12.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("Curve &lt;b&gt;"));
+        assert!(svg.contains("ngram: 0.50 at 50"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! engineers and admins, with static files embedded in the binary. Every page works without
 //! JavaScript; `app.js` adds keyboard shortcuts only.
 
+mod agreement;
 pub mod auth;
 mod charts;
 mod concern_clusters;
@@ -46,12 +47,17 @@ pub fn router() -> Router<AppState> {
             "/p/{project}/taxonomy",
             get(taxonomy::list).post(taxonomy::create),
         )
+        .route("/p/{project}/taxonomy/merge", post(taxonomy::merge))
         .route(
             "/p/{project}/taxonomy/{tag}",
             get(taxonomy::edit).post(taxonomy::update),
         )
         .route("/p/{project}/models", get(models::list))
         .route("/p/{project}/models/compare", get(models::compare))
+        .route(
+            "/p/{project}/models/learning-curve.csv",
+            get(models::learning_curve_csv),
+        )
         .route("/p/{project}/models/rollback", post(models::rollback))
         .route(
             "/p/{project}/models/{version}/promote",
@@ -67,6 +73,15 @@ pub fn router() -> Router<AppState> {
             get(training::progress),
         )
         .route("/p/{project}/training/{run}/cancel", post(training::cancel))
+        .route("/p/{project}/agreement", get(agreement::show))
+        .route(
+            "/p/{project}/agreement/settings",
+            post(agreement::update_settings),
+        )
+        .route(
+            "/p/{project}/agreement/{ticket}",
+            post(agreement::adjudicate),
+        )
         .route("/p/{project}/dashboard", get(dashboard::show))
         .route("/p/{project}/dashboard/{file}", get(dashboard::csv))
         .route("/admin/users", get(users::list).post(users::create))
@@ -127,6 +142,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "review.html",
         "training.html",
         "training_run.html",
+        "agreement.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {

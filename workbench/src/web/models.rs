@@ -3,9 +3,12 @@
 //! guard as the API and the CLI.
 
 use super::auth::{CsrfForm, CurrentUser};
+use super::charts::{XySeries, xy_chart};
 use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
 use datasets::registry::check_guard;
 use datasets::{ModelVersion, ModelVersionId, Role, Store};
 use minijinja::value::Serde;
@@ -62,6 +65,157 @@ pub fn version_row(version: &ModelVersion) -> Value {
     }
 }
 
+/// One point of the learning curve: a version's held-out figures against the labelled
+/// tickets it learned from.
+#[derive(Debug, Clone, PartialEq)]
+struct CurvePoint {
+    version: i64,
+    kind: String,
+    status: String,
+    created: String,
+    /// Train and validation examples: tickets with labels from people (by hand or imported).
+    labels: u64,
+    /// Of which labelled in the workbench; unknown for versions trained before it was recorded.
+    by_hand: Option<u64>,
+    test_examples: Option<u64>,
+    macro_f1: f64,
+    accuracy: Option<f64>,
+}
+
+fn count(params: &serde_json::Value, key: &str) -> Option<u64> {
+    params.get(key)?.as_u64()
+}
+
+/// The versions that recorded what they learned from and a macro-F1, fewest labels first.
+fn learning_curve(versions: &[ModelVersion]) -> Vec<CurvePoint> {
+    let mut points: Vec<CurvePoint> = versions
+        .iter()
+        .filter_map(|v| {
+            Some(CurvePoint {
+                version: v.id.0,
+                kind: v.kind.clone(),
+                status: v.status.clone(),
+                created: v.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                labels: count(&v.params, "train_examples")?
+                    + count(&v.params, "validation_examples")?,
+                by_hand: count(&v.params, "labelled_by_hand"),
+                test_examples: count(&v.params, "test_examples"),
+                macro_f1: figure(&v.metrics, &["macro_f1"])?,
+                accuracy: figure(&v.metrics, &["accuracy"]),
+            })
+        })
+        .collect();
+    points.sort_by_key(|p| (p.labels, p.version));
+    points
+}
+
+const CURVE_COLOURS: [&str; 6] = [
+    "#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2",
+];
+
+/// Macro-F1 and accuracy against labels, one pair of lines per model kind (kinds differ too
+/// much to share a line).
+fn learning_curve_chart(points: &[CurvePoint]) -> String {
+    let mut kinds: Vec<&str> = points.iter().map(|p| p.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut series = Vec::new();
+    for kind in kinds {
+        let of_kind = || points.iter().filter(move |p| p.kind == kind);
+        series.push(XySeries {
+            name: format!("{kind} macro-F1"),
+            color: CURVE_COLOURS[series.len() % CURVE_COLOURS.len()].to_string(),
+            points: of_kind().map(|p| (p.labels as f64, p.macro_f1)).collect(),
+        });
+        series.push(XySeries {
+            name: format!("{kind} accuracy"),
+            color: CURVE_COLOURS[series.len() % CURVE_COLOURS.len()].to_string(),
+            points: of_kind()
+                .filter_map(|p| Some((p.labels as f64, p.accuracy?)))
+                .collect(),
+        });
+    }
+    xy_chart(
+        "Learning curve: held-out figures against labelled tickets learned from",
+        "labelled tickets learned from (train + validation)",
+        "held-out figure",
+        &series,
+    )
+}
+
+fn curve_rows(points: &[CurvePoint]) -> Vec<Value> {
+    points
+        .iter()
+        .map(|p| {
+            context! {
+                version => p.version,
+                kind => p.kind.as_str(),
+                status => p.status.as_str(),
+                labels => p.labels,
+                by_hand => p.by_hand,
+                imported => p.by_hand.map(|h| p.labels.saturating_sub(h)),
+                test_examples => p.test_examples,
+                macro_f1 => p.macro_f1,
+                accuracy => p.accuracy,
+            }
+        })
+        .collect()
+}
+
+/// A CSV cell: quoted when it holds a separator, and never read as a formula.
+fn csv_cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The table behind the learning curve, as CSV.
+pub async fn learning_curve_csv(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(project): Path<i64>,
+) -> WebResult {
+    let project = load_project(&state, project).await?;
+    let points = learning_curve(&state.store.model_versions(project.id).await?);
+    let optional = |value: Option<u64>| value.map_or_else(String::new, |v| v.to_string());
+    let mut out = String::from(
+        "version,kind,status,created,labels_learned_from,labelled_by_hand,imported,test_examples,macro_f1,accuracy\n",
+    );
+    for p in &points {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{:.4},{}\n",
+            p.version,
+            csv_cell(&p.kind),
+            csv_cell(&p.status),
+            p.created,
+            p.labels,
+            optional(p.by_hand),
+            optional(p.by_hand.map(|h| p.labels.saturating_sub(h))),
+            optional(p.test_examples),
+            p.macro_f1,
+            p.accuracy.map_or_else(String::new, |a| format!("{a:.4}")),
+        ));
+    }
+    let mut response = out.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"learning-curve.csv\""),
+    );
+    Ok(response)
+}
+
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -69,6 +223,7 @@ pub async fn list(
 ) -> WebResult {
     let project = load_project(&state, project).await?;
     let versions = state.store.model_versions(project.id).await?;
+    let curve = learning_curve(&versions);
     let history: Vec<Value> = state
         .store
         .model_promotions(project.id)
@@ -96,6 +251,8 @@ pub async fn list(
             history => history,
             margin => state.config.promotion_guard_margin,
             serving => state.tagging.serving(project.id).map(|s| s.version.0),
+            curve => curve_rows(&curve),
+            curve_chart => (!curve.is_empty()).then(|| Value::from_safe_string(learning_curve_chart(&curve))),
         },
     )
     .await

@@ -2,7 +2,8 @@
 //! this person so nobody else gets it), why it was chosen, the model's tags pre-selected
 //! when their confidence reaches the tag's threshold. Enter confirms, number keys toggle
 //! tags, `s` skips, `u` reopens the last labelled ticket, `/` jumps to search (app.js);
-//! without JavaScript it is a plain form.
+//! without JavaScript it is a plain form. Double-labelled tickets come first and are shown
+//! blind (without the first person's labels).
 
 use super::auth::{CsrfForm, CurrentUser};
 use super::tickets::{LabelForm, tag_chip};
@@ -10,7 +11,7 @@ use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
-use datasets::{LabelSource, Role, Store, TicketId};
+use datasets::{AnswerKind, LabelSource, Role, SECOND_OPINION_STRATEGY, Store, TicketId};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -51,12 +52,34 @@ pub async fn show(
     let stats = state.store.review_queue_stats(project.id).await?;
     let taxonomy = state.store.list_tags(project.id).await?;
     let mut page = context! {
-        stats => context! { pending => stats.pending, leased => stats.leased, labelled_since_scoring => stats.labelled_since_scoring },
+        stats => context! { pending => stats.pending, leased => stats.leased, labelled_since_scoring => stats.labelled_since_scoring, second_opinions_open => stats.second_opinions_open },
         last => non_empty(&query.last).and_then(|t| t.parse::<i64>().ok()),
         ticket => Value::from(()),
     };
     if let Some(ticket_id) = ticket_id {
-        let ticket = state.store.ticket(project.id, ticket_id).await?;
+        let mut ticket = state.store.ticket(project.id, ticket_id).await?;
+        // A second opinion is answered blind: the first person's labels are hidden. Reopening
+        // one shows the user's own second answer.
+        let mut own_second_answer: Option<Vec<String>> = None;
+        let second_opinion = match &entry {
+            Some(entry) => entry.strategy == SECOND_OPINION_STRATEGY,
+            None => {
+                let answers = state
+                    .store
+                    .ticket_submissions(project.id, ticket_id)
+                    .await?;
+                own_second_answer = answers
+                    .into_iter()
+                    .rev()
+                    .find(|a| a.set_by == user.username())
+                    .filter(|a| a.kind == AnswerKind::SecondOpinion)
+                    .map(|a| a.tags);
+                own_second_answer.is_some()
+            }
+        };
+        if second_opinion {
+            ticket = ticket.without_human_labels();
+        }
         let thresholds: HashMap<String, f32> = state
             .store
             .promoted_model_version(project.id)
@@ -92,7 +115,9 @@ pub async fn show(
                     .unwrap_or(DEFAULT_THRESHOLD);
                 // A person's earlier answer wins (reopened tickets); else the model's tags
                 // at or above threshold; else the tags in force (imported, rules).
-                let checked = if human.is_empty() {
+                let checked = if let Some(own) = &own_second_answer {
+                    own.iter().any(|name| name == t.name.as_str())
+                } else if human.is_empty() {
                     match confidence {
                         Some(c) => c >= threshold,
                         None => ticket.tags.contains(&t.name),
@@ -120,6 +145,7 @@ pub async fn show(
             },
             entry => entry.map(|e| context! { reason => e.reason, strategy => e.strategy, score => e.score, rank => e.rank }),
             reopened => reopen.is_some(),
+            second_opinion => second_opinion,
             choices => choices,
             single => project.label_mode == datasets::LabelMode::Single,
             ..page

@@ -198,3 +198,49 @@ pub async fn update(
         &format!("Tag {} saved.", changed.name),
     ))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct MergeForm {
+    csrf: Option<String>,
+    from: Option<String>,
+    into: Option<String>,
+}
+
+fn tag_param(name: &str, value: Option<&str>) -> WebResult<TagId> {
+    value
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(TagId)
+        .ok_or_else(|| WebError::BadRequest(format!("choose the tag {name}")))
+}
+
+/// Merges one tag into another (admins): its labels move, its rules are appended, it is
+/// archived; all in one transaction in the store.
+pub async fn merge(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Form(form): Form<MergeForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Admin)?;
+    let project = load_project(&state, project).await?;
+    let from = tag_param("to merge", form.from.as_deref())?;
+    let into = tag_param("to merge into", form.into.as_deref())?;
+    let merged = state
+        .store
+        .merge_tags(project.id, from, into, &format!("web:{}", user.username()))
+        .await?;
+    Ok(redirect_with_flash(
+        &format!("/p/{}/taxonomy", project.id),
+        "ok",
+        &format!(
+            "{} merged into {}: tickets {}, labels moved {}, combined {}. {} is archived.",
+            merged.from.name,
+            merged.into.name,
+            merged.tickets,
+            merged.labels_moved,
+            merged.labels_combined,
+            merged.from.name
+        ),
+    ))
+}

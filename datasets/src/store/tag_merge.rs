@@ -1,0 +1,150 @@
+//! `Store::merge_tags`: every label of one tag moves to another in one transaction, set-wise
+//! (a handful of statements whatever the number of labels), with the label history written
+//! for both tags. The SQL is the same on both databases; the macro expands inside each
+//! backend's `impl Store` like `common_store_methods!`.
+
+/// Expands to `merge_tags`.
+macro_rules! tag_merge_store_methods {
+    () => {
+        async fn merge_tags(
+            &self,
+            project: ProjectId,
+            from: TagId,
+            into: TagId,
+            actor: &str,
+        ) -> StoreResult<$crate::tag_merge::TagMerge> {
+            if actor.trim().is_empty() {
+                return Err(ValidationError::field("actor", "is empty").into());
+            }
+            if from == into {
+                return Err(ValidationError::field("into", "a tag cannot be merged into itself").into());
+            }
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let rows: Vec<TagRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                tag_columns!(),
+                " FROM tags WHERE project_id = $1 AND id IN ($2, $3)"
+            ))
+            .bind(project)
+            .bind(from)
+            .bind(into)
+            .fetch_all(&mut *tx)
+            .await?;
+            let tags: Vec<Tag> = convert_all(rows)?;
+            let find = |id: TagId| {
+                tags.iter()
+                    .find(|t| t.id == id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound(format!("tag {id} in project {project}")))
+            };
+            let (source, target) = (find(from)?, find(into)?);
+            if target.archived {
+                return Err(StoreError::Conflict(format!(
+                    "tag {:?} is archived: restore it before merging into it",
+                    target.name.as_str()
+                )));
+            }
+            let set_by = $crate::tag_merge::merge_actor(actor, &source.name, &target.name);
+            let now = Utc::now();
+            let (tickets, combined): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(DISTINCT a.ticket_id), \
+                 COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM labels b WHERE b.ticket_id = a.ticket_id \
+                 AND b.tag_id = $2 AND b.source = a.source) THEN 1 ELSE 0 END), 0) \
+                 FROM labels a WHERE a.tag_id = $1",
+            )
+            .bind(from)
+            .bind(into)
+            .fetch_one(&mut *tx)
+            .await?;
+            // History first, while both tags' rows are as they were: every label of `from`
+            // goes; on `into`, a label appears where the ticket had none from that source,
+            // and a person's "not this tag" turns into the tag when they had given `from`
+            // (the merged tag means either of the two).
+            sqlx::query(
+                "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
+                 SELECT a.ticket_id, a.tag_id, a.source, $2, CAST(NULL AS REAL), 'removed', $3 \
+                 FROM labels a WHERE a.tag_id = $1 ORDER BY a.ticket_id, a.source",
+            )
+            .bind(from)
+            .bind(&set_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
+                 SELECT a.ticket_id, $2, a.source, $3, a.confidence, \
+                 CASE WHEN a.present THEN 'added' ELSE 'removed' END, $4 \
+                 FROM labels a LEFT JOIN labels b ON b.ticket_id = a.ticket_id AND b.tag_id = $2 \
+                 AND b.source = a.source \
+                 WHERE a.tag_id = $1 AND (b.ticket_id IS NULL OR (a.present AND NOT b.present)) \
+                 ORDER BY a.ticket_id, a.source",
+            )
+            .bind(from)
+            .bind(into)
+            .bind(&set_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            // Labels both tags had: present if either was; a model keeps its higher score.
+            sqlx::query(
+                "UPDATE labels SET present = TRUE, updated_at = $3, \
+                 set_by = (SELECT a.set_by FROM labels a WHERE a.ticket_id = labels.ticket_id \
+                 AND a.tag_id = $1 AND a.source = labels.source), \
+                 confidence = (SELECT a.confidence FROM labels a WHERE a.ticket_id = labels.ticket_id \
+                 AND a.tag_id = $1 AND a.source = labels.source) \
+                 WHERE tag_id = $2 AND NOT present AND EXISTS (SELECT 1 FROM labels a \
+                 WHERE a.ticket_id = labels.ticket_id AND a.tag_id = $1 AND a.source = labels.source AND a.present)",
+            )
+            .bind(from)
+            .bind(into)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE labels SET confidence = (SELECT a.confidence FROM labels a \
+                 WHERE a.ticket_id = labels.ticket_id AND a.tag_id = $1 AND a.source = labels.source) \
+                 WHERE tag_id = $2 AND present AND confidence IS NOT NULL AND EXISTS (SELECT 1 FROM labels a \
+                 WHERE a.ticket_id = labels.ticket_id AND a.tag_id = $1 AND a.source = labels.source \
+                 AND a.present AND a.confidence > labels.confidence)",
+            )
+            .bind(from)
+            .bind(into)
+            .execute(&mut *tx)
+            .await?;
+            let moved = sqlx::query(
+                "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+                 SELECT a.ticket_id, $2, a.source, a.set_by, a.confidence, a.present, a.updated_at \
+                 FROM labels a WHERE a.tag_id = $1 AND NOT EXISTS (SELECT 1 FROM labels b \
+                 WHERE b.ticket_id = a.ticket_id AND b.tag_id = $2 AND b.source = a.source)",
+            )
+            .bind(from)
+            .bind(into)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM labels WHERE tag_id = $1")
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+            let rules = $crate::tag_merge::merged_rules(&target.keywords, &source.keywords);
+            sqlx::query("UPDATE tags SET keywords = $1 WHERE id = $2")
+                .bind(Json(&rules))
+                .bind(into)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE tags SET archived = TRUE WHERE id = $1")
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok($crate::tag_merge::TagMerge {
+                from: Tag { archived: true, ..source },
+                into: Tag { keywords: rules, ..target },
+                tickets: tickets.max(0) as u64,
+                labels_moved: moved,
+                labels_combined: combined.max(0) as u64,
+            })
+        }
+    };
+}
+pub(crate) use tag_merge_store_methods;
