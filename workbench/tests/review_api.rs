@@ -411,3 +411,158 @@ async fn agreement_compares_two_peoples_answers_per_tag_and_lists_disagreements(
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_it() {
+    let app = TestApp::new(3).await;
+    let key = app
+        .store
+        .create_api_key(app.project, "quality")
+        .await
+        .unwrap()
+        .secret;
+    let settings = "/v1/projects/Acme/review-settings";
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            settings,
+            Some(json!({"double_label_share": 1.0})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            settings,
+            Some(json!({"double_label_share": 1.5})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            settings,
+            Some(json!({"double_label_share": 1.0})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = app.call(Method::GET, settings, None, Some(&key)).await;
+    assert_eq!(body, json!({"double_label_share": 1.0}));
+
+    let ticket = app.tickets[0].0;
+    let labels = format!("/v1/projects/Acme/tickets/{ticket}/labels");
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &labels,
+            Some(json!({"tags": ["Bug"], "user": "ana"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ben is handed the ticket as a second opinion, without ana's label in sight.
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/v1/projects/Acme/review-queue?user=ben&count=5",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let leased = &body["tickets"][0];
+    assert_eq!(leased["ticket_id"], ticket);
+    assert_eq!(leased["strategy"], "second-opinion");
+    assert!(
+        leased["ticket"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["source"] != "human"),
+        "{leased}"
+    );
+    assert_eq!(body["stats"]["second_opinions_open"], 1);
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &labels,
+            Some(json!({"tags": ["Question"], "user": "ben"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["tags"],
+        json!(["Bug"]),
+        "the second answer changes nothing"
+    );
+
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/v1/projects/Acme/disagreements",
+            None,
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body[0]["ticket_id"], ticket);
+    assert_eq!(body[0]["answers"]["ana"], json!(["Bug"]));
+    assert_eq!(body[0]["answers"]["ben"], json!(["Question"]));
+    assert_eq!(body[0]["disputed_tags"], json!(["Bug", "Question"]));
+
+    let adjudicate = format!("/v1/projects/Acme/disagreements/{ticket}/adjudicate");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &adjudicate,
+            Some(json!({"tags": ["Question"], "user": "lee"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &adjudicate,
+            Some(json!({"tags": ["Nope"], "user": "lee"})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &adjudicate,
+            Some(json!({"tags": ["Question"], "user": "lee"})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tags"], json!(["Question"]));
+    let (_, body) = app
+        .call(
+            Method::GET,
+            "/v1/projects/Acme/disagreements",
+            None,
+            Some(&key),
+        )
+        .await;
+    assert_eq!(body, json!([]));
+    // The adjudicator is not a rater: agreement still rests on ana and ben alone.
+    let (_, body) = app
+        .call(Method::GET, "/v1/projects/Acme/agreement", None, Some(&key))
+        .await;
+    let bug = body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "Bug")
+        .unwrap()
+        .clone();
+    assert_eq!(bug["tickets"], 1, "{bug}");
+}
