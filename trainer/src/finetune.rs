@@ -4,11 +4,15 @@
 //! padded to their longest text, and early stopping on validation loss that keeps the best
 //! weights. The tuned encoder's files are saved in the model version's own directory.
 
+mod adamw;
+
 use crate::encoder_head::data_loss;
 use crate::examples::{Example, TrainingData};
 use crate::ngram::EpochReport;
 use crate::random::Random;
 use crate::run::{Fitted, Progress};
+use adamw::{FusedAdamW, Group};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use datasets::LabelMode;
@@ -286,6 +290,62 @@ impl Trainable {
     }
 }
 
+/// The optimiser: one fused pass per weight on the CPU, candle's `AdamW` elsewhere (its
+/// tensor operations run on any device).
+enum Optimizers {
+    Fused(FusedAdamW),
+    Candle(Vec<(AdamW, f64)>),
+}
+
+impl Optimizers {
+    /// Clips the gradients to a global L2 norm of `max_norm` (when positive) and takes one
+    /// step at `factor` × each group's peak step size; returns the norm before clipping.
+    fn step(
+        &mut self,
+        gradients: &mut GradStore,
+        parameters: &[Var],
+        max_norm: f64,
+        factor: f64,
+    ) -> candle_core::Result<f64> {
+        let clip = |norm: f64| {
+            if max_norm > 0.0 && norm > max_norm {
+                max_norm / (norm + 1e-6)
+            } else {
+                1.0
+            }
+        };
+        match self {
+            Self::Fused(optimizer) => {
+                let norm = optimizer.gradient_norm(gradients)?;
+                optimizer.step(gradients, clip(norm), factor)?;
+                Ok(norm)
+            }
+            Self::Candle(optimizers) => {
+                let mut squares = 0.0;
+                for var in parameters {
+                    if let Some(gradient) = gradients.get(var.as_tensor()) {
+                        squares += f64::from(gradient.sqr()?.sum_all()?.to_scalar::<f32>()?);
+                    }
+                }
+                let norm = squares.sqrt();
+                let scale = clip(norm);
+                if scale < 1.0 {
+                    for var in parameters {
+                        if let Some(gradient) = gradients.remove(var.as_tensor()) {
+                            gradients.insert(var.as_tensor(), (gradient * scale)?);
+                        }
+                    }
+                }
+                for (optimizer, peak) in optimizers.iter_mut() {
+                    optimizer.set_learning_rate(*peak * factor);
+                    optimizer.step(gradients)?;
+                }
+                Ok(norm)
+            }
+        }
+    }
+}
+
 /// Mini-batches of texts of similar length: shuffled, sorted by length within windows of 50
 /// batches, cut, and the batches shuffled again, so padding is small but the order random.
 fn length_buckets(lengths: &[usize], batch_size: usize, random: &mut Random) -> Vec<Vec<usize>> {
@@ -397,26 +457,36 @@ pub fn finetune_until(
             .all_vars()
             .into_iter()
             .partition(|var| var.rank() > 1);
-        let adam = |vars: Vec<Var>, weight_decay: f64| {
-            AdamW::new(
-                vars,
-                ParamsAdamW {
-                    weight_decay,
-                    ..ParamsAdamW::default()
-                },
+        let head = vec![model.head_weight.clone(), model.head_bias.clone()];
+        let groups = [
+            (matrices, params.weight_decay, params.learning_rate),
+            (vectors, 0.0, params.learning_rate),
+            (head, params.weight_decay, params.head_learning_rate),
+        ];
+        let mut optimizer = if device.is_cpu() {
+            Optimizers::Fused(FusedAdamW::new(
+                groups
+                    .into_iter()
+                    .map(|(vars, decay, peak)| Group::new(vars, decay, peak))
+                    .collect(),
+            ))
+        } else {
+            Optimizers::Candle(
+                groups
+                    .into_iter()
+                    .map(|(vars, weight_decay, peak)| {
+                        let adam = AdamW::new(
+                            vars,
+                            ParamsAdamW {
+                                weight_decay,
+                                ..ParamsAdamW::default()
+                            },
+                        )?;
+                        Ok((adam, peak))
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?,
             )
         };
-        let mut optimizers = [
-            (adam(matrices, params.weight_decay)?, params.learning_rate),
-            (adam(vectors, 0.0)?, params.learning_rate),
-            (
-                adam(
-                    vec![model.head_weight.clone(), model.head_bias.clone()],
-                    params.weight_decay,
-                )?,
-                params.head_learning_rate,
-            ),
-        ];
         let parameters = model.all_vars();
         let validation_loss = |model: &Trainable| -> candle_core::Result<f64> {
             let mut sum = 0.0;
@@ -468,26 +538,9 @@ pub fn finetune_until(
                 )?;
                 let loss_value = f64::from(loss.to_scalar::<f32>()?);
                 let mut gradients = loss.backward()?;
-                let mut squares = 0.0;
-                for var in &parameters {
-                    if let Some(gradient) = gradients.get(var.as_tensor()) {
-                        squares += f64::from(gradient.sqr()?.sum_all()?.to_scalar::<f32>()?);
-                    }
-                }
-                let norm = squares.sqrt();
-                if params.max_grad_norm > 0.0 && norm > params.max_grad_norm {
-                    let scale = params.max_grad_norm / (norm + 1e-6);
-                    for var in &parameters {
-                        if let Some(gradient) = gradients.remove(var.as_tensor()) {
-                            gradients.insert(var.as_tensor(), (gradient * scale)?);
-                        }
-                    }
-                }
                 let factor = schedule(step, total, warmup);
-                for (optimizer, peak) in &mut optimizers {
-                    optimizer.set_learning_rate(*peak * factor);
-                    optimizer.step(&gradients)?;
-                }
+                let norm =
+                    optimizer.step(&mut gradients, &parameters, params.max_grad_norm, factor)?;
                 step += 1;
                 train_loss += loss_value * batch_indices.len() as f64;
                 seen += batch_indices.len();

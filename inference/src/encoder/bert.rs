@@ -3,6 +3,7 @@
 //! fine-tuning trains the whole network, not silently only the head. Weights load by the
 //! Hugging Face names, with or without the `bert.` prefix of task checkpoints.
 
+use super::packed::{Matrix, Norm, PackedBert, PackedLayer};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
 use serde::Deserialize;
@@ -306,6 +307,61 @@ impl Bert {
 
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// The same weights laid out for the packed CPU forward pass (inference only): query,
+    /// key and value joined into one matrix, every matrix also kept in panels.
+    pub(crate) fn packed(&self) -> candle_core::Result<PackedBert> {
+        let values = |tensor: &Tensor| tensor.to_dtype(DType::F32)?.to_vec1::<f32>();
+        let bias = |linear: &Linear| match linear.bias() {
+            Some(bias) => values(bias),
+            None => Ok(vec![0.0; linear.weight().dim(0)?]),
+        };
+        let norm = |norm: &LayerNorm| -> candle_core::Result<Norm> {
+            Ok(Norm {
+                weight: values(&norm.weight)?,
+                bias: values(&norm.bias)?,
+                eps: norm.eps as f32,
+            })
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let qkv = Tensor::cat(
+                    &[
+                        layer.query.weight(),
+                        layer.key.weight(),
+                        layer.value.weight(),
+                    ],
+                    0,
+                )?;
+                let mut qkv_bias = bias(&layer.query)?;
+                qkv_bias.extend(bias(&layer.key)?);
+                qkv_bias.extend(bias(&layer.value)?);
+                Ok(PackedLayer {
+                    qkv: Matrix::new(&qkv)?,
+                    qkv_bias,
+                    attention_output: Matrix::new(layer.attention_output.weight())?,
+                    attention_output_bias: bias(&layer.attention_output)?,
+                    attention_norm: norm(&layer.attention_norm)?,
+                    intermediate: Matrix::new(layer.intermediate.weight())?,
+                    intermediate_bias: bias(&layer.intermediate)?,
+                    output: Matrix::new(layer.output.weight())?,
+                    output_bias: bias(&layer.output)?,
+                    output_norm: norm(&layer.output_norm)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(PackedBert {
+            words: self.embeddings.words.embeddings().clone(),
+            positions: self.embeddings.positions.embeddings().clone(),
+            token_types: self.embeddings.token_types.embeddings().clone(),
+            embedding_norm: norm(&self.embeddings.norm)?,
+            layers,
+            heads: self.config.num_attention_heads,
+            head_size: self.config.hidden_size / self.config.num_attention_heads,
+        })
     }
 
     /// Token states `[batch, length, hidden]` for token ids and token type ids

@@ -6,6 +6,7 @@
 pub mod bert;
 pub mod head;
 pub mod hub;
+mod packed;
 pub mod tokenize;
 
 #[cfg(any(test, feature = "testing"))]
@@ -141,6 +142,9 @@ impl Default for EncoderOptions {
 pub struct Encoder {
     spec: EncoderSpec,
     bert: Bert,
+    // The same weights for the packed CPU forward pass that `embed` runs; none on a GPU,
+    // where `embed` pads batches and runs `bert`'s fused kernels instead.
+    packed: Option<packed::PackedBert>,
     tokenizer: TextTokenizer,
     device: Device,
     batch_size: usize,
@@ -283,6 +287,14 @@ impl Encoder {
             path: files.dir.join(WEIGHTS_FILE),
             reason: e.to_string(),
         })?;
+        let packed = if device.is_cpu() {
+            Some(bert.packed().map_err(|e| EncoderError::Shape {
+                path: files.dir.join(WEIGHTS_FILE),
+                reason: e.to_string(),
+            })?)
+        } else {
+            None
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads.max(1))
             .thread_name(|index| format!("encoder-{index}"))
@@ -299,6 +311,7 @@ impl Encoder {
                 files: files.hashes.clone(),
             },
             bert,
+            packed,
             tokenizer,
             device,
             batch_size: options.batch_size.max(1),
@@ -363,9 +376,11 @@ impl Encoder {
         self.embed_with_progress(texts, |_| {})
     }
 
-    /// Like `embed`, reporting how many texts are done after each batch. Texts are embedded
-    /// longest first in batches of similar length (padding is wasted work: sorting halves
-    /// the time), then returned in the order given.
+    /// Like `embed`, reporting how many texts are done after each batch. On the CPU the
+    /// texts of a batch are packed without padding (see `packed.rs`), so no work goes to
+    /// padding and their order does not matter; elsewhere texts are embedded longest first
+    /// in padded batches of similar length (padding is wasted work: sorting halves the
+    /// time), then put back in the order given.
     pub fn embed_with_progress(
         &self,
         texts: &[&str],
@@ -376,17 +391,23 @@ impl Encoder {
             .map(|text| self.tokenize(text))
             .collect::<Result<Vec<_>, _>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&index| std::cmp::Reverse(tokens[index].len()));
+        if self.packed.is_none() {
+            order.sort_by_key(|&index| std::cmp::Reverse(tokens[index].len()));
+        }
         let mut embeddings = vec![Vec::new(); texts.len()];
         self.install(|| {
             let mut done = 0;
             for chunk in order.chunks(self.batch_size) {
                 let batch: Vec<&Tokens> = chunk.iter().map(|&index| &tokens[index]).collect();
-                let padded = self.tokenizer.pad(&batch, &self.device)?;
-                let rows = self
-                    .forward(&padded, Kernels::Fused)?
-                    .to_device(&Device::Cpu)?
-                    .to_vec2::<f32>()?;
+                let rows = match &self.packed {
+                    Some(packed) => packed.embed(&batch, self.spec.normalize)?,
+                    None => {
+                        let padded = self.tokenizer.pad(&batch, &self.device)?;
+                        self.forward(&padded, Kernels::Fused)?
+                            .to_device(&Device::Cpu)?
+                            .to_vec2::<f32>()?
+                    }
+                };
                 for (&index, row) in chunk.iter().zip(rows) {
                     embeddings[index] = row;
                 }

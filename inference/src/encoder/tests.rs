@@ -359,3 +359,47 @@ const REFERENCE_HELLO_WORLD: [(usize, f32); 6] = [
     (200, 0.016_573_4),
     (383, 0.030_206_8),
 ];
+
+#[test]
+fn packed_texts_embed_as_the_padded_differentiable_forward_does() {
+    let (_root, cache) = tiny_cache(TinyBert::default());
+    let texts: Vec<&str> = TEXTS
+        .iter()
+        .cycle()
+        .take(4 * TEXTS.len())
+        .copied()
+        .collect();
+    // Batches of 3 texts stay under the panel threshold (weights read in panels), one
+    // batch of all 20 texts goes over it (whole matrices); 1 and 2 threads split the work
+    // differently.
+    for (threads, batch_size) in [(1, 3), (2, 3), (1, 64), (2, 64)] {
+        let encoder = Encoder::load(
+            &cache,
+            TINY_REPO,
+            &EncoderOptions {
+                threads,
+                batch_size,
+                ..EncoderOptions::default()
+            },
+        )
+        .unwrap();
+        let tokens: Vec<_> = texts.iter().map(|t| encoder.tokenize(t).unwrap()).collect();
+        let batch = encoder
+            .tokenizer()
+            .pad(&tokens.iter().collect::<Vec<_>>(), encoder.device())
+            .unwrap();
+        let padded = encoder
+            .forward(&batch, Kernels::Differentiable)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let packed = encoder.embed(&texts).unwrap();
+        for ((text, a), b) in texts.iter().zip(&padded).zip(&packed) {
+            let diff = max_abs_diff(a, b);
+            assert!(
+                diff < 1e-5,
+                "{threads} threads, batches of {batch_size}, {text:?}: max abs diff {diff}"
+            );
+        }
+    }
+}

@@ -206,9 +206,13 @@ fn time_candle(encoder: &Encoder, texts: &[&str], singles: usize) -> anyhow::Res
         encoder.embed(chunk)?;
     }
     let file_order = texts.len() as f64 / started.elapsed().as_secs_f64();
-    // `embed` sorts a call's texts by length and embeds them in batches of 32.
+    // Sorted by length in characters, longest first, as the reference script sorts.
+    let mut by_length = texts.to_vec();
+    by_length.sort_by_key(|text| std::cmp::Reverse(text.len()));
     let started = Instant::now();
-    encoder.embed(texts)?;
+    for chunk in by_length.chunks(BATCH) {
+        encoder.embed(chunk)?;
+    }
     let sorted = texts.len() as f64 / started.elapsed().as_secs_f64();
     Ok(Speed {
         single_ms: median(latencies) * 1000.0,
@@ -231,6 +235,22 @@ fn inference(args: &EncoderBench, singles: usize) -> anyhow::Result<()> {
     println!("candle: {} texts …", texts.len());
     let candle = time_candle(&encoder, &texts, singles)?;
     println!("candle: {candle:?}");
+    // The same encoder on one thread: whether the second thread pays on this machine now.
+    let single_thread = if args.threads > 1 {
+        let encoder = Encoder::from_snapshot(
+            &snapshot,
+            None,
+            &EncoderOptions {
+                threads: 1,
+                ..options
+            },
+        )?;
+        let speed = time_candle(&encoder, &texts, singles)?;
+        println!("candle, 1 thread: {speed:?}");
+        Some(speed)
+    } else {
+        None
+    };
     let work = ScratchDir::create()?;
     let texts_file = work.0.join("texts.json");
     std::fs::write(&texts_file, serde_json::to_vec(&texts)?)?;
@@ -273,7 +293,18 @@ fn inference(args: &EncoderBench, singles: usize) -> anyhow::Result<()> {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             let fp32 = speed("onnxruntime_fp32")?;
-            table += &row("candle (ours), fp32", &candle, format!("{diff:.1e}"));
+            table += &row(
+                &format!("candle (ours), fp32, {} threads", args.threads),
+                &candle,
+                format!("{diff:.1e}"),
+            );
+            if let Some(speed) = &single_thread {
+                table += &row(
+                    "candle (ours), fp32, 1 thread",
+                    speed,
+                    format!("{diff:.1e}"),
+                );
+            }
             table += &row("ONNX Runtime fp32", &fp32, "0".into());
             for (key, name) in [
                 (
@@ -303,12 +334,15 @@ fn inference(args: &EncoderBench, singles: usize) -> anyhow::Result<()> {
         }
         Err(reason) => {
             table += &row("candle (ours), fp32", &candle, "–".into());
+            if let Some(speed) = &single_thread {
+                table += &row("candle (ours), fp32, 1 thread", speed, "–".into());
+            }
             findings.push(format!("No reference figures in this run: {reason}."));
         }
     }
     println!("\n{table}");
     let section = format!(
-        "## Encoder inference (all-MiniLM-L6-v2) against ONNX Runtime\n\nMeasured {} on {}, with:\n\n```sh\n{}\n```\n\nAll {} BANKING77 test texts, 128-token budget, mean pooling and L2 normalisation, {} threads per backend, one pass each in this order: candle, then the reference script (`workbench/src/bin/bench/encoder_reference.py`: ONNX Runtime fp32, int8, PyTorch). Single text: median over the first {singles} texts one at a time. File order: consecutive batches of 32 as they come. Sorted: batches of 32 after sorting all texts by length. Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
+        "## Encoder inference (all-MiniLM-L6-v2) against ONNX Runtime\n\nMeasured {} on {}, with:\n\n```sh\n{}\n```\n\nAll {} BANKING77 test texts, 128-token budget, mean pooling and L2 normalisation, {} threads per backend (candle also on 1), one pass each in this order: candle, then the reference script (`workbench/src/bin/bench/encoder_reference.py`: ONNX Runtime fp32, int8, PyTorch). Single text: median over the first {singles} texts one at a time. File order: consecutive batches of 32 as they come. Sorted: batches of 32 after sorting all texts by length. Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         command_line(),
