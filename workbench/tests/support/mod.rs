@@ -1,0 +1,198 @@
+//! The workbench router driven with `oneshot` like a browser: log in, keep the session
+//! cookie and the CSRF token, read pages. Shared by the page tests that need no worker
+//! (`snapshots.rs`, `web_taxonomy_models.rs`).
+#![allow(clippy::unwrap_used, dead_code)] // a failed unwrap is a failed test; each test file uses part
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use axum::response::Response;
+use datasets::test_db::TestDatabase;
+use datasets::*;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use workbench::app::app;
+use workbench::config::Config;
+use workbench::state::AppState;
+
+pub const PASSWORD: &str = "a long test password";
+
+/// A response as a browser sees it.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub cookies: Vec<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_string()
+    }
+
+    /// `name=value` of a cookie the response sets.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap().to_string())
+    }
+}
+
+async fn read(response: Response) -> Page {
+    let status = response.status();
+    let header_text = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &axum::http::HeaderValue| v.to_str().unwrap().to_string())
+    };
+    let location = header_text(header::LOCATION);
+    let content_type = header_text(header::CONTENT_TYPE);
+    let cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        location,
+        cookies,
+        content_type,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A logged-in browser: its session cookie and the CSRF token its pages carry.
+#[derive(Clone)]
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The app on a fresh SQLite database with three users, one per role.
+pub struct WebApp {
+    pub router: axum::Router,
+    pub store: AnyStore,
+    _database: TestDatabase,
+}
+
+impl WebApp {
+    pub async fn new() -> Self {
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let hash = workbench::web::hash_password(PASSWORD).unwrap();
+        for (name, role) in [
+            ("admin", Role::Admin),
+            ("mlengineer", Role::MlEngineer),
+            ("labeler", Role::Labeler),
+        ] {
+            store
+                .create_user(&NewUser {
+                    username: Username::parse(name).unwrap(),
+                    role,
+                    password_hash: hash.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        Self {
+            router: app(AppState::new(store.clone(), Config::default())),
+            store,
+            _database: database,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Page {
+        read(self.router.clone().oneshot(request).await.unwrap()).await
+    }
+
+    pub async fn get(&self, uri: &str, browser: Option<&Browser>) -> Page {
+        let mut request = Request::builder().uri(uri);
+        if let Some(browser) = browser {
+            request = request.header(header::COOKIE, &browser.cookie);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn post(&self, uri: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Page {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        self.send(request.body(Body::from(form_body(fields))).unwrap())
+            .await
+    }
+
+    /// A form post from a logged-in browser with its CSRF token.
+    pub async fn submit(&self, browser: &Browser, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all = vec![("csrf", browser.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(uri, Some(&browser.cookie), &all).await
+    }
+
+    pub async fn login(&self, username: &str) -> Browser {
+        let form = self.get("/login", None).await;
+        assert_eq!(form.status, StatusCode::OK);
+        let cookie = form.cookie("tagger_login_csrf").unwrap();
+        let page = self
+            .post(
+                "/login",
+                Some(&cookie),
+                &[
+                    ("csrf", &form.csrf()),
+                    ("username", username),
+                    ("password", PASSWORD),
+                    ("next", "/"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let mut browser = Browser {
+            cookie: page.cookie("tagger_session").unwrap(),
+            csrf: String::new(),
+        };
+        let home = self.get("/", Some(&browser)).await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        browser.csrf = home.csrf();
+        browser
+    }
+
+    /// A JSON request with an optional API key.
+    pub async fn json(
+        &self,
+        method: Method,
+        uri: &str,
+        key: Option<&str>,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let page = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        let value = serde_json::from_str(&page.body).unwrap_or(serde_json::Value::Null);
+        (page.status, value)
+    }
+}
