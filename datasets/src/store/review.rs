@@ -492,8 +492,11 @@ macro_rules! review_store_methods {
             .fetch_optional(&self.pool)
             .await?;
             let labelled: i64 = sqlx::query_scalar(
-                "SELECT COUNT(DISTINCT e.ticket_id) FROM label_events e JOIN tickets t ON t.id = e.ticket_id \
-                 WHERE t.project_id = $1 AND e.source = 'human' AND e.id > $2",
+                // CROSS JOIN fixes SQLite's loop order: walk the (short) range of newer events
+                // and look each ticket up, not every ticket of the project and its events
+                // (135 ms → 0.1 ms on 100k tickets). PostgreSQL plans both spellings alike.
+                "SELECT COUNT(DISTINCT e.ticket_id) FROM label_events e CROSS JOIN tickets t \
+                 WHERE t.id = e.ticket_id AND t.project_id = $1 AND e.source = 'human' AND e.id > $2",
             )
             .bind(project)
             .bind(scoring.as_ref().map_or(0, |(_, event)| *event))

@@ -93,5 +93,104 @@ pub async fn install_demo_project(store: &AnyStore) -> anyhow::Result<bool> {
     )
     .await
     .context("cannot create the demo project")?;
+    let project = store
+        .project_by_name(&name)
+        .await?
+        .context("the demo project vanished after it was created")?;
+    seed_double_labelling(store, project.id)
+        .await
+        .context("cannot record the demo's double-labelled tickets")?;
     Ok(true)
+}
+
+/// Demo tickets two synthetic labellers answered.
+const DEMO_DOUBLE_LABELLED: u32 = 60;
+
+/// Two synthetic labellers (`demo-ana`, then `demo-ben` blind, through the real second-opinion
+/// path) answer the same tickets, ben now and then differently, so the Agreement page has
+/// kappa figures and disagreements to settle from the first start. Afterwards a tenth of
+/// labelled tickets gets a second opinion.
+async fn seed_double_labelling(
+    store: &AnyStore,
+    project: datasets::ProjectId,
+) -> anyhow::Result<()> {
+    use datasets::ReviewSettings;
+    let every = ReviewSettings {
+        double_label_share: 1.0,
+    };
+    store.set_review_settings(project, &every).await?;
+    let taxonomy = store.list_tags(project).await?;
+    let tickets = store
+        .tickets_after(project, None, DEMO_DOUBLE_LABELLED)
+        .await?;
+    for ticket in &tickets {
+        store
+            .set_human_labels(project, ticket.ticket.id, &ticket.tags, "demo-ana")
+            .await?;
+    }
+    let second = store
+        .lease_review_tickets(project, "demo-ben", DEMO_DOUBLE_LABELLED, 60)
+        .await?;
+    for (i, entry) in second.iter().enumerate() {
+        let Some(ticket) = tickets.iter().find(|t| t.ticket.id == entry.ticket_id) else {
+            continue;
+        };
+        let mut tags = ticket.tags.clone();
+        // One answer in six differs: a tag left out, or one added.
+        if i % 6 == 0 {
+            if tags.len() > 1 {
+                tags.pop();
+            } else if let Some(extra) = taxonomy
+                .iter()
+                .find(|t| !t.archived && !tags.contains(&t.name))
+            {
+                tags.push(extra.name.clone());
+            }
+        }
+        store
+            .set_human_labels(project, entry.ticket_id, &tags, "demo-ben")
+            .await?;
+    }
+    store
+        .set_review_settings(
+            project,
+            &ReviewSettings {
+                double_label_share: 0.1,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use super::*;
+
+    #[tokio::test]
+    async fn the_demo_starts_with_double_labelled_tickets_and_disagreements_to_settle() {
+        let database = datasets::test_db::TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        assert!(install_demo_project(&store).await.unwrap());
+        // A second start finds the project and adds nothing.
+        assert!(!install_demo_project(&store).await.unwrap());
+        let project = store
+            .project_by_name(&ProjectName::parse(DEMO_PROJECT).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let answers = store.multi_rater_submissions(project.id).await.unwrap();
+        assert_eq!(answers.len(), 2 * DEMO_DOUBLE_LABELLED as usize);
+        let disagreements = trainer::active::kappa::open_disagreements(&answers);
+        assert_eq!(disagreements.len(), DEMO_DOUBLE_LABELLED as usize / 6);
+        assert_eq!(
+            store.review_settings(project.id).await.unwrap(),
+            datasets::ReviewSettings {
+                double_label_share: 0.1
+            }
+        );
+        // The second answers were blind second opinions: nothing is left waiting.
+        let stats = store.review_queue_stats(project.id).await.unwrap();
+        assert_eq!(stats.second_opinions_open, 0);
+    }
 }
