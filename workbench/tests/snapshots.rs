@@ -349,3 +349,15 @@ async fn users_page() {
     let page = page("admin", |_| "/admin/users".to_string()).await;
     assert_page("users", &page);
 }
+
+#[tokio::test]
+async fn projects_and_keys_page() {
+    let page = page("admin", |_| "/admin/projects".to_string()).await;
+    assert_page("admin_projects", &page);
+}
+
+#[tokio::test]
+async fn agreement_page() {
+    let page = page("admin", |p| format!("/p/{}/agreement", p.id)).await;
+    assert_page("agreement", &page);
+}

@@ -478,6 +478,21 @@ async fn every_action(
             Role::MlEngineer,
         ),
         (
+            "create a project",
+            "/admin/projects".to_string(),
+            vec![
+                ("name", "Second".to_string()),
+                ("label_mode", "single".to_string()),
+            ],
+            Role::Admin,
+        ),
+        (
+            "create an API key",
+            format!("/admin/projects/{}/keys", app.project.id),
+            vec![("name", "zendesk-sync".to_string())],
+            Role::Admin,
+        ),
+        (
             "add a user",
             "/admin/users".to_string(),
             vec![
@@ -526,10 +541,11 @@ async fn each_role_can_do_exactly_what_it_is_allowed_to() {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let page = app.submit(&browser, &uri, &fields).await;
             if role.includes(needs) {
-                assert_eq!(
+                // A created API key answers with the page itself (its secret shown once).
+                assert!(
+                    page.status == StatusCode::SEE_OTHER || page.status == StatusCode::OK,
+                    "{role} should be able to {action}: {} {}",
                     page.status,
-                    StatusCode::SEE_OTHER,
-                    "{role} should be able to {action}: {}",
                     page.body
                 );
             } else {
@@ -577,6 +593,8 @@ async fn refused_actions_change_nothing() {
         promoted
     );
     assert_eq!(app.store.users().await.unwrap().len(), 3);
+    assert_eq!(app.store.project_list().await.unwrap().len(), 1);
+    assert!(app.store.api_keys(app.project.id).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -1137,4 +1155,106 @@ async fn the_dashboard_points_at_a_new_topic_that_no_tag_fits() {
     assert!(page.body.contains(&format!("{}?q=vpn", app.p("/tickets"))));
     // Known topics do not show as clusters.
     assert!(!page.body.contains("“invoice”"));
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() {
+    let app = WebApp::new().await;
+    for role in ["labeler", "mlengineer"] {
+        let browser = app.login(role).await;
+        assert_eq!(
+            app.get("/admin/projects", Some(&browser)).await.status,
+            StatusCode::FORBIDDEN,
+            "{role}"
+        );
+    }
+    let admin = app.login("admin").await;
+    let page = app
+        .submit(
+            &admin,
+            "/admin/projects",
+            &[("name", "Helpdesk"), ("label_mode", "single")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let helpdesk = app
+        .store
+        .project_by_name(&ProjectName::parse("Helpdesk").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(helpdesk.label_mode, LabelMode::Single);
+    let tags = app.store.list_tags(helpdesk.id).await.unwrap();
+    assert!(tags.iter().any(|t| t.name.as_str() == "Bug"), "{tags:?}");
+    // The same name again is refused and creates nothing.
+    let again = app
+        .submit(
+            &admin,
+            "/admin/projects",
+            &[("name", "helpdesk"), ("label_mode", "multi")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(app.store.project_list().await.unwrap().len(), 2);
+
+    let created = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys", helpdesk.id),
+            &[("name", "zendesk-sync")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let start = created.body.find("<code data-secret>").unwrap() + "<code data-secret>".len();
+    let secret = &created.body[start..start + created.body[start..].find('<').unwrap()];
+    let key = app
+        .store
+        .authenticate_api_key(secret)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.project_id, helpdesk.id);
+    // Shown once: the listing has the prefix, never the secret.
+    let listing = app.get("/admin/projects", Some(&admin)).await;
+    assert!(listing.body.contains(&key.prefix));
+    assert!(!listing.body.contains(secret));
+    let revoked = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys/{}/revoke", helpdesk.id, key.id),
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert!(
+        app.store
+            .authenticate_api_key(secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A key of another project cannot be revoked through this one.
+    let other = app
+        .store
+        .create_api_key(app.project.id, "other")
+        .await
+        .unwrap();
+    let refused = app
+        .submit(
+            &admin,
+            &format!(
+                "/admin/projects/{}/keys/{}/revoke",
+                helpdesk.id, other.key.id
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+    assert!(
+        app.store
+            .authenticate_api_key(&other.secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

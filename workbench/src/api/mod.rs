@@ -6,7 +6,7 @@ mod error;
 mod health;
 mod models;
 pub mod openapi;
-mod projects;
+pub mod projects;
 mod review;
 mod tagging;
 mod tickets;

@@ -48,30 +48,53 @@ pub async fn create(
     ApiJson(request): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, ApiJson<serde_json::Value>), ApiError> {
     let tags = request.tags.unwrap_or_else(default_taxonomy);
-    // Check every tag before creating anything, so a bad request leaves no half-made project.
+    let (project, created) =
+        create_project_with_tags(&state.store, &request.name, request.label_mode, &tags)
+            .await
+            .map_err(|error| match error {
+                CreateProjectError::Tags(message) => ApiError::invalid(message),
+                CreateProjectError::Store(error) => error.into(),
+            })?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(serde_json::json!({"project": project, "tags": created})),
+    ))
+}
+
+/// Why a project could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateProjectError {
+    #[error("{0}")]
+    Tags(String),
+    #[error(transparent)]
+    Store(#[from] datasets::StoreError),
+}
+
+/// Creates a project with its taxonomy (the API's and the admin page's way). Every tag is
+/// checked before anything is created, so a bad taxonomy leaves no half-made project.
+pub async fn create_project_with_tags(
+    store: &AnyStore,
+    name: &ProjectName,
+    mode: LabelMode,
+    tags: &[NewTag],
+) -> Result<(Project, Vec<Tag>), CreateProjectError> {
     let mut seen = HashSet::new();
-    for tag in &tags {
+    for tag in tags {
         tag.validate()
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+            .map_err(|e| CreateProjectError::Tags(e.to_string()))?;
         if !seen.insert(tag.name.folded()) {
-            return Err(ApiError::invalid(format!(
+            return Err(CreateProjectError::Tags(format!(
                 "tag {:?} is listed twice",
                 tag.name.as_str()
             )));
         }
     }
-    let project = state
-        .store
-        .create_project(&request.name, request.label_mode)
-        .await?;
+    let project = store.create_project(name, mode).await?;
     let mut created = Vec::with_capacity(tags.len());
-    for tag in &tags {
-        created.push(state.store.create_tag(project.id, tag).await?);
+    for tag in tags {
+        created.push(store.create_tag(project.id, tag).await?);
     }
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(serde_json::json!({"project": project, "tags": created})),
-    ))
+    Ok((project, created))
 }
 
 pub async fn list_tags(

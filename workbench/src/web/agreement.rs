@@ -25,6 +25,16 @@ fn chip(name: &str, taxonomy: &[datasets::Tag]) -> Value {
     }
 }
 
+/// The share as a person types it: `10`, not `10.0`; `12.5` keeps its decimal.
+fn share_percent(share: f64) -> String {
+    let percent = share * 100.0;
+    if (percent - percent.round()).abs() < 1e-9 {
+        format!("{}", percent.round() as i64)
+    } else {
+        format!("{percent:.1}")
+    }
+}
+
 /// Landis and Koch's words for a kappa, the reading most labelling guides use.
 fn kappa_reading(kappa: Option<f64>) -> &'static str {
     match kappa {
@@ -97,7 +107,7 @@ pub async fn show(
         });
     }
     let page = context! {
-        share_percent => (settings.double_label_share * 100.0).round(),
+        share_percent => share_percent(settings.double_label_share),
         second_opinions_open => stats.second_opinions_open,
         double_labelled => double_labelled,
         per_tag => per_tag,

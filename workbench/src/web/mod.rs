@@ -2,6 +2,7 @@
 //! engineers and admins, with static files embedded in the binary. Every page works without
 //! JavaScript; `app.js` adds keyboard shortcuts only.
 
+mod admin_projects;
 mod agreement;
 pub mod auth;
 mod charts;
@@ -85,6 +86,18 @@ pub fn router() -> Router<AppState> {
         .route("/p/{project}/dashboard", get(dashboard::show))
         .route("/p/{project}/dashboard/{file}", get(dashboard::csv))
         .route("/admin/users", get(users::list).post(users::create))
+        .route(
+            "/admin/projects",
+            get(admin_projects::list).post(admin_projects::create_project),
+        )
+        .route(
+            "/admin/projects/{project}/keys",
+            post(admin_projects::create_key),
+        )
+        .route(
+            "/admin/projects/{project}/keys/{key}/revoke",
+            post(admin_projects::revoke_key),
+        )
         .route("/admin/users/{user}", post(users::update))
         .layer(axum::Extension(Arc::new(LoginLimiter::default())))
         .layer(axum::middleware::from_fn(security_headers))
@@ -143,6 +156,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "training.html",
         "training_run.html",
         "agreement.html",
+        "admin_projects.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {
