@@ -98,6 +98,38 @@ fn replace_database(url: &str, database: &str) -> String {
     }
 }
 
+/// Runs each listed `async fn(AnyStore)` as two tests of the calling test file:
+/// `sqlite::<name>` on a fresh SQLite file and `postgres::<name>` on a fresh PostgreSQL
+/// database (skipped, with a note, when `TEST_DATABASE_URL` is not set) — the one way every
+/// store suite checks that both backends behave the same.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let database = $crate::test_db::TestDatabase::sqlite().unwrap();
+                    super::$test(database.store().await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                // Two workers: the lease and counting tests race real transactions.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(database) = $crate::test_db::TestDatabase::postgres(stringify!($test)).await.unwrap() else {
+                        return;
+                    };
+                    super::$test(database.store().await.unwrap()).await;
+                    database.drop_database().await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

@@ -69,33 +69,7 @@ async fn import_csv(
     .await
 }
 
-macro_rules! conformance_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(stringify!($test)).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-conformance_suite!(
+datasets::on_both_backends!(
     project_names_are_unique_regardless_of_case,
     tag_names_are_unique_per_project_regardless_of_case,
     tags_can_be_renamed_described_and_archived,

@@ -8,33 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use datasets::store::{ImportRow, LabellingTotals, TagCount, TagOutcome, TagVolume};
 use datasets::*;
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(stringify!($test)).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+datasets::on_both_backends!(
     counts_equal_a_recount_after_ingest_import_relabel_removal_and_archive,
     counts_equal_a_recount_after_concurrent_writers_label_the_same_tickets,
     counts_follow_the_definitions_of_the_dashboard,

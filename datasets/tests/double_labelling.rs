@@ -383,33 +383,7 @@ async fn review_settings_are_validated_and_default_to_off(store: AnyStore) {
     ));
 }
 
-macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(concat!("double_", stringify!($test))).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+datasets::on_both_backends!(
     a_sampled_ticket_goes_to_a_second_person_never_back_to_the_first,
     with_no_share_nothing_is_double_labelled,
     the_share_decides_how_many_labelled_tickets_are_drawn,

@@ -401,33 +401,7 @@ async fn refused_merges_change_nothing(store: AnyStore) {
     assert!(!billing.archived);
 }
 
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(concat!("merge_", stringify!($test))).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+datasets::on_both_backends!(
     every_label_moves_and_a_ticket_with_both_tags_keeps_one,
     the_history_records_the_merge_on_both_tags,
     rules_follow_the_labels_and_the_merged_tag_is_archived,

@@ -388,33 +388,7 @@ async fn bad_queue_writes_and_lease_requests_are_refused(store: AnyStore) {
     ));
 }
 
-macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(concat!("review_", stringify!($test))).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+datasets::on_both_backends!(
     the_queue_hands_out_tickets_in_rank_order_with_their_reasons,
     two_labellers_never_hold_the_same_ticket,
     an_expired_lease_can_be_leased_again,

@@ -193,33 +193,7 @@ async fn runs_are_listed_newest_first_and_scoped_to_their_project(store: AnyStor
     );
 }
 
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(concat!("runs_", stringify!($test))).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+datasets::on_both_backends!(
     a_run_goes_from_queued_to_running_to_succeeded,
     cancelling_a_queued_run_ends_it_and_a_running_one_is_asked_to_stop,
     a_requeued_run_is_claimed_again_and_a_failed_one_keeps_its_reason,

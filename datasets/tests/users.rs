@@ -6,33 +6,7 @@ use chrono::{Duration, TimeZone, Utc};
 use datasets::store::{TicketFilter, TicketPage};
 use datasets::*;
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let database = datasets::test_db::TestDatabase::sqlite().unwrap();
-                    super::$test(database.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(database) = datasets::test_db::TestDatabase::postgres(stringify!($test)).await.unwrap() else {
-                        return;
-                    };
-                    super::$test(database.store().await.unwrap()).await;
-                    database.drop_database().await.unwrap();
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+datasets::on_both_backends!(
     usernames_are_unique_regardless_of_case_and_credentials_come_back,
     a_session_is_found_by_its_hash_until_it_expires_or_is_deleted,
     a_new_password_ends_the_users_sessions,
