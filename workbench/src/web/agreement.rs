@@ -3,7 +3,7 @@
 //! tickets people answered differently — where an ML engineer or admin settles the labels.
 
 use super::auth::CurrentUser;
-use super::tickets::{LabelForm, tag_chip};
+use super::tickets::{record_label_form, tag_chip};
 use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
@@ -169,22 +169,15 @@ pub async fn adjudicate(
     Path((project, ticket)): Path<(i64, i64)>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> WebResult {
-    let form = LabelForm::from_pairs(pairs);
-    user.check_csrf(form.csrf.as_deref())?;
-    super::require(&user, Role::MlEngineer)?;
-    let project = load_project(&state, project).await?;
-    let tags = form.tag_names()?;
-    state
-        .store
-        .record_human_answer(
-            project.id,
-            TicketId(ticket),
-            &tags,
-            user.username(),
-            AnswerKind::Adjudication,
-        )
-        .await?;
-    state.labels_changed(project.id);
+    let (project, _) = record_label_form(
+        &state,
+        &user,
+        (project, ticket),
+        pairs,
+        AnswerKind::Adjudication,
+        Role::MlEngineer,
+    )
+    .await?;
     Ok(redirect_with_flash(
         &format!("/p/{}/agreement", project.id),
         "ok",

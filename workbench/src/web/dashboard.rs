@@ -8,8 +8,6 @@ use super::concern_clusters::{ClusterSettings, TicketText, find_clusters};
 use super::{WebError, WebResult, load_project, render_page};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
 use chrono::{Duration, NaiveDate, Utc};
 use datasets::store::{LabellingTotals, TagCount, TagOutcome, TagVolume, TicketFit};
 use datasets::{Project, Store};
@@ -367,20 +365,6 @@ pub async fn show(
     .await
 }
 
-fn csv_cell(text: &str) -> String {
-    // Cells a spreadsheet would run as a formula are prefixed with a quote.
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 /// The table behind each chart as CSV: `tag-counts.csv`, `volume.csv`, `corrections.csv`,
 /// `performance.csv`.
 pub async fn csv(
@@ -399,7 +383,7 @@ pub async fn csv(
             for c in &data.counts {
                 out.push_str(&format!(
                     "{},{},{}\n",
-                    csv_cell(&c.name),
+                    super::csv::cell(&c.name),
                     c.tickets,
                     c.archived
                 ));
@@ -411,7 +395,7 @@ pub async fn csv(
                 out.push_str(&format!(
                     "{},{},{}\n",
                     v.day,
-                    csv_cell(&data.name(v.tag_id)),
+                    super::csv::cell(&data.name(v.tag_id)),
                     v.tickets
                 ));
             }
@@ -422,26 +406,20 @@ pub async fn csv(
                 let rate = rate.map_or_else(String::new, |r| format!("{r:.4}"));
                 out.push_str(&format!(
                     "{},{auto},{kept},{fixed},{rate}\n",
-                    csv_cell(&tag)
+                    super::csv::cell(&tag)
                 ));
             }
         }
         "performance.csv" => {
             out.push_str("tag,precision,recall,f1,support\n");
             for (tag, p, r, f, s) in &data.performance {
-                out.push_str(&format!("{},{p:.4},{r:.4},{f:.4},{s}\n", csv_cell(tag)));
+                out.push_str(&format!(
+                    "{},{p:.4},{r:.4},{f:.4},{s}\n",
+                    super::csv::cell(tag)
+                ));
             }
         }
         other => return Err(WebError::NotFound(format!("export {other:?}"))),
     }
-    let mut response = out.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(super::csv::download(out, &file))
 }

@@ -7,6 +7,7 @@ mod agreement;
 pub mod auth;
 mod charts;
 mod concern_clusters;
+mod csv;
 mod dashboard;
 mod models;
 mod pages;

@@ -7,8 +7,6 @@ use super::charts::{XySeries, xy_chart};
 use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
 use datasets::registry::check_guard;
 use datasets::{ModelVersion, ModelVersionId, Role, Store};
 use minijinja::value::Serde;
@@ -162,20 +160,6 @@ fn curve_rows(points: &[CurvePoint]) -> Vec<Value> {
         .collect()
 }
 
-/// A CSV cell: quoted when it holds a separator, and never read as a formula.
-fn csv_cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 /// The table behind the learning curve, as CSV.
 pub async fn learning_curve_csv(
     State(state): State<AppState>,
@@ -192,8 +176,8 @@ pub async fn learning_curve_csv(
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{:.4},{}\n",
             p.version,
-            csv_cell(&p.kind),
-            csv_cell(&p.status),
+            super::csv::cell(&p.kind),
+            super::csv::cell(&p.status),
             p.created,
             p.labels,
             optional(p.by_hand),
@@ -203,17 +187,7 @@ pub async fn learning_curve_csv(
             p.accuracy.map_or_else(String::new, |a| format!("{a:.4}")),
         ));
     }
-    let mut response = out.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"learning-curve.csv\""),
-    );
-    Ok(response)
+    Ok(super::csv::download(out, "learning-curve.csv"))
 }
 
 pub async fn list(

@@ -6,7 +6,7 @@
 //! blind (without the first person's labels).
 
 use super::auth::{CsrfForm, CurrentUser};
-use super::tickets::{LabelForm, tag_chip};
+use super::tickets::{record_label_form, tag_chip};
 use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
@@ -160,17 +160,17 @@ pub async fn label(
     Path((project, ticket)): Path<(i64, i64)>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> WebResult {
-    let form = LabelForm::from_pairs(pairs);
-    user.check_csrf(form.csrf.as_deref())?;
-    super::require(&user, Role::Labeler)?;
-    let project = load_project(&state, project).await?;
-    let tags = form.tag_names()?;
-    // Labelled tickets leave the queue at once (the store drops their entry).
-    state
-        .store
-        .set_human_labels(project.id, TicketId(ticket), &tags, user.username())
-        .await?;
-    state.labels_changed(project.id);
+    // Labelled tickets leave the queue at once (the store drops their entry); the holder of
+    // a second-opinion lease is recorded as such by the store.
+    let (project, tags) = record_label_form(
+        &state,
+        &user,
+        (project, ticket),
+        pairs,
+        AnswerKind::Answer,
+        Role::Labeler,
+    )
+    .await?;
     let names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
     let message = if names.is_empty() {
         format!("#{ticket}: none of the tags.")

@@ -316,22 +316,45 @@ impl LabelForm {
     }
 }
 
+/// A labelling form's answer, checked (CSRF token, the role `need`) and recorded as `kind`;
+/// the ticket page, the review queue and adjudication all post one. Answers the project and
+/// the tags given.
+pub async fn record_label_form(
+    state: &AppState,
+    user: &CurrentUser,
+    (project, ticket): (i64, i64),
+    pairs: Vec<(String, String)>,
+    kind: datasets::AnswerKind,
+    need: Role,
+) -> WebResult<(datasets::Project, Vec<TagName>)> {
+    let form = LabelForm::from_pairs(pairs);
+    user.check_csrf(form.csrf.as_deref())?;
+    super::require(user, need)?;
+    let project = load_project(state, project).await?;
+    let tags = form.tag_names()?;
+    state
+        .store
+        .record_human_answer(project.id, TicketId(ticket), &tags, user.username(), kind)
+        .await?;
+    state.labels_changed(project.id);
+    Ok((project, tags))
+}
+
 pub async fn label(
     State(state): State<AppState>,
     user: CurrentUser,
     Path((project, ticket)): Path<(i64, i64)>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> WebResult {
-    let form = LabelForm::from_pairs(pairs);
-    user.check_csrf(form.csrf.as_deref())?;
-    super::require(&user, Role::Labeler)?;
-    let project = load_project(&state, project).await?;
-    let tags = form.tag_names()?;
-    state
-        .store
-        .set_human_labels(project.id, TicketId(ticket), &tags, user.username())
-        .await?;
-    state.labels_changed(project.id);
+    let (project, _) = record_label_form(
+        &state,
+        &user,
+        (project, ticket),
+        pairs,
+        datasets::AnswerKind::Answer,
+        Role::Labeler,
+    )
+    .await?;
     let to = format!("/p/{}/tickets/{ticket}", project.id);
     Ok(redirect_with_flash(&to, "ok", "Labels saved."))
 }
