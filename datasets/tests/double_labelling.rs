@@ -5,23 +5,12 @@
 
 use datasets::*;
 
-fn tag(name: &str) -> TagName {
-    TagName::parse(name).unwrap()
-}
+mod support;
+use support::{project_with_tickets, tag};
 
-/// A project with tags Bug and Billing and `count` tickets, with the given double-labelled
-/// share.
+/// Project "Acme" with `count` tickets and the given double-labelled share.
 async fn project(store: &AnyStore, count: usize, share: f64) -> (Project, Vec<TicketId>) {
-    let project = store
-        .create_project(&ProjectName::parse("Acme").unwrap(), LabelMode::Multi)
-        .await
-        .unwrap();
-    for name in ["Bug", "Billing"] {
-        store
-            .create_tag(project.id, &NewTag::named(tag(name)))
-            .await
-            .unwrap();
-    }
+    let (project, tickets) = project_with_tickets(store, "Acme", count).await;
     store
         .set_review_settings(
             project.id,
@@ -31,25 +20,7 @@ async fn project(store: &AnyStore, count: usize, share: f64) -> (Project, Vec<Ti
         )
         .await
         .unwrap();
-    let tickets: Vec<NewTicket> = (0..count)
-        .map(|i| NewTicket {
-            source: "api".into(),
-            external_id: format!("T-{i}"),
-            subject: format!("ticket {i}"),
-            body: "body".into(),
-            metadata: serde_json::json!({}),
-            created_at: None,
-            split: Split::Train,
-        })
-        .collect();
-    let ids = store
-        .upsert_tickets(project.id, &tickets)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    (project, ids)
+    (project, tickets)
 }
 
 fn human_tags(ticket: &LabelledTicket) -> Vec<String> {
@@ -299,7 +270,7 @@ async fn an_adjudication_sets_the_labels_and_is_not_a_rater(store: AnyStore) {
         Some(("judge", AnswerKind::Adjudication))
     );
     // An adjudicator's answer alone never makes a ticket "multi-rater".
-    let (other, others) = project_named(&store, "Other").await;
+    let (other, others) = project_with_tickets(&store, "Other", 1).await;
     store
         .set_human_labels(other.id, others[0], &[tag("Bug")], "ana")
         .await
@@ -321,38 +292,6 @@ async fn an_adjudication_sets_the_labels_and_is_not_a_rater(store: AnyStore) {
             .unwrap()
             .is_empty()
     );
-}
-
-async fn project_named(store: &AnyStore, name: &str) -> (Project, Vec<TicketId>) {
-    let project = store
-        .create_project(&ProjectName::parse(name).unwrap(), LabelMode::Multi)
-        .await
-        .unwrap();
-    for name in ["Bug", "Billing"] {
-        store
-            .create_tag(project.id, &NewTag::named(tag(name)))
-            .await
-            .unwrap();
-    }
-    let ids = store
-        .upsert_tickets(
-            project.id,
-            &[NewTicket {
-                source: "api".into(),
-                external_id: "O-1".into(),
-                subject: "other".into(),
-                body: "body".into(),
-                metadata: serde_json::json!({}),
-                created_at: None,
-                split: Split::Train,
-            }],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    (project, ids)
 }
 
 async fn review_settings_are_validated_and_default_to_off(store: AnyStore) {

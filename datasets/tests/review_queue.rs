@@ -5,46 +5,8 @@
 use datasets::*;
 use std::collections::HashSet;
 
-fn tag_name(name: &str) -> TagName {
-    TagName::parse(name).unwrap()
-}
-
-/// A project with tags Bug and Billing and `count` tickets, returned in insertion order.
-async fn project_with_tickets(
-    store: &AnyStore,
-    name: &str,
-    count: usize,
-) -> (Project, Vec<TicketId>) {
-    let project = store
-        .create_project(&ProjectName::parse(name).unwrap(), LabelMode::Multi)
-        .await
-        .unwrap();
-    for tag in ["Bug", "Billing"] {
-        store
-            .create_tag(project.id, &NewTag::named(tag_name(tag)))
-            .await
-            .unwrap();
-    }
-    let tickets: Vec<NewTicket> = (0..count)
-        .map(|i| NewTicket {
-            source: "api".into(),
-            external_id: format!("T-{i}"),
-            subject: format!("ticket {i}"),
-            body: "body".into(),
-            metadata: serde_json::json!({}),
-            created_at: None,
-            split: Split::Train,
-        })
-        .collect();
-    let ids = store
-        .upsert_tickets(project.id, &tickets)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    (project, ids)
-}
+mod support;
+use support::{project_with_tickets, tag as tag_name};
 
 fn entry(ticket: TicketId, score: f32) -> NewQueueEntry {
     NewQueueEntry {
