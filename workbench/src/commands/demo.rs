@@ -97,7 +97,7 @@ pub async fn install_demo_project(store: &AnyStore) -> anyhow::Result<bool> {
         .project_by_name(&name)
         .await?
         .context("the demo project vanished after it was created")?;
-    seed_double_labelling(store, project.id)
+    seed_double_labelling(store, project.id, DEMO_DOUBLE_LABELLED)
         .await
         .context("cannot record the demo's double-labelled tickets")?;
     Ok(true)
@@ -107,12 +107,14 @@ pub async fn install_demo_project(store: &AnyStore) -> anyhow::Result<bool> {
 const DEMO_DOUBLE_LABELLED: u32 = 60;
 
 /// Two synthetic labellers (`demo-ana`, then `demo-ben` blind, through the real second-opinion
-/// path) answer the same tickets, ben now and then differently, so the Agreement page has
-/// kappa figures and disagreements to settle from the first start. Afterwards a tenth of
-/// labelled tickets gets a second opinion.
-async fn seed_double_labelling(
+/// path) answer the project's first `count` tickets (at most 500), ben one time in six
+/// differently, so the Agreement page has kappa figures and disagreements to settle from the
+/// first start (the web benchmark uses it too). Afterwards a tenth of labelled tickets gets a
+/// second opinion.
+pub async fn seed_double_labelling(
     store: &AnyStore,
     project: datasets::ProjectId,
+    count: u32,
 ) -> anyhow::Result<()> {
     use datasets::ReviewSettings;
     let every = ReviewSettings {
@@ -120,16 +122,14 @@ async fn seed_double_labelling(
     };
     store.set_review_settings(project, &every).await?;
     let taxonomy = store.list_tags(project).await?;
-    let tickets = store
-        .tickets_after(project, None, DEMO_DOUBLE_LABELLED)
-        .await?;
+    let tickets = store.tickets_after(project, None, count).await?;
     for ticket in &tickets {
         store
             .set_human_labels(project, ticket.ticket.id, &ticket.tags, "demo-ana")
             .await?;
     }
     let second = store
-        .lease_review_tickets(project, "demo-ben", DEMO_DOUBLE_LABELLED, 60)
+        .lease_review_tickets(project, "demo-ben", count, 60)
         .await?;
     for (i, entry) in second.iter().enumerate() {
         let Some(ticket) = tickets.iter().find(|t| t.ticket.id == entry.ticket_id) else {

@@ -1,6 +1,6 @@
 //! One module per `tagger` command; `run` dispatches.
 
-mod demo;
+pub mod demo;
 mod export;
 mod import;
 mod keys;

@@ -35,6 +35,9 @@ pub struct WebBench {
     output: PathBuf,
 }
 
+/// Tickets two synthetic people label before the pages are timed.
+const DOUBLE_LABELLED: u32 = 500;
+
 pub fn run(args: &WebBench) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run_async(args))
@@ -184,6 +187,9 @@ async fn measure(
         })
         .collect();
     store.replace_review_queue(project.id, &queue).await?;
+    // 500 tickets answered by two people, one in six differently: the Agreement page's kappa
+    // and its list of disagreements (the first 50 shown) have real work to do.
+    workbench::commands::demo::seed_double_labelling(&store, project.id, DOUBLE_LABELLED).await?;
     let password = "bench password 123";
     store
         .create_user(&NewUser {
@@ -240,6 +246,11 @@ async fn measure(
         ("models", format!("{p}/models")),
         ("dashboard, 30 days", format!("{p}/dashboard")),
         ("dashboard, 365 days", format!("{p}/dashboard?days=365")),
+        (
+            "agreement (500 double-labelled, 84 disagreements)",
+            format!("{p}/agreement"),
+        ),
+        ("projects and API keys", format!("{base}/admin/projects")),
     ];
     for (page, url) in pages {
         let mut times = Vec::with_capacity(args.repeats);
