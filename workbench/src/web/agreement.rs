@@ -13,8 +13,10 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use trainer::active::kappa::{agreement_per_tag, answers_by_ticket, open_disagreements};
 
-/// Disagreements shown on one page: the oldest first, so the list is worked from the top.
-const SHOWN_DISAGREEMENTS: usize = 50;
+/// Disagreements shown on one page: the oldest first, so the list is worked from the top
+/// and the next ones appear as these are settled. Each costs a ticket read, so the page
+/// stays within its time budget however long the list is.
+const SHOWN_DISAGREEMENTS: usize = 20;
 
 /// A tag as a coloured chip; a name the taxonomy no longer has (renamed since the answer)
 /// gets the default colour.

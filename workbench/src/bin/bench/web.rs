@@ -188,7 +188,7 @@ async fn measure(
         .collect();
     store.replace_review_queue(project.id, &queue).await?;
     // 500 tickets answered by two people, one in six differently: the Agreement page's kappa
-    // and its list of disagreements (the first 50 shown) have real work to do.
+    // and its list of disagreements (the first 20 shown) have real work to do.
     workbench::commands::demo::seed_double_labelling(&store, project.id, DOUBLE_LABELLED).await?;
     let password = "bench password 123";
     store
