@@ -6,14 +6,14 @@
 
 mod adamw;
 
-use crate::encoder_head::data_loss;
+use crate::encoder_head::{EncoderHeadParams, data_loss, fit_head};
 use crate::examples::{Example, TrainingData};
 use crate::ngram::EpochReport;
 use crate::random::Random;
 use crate::run::{Fitted, Progress};
 use adamw::{FusedAdamW, Group};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use datasets::LabelMode;
 use inference::ModelError;
@@ -59,6 +59,12 @@ pub struct FinetuneParams {
     pub dropout: f32,
     /// Stop after this many epochs without a better validation loss.
     pub patience: usize,
+    /// Start the head from a linear probe (LP-FT, Kumar et al. 2022): a head fitted on the
+    /// frozen encoder's embeddings, as `encoder-head` fits it, instead of random weights. A
+    /// random head sends large, arbitrary gradients into the pretrained encoder on the first
+    /// steps; a probed head starts where `encoder-head` ends, so tuning only has to improve.
+    #[serde(default = "probe_by_default")]
+    pub linear_probe: bool,
     /// Stop after this many steps in all (a short measured slice); none: every epoch.
     pub max_steps: Option<usize>,
     pub seed: u64,
@@ -82,11 +88,17 @@ impl Default for FinetuneParams {
             max_grad_norm: 1.0,
             dropout: 0.1,
             patience: 1,
+            linear_probe: true,
             max_steps: None,
             seed: 42,
             hub_cache: None,
         }
     }
+}
+
+/// Runs recorded before `linear_probe` existed started from a random head.
+fn probe_by_default() -> bool {
+    true
 }
 
 impl FinetuneParams {
@@ -180,24 +192,37 @@ impl Trainable {
         files: &EncoderFiles,
         outputs: usize,
         normalize: bool,
+        initial_head: Option<&LinearHead>,
         seed: u64,
         device: &Device,
     ) -> Result<Self, TrainFinetuneError> {
         let config = files.config()?;
         let (encoder_vars, bert) = Bert::trainable(&config, files.tensors(device)?, device)?;
-        // nn.Linear's initialisation: uniform in ±1/√dim. A zero head would pass no gradient
-        // to the encoder on the first steps.
         let dim = config.hidden_size;
-        let bound = 1.0 / (dim as f32).sqrt();
-        let mut random = Random(seed);
-        let weights: Vec<f32> = (0..outputs * dim)
-            .map(|_| (random.uniform() * 2.0 - 1.0) * bound)
-            .collect();
+        let (weights, bias) = match initial_head {
+            Some(head) if head.dim != dim || head.outputs != outputs => {
+                return Err(TrainFinetuneError::Params(format!(
+                    "the initial head maps {} inputs to {} tags, the model needs {dim} to {outputs}",
+                    head.dim, head.outputs
+                )));
+            }
+            Some(head) => (head.weight.clone(), head.bias.clone()),
+            None => {
+                // nn.Linear's initialisation: uniform in ±1/√dim. A zero head would pass no
+                // gradient to the encoder on the first steps.
+                let bound = 1.0 / (dim as f32).sqrt();
+                let mut random = Random(seed);
+                let weights = (0..outputs * dim)
+                    .map(|_| (random.uniform() * 2.0 - 1.0) * bound)
+                    .collect();
+                (weights, vec![0.0; outputs])
+            }
+        };
         Ok(Self {
             bert,
             encoder_vars,
             head_weight: Var::from_tensor(&Tensor::from_vec(weights, (outputs, dim), device)?)?,
-            head_bias: Var::zeros(outputs, DType::F32, device)?,
+            head_bias: Var::from_tensor(&Tensor::from_vec(bias, outputs, device)?)?,
             normalize,
         })
     }
@@ -409,10 +434,11 @@ pub struct FinetunedWeights {
     pub stopped: bool,
 }
 
-/// Trains the encoder `files` and a new head end to end on `train`, keeping the epoch with
-/// the lowest loss on `validation` (every epoch when it is empty). `on_step` is called after
-/// every step and `on_epoch` after every epoch; either may say stop, and training ends
-/// there with `stopped`.
+/// Trains the encoder `files` and a head end to end on `train`, keeping the epoch with the
+/// lowest loss on `validation` (every epoch when it is empty). The head starts from
+/// `initial_head` (a linear probe, see [`linear_probe`]) or, without one, from random
+/// weights. `on_step` is called after every step and `on_epoch` after every epoch; either
+/// may say stop, and training ends there with `stopped`.
 #[allow(clippy::too_many_arguments)] // the data, the settings and the two callbacks
 pub fn finetune_until(
     encoder: &Encoder,
@@ -421,6 +447,7 @@ pub fn finetune_until(
     outputs: usize,
     train: &[&Example],
     validation: &[&Example],
+    initial_head: Option<&LinearHead>,
     params: &FinetuneParams,
     mut on_step: impl FnMut(StepReport) -> ControlFlow<()> + Send,
     mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()> + Send,
@@ -448,6 +475,7 @@ pub fn finetune_until(
             files,
             outputs,
             encoder.spec().normalize,
+            initial_head,
             params.seed,
             &device,
         )?;
@@ -609,6 +637,45 @@ pub fn finetune_until(
     })
 }
 
+/// A head fitted on the frozen encoder's embeddings of `train`, with early stopping on
+/// `validation`, exactly as an `encoder-head` run fits its head (same defaults): the
+/// starting point of LP-FT. `progress` hears how many texts are embedded.
+#[allow(clippy::too_many_arguments)] // the data and the settings
+pub fn linear_probe(
+    encoder: &Encoder,
+    mode: LabelMode,
+    outputs: usize,
+    train: &[&Example],
+    validation: &[&Example],
+    seed: u64,
+    mut progress: impl FnMut(usize, usize) + Send,
+) -> Result<LinearHead, TrainFinetuneError> {
+    let examples: Vec<&Example> = train.iter().chain(validation).copied().collect();
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let total = texts.len();
+    let computed = encoder.embed_with_progress(&texts, |done| progress(done, total))?;
+    let embeddings = examples.iter().map(|e| e.ticket).zip(computed).collect();
+    let params = EncoderHeadParams {
+        threads: encoder.threads(),
+        seed,
+        ..EncoderHeadParams::default()
+    };
+    let fitted = encoder.install(|| {
+        fit_head(
+            mode,
+            outputs,
+            encoder.dim(),
+            &embeddings,
+            train,
+            validation,
+            &params,
+            params.epochs,
+            |_| {},
+        )
+    })?;
+    Ok(fitted.head)
+}
+
 /// What a finished `finetune` fit hands to the run: the shared part, and the tuned encoder's
 /// files to save beside the head.
 pub(crate) struct FittedFinetune {
@@ -633,6 +700,24 @@ pub(crate) fn fit(
     let encoder = Encoder::from_files(&files, &options)?;
     let train: Vec<&Example> = data.train.iter().collect();
     let validation: Vec<&Example> = data.validation.iter().collect();
+    let started = std::time::Instant::now();
+    let probe = if params.linear_probe && !train.is_empty() {
+        let head = linear_probe(
+            &encoder,
+            data.mode,
+            data.tags.len(),
+            &train,
+            &validation,
+            params.seed,
+            |done, total| {
+                let _ = progress(Progress::Embedding { done, total });
+            },
+        )?;
+        Some(head)
+    } else {
+        None
+    };
+    let probe_seconds = started.elapsed().as_secs_f64();
     let progress = std::sync::Mutex::new(progress);
     let report = |event: Progress| match progress.lock() {
         Ok(mut progress) => (*progress)(event),
@@ -647,6 +732,7 @@ pub(crate) fn fit(
         data.tags.len(),
         &train,
         &validation,
+        probe.as_ref(),
         params,
         |step| report(Progress::Step(step)),
         |epoch| report(Progress::Epoch(epoch)),
@@ -672,6 +758,7 @@ pub(crate) fn fit(
     recorded["best_epoch"] = trained.best_epoch.into();
     recorded["steps"] = trained.steps.into();
     recorded["train_seconds"] = seconds.into();
+    recorded["linear_probe_seconds"] = probe_seconds.into();
     recorded["device"] = if model.encoder.device().is_cuda() {
         "cuda".into()
     } else {

@@ -7,14 +7,16 @@
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::artifact::sha256_hex;
+use inference::encoder::head::LinearHead;
 use inference::encoder::hub::HubCache;
 use inference::encoder::testing::{TINY_REPO, TinyBert};
-use inference::encoder::{EncoderOptions, WEIGHTS_FILE};
+use inference::encoder::{Encoder, EncoderFiles, EncoderOptions, WEIGHTS_FILE};
 use inference::{ModelError, ModelKind, TaggingModel};
 use std::ops::ControlFlow;
 use std::path::Path;
+use trainer::examples::Example;
 use trainer::examples::load_training_data;
-use trainer::finetune::FinetuneParams;
+use trainer::finetune::{FinetuneParams, TrainFinetuneError, finetune_until, linear_probe};
 use trainer::jobs::TrainingParams;
 use trainer::run::{TrainRequest, evaluate_model, train_until};
 use trainer::{Progress, TrainError, train};
@@ -310,4 +312,94 @@ fn finetune_parameters_that_cannot_train_are_refused() {
         assert!(bad.check().is_err(), "{bad:?}");
     }
     assert!(FinetuneParams::default().check().is_ok());
+}
+
+/// LP-FT: the head a linear probe fits on the frozen encoder already scores the training
+/// tickets better than a random head, so fine-tuning starts from a lower loss; a head of the
+/// wrong shape is refused rather than trained.
+#[tokio::test]
+async fn fine_tuning_starts_from_the_linear_probe_head() {
+    let hub = tempfile::tempdir().unwrap();
+    TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, LabelMode::Single, 300).await;
+    let data = load_training_data(&store, &project).await.unwrap();
+    let params = FinetuneParams {
+        // The first step's loss is taken before any update: it is the starting head's.
+        max_steps: Some(1),
+        dropout: 0.0,
+        ..tiny_request(hub.path(), 1).finetune
+    };
+    let snapshot = params.cache().snapshot(TINY_REPO, None).unwrap();
+    let files = EncoderFiles::read(&snapshot, None).unwrap();
+    let encoder = Encoder::from_files(&files, &params.encoder_options()).unwrap();
+    let train: Vec<&Example> = data.train.iter().collect();
+    let validation: Vec<&Example> = data.validation.iter().collect();
+    let outputs = data.tags.len();
+    let mut embedded = 0;
+    let probe = linear_probe(
+        &encoder,
+        data.mode,
+        outputs,
+        &train,
+        &validation,
+        7,
+        |done, _| embedded = done,
+    )
+    .unwrap();
+    assert_eq!(embedded, train.len() + validation.len());
+    assert_eq!((probe.dim, probe.outputs), (encoder.dim(), outputs));
+
+    let first_loss = |head: Option<&LinearHead>| {
+        let mut losses = Vec::new();
+        let tuned = finetune_until(
+            &encoder,
+            &files,
+            data.mode,
+            outputs,
+            &train,
+            &[],
+            head,
+            &params,
+            |step| {
+                losses.push(step.loss);
+                ControlFlow::Continue(())
+            },
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        assert_eq!(tuned.steps, 1);
+        losses[0]
+    };
+    let (probed, random) = (first_loss(Some(&probe)), first_loss(None));
+    println!("first-step loss: probed head {probed:.3}, random head {random:.3}");
+    assert!(
+        probed < random * 0.9,
+        "probed {probed} against random {random}"
+    );
+
+    let wrong = LinearHead {
+        dim: probe.dim,
+        outputs: outputs + 1,
+        weight: vec![0.0; probe.dim * (outputs + 1)],
+        bias: vec![0.0; outputs + 1],
+    };
+    let refused = finetune_until(
+        &encoder,
+        &files,
+        data.mode,
+        outputs,
+        &train,
+        &[],
+        Some(&wrong),
+        &params,
+        |_| ControlFlow::Continue(()),
+        |_| ControlFlow::Continue(()),
+    );
+    assert!(
+        matches!(refused, Err(TrainFinetuneError::Params(ref why)) if why.contains("initial head")),
+        "{:?}",
+        refused.err()
+    );
 }

@@ -7,6 +7,7 @@ pub mod bert;
 pub mod head;
 pub mod hub;
 mod packed;
+mod panel_matmul;
 pub mod tokenize;
 
 #[cfg(any(test, feature = "testing"))]

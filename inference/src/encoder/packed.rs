@@ -5,8 +5,13 @@
 //! are each one in-place pass. Training never comes here: it needs `bert.rs`'s
 //! differentiable ops, these have no backward pass.
 
+use super::panel_matmul;
+// Plain loops below are compiled inside `Arch::dispatch` (AVX-512, AVX2 or baseline, chosen
+// at run time) with `#[inline(always)]` helpers, so they vectorise to the CPU's width:
+// built for baseline x86-64 they ran 4 lanes wide, and GELU alone took 9% of a batch.
 use super::tokenize::Tokens;
-use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task by the row-wise passes: enough work to be worth a task.
@@ -20,24 +25,16 @@ pub(crate) struct Norm {
     pub eps: f32,
 }
 
-/// Most rows (tokens in a batch) for which a matrix multiply reads its weights in panels
-/// rather than whole. Below gemm's packing threshold (8 × its 6-column kernel on one thread)
-/// it would read a plain `[inputs, outputs]` matrix with a stride of a whole row per step,
-/// and it copies (packs) a transposed one in full on every call: for one short text that
-/// copy took half the time. Panels are read in order and never copied.
-const PANEL_ROWS: usize = 48;
-
-/// Output columns per panel.
-const PANEL_WIDTHS: [usize; 4] = [64, 32, 16, 8];
-
-/// A linear layer's weight matrix in the two layouts the packed forward pass uses.
+/// A linear layer's weight matrix in the layout the packed forward pass reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Matrix {
     /// `[inputs, outputs]` (a transposed view of the `[outputs, inputs]` checkpoint
-    /// tensor): for many rows, where gemm packs it once per call and the copy pays off.
+    /// tensor), for candle's gemm: used when the outputs are not a multiple of 64.
     whole: Tensor,
-    /// `[outputs / width, inputs, width]`, contiguous: for few rows. None when no panel
-    /// width divides the outputs.
+    /// `[outputs / 64, inputs, 64]`, contiguous, for `panel_matmul`: every layer of the
+    /// BERT-family encoders we serve (hidden sizes 384, 768, 1024 and four times those).
+    /// Measured with `bench encoder … inference` on MiniLM (docs/benchmarks.md): one text
+    /// and batches both got faster than through gemm, which re-packs `whole` on every call.
     panels: Option<Tensor>,
 }
 
@@ -45,14 +42,16 @@ impl Matrix {
     /// From a checkpoint's `[outputs, inputs]` weight.
     pub fn new(weight: &Tensor) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
-        let panels = match PANEL_WIDTHS.iter().find(|&&w| outputs.is_multiple_of(w)) {
-            Some(&width) => Some(
+        let width = panel_matmul::PANEL_WIDTH;
+        let panels = if outputs.is_multiple_of(width) {
+            Some(
                 weight
                     .reshape((outputs / width, width, inputs))?
                     .transpose(1, 2)?
                     .contiguous()?,
-            ),
-            None => None,
+            )
+        } else {
+            None
         };
         Ok(Self {
             whole: weight.t()?,
@@ -60,36 +59,27 @@ impl Matrix {
         })
     }
 
-    /// `states [rows, inputs] → [rows, outputs]`; few rows go panel by panel, split over
-    /// two threads of the calling pool when it has them.
+    /// `states [rows, inputs] → [rows, outputs]`, split over two threads of the calling
+    /// pool when it has them.
     fn apply(&self, states: &Tensor) -> candle_core::Result<Tensor> {
-        let (rows, inputs) = states.dims2()?;
-        let Some(panels) = self.panels.as_ref().filter(|_| rows <= PANEL_ROWS) else {
+        let Some(panels) = &self.panels else {
             return states.matmul(&self.whole);
         };
-        let (count, _, width) = panels.dims3()?;
-        let by_panel = |panels: &Tensor| -> candle_core::Result<Tensor> {
-            let count = panels.dim(0)?;
-            states
-                .unsqueeze(0)?
-                .broadcast_as((count, rows, inputs))?
-                .matmul(panels)
+        let (count, inputs, width) = panels.dims3()?;
+        let states = states.contiguous()?;
+        let (x, x_layout) = states.storage_and_layout();
+        let (weights, weights_layout) = panels.storage_and_layout();
+        let (Storage::Cpu(x), Storage::Cpu(weights)) = (&*x, &*weights) else {
+            candle_core::bail!("the packed encoder runs on the CPU only");
         };
-        let products = if rayon::current_num_threads() > 1 && count > 1 {
-            let half = count / 2;
-            let (first, second) = rayon::join(
-                || by_panel(&panels.narrow(0, 0, half)?),
-                || by_panel(&panels.narrow(0, half, count - half)?),
-            );
-            Tensor::cat(&[first?, second?], 0)?
-        } else {
-            by_panel(panels)?
-        };
-        // [panels, rows, width] → [rows, panels × width]
-        products
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((rows, count * width))
+        let (x, x_width) = rows(x, x_layout)?;
+        let (weights, _) = rows(weights, weights_layout)?;
+        if x_width != inputs {
+            candle_core::bail!("rows of {x_width} values do not fit a matrix of {inputs} inputs");
+        }
+        let mut out = vec![0.0f32; x.len() / inputs * count * width];
+        panel_matmul::multiply_parallel(x, inputs, weights, &mut out);
+        Tensor::from_vec(out, (x.len() / inputs, count * width), states.device())
     }
 }
 
@@ -278,17 +268,43 @@ impl InplaceOp2 for AddNorm<'_> {
             .par_chunks_mut(width * ROWS_PER_TASK)
             .zip(residual.par_chunks(width * ROWS_PER_TASK))
             .for_each(|(values, residual)| {
-                for (row, residual) in values
-                    .chunks_exact_mut(width)
-                    .zip(residual.chunks_exact(width))
-                {
-                    add_norm_row(row, residual, self.bias, self.norm);
-                }
+                Arch::new().dispatch(AddNormRows {
+                    values,
+                    residual,
+                    width,
+                    bias: self.bias,
+                    norm: self.norm,
+                });
             });
         Ok(())
     }
 }
 
+/// Rows of [`AddNorm`], compiled for the CPU's widest vectors (see [`Arch`] in `embed`).
+struct AddNormRows<'a> {
+    values: &'a mut [f32],
+    residual: &'a [f32],
+    width: usize,
+    bias: &'a [f32],
+    norm: &'a Norm,
+}
+
+impl WithSimd for AddNormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for (row, residual) in self
+            .values
+            .chunks_exact_mut(self.width)
+            .zip(self.residual.chunks_exact(self.width))
+        {
+            add_norm_row(row, residual, self.bias, self.norm);
+        }
+    }
+}
+
+#[inline(always)]
 fn add_norm_row(row: &mut [f32], residual: &[f32], bias: &[f32], norm: &Norm) {
     for ((value, &r), &b) in row.iter_mut().zip(residual).zip(bias) {
         *value += r + b;
@@ -320,13 +336,31 @@ impl InplaceOp1 for BiasGelu<'_> {
         values
             .par_chunks_mut(width * ROWS_PER_TASK)
             .for_each(|values| {
-                for row in values.chunks_exact_mut(width) {
-                    for (value, &b) in row.iter_mut().zip(self.bias) {
-                        *value = gelu(*value + b);
-                    }
-                }
+                Arch::new().dispatch(BiasGeluRows {
+                    values,
+                    bias: self.bias,
+                })
             });
         Ok(())
+    }
+}
+
+/// Rows of [`BiasGelu`], compiled for the CPU's widest vectors.
+struct BiasGeluRows<'a> {
+    values: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl WithSimd for BiasGeluRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for row in self.values.chunks_exact_mut(self.bias.len()) {
+            for (value, &b) in row.iter_mut().zip(self.bias) {
+                *value = gelu(*value + b);
+            }
+        }
     }
 }
 
@@ -366,17 +400,36 @@ impl candle_core::CustomOp1 for Attention<'_> {
             rest = tail;
         }
         pieces.into_par_iter().for_each(|(span, piece)| {
-            self.attend(
-                &qkv[span.start * width..(span.start + span.length) * width],
-                span.length,
-                piece,
-            );
+            Arch::new().dispatch(Attend {
+                attention: self,
+                qkv: &qkv[span.start * width..(span.start + span.length) * width],
+                length: span.length,
+                context: piece,
+            });
         });
         Ok((CpuStorage::F32(context), (tokens, hidden).into()))
     }
 }
 
+/// One text's attention, compiled for the CPU's widest vectors.
+struct Attend<'a> {
+    attention: &'a Attention<'a>,
+    qkv: &'a [f32],
+    length: usize,
+    context: &'a mut [f32],
+}
+
+impl WithSimd for Attend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.attention.attend(self.qkv, self.length, self.context);
+    }
+}
+
 impl Attention<'_> {
+    #[inline(always)]
     fn attend(&self, qkv: &[f32], length: usize, context: &mut [f32]) {
         let size = self.head_size;
         let hidden = self.heads * size;
@@ -426,6 +479,7 @@ impl Attention<'_> {
 
 /// Sums with eight running totals: a single running total is a chain the compiler may not
 /// reorder, eight are lanes it vectorises.
+#[inline(always)]
 fn sum(values: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = values.chunks_exact(8);
@@ -438,6 +492,7 @@ fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 fn sum_of_squared_deviations(values: &[f32], mean: f32) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = values.chunks_exact(8);
@@ -454,6 +509,7 @@ fn sum_of_squared_deviations(values: &[f32], mean: f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -471,6 +527,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 fn softmax(scores: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for score in scores.iter_mut() {
@@ -485,6 +542,7 @@ fn softmax(scores: &mut [f32]) {
 /// `e^x` to about 1e-7 relative error, in plain arithmetic the compiler vectorises (the
 /// library `expf` is a call per value): `x = n·ln 2 + r`, a degree-6 polynomial for `e^r`
 /// with |r| ≤ ln 2 / 2, and `2^n` built in the exponent bits.
+#[inline(always)]
 fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n · LN2_HIGH is exact.
@@ -504,6 +562,7 @@ fn exp(x: f32) -> f32 {
 
 /// The error function to 1.5e-7 (Abramowitz & Stegun 7.1.26; 3e-7 after f32 rounding),
 /// vectorisable like `exp`.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
@@ -520,6 +579,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// BERT's GELU, `x · Φ(x)` with the exact (erf) normal CDF.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }

@@ -362,16 +362,30 @@ const REFERENCE_HELLO_WORLD: [(usize, f32); 6] = [
 
 #[test]
 fn packed_texts_embed_as_the_padded_differentiable_forward_does() {
-    let (_root, cache) = tiny_cache(TinyBert::default());
+    // Hidden 32: only the 64-wide feed-forward matrix is read in panels, the others go
+    // through gemm; hidden 64: every matrix is read in panels.
+    for tiny in [
+        TinyBert::default(),
+        TinyBert {
+            hidden: 64,
+            intermediate: 128,
+            ..TinyBert::default()
+        },
+    ] {
+        packed_embeddings_match_padded_ones(tiny);
+    }
+}
+
+fn packed_embeddings_match_padded_ones(tiny: TinyBert) {
+    let (_root, cache) = tiny_cache(tiny);
     let texts: Vec<&str> = TEXTS
         .iter()
         .cycle()
         .take(4 * TEXTS.len())
         .copied()
         .collect();
-    // Batches of 3 texts stay under the panel threshold (weights read in panels), one
-    // batch of all 20 texts goes over it (whole matrices); 1 and 2 threads split the work
-    // differently.
+    // Batches of 3 short texts and one batch of all of them; 1 and 2 threads split the
+    // work differently.
     for (threads, batch_size) in [(1, 3), (2, 3), (1, 64), (2, 64)] {
         let encoder = Encoder::load(
             &cache,

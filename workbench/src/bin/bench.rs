@@ -560,6 +560,14 @@ fn findings(results: &[TableRow], large: usize) -> String {
 }
 
 /// "2 cores and 23.5 GiB memory": what a reader needs to weigh the numbers.
+/// The 1-minute load average: how busy the shared machine was around a measurement.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|line| line.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")

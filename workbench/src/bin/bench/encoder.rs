@@ -7,7 +7,7 @@
 //! (step time, batch 32, 64 tokens) next to a PyTorch fine-tuning step on the same texts.
 //! A whole BANKING77 fine-tune takes most of an hour on 2 cores: this is not that.
 
-use super::{Markers, ScratchDir, machine, write_section};
+use super::{Markers, ScratchDir, load_average, machine, write_section};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use datasets::TicketId;
@@ -136,13 +136,6 @@ fn median(mut values: Vec<f64>) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 /// Runs the reference script; `Err` carries why there is no reference (shown in the table).
@@ -425,6 +418,8 @@ fn finetune(
         classes.len(),
         &train_refs,
         &[],
+        // A random head, as PyTorch's reference step starts from: this times steps.
+        None,
         &params,
         |step| {
             if step.step % 10 == 0 || step.step == 1 {

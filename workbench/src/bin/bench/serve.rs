@@ -8,7 +8,9 @@
 //! only means something beside one taken at the same time). Writes a marked section of
 //! docs/benchmarks.md.
 
-use super::{Markers, ScratchDir, machine, tagger_binary, thousands, write_csv, write_section};
+use super::{
+    Markers, ScratchDir, load_average, machine, tagger_binary, thousands, write_csv, write_section,
+};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -234,12 +236,6 @@ fn set_up(tagger: &Path, work: &Path) -> anyhow::Result<Setup> {
 }
 
 /// The 1-minute load average, or "unknown".
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(String::from))
-        .unwrap_or_else(|| "unknown".into())
-}
 
 /// N from "model version N (ngram) trained in X s; files in …".
 fn trained_version(stdout: &str) -> Option<i64> {
