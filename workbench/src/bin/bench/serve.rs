@@ -235,8 +235,6 @@ fn set_up(tagger: &Path, work: &Path) -> anyhow::Result<Setup> {
     })
 }
 
-/// The 1-minute load average, or "unknown".
-
 /// N from "model version N (ngram) trained in X s; files in …".
 fn trained_version(stdout: &str) -> Option<i64> {
     stdout
