@@ -96,7 +96,8 @@ impl Default for FinetuneParams {
     }
 }
 
-/// Runs recorded before `linear_probe` existed started from a random head.
+/// Parameters written without `linear_probe` get the default. (Versions recorded before it
+/// existed, session 4, started from a random head; their params do not name it.)
 fn probe_by_default() -> bool {
     true
 }
