@@ -34,25 +34,35 @@ pub struct DemoTicket {
     pub body: String,
     /// Requester, product, priority and channel, as a help desk export would carry them.
     pub metadata: serde_json::Value,
-    /// Within the 180 days before `now`, busier lately.
+    /// Within the 180 days before `now`: busier lately, quieter at weekends, mostly in
+    /// office hours.
     pub created_at: DateTime<Utc>,
     /// Empty for the unlabelled tickets a model is meant to tag.
     pub tags: Vec<TagName>,
 }
 
-/// `count` tickets; the same (count, seed, now) always gives exactly the same tickets.
+/// `count` tickets. The same (count, seed) always gives the same texts, tags, metadata and
+/// order, whatever `now` is: `now` only places them in time. A model trained on them is
+/// then the same on every day of the week, and so are the tests that train one.
 pub fn generate(count: usize, seed: u64, now: DateTime<Utc>) -> Vec<DemoTicket> {
     let names = tag_names();
     let mut rng = Rng::new(seed);
-    let mut tickets: Vec<DemoTicket> = (0..count)
-        .map(|_| one_ticket(&mut rng, &names, now))
+    let calendar = Calendar::new(now);
+    let mut tickets: Vec<(f64, DemoTicket)> = (0..count)
+        .map(|_| one_ticket(&mut rng, &names, &calendar))
         .collect();
-    // Ids follow creation order, as a real help desk numbers its tickets.
-    tickets.sort_by_key(|ticket| ticket.created_at);
-    for (index, ticket) in tickets.iter_mut().enumerate() {
-        ticket.external_id = format!("DEMO-{:05}", index + 1);
-    }
+    // Ids follow creation order, as a real help desk numbers its tickets. Sorting by the
+    // age drawn (not by the timestamp) keeps the order free of the calendar; the placing
+    // in time is monotone, so it is the timestamps' order too.
+    tickets.sort_by(|(a, _), (b, _)| b.total_cmp(a));
     tickets
+        .into_iter()
+        .enumerate()
+        .map(|(index, (_, mut ticket))| {
+            ticket.external_id = format!("DEMO-{:05}", index + 1);
+            ticket
+        })
+        .collect()
 }
 
 /// The phrase tables of one tag. Keyword phrases appear only in their own tag's sentences, so
@@ -677,7 +687,6 @@ struct Context {
     feature: &'static str,
     app: &'static str,
     plan: &'static str,
-    created_at: DateTime<Utc>,
 }
 
 impl Context {
@@ -694,12 +703,9 @@ impl Context {
             "n" => (2 + rng.below(39)).to_string(),
             "secs" => (8 + rng.below(88)).to_string(),
             "inv" => format!("INV-{}", 10_000 + rng.below(90_000)),
-            "date" => {
-                let days_before = 1 + rng.below(10) as i64;
-                (self.created_at - Duration::days(days_before))
-                    .format("%B %-d")
-                    .to_string()
-            }
+            // A day of the month, not a calendar date: the text must not change with the
+            // day the tickets are generated on.
+            "date" => ordinal(1 + rng.below(28)),
             other => format!("{{{other}}}"),
         }
     }
@@ -728,9 +734,11 @@ impl Context {
     }
 }
 
-fn one_ticket(rng: &mut Rng, names: &[TagName], now: DateTime<Utc>) -> DemoTicket {
-    let (created_at, age_days) = creation_time(rng, now);
-    let recent = age_days < TREND_DAYS;
+/// One ticket and its age as a share of the history (0 now, 1 the oldest).
+fn one_ticket(rng: &mut Rng, names: &[TagName], calendar: &Calendar) -> (f64, DemoTicket) {
+    let age = draw_age(rng);
+    let created_at = calendar.place(age);
+    let recent = age < TREND_DAYS as f64 / HISTORY_DAYS as f64;
     let tags = choose_tags(rng, recent);
     let primary = tags[0];
 
@@ -745,7 +753,6 @@ fn one_ticket(rng: &mut Rng, names: &[TagName], now: DateTime<Utc>) -> DemoTicke
         feature: rng.pick(features),
         app: rng.pick(APPS),
         plan: rng.pick(PLANS),
-        created_at,
     };
     let first = rng.pick(FIRST_NAMES);
     let last = rng.pick(LAST_NAMES);
@@ -822,48 +829,125 @@ fn one_ticket(rng: &mut Rng, names: &[TagName], now: DateTime<Utc>) -> DemoTicke
     } else {
         Vec::new()
     };
-    DemoTicket {
-        external_id: String::new(),
-        subject,
-        body,
-        metadata,
-        created_at,
-        tags,
+    (
+        age,
+        DemoTicket {
+            external_id: String::new(),
+            subject,
+            body,
+            metadata,
+            created_at,
+            tags,
+        },
+    )
+}
+
+/// A ticket's age as a share of the history, drawn without looking at a calendar: more
+/// tickets lately (half uniform, half with a density falling linearly with age, as a help
+/// desk that has grown).
+fn draw_age(rng: &mut Rng) -> f64 {
+    if rng.chance(0.5) {
+        rng.unit()
+    } else {
+        1.0 - rng.unit().sqrt()
     }
 }
 
-/// More tickets lately, fewer at weekends, most during office hours; returns the age in days.
-fn creation_time(rng: &mut Rng, now: DateTime<Utc>) -> (DateTime<Utc>, i64) {
-    let oldest = now - Duration::days(HISTORY_DAYS);
-    for _ in 0..16 {
-        let fraction = if rng.chance(0.5) {
-            rng.unit()
-        } else {
-            // Linear density falling with age: the help desk has grown.
-            1.0 - rng.unit().sqrt()
-        };
-        let age_days = ((fraction * HISTORY_DAYS as f64) as i64).min(HISTORY_DAYS - 1);
-        let day = now - Duration::days(age_days);
-        if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && rng.chance(0.6) {
-            continue;
+/// "1st", "2nd", "23rd".
+fn ordinal(day: usize) -> String {
+    let suffix = match (day % 10, day % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("the {day}{suffix}")
+}
+
+/// Places ages in the `HISTORY_DAYS` before `now` by a monotone map, so older stays older:
+/// each day gets a share of the history by its weight (weekends 0.4 of a weekday), and
+/// within a day most of the weight falls in office hours.
+struct Calendar {
+    now: DateTime<Utc>,
+    /// The start of each day, newest first (today's is midnight before `now`).
+    days: Vec<DateTime<Utc>>,
+    /// The running total of the days' weights, newest first, normalised to end at 1.
+    cumulative: Vec<f64>,
+}
+
+/// Within a day: (hour the span ends, share of the day's tickets in it).
+const DAY_SHAPE: [(f64, f64); 3] = [(8.0, 0.067), (18.0, 0.883), (24.0, 0.05)];
+
+impl Calendar {
+    fn new(now: DateTime<Utc>) -> Self {
+        let today = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |midnight| midnight.and_utc());
+        let days: Vec<DateTime<Utc>> = (0..HISTORY_DAYS)
+            .map(|back| today - Duration::days(back))
+            .collect();
+        let mut total = 0.0;
+        let mut cumulative: Vec<f64> = days
+            .iter()
+            .map(|day| {
+                total += if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                    0.4
+                } else {
+                    1.0
+                };
+                total
+            })
+            .collect();
+        for value in &mut cumulative {
+            *value /= total;
         }
-        let hour = if rng.chance(0.8) {
-            8 + rng.below(10)
-        } else {
-            rng.below(24)
-        };
-        let Some(start_of_day) = day.date_naive().and_hms_opt(0, 0, 0) else {
-            continue;
-        };
-        let seconds = (hour * 3600 + rng.below(3600)) as i64;
-        let created = start_of_day.and_utc() + Duration::seconds(seconds);
-        if created > oldest && created <= now {
-            return (created, age_days);
+        Self {
+            now,
+            days,
+            cumulative,
         }
     }
-    let seconds = 1 + rng.below((HISTORY_DAYS * 86_400 - 1) as usize) as i64;
-    let created = now - Duration::seconds(seconds);
-    (created, seconds / 86_400)
+
+    /// The moment of a ticket of this age (0 now, 1 the oldest), never after `now`.
+    fn place(&self, age: f64) -> DateTime<Utc> {
+        let age = age.clamp(0.0, 1.0);
+        let index = self
+            .cumulative
+            .partition_point(|&upto| upto < age)
+            .min(self.days.len() - 1);
+        let before = if index == 0 {
+            0.0
+        } else {
+            self.cumulative[index - 1]
+        };
+        let width = (self.cumulative[index] - before).max(f64::MIN_POSITIVE);
+        // How far back into the day: 0 at its end, 1 at its start.
+        let back = ((age - before) / width).clamp(0.0, 1.0);
+        let mut hours = Self::hour_of_day(1.0 - back);
+        if index == 0 {
+            // Today has only had the hours until `now`.
+            let elapsed = (self.now - self.days[0]).num_milliseconds() as f64 / 3_600_000.0;
+            hours *= elapsed / 24.0;
+        }
+        let at = self.days[index] + Duration::milliseconds((hours * 3_600_000.0) as i64);
+        at.min(self.now)
+    }
+
+    /// The hour by which this share of a day's tickets has come in.
+    fn hour_of_day(share: f64) -> f64 {
+        let mut start_hour = 0.0;
+        let mut below = 0.0;
+        for (end_hour, weight) in DAY_SHAPE {
+            if share <= below + weight {
+                return start_hour + (share - below) / weight * (end_hour - start_hour);
+            }
+            below += weight;
+            start_hour = end_hour;
+        }
+        24.0
+    }
 }
 
 fn choose_tags(rng: &mut Rng, recent: bool) -> Vec<usize> {
@@ -1002,6 +1086,7 @@ fn add_typo(text: &str, rng: &mut Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike;
     use std::collections::{BTreeMap, HashSet};
 
     fn now() -> DateTime<Utc> {
@@ -1014,6 +1099,57 @@ mod tests {
     fn the_same_seed_gives_the_same_tickets() {
         assert_eq!(generate(300, 7, now()), generate(300, 7, now()));
         assert_ne!(generate(300, 7, now()), generate(300, 8, now()));
+    }
+
+    /// Tests train models on demo tickets: if the day they run on changed the text or the
+    /// order, a model (and a decision near its threshold) would change with the calendar.
+    #[test]
+    fn the_day_of_generation_moves_the_tickets_in_time_and_changes_nothing_else() {
+        let monday = now();
+        let saturday_night = DateTime::parse_from_rfc3339("2026-12-05T23:59:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let early_morning = DateTime::parse_from_rfc3339("2027-03-10T00:20:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let reference = generate(500, 7, monday);
+        for other in [saturday_night, early_morning] {
+            let moved = generate(500, 7, other);
+            for (a, b) in reference.iter().zip(&moved) {
+                assert_eq!(
+                    (&a.external_id, &a.subject, &a.body, &a.metadata, &a.tags),
+                    (&b.external_id, &b.subject, &b.body, &b.metadata, &b.tags)
+                );
+            }
+            assert!(moved.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+            assert!(moved.iter().all(|t| t.created_at <= other));
+            assert!(
+                moved
+                    .iter()
+                    .all(|t| t.created_at > other - Duration::days(HISTORY_DAYS))
+            );
+        }
+    }
+
+    #[test]
+    fn weekends_are_quieter_and_office_hours_busiest() {
+        let tickets = generate(3000, 3, now());
+        let weekend = tickets
+            .iter()
+            .filter(|t| matches!(t.created_at.weekday(), Weekday::Sat | Weekday::Sun))
+            .count() as f64;
+        // Two days in seven at 0.4 of a weekday's weight: 0.8 / 5.8, about 14% of tickets.
+        let share = weekend / tickets.len() as f64;
+        assert!((0.09..=0.19).contains(&share), "weekend share {share}");
+        let office = tickets
+            .iter()
+            .filter(|t| (8..18).contains(&t.created_at.hour()))
+            .count() as f64;
+        assert!(office / tickets.len() as f64 > 0.8, "office-hours share");
+        assert_eq!(ordinal(1), "the 1st");
+        assert_eq!(ordinal(12), "the 12th");
+        assert_eq!(ordinal(22), "the 22nd");
+        assert_eq!(ordinal(23), "the 23rd");
     }
 
     #[test]

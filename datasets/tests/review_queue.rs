@@ -128,8 +128,10 @@ async fn an_expired_lease_can_be_leased_again(store: AnyStore) {
         .replace_review_queue(project.id, &[entry(tickets[0], 0.9)])
         .await
         .unwrap();
+    // Three seconds: long enough that bo's request comes while it is live even on a
+    // loaded machine, short enough to wait out.
     let ana = store
-        .lease_review_tickets(project.id, "ana", 1, 1)
+        .lease_review_tickets(project.id, "ana", 1, 3)
         .await
         .unwrap();
     assert_eq!(ids(&ana), [tickets[0]]);
@@ -141,7 +143,7 @@ async fn an_expired_lease_can_be_leased_again(store: AnyStore) {
             .is_empty(),
         "a live lease is ana's alone"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let stats = store.review_queue_stats(project.id).await.unwrap();
     assert_eq!((stats.pending, stats.leased), (1, 0));
     let bo = store

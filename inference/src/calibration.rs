@@ -1,6 +1,7 @@
 //! Turning raw scores into probabilities that mean what they say: softmax (one tag per
 //! ticket) or per-tag sigmoid (several), after dividing by a temperature fitted on held-out
-//! tickets.
+//! tickets. `exp` comes from `libm`, not the C library, whose variants differ by CPU: the
+//! same logits give the same probabilities everywhere.
 
 use datasets::LabelMode;
 
@@ -10,7 +11,7 @@ pub fn probabilities(logits: &[f32], temperature: f32, mode: LabelMode) -> Vec<f
     match mode {
         LabelMode::Single => {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = logits.iter().map(|l| ((l - max) / t).exp()).collect();
+            let exps: Vec<f32> = logits.iter().map(|l| libm::expf((l - max) / t)).collect();
             let sum: f32 = exps.iter().sum();
             exps.into_iter().map(|e| e / sum).collect()
         }
@@ -20,9 +21,9 @@ pub fn probabilities(logits: &[f32], temperature: f32, mode: LabelMode) -> Vec<f
 
 pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + libm::expf(-x))
     } else {
-        let e = x.exp();
+        let e = libm::expf(x);
         e / (1.0 + e)
     }
 }

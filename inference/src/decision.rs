@@ -29,8 +29,11 @@ pub struct TagScore {
 /// The verdict on one ticket.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
-    /// Highest probability first.
+    /// Highest probability first; equal probabilities by tag name, so the order is total
+    /// and never depends on the taxonomy's order or on bits that differ between CPUs only
+    /// when two scores tie.
     pub scores: Vec<TagScore>,
+    /// The applied tags, in the order of `scores`.
     pub applied: Vec<TagName>,
     /// No tag was confident enough: a person should tag it.
     pub needs_review: bool,
@@ -174,7 +177,11 @@ impl Decider {
                 })
             })
             .collect();
-        scores.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        scores.sort_by(|a, b| {
+            b.probability
+                .total_cmp(&a.probability)
+                .then_with(|| a.tag.cmp(&b.tag))
+        });
         let applied_names: Vec<TagName> = scores
             .iter()
             .filter(|s| s.applied)
@@ -259,6 +266,27 @@ mod tests {
             ["Bug", "Data Loss"]
         );
         assert!(decider.decide("x", &[0.2, 0.1, 0.3], true).needs_review);
+    }
+
+    #[test]
+    fn scores_run_from_most_probable_and_ties_go_by_name_whatever_the_model_order() {
+        let taxonomy = [
+            tag(1, "Security", false, &[], &[]),
+            tag(2, "Billing", false, &[], &[]),
+            tag(3, "Account Access", false, &[], &[]),
+        ];
+        let outputs = [
+            known(1, "Security"),
+            known(2, "Billing"),
+            known(3, "Account Access"),
+        ];
+        let decider = Decider::new(LabelMode::Multi, &outputs, &[0.5, 0.5, 0.5], &taxonomy);
+        let tied = decider.decide("x", &[0.7, 0.7, 0.7], true);
+        let order: Vec<&str> = tied.scores.iter().map(|s| s.tag.as_str()).collect();
+        assert_eq!(order, ["Account Access", "Billing", "Security"]);
+        assert_eq!(names(&tied), ["Account Access", "Billing", "Security"]);
+        let ranked = decider.decide("x", &[0.9, 0.2, 0.7], true);
+        assert_eq!(names(&ranked), ["Security", "Account Access"]);
     }
 
     #[test]

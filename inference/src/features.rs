@@ -102,7 +102,7 @@ impl FeatureConfig {
         }
         counts
             .into_iter()
-            .map(|(bucket, (family, count))| (bucket, (family, 1.0 + (count as f32).ln())))
+            .map(|(bucket, (family, count))| (bucket, (family, 1.0 + libm::logf(count as f32))))
             .collect()
     }
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod ngram;
 pub mod service;
+pub mod simd;
 
 pub use card::{ModelCard, ModelKind, TagRef};
 pub use decision::{Decider, Decision, TagScore, TaxonomyDrift};

@@ -18,14 +18,14 @@ fn negative_log_likelihood(
         match mode {
             LabelMode::Single => {
                 if let Some(&t) = truth.first() {
-                    total -= f64::from(p[t].max(1e-7)).ln();
+                    total -= libm::log(f64::from(p[t].max(1e-7)));
                     count += 1;
                 }
             }
             LabelMode::Multi => {
                 for (i, pi) in p.iter().enumerate() {
                     let q = if truth.contains(&i) { *pi } else { 1.0 - pi };
-                    total -= f64::from(q.max(1e-7)).ln();
+                    total -= libm::log(f64::from(q.max(1e-7)));
                     count += 1;
                 }
             }
@@ -44,7 +44,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], targets: &[Vec<usize>], mode: LabelM
     if logits.is_empty() {
         return 1.0;
     }
-    let loss = |log_t: f64| negative_log_likelihood(logits, targets, log_t.exp() as f32, mode);
+    let loss = |log_t: f64| negative_log_likelihood(logits, targets, libm::exp(log_t) as f32, mode);
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let (mut low, mut high) = (-3.0f64, 3.0f64);
     let mut a = high - ratio * (high - low);
@@ -65,7 +65,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], targets: &[Vec<usize>], mode: LabelM
             fb = loss(b);
         }
     }
-    ((low + high) / 2.0).exp() as f32
+    libm::exp((low + high) / 2.0) as f32
 }
 
 /// Expected calibration error over 15 equal-width bins: for one tag per ticket, of the top

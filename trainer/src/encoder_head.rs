@@ -764,7 +764,16 @@ mod tests {
         assert_eq!(loaded.logits(texts[0]), fresh[0]);
         let taxonomy = store.list_tags(project.id).await.unwrap();
         let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy).unwrap();
-        assert!((again.accuracy - outcome.evaluation.accuracy).abs() < 1e-9);
+        // The recorded figure came from candle's head on cached embeddings, this one from
+        // the served head on fresh ones (logits within 1e-4 above): a prediction may flip
+        // only where two logits tie that closely, so within one test ticket.
+        assert!(
+            (again.accuracy - outcome.evaluation.accuracy).abs()
+                <= 1.0 / data.test.len() as f64 + 1e-9,
+            "{} vs {}",
+            again.accuracy,
+            outcome.evaluation.accuracy
+        );
 
         // A second run embeds nothing new.
         let (sender, receiver) = std::sync::mpsc::channel();

@@ -75,7 +75,7 @@ fn build_vocabulary(params: &NgramParams, outputs: usize, train: &[Example]) -> 
         if df >= params.min_df {
             buckets.push(bucket);
             families.push(family);
-            idf.push(((1.0 + documents) / (1.0 + df as f32)).ln() + 1.0);
+            idf.push(libm::logf((1.0 + documents) / (1.0 + df as f32)) + 1.0);
         }
     }
     let rows: HashMap<u32, u32> = buckets
@@ -129,11 +129,11 @@ fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f
     match mode {
         LabelMode::Single => {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+            let exps: Vec<f32> = logits.iter().map(|l| libm::expf(l - max)).collect();
             let sum: f32 = exps.iter().sum();
             let mut gradient: Vec<f32> = exps.iter().map(|e| e / sum).collect();
             let target = targets.first().copied().unwrap_or(0);
-            let loss = -f64::from(gradient[target].max(1e-12)).ln();
+            let loss = -libm::log(f64::from(gradient[target].max(1e-12)));
             gradient[target] -= 1.0;
             (gradient, loss)
         }
@@ -145,7 +145,7 @@ fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f
                 .map(|(i, l)| {
                     let p = sigmoid(*l);
                     let y = if targets.contains(&i) { 1.0 } else { 0.0 };
-                    loss -= f64::from(if y > 0.0 { p } else { 1.0 - p }.max(1e-12)).ln();
+                    loss -= libm::log(f64::from(if y > 0.0 { p } else { 1.0 - p }.max(1e-12)));
                     p - y
                 })
                 .collect();

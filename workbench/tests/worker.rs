@@ -79,13 +79,15 @@ impl InProcessWorker {
     }
 }
 
-/// A `tagger worker` process on the database, with a one-second heartbeat.
+/// A `tagger worker` process on the database, with a two-second heartbeat: a killed worker
+/// is noticed after three missed beats (6 s), while a live one on a loaded two-core CI
+/// machine is not taken for dead by a beat that comes a second late.
 fn spawn_worker(url: &str, data_dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tagger"))
         .args(["--database-url", url, "worker"])
         .current_dir(data_dir)
         .env("TAGGER_DATA_DIR", data_dir)
-        .env("TAGGER_WORKER_HEARTBEAT_SECONDS", "1")
+        .env("TAGGER_WORKER_HEARTBEAT_SECONDS", "2")
         .env("TAGGER_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -547,7 +547,11 @@ macro_rules! common_store_methods {
                 .execute(&mut *tx)
                 .await?;
             }
-            for (tag, confidence) in tags {
+            // In tag order, so the history of one write never follows the order of the
+            // model's scores (which near-ties can change between CPUs).
+            let mut tags = tags.to_vec();
+            tags.sort_by_key(|(tag, _)| *tag);
+            for (tag, confidence) in &tags {
                 sqlx::query(
                     "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
                      VALUES ($1, $2, 'model', $3, $4, TRUE, $5) \

@@ -597,7 +597,7 @@ macro_rules! web_store_methods {
                  SELECT MIN(source) FROM tickets WHERE project_id = $1 \
                  UNION ALL SELECT (SELECT MIN(t.source) FROM tickets t WHERE t.project_id = $1 AND t.source > s.source) \
                  FROM s WHERE s.source IS NOT NULL) \
-                 SELECT source FROM s WHERE source IS NOT NULL",
+                 SELECT source FROM s WHERE source IS NOT NULL ORDER BY source",
             )
                 .bind(project)
                 .fetch_all(&self.pool)

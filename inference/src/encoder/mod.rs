@@ -43,7 +43,7 @@ pub const DEFAULT_THREADS: usize = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error(
-        "the encoder {repo} is not in the Hugging Face cache (looked for {}); put it there first, for all-MiniLM-L6-v2 with ../shared/models/fetch-minilm.sh (set HF_HOME to choose the cache)",
+        "the encoder {repo} is not in the Hugging Face cache (looked for {}); put it there first with a Hugging Face hub client, for example `hf download {repo}` on a machine with network access, then copy the cache over (HF_HOME or HF_HUB_CACHE chooses the cache)",
         .path.display()
     )]
     NotInCache { repo: String, path: PathBuf },

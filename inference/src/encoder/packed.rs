@@ -6,12 +6,13 @@
 //! differentiable ops, these have no backward pass.
 
 use super::panel_matmul;
-// Plain loops below are compiled inside `Arch::dispatch` (AVX-512, AVX2 or baseline, chosen
-// at run time) with `#[inline(always)]` helpers, so they vectorise to the CPU's width:
-// built for baseline x86-64 they ran 4 lanes wide, and GELU alone took 9% of a batch.
+// Plain loops below are compiled inside `pulp::Arch::dispatch` (AVX-512, AVX2 or baseline,
+// chosen at run time under the `TAGGER_SIMD` cap, see `crate::simd`) with `#[inline(always)]`
+// helpers, so they vectorise to the CPU's width: built for baseline x86-64 they ran 4 lanes
+// wide, and GELU alone took 9% of a batch.
 use super::tokenize::Tokens;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task by the row-wise passes: enough work to be worth a task.
@@ -268,7 +269,7 @@ impl InplaceOp2 for AddNorm<'_> {
             .par_chunks_mut(width * ROWS_PER_TASK)
             .zip(residual.par_chunks(width * ROWS_PER_TASK))
             .for_each(|(values, residual)| {
-                Arch::new().dispatch(AddNormRows {
+                crate::simd::arch().dispatch(AddNormRows {
                     values,
                     residual,
                     width,
@@ -280,7 +281,7 @@ impl InplaceOp2 for AddNorm<'_> {
     }
 }
 
-/// Rows of [`AddNorm`], compiled for the CPU's widest vectors (see [`Arch`] in `embed`).
+/// Rows of [`AddNorm`], compiled for the level [`crate::simd::choice`] picked.
 struct AddNormRows<'a> {
     values: &'a mut [f32],
     residual: &'a [f32],
@@ -336,7 +337,7 @@ impl InplaceOp1 for BiasGelu<'_> {
         values
             .par_chunks_mut(width * ROWS_PER_TASK)
             .for_each(|values| {
-                Arch::new().dispatch(BiasGeluRows {
+                crate::simd::arch().dispatch(BiasGeluRows {
                     values,
                     bias: self.bias,
                 })
@@ -400,7 +401,7 @@ impl candle_core::CustomOp1 for Attention<'_> {
             rest = tail;
         }
         pieces.into_par_iter().for_each(|(span, piece)| {
-            Arch::new().dispatch(Attend {
+            crate::simd::arch().dispatch(Attend {
                 attention: self,
                 qkv: &qkv[span.start * width..(span.start + span.length) * width],
                 length: span.length,

@@ -7,9 +7,10 @@
 //! weights is read once from memory and used by every row while it sits in registers and
 //! L1, the products go straight to their place in the `[rows, outputs]` result, and the
 //! whole multiply is one call. SIMD comes from `pulp` (already in the tree under gemm):
-//! AVX-512 or AVX2 chosen at run time, a scalar fallback elsewhere, and no `unsafe` here.
+//! AVX-512 or AVX2 chosen at run time (capped by `TAGGER_SIMD`, see `crate::simd`), a scalar
+//! fallback elsewhere, and no `unsafe` here.
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
 
 /// Output columns per panel.
 pub(crate) const PANEL_WIDTH: usize = 64;
@@ -39,7 +40,7 @@ pub(crate) fn multiply(x: &[f32], inputs: usize, panels: &[f32], out: &mut [f32]
     debug_assert_eq!(x.len(), rows * inputs);
     debug_assert_eq!(out.len(), rows * out_width);
     debug_assert_eq!(out_width % PANEL_WIDTH, 0);
-    Arch::new().dispatch(Kernel {
+    crate::simd::arch().dispatch(Kernel {
         x,
         inputs,
         panels,

@@ -139,7 +139,12 @@ fn a_model_missing_from_the_cache_says_how_to_get_it() {
     )
     .unwrap_err();
     assert!(matches!(error, EncoderError::NotInCache { .. }), "{error}");
-    assert!(error.to_string().contains("fetch-minilm.sh"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("hf download sentence-transformers/all-MiniLM-L6-v2"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -339,9 +344,12 @@ fn minilm_embeddings_match_the_reference_when_it_is_cached() {
         [101, 7592, 2088, 102]
     );
     let hello = encoder.embed(&["hello world"]).unwrap().remove(0);
+    // f32 through six layers against a float64 reference: the SIMD level (16, 8 or 1
+    // lanes) changes the order of every sum, so the last bits differ by CPU. 1e-5 is ten
+    // times the differences measured between the levels, and far below any that matters.
     for (index, expected) in REFERENCE_HELLO_WORLD {
         assert!(
-            (hello[index] - expected).abs() < 1e-6,
+            (hello[index] - expected).abs() < 1e-5,
             "dimension {index}: {} vs {expected}",
             hello[index]
         );
