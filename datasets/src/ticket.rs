@@ -62,10 +62,23 @@ pub struct Ticket {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Subject and body as one text, the way every model reads a ticket: training, serving,
+/// scoring and evaluation all build their input here, so they can never drift apart.
+pub fn model_text(subject: &str, body: &str) -> String {
+    format!("{subject}\n{body}")
+}
+
 impl Ticket {
-    /// Subject and body as one text, the way the models read a ticket.
+    /// This ticket's [`model_text`].
     pub fn text(&self) -> String {
-        format!("{}\n{}", self.subject, self.body)
+        model_text(&self.subject, &self.body)
+    }
+}
+
+impl NewTicket {
+    /// This ticket's [`model_text`], the same as once it is stored.
+    pub fn text(&self) -> String {
+        model_text(&self.subject, &self.body)
     }
 }
 

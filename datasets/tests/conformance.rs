@@ -88,6 +88,7 @@ datasets::on_both_backends!(
     tickets_page_in_id_order,
     promotion_keeps_exactly_one_version_in_service_and_rollback_restores_the_previous,
     api_keys_authenticate_until_revoked,
+    a_ticket_and_its_model_labels_are_stored_together_or_not_at_all,
 );
 
 async fn project_names_are_unique_regardless_of_case(store: AnyStore) {
@@ -854,4 +855,71 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
         store.create_api_key(acme.id, "  ").await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+async fn a_ticket_and_its_model_labels_are_stored_together_or_not_at_all(store: AnyStore) {
+    let project = project_with_tags(&store, &["Bug", "Billing"]).await;
+    let other = store
+        .create_project(&project_name("Other"), LabelMode::Multi)
+        .await
+        .unwrap();
+    let foreign = store
+        .create_tag(other.id, &NewTag::named(tag_name("Foreign")))
+        .await
+        .unwrap();
+    let tags = store.list_tags(project.id).await.unwrap();
+    let id_of = |name: &str| tags.iter().find(|t| t.name.as_str() == name).unwrap().id;
+    let version = store
+        .create_model_version(
+            project.id,
+            &NewModelVersion {
+                kind: "ngram".into(),
+                ..NewModelVersion::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let first = store
+        .upsert_ticket_with_model_labels(
+            project.id,
+            &new_ticket("T-1", "crash"),
+            version.id,
+            &[(id_of("Bug"), 0.9), (id_of("Billing"), 0.7)],
+        )
+        .await
+        .unwrap();
+    assert!(first.created);
+    let stored = store.ticket(project.id, first.id).await.unwrap();
+    assert_eq!(stored.tags, [tag_name("Billing"), tag_name("Bug")]);
+    assert!(stored.labels.iter().all(|l| l.source == LabelSource::Model));
+
+    // The same ticket again: updated in place, its model labels replaced.
+    let again = store
+        .upsert_ticket_with_model_labels(
+            project.id,
+            &new_ticket("T-1", "crash again"),
+            version.id,
+            &[(id_of("Bug"), 0.95)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    let stored = store.ticket(project.id, first.id).await.unwrap();
+    assert_eq!(stored.ticket.subject, "crash again");
+    assert_eq!(stored.tags, [tag_name("Bug")]);
+
+    // A tag of another project refuses the whole write: no ticket without its verdict.
+    let error = store
+        .upsert_ticket_with_model_labels(
+            project.id,
+            &new_ticket("T-2", "refused"),
+            version.id,
+            &[(foreign.id, 0.9)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+    let page = store.tickets_after(project.id, None, 10).await.unwrap();
+    assert_eq!(page.len(), 1, "{page:?}");
 }

@@ -579,10 +579,7 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
         }
     }
     let tickets: Vec<datasets::LabelledTicket> = newest.into_iter().collect();
-    let texts: Vec<String> = tickets
-        .iter()
-        .map(|t| format!("{}\n{}", t.ticket.subject, t.ticket.body))
-        .collect();
+    let texts: Vec<String> = tickets.iter().map(|t| t.ticket.text()).collect();
     let card = model.card.clone();
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy);
     let decisions = tokio::task::spawn_blocking(move || {

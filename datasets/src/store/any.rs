@@ -339,6 +339,16 @@ impl Store for AnyStore {
         dispatch!(self, store => store.review_queue_stats(project))
     }
 
+    async fn upsert_ticket_with_model_labels(
+        &self,
+        project: ProjectId,
+        ticket: &NewTicket,
+        version: ModelVersionId,
+        tags: &[(TagId, f32)],
+    ) -> StoreResult<UpsertedTicket> {
+        dispatch!(self, store => store.upsert_ticket_with_model_labels(project, ticket, version, tags))
+    }
+
     async fn set_model_labels(
         &self,
         project: ProjectId,

@@ -273,37 +273,26 @@ macro_rules! common_store_methods {
             let mut stored = Vec::with_capacity(tickets.len());
             let now = Utc::now();
             for ticket in tickets {
-                let existing: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM tickets WHERE project_id = $1 AND source = $2 AND external_id = $3",
-                )
-                .bind(project)
-                .bind(&ticket.source)
-                .bind(&ticket.external_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO tickets (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
-                     body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
-                     RETURNING id",
-                )
-                .bind(project)
-                .bind(&ticket.source)
-                .bind(&ticket.external_id)
-                .bind(&ticket.subject)
-                .bind(&ticket.body)
-                .bind(Json(&ticket.metadata))
-                .bind(ticket.split.as_str())
-                .bind(ticket.created_at.unwrap_or(now))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                stored.push(UpsertedTicket {
-                    id: TicketId(id),
-                    created: existing.is_none(),
-                });
+                stored.push(Self::upsert_ticket_in(&mut tx, project, ticket, now).await?);
             }
+            tx.commit().await?;
+            Ok(stored)
+        }
+
+        async fn upsert_ticket_with_model_labels(
+            &self,
+            project: ProjectId,
+            ticket: &NewTicket,
+            version: ModelVersionId,
+            tags: &[(TagId, f32)],
+        ) -> StoreResult<UpsertedTicket> {
+            ticket.validate()?;
+            self.project(project).await?;
+            self.check_tags_in_project(project, tags).await?;
+            let now = Utc::now();
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let stored = Self::upsert_ticket_in(&mut tx, project, ticket, now).await?;
+            Self::write_model_labels_in(&mut tx, stored.id, version, tags, now).await?;
             tx.commit().await?;
             Ok(stored)
         }
@@ -521,62 +510,10 @@ macro_rules! common_store_methods {
             version: ModelVersionId,
             tags: &[(TagId, f32)],
         ) -> StoreResult<()> {
-            let current = self.ticket(project, ticket).await?;
-            let taxonomy: HashSet<TagId> = self.list_tags(project).await?.iter().map(|t| t.id).collect();
-            if let Some((unknown, _)) = tags.iter().find(|(tag, _)| !taxonomy.contains(tag)) {
-                return Err(ValidationError::field("tags", format!("tag {unknown} is not in project {project}")).into());
-            }
-            let set_by = format!("model:{version}");
-            let now = Utc::now();
+            self.ticket(project, ticket).await?;
+            self.check_tags_in_project(project, tags).await?;
             let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-            let new_tags: HashSet<TagId> = tags.iter().map(|(tag, _)| *tag).collect();
-            for old in current.labels.iter().filter(|l| l.source == LabelSource::Model && !new_tags.contains(&l.tag_id)) {
-                sqlx::query("DELETE FROM labels WHERE ticket_id = $1 AND tag_id = $2 AND source = 'model'")
-                    .bind(ticket)
-                    .bind(old.tag_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
-                     VALUES ($1, $2, 'model', $3, NULL, 'removed', $4)",
-                )
-                .bind(ticket)
-                .bind(old.tag_id)
-                .bind(&set_by)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // In tag order, so the history of one write never follows the order of the
-            // model's scores (which near-ties can change between CPUs).
-            let mut tags = tags.to_vec();
-            tags.sort_by_key(|(tag, _)| *tag);
-            for (tag, confidence) in &tags {
-                sqlx::query(
-                    "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
-                     VALUES ($1, $2, 'model', $3, $4, TRUE, $5) \
-                     ON CONFLICT (ticket_id, tag_id, source) DO UPDATE SET set_by = excluded.set_by, \
-                     confidence = excluded.confidence, present = TRUE, updated_at = excluded.updated_at",
-                )
-                .bind(ticket)
-                .bind(*tag)
-                .bind(&set_by)
-                .bind(*confidence)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
-                     VALUES ($1, $2, 'model', $3, $4, 'added', $5)",
-                )
-                .bind(ticket)
-                .bind(*tag)
-                .bind(&set_by)
-                .bind(*confidence)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Self::write_model_labels_in(&mut tx, ticket, version, tags, Utc::now()).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -779,6 +716,121 @@ pub(crate) use common_store_methods;
 /// Expands to the inherent helpers the shared methods use.
 macro_rules! common_store_helpers {
     () => {
+        /// Inserts or updates one ticket (idempotent on source and external id) in `tx`.
+        async fn upsert_ticket_in(
+            tx: &mut sqlx::Transaction<'static, Db>,
+            project: ProjectId,
+            ticket: &NewTicket,
+            now: chrono::DateTime<Utc>,
+        ) -> StoreResult<UpsertedTicket> {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM tickets WHERE project_id = $1 AND source = $2 AND external_id = $3",
+            )
+            .bind(project)
+            .bind(&ticket.source)
+            .bind(&ticket.external_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO tickets (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
+                 body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
+                 RETURNING id",
+            )
+            .bind(project)
+            .bind(&ticket.source)
+            .bind(&ticket.external_id)
+            .bind(&ticket.subject)
+            .bind(&ticket.body)
+            .bind(Json(&ticket.metadata))
+            .bind(ticket.split.as_str())
+            .bind(ticket.created_at.unwrap_or(now))
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok(UpsertedTicket {
+                id: TicketId(id),
+                created: existing.is_none(),
+            })
+        }
+
+        /// Replaces a ticket's model labels with `tags` from `version` in `tx`, with their
+        /// history (tags the caller has checked belong to the ticket's project).
+        async fn write_model_labels_in(
+            tx: &mut sqlx::Transaction<'static, Db>,
+            ticket: TicketId,
+            version: ModelVersionId,
+            tags: &[(TagId, f32)],
+            now: chrono::DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let set_by = format!("model:{version}");
+            let new_tags: HashSet<TagId> = tags.iter().map(|(tag, _)| *tag).collect();
+            let current: Vec<i64> = sqlx::query_scalar(
+                "SELECT tag_id FROM labels WHERE ticket_id = $1 AND source = 'model' ORDER BY tag_id",
+            )
+            .bind(ticket)
+            .fetch_all(&mut **tx)
+            .await?;
+            for old in current.into_iter().map(TagId).filter(|tag| !new_tags.contains(tag)) {
+                sqlx::query("DELETE FROM labels WHERE ticket_id = $1 AND tag_id = $2 AND source = 'model'")
+                    .bind(ticket)
+                    .bind(old)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
+                     VALUES ($1, $2, 'model', $3, NULL, 'removed', $4)",
+                )
+                .bind(ticket)
+                .bind(old)
+                .bind(&set_by)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            // In tag order, so the history of one write never follows the order of the
+            // model's scores (which near-ties can change between CPUs).
+            let mut tags = tags.to_vec();
+            tags.sort_by_key(|(tag, _)| *tag);
+            for (tag, confidence) in &tags {
+                sqlx::query(
+                    "INSERT INTO labels (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+                     VALUES ($1, $2, 'model', $3, $4, TRUE, $5) \
+                     ON CONFLICT (ticket_id, tag_id, source) DO UPDATE SET set_by = excluded.set_by, \
+                     confidence = excluded.confidence, present = TRUE, updated_at = excluded.updated_at",
+                )
+                .bind(ticket)
+                .bind(*tag)
+                .bind(&set_by)
+                .bind(*confidence)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO label_events (ticket_id, tag_id, source, set_by, confidence, action, at) \
+                     VALUES ($1, $2, 'model', $3, $4, 'added', $5)",
+                )
+                .bind(ticket)
+                .bind(*tag)
+                .bind(&set_by)
+                .bind(*confidence)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// Refuses tags that are not in the project's taxonomy.
+        async fn check_tags_in_project(&self, project: ProjectId, tags: &[(TagId, f32)]) -> StoreResult<()> {
+            let taxonomy: HashSet<TagId> = self.list_tags(project).await?.iter().map(|t| t.id).collect();
+            if let Some((unknown, _)) = tags.iter().find(|(tag, _)| !taxonomy.contains(tag)) {
+                return Err(ValidationError::field("tags", format!("tag {unknown} is not in project {project}")).into());
+            }
+            Ok(())
+        }
+
         /// Puts `target` in service in this transaction, retiring the version it replaces.
         async fn switch_promoted(
             tx: &mut sqlx::Transaction<'static, Db>,

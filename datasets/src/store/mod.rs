@@ -161,6 +161,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         user: &str,
         kind: AnswerKind,
     ) -> impl Future<Output = StoreResult<LabelledTicket>> + Send;
+    /// Stores one ticket together with the tags a model version applied to it, in one
+    /// transaction: a ticket is never stored without its verdict (the one ingest write).
+    fn upsert_ticket_with_model_labels(
+        &self,
+        project: ProjectId,
+        ticket: &NewTicket,
+        version: ModelVersionId,
+        tags: &[(TagId, f32)],
+    ) -> impl Future<Output = StoreResult<UpsertedTicket>> + Send;
     /// Replaces the tags a model version applied to a ticket.
     fn set_model_labels(
         &self,

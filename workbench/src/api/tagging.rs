@@ -66,7 +66,7 @@ impl TextToTag {
                 datasets::ticket::MAX_BODY_BYTES / 1024
             )));
         }
-        Ok(format!("{}\n{}", self.subject, self.body))
+        Ok(datasets::ticket::model_text(&self.subject, &self.body))
     }
 }
 
@@ -153,17 +153,12 @@ pub async fn ingest_and_tag(
     ticket
         .validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let text = format!("{}\n{}", ticket.subject, ticket.body);
+    let text = ticket.text();
     // Tag first: a ticket is stored only with the verdict, so the two never disagree.
     let tagged = tag(&state, project.id, vec![text], true)
         .await?
         .pop()
         .ok_or_else(|| ApiError::invalid("nothing was tagged"))?;
-    let stored = state.store.upsert_tickets(project.id, &[ticket]).await?;
-    let stored = stored
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::invalid("the ticket was not stored"))?;
     let taxonomy = state.store.list_tags(project.id).await?;
     let applied: Vec<(datasets::TagId, f32)> = tagged
         .decision
@@ -175,9 +170,10 @@ pub async fn ingest_and_tag(
             Some((tag.id, score.probability))
         })
         .collect();
-    state
+    // One transaction: a crash never leaves the ticket stored without its model labels.
+    let stored = state
         .store
-        .set_model_labels(project.id, stored.id, tagged.version, &applied)
+        .upsert_ticket_with_model_labels(project.id, &ticket, tagged.version, &applied)
         .await?;
     let status = if stored.created {
         StatusCode::CREATED
