@@ -1313,3 +1313,53 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn only_an_admin_creates_an_instance_admin_key_and_revokes_it() {
+    let app = WebApp::new().await;
+    let labeler = app.login("labeler").await;
+    let refused = app
+        .submit(&labeler, "/admin/keys", &[("name", "provisioning")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(app.store.api_keys(None).await.unwrap().is_empty());
+
+    let admin = app.login("admin").await;
+    let created = app
+        .submit(&admin, "/admin/keys", &[("name", "provisioning")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let start = created.body.find("<code data-secret>").unwrap() + "<code data-secret>".len();
+    let secret = &created.body[start..start + created.body[start..].find('<').unwrap()];
+    let key = app
+        .store
+        .authenticate_api_key(secret)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.grant, KeyGrant::InstanceAdmin);
+    let listing = app.get("/admin/projects", Some(&admin)).await;
+    assert!(listing.body.contains(&key.prefix));
+    assert!(!listing.body.contains(secret));
+
+    // The project route does not reach it; the instance route does.
+    let wrong = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys/{}/revoke", app.project.id, key.id),
+            &[],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND, "{}", wrong.body);
+    let revoked = app
+        .submit(&admin, &format!("/admin/keys/{}/revoke", key.id), &[])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert!(
+        app.store
+            .authenticate_api_key(secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

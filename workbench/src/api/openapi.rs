@@ -130,33 +130,33 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
             "200": {"description": "success"},
             "4XX": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         });
-        let (security, requirement) = match endpoint.access {
-            Access::Open => (json!([]), None),
-            Access::Project(scope) => (
-                json!([{"apiKey": [scope.as_str()]}]),
-                Some(format!("a key of this project with the `{scope}` scope")),
-            ),
-            Access::InstanceAdmin => (
-                json!([{"apiKey": ["instance-admin"]}]),
-                Some("an instance-admin key".to_string()),
-            ),
+        // The scope name (or `instance-admin`) and what a person reads about it.
+        let requirement = match endpoint.access {
+            Access::Open => None,
+            Access::Project(scope) => Some((
+                scope.as_str(),
+                format!("a key of this project with the `{scope}` scope"),
+            )),
+            Access::InstanceAdmin => Some(("instance-admin", "an instance-admin key".to_string())),
         };
-        if requirement.is_some() {
-            responses["401"] = json!({"description": "no API key, or an unknown or revoked one", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-            responses["403"] = json!({"description": "a key of another project, of the wrong kind, or without the scope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-        }
+        let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+        let security = match &requirement {
+            Some((scope, _)) => {
+                responses["401"] = json!({"description": "no API key, or an unknown or revoked one", "content": error});
+                responses["403"] = json!({"description": "a key of another project, of the wrong kind, or without the scope", "content": error});
+                json!([{ "apiKey": [scope] }])
+            }
+            None => json!([]),
+        };
         let mut operation = json!({
             "summary": endpoint.summary,
             "parameters": parameters,
             "responses": responses,
             "security": security,
         });
-        if let Some(requirement) = requirement {
+        if let Some((scope, requirement)) = requirement {
             operation["description"] = json!(format!("Needs {requirement}."));
-            operation["x-required-scope"] = match endpoint.access {
-                Access::Project(scope) => json!(scope.as_str()),
-                _ => json!("instance-admin"),
-            };
+            operation["x-required-scope"] = json!(scope);
         }
         let item = paths
             .entry(endpoint.path.to_string())
