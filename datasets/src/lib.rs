@@ -23,7 +23,7 @@ pub mod ticket;
 pub mod training_run;
 pub mod user;
 
-pub use api_key::{ApiKey, CreatedApiKey};
+pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
 pub use error::{StoreError, StoreResult, ValidationError};
 pub use ids::{ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};

@@ -89,6 +89,7 @@ datasets::on_both_backends!(
     promotion_keeps_exactly_one_version_in_service_and_rollback_restores_the_previous,
     api_keys_authenticate_until_revoked,
     a_ticket_and_its_model_labels_are_stored_together_or_not_at_all,
+    instance_admin_keys_belong_to_no_project,
 );
 
 async fn project_names_are_unique_regardless_of_case(store: AnyStore) {
@@ -791,8 +792,12 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
         .create_project(&project_name("Other"), LabelMode::Multi)
         .await
         .unwrap();
+    let grant = KeyGrant::Project {
+        project_id: acme.id,
+        scopes: "tag,read".parse().unwrap(),
+    };
     let created = store
-        .create_api_key(acme.id, "zendesk connector")
+        .create_api_key(&grant, "zendesk connector")
         .await
         .unwrap();
     assert!(created.secret.starts_with("tt_"));
@@ -801,7 +806,8 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(found.project_id, acme.id);
+    assert_eq!(found.grant, grant);
+    assert_eq!(found.actor(), "api-key:zendesk connector");
     assert!(
         store
             .authenticate_api_key("tt_00000000_000000000000000000000000000000000000000000000000")
@@ -832,10 +838,17 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
     );
 
     assert!(matches!(
-        store.revoke_api_key(other.id, created.key.id).await,
+        store.revoke_api_key(Some(other.id), created.key.id).await,
         Err(StoreError::NotFound(_))
     ));
-    let revoked = store.revoke_api_key(acme.id, created.key.id).await.unwrap();
+    assert!(matches!(
+        store.revoke_api_key(None, created.key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let revoked = store
+        .revoke_api_key(Some(acme.id), created.key.id)
+        .await
+        .unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(
         store
@@ -844,7 +857,7 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
             .unwrap()
             .is_none()
     );
-    let listed = store.api_keys(acme.id).await.unwrap();
+    let listed = store.api_keys(Some(acme.id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(
         !serde_json::to_string(&listed)
@@ -852,7 +865,15 @@ async fn api_keys_authenticate_until_revoked(store: AnyStore) {
             .contains(&created.secret)
     );
     assert!(matches!(
-        store.create_api_key(acme.id, "  ").await,
+        store.create_api_key(&grant, "  ").await,
+        Err(StoreError::Invalid(_))
+    ));
+    let no_scopes = KeyGrant::Project {
+        project_id: acme.id,
+        scopes: Scopes::default(),
+    };
+    assert!(matches!(
+        store.create_api_key(&no_scopes, "nothing").await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -922,4 +943,55 @@ async fn a_ticket_and_its_model_labels_are_stored_together_or_not_at_all(store: 
     assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
     let page = store.tickets_after(project.id, None, 10).await.unwrap();
     assert_eq!(page.len(), 1, "{page:?}");
+}
+
+async fn instance_admin_keys_belong_to_no_project(store: AnyStore) {
+    let acme = project_with_tags(&store, &[]).await;
+    let project_key = store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: acme.id,
+                scopes: Scopes::all(),
+            },
+            "connector",
+        )
+        .await
+        .unwrap();
+    let admin = store
+        .create_api_key(&KeyGrant::InstanceAdmin, "provisioning")
+        .await
+        .unwrap();
+    let found = store
+        .authenticate_api_key(&admin.secret)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.grant, KeyGrant::InstanceAdmin);
+    let instance_keys = store.api_keys(None).await.unwrap();
+    assert_eq!(
+        instance_keys.iter().map(|k| k.id).collect::<Vec<_>>(),
+        vec![admin.key.id]
+    );
+    let project_keys = store.api_keys(Some(acme.id)).await.unwrap();
+    assert_eq!(
+        project_keys.iter().map(|k| k.id).collect::<Vec<_>>(),
+        vec![project_key.key.id]
+    );
+    // A project's key cannot be revoked as an instance key, nor the other way round.
+    assert!(matches!(
+        store.revoke_api_key(None, project_key.key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.revoke_api_key(Some(acme.id), admin.key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.revoke_api_key(None, admin.key.id).await.unwrap();
+    assert!(
+        store
+            .authenticate_api_key(&admin.secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -46,7 +46,7 @@ pub enum Command {
     /// Model versions: list, promote, roll back.
     #[command(subcommand)]
     Models(ModelsCommand),
-    /// Per-project API keys: create (shown once), list, revoke.
+    /// API keys (per project with scopes, or instance-admin): create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Accounts of the web workbench: add, list.
@@ -88,19 +88,32 @@ pub enum ModelsCommand {
 pub enum KeysCommand {
     /// Create a key; its secret is printed once and stored only as a hash.
     Create {
-        #[arg(long)]
-        project: String,
+        /// The project the key acts on.
+        #[arg(long, required_unless_present = "instance_admin")]
+        project: Option<String>,
         /// What the key is for, e.g. "zendesk connector".
         #[arg(long)]
         name: String,
+        /// What the key may do, comma-separated: tag, read, label, train, admin [default: all].
+        #[arg(long, conflicts_with = "instance_admin")]
+        scopes: Option<datasets::Scopes>,
+        /// A key bound to no project that creates and lists projects.
+        #[arg(long, conflicts_with = "project")]
+        instance_admin: bool,
     },
+    /// A project's keys with their scopes, or the instance-admin keys.
     List {
-        #[arg(long)]
-        project: String,
+        #[arg(long, required_unless_present = "instance_admin")]
+        project: Option<String>,
+        #[arg(long, conflicts_with = "project")]
+        instance_admin: bool,
     },
     Revoke {
-        #[arg(long)]
-        project: String,
+        #[arg(long, required_unless_present = "instance_admin")]
+        project: Option<String>,
+        /// Revoke an instance-admin key.
+        #[arg(long, conflicts_with = "project")]
+        instance_admin: bool,
         /// The key's id (see `tagger keys list`).
         #[arg(long)]
         id: i64,

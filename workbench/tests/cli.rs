@@ -352,3 +352,105 @@ fn train_eval_and_predict_from_the_command_line() {
     assert!(predicted.ok, "{}", predicted.stderr);
     assert!(predicted.stdout.contains("Billing"), "{}", predicted.stdout);
 }
+
+#[test]
+fn keys_are_created_with_scopes_or_as_instance_admin_and_listed_with_them() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "good.csv", GOOD.as_bytes());
+    assert!(import(&database.url, &file, &[]).ok);
+
+    let scoped = tagger(
+        &database.url,
+        &[
+            "keys",
+            "create",
+            "--project",
+            "Support",
+            "--name",
+            "crm",
+            "--scopes",
+            "tag,read",
+        ],
+    );
+    assert!(scoped.ok, "{}", scoped.stderr);
+    assert!(scoped.stdout.trim().starts_with("tt_"), "{}", scoped.stdout);
+    assert!(
+        scoped.stderr.contains("with scopes tag,read"),
+        "{}",
+        scoped.stderr
+    );
+    let full = tagger(
+        &database.url,
+        &["keys", "create", "--project", "Support", "--name", "ops"],
+    );
+    assert!(full.ok, "{}", full.stderr);
+    let bad = tagger(
+        &database.url,
+        &[
+            "keys",
+            "create",
+            "--project",
+            "Support",
+            "--name",
+            "x",
+            "--scopes",
+            "read,write",
+        ],
+    );
+    assert!(!bad.ok);
+    assert!(
+        bad.stderr.contains("unknown scope \"write\""),
+        "{}",
+        bad.stderr
+    );
+    let both = tagger(
+        &database.url,
+        &[
+            "keys",
+            "create",
+            "--project",
+            "Support",
+            "--name",
+            "x",
+            "--instance-admin",
+        ],
+    );
+    assert!(!both.ok, "a key is either a project's or the instance's");
+    let admin = tagger(
+        &database.url,
+        &[
+            "keys",
+            "create",
+            "--instance-admin",
+            "--name",
+            "provisioning",
+        ],
+    );
+    assert!(admin.ok, "{}", admin.stderr);
+
+    let listed = tagger(&database.url, &["keys", "list", "--project", "Support"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    let line = |name: &str| {
+        listed
+            .stdout
+            .lines()
+            .find(|line| line.contains(name))
+            .unwrap_or_else(|| panic!("{name} not listed: {}", listed.stdout))
+            .to_string()
+    };
+    assert!(line("crm").contains(" tag,read "), "{}", listed.stdout);
+    assert!(
+        line("ops").contains(" tag,read,label,train,admin "),
+        "{}",
+        listed.stdout
+    );
+    assert!(!listed.stdout.contains("provisioning"));
+    let instance = tagger(&database.url, &["keys", "list", "--instance-admin"]);
+    assert!(instance.ok, "{}", instance.stderr);
+    assert!(
+        instance.stdout.contains("provisioning") && instance.stdout.contains("instance-admin"),
+        "{}",
+        instance.stdout
+    );
+}

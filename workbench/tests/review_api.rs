@@ -1,6 +1,8 @@
 //! The review queue over HTTP: leased batches in rank order with their reasons, exclusive
-//! between labellers, skips, rescoring behind an API key, and clear errors.
+//! between labellers (each a key), skips, rescoring behind an API key, and clear errors.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -36,12 +38,13 @@ impl TestApp {
             tickets: Vec::new(),
             _database: database,
         };
+        let admin = support::instance_admin_key(&store, "provisioning").await;
         let (status, _) = test
             .call(
                 Method::POST,
                 "/v1/projects",
                 Some(json!({"name": "Acme"})),
-                None,
+                Some(&admin),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
@@ -104,6 +107,22 @@ impl TestApp {
         (status, value)
     }
 
+    /// A key of the project with every scope; its holder acts as `api-key:<name>`.
+    async fn key(&self, name: &str) -> String {
+        support::project_key(&self.store, self.project, name).await
+    }
+
+    /// Leases `count` tickets to the holder of `key`.
+    async fn lease(&self, key: &str, count: u32) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/v1/projects/Acme/review-queue/lease",
+            Some(json!({ "count": count })),
+            Some(key),
+        )
+        .await
+    }
+
     async fn queue(&self, ranked: &[TicketId]) {
         let entries: Vec<NewQueueEntry> = ranked
             .iter()
@@ -141,15 +160,10 @@ async fn the_queue_leases_a_ranked_batch_with_reasons_and_keeps_labellers_apart(
         app.tickets[0],
     ];
     app.queue(&ranked).await;
+    let ana_key = app.key("ana").await;
+    let bo_key = app.key("bo").await;
 
-    let (status, ana) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=ana&count=2",
-            None,
-            None,
-        )
-        .await;
+    let (status, ana) = app.lease(&ana_key, 2).await;
     assert_eq!(status, StatusCode::OK, "{ana}");
     assert_eq!(ticket_ids(&ana), [ranked[0].0, ranked[1].0]);
     let first = &ana["tickets"][0];
@@ -157,20 +171,13 @@ async fn the_queue_leases_a_ranked_batch_with_reasons_and_keeps_labellers_apart(
     assert_eq!(first["strategy"], "margin");
     assert_eq!(first["reason"], "margin 0.00 between Bug and Question");
     assert!((first["score"].as_f64().unwrap() - 1.0).abs() < 1e-6);
-    assert_eq!(first["leased_by"], "ana");
+    assert_eq!(first["leased_by"], "api-key:ana");
     assert!(first["lease_expires_at"].is_string());
     assert_eq!(first["ticket"]["subject"], "Ticket number 4 about login");
     assert_eq!(ana["stats"]["leased"], 2);
     assert_eq!(ana["stats"]["pending"], 2);
 
-    let (_, bo) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=bo&count=5",
-            None,
-            None,
-        )
-        .await;
+    let (_, bo) = app.lease(&bo_key, 5).await;
     assert_eq!(ticket_ids(&bo), [ranked[2].0, ranked[3].0]);
 
     // Ana labels her first ticket: it leaves the queue; asking again gives her second only.
@@ -178,19 +185,12 @@ async fn the_queue_leases_a_ranked_batch_with_reasons_and_keeps_labellers_apart(
         .call(
             Method::PUT,
             &format!("/v1/projects/acme/tickets/{}/labels", ranked[0].0),
-            Some(json!({"tags": ["Bug"], "user": "ana"})),
-            None,
+            Some(json!({"tags": ["Bug"]})),
+            Some(&ana_key),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, again) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=ana&count=2",
-            None,
-            None,
-        )
-        .await;
+    let (_, again) = app.lease(&ana_key, 2).await;
     assert_eq!(ticket_ids(&again), [ranked[1].0]);
 }
 
@@ -198,67 +198,60 @@ async fn the_queue_leases_a_ranked_batch_with_reasons_and_keeps_labellers_apart(
 async fn a_released_ticket_goes_back_to_the_queue_for_someone_else() {
     let app = TestApp::new(3).await;
     app.queue(&app.tickets).await;
-    let (_, ana) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=ana&count=1",
-            None,
-            None,
-        )
-        .await;
+    let ana_key = app.key("ana").await;
+    let bo_key = app.key("bo").await;
+    let (_, ana) = app.lease(&ana_key, 1).await;
     let held = ticket_ids(&ana)[0];
     let release = format!("/v1/projects/acme/review-queue/{held}/release");
-    let (status, body) = app
-        .call(Method::POST, &release, Some(json!({"user": "bo"})), None)
-        .await;
+    let (status, body) = app.call(Method::POST, &release, None, Some(&bo_key)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (status, _) = app
-        .call(Method::POST, &release, Some(json!({"user": "ana"})), None)
-        .await;
+    let (status, _) = app.call(Method::POST, &release, None, Some(&ana_key)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, bo) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=bo&count=1",
-            None,
-            None,
-        )
-        .await;
+    let (_, bo) = app.lease(&bo_key, 1).await;
     assert_eq!(ticket_ids(&bo), [held]);
 }
 
 #[tokio::test]
 async fn bad_lease_requests_get_clear_errors() {
     let app = TestApp::new(1).await;
-    for (uri, status) in [
+    let key = app.key("ana").await;
+    let lease = "/v1/projects/acme/review-queue/lease";
+    for (uri, body, status) in [
         (
-            "/v1/projects/acme/review-queue?count=2",
-            StatusCode::BAD_REQUEST,
+            lease,
+            json!({"user": "ana"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        (lease, json!({"count": 0}), StatusCode::UNPROCESSABLE_ENTITY),
         (
-            "/v1/projects/acme/review-queue?user=ana&count=0",
+            lease,
+            json!({"count": 1000}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            "/v1/projects/acme/review-queue?user=ana&count=1000",
+            lease,
+            json!({"lease_seconds": 0}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            "/v1/projects/acme/review-queue?user=ana&lease_seconds=0",
+            lease,
+            json!({"user": " ", "count": 1}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            "/v1/projects/acme/review-queue?user=%20&count=1",
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        (
-            "/v1/projects/nowhere/review-queue?user=ana",
+            "/v1/projects/nowhere/review-queue/lease",
+            json!({}),
             StatusCode::NOT_FOUND,
         ),
     ] {
-        let (got, body) = app.call(Method::GET, uri, None, None).await;
-        assert_eq!(got, status, "{uri}: {body}");
-        assert!(body["error"]["message"].is_string(), "{uri}: {body}");
+        let (got, answer) = app
+            .call(Method::POST, uri, Some(body.clone()), Some(&key))
+            .await;
+        assert_eq!(got, status, "{uri} {body}: {answer}");
+        assert!(
+            answer["error"]["message"].is_string(),
+            "{uri} {body}: {answer}"
+        );
     }
 }
 
@@ -274,12 +267,7 @@ async fn scoring_needs_a_key_and_fills_the_queue() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let key = app
-        .store
-        .create_api_key(app.project, "scorer")
-        .await
-        .unwrap()
-        .secret;
+    let key = app.key("scorer").await;
     let (status, body) = app
         .call(
             Method::POST,
@@ -308,14 +296,8 @@ async fn scoring_needs_a_key_and_fills_the_queue() {
     assert_eq!(summary["strategy"], "random");
     assert_eq!(summary["candidates"], 12);
     assert_eq!(summary["queued"], 5);
-    let (_, batch) = app
-        .call(
-            Method::GET,
-            "/v1/projects/acme/review-queue?user=ana&count=10",
-            None,
-            None,
-        )
-        .await;
+    let ana_key = app.key("ana").await;
+    let (_, batch) = app.lease(&ana_key, 10).await;
     assert_eq!(ticket_ids(&batch).len(), 5);
     assert!(
         batch["tickets"]
@@ -342,12 +324,7 @@ async fn scoring_needs_a_key_and_fills_the_queue() {
 #[tokio::test]
 async fn agreement_compares_two_peoples_answers_per_tag_and_lists_disagreements() {
     let app = TestApp::new(6).await;
-    let key = app
-        .store
-        .create_api_key(app.project, "quality")
-        .await
-        .unwrap()
-        .secret;
+    let key = app.key("quality").await;
     let tag = |name: &str| datasets::TagName::parse(name).unwrap();
     // Four tickets labelled by both ana and ben: they agree on Bug everywhere, and on
     // Billing on all but the last ticket. A fifth ticket has one answer and does not count.
@@ -415,12 +392,7 @@ async fn agreement_compares_two_peoples_answers_per_tag_and_lists_disagreements(
 #[tokio::test]
 async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_it() {
     let app = TestApp::new(3).await;
-    let key = app
-        .store
-        .create_api_key(app.project, "quality")
-        .await
-        .unwrap()
-        .secret;
+    let key = app.key("quality").await;
     let settings = "/v1/projects/Acme/review-settings";
     let (status, _) = app
         .call(
@@ -453,25 +425,21 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
     assert_eq!(body, json!({"double_label_share": 1.0}));
 
     let ticket = app.tickets[0].0;
+    let ana_key = app.key("ana").await;
+    let ben_key = app.key("ben").await;
+    let lee_key = app.key("lee").await;
     let labels = format!("/v1/projects/Acme/tickets/{ticket}/labels");
     let (status, body) = app
         .call(
             Method::PUT,
             &labels,
-            Some(json!({"tags": ["Bug"], "user": "ana"})),
-            None,
+            Some(json!({"tags": ["Bug"]})),
+            Some(&ana_key),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // ben is handed the ticket as a second opinion, without ana's label in sight.
-    let (status, body) = app
-        .call(
-            Method::GET,
-            "/v1/projects/Acme/review-queue?user=ben&count=5",
-            None,
-            None,
-        )
-        .await;
+    let (status, body) = app.lease(&ben_key, 5).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let leased = &body["tickets"][0];
     assert_eq!(leased["ticket_id"], ticket);
@@ -489,8 +457,8 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
         .call(
             Method::PUT,
             &labels,
-            Some(json!({"tags": ["Question"], "user": "ben"})),
-            None,
+            Some(json!({"tags": ["Question"]})),
+            Some(&ben_key),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -511,8 +479,8 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body[0]["ticket_id"], ticket);
-    assert_eq!(body[0]["answers"]["ana"], json!(["Bug"]));
-    assert_eq!(body[0]["answers"]["ben"], json!(["Question"]));
+    assert_eq!(body[0]["answers"]["api-key:ana"], json!(["Bug"]));
+    assert_eq!(body[0]["answers"]["api-key:ben"], json!(["Question"]));
     assert_eq!(body[0]["disputed_tags"], json!(["Bug", "Question"]));
 
     let adjudicate = format!("/v1/projects/Acme/disagreements/{ticket}/adjudicate");
@@ -520,7 +488,7 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
         .call(
             Method::POST,
             &adjudicate,
-            Some(json!({"tags": ["Question"], "user": "lee"})),
+            Some(json!({"tags": ["Question"]})),
             None,
         )
         .await;
@@ -529,8 +497,8 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
         .call(
             Method::POST,
             &adjudicate,
-            Some(json!({"tags": ["Nope"], "user": "lee"})),
-            Some(&key),
+            Some(json!({"tags": ["Nope"]})),
+            Some(&lee_key),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -538,8 +506,8 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
         .call(
             Method::POST,
             &adjudicate,
-            Some(json!({"tags": ["Question"], "user": "lee"})),
-            Some(&key),
+            Some(json!({"tags": ["Question"]})),
+            Some(&lee_key),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

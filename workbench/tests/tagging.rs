@@ -3,6 +3,8 @@
 //! working one, and the metrics that show it.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use datasets::test_db::TestDatabase;
@@ -49,11 +51,7 @@ impl Harness {
         let database = TestDatabase::sqlite().unwrap();
         let store = database.store().await.unwrap();
         let project = demo_project(&store, "Acme").await;
-        let key = store
-            .create_api_key(project.id, "tests")
-            .await
-            .unwrap()
-            .secret;
+        let key = support::project_key(&store, project.id, "tests").await;
         let state = AppState::new(store.clone(), Config::default());
         Self {
             router: app(state),
@@ -130,7 +128,13 @@ async fn api_keys_are_required_and_checked_against_the_project() {
         .unwrap();
     let other_key = harness
         .store
-        .create_api_key(other.id, "other")
+        .create_api_key(
+            &datasets::KeyGrant::Project {
+                project_id: other.id,
+                scopes: datasets::Scopes::all(),
+            },
+            "other",
+        )
         .await
         .unwrap();
     let (status, error) = harness
@@ -148,12 +152,18 @@ async fn api_keys_are_required_and_checked_against_the_project() {
 
     let revoked = harness
         .store
-        .create_api_key(harness.project.id, "old")
+        .create_api_key(
+            &datasets::KeyGrant::Project {
+                project_id: harness.project.id,
+                scopes: datasets::Scopes::all(),
+            },
+            "old",
+        )
         .await
         .unwrap();
     harness
         .store
-        .revoke_api_key(harness.project.id, revoked.key.id)
+        .revoke_api_key(Some(harness.project.id), revoked.key.id)
         .await
         .unwrap();
     let (status, _) = harness

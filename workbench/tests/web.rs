@@ -489,7 +489,10 @@ async fn every_action(
         (
             "create an API key",
             format!("/admin/projects/{}/keys", app.project.id),
-            vec![("name", "zendesk-sync".to_string())],
+            vec![
+                ("name", "zendesk-sync".to_string()),
+                ("scope", "read".to_string()),
+            ],
             Role::Admin,
         ),
         (
@@ -594,7 +597,13 @@ async fn refused_actions_change_nothing() {
     );
     assert_eq!(app.store.users().await.unwrap().len(), 3);
     assert_eq!(app.store.project_list().await.unwrap().len(), 1);
-    assert!(app.store.api_keys(app.project.id).await.unwrap().is_empty());
+    assert!(
+        app.store
+            .api_keys(Some(app.project.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -1201,7 +1210,36 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
         .submit(
             &admin,
             &format!("/admin/projects/{}/keys", helpdesk.id),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::BAD_REQUEST,
+        "a key needs a name"
+    );
+    let unscoped = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys", helpdesk.id),
             &[("name", "zendesk-sync")],
+        )
+        .await;
+    assert_eq!(
+        unscoped.status,
+        StatusCode::BAD_REQUEST,
+        "a key needs a scope: {}",
+        unscoped.body
+    );
+    let created = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys", helpdesk.id),
+            &[
+                ("name", "zendesk-sync"),
+                ("scope", "tag"),
+                ("scope", "read"),
+            ],
         )
         .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
@@ -1213,10 +1251,21 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(key.project_id, helpdesk.id);
-    // Shown once: the listing has the prefix, never the secret.
+    assert_eq!(
+        key.grant,
+        KeyGrant::Project {
+            project_id: helpdesk.id,
+            scopes: "tag,read".parse().unwrap(),
+        }
+    );
+    // Shown once: the listing has the prefix and the scopes, never the secret.
     let listing = app.get("/admin/projects", Some(&admin)).await;
     assert!(listing.body.contains(&key.prefix));
+    assert!(
+        listing.body.contains("<td data-scopes>tag, read</td>"),
+        "{}",
+        listing.body
+    );
     assert!(!listing.body.contains(secret));
     let revoked = app
         .submit(
@@ -1236,7 +1285,13 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
     // A key of another project cannot be revoked through this one.
     let other = app
         .store
-        .create_api_key(app.project.id, "other")
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: app.project.id,
+                scopes: Scopes::all(),
+            },
+            "other",
+        )
         .await
         .unwrap();
     let refused = app
@@ -1256,5 +1311,55 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn only_an_admin_creates_an_instance_admin_key_and_revokes_it() {
+    let app = WebApp::new().await;
+    let labeler = app.login("labeler").await;
+    let refused = app
+        .submit(&labeler, "/admin/keys", &[("name", "provisioning")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(app.store.api_keys(None).await.unwrap().is_empty());
+
+    let admin = app.login("admin").await;
+    let created = app
+        .submit(&admin, "/admin/keys", &[("name", "provisioning")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let start = created.body.find("<code data-secret>").unwrap() + "<code data-secret>".len();
+    let secret = &created.body[start..start + created.body[start..].find('<').unwrap()];
+    let key = app
+        .store
+        .authenticate_api_key(secret)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.grant, KeyGrant::InstanceAdmin);
+    let listing = app.get("/admin/projects", Some(&admin)).await;
+    assert!(listing.body.contains(&key.prefix));
+    assert!(!listing.body.contains(secret));
+
+    // The project route does not reach it; the instance route does.
+    let wrong = app
+        .submit(
+            &admin,
+            &format!("/admin/projects/{}/keys/{}/revoke", app.project.id, key.id),
+            &[],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND, "{}", wrong.body);
+    let revoked = app
+        .submit(&admin, &format!("/admin/keys/{}/revoke", key.id), &[])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert!(
+        app.store
+            .authenticate_api_key(secret)
+            .await
+            .unwrap()
+            .is_none()
     );
 }

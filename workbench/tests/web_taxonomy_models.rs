@@ -169,17 +169,25 @@ async fn the_merge_api_needs_the_projects_key() {
         .create_project(&ProjectName::parse("Other").unwrap(), LabelMode::Multi)
         .await
         .unwrap();
-    let other_key = app.store.create_api_key(other.id, "other").await.unwrap();
+    let other_key = support::project_key(&app.store, other.id, "other").await;
     let (status, _) = app
-        .json(Method::POST, &uri, Some(&other_key.secret), body.clone())
+        .json(Method::POST, &uri, Some(&other_key), body.clone())
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(tags_on(&app, &t).await, [name("Billing")]);
 
-    let key = app.store.create_api_key(t.project.id, "ci").await.unwrap();
-    let (status, merged) = app
-        .json(Method::POST, &uri, Some(&key.secret), body.clone())
+    let unscoped =
+        support::scoped_key(&app.store, t.project.id, "reader", "tag,read,label,train").await;
+    let (status, _) = app
+        .json(Method::POST, &uri, Some(&unscoped), body.clone())
         .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "merging needs the admin scope"
+    );
+    let key = support::scoped_key(&app.store, t.project.id, "ci", "admin").await;
+    let (status, merged) = app.json(Method::POST, &uri, Some(&key), body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{merged}");
     assert_eq!(merged["from"]["archived"], true);
     assert_eq!(merged["into"]["name"], "Payments");
@@ -191,7 +199,7 @@ async fn the_merge_api_needs_the_projects_key() {
         .json(
             Method::POST,
             &format!("/v1/projects/Acme/tags/{}/merge", t.payments.id),
-            Some(&key.secret),
+            Some(&key),
             serde_json::json!({"into": t.billing.id}),
         )
         .await;

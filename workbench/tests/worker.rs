@@ -349,7 +349,17 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
     store: AnyStore,
 ) {
     let project = demo_project(&store).await;
-    let key = store.create_api_key(project.id, "ci").await.unwrap().secret;
+    let key = store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: project.id,
+                scopes: Scopes::all(),
+            },
+            "ci",
+        )
+        .await
+        .unwrap()
+        .secret;
     let queue = JobQueue::open(&store, &settings()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = workbench::config::Config {
@@ -486,13 +496,24 @@ async fn enough_new_labels_retrain_promote_and_rescore_the_review_queue(
     let router = workbench::app::app(state);
     let worker = InProcessWorker::start(&store, queue, dir.path());
     let tickets = store.tickets_after(project.id, None, 3).await.unwrap();
+    let ana = store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: project.id,
+                scopes: "label".parse().unwrap(),
+            },
+            "ana",
+        )
+        .await
+        .unwrap()
+        .secret;
     for (i, ticket) in tickets.iter().enumerate() {
         let (status, body) = call(
             &router,
             Method::PUT,
             &format!("/v1/projects/Demo/tickets/{}/labels", ticket.ticket.id),
-            None,
-            Some(json!({"tags": ["Bug"], "user": "ana"})),
+            Some(&ana),
+            Some(json!({"tags": ["Bug"]})),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -556,7 +577,17 @@ async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
     store: AnyStore,
 ) {
     let project = demo_project(&store).await;
-    let key = store.create_api_key(project.id, "ci").await.unwrap().secret;
+    let key = store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: project.id,
+                scopes: Scopes::all(),
+            },
+            "ci",
+        )
+        .await
+        .unwrap()
+        .secret;
     let queue = JobQueue::open(&store, &settings()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = workbench::config::Config {

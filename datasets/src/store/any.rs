@@ -3,7 +3,7 @@
 use super::{
     ImportCounts, ImportRow, ImportWriter, PgImport, PgStore, SqliteImport, SqliteStore, Store,
 };
-use crate::api_key::{ApiKey, CreatedApiKey};
+use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
@@ -424,15 +424,15 @@ impl Store for AnyStore {
         dispatch!(self, store => store.model_promotions(project))
     }
 
-    async fn create_api_key(&self, project: ProjectId, name: &str) -> StoreResult<CreatedApiKey> {
-        dispatch!(self, store => store.create_api_key(project, name))
+    async fn create_api_key(&self, grant: &KeyGrant, name: &str) -> StoreResult<CreatedApiKey> {
+        dispatch!(self, store => store.create_api_key(grant, name))
     }
 
-    async fn api_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>> {
+    async fn api_keys(&self, project: Option<ProjectId>) -> StoreResult<Vec<ApiKey>> {
         dispatch!(self, store => store.api_keys(project))
     }
 
-    async fn revoke_api_key(&self, project: ProjectId, key: i64) -> StoreResult<ApiKey> {
+    async fn revoke_api_key(&self, project: Option<ProjectId>, key: i64) -> StoreResult<ApiKey> {
         dispatch!(self, store => store.revoke_api_key(project, key))
     }
 

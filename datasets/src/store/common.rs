@@ -35,7 +35,7 @@ macro_rules! model_version_columns {
 }
 macro_rules! api_key_columns {
     () => {
-        "id, project_id, name, prefix, key_hash, created_at, revoked_at"
+        "id, project_id, name, prefix, key_hash, scopes, created_at, revoked_at"
     };
 }
 macro_rules! label_select {
@@ -645,43 +645,55 @@ macro_rules! common_store_methods {
             convert_all(rows)
         }
 
-        async fn create_api_key(&self, project: ProjectId, name: &str) -> StoreResult<CreatedApiKey> {
+        async fn create_api_key(&self, grant: &KeyGrant, name: &str) -> StoreResult<CreatedApiKey> {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 100 {
                 return Err(ValidationError::field("name", "must be 1 to 100 characters").into());
             }
-            self.project(project).await?;
+            // An instance-admin key has no scopes: the empty text marks it in the table too.
+            let scopes = match grant {
+                KeyGrant::Project { project_id, scopes } => {
+                    if scopes.is_empty() {
+                        return Err(ValidationError::field("scopes", "a project key needs at least one scope").into());
+                    }
+                    self.project(*project_id).await?;
+                    scopes.to_string()
+                }
+                KeyGrant::InstanceAdmin => String::new(),
+            };
             let (secret, prefix) = crate::api_key::generate()
                 .map_err(|e| StoreError::Conflict(format!("no randomness for a key: {e}")))?;
             let row: ApiKeyRow = sqlx::query_as(concat!(
-                "INSERT INTO api_keys (project_id, name, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                "INSERT INTO api_keys (project_id, name, prefix, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
                 api_key_columns!()
             ))
-            .bind(project)
+            .bind(grant.project_id())
             .bind(name)
             .bind(&prefix)
             .bind(crate::api_key::hash(&secret))
+            .bind(scopes)
             .bind(Utc::now())
             .fetch_one(&self.pool)
             .await?;
-            Ok(CreatedApiKey { key: row.into(), secret })
+            Ok(CreatedApiKey { key: row.try_into()?, secret })
         }
 
-        async fn api_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>> {
+        async fn api_keys(&self, project: Option<ProjectId>) -> StoreResult<Vec<ApiKey>> {
             let rows: Vec<ApiKeyRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 api_key_columns!(),
-                " FROM api_keys WHERE project_id = $1 ORDER BY id"
+                " FROM api_keys WHERE project_id IS NOT DISTINCT FROM $1 ORDER BY id"
             ))
             .bind(project)
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows.into_iter().map(ApiKey::from).collect())
+            convert_all(rows)
         }
 
-        async fn revoke_api_key(&self, project: ProjectId, key: i64) -> StoreResult<ApiKey> {
+        async fn revoke_api_key(&self, project: Option<ProjectId>, key: i64) -> StoreResult<ApiKey> {
             let row: Option<ApiKeyRow> = sqlx::query_as(concat!(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE project_id = $2 AND id = $3 RETURNING ",
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
+                 WHERE project_id IS NOT DISTINCT FROM $2 AND id = $3 RETURNING ",
                 api_key_columns!()
             ))
             .bind(Utc::now())
@@ -689,8 +701,13 @@ macro_rules! common_store_methods {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-            row.map(ApiKey::from)
-                .ok_or_else(|| StoreError::NotFound(format!("API key {key} of project {project}")))
+            match row {
+                Some(row) => row.try_into(),
+                None => Err(StoreError::NotFound(match project {
+                    Some(project) => format!("API key {key} of project {project}"),
+                    None => format!("instance-admin API key {key}"),
+                })),
+            }
         }
 
         async fn authenticate_api_key(&self, key: &str) -> StoreResult<Option<ApiKey>> {
@@ -705,9 +722,9 @@ macro_rules! common_store_methods {
             .bind(prefix)
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row
-                .filter(|row| crate::api_key::hashes_match(&row.key_hash, &crate::api_key::hash(key)))
-                .map(ApiKey::from))
+            row.filter(|row| crate::api_key::hashes_match(&row.key_hash, &crate::api_key::hash(key)))
+                .map(ApiKey::try_from)
+                .transpose()
         }
     };
 }

@@ -20,7 +20,7 @@ pub use web::{
     TicketPage,
 };
 
-use crate::api_key::{ApiKey, CreatedApiKey};
+use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
 use crate::error::StoreResult;
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::LabelEvent;
@@ -231,17 +231,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<Vec<Promotion>>> + Send;
 
-    /// Creates a key; its secret is in the result and nowhere else.
+    /// Creates a key; its secret is in the result and nowhere else. A project key needs at
+    /// least one scope.
     fn create_api_key(
         &self,
-        project: ProjectId,
+        grant: &KeyGrant,
         name: &str,
     ) -> impl Future<Output = StoreResult<CreatedApiKey>> + Send;
-    fn api_keys(&self, project: ProjectId)
-    -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+    /// A project's keys, or the instance-admin keys when `project` is `None`.
+    fn api_keys(
+        &self,
+        project: Option<ProjectId>,
+    ) -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+    /// Revokes a key of the project (or an instance-admin key when `project` is `None`).
     fn revoke_api_key(
         &self,
-        project: ProjectId,
+        project: Option<ProjectId>,
         key: i64,
     ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
     /// The live key a client presented, or `None` (unknown, revoked or malformed).

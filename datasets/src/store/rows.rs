@@ -1,7 +1,7 @@
 //! Rows as both databases return them, and their conversion into domain types. Enums are
 //! stored as text and names re-validated, so a hand-edited database fails loudly, not subtly.
 
-use crate::api_key::ApiKey;
+use crate::api_key::{ApiKey, KeyGrant, Scopes};
 use crate::error::StoreError;
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::{Label, LabelEvent};
@@ -245,23 +245,34 @@ impl TryFrom<PromotionRow> for Promotion {
 #[derive(sqlx::FromRow)]
 pub(crate) struct ApiKeyRow {
     id: i64,
-    project_id: i64,
+    project_id: Option<i64>,
     name: String,
     prefix: String,
     pub(crate) key_hash: String,
+    scopes: String,
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<ApiKeyRow> for ApiKey {
-    fn from(row: ApiKeyRow) -> Self {
-        ApiKey {
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+    fn try_from(row: ApiKeyRow) -> Result<Self, StoreError> {
+        let scopes: Scopes = row.scopes.parse().map_err(|e| corrupt("key scopes", e))?;
+        let grant = match row.project_id {
+            Some(project_id) if !scopes.is_empty() => KeyGrant::Project {
+                project_id: ProjectId(project_id),
+                scopes,
+            },
+            None if scopes.is_empty() => KeyGrant::InstanceAdmin,
+            _ => return Err(corrupt("key scopes", "they do not fit the key's project")),
+        };
+        Ok(ApiKey {
             id: row.id,
-            project_id: ProjectId(row.project_id),
+            grant,
             name: row.name,
             prefix: row.prefix,
             created_at: row.created_at,
             revoked_at: row.revoked_at,
-        }
+        })
     }
 }

@@ -3,7 +3,7 @@
 use super::common::*;
 use super::rows::*;
 use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
-use crate::api_key::{ApiKey, CreatedApiKey};
+use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
 use crate::label::{LabelAction, LabelEvent, LabelSource};

@@ -1,7 +1,7 @@
 //! The JSON API under `/v1` and the health endpoints. Handlers are thin: they parse,
 //! call the store, and map errors.
 
-mod auth;
+pub mod auth;
 mod error;
 mod health;
 mod models;
@@ -16,266 +16,268 @@ pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use tagging::MAX_TAG_BATCH;
 
 use crate::state::AppState;
+use auth::Access;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use datasets::Scope;
 
 /// The largest request body, in bytes: a full batch of tickets of ordinary size fits; a batch
 /// of maximum-size bodies must be split.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Every route with its summary, in the order they are documented.
+/// Every route with its summary and who may call it, in the order they are documented.
 pub fn routes() -> openapi::Routes {
     openapi::Routes::new()
         .add(
             "GET",
             "/healthz",
             "The process is alive.",
-            false,
+            Access::Open,
             health::alive,
         )
         .add(
             "GET",
             "/readyz",
             "Ready: the database answers; models in service per project.",
-            false,
+            Access::Open,
             health::ready,
         )
         .add(
             "GET",
             "/metrics",
             "Prometheus metrics.",
-            false,
+            Access::Open,
             health::metrics,
         )
         .add(
             "GET",
             "/v1/openapi.json",
             "This document.",
-            false,
+            Access::Open,
             openapi_document,
         )
         .add(
             "GET",
             "/v1/projects",
             "Projects with ticket and tag counts.",
-            false,
+            Access::InstanceAdmin,
             projects::list,
         )
         .add(
             "POST",
             "/v1/projects",
             "Create a project (default taxonomy unless tags are given).",
-            false,
+            Access::InstanceAdmin,
             projects::create,
         )
         .add(
             "GET",
             "/v1/projects/{project}",
             "One project.",
-            false,
+            Access::Project(Scope::Read),
             projects::show,
         )
         .add(
             "GET",
             "/v1/projects/{project}/tags",
             "The taxonomy.",
-            false,
+            Access::Project(Scope::Read),
             projects::list_tags,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tags",
             "Add a tag.",
-            false,
+            Access::Project(Scope::Admin),
             projects::create_tag,
         )
         .add(
             "PATCH",
             "/v1/projects/{project}/tags/{tag}",
             "Rename, describe, recolour, archive a tag or edit its keyword rules.",
-            false,
+            Access::Project(Scope::Admin),
             projects::update_tag,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tags/{tag}/merge",
             "Merge this tag into another ({\"into\": tag id}): its labels move, its rules are appended, it is archived.",
-            true,
+            Access::Project(Scope::Admin),
             projects::merge_tag,
         )
         .add(
             "GET",
             "/v1/projects/{project}/tickets",
             "Search tickets.",
-            false,
+            Access::Project(Scope::Read),
             tickets::search,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tickets",
             "Ingest one ticket (idempotent on source and external id).",
-            false,
+            Access::Project(Scope::Tag),
             tickets::ingest_one,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tickets/batch",
             "Ingest a batch of tickets, all or nothing.",
-            false,
+            Access::Project(Scope::Tag),
             tickets::ingest_batch,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tickets/ingest",
             "Ingest a ticket and tag it with the promoted model.",
-            true,
+            Access::Project(Scope::Tag),
             tagging::ingest_and_tag,
         )
         .add(
             "GET",
             "/v1/projects/{project}/tickets/{ticket}",
             "A ticket with its labels.",
-            false,
+            Access::Project(Scope::Read),
             tickets::show,
         )
         .add(
             "PUT",
             "/v1/projects/{project}/tickets/{ticket}/labels",
-            "Set the tags a person gives a ticket.",
-            false,
+            "Set the tags a person gives a ticket ({\"tags\": [...]}); the labeller is the key.",
+            Access::Project(Scope::Label),
             tickets::set_labels,
         )
         .add(
             "GET",
             "/v1/projects/{project}/tickets/{ticket}/history",
             "Every label change of a ticket.",
-            false,
+            Access::Project(Scope::Read),
             tickets::history,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tag",
             "Tag one text with the promoted model.",
-            true,
+            Access::Project(Scope::Tag),
             tagging::tag_one,
         )
         .add(
             "POST",
             "/v1/projects/{project}/tag/batch",
             "Tag up to 64 texts.",
-            true,
+            Access::Project(Scope::Tag),
             tagging::tag_batch,
         )
         .add(
             "GET",
             "/v1/projects/{project}/models",
             "Model versions and promotion history.",
-            true,
+            Access::Project(Scope::Read),
             models::list,
         )
         .add(
             "POST",
             "/v1/projects/{project}/models/rollback",
             "Put back the version the promoted one replaced.",
-            true,
+            Access::Project(Scope::Train),
             models::rollback,
         )
         .add(
             "POST",
             "/v1/projects/{project}/models/{version}/promote",
             "Promote a version (guarded unless forced).",
-            true,
+            Access::Project(Scope::Train),
             models::promote,
         )
         .add(
             "POST",
             "/v1/projects/{project}/models/{version}/evaluate",
             "Evaluate a version again on today's held-out tickets (queued; 202).",
-            true,
+            Access::Project(Scope::Train),
             models::evaluate,
         )
         .add(
             "GET",
             "/v1/projects/{project}/training-runs",
             "Training runs, newest first, with progress and outcome.",
-            true,
+            Access::Project(Scope::Read),
             training::list,
         )
         .add(
             "POST",
             "/v1/projects/{project}/training-runs",
             "Queue a training run (kind and optional hyper-parameters).",
-            true,
+            Access::Project(Scope::Train),
             training::submit,
         )
         .add(
             "GET",
             "/v1/projects/{project}/training-runs/{run}",
             "One training run.",
-            true,
+            Access::Project(Scope::Read),
             training::show,
         )
         .add(
             "POST",
             "/v1/projects/{project}/training-runs/{run}/cancel",
             "Cancel a queued run, or stop a running one at its next epoch.",
-            true,
+            Access::Project(Scope::Train),
             training::cancel,
         )
         .add(
-            "GET",
-            "/v1/projects/{project}/review-queue",
-            "Lease the next tickets to label (count, user, lease_seconds), each with score, strategy and reason.",
-            false,
+            "POST",
+            "/v1/projects/{project}/review-queue/lease",
+            "Lease the next tickets to label to the key's holder ({\"count\", \"lease_seconds\"}, both optional), each with score, strategy and reason.",
+            Access::Project(Scope::Label),
             review::lease,
         )
         .add(
             "POST",
             "/v1/projects/{project}/review-queue/score",
             "Recompute the review queue now with a strategy (default margin).",
-            true,
+            Access::Project(Scope::Train),
             review::score,
         )
         .add(
             "POST",
             "/v1/projects/{project}/review-queue/{ticket}/release",
-            "Give a leased ticket back (skip).",
-            false,
+            "Give back a ticket leased with this key (skip); another holder's lease is not touched.",
+            Access::Project(Scope::Label),
             review::release,
         )
         .add(
             "GET",
             "/v1/projects/{project}/agreement",
             "Per-tag agreement (Cohen's or Fleiss' kappa) between people who labelled the same tickets, with the tickets they disagree on.",
-            true,
+            Access::Project(Scope::Read),
             review::agreement,
         )
         .add(
             "GET",
             "/v1/projects/{project}/review-settings",
             "The project's review settings: the share of labelled tickets a second person labels again.",
-            true,
+            Access::Project(Scope::Read),
             review::settings,
         )
         .add(
             "PUT",
             "/v1/projects/{project}/review-settings",
             "Change the review settings ({\"double_label_share\": 0 to 1}).",
-            true,
+            Access::Project(Scope::Admin),
             review::update_settings,
         )
         .add(
             "GET",
             "/v1/projects/{project}/disagreements",
             "Tickets people labelled differently and no adjudicator has settled: each person's answer and the disputed tags.",
-            true,
+            Access::Project(Scope::Read),
             review::disagreements,
         )
         .add(
             "POST",
             "/v1/projects/{project}/disagreements/{ticket}/adjudicate",
-            "Settle a disagreement: the given tags become the ticket's labels ({\"tags\": [...], \"user\": \"...\"}).",
-            true,
+            "Settle a disagreement: the given tags become the ticket's labels ({\"tags\": [...]}); the adjudicator is the key.",
+            Access::Project(Scope::Label),
             review::adjudicate,
         )
 }

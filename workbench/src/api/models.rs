@@ -2,7 +2,7 @@
 //! A promotion swaps the model in this process at once; other processes follow within their
 //! watch interval.
 
-use super::auth::AuthorizedProject;
+use super::auth::{Authorized, scope};
 use super::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
@@ -19,7 +19,7 @@ pub struct Registry {
 
 pub async fn list(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<Registry>, ApiError> {
     let project = authorized.project.id;
     Ok(ApiJson(Registry {
@@ -70,7 +70,7 @@ async fn swap_now(state: &AppState, promotion: Promotion) -> PromotionResult {
 
 pub async fn promote(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
     ApiPath((_, version)): ApiPath<(String, i64)>,
     body: axum::body::Bytes,
 ) -> Result<ApiJson<PromotionResult>, ApiError> {
@@ -106,7 +106,7 @@ pub async fn promote(
 /// training); its stored metrics are replaced when the job has run.
 pub async fn evaluate(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
     ApiPath((_, version)): ApiPath<(String, i64)>,
 ) -> Result<StatusCode, ApiError> {
     let project = authorized.project.id;
@@ -140,7 +140,7 @@ pub async fn evaluate(
 
 pub async fn rollback(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
 ) -> Result<(StatusCode, ApiJson<PromotionResult>), ApiError> {
     let promotion = state
         .store

@@ -1,6 +1,6 @@
 //! Projects and their taxonomy.
 
-use super::auth::AuthorizedProject;
+use super::auth::{Authorized, InstanceAdmin, scope};
 use super::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
@@ -22,15 +22,16 @@ pub async fn find_project(store: &AnyStore, name: &str) -> Result<Project, ApiEr
         .ok_or_else(|| ApiError::not_found(format!("project {name:?} not found")))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<ApiJson<Vec<ProjectSummary>>, ApiError> {
+/// Every project: an instance-admin key sees them all, a project key none but its own.
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: InstanceAdmin,
+) -> Result<ApiJson<Vec<ProjectSummary>>, ApiError> {
     Ok(ApiJson(state.store.list_projects().await?))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
-) -> Result<ApiJson<Project>, ApiError> {
-    Ok(ApiJson(find_project(&state.store, &project).await?))
+pub async fn show(authorized: Authorized<scope::Read>) -> Result<ApiJson<Project>, ApiError> {
+    Ok(ApiJson(authorized.project))
 }
 
 #[derive(Deserialize)]
@@ -45,6 +46,7 @@ pub struct CreateProject {
 
 pub async fn create(
     State(state): State<AppState>,
+    _admin: InstanceAdmin,
     ApiJson(request): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, ApiJson<serde_json::Value>), ApiError> {
     let tags = request.tags.unwrap_or_else(default_taxonomy);
@@ -99,32 +101,30 @@ pub async fn create_project_with_tags(
 
 pub async fn list_tags(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
+    authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<Vec<Tag>>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
-    Ok(ApiJson(state.store.list_tags(project.id).await?))
+    Ok(ApiJson(state.store.list_tags(authorized.project.id).await?))
 }
 
 pub async fn create_tag(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
+    authorized: Authorized<scope::Admin>,
     ApiJson(tag): ApiJson<NewTag>,
 ) -> Result<(StatusCode, ApiJson<Tag>), ApiError> {
-    let project = find_project(&state.store, &project).await?;
-    let tag = state.store.create_tag(project.id, &tag).await?;
+    let tag = state.store.create_tag(authorized.project.id, &tag).await?;
     Ok((StatusCode::CREATED, ApiJson(tag)))
 }
 
 pub async fn update_tag(
     State(state): State<AppState>,
-    ApiPath((project, tag)): ApiPath<(String, i64)>,
+    authorized: Authorized<scope::Admin>,
+    ApiPath((_, tag)): ApiPath<(String, i64)>,
     ApiJson(update): ApiJson<TagUpdate>,
 ) -> Result<ApiJson<Tag>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
     Ok(ApiJson(
         state
             .store
-            .update_tag(project.id, TagId(tag), &update)
+            .update_tag(authorized.project.id, TagId(tag), &update)
             .await?,
     ))
 }
@@ -136,11 +136,10 @@ pub struct MergeRequest {
     into: i64,
 }
 
-/// Merges the tag in the path into `into`; it needs the project's API key, since it moves
-/// every label of the tag and archives it.
+/// Merges the tag in the path into `into`: it moves every label of the tag and archives it.
 pub async fn merge_tag(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Admin>,
     ApiPath((_, tag)): ApiPath<(String, i64)>,
     ApiJson(request): ApiJson<MergeRequest>,
 ) -> Result<ApiJson<TagMerge>, ApiError> {

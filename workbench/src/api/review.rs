@@ -2,8 +2,7 @@
 //! score, strategy and reason), give one back, and rescore the queue now; label quality:
 //! the double-labelling share, agreement, and the disagreements an adjudicator settles.
 
-use super::auth::AuthorizedProject;
-use super::projects::find_project;
+use super::auth::{Authorized, refuse_user_field, scope};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
@@ -22,13 +21,33 @@ pub const DEFAULT_LEASE_SECONDS: u32 = 15 * 60;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeaseQuery {
-    /// Who is labelling; the signed-in user once the workbench has logins.
-    user: String,
+pub struct LeaseRequest {
     #[serde(default = "default_count")]
     count: u32,
     #[serde(default = "default_lease_seconds")]
     lease_seconds: u32,
+    /// Refused when present: the labeller is the key.
+    #[serde(default)]
+    user: Option<serde::de::IgnoredAny>,
+}
+
+impl Default for LeaseRequest {
+    fn default() -> Self {
+        Self {
+            count: default_count(),
+            lease_seconds: default_lease_seconds(),
+            user: None,
+        }
+    }
+}
+
+/// A JSON body that may be left out: an empty one means the defaults.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(e.to_string()))
+    }
 }
 
 fn default_count() -> u32 {
@@ -55,21 +74,25 @@ pub struct LeasedBatch {
     stats: ReviewQueueStats,
 }
 
+/// Leases the next tickets to the key's holder: a POST, since it changes what others get.
 pub async fn lease(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
-    ApiQuery(query): ApiQuery<LeaseQuery>,
+    authorized: Authorized<scope::Label>,
+    body: axum::body::Bytes,
 ) -> Result<ApiJson<LeasedBatch>, ApiError> {
-    if query.count == 0 || query.count > MAX_LEASE_BATCH {
+    let request: LeaseRequest = optional_body(&body)?;
+    refuse_user_field(&request.user)?;
+    if request.count == 0 || request.count > MAX_LEASE_BATCH {
         return Err(ApiError::invalid(format!(
             "count must be 1 to {MAX_LEASE_BATCH}, got {}",
-            query.count
+            request.count
         )));
     }
-    let project = find_project(&state.store, &project).await?;
+    let project = &authorized.project;
+    let user = authorized.actor();
     let entries = state
         .store
-        .lease_review_tickets(project.id, &query.user, query.count, query.lease_seconds)
+        .lease_review_tickets(project.id, &user, request.count, request.lease_seconds)
         .await?;
     let mut tickets = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -81,28 +104,33 @@ pub async fn lease(
         tickets.push(LeasedTicket { entry, ticket });
     }
     Ok(ApiJson(LeasedBatch {
-        user: query.user,
+        user,
         tickets,
         stats: state.store.review_queue_stats(project.id).await?,
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
-    user: String,
+    /// Refused when present: only the key's own lease can be given back.
+    #[serde(default)]
+    user: Option<serde::de::IgnoredAny>,
 }
 
-/// Gives a leased ticket back (a skip): someone else gets it, the same user not at once.
+/// Gives back a ticket this key leased (a skip): someone else gets it, the same holder not
+/// at once. Another holder's lease is left alone.
 pub async fn release(
     State(state): State<AppState>,
-    ApiPath((project, ticket)): ApiPath<(String, i64)>,
-    ApiJson(request): ApiJson<ReleaseRequest>,
+    authorized: Authorized<scope::Label>,
+    ApiPath((_, ticket)): ApiPath<(String, i64)>,
+    body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    let request: ReleaseRequest = optional_body(&body)?;
+    refuse_user_field(&request.user)?;
     state
         .store
-        .release_review_lease(project.id, TicketId(ticket), &request.user)
+        .release_review_lease(authorized.project.id, TicketId(ticket), &authorized.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,15 +166,10 @@ impl From<ScoreError> for ApiError {
 /// Recomputes the queue now, synchronously (the score job does the same after training).
 pub async fn score(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
     body: axum::body::Bytes,
 ) -> Result<ApiJson<ScoreSummary>, ApiError> {
-    // The body is optional: an empty one means the defaults.
-    let request: ScoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ScoreRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(e.to_string()))?
-    };
+    let request: ScoreRequest = optional_body(&body)?;
     let strategy: Strategy = request
         .strategy
         .as_deref()
@@ -189,7 +212,7 @@ pub struct Agreement {
 /// each person's latest whole answer.
 pub async fn agreement(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
     ApiQuery(query): ApiQuery<AgreementQuery>,
 ) -> Result<ApiJson<Agreement>, ApiError> {
     if !(2..=20).contains(&query.raters) {
@@ -215,7 +238,7 @@ pub async fn agreement(
 /// The project's review settings (the double-labelling share).
 pub async fn settings(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<ReviewSettings>, ApiError> {
     Ok(ApiJson(
         state.store.review_settings(authorized.project.id).await?,
@@ -225,7 +248,7 @@ pub async fn settings(
 /// Changes the review settings; tickets already drawn for a second opinion stay drawn.
 pub async fn update_settings(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Admin>,
     ApiJson(settings): ApiJson<ReviewSettings>,
 ) -> Result<ApiJson<ReviewSettings>, ApiError> {
     Ok(ApiJson(
@@ -239,7 +262,7 @@ pub async fn update_settings(
 /// The adjudication list: tickets people answered differently, not yet settled.
 pub async fn disagreements(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<Vec<trainer::active::kappa::Disagreement>>, ApiError> {
     let submissions = state
         .store
@@ -255,18 +278,20 @@ pub async fn disagreements(
 pub struct Adjudication {
     /// The final tags.
     tags: Vec<TagName>,
-    /// Who decided.
-    user: String,
+    /// Refused when present: the adjudicator is the key.
+    #[serde(default)]
+    user: Option<serde::de::IgnoredAny>,
 }
 
 /// Settles a ticket: the adjudicator's tags become its labels, and the answer is kept out of
 /// agreement figures.
 pub async fn adjudicate(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Label>,
     ApiPath((_, ticket)): ApiPath<(String, i64)>,
     ApiJson(request): ApiJson<Adjudication>,
 ) -> Result<ApiJson<LabelledTicket>, ApiError> {
+    refuse_user_field(&request.user)?;
     let project = authorized.project.id;
     let labelled = state
         .store
@@ -274,7 +299,7 @@ pub async fn adjudicate(
             project,
             TicketId(ticket),
             &request.tags,
-            &request.user,
+            &authorized.actor(),
             AnswerKind::Adjudication,
         )
         .await?;

@@ -1,7 +1,7 @@
 //! Tagging: one text, a batch, or "ingest and tag" — a ticket from any system is stored,
 //! tagged with the promoted model in the same request, and its auto-applied tags recorded.
 
-use super::auth::AuthorizedProject;
+use super::auth::{Authorized, scope};
 use super::tickets::IngestTicket;
 use super::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -81,7 +81,7 @@ pub struct TagRequest {
 
 pub async fn tag_one(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Tag>,
     ApiJson(request): ApiJson<TagRequest>,
 ) -> Result<ApiJson<Tagged>, ApiError> {
     let text = request.text.text()?;
@@ -107,7 +107,7 @@ pub struct TagBatchRequest {
 
 pub async fn tag_batch(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Tag>,
     ApiJson(request): ApiJson<TagBatchRequest>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     if request.tickets.len() > MAX_TAG_BATCH {
@@ -145,7 +145,7 @@ pub struct IngestedAndTagged {
 
 pub async fn ingest_and_tag(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Tag>,
     ApiJson(request): ApiJson<IngestTicket>,
 ) -> Result<(StatusCode, ApiJson<IngestedAndTagged>), ApiError> {
     let project = &authorized.project;

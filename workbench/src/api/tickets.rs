@@ -1,6 +1,6 @@
 //! Tickets: ingest (one or a batch), search, look at one, and label it.
 
-use super::projects::find_project;
+use super::auth::{Authorized, refuse_user_field, scope};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
@@ -60,10 +60,10 @@ pub struct Ingested {
 
 pub async fn ingest_one(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
+    authorized: Authorized<scope::Tag>,
     ApiJson(ticket): ApiJson<IngestTicket>,
 ) -> Result<(StatusCode, ApiJson<Ingested>), ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    let project = authorized.project;
     let ticket = ticket.into_new_ticket();
     let split = ticket.split;
     let stored = state.store.upsert_tickets(project.id, &[ticket]).await?;
@@ -87,7 +87,7 @@ pub struct IngestBatch {
 
 pub async fn ingest_batch(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
+    authorized: Authorized<scope::Tag>,
     ApiJson(batch): ApiJson<IngestBatch>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     let limit = state.config.max_batch;
@@ -101,7 +101,7 @@ pub async fn ingest_batch(
             ),
         ));
     }
-    let project = find_project(&state.store, &project).await?;
+    let project = authorized.project;
     let tickets: Vec<NewTicket> = batch
         .tickets
         .into_iter()
@@ -126,10 +126,10 @@ pub struct SearchParams {
 
 pub async fn search(
     State(state): State<AppState>,
-    ApiPath(project): ApiPath<String>,
+    authorized: Authorized<scope::Read>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    let project = authorized.project;
     let tag = params
         .tag
         .as_deref()
@@ -151,9 +151,10 @@ pub async fn search(
 
 pub async fn show(
     State(state): State<AppState>,
-    ApiPath((project, ticket)): ApiPath<(String, i64)>,
+    authorized: Authorized<scope::Read>,
+    ApiPath((_, ticket)): ApiPath<(String, i64)>,
 ) -> Result<ApiJson<LabelledTicket>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    let project = authorized.project;
     Ok(ApiJson(
         state.store.ticket(project.id, TicketId(ticket)).await?,
     ))
@@ -163,19 +164,27 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 pub struct SetLabels {
     tags: Vec<TagName>,
-    /// Who is labelling; the signed-in user once the workbench has logins.
-    user: String,
+    /// Refused when present: the labeller is the key.
+    #[serde(default)]
+    user: Option<serde::de::IgnoredAny>,
 }
 
 pub async fn set_labels(
     State(state): State<AppState>,
-    ApiPath((project, ticket)): ApiPath<(String, i64)>,
+    authorized: Authorized<scope::Label>,
+    ApiPath((_, ticket)): ApiPath<(String, i64)>,
     ApiJson(request): ApiJson<SetLabels>,
 ) -> Result<ApiJson<LabelledTicket>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    refuse_user_field(&request.user)?;
+    let project = &authorized.project;
     let labelled = state
         .store
-        .set_human_labels(project.id, TicketId(ticket), &request.tags, &request.user)
+        .set_human_labels(
+            project.id,
+            TicketId(ticket),
+            &request.tags,
+            &authorized.actor(),
+        )
         .await?;
     state.labels_changed(project.id);
     Ok(ApiJson(labelled))
@@ -183,9 +192,10 @@ pub async fn set_labels(
 
 pub async fn history(
     State(state): State<AppState>,
-    ApiPath((project, ticket)): ApiPath<(String, i64)>,
+    authorized: Authorized<scope::Read>,
+    ApiPath((_, ticket)): ApiPath<(String, i64)>,
 ) -> Result<ApiJson<Vec<LabelEvent>>, ApiError> {
-    let project = find_project(&state.store, &project).await?;
+    let project = authorized.project;
     Ok(ApiJson(
         state
             .store

@@ -1,7 +1,7 @@
 //! Training runs over HTTP: queue one, follow its progress, cancel it. The run itself is
 //! done by whichever worker takes the job (`tagger worker`, `serve --with-worker`, `demo`).
 
-use super::auth::AuthorizedProject;
+use super::auth::{Authorized, scope};
 use super::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
@@ -25,7 +25,7 @@ pub struct TrainingRequest {
 
 pub async fn submit(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<TrainingRun>), ApiError> {
     let request: TrainingRequest = serde_json::from_slice(&body)
@@ -64,7 +64,7 @@ pub async fn submit(
 
 pub async fn list(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<Vec<TrainingRun>>, ApiError> {
     Ok(ApiJson(
         state
@@ -76,7 +76,7 @@ pub async fn list(
 
 pub async fn show(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Read>,
     ApiPath((_, run)): ApiPath<(String, i64)>,
 ) -> Result<ApiJson<TrainingRun>, ApiError> {
     Ok(ApiJson(
@@ -89,7 +89,7 @@ pub async fn show(
 
 pub async fn cancel(
     State(state): State<AppState>,
-    authorized: AuthorizedProject,
+    authorized: Authorized<scope::Train>,
     ApiPath((_, run)): ApiPath<(String, i64)>,
 ) -> Result<ApiJson<TrainingRun>, ApiError> {
     Ok(ApiJson(

@@ -1,6 +1,6 @@
 //! Projects and API keys (admins only): create a project with the default taxonomy, create
-//! a project's API keys (the secret is shown once, on the answer to the form, and never
-//! stored), and revoke them.
+//! a project's API keys with the scopes the admin ticks, or instance-admin keys (the secret
+//! is shown once, on the answer to the form, and never stored), and revoke them.
 
 use super::auth::{CsrfForm, CurrentUser};
 use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
@@ -8,9 +8,25 @@ use crate::api::projects::{CreateProjectError, create_project_with_tags};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
 use datasets::demo::default_taxonomy;
-use datasets::{LabelMode, ProjectId, ProjectName, Role, Store};
+use datasets::{ApiKey, KeyGrant, LabelMode, ProjectId, ProjectName, Role, Scope, Store};
 use minijinja::{Value, context};
 use serde::Deserialize;
+
+/// A key as the page lists it.
+fn key_row(key: &ApiKey) -> Value {
+    let scopes: Vec<&str> = match &key.grant {
+        KeyGrant::Project { scopes, .. } => scopes.iter().map(Scope::as_str).collect(),
+        KeyGrant::InstanceAdmin => vec!["instance-admin"],
+    };
+    context! {
+        id => key.id,
+        name => key.name.as_str(),
+        prefix => key.prefix.as_str(),
+        scopes => scopes,
+        created => key.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        revoked => key.revoked_at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()),
+    }
+}
 
 /// The page, with the secret of a key just created when there is one.
 async fn page(state: &AppState, user: &CurrentUser, new_key: Option<Value>) -> WebResult {
@@ -18,18 +34,10 @@ async fn page(state: &AppState, user: &CurrentUser, new_key: Option<Value>) -> W
     for project in state.store.project_list().await? {
         let keys: Vec<Value> = state
             .store
-            .api_keys(project.id)
+            .api_keys(Some(project.id))
             .await?
             .iter()
-            .map(|k| {
-                context! {
-                    id => k.id,
-                    name => k.name.as_str(),
-                    prefix => k.prefix.as_str(),
-                    created => k.created_at.format("%Y-%m-%d %H:%M").to_string(),
-                    revoked => k.revoked_at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()),
-                }
-            })
+            .map(key_row)
             .collect();
         projects.push(context! {
             id => project.id.0,
@@ -38,13 +46,29 @@ async fn page(state: &AppState, user: &CurrentUser, new_key: Option<Value>) -> W
             keys => keys,
         });
     }
+    let instance_keys: Vec<Value> = state
+        .store
+        .api_keys(None)
+        .await?
+        .iter()
+        .map(key_row)
+        .collect();
+    let scopes: Vec<Value> = Scope::ALL
+        .iter()
+        .map(|scope| context! { name => scope.as_str(), description => scope.description() })
+        .collect();
     render_page(
         state,
         user,
         None,
         "admin",
         "admin_projects.html",
-        context! { projects => projects, new_key => new_key },
+        context! {
+            projects => projects,
+            instance_keys => instance_keys,
+            scopes => scopes,
+            new_key => new_key,
+        },
     )
     .await
 }
@@ -87,36 +111,104 @@ pub async fn create_project(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CreateKeyForm {
-    csrf: Option<String>,
-    name: String,
-}
-
-/// Creates a key and answers with the page itself (not a redirect), so the secret travels
-/// once, in this response, and never in a cookie or a URL.
-pub async fn create_key(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(project): Path<i64>,
-    Form(form): Form<CreateKeyForm>,
-) -> WebResult {
-    user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
-    let project = state.store.project(ProjectId(project)).await?;
-    let name = form.name.trim();
+/// A key's name from a form: 1 to 100 characters, saying who uses it.
+fn key_name(fields: &[(String, String)]) -> Result<&str, WebError> {
+    let name = field(fields, "name").unwrap_or_default().trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(WebError::BadRequest(
             "a key needs a name of 1 to 100 characters (say who uses it)".into(),
         ));
     }
-    let created = state.store.create_api_key(project.id, name).await?;
+    Ok(name)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Creates a key and answers with the page itself (not a redirect), so the secret travels
+/// once, in this response, and never in a cookie or a URL. The form's scope checkboxes
+/// arrive as repeated `scope` fields, hence the list of pairs.
+pub async fn create_key(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    user.check_csrf(
+        field(&fields, "csrf")
+            .map(str::trim)
+            .filter(|csrf| !csrf.is_empty()),
+    )?;
+    super::require(&user, Role::Admin)?;
+    let project = state.store.project(ProjectId(project)).await?;
+    let name = key_name(&fields)?;
+    let scopes = fields
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .map(|(_, value)| value.parse::<Scope>())
+        .collect::<Result<datasets::Scopes, _>>()
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    if scopes.is_empty() {
+        return Err(WebError::BadRequest(
+            "tick at least one scope: what may the key do?".into(),
+        ));
+    }
+    let grant = KeyGrant::Project {
+        project_id: project.id,
+        scopes,
+    };
+    let created = state.store.create_api_key(&grant, name).await?;
     let new_key = context! {
         project => project.name.as_str(),
         name => created.key.name.as_str(),
         secret => created.secret.as_str(),
     };
     page(&state, &user, Some(new_key)).await
+}
+
+/// Creates an instance-admin key (creates and lists projects through the API).
+pub async fn create_instance_key(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    user.check_csrf(
+        field(&fields, "csrf")
+            .map(str::trim)
+            .filter(|csrf| !csrf.is_empty()),
+    )?;
+    super::require(&user, Role::Admin)?;
+    let name = key_name(&fields)?;
+    let created = state
+        .store
+        .create_api_key(&KeyGrant::InstanceAdmin, name)
+        .await?;
+    let new_key = context! {
+        project => "the instance (instance-admin)",
+        name => created.key.name.as_str(),
+        secret => created.secret.as_str(),
+    };
+    page(&state, &user, Some(new_key)).await
+}
+
+pub async fn revoke_instance_key(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(key): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Admin)?;
+    let revoked = state.store.revoke_api_key(None, key).await?;
+    Ok(redirect_with_flash(
+        "/admin/projects",
+        "ok",
+        &format!("Key {} ({}) revoked.", revoked.name, revoked.prefix),
+    ))
 }
 
 pub async fn revoke_key(
@@ -127,7 +219,10 @@ pub async fn revoke_key(
 ) -> WebResult {
     user.check_csrf(non_empty(&form.csrf))?;
     super::require(&user, Role::Admin)?;
-    let revoked = state.store.revoke_api_key(ProjectId(project), key).await?;
+    let revoked = state
+        .store
+        .revoke_api_key(Some(ProjectId(project)), key)
+        .await?;
     Ok(redirect_with_flash(
         "/admin/projects",
         "ok",

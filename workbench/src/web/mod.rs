@@ -99,6 +99,11 @@ pub fn router() -> Router<AppState> {
             "/admin/projects/{project}/keys/{key}/revoke",
             post(admin_projects::revoke_key),
         )
+        .route("/admin/keys", post(admin_projects::create_instance_key))
+        .route(
+            "/admin/keys/{key}/revoke",
+            post(admin_projects::revoke_instance_key),
+        )
         .route("/admin/users/{user}", post(users::update))
         .layer(axum::Extension(Arc::new(LoginLimiter::default())))
         .layer(axum::middleware::from_fn(security_headers))

@@ -1,6 +1,7 @@
 //! The workbench router driven with `oneshot` like a browser: log in, keep the session
-//! cookie and the CSRF token, read pages. Shared by the page tests that need no worker
-//! (`snapshots.rs`, `web_taxonomy_models.rs`).
+//! cookie and the CSRF token, read pages; and API keys for the tests that call `/v1`.
+//! Shared by the page tests that need no worker (`snapshots.rs`, `web_taxonomy_models.rs`)
+//! and the API tests.
 #![allow(clippy::unwrap_used, dead_code)] // a failed unwrap is a failed test; each test file uses part
 
 use axum::body::Body;
@@ -15,6 +16,33 @@ use workbench::config::Config;
 use workbench::state::AppState;
 
 pub const PASSWORD: &str = "a long test password";
+
+/// A key of `project` with the given scopes (`"tag,read"`); its secret.
+pub async fn scoped_key(store: &AnyStore, project: ProjectId, name: &str, scopes: &str) -> String {
+    let grant = KeyGrant::Project {
+        project_id: project,
+        scopes: scopes.parse().unwrap(),
+    };
+    store.create_api_key(&grant, name).await.unwrap().secret
+}
+
+/// A key of `project` with every scope, what a test that is not about scopes needs.
+pub async fn project_key(store: &AnyStore, project: ProjectId, name: &str) -> String {
+    let grant = KeyGrant::Project {
+        project_id: project,
+        scopes: Scopes::all(),
+    };
+    store.create_api_key(&grant, name).await.unwrap().secret
+}
+
+/// An instance-admin key (creates and lists projects).
+pub async fn instance_admin_key(store: &AnyStore, name: &str) -> String {
+    store
+        .create_api_key(&KeyGrant::InstanceAdmin, name)
+        .await
+        .unwrap()
+        .secret
+}
 
 /// A response as a browser sees it.
 pub struct Page {
