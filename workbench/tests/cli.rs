@@ -411,3 +411,24 @@ fn every_command_takes_the_data_directory_and_creates_no_database_elsewhere() {
         );
     }
 }
+
+#[test]
+fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    // Debug level: the database layer logs its statements, so there is log output to check.
+    let output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["--data-dir", data.path().to_str().unwrap(), "migrate"])
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("TAGGER_LOG", "debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "no log lines to check: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in the log: {stderr:?}"
+    );
+}
