@@ -454,14 +454,17 @@ pub async fn run_worker(
     let scorer_name = format!("{name}-maintenance");
     tracing::info!(worker = %name, "training worker started");
     // Training and scoring are separate apalis workers so a long training run never holds
-    // up the review queue; each runs one job at a time.
+    // up the review queue; each runs one job at a time. Each runs in a task of its own: an
+    // apalis worker fetches whenever its task is woken, so two sharing a task (`join!`)
+    // woke each other with every fetch, hundreds of times a second, however long the poll
+    // interval (issue 14, finding 11). On its own, an idle worker fetches once per interval.
     let (training, scoring) = match queue.clone() {
         JobQueue::Sqlite {
             training,
             scoring,
             poll,
-        } => {
-            tokio::join!(
+        } => (
+            tokio::spawn(
                 WorkerBuilder::new(name.as_str())
                     .backend(training.poll_with_interval(poll))
                     .data(state.clone())
@@ -469,20 +472,22 @@ pub async fn run_worker(
                     .concurrency(1)
                     .build(train_job)
                     .run_until(signal()),
+            ),
+            tokio::spawn(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
-            )
-        }
+            ),
+        ),
         JobQueue::Postgres {
             training,
             scoring,
             poll,
-        } => {
-            tokio::join!(
+        } => (
+            tokio::spawn(
                 WorkerBuilder::new(name.as_str())
                     .backend(training.poll_with_interval(poll))
                     .data(state.clone())
@@ -490,18 +495,23 @@ pub async fn run_worker(
                     .concurrency(1)
                     .build(train_job)
                     .run_until(signal()),
+            ),
+            tokio::spawn(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
-            )
-        }
+            ),
+        ),
     };
-    training
-        .and(scoring)
-        .map_err(|e| JobError::Worker(e.to_string()))
+    let (training, scoring) = tokio::join!(training, scoring);
+    let ended = |joined: Result<Result<(), WorkerError>, tokio::task::JoinError>| match joined {
+        Ok(result) => result.map_err(|e| JobError::Worker(e.to_string())),
+        Err(error) => Err(JobError::Worker(error.to_string())),
+    };
+    ended(training).and(ended(scoring))
 }
 
 /// One short job (see `MaintenanceJob`).
