@@ -859,9 +859,10 @@ fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
             validation,
             test,
             tags,
+            held_out,
         } => serde_json::json!({
             "stage": "loaded", "train": train, "validation": validation, "test": test,
-            "tags": tags, "elapsed_seconds": elapsed_seconds,
+            "tags": tags, "held_out": held_out, "elapsed_seconds": elapsed_seconds,
         }),
         Progress::Embedding { done, total } => serde_json::json!({
             "stage": "embedding", "step": done, "steps": total, "elapsed_seconds": elapsed_seconds,

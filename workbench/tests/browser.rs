@@ -50,7 +50,7 @@ async fn version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVe
             &NewModelVersion {
                 kind: "ngram".into(),
                 metrics: serde_json::json!({
-                    "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
+                    "examples": 200, "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
                     "per_tag": [{"tag": "Billing", "precision": macro_f1, "recall": 0.7, "f1": macro_f1, "support": 40, "threshold": 0.5}],
                     "coverage": {"auto_tagged_share": 0.6, "precision": 0.95, "review_share": 0.4}
                 }),

@@ -25,15 +25,16 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
         ModelsCommand::List { project } => {
             let project = super::find_project(store, &project).await?;
             println!(
-                "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  CREATED",
-                "ID", "KIND", "STATUS", "ACCURACY", "MACRO-F1", "ECE"
+                "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>8} {:>7}  CREATED",
+                "ID", "KIND", "STATUS", "HELD-OUT", "ACCURACY", "MACRO-F1", "ECE"
             );
             for version in store.model_versions(project.id).await? {
                 println!(
-                    "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  {}",
+                    "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>8} {:>7}  {}",
                     version.id,
                     version.kind,
                     version.status,
+                    datasets::registry::held_out_examples(&version),
                     figure(&version.metrics, "accuracy"),
                     figure(&version.metrics, "macro_f1"),
                     figure(&version.metrics, "ece"),
