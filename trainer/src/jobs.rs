@@ -425,6 +425,9 @@ pub struct WorkerState {
     pub stopping: Arc<AtomicBool>,
     /// The promotion guard's margin, for runs that promote themselves.
     pub guard_margin: f64,
+    /// After a run promotes itself, tag this many of the newest tickets no person labelled
+    /// with the new version (0: none).
+    pub retag_after_promotion: u32,
 }
 
 /// Runs training jobs one at a time until `shutdown` completes; then stops the job in
@@ -589,10 +592,7 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
         }
     }
     let tickets: Vec<datasets::LabelledTicket> = newest.into_iter().collect();
-    let texts: Vec<String> = tickets
-        .iter()
-        .map(|t| format!("{}\n{}", t.ticket.subject, t.ticket.body))
-        .collect();
+    let texts: Vec<String> = tickets.iter().map(|t| t.ticket.text()).collect();
     let card = model.card.clone();
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy);
     let decisions = tokio::task::spawn_blocking(move || {
@@ -785,8 +785,18 @@ async fn train_job(
         Ok(outcome) => {
             tracing::info!(run = %run.id, version = %outcome.version.id, seconds = outcome.train_seconds, "trained");
             // Promote first, so a run seen as succeeded has had its policy applied.
-            if auto_promote {
-                promote_if_allowed(store, &outcome.version, state.guard_margin).await;
+            if auto_promote
+                && promote_if_allowed(store, &outcome.version, state.guard_margin).await
+                && state.retag_after_promotion > 0
+            {
+                // The new version's suggestions reach the pages only through stored tags.
+                let retag = MaintenanceJob::Retag {
+                    project_id: job.project_id,
+                    limit: state.retag_after_promotion,
+                };
+                if let Err(error) = queue.push_maintenance(retag).await {
+                    tracing::warn!(%error, "could not queue a re-tagging after the promotion");
+                }
             }
             finish(RunOutcome::Succeeded(outcome.version.id)).await;
             // The queue follows the model in service; the retraining policy counts labels
@@ -828,25 +838,36 @@ async fn train_job(
 }
 
 /// Promotes a policy run's version when the guard allows it, recorded as done by `policy`.
-async fn promote_if_allowed(store: &AnyStore, version: &datasets::ModelVersion, margin: f64) {
+/// Returns whether it is now in service.
+async fn promote_if_allowed(
+    store: &AnyStore,
+    version: &datasets::ModelVersion,
+    margin: f64,
+) -> bool {
     let project = version.project_id;
     let promoted = match store.promoted_model_version(project).await {
         Ok(promoted) => promoted,
         Err(error) => {
             tracing::warn!(%error, "cannot read the version in service; not promoting");
-            return;
+            return false;
         }
     };
     if let Err(refusal) = datasets::registry::check_guard(version, promoted.as_ref(), margin) {
         tracing::info!(version = %version.id, %refusal, "retrained version left as a candidate");
-        return;
+        return false;
     }
     match store
         .promote_model_version(project, version.id, "policy")
         .await
     {
-        Ok(_) => tracing::info!(version = %version.id, "retrained version promoted"),
-        Err(error) => tracing::warn!(%error, "could not promote the retrained version"),
+        Ok(_) => {
+            tracing::info!(version = %version.id, "retrained version promoted");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not promote the retrained version");
+            false
+        }
     }
 }
 
