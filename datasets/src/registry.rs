@@ -47,26 +47,59 @@ pub struct Promotion {
     pub at: DateTime<Utc>,
 }
 
-/// Why the guard refused a promotion.
+/// Why the guard refused a promotion; `force` overrides either.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "version {candidate} has held-out macro-F1 {candidate_f1:.3}, worse than the promoted version {promoted}'s {promoted_f1:.3} by more than {margin:.3}; promote with force to override"
-)]
-pub struct GuardRefusal {
-    pub candidate: ModelVersionId,
-    pub candidate_f1: f64,
-    pub promoted: ModelVersionId,
-    pub promoted_f1: f64,
-    pub margin: f64,
+pub enum GuardRefusal {
+    /// The version was judged on no held-out tickets (a project without a test split, or an
+    /// old record): its figures say nothing about tickets it has not seen.
+    #[error(
+        "version {candidate} was evaluated on no held-out tickets, so nothing shows how it tags tickets it has not seen; train it again (projects with fewer than 20 test tickets hold some training tickets out) or promote with force to override"
+    )]
+    NoHeldOutEvaluation { candidate: ModelVersionId },
+    /// Clearly worse than the version in service.
+    #[error(
+        "version {candidate} has held-out macro-F1 {candidate_f1:.3}, worse than the promoted version {promoted}'s {promoted_f1:.3} by more than {margin:.3}; promote with force to override"
+    )]
+    WorseThanPromoted {
+        candidate: ModelVersionId,
+        candidate_f1: f64,
+        promoted: ModelVersionId,
+        promoted_f1: f64,
+        margin: f64,
+    },
 }
 
-/// The promotion guard: a candidate may not be worse than the version in service by more
-/// than `margin` in held-out macro-F1. Versions without that figure pass.
+impl GuardRefusal {
+    /// A stable name of the reason, for API error codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoHeldOutEvaluation { .. } => "no_held_out_evaluation",
+            Self::WorseThanPromoted { .. } => "guard",
+        }
+    }
+}
+
+/// How many held-out tickets a version was evaluated on (its metrics' `examples`).
+pub fn held_out_examples(version: &ModelVersion) -> u64 {
+    version
+        .metrics
+        .get("examples")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The promotion guard: a candidate must have been evaluated on held-out tickets, and may
+/// not be worse than the version in service by more than `margin` in held-out macro-F1.
 pub fn check_guard(
     candidate: &ModelVersion,
     promoted: Option<&ModelVersion>,
     margin: f64,
 ) -> Result<(), GuardRefusal> {
+    if held_out_examples(candidate) == 0 {
+        return Err(GuardRefusal::NoHeldOutEvaluation {
+            candidate: candidate.id,
+        });
+    }
     let Some(promoted) = promoted else {
         return Ok(());
     };
@@ -77,7 +110,7 @@ pub fn check_guard(
     };
     match (f1(candidate), f1(promoted)) {
         (Some(candidate_f1), Some(promoted_f1)) if candidate_f1 + margin < promoted_f1 => {
-            Err(GuardRefusal {
+            Err(GuardRefusal::WorseThanPromoted {
                 candidate: candidate.id,
                 candidate_f1,
                 promoted: promoted.id,
@@ -100,8 +133,8 @@ mod tests {
             kind: "ngram".into(),
             status: "candidate".into(),
             metrics: macro_f1.map_or(
-                serde_json::json!({}),
-                |f| serde_json::json!({"macro_f1": f}),
+                serde_json::json!({"examples": 50}),
+                |f| serde_json::json!({"examples": 50, "macro_f1": f}),
             ),
             params: serde_json::json!({}),
             artifact_path: String::new(),
@@ -123,5 +156,27 @@ mod tests {
         assert!(check_guard(&version(3, Some(0.89)), Some(&promoted), 0.02).is_ok());
         assert!(check_guard(&version(4, None), Some(&promoted), 0.02).is_ok());
         assert!(check_guard(&version(5, Some(0.1)), None, 0.02).is_ok());
+    }
+
+    #[test]
+    fn a_version_evaluated_on_no_held_out_tickets_is_refused_even_as_the_first() {
+        for metrics in [
+            serde_json::json!({"examples": 0, "accuracy": 0.0, "macro_f1": 0.0}),
+            serde_json::json!({}),
+        ] {
+            let candidate = ModelVersion {
+                metrics,
+                ..version(6, None)
+            };
+            let refusal = check_guard(&candidate, None, 0.02).unwrap_err();
+            assert_eq!(
+                refusal,
+                GuardRefusal::NoHeldOutEvaluation {
+                    candidate: ModelVersionId(6)
+                }
+            );
+            assert_eq!(refusal.code(), "no_held_out_evaluation");
+            assert!(refusal.to_string().contains("no held-out tickets"));
+        }
     }
 }

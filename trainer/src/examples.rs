@@ -2,7 +2,9 @@
 //! (by hand or by import) count as truth; the model's own labels never train the model.
 //! The train split is cut once more, by a stable hash of the ticket id, into what the
 //! model fits and a validation part for calibration, thresholds and early stopping; the
-//! test split is only ever used to report.
+//! test split is only ever used to report. A project whose test split is too small to judge
+//! a model (say, imported with `--split train`) gets a held-out set cut from its training
+//! tickets the same way, in memory: the tickets keep their split in the store.
 
 use datasets::split::stable_hash;
 use datasets::{
@@ -14,6 +16,26 @@ use std::collections::HashMap;
 
 /// Share of the train split set aside for validation.
 pub const VALIDATION_FRACTION: f64 = 0.1;
+/// The fewest held-out tickets a model is judged on. A test split smaller than this is
+/// topped up from the training tickets; a project without enough labelled tickets for both
+/// is refused.
+pub const MIN_HELD_OUT: usize = 20;
+/// Share of the labelled training tickets held out when the test split is too small.
+pub const HELD_OUT_FRACTION: f64 = 0.2;
+/// Seed of the hash that picks the training tickets held out (not the validation seed, so
+/// the two cuts are independent).
+const HELD_OUT_SEED: u64 = 11;
+
+/// Where a run's held-out tickets came from; recorded with the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "source")]
+pub enum HeldOut {
+    /// The project's test split, as imported.
+    TestSplit,
+    /// The test split had fewer than `MIN_HELD_OUT` tickets: `from_training` labelled
+    /// training tickets, picked by a stable hash of their ids, were held out as well.
+    TopUpFromTraining { from_training: usize },
+}
 
 /// One ticket with the indices of its true tags among the model's outputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +58,8 @@ pub struct TrainingData {
     /// Train and validation examples whose truth a person gave in the workbench (the rest
     /// were imported): the x axis of the project's learning curve.
     pub labelled_by_hand: usize,
+    /// Where `test` came from.
+    pub held_out: HeldOut,
 }
 
 /// The tags people gave a ticket and whose word it is, or `None` if no person's or import's
@@ -89,7 +113,10 @@ pub async fn load_training_data(
         test: Vec::new(),
         fingerprint: String::new(),
         labelled_by_hand: 0,
+        held_out: HeldOut::TestSplit,
     };
+    // Who labelled each train-split example, so counts stay right if some are held out.
+    let mut by_hand = std::collections::HashSet::new();
     let mut hasher = Sha256::new();
     let mut after = None;
     loop {
@@ -123,7 +150,7 @@ pub async fn load_training_data(
                 targets,
             };
             if truth_source == LabelSource::Human && ticket.ticket.split == Split::Train {
-                data.labelled_by_hand += 1;
+                by_hand.insert(example.ticket);
             }
             match ticket.ticket.split {
                 Split::Test => data.test.push(example),
@@ -137,7 +164,50 @@ pub async fn load_training_data(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    top_up_held_out(&mut data);
+    data.labelled_by_hand = data
+        .train
+        .iter()
+        .chain(&data.validation)
+        .filter(|e| by_hand.contains(&e.ticket))
+        .count();
     Ok(data)
+}
+
+/// When the test split is smaller than `MIN_HELD_OUT`, moves a share of the labelled
+/// training tickets (at least enough to reach the minimum) to `test`. The choice depends
+/// only on the ticket ids, so a stored version is evaluated again on the same tickets.
+fn top_up_held_out(data: &mut TrainingData) {
+    if data.test.len() >= MIN_HELD_OUT {
+        return;
+    }
+    let mut pool: Vec<Example> = std::mem::take(&mut data.train);
+    pool.append(&mut data.validation);
+    let wanted = MIN_HELD_OUT
+        .saturating_sub(data.test.len())
+        .max((pool.len() as f64 * HELD_OUT_FRACTION).ceil() as usize)
+        .min(pool.len());
+    pool.sort_by_key(|e| {
+        (
+            stable_hash(HELD_OUT_SEED, &e.ticket.0.to_string()),
+            e.ticket,
+        )
+    });
+    let kept = pool.split_off(wanted);
+    data.test.extend(pool);
+    data.test.sort_by_key(|e| e.ticket);
+    for example in kept {
+        if is_validation(example.ticket) {
+            data.validation.push(example);
+        } else {
+            data.train.push(example);
+        }
+    }
+    data.train.sort_by_key(|e| e.ticket);
+    data.validation.sort_by_key(|e| e.ticket);
+    data.held_out = HeldOut::TopUpFromTraining {
+        from_training: wanted,
+    };
 }
 
 fn is_validation(ticket: TicketId) -> bool {

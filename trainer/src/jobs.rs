@@ -425,6 +425,9 @@ pub struct WorkerState {
     pub stopping: Arc<AtomicBool>,
     /// The promotion guard's margin, for runs that promote themselves.
     pub guard_margin: f64,
+    /// After a run promotes itself, tag this many of the newest tickets no person labelled
+    /// with the new version (0: none).
+    pub retag_after_promotion: u32,
 }
 
 /// Runs training jobs one at a time until `shutdown` completes; then stops the job in
@@ -454,14 +457,17 @@ pub async fn run_worker(
     let scorer_name = format!("{name}-maintenance");
     tracing::info!(worker = %name, "training worker started");
     // Training and scoring are separate apalis workers so a long training run never holds
-    // up the review queue; each runs one job at a time.
+    // up the review queue; each runs one job at a time. Each runs in a task of its own: an
+    // apalis worker fetches whenever its task is woken, so two sharing a task (`join!`)
+    // woke each other with every fetch, hundreds of times a second, however long the poll
+    // interval (issue 14, finding 11). On its own, an idle worker fetches once per interval.
     let (training, scoring) = match queue.clone() {
         JobQueue::Sqlite {
             training,
             scoring,
             poll,
-        } => {
-            tokio::join!(
+        } => (
+            tokio::spawn(
                 WorkerBuilder::new(name.as_str())
                     .backend(training.poll_with_interval(poll))
                     .data(state.clone())
@@ -469,20 +475,22 @@ pub async fn run_worker(
                     .concurrency(1)
                     .build(train_job)
                     .run_until(signal()),
+            ),
+            tokio::spawn(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
-            )
-        }
+            ),
+        ),
         JobQueue::Postgres {
             training,
             scoring,
             poll,
-        } => {
-            tokio::join!(
+        } => (
+            tokio::spawn(
                 WorkerBuilder::new(name.as_str())
                     .backend(training.poll_with_interval(poll))
                     .data(state.clone())
@@ -490,18 +498,23 @@ pub async fn run_worker(
                     .concurrency(1)
                     .build(train_job)
                     .run_until(signal()),
+            ),
+            tokio::spawn(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
-            )
-        }
+            ),
+        ),
     };
-    training
-        .and(scoring)
-        .map_err(|e| JobError::Worker(e.to_string()))
+    let (training, scoring) = tokio::join!(training, scoring);
+    let ended = |joined: Result<Result<(), WorkerError>, tokio::task::JoinError>| match joined {
+        Ok(result) => result.map_err(|e| JobError::Worker(e.to_string())),
+        Err(error) => Err(JobError::Worker(error.to_string())),
+    };
+    ended(training).and(ended(scoring))
 }
 
 /// One short job (see `MaintenanceJob`).
@@ -772,8 +785,18 @@ async fn train_job(
         Ok(outcome) => {
             tracing::info!(run = %run.id, version = %outcome.version.id, seconds = outcome.train_seconds, "trained");
             // Promote first, so a run seen as succeeded has had its policy applied.
-            if auto_promote {
-                promote_if_allowed(store, &outcome.version, state.guard_margin).await;
+            if auto_promote
+                && promote_if_allowed(store, &outcome.version, state.guard_margin).await
+                && state.retag_after_promotion > 0
+            {
+                // The new version's suggestions reach the pages only through stored tags.
+                let retag = MaintenanceJob::Retag {
+                    project_id: job.project_id,
+                    limit: state.retag_after_promotion,
+                };
+                if let Err(error) = queue.push_maintenance(retag).await {
+                    tracing::warn!(%error, "could not queue a re-tagging after the promotion");
+                }
             }
             finish(RunOutcome::Succeeded(outcome.version.id)).await;
             // The queue follows the model in service; the retraining policy counts labels
@@ -815,25 +838,36 @@ async fn train_job(
 }
 
 /// Promotes a policy run's version when the guard allows it, recorded as done by `policy`.
-async fn promote_if_allowed(store: &AnyStore, version: &datasets::ModelVersion, margin: f64) {
+/// Returns whether it is now in service.
+async fn promote_if_allowed(
+    store: &AnyStore,
+    version: &datasets::ModelVersion,
+    margin: f64,
+) -> bool {
     let project = version.project_id;
     let promoted = match store.promoted_model_version(project).await {
         Ok(promoted) => promoted,
         Err(error) => {
             tracing::warn!(%error, "cannot read the version in service; not promoting");
-            return;
+            return false;
         }
     };
     if let Err(refusal) = datasets::registry::check_guard(version, promoted.as_ref(), margin) {
         tracing::info!(version = %version.id, %refusal, "retrained version left as a candidate");
-        return;
+        return false;
     }
     match store
         .promote_model_version(project, version.id, "policy")
         .await
     {
-        Ok(_) => tracing::info!(version = %version.id, "retrained version promoted"),
-        Err(error) => tracing::warn!(%error, "could not promote the retrained version"),
+        Ok(_) => {
+            tracing::info!(version = %version.id, "retrained version promoted");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not promote the retrained version");
+            false
+        }
     }
 }
 
@@ -846,9 +880,10 @@ fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
             validation,
             test,
             tags,
+            held_out,
         } => serde_json::json!({
             "stage": "loaded", "train": train, "validation": validation, "test": test,
-            "tags": tags, "elapsed_seconds": elapsed_seconds,
+            "tags": tags, "held_out": held_out, "elapsed_seconds": elapsed_seconds,
         }),
         Progress::Embedding { done, total } => serde_json::json!({
             "stage": "embedding", "step": done, "steps": total, "elapsed_seconds": elapsed_seconds,

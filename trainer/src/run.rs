@@ -5,7 +5,7 @@
 use crate::calibrate::fit_temperature;
 use crate::encoder_head::{EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError};
 use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
-use crate::examples::{Example, TrainingData, load_training_data};
+use crate::examples::{Example, HeldOut, MIN_HELD_OUT, TrainingData, load_training_data};
 use crate::finetune::{FinetuneParams, StepReport, TrainFinetuneError};
 use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
 use crate::thresholds::choose_thresholds;
@@ -56,6 +56,8 @@ pub enum Progress {
         validation: usize,
         test: usize,
         tags: usize,
+        /// Whether `test` had to be topped up from the training tickets.
+        held_out: HeldOut,
     },
     /// Sentence embeddings computed so far (of those the cache did not have).
     Embedding {
@@ -108,8 +110,14 @@ fn check_enough(data: &TrainingData) -> Result<(), TrainError> {
         .filter(|t| data.train.iter().any(|e| e.targets.contains(t)))
         .count();
     if data.train.len() < 10 || tags_with_examples < 2 {
+        let held_out = match data.held_out {
+            HeldOut::TestSplit => String::new(),
+            HeldOut::TopUpFromTraining { from_training } => format!(
+                " ({from_training} more are held out to evaluate the model, because the test split has fewer than {MIN_HELD_OUT} tickets)"
+            ),
+        };
         return Err(TrainError::NotEnoughData(format!(
-            "{} training tickets over {tags_with_examples} tags; label at least 10 tickets with at least 2 different tags",
+            "{} training tickets over {tags_with_examples} tags{held_out}; label at least 10 tickets with at least 2 different tags, and enough beyond them for {MIN_HELD_OUT} held-out tickets",
             data.train.len()
         )));
     }
@@ -143,11 +151,20 @@ pub async fn train_until(
 ) -> Result<TrainOutcome, TrainError> {
     let data = load_training_data(store, project).await?;
     check_enough(&data)?;
+    if let HeldOut::TopUpFromTraining { from_training } = data.held_out {
+        tracing::warn!(
+            project = %project.id,
+            from_training,
+            held_out = data.test.len(),
+            "the test split has fewer than {MIN_HELD_OUT} tickets: training tickets held out to evaluate the model"
+        );
+    }
     let loaded = progress(Progress::Loaded {
         train: data.train.len(),
         validation: data.validation.len(),
         test: data.test.len(),
         tags: data.tags.len(),
+        held_out: data.held_out,
     });
     if loaded.is_break() {
         return Err(TrainError::Stopped);
@@ -222,6 +239,7 @@ pub async fn train_until(
             "train_examples": data.train.len(),
             "validation_examples": data.validation.len(),
             "test_examples": data.test.len(),
+            "held_out": data.held_out,
             "labelled_by_hand": data.labelled_by_hand,
         });
         params[request.kind.as_str()] = fitted.params;

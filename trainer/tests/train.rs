@@ -154,3 +154,119 @@ async fn too_few_labels_are_refused_with_a_reason() {
         .unwrap_err();
     assert!(matches!(error, TrainError::NotEnoughData(_)), "{error}");
 }
+
+/// A project imported with every ticket in the train split (`tagger import --split train`).
+async fn train_split_only_project(store: &AnyStore, name: &str, tickets: usize) -> Project {
+    let name = ProjectName::parse(name).unwrap();
+    let mut writer = store
+        .begin_import(&name, Some(LabelMode::Multi), "test")
+        .await
+        .unwrap();
+    for tag in datasets::demo::default_taxonomy() {
+        writer.create_tag(&tag.name).await.unwrap();
+    }
+    let rows = datasets::demo::generate(tickets, 7, chrono::Utc::now())
+        .into_iter()
+        .map(|t| datasets::store::ImportRow {
+            tags: t
+                .tags
+                .iter()
+                .map(|tag| writer.tags()[&tag.folded()])
+                .collect(),
+            ticket: NewTicket {
+                source: "import".into(),
+                external_id: t.external_id,
+                subject: t.subject,
+                body: t.body,
+                metadata: t.metadata,
+                created_at: Some(t.created_at),
+                split: Split::Train,
+            },
+        })
+        .collect();
+    writer.write(rows).await.unwrap();
+    let project = writer.project().clone();
+    writer.commit().await.unwrap();
+    project
+}
+
+#[tokio::test]
+async fn a_project_without_a_test_split_is_judged_on_training_tickets_held_out() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = train_split_only_project(&store, "TrainOnly", 300).await;
+    let data = trainer::examples::load_training_data(&store, &project)
+        .await
+        .unwrap();
+    let labelled = data.train.len() + data.validation.len() + data.test.len();
+    // A fifth of the labelled tickets, never fewer than the minimum.
+    let expected = (labelled as f64 * trainer::examples::HELD_OUT_FRACTION).ceil() as usize;
+    assert!(expected >= trainer::examples::MIN_HELD_OUT);
+    assert_eq!(data.test.len(), expected);
+    assert_eq!(
+        data.held_out,
+        trainer::examples::HeldOut::TopUpFromTraining {
+            from_training: expected
+        }
+    );
+    // No ticket is both learned from and judged on.
+    assert!(data.test.iter().all(|t| {
+        !data
+            .train
+            .iter()
+            .chain(&data.validation)
+            .any(|e| e.ticket == t.ticket)
+    }));
+
+    let models = tempfile::tempdir().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let outcome = train(&store, &project, &quick(), models.path(), move |p| {
+        let _ = sender.send(p);
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome.evaluation.examples, expected);
+    assert!(
+        outcome.evaluation.micro_f1 > 0.5,
+        "{}",
+        outcome.evaluation.micro_f1
+    );
+    assert_eq!(
+        outcome.version.params["held_out"],
+        serde_json::json!({"source": "top-up-from-training", "from_training": expected})
+    );
+    assert!(receiver.try_iter().any(|p| matches!(
+        p,
+        trainer::Progress::Loaded {
+            held_out: trainer::examples::HeldOut::TopUpFromTraining { .. },
+            ..
+        }
+    )));
+    // The same tickets are held out when the version is evaluated again.
+    let (again, _) = evaluate_version(&store, &project, &outcome.version)
+        .await
+        .unwrap();
+    assert_eq!(again.examples, expected);
+    assert!((again.macro_f1 - outcome.evaluation.macro_f1).abs() < 1e-9);
+    // The version is promotable: it has a held-out evaluation.
+    assert!(datasets::registry::check_guard(&outcome.version, None, 0.02).is_ok());
+}
+
+#[tokio::test]
+async fn too_few_labelled_tickets_to_hold_some_out_are_refused_with_a_reason() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    // About 25 labelled tickets: 20 held out would leave too few to learn from.
+    let project = train_split_only_project(&store, "Small", 30).await;
+    let models = tempfile::tempdir().unwrap();
+    let error = train(&store, &project, &quick(), models.path(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TrainError::NotEnoughData(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("held out to evaluate the model")
+            && message.contains("20 held-out tickets"),
+        "{message}"
+    );
+}

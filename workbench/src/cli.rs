@@ -1,4 +1,4 @@
-//! The command line: `tagger [--database-url URL] <command>`.
+//! The command line: `tagger [--database-url URL] [--data-dir DIR] <command>`.
 
 use clap::{Args, Parser, Subcommand};
 use datasets::LabelMode;
@@ -17,6 +17,10 @@ pub struct Cli {
     /// A TOML config file (default: ./tagger.toml when it exists).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Directory of the embedded database and the model files [default: ./data]. Every
+    /// command takes it, so `tagger users add` reaches the database `tagger demo` made.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -209,9 +213,6 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     pub addr: Option<SocketAddr>,
-    /// Directory for the embedded database and models [default: ./data].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
     /// Also run a training worker in this process (`demo` always does).
     #[arg(long)]
     pub with_worker: bool,

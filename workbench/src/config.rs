@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "tagger.toml";
 
+/// How many tickets a promotion tags again by default: every ticket of a small project, and a
+/// job of a minute or less for a large one (the newest tickets are the ones people look at).
+pub const DEFAULT_RETAG_AFTER_PROMOTION: u32 = 5000;
+
 /// Everything the binary can be configured with.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -39,8 +43,10 @@ pub struct Config {
     /// Retrain (`ngram`, promoted when the guard allows) after this many tickets were
     /// labelled since the review queue was last scored; 0 turns it off.
     pub retrain_after_labels: u64,
-    /// After a promotion, tag this many of the newest unlabelled tickets again with the new
-    /// version (a background job); 0 leaves earlier tags as they are.
+    /// After a promotion (a person's, the retraining policy's, the demo's first model), tag
+    /// this many of the newest tickets no person labelled with the new version, in a
+    /// background job, so its suggestions reach the review page, the ticket list and the
+    /// dashboard; 0 leaves earlier tags as they are.
     pub retag_after_promotion: u32,
 }
 
@@ -58,7 +64,7 @@ impl Default for Config {
             with_worker: false,
             worker_heartbeat_seconds: 10.0,
             retrain_after_labels: 50,
-            retag_after_promotion: 0,
+            retag_after_promotion: DEFAULT_RETAG_AFTER_PROMOTION,
         }
     }
 }

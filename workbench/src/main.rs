@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use workbench::cli::Cli;
@@ -38,9 +39,12 @@ async fn run() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("TAGGER_LOG_FILTER")
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("invalid log filter")?;
+    // Colours only for a person at a terminal: a log file or a collector would keep the
+    // escape codes as text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     workbench::commands::run(cli, config).await
 }

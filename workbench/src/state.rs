@@ -58,17 +58,9 @@ impl AppState {
         };
         let retag = self.config.retag_after_promotion;
         tokio::spawn(async move {
-            if let Err(error) = queue.rescore(project).await {
-                tracing::warn!(%error, %project, "could not queue a rescoring");
-            }
-            if retag > 0 {
-                let job = trainer::jobs::MaintenanceJob::Retag {
-                    project_id: project,
-                    limit: retag,
-                };
-                if let Err(error) = queue.push_maintenance(job).await {
-                    tracing::warn!(%error, %project, "could not queue a re-tagging");
-                }
+            if let Err(error) = crate::worker::queue_model_follow_ups(&queue, project, retag).await
+            {
+                tracing::warn!(%error, %project, "could not queue the rescoring and re-tagging");
             }
         });
     }

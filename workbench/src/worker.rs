@@ -7,7 +7,7 @@ use datasets::AnyStore;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
+use trainer::jobs::{JobQueue, MaintenanceJob, QueueSettings, WorkerState};
 
 /// The queue settings the configuration asks for.
 pub fn queue_settings(config: &Config) -> QueueSettings {
@@ -39,5 +39,26 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         name: format!("{host}-{}", std::process::id()),
         stopping: Arc::new(AtomicBool::new(false)),
         guard_margin: config.promotion_guard_margin,
+        retag_after_promotion: config.retag_after_promotion,
     })
+}
+
+/// After a promotion or rollback, from any process: rank the review queue again with the
+/// model in service, and tag the newest tickets no person labelled with it (at most
+/// `retag` of them; 0: none). A worker runs both.
+pub async fn queue_model_follow_ups(
+    queue: &JobQueue,
+    project: datasets::ProjectId,
+    retag: u32,
+) -> Result<(), trainer::jobs::JobError> {
+    queue.rescore(project).await?;
+    if retag > 0 {
+        queue
+            .push_maintenance(MaintenanceJob::Retag {
+                project_id: project,
+                limit: retag,
+            })
+            .await?;
+    }
+    Ok(())
 }

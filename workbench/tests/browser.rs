@@ -50,7 +50,7 @@ async fn version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVe
             &NewModelVersion {
                 kind: "ngram".into(),
                 metrics: serde_json::json!({
-                    "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
+                    "examples": 200, "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
                     "per_tag": [{"tag": "Billing", "precision": macro_f1, "recall": 0.7, "f1": macro_f1, "support": 40, "threshold": 0.5}],
                     "coverage": {"auto_tagged_share": 0.6, "precision": 0.95, "review_share": 0.4}
                 }),
@@ -152,6 +152,7 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
             name: "browser-test".into(),
             stopping: Default::default(),
             guard_margin: 0.02,
+            retag_after_promotion: 0,
         },
     );
     let base = format!("http://{}", application.local_addr().unwrap());

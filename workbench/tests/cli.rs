@@ -452,5 +452,83 @@ fn keys_are_created_with_scopes_or_as_instance_admin_and_listed_with_them() {
         instance.stdout.contains("provisioning") && instance.stdout.contains("instance-admin"),
         "{}",
         instance.stdout
+
+/// `tagger` run in `cwd` without `--database-url`: the data directory decides the database.
+fn tagger_in(cwd: &Path, args: &[&str]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env_remove("TAGGER_DATA_DIR")
+        .env("TAGGER_LOG", "warn")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn every_command_takes_the_data_directory_and_creates_no_database_elsewhere() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    // Before or after the command's name, as people type it.
+    let added = tagger_in(
+        elsewhere.path(),
+        &[
+            "users",
+            "add",
+            "--data-dir",
+            data_dir,
+            "--username",
+            "ana",
+            "--password",
+            "a long enough password",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+    let listed = tagger_in(elsewhere.path(), &["--data-dir", data_dir, "users", "list"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    assert!(listed.stdout.contains("ana"), "{}", listed.stdout);
+    let projects = tagger_in(elsewhere.path(), &["projects", "--data-dir", data_dir]);
+    assert!(projects.ok, "{}", projects.stderr);
+    assert!(data.path().join("tagger.db").exists());
+    assert!(
+        !elsewhere.path().join("data").exists(),
+        "a second database was created in the working directory"
+    );
+    for command in ["demo", "serve", "worker", "train", "keys", "models"] {
+        let help = tagger_in(elsewhere.path(), &[command, "--help"]);
+        assert!(
+            help.stdout.contains("--data-dir"),
+            "{command}: {}",
+            help.stdout
+        );
+    }
+}
+
+#[test]
+fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    // Debug level: the database layer logs its statements, so there is log output to check.
+    let output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["--data-dir", data.path().to_str().unwrap(), "migrate"])
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("TAGGER_LOG", "debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "no log lines to check: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in the log: {stderr:?}"
     );
 }

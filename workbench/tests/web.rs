@@ -762,7 +762,7 @@ async fn promotion_from_the_web_goes_through_the_guard() {
                 app.project.id,
                 &NewModelVersion {
                     kind: "ngram".into(),
-                    metrics: serde_json::json!({ "macro_f1": f1, "accuracy": f1, "per_tag": [
+                    metrics: serde_json::json!({ "examples": 100, "macro_f1": f1, "accuracy": f1, "per_tag": [
                         {"tag": "billing", "precision": f1, "recall": 0.5, "f1": 0.6, "support": 10, "threshold": 0.5}
                     ] }),
                     ..NewModelVersion::default()
@@ -821,6 +821,65 @@ async fn promotion_from_the_web_goes_through_the_guard() {
         .await;
     assert_eq!(compare.status, StatusCode::OK);
     assert!(compare.body.contains("-0.200"), "{}", compare.body);
+}
+
+#[tokio::test]
+async fn a_version_evaluated_on_no_held_out_tickets_is_promoted_only_when_forced() {
+    let app = WebApp::new().await;
+    // What `tagger train` recorded for a project imported with `--split train` only, before
+    // runs held tickets out themselves.
+    let unjudged = app
+        .store
+        .create_model_version(
+            app.project.id,
+            &NewModelVersion {
+                kind: "ngram".into(),
+                metrics: serde_json::json!({ "examples": 0, "accuracy": 0.0, "macro_f1": 0.0 }),
+                ..NewModelVersion::default()
+            },
+        )
+        .await
+        .unwrap();
+    let browser = app.login("mlengineer").await;
+    let promote = app.p(&format!("/models/{}/promote", unjudged.id));
+    let refused = app.submit(&browser, &promote, &[]).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    // The page the refusal leads back to says why.
+    let flash = refused.cookie("tagger_flash").unwrap();
+    let back = app
+        .send(
+            axum::http::Request::builder()
+                .uri(app.p("/models"))
+                .header(
+                    axum::http::header::COOKIE,
+                    format!("{}; {flash}", browser.cookie),
+                )
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        back.body.contains("Not promoted") && back.body.contains("no held-out tickets"),
+        "{}",
+        back.body
+    );
+    assert!(
+        app.store
+            .promoted_model_version(app.project.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let forced = app.submit(&browser, &promote, &[("force", "1")]).await;
+    assert_eq!(forced.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.store
+            .promoted_model_version(app.project.id)
+            .await
+            .unwrap()
+            .map(|v| v.id),
+        Some(unjudged.id)
+    );
 }
 
 #[tokio::test]

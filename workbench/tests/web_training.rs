@@ -155,6 +155,7 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
             name: "web-test".into(),
             stopping: Default::default(),
             guard_margin: 0.02,
+            retag_after_promotion: 0,
         },
         async move {
             let _ = stopped.await;

@@ -64,6 +64,7 @@ impl InProcessWorker {
                 name: "in-process".into(),
                 stopping: Default::default(),
                 guard_margin: 0.02,
+                retag_after_promotion: 0,
             },
             async move {
                 let _ = stopped.await;
@@ -687,6 +688,202 @@ async fn a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued(
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     worker.stop().await;
+}
+
+/// `name=value` of a cookie a response sets.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string()
+}
+
+/// The `<label class="choice">` block of the review form for one tag.
+fn choice<'a>(page: &'a str, tag: &str) -> &'a str {
+    let at = page.find(&format!("value=\"{tag}\"")).unwrap();
+    let start = page[..at].rfind("<label class=\"choice\">").unwrap();
+    let end = at + page[at..].find("</label>").unwrap();
+    &page[start..end]
+}
+
+#[test]
+fn the_demo_shows_the_models_suggestions_from_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["demo", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env_remove("TAGGER_RETAG_AFTER_PROMOTION")
+        .env("TAGGER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(demo.stdout.take().unwrap()));
+    let (mut url, mut password) = (None, None);
+    while url.is_none() || password.is_none() {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.strip_prefix("tagger is serving the demo at ") {
+            url = Some(rest.trim_end_matches('/').to_string());
+        }
+        if let Some(rest) = line.trim().strip_prefix("log in as admin with password ") {
+            password = Some(rest.to_string());
+        }
+    }
+    let (url, password) = (url.unwrap(), password.unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let store = AnyStore::open(&format!(
+                "sqlite://{}",
+                dir.path().join("tagger.db").display()
+            ))
+            .await
+            .unwrap();
+            let project = store
+                .project_by_name(&ProjectName::parse("Demo").unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            // The first model is trained and promoted by itself, then tags the tickets.
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let suggested = loop {
+                if let Some(version) = store.promoted_model_version(project.id).await.unwrap() {
+                    let tickets = store.tickets_after(project.id, None, 5000).await.unwrap();
+                    // Tickets nobody and no import labelled, carrying the model's tags.
+                    let suggested: Vec<&LabelledTicket> = tickets
+                        .iter()
+                        .filter(|t| {
+                            !t.labels.iter().any(|l| {
+                                matches!(l.source, LabelSource::Human | LabelSource::Import)
+                            })
+                        })
+                        .filter(|t| {
+                            t.labels.iter().any(|l| {
+                                l.source == LabelSource::Model
+                                    && l.set_by == format!("model:{}", version.id)
+                            })
+                        })
+                        .collect();
+                    // The review queue is ranked too (a job of its own).
+                    let ranked = store.review_queue_stats(project.id).await.unwrap().pending > 0;
+                    if suggested.len() >= 10 && ranked {
+                        break suggested[0].clone();
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no unlabelled ticket got the first model's tags, or the queue was not ranked"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let form = client.get(format!("{url}/login")).send().await.unwrap();
+            let login_cookie = set_cookie(&form, "tagger_login_csrf");
+            let body = form.text().await.unwrap();
+            let start = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+            let csrf = &body[start..start + body[start..].find('"').unwrap()];
+            let fields = [
+                ("csrf", csrf),
+                ("username", "admin"),
+                ("password", password.as_str()),
+                ("next", "/"),
+            ]
+            .iter()
+            .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+            let logged_in = client
+                .post(format!("{url}/login"))
+                .header(reqwest::header::COOKIE, &login_cookie)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(fields)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(logged_in.status(), StatusCode::SEE_OTHER);
+            let session = set_cookie(&logged_in, "tagger_session");
+            let get = |path: String| {
+                let request = client
+                    .get(format!("{url}{path}"))
+                    .header(reqwest::header::COOKIE, &session);
+                async move {
+                    let response = request.send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    response.text().await.unwrap()
+                }
+            };
+
+            // The review page pre-selects the model's tag and shows its confidence.
+            let label = suggested
+                .labels
+                .iter()
+                .find(|l| l.source == LabelSource::Model)
+                .unwrap();
+            let tag = store
+                .list_tags(project.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.id == label.tag_id)
+                .unwrap();
+            let page = get(format!(
+                "/p/{}/review?ticket={}",
+                project.id, suggested.ticket.id
+            ))
+            .await;
+            let block = choice(&page, tag.name.as_str());
+            assert!(block.contains(" checked"), "not pre-selected: {block}");
+            let shown: f32 = block
+                .rsplit("<span class=\"muted\">")
+                .next()
+                .unwrap()
+                .trim_end_matches("</span>")
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("no confidence: {block}"));
+            assert!(
+                (shown - label.confidence.unwrap()).abs() < 0.006,
+                "{shown} vs {:?}",
+                label.confidence
+            );
+            // The queue's next ticket shows the model's confidence for its tags too.
+            let next = get(format!("/p/{}/review", project.id)).await;
+            assert!(next.contains("data-review"), "the queue is empty: {next}");
+            assert!(
+                next.matches("<span class=\"muted\">0.").count()
+                    + next.matches("<span class=\"muted\">1.").count()
+                    >= 2,
+                "{next}"
+            );
+            // The dashboard counts the tickets the model tagged.
+            let dashboard = get(format!("/p/{}/dashboard?days=365", project.id)).await;
+            let at = dashboard.find("auto-tagged by a model (").unwrap() + 24;
+            let count: i64 = dashboard[at..at + dashboard[at..].find(')').unwrap()]
+                .parse()
+                .unwrap();
+            assert!(count > 0, "nothing auto-tagged on the dashboard");
+        })
+    }));
+    signal(&demo, "TERM");
+    wait_for_exit(&mut demo, Duration::from_secs(30));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 macro_rules! on_both_backends {

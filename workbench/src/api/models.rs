@@ -93,7 +93,9 @@ pub async fn promote(
             promoted.as_ref(),
             state.config.promotion_guard_margin,
         )
-        .map_err(|refusal| ApiError::new(StatusCode::CONFLICT, "guard", refusal.to_string()))?;
+        .map_err(|refusal| {
+            ApiError::new(StatusCode::CONFLICT, refusal.code(), refusal.to_string())
+        })?;
     }
     let promotion = state
         .store

@@ -20,6 +20,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     if let Some(url) = cli.database_url {
         config.database_url = Some(url);
     }
+    if let Some(data_dir) = cli.data_dir {
+        config.data_dir = data_dir;
+    }
     match cli.command {
         Command::Demo(args) => demo::run(config, args).await,
         Command::Serve(args) => serve::run(config, args).await,

@@ -56,10 +56,19 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                     validation,
                     test,
                     tags,
+                    held_out,
                 } => {
                     reporter.println(format!(
                 "{train} training, {validation} validation and {test} test tickets over {tags} tags"
             ));
+                    if let trainer::examples::HeldOut::TopUpFromTraining { from_training } =
+                        held_out
+                    {
+                        reporter.println(format!(
+                            "the test split has fewer than {} tickets: {from_training} of the labelled training tickets are held out to evaluate the model",
+                            trainer::examples::MIN_HELD_OUT
+                        ));
+                    }
                     reporter.set_message("training");
                 }
                 Progress::Embedding { done, total } => {

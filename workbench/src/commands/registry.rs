@@ -20,20 +20,43 @@ fn figure(metrics: &serde_json::Value, key: &str) -> String {
         .map_or_else(|| "-".into(), |v| format!("{v:.3}"))
 }
 
+/// The review queue and the newest tickets follow the model in service, as after a promotion
+/// in the workbench; a worker (`tagger worker`, `serve --with-worker`) runs the jobs. The
+/// promotion itself has happened, so a queue that cannot be reached is only reported.
+async fn queue_follow_ups(store: &AnyStore, config: &Config, project: datasets::ProjectId) {
+    let queued = match crate::worker::open_queue(store, config).await {
+        Ok(queue) => {
+            crate::worker::queue_model_follow_ups(&queue, project, config.retag_after_promotion)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(error) => Err(error),
+    };
+    match queued {
+        Ok(()) if config.retag_after_promotion > 0 => println!(
+            "queued: the review queue is ranked again and the newest {} tickets nobody labelled are tagged with it, when a worker runs",
+            config.retag_after_promotion
+        ),
+        Ok(()) => println!("queued: the review queue is ranked again when a worker runs"),
+        Err(error) => eprintln!("warning: could not queue the rescoring and re-tagging: {error:#}"),
+    }
+}
+
 pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::List { project } => {
             let project = super::find_project(store, &project).await?;
             println!(
-                "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  CREATED",
-                "ID", "KIND", "STATUS", "ACCURACY", "MACRO-F1", "ECE"
+                "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>8} {:>7}  CREATED",
+                "ID", "KIND", "STATUS", "HELD-OUT", "ACCURACY", "MACRO-F1", "ECE"
             );
             for version in store.model_versions(project.id).await? {
                 println!(
-                    "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>7}  {}",
+                    "{:>4}  {:<13} {:<10} {:>8} {:>8} {:>8} {:>7}  {}",
                     version.id,
                     version.kind,
                     version.status,
+                    datasets::registry::held_out_examples(&version),
                     figure(&version.metrics, "accuracy"),
                     figure(&version.metrics, "macro_f1"),
                     figure(&version.metrics, "ece"),
@@ -87,6 +110,7 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
                     .previous
                     .map_or_else(String::new, |p| format!(" (version {p} retired)"))
             );
+            queue_follow_ups(store, config, project.id).await;
         }
         ModelsCommand::Rollback {
             project,
@@ -104,6 +128,7 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
                     .previous
                     .map_or_else(String::new, |p| format!(" (version {p} retired)"))
             );
+            queue_follow_ups(store, config, project.id).await;
         }
     }
     Ok(())

@@ -15,13 +15,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--addr` and `--data-dir` override the configuration.
+/// `--addr` overrides the configuration (`--data-dir` is every command's: see `commands::run`).
 pub fn apply_args(config: &mut Config, args: ServeArgs) {
     if let Some(addr) = args.addr {
         config.addr = addr;
-    }
-    if let Some(data_dir) = args.data_dir {
-        config.data_dir = data_dir;
     }
     if args.with_worker {
         config.with_worker = true;

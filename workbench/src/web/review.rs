@@ -1,6 +1,7 @@
 //! The review queue page: one ticket at a time from the active-learning queue (leased to
-//! this person so nobody else gets it), why it was chosen, the model's tags pre-selected
-//! when their confidence reaches the tag's threshold. Enter confirms, number keys toggle
+//! this person so nobody else gets it), why it was chosen, the model in service's
+//! confidence for every tag, its tags pre-selected when their confidence reaches the tag's
+//! threshold. Enter confirms, number keys toggle
 //! tags, `s` skips, `u` reopens the last labelled ticket, `/` jumps to search (app.js);
 //! without JavaScript it is a plain form. Double-labelled tickets come first and are shown
 //! blind (without the first person's labels).
@@ -99,6 +100,12 @@ pub async fn show(
             .iter()
             .filter(|l| l.source == LabelSource::Human)
             .collect();
+        // A second opinion is blind to the model too: its guess would steer the answer.
+        let live = if second_opinion {
+            HashMap::new()
+        } else {
+            live_scores(&state, project.id, &ticket.ticket).await
+        };
         let choices: Vec<Value> = taxonomy
             .iter()
             .filter(|t| !t.archived)
@@ -108,7 +115,13 @@ pub async fn show(
                     .labels
                     .iter()
                     .find(|l| l.tag_id == t.id && l.source == LabelSource::Model && l.present);
-                let confidence = model.and_then(|l| l.confidence);
+                let live = live.get(t.name.as_str());
+                // The model in service's view now, else what a model stored when it tagged
+                // the ticket.
+                let confidence = match live {
+                    Some(score) => Some(score.probability),
+                    None => model.and_then(|l| l.confidence),
+                };
                 let threshold = thresholds
                     .get(t.name.as_str())
                     .copied()
@@ -118,9 +131,10 @@ pub async fn show(
                 let checked = if let Some(own) = &own_second_answer {
                     own.iter().any(|name| name == t.name.as_str())
                 } else if human.is_empty() {
-                    match confidence {
-                        Some(c) => c >= threshold,
-                        None => ticket.tags.contains(&t.name),
+                    match (live, confidence) {
+                        (Some(score), _) => score.applied,
+                        (None, Some(c)) => c >= threshold,
+                        (None, None) => ticket.tags.contains(&t.name),
                     }
                 } else {
                     human.iter().any(|l| l.tag_id == t.id && l.present)
@@ -152,6 +166,32 @@ pub async fn show(
         };
     }
     render_page(&state, &user, Some(&project), "review", "review.html", page).await
+}
+
+/// The model in service's scores for the ticket, by tag name; empty when this server has no
+/// model for the project or it cannot answer now (the page then shows stored confidences).
+async fn live_scores(
+    state: &AppState,
+    project: datasets::ProjectId,
+    ticket: &datasets::Ticket,
+) -> HashMap<String, inference::TagScore> {
+    if state.tagging.serving(project).is_none() {
+        return HashMap::new();
+    }
+    match state.tagging.tag(project, vec![ticket.text()], true).await {
+        Ok(tagged) => tagged
+            .into_iter()
+            .next()
+            .map(|t| t.decision.scores)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|score| (score.tag.to_string(), score))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, %project, "no live suggestions for the review page");
+            HashMap::new()
+        }
+    }
 }
 
 pub async fn label(
