@@ -18,6 +18,7 @@ datasets::on_both_backends!(
     search_filters_with_nul_or_too_long_text_are_refused,
     labels_from_an_oversized_actor_or_answer_are_refused,
     the_server_secret_is_created_once_and_kept,
+    a_merge_that_would_exceed_the_keyword_limit_changes_nothing,
 );
 
 fn year(year: i32) -> chrono::DateTime<chrono::Utc> {
@@ -244,4 +245,25 @@ async fn the_server_secret_is_created_once_and_kept(store: AnyStore) {
     );
     assert_eq!(again.unwrap(), first);
     assert_ne!(other.unwrap(), first);
+}
+
+async fn a_merge_that_would_exceed_the_keyword_limit_changes_nothing(store: AnyStore) {
+    let (project, _) = project_with_tickets(&store, "Acme", 0).await;
+    let mut created = Vec::new();
+    for name in ["Refunds", "Chargebacks"] {
+        let mut new = NewTag::named(tag(name));
+        new.keywords.include = (0..150).map(|n| format!("{name} {n}")).collect();
+        created.push(store.create_tag(project.id, &new).await.unwrap());
+    }
+    assert_invalid(
+        store
+            .merge_tags(project.id, created[1].id, created[0].id, "alice")
+            .await,
+        &format!("the limit is {MAX_KEYWORDS_PER_TAG}"),
+    );
+    let tags = store.list_tags(project.id).await.unwrap();
+    let refunds = tags.iter().find(|t| t.id == created[0].id).unwrap();
+    let chargebacks = tags.iter().find(|t| t.id == created[1].id).unwrap();
+    assert_eq!(refunds.keywords.include.len(), 150);
+    assert!(!chargebacks.archived);
 }
