@@ -35,11 +35,94 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("server secret: {0}")]
+    Secret(String),
 }
 
 impl From<NameError> for StoreError {
     fn from(error: NameError) -> Self {
         Self::Invalid(error.into())
+    }
+}
+
+/// What a `StoreError` means for whoever asked, so every edge (API, pages, CLI) answers it
+/// the same way and none reports a client's mistake as an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The request clashes with what is stored (a unique name, a concurrent change).
+    Conflict,
+    /// The input breaks a rule; resending it unchanged fails again.
+    Invalid,
+    /// The database cannot be reached or is overloaded right now; the same request may
+    /// succeed later.
+    Unavailable,
+    /// A defect or a fault nobody can fix by retrying.
+    Internal,
+}
+
+impl StoreError {
+    /// Classifies the error; see `StoreErrorKind`.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            Self::NotFound(_) => StoreErrorKind::NotFound,
+            Self::Conflict(_) => StoreErrorKind::Conflict,
+            Self::Invalid(_) => StoreErrorKind::Invalid,
+            Self::UnsupportedUrl(_) | Self::Migrate(_) | Self::Secret(_) => {
+                StoreErrorKind::Internal
+            }
+            Self::Database(error) => database_error_kind(error),
+        }
+    }
+}
+
+fn database_error_kind(error: &sqlx::Error) -> StoreErrorKind {
+    use sqlx::error::ErrorKind;
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreErrorKind::Unavailable,
+        sqlx::Error::RowNotFound => StoreErrorKind::NotFound,
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation | ErrorKind::ExclusionViolation => StoreErrorKind::Conflict,
+            ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::CheckViolation => StoreErrorKind::Invalid,
+            _ => database_code_kind(db.code().as_deref().unwrap_or_default()),
+        },
+        _ => StoreErrorKind::Internal,
+    }
+}
+
+/// Errors by their code: a five-character SQLSTATE on PostgreSQL, a (shorter) numeric
+/// extended result code on SQLite.
+fn database_code_kind(code: &str) -> StoreErrorKind {
+    if code.len() < 5
+        && let Ok(extended) = code.parse::<u32>()
+    {
+        // SQLite: busy and locked after the busy timeout ran out, out of memory, disk I/O
+        // failed, disk full, file cannot be opened.
+        return match extended & 0xff {
+            5 | 6 | 7 | 10 | 13 | 14 => StoreErrorKind::Unavailable,
+            _ => StoreErrorKind::Internal,
+        };
+    }
+    match code {
+        // PostgreSQL: class 08 connection exceptions, 53 insufficient resources, 57P0x the
+        // server shutting down or starting, 40001/40P01 serialization failure and deadlock
+        // (the transaction was rolled back and may be retried).
+        _ if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0") => {
+            StoreErrorKind::Unavailable
+        }
+        "40001" | "40P01" => StoreErrorKind::Unavailable,
+        // PostgreSQL class 22, data exceptions: the input, not the server. Validation
+        // should catch these first; this is the backstop.
+        _ if code.starts_with("22") => StoreErrorKind::Invalid,
+        _ => StoreErrorKind::Internal,
     }
 }
 
@@ -54,5 +137,33 @@ pub(crate) fn conflict_on_unique(
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
         _ => StoreError::Database(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreachable_or_overloaded_databases_are_unavailable() {
+        assert_eq!(
+            StoreError::Database(sqlx::Error::PoolTimedOut).kind(),
+            StoreErrorKind::Unavailable
+        );
+        assert_eq!(
+            StoreError::Database(sqlx::Error::Protocol("bad".into())).kind(),
+            StoreErrorKind::Internal
+        );
+        assert_eq!(database_code_kind("08006"), StoreErrorKind::Unavailable);
+        assert_eq!(database_code_kind("5"), StoreErrorKind::Unavailable);
+        assert_eq!(database_code_kind("517"), StoreErrorKind::Unavailable);
+        assert_eq!(database_code_kind("1"), StoreErrorKind::Internal);
+        assert_eq!(database_code_kind("53300"), StoreErrorKind::Unavailable);
+        assert_eq!(database_code_kind("22021"), StoreErrorKind::Invalid);
+        assert_eq!(database_code_kind("42P01"), StoreErrorKind::Internal);
+        assert_eq!(
+            StoreError::Invalid(ValidationError::field("x", "y")).kind(),
+            StoreErrorKind::Invalid
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod export;
 pub mod ids;
 pub mod import;
 pub mod label;
+pub mod limits;
 pub mod model_version;
 pub mod names;
 pub mod project;
@@ -24,7 +25,7 @@ pub mod training_run;
 pub mod user;
 
 pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
-pub use error::{StoreError, StoreResult, ValidationError};
+pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
 pub use ids::{ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_version::{ModelVersion, NewModelVersion};

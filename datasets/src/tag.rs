@@ -2,6 +2,7 @@
 
 use crate::error::ValidationError;
 use crate::ids::{ProjectId, TagId};
+use crate::limits;
 use crate::names::TagName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,14 @@ impl KeywordRules {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
-    fn validate(&self) -> Result<(), ValidationError> {
+    /// Checks the rules against `crate::limits`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        limits::check_count(
+            "keywords",
+            self.include.len() + self.exclude.len(),
+            limits::MAX_KEYWORDS_PER_TAG,
+            "keyword phrases (include and exclude together)",
+        )?;
         for phrase in self.include.iter().chain(&self.exclude) {
             if phrase.trim().is_empty() {
                 return Err(ValidationError::field(
@@ -32,12 +40,7 @@ impl KeywordRules {
                     "a keyword phrase is empty",
                 ));
             }
-            if phrase.chars().count() > 200 {
-                return Err(ValidationError::field(
-                    "keywords",
-                    "a keyword phrase is longer than 200 characters",
-                ));
-            }
+            limits::check_chars("keywords", phrase, limits::MAX_KEYWORD_CHARS)?;
         }
         Ok(())
     }
@@ -137,13 +140,7 @@ impl TagUpdate {
 }
 
 fn validate_description(description: &str) -> Result<(), ValidationError> {
-    if description.chars().count() > 2000 {
-        return Err(ValidationError::field(
-            "description",
-            "longer than 2000 characters",
-        ));
-    }
-    Ok(())
+    limits::check_chars("description", description, limits::MAX_DESCRIPTION_CHARS)
 }
 
 /// Colours are `#rrggbb`, so they can go into SVG and CSS without escaping.
@@ -179,6 +176,23 @@ mod tests {
     fn blank_keyword_phrases_are_refused() {
         let mut tag = NewTag::named(TagName::parse("Bug").unwrap());
         tag.keywords.include.push("  ".into());
+        assert!(tag.validate().is_err());
+    }
+
+    #[test]
+    fn keyword_rules_are_bounded_in_count_and_length() {
+        let mut tag = NewTag::named(TagName::parse("Bug").unwrap());
+        tag.keywords.include = vec!["crash".into(); limits::MAX_KEYWORDS_PER_TAG];
+        assert!(tag.validate().is_ok());
+        tag.keywords.exclude.push("feature".into());
+        let error = tag.validate().unwrap_err().to_string();
+        assert!(error.contains("the limit is 200"), "{error}");
+        tag.keywords = KeywordRules {
+            include: vec!["x".repeat(limits::MAX_KEYWORD_CHARS + 1)],
+            exclude: Vec::new(),
+        };
+        assert!(tag.validate().is_err());
+        tag.keywords.include = vec!["nul\u{0}".into()];
         assert!(tag.validate().is_err());
     }
 }

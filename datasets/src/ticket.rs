@@ -3,19 +3,13 @@
 use crate::error::ValidationError;
 use crate::ids::{ProjectId, TicketId};
 use crate::label::Label;
+use crate::limits;
 use crate::names::TagName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// The largest ticket body we store, in bytes. Real tickets with pasted logs stay well under
-/// this; anything larger is almost always an attachment pasted as text, and it would dominate
-/// memory in batch tagging.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// The longest subject we store, in characters.
-pub const MAX_SUBJECT_CHARS: usize = 1000;
-/// The longest source or external id, in characters.
-pub const MAX_KEY_CHARS: usize = 256;
+pub use crate::limits::{MAX_BODY_BYTES, MAX_KEY_CHARS, MAX_SUBJECT_CHARS};
 
 /// Which half of the dataset a ticket belongs to; fixed when the ticket is first stored, so
 /// every model version is evaluated on the same held-out tickets.
@@ -115,15 +109,11 @@ fn empty_object() -> serde_json::Value {
 }
 
 impl NewTicket {
+    /// Checks the ticket against `crate::limits` and the rules of the domain.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_key("source", &self.source)?;
         validate_key("external_id", &self.external_id)?;
-        if self.subject.chars().count() > MAX_SUBJECT_CHARS {
-            return Err(ValidationError::field(
-                "subject",
-                format!("longer than {MAX_SUBJECT_CHARS} characters"),
-            ));
-        }
+        limits::check_chars("subject", &self.subject, MAX_SUBJECT_CHARS)?;
         if self.body.len() > MAX_BODY_BYTES {
             return Err(ValidationError::field(
                 "body",
@@ -134,20 +124,16 @@ impl NewTicket {
                 ),
             ));
         }
+        limits::check_no_nul("body", &self.body)?;
         if self.subject.trim().is_empty() && self.body.trim().is_empty() {
             return Err(ValidationError::field(
                 "subject",
                 "subject and body are both empty",
             ));
         }
-        if self.subject.contains('\0') || self.body.contains('\0') {
-            return Err(ValidationError::field(
-                "body",
-                "contains a NUL character, which no database stores as text",
-            ));
-        }
-        if !self.metadata.is_object() {
-            return Err(ValidationError::field("metadata", "must be a JSON object"));
+        limits::check_metadata(&self.metadata)?;
+        if let Some(created_at) = &self.created_at {
+            limits::check_date("created_at", created_at)?;
         }
         Ok(())
     }
@@ -157,13 +143,7 @@ fn validate_key(field: &'static str, value: &str) -> Result<(), ValidationError>
     if value.trim().is_empty() {
         return Err(ValidationError::field(field, "is empty"));
     }
-    if value.chars().count() > MAX_KEY_CHARS {
-        return Err(ValidationError::field(
-            field,
-            format!("longer than {MAX_KEY_CHARS} characters"),
-        ));
-    }
-    Ok(())
+    limits::check_chars(field, value, MAX_KEY_CHARS)
 }
 
 /// The result of storing one ticket.
@@ -217,5 +197,16 @@ impl TicketQuery {
 
     pub fn effective_limit(&self) -> i64 {
         i64::from(self.limit.unwrap_or(50).min(Self::MAX_LIMIT))
+    }
+
+    /// Checks the filters against `crate::limits`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(text) = &self.text {
+            limits::check_chars("q", text, limits::MAX_SEARCH_CHARS)?;
+        }
+        if let Some(source) = &self.source {
+            limits::check_chars("source", source, MAX_KEY_CHARS)?;
+        }
+        Ok(())
     }
 }

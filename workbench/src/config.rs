@@ -48,6 +48,10 @@ pub struct Config {
     /// background job, so its suggestions reach the review page, the ticket list and the
     /// dashboard; 0 leaves earlier tags as they are.
     pub retag_after_promotion: u32,
+    /// The most password hashes (argon2id, 19 MiB each) computed at once, for logins and
+    /// passwords set on the admin page; 0 means one per CPU. Beyond it a login waits half a
+    /// second for a turn, then is answered 503 with `Retry-After`.
+    pub max_concurrent_password_hashes: usize,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             worker_heartbeat_seconds: 10.0,
             retrain_after_labels: 50,
             retag_after_promotion: DEFAULT_RETAG_AFTER_PROMOTION,
+            max_concurrent_password_hashes: 0,
         }
     }
 }
@@ -88,6 +93,10 @@ impl std::fmt::Debug for Config {
             .field("worker_heartbeat_seconds", &self.worker_heartbeat_seconds)
             .field("retrain_after_labels", &self.retrain_after_labels)
             .field("retag_after_promotion", &self.retag_after_promotion)
+            .field(
+                "max_concurrent_password_hashes",
+                &self.max_concurrent_password_hashes,
+            )
             .finish()
     }
 }

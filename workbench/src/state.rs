@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::http_metrics::HttpMetrics;
+use crate::web::PasswordHashing;
 use datasets::AnyStore;
 use inference::service::TaggingService;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub http_metrics: Arc<HttpMetrics>,
     /// The training job queue; `None` in tests that never queue anything.
     pub jobs: Option<trainer::jobs::JobQueue>,
+    /// The cap on argon2 hashes running at once (logins, passwords set on the admin page).
+    pub password_hashing: PasswordHashing,
 }
 
 impl AppState {
@@ -22,6 +25,7 @@ impl AppState {
     pub fn new(store: AnyStore, config: Config) -> Self {
         Self {
             store,
+            password_hashing: PasswordHashing::new(config.max_concurrent_password_hashes),
             config: Arc::new(config),
             tagging: TaggingService::start(inference::service::BatchConfig::default()),
             http_metrics: Arc::new(HttpMetrics::default()),

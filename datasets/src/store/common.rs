@@ -315,6 +315,7 @@ macro_rules! common_store_methods {
         }
 
         async fn search_tickets(&self, project: ProjectId, query: &TicketQuery) -> StoreResult<Vec<LabelledTicket>> {
+            query.validate()?;
             let mut sql = String::from(concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE project_id = $1"));
             let mut texts: Vec<String> = Vec::new();
             if let Some(text) = query.text.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -386,6 +387,8 @@ macro_rules! common_store_methods {
             if user.trim().is_empty() {
                 return Err(ValidationError::field("user", "is empty").into());
             }
+            $crate::limits::check_chars("user", user, $crate::limits::MAX_ACTOR_CHARS)?;
+            $crate::limits::check_count("tags", tags.len(), $crate::limits::MAX_TAGS_PER_ANSWER, "tags in one answer")?;
             let project_row = self.project(project).await?;
             let taxonomy = self.list_tags(project).await?;
             let chosen = resolve_tag_names(&project_row, &taxonomy, tags)?;

@@ -7,6 +7,7 @@ mod common;
 mod postgres;
 mod review;
 mod rows;
+pub mod server_secrets;
 mod sqlite;
 mod tag_merge;
 mod training_runs;
@@ -14,6 +15,7 @@ pub mod web;
 
 pub use any::{AnyImport, AnyStore};
 pub use postgres::{PgImport, PgStore};
+pub use server_secrets::ServerSecrets;
 pub use sqlite::{SqliteImport, SqliteStore};
 pub use web::{
     LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketFit,

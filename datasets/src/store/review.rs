@@ -161,6 +161,7 @@ pub(crate) fn validate_lease(user: &str, count: u32, lease_seconds: u32) -> Resu
     if user.trim().is_empty() {
         return Err(crate::ValidationError::field("user", "is empty").into());
     }
+    crate::limits::check_chars("user", user, crate::limits::MAX_ACTOR_CHARS)?;
     if count == 0 || count > MAX_LEASE_COUNT {
         return Err(crate::ValidationError::field(
             "count",
@@ -361,6 +362,7 @@ macro_rules! review_store_methods {
             if user.trim().is_empty() {
                 return Err($crate::ValidationError::field("user", "is empty").into());
             }
+            $crate::limits::check_chars("user", user, $crate::limits::MAX_ACTOR_CHARS)?;
             let released_second_opinion = sqlx::query(
                 "UPDATE second_opinions SET leased_by = NULL, lease_expires_ms = NULL, skipped_by = $3 \
                  WHERE project_id = $1 AND ticket_id = $2 AND leased_by = $3 AND answered_at IS NULL",

@@ -16,6 +16,7 @@ macro_rules! tag_merge_store_methods {
             if actor.trim().is_empty() {
                 return Err(ValidationError::field("actor", "is empty").into());
             }
+            $crate::limits::check_chars("actor", actor, $crate::limits::MAX_ACTOR_CHARS)?;
             if from == into {
                 return Err(ValidationError::field("into", "a tag cannot be merged into itself").into());
             }
@@ -127,6 +128,9 @@ macro_rules! tag_merge_store_methods {
                 .execute(&mut *tx)
                 .await?;
             let rules = $crate::tag_merge::merged_rules(&target.keywords, &source.keywords);
+            // The merged tag keeps within the limits a client's own rules must (the transaction
+            // rolls back otherwise), so a merge cannot build an unbounded rule set.
+            rules.validate()?;
             sqlx::query("UPDATE tags SET keywords = $1 WHERE id = $2")
                 .bind(Json(&rules))
                 .bind(into)

@@ -43,6 +43,26 @@ impl TicketFilter {
     pub fn effective_limit(&self) -> u32 {
         self.limit.clamp(1, MAX_BROWSE_PAGE)
     }
+
+    /// Checks the filters against `crate::limits`.
+    pub fn validate(&self) -> Result<(), crate::error::ValidationError> {
+        use crate::limits;
+        if let Some(text) = &self.text {
+            limits::check_chars("q", text, limits::MAX_SEARCH_CHARS)?;
+        }
+        if let Some(rule) = &self.rule {
+            rule.validate()?;
+        }
+        if let Some(source) = &self.source {
+            limits::check_chars("source", source, limits::MAX_KEY_CHARS)?;
+        }
+        for (field, at) in [("from", &self.from), ("until", &self.until)] {
+            if let Some(at) = at {
+                limits::check_date(field, at)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One page of the browser; `has_more` says whether a next page exists (no total count,
@@ -485,6 +505,7 @@ macro_rules! web_store_methods {
             project: ProjectId,
             filter: &super::web::TicketFilter,
         ) -> StoreResult<super::web::TicketPage> {
+            filter.validate()?;
             enum Bind {
                 Text(String),
                 Number(i64),

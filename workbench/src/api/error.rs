@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use datasets::StoreError;
+use datasets::{StoreError, StoreErrorKind};
 use serde_json::json;
 
 /// An error answered to an API client.
@@ -36,23 +36,62 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A hint for well-behaved clients not to retry at once.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
-            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
-            StoreError::Invalid(error) => Self::invalid(error.to_string()),
-            other => {
+        // Only an unreachable or overloaded database is worth retrying: clients are told to
+        // retry a 503, so a bad request must never be one.
+        match error.kind() {
+            StoreErrorKind::NotFound => match error {
+                StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+                other => Self::not_found(other.to_string()),
+            },
+            StoreErrorKind::Conflict => match error {
+                StoreError::Conflict(message) => {
+                    Self::new(StatusCode::CONFLICT, "conflict", message)
+                }
+                other => {
+                    tracing::warn!(error = %other, "database constraint conflict");
+                    Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "the request conflicts with what is stored",
+                    )
+                }
+            },
+            StoreErrorKind::Invalid => match error {
+                StoreError::Invalid(error) => Self::invalid(error.to_string()),
+                other => {
+                    tracing::warn!(error = %other, "the database refused the input");
+                    Self::invalid("the database refused a value of the request")
+                }
+            },
+            StoreErrorKind::Unavailable => {
                 // Database details are for the log, not for the client.
-                tracing::error!(error = %other, "store failure");
+                tracing::error!(error = %error, "database unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the database is unavailable; try again",
+                )
+            }
+            StoreErrorKind::Internal => {
+                tracing::error!(error = %error, "store failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side",
                 )
             }
         }

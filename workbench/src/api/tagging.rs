@@ -59,6 +59,12 @@ impl TextToTag {
         if self.subject.trim().is_empty() && self.body.trim().is_empty() {
             return Err(ApiError::invalid("subject and body are both empty"));
         }
+        datasets::limits::check_chars(
+            "subject",
+            &self.subject,
+            datasets::limits::MAX_SUBJECT_CHARS,
+        )
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
         if self.body.len() > datasets::ticket::MAX_BODY_BYTES {
             return Err(ApiError::invalid(format!(
                 "body: {} bytes is over the limit of {} KiB",

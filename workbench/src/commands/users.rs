@@ -2,7 +2,7 @@
 //! input or a flag, and are stored only as argon2id hashes.
 
 use crate::cli::UsersCommand;
-use crate::web::hash_password;
+use crate::web::{hash_password, new_password_problem};
 use anyhow::{Context, bail};
 use datasets::{AnyStore, NewUser, Role, Store, Username};
 use std::io::{BufRead, IsTerminal, Write};
@@ -51,8 +51,8 @@ pub async fn add_user(
     password: &str,
     replace: bool,
 ) -> anyhow::Result<datasets::User> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("a password needs at least {MIN_PASSWORD_CHARS} characters");
+    if let Some(problem) = new_password_problem(password) {
+        bail!("{problem}");
     }
     let owned = password.to_string();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&owned))

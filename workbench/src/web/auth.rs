@@ -1,8 +1,13 @@
 //! Logins, sessions and CSRF. Passwords are argon2id hashes; a session is a random 256-bit
 //! token in an HttpOnly, SameSite=Lax cookie (Secure when `secure_cookies` says TLS is in
 //! front) of which the database keeps only a SHA-256; every POST form carries the session's
-//! CSRF token, compared on the server. Failed logins are limited per username and address.
+//! CSRF token, compared on the server; the login form carries a token the server signed
+//! (`login_csrf`). Failed logins are limited (`login_limits`) and password hashes capped
+//! (`password_hashing`). Passwords are taken exactly as typed, never trimmed.
 
+use super::login_csrf::{LoginCsrf, TOKEN_LIFETIME_SECONDS};
+use super::login_limits::{Limited, LoginLimiter};
+use super::password_hashing::{BUSY_RETRY_AFTER_SECONDS, HashingBusy};
 use super::{WebError, WebResult, hex_decode, hex_encode, non_empty, render_page};
 use crate::state::AppState;
 use argon2::Argon2;
@@ -16,10 +21,9 @@ use chrono::{Duration, Utc};
 use datasets::{NewSession, Session, Store, Username};
 use minijinja::context;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "tagger_session";
@@ -27,9 +31,6 @@ pub const SESSION_COOKIE: &str = "tagger_session";
 const LOGIN_CSRF_COOKIE: &str = "tagger_login_csrf";
 /// How long a login lasts.
 pub const SESSION_HOURS: i64 = 12;
-/// Failed logins allowed per username and address within `LOGIN_WINDOW`.
-pub const MAX_FAILED_LOGINS: usize = 5;
-const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -62,41 +63,6 @@ fn random_token() -> WebResult<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| WebError::Internal(format!("no randomness: {e}")))?;
     Ok(hex_encode(&bytes))
-}
-
-/// Failed login attempts in memory, per (username, address). One process's view: behind
-/// several replicas an attacker gets the limit once per replica, which still stops guessing.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
-}
-
-impl LoginLimiter {
-    fn recent(&self, key: &(String, String)) -> usize {
-        let Ok(mut failures) = self.failures.lock() else {
-            return 0;
-        };
-        let now = Instant::now();
-        match failures.get_mut(key) {
-            Some(times) => {
-                times.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-                times.len()
-            }
-            None => 0,
-        }
-    }
-
-    fn fail(&self, key: (String, String)) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.entry(key).or_default().push(Instant::now());
-        }
-    }
-
-    fn succeed(&self, key: &(String, String)) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
-        }
-    }
 }
 
 /// Reads one cookie from the request headers.
@@ -186,14 +152,39 @@ fn cookie_header(
     .map_err(|e| WebError::Internal(e.to_string()))
 }
 
-/// Only local paths are followed after a login, never another site.
+/// Only a path on this site is followed after a login, never another site: one leading
+/// `/` and not `//`, and no backslash or control character anywhere, since browsers turn
+/// `/\evil.example` into `//evil.example` and drop tabs and newlines (`/\t/evil.example`).
+/// Anything else goes to the home page. Non-ASCII characters are percent-encoded, so the
+/// target is always a valid `Location` header.
 fn safe_next(next: Option<&str>) -> String {
+    let local = |path: &str| {
+        path.starts_with('/')
+            && !path.starts_with("//")
+            && !path.chars().any(|c| c == '\\' || c.is_control())
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
+        Some(path) if local(path) => {
+            let mut target = String::with_capacity(path.len());
+            for c in path.chars() {
+                if c.is_ascii() {
+                    target.push(c);
+                } else {
+                    for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                        target.push_str(&format!("%{byte:02X}"));
+                    }
+                }
+            }
+            target
         }
         _ => "/".to_string(),
     }
+}
+
+/// A 303 to a target `safe_next` produced.
+fn redirect_to(target: &str) -> axum::response::Response {
+    let location = HeaderValue::from_str(target).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,30 +194,50 @@ pub struct LoginQuery {
 
 pub async fn login_page(
     State(state): State<AppState>,
+    Extension(csrf): Extension<Arc<LoginCsrf>>,
     Query(query): Query<LoginQuery>,
 ) -> WebResult {
-    login_form(&state, query.next.as_deref(), None, StatusCode::OK)
+    login_form(&state, &csrf, query.next.as_deref(), None, StatusCode::OK).await
 }
 
-fn login_form(
+async fn login_form(
     state: &AppState,
+    csrf: &LoginCsrf,
     next: Option<&str>,
     error: Option<&str>,
     status: StatusCode,
 ) -> WebResult {
-    let csrf = random_token()?;
+    let token = csrf.issue(&state.store).await?;
     let html = super::TEMPLATES
         .get_template("login.html")?
         .render(context! {
-            csrf => &csrf,
+            csrf => &token,
             next => safe_next(next),
             error => error,
         })?;
     let mut response = (status, Html(html)).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(state, LOGIN_CSRF_COOKIE, &csrf, 3600)?,
+        cookie_header(state, LOGIN_CSRF_COOKIE, &token, TOKEN_LIFETIME_SECONDS)?,
     );
+    Ok(response)
+}
+
+/// The login form again with `Retry-After`: too many failures (429) or no hashing slot (503).
+async fn login_form_retry_later(
+    state: &AppState,
+    csrf: &LoginCsrf,
+    next: Option<&str>,
+    error: &str,
+    status: StatusCode,
+    retry_after: StdDuration,
+) -> WebResult {
+    let mut response = login_form(state, csrf, next, Some(error), status).await?;
+    // Whole seconds, rounded up: a client that waits that long is not refused again.
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     Ok(response)
 }
 
@@ -238,53 +249,91 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// The key failed logins are counted under: the account as the store folds it, or one shared
+/// key for input that cannot be a username (which matches no account either way).
+fn account_key(username: &str) -> String {
+    Username::parse(username).map_or_else(|_| "(not a username)".to_string(), |u| u.folded())
+}
+
 pub async fn login(
     State(state): State<AppState>,
     Extension(limiter): Extension<Arc<LoginLimiter>>,
+    Extension(csrf): Extension<Arc<LoginCsrf>>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> WebResult {
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE);
-    match (expected, form.csrf.as_deref()) {
-        (Some(expected), Some(given)) if datasets::api_key::hashes_match(expected, given) => {}
+    // The cookie and the form must carry the same token, and the server must have signed it:
+    // a page elsewhere can neither read the cookie nor forge a token.
+    let token = match (cookie(&headers, LOGIN_CSRF_COOKIE), form.csrf.as_deref()) {
+        (Some(expected), Some(given)) if datasets::api_key::hashes_match(expected, given) => given,
         _ => return Err(WebError::BadCsrf),
+    };
+    if !csrf.verify(&state.store, token).await? {
+        return Err(WebError::BadCsrf);
     }
     let next = form.next.as_deref();
     let address = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_string(), |a| a.0.ip().to_string());
-    let key = (form.username.trim().to_lowercase(), address);
-    if limiter.recent(&key) >= MAX_FAILED_LOGINS {
-        return login_form(
-            &state,
-            next,
-            Some("Too many failed logins: wait 15 minutes and try again."),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
+    // Counted as failed before the slow hash, so parallel attempts cannot all slip past the
+    // limit while their hashes run; refunded below when the attempt succeeds.
+    let attempt = match limiter.reserve(&account_key(&form.username), &address) {
+        Ok(attempt) => attempt,
+        Err(Limited { limit, retry_after }) => {
+            tracing::warn!(%address, limit, "login refused: too many failures");
+            return login_form_retry_later(
+                &state,
+                &csrf,
+                next,
+                "Too many failed logins: wait a while and try again.",
+                StatusCode::TOO_MANY_REQUESTS,
+                retry_after,
+            )
+            .await;
+        }
+    };
     let credentials = match Username::parse(&form.username) {
-        Ok(username) => state.store.user_credentials(&username).await?,
+        Ok(username) => match state.store.user_credentials(&username).await {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                limiter.refund(attempt);
+                return Err(error.into());
+            }
+        },
         Err(_) => None,
     };
-    let password = form.password.clone();
     let hash = credentials
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |c| c.password_hash.clone());
-    // argon2 takes tens of milliseconds of CPU: off the async workers.
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let matches = match state.password_hashing.verify(form.password, hash).await {
+        Ok(matches) => matches,
+        Err(HashingBusy) => {
+            limiter.refund(attempt);
+            return login_form_retry_later(
+                &state,
+                &csrf,
+                next,
+                &HashingBusy.to_string(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                StdDuration::from_secs(BUSY_RETRY_AFTER_SECONDS),
+            )
+            .await;
+        }
+    };
     let Some(credentials) = credentials.filter(|_| matches) else {
-        limiter.fail(key);
+        limiter.fail(attempt);
         return login_form(
             &state,
+            &csrf,
             next,
             Some("Wrong username or password."),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
-    limiter.succeed(&key);
+    limiter.succeed(attempt);
+    let target = safe_next(next);
     let token = random_token()?;
     state
         .store
@@ -295,7 +344,7 @@ pub async fn login(
             expires_at: Utc::now() + Duration::hours(SESSION_HOURS),
         })
         .await?;
-    let mut response = Redirect::to(&safe_next(next)).into_response();
+    let mut response = redirect_to(&target);
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
@@ -364,19 +413,22 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(safe_next(Some("/p\r\nSet-Cookie: x=1")), "/");
+        assert_eq!(safe_next(Some("/x\u{7f}")), "/");
+        assert_eq!(safe_next(Some("evil.example")), "/");
+        assert_eq!(safe_next(Some("")), "/");
+        assert_eq!(
+            safe_next(Some("/p/1/tickets?q=café")),
+            "/p/1/tickets?q=caf%C3%A9"
+        );
         assert_eq!(safe_next(None), "/");
     }
 
     #[test]
-    fn limiter_counts_failures_per_key_and_forgets_on_success() {
-        let limiter = LoginLimiter::default();
-        let key = ("alice".to_string(), "1.2.3.4".to_string());
-        for _ in 0..3 {
-            limiter.fail(key.clone());
-        }
-        assert_eq!(limiter.recent(&key), 3);
-        assert_eq!(limiter.recent(&("alice".into(), "5.6.7.8".into())), 0);
-        limiter.succeed(&key);
-        assert_eq!(limiter.recent(&key), 0);
+    fn accounts_are_counted_case_insensitively_and_junk_under_one_key() {
+        assert_eq!(account_key(" Alice "), "alice");
+        assert_eq!(account_key("a b"), account_key("<script>"));
     }
 }

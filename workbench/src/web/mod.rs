@@ -9,16 +9,21 @@ mod charts;
 mod concern_clusters;
 mod csv;
 mod dashboard;
+pub mod login_csrf;
+pub mod login_limits;
 mod models;
 mod pages;
+pub mod password_hashing;
 mod review;
 mod taxonomy;
 mod tickets;
 mod training;
 mod users;
 
-pub use auth::{LoginLimiter, hash_password, verify_password};
-pub use users::MIN_PASSWORD_CHARS;
+pub use auth::{hash_password, verify_password};
+pub use login_limits::LoginLimiter;
+pub use password_hashing::PasswordHashing;
+pub use users::{MIN_PASSWORD_CHARS, new_password_problem};
 
 use crate::state::AppState;
 use auth::CurrentUser;
@@ -26,7 +31,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use datasets::{Project, ProjectId, Role, StoreError};
+use datasets::{Project, ProjectId, Role, StoreError, StoreErrorKind};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
@@ -106,6 +111,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/admin/users/{user}", post(users::update))
         .layer(axum::Extension(Arc::new(LoginLimiter::default())))
+        .layer(axum::Extension(Arc::new(login_csrf::LoginCsrf::default())))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -198,17 +204,39 @@ pub enum WebError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Worth retrying after `retry_after_seconds`: the database or the password hashing is
+    /// overloaded.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_seconds: u64,
+    },
     #[error("something went wrong on our side")]
     Internal(String),
 }
 
 impl From<StoreError> for WebError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound(what) => Self::NotFound(what),
-            StoreError::Conflict(message) => Self::Conflict(message),
-            StoreError::Invalid(invalid) => Self::BadRequest(invalid.to_string()),
-            other => Self::Internal(other.to_string()),
+        match (error.kind(), error) {
+            (_, StoreError::NotFound(what)) => Self::NotFound(what),
+            (_, StoreError::Conflict(message)) => Self::Conflict(message),
+            (_, StoreError::Invalid(invalid)) => Self::BadRequest(invalid.to_string()),
+            (StoreErrorKind::Invalid, other) => {
+                tracing::warn!(error = %other, "the database refused the input");
+                Self::BadRequest("the database refused a value of the form".into())
+            }
+            (StoreErrorKind::Conflict, other) => {
+                tracing::warn!(error = %other, "database constraint conflict");
+                Self::Conflict("the change conflicts with what is stored".into())
+            }
+            (StoreErrorKind::Unavailable, other) => {
+                tracing::error!(error = %other, "database unavailable");
+                Self::Unavailable {
+                    message: "the database is unavailable; try again in a moment".into(),
+                    retry_after_seconds: 5,
+                }
+            }
+            (_, other) => Self::Internal(other.to_string()),
         }
     }
 }
@@ -230,6 +258,7 @@ impl IntoResponse for WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(detail) => {
                 tracing::error!(%detail, "web page failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -240,7 +269,17 @@ impl IntoResponse for WebError {
             .get_template("error.html")
             .and_then(|t| t.render(context! { status => status.as_u16(), message => &message }))
             .unwrap_or_else(|_| format!("{} {message}", status.as_u16()));
-        (status, Html(body)).into_response()
+        let mut response = (status, Html(body)).into_response();
+        if let Self::Unavailable {
+            retry_after_seconds,
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        }
+        response
     }
 }
 

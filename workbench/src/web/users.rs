@@ -1,6 +1,7 @@
 //! Users and roles (admins only): list, add with a password, change a role, set a password.
 
-use super::auth::{CurrentUser, hash_password};
+use super::auth::CurrentUser;
+use super::password_hashing::BUSY_RETRY_AFTER_SECONDS;
 use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
@@ -11,17 +12,35 @@ use serde::Deserialize;
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-/// Checks a new password's length and hashes it off the async workers.
-pub async fn new_password_hash(password: &str) -> WebResult<String> {
+/// Why a new password is refused, if it is: too short, or it starts or ends with whitespace.
+/// A password is kept exactly as typed and login compares it as typed, so whitespace at its
+/// ends is refused rather than trimmed: nobody is left with a password that differs from
+/// what they believe they set. The admin page and `tagger users add` share this rule.
+pub fn new_password_problem(password: &str) -> Option<String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(WebError::BadRequest(format!(
+        Some(format!(
             "a password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
+        ))
+    } else if password.trim() != password {
+        Some("a password may not begin or end with a space or other whitespace".into())
+    } else {
+        None
     }
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&password))
+}
+
+/// Checks a new password and hashes it, under the cap on concurrent hashes.
+pub async fn new_password_hash(state: &AppState, password: &str) -> WebResult<String> {
+    if let Some(problem) = new_password_problem(password) {
+        return Err(WebError::BadRequest(problem));
+    }
+    state
+        .password_hashing
+        .hash(password.to_string())
         .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|busy| WebError::Unavailable {
+            message: busy.to_string(),
+            retry_after_seconds: BUSY_RETRY_AFTER_SECONDS,
+        })?
         .map_err(WebError::Internal)
 }
 
@@ -71,7 +90,7 @@ pub async fn create(
     let username =
         Username::parse(&form.username).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let role: Role = form.role.parse().map_err(WebError::BadRequest)?;
-    let password_hash = new_password_hash(&form.password).await?;
+    let password_hash = new_password_hash(&state, &form.password).await?;
     let created = state
         .store
         .create_user(&NewUser {
@@ -112,8 +131,9 @@ pub async fn update(
         }
         state.store.set_user_role(id, role).await?;
     }
-    if let Some(password) = non_empty(&form.password) {
-        let hash = new_password_hash(password).await?;
+    // Not `non_empty`, which trims: the password is checked as typed. Empty means unchanged.
+    if let Some(password) = form.password.as_deref().filter(|p| !p.is_empty()) {
+        let hash = new_password_hash(&state, password).await?;
         state.store.set_user_password(id, &hash).await?;
     }
     Ok(redirect_with_flash("/admin/users", "ok", "User saved."))
