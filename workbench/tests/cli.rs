@@ -452,6 +452,8 @@ fn keys_are_created_with_scopes_or_as_instance_admin_and_listed_with_them() {
         instance.stdout.contains("provisioning") && instance.stdout.contains("instance-admin"),
         "{}",
         instance.stdout
+    );
+}
 
 /// `tagger` run in `cwd` without `--database-url`: the data directory decides the database.
 fn tagger_in(cwd: &Path, args: &[&str]) -> Run {
