@@ -8,6 +8,7 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use datasets::Store;
 use datasets::test_db::TestDatabase;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
