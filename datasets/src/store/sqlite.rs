@@ -147,34 +147,11 @@ pub struct SqliteImport {
 
 impl SqliteImport {
     async fn write_row(&mut self, row: &ImportRow, now: chrono::DateTime<Utc>) -> StoreResult<()> {
-        let ticket = &row.ticket;
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE project_id = $1 AND source = $2 AND external_id = $3",
-        )
-        .bind(self.project.id)
-        .bind(&ticket.source)
-        .bind(&ticket.external_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tickets (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
-             body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
-             RETURNING id",
-        )
-        .bind(self.project.id)
-        .bind(&ticket.source)
-        .bind(&ticket.external_id)
-        .bind(&ticket.subject)
-        .bind(&ticket.body)
-        .bind(Json(&ticket.metadata))
-        .bind(ticket.split.as_str())
-        .bind(ticket.created_at.unwrap_or(now))
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let old: Vec<TagId> = if existing.is_some() {
+        // The same upsert as every other ingest path.
+        let stored =
+            SqliteStore::upsert_ticket_in(&mut self.tx, self.project.id, &row.ticket, now).await?;
+        let id = stored.id.0;
+        let old: Vec<TagId> = if !stored.created {
             self.counts.updated += 1;
             sqlx::query_scalar(
                 "SELECT tag_id FROM labels WHERE ticket_id = $1 AND source = 'import'",
