@@ -80,19 +80,27 @@ pub fn save_with_files(
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
     };
-    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-    std::fs::write(staging.join(CARD_FILE), &card_bytes).map_err(io(&staging))?;
-    std::fs::write(staging.join(WEIGHTS_FILE), &weights).map_err(io(&staging))?;
-    let mut hashes = FileHashes::from([
-        (CARD_FILE.to_string(), sha256_hex(&card_bytes)),
-        (WEIGHTS_FILE.to_string(), sha256_hex(&weights)),
-    ]);
-    for (name, bytes) in extra {
-        std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
-        hashes.insert(name.to_string(), sha256_hex(bytes));
+    let written = (|| {
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        std::fs::write(staging.join(CARD_FILE), &card_bytes).map_err(io(&staging))?;
+        std::fs::write(staging.join(WEIGHTS_FILE), &weights).map_err(io(&staging))?;
+        let mut hashes = FileHashes::from([
+            (CARD_FILE.to_string(), sha256_hex(&card_bytes)),
+            (WEIGHTS_FILE.to_string(), sha256_hex(&weights)),
+        ]);
+        for (name, bytes) in extra {
+            std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
+            hashes.insert(name.to_string(), sha256_hex(bytes));
+        }
+        std::fs::rename(&staging, dir).map_err(io(dir))?;
+        Ok(hashes)
+    })();
+    if written.is_err() {
+        // A full disk or a failed rename must not leave a hidden half-written model behind
+        // (it would fill the disk further with every retry).
+        let _ = std::fs::remove_dir_all(&staging);
     }
-    std::fs::rename(&staging, dir).map_err(io(dir))?;
-    Ok(hashes)
+    written
 }
 
 fn staging_dir(dir: &Path) -> PathBuf {
@@ -199,4 +207,71 @@ fn deserialize(bytes: &[u8]) -> Result<Tensors, ModelError> {
         }
     }
     Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use super::*;
+    use crate::card::ModelKind;
+    use datasets::LabelMode;
+
+    fn card() -> ModelCard {
+        ModelCard {
+            format: 1,
+            kind: ModelKind::Ngram,
+            label_mode: LabelMode::Single,
+            tags: Vec::new(),
+            temperature: 1.0,
+            thresholds: Vec::new(),
+            params: serde_json::json!({}),
+            training_fingerprint: String::new(),
+            ngram: None,
+            encoder: None,
+        }
+    }
+
+    fn tensors() -> Tensors {
+        let mut tensors = Tensors::default();
+        tensors
+            .f32s
+            .insert("w".into(), (vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]));
+        tensors
+    }
+
+    fn hidden_entries(parent: &Path) -> Vec<String> {
+        std::fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with('.'))
+            .collect()
+    }
+
+    #[test]
+    fn a_saved_model_loads_back_with_its_hashes() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("v1");
+        let hashes = save(&dir, &card(), &tensors()).unwrap();
+        let (loaded, weights) = load(&dir, &hashes).unwrap();
+        assert_eq!(loaded, card());
+        assert_eq!(weights, tensors());
+        assert!(hidden_entries(parent.path()).is_empty());
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_half_written_directory_behind() {
+        let parent = tempfile::tempdir().unwrap();
+        // The final rename fails: a non-empty directory is already where the model goes.
+        let dir = parent.path().join("v1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("someone-else"), b"x").unwrap();
+        let error = save(&dir, &card(), &tensors()).unwrap_err();
+        assert!(matches!(error, ModelError::Io { .. }), "{error}");
+        assert!(
+            hidden_entries(parent.path()).is_empty(),
+            "left behind: {:?}",
+            hidden_entries(parent.path())
+        );
+        assert!(dir.join("someone-else").exists(), "what was there is kept");
+    }
 }

@@ -35,8 +35,38 @@ pub struct Decision {
     pub scores: Vec<TagScore>,
     /// The applied tags, in the order of `scores`.
     pub applied: Vec<TagName>,
-    /// No tag was confident enough: a person should tag it.
+    /// No tag was applied: a person should tag it.
     pub needs_review: bool,
+    /// Why a person should look; present exactly when `needs_review` is.
+    pub review_reason: Option<ReviewReason>,
+}
+
+/// Why a ticket goes to a person instead of being tagged automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewReason {
+    /// The text has no letters at all (empty, emoji, punctuation, bare numbers): whatever
+    /// the model says about it is a guess, however confident it looks.
+    NoContent,
+    /// No tag reached its threshold.
+    NotConfident,
+}
+
+impl ReviewReason {
+    /// The sentence shown to people and API clients.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NoContent => "the ticket has no words to tag from",
+            Self::NotConfident => "no tag is confident enough",
+        }
+    }
+}
+
+/// Whether a text carries anything a model can read: at least one letter, in any script.
+/// Emoji, punctuation, symbols and digits alone do not count — a model still scores such
+/// a text, often confidently, because nothing in it contradicts the likeliest tag.
+pub fn has_content(text: &str) -> bool {
+    text.chars().any(char::is_alphabetic)
 }
 
 /// The project's taxonomy today, against the model's snapshot.
@@ -122,6 +152,7 @@ impl Decider {
 
     /// Decides for one ticket; `with_rules` false gives the model's own verdict.
     pub fn decide(&self, text: &str, probabilities: &[f32], with_rules: bool) -> Decision {
+        let content = has_content(text);
         let mut effects: Vec<Option<RuleEffect>> = vec![None; self.outputs.len()];
         if with_rules && !self.rules.is_empty() {
             let lowered = text.to_lowercase();
@@ -133,7 +164,10 @@ impl Decider {
                 }
             }
         }
-        let live = |i: usize| self.outputs[i].is_some() && effects[i] != Some(RuleEffect::Vetoed);
+        // A text without content gets no tag at all, not even from a keyword rule.
+        let live = |i: usize| {
+            content && self.outputs[i].is_some() && effects[i] != Some(RuleEffect::Vetoed)
+        };
         let confident = |i: usize| probabilities[i] >= self.thresholds[i];
         let mut applied = vec![false; self.outputs.len()];
         match self.mode {
@@ -187,8 +221,14 @@ impl Decider {
             .filter(|s| s.applied)
             .map(|s| s.tag.clone())
             .collect();
+        let review_reason = match (content, applied_names.is_empty()) {
+            (false, _) => Some(ReviewReason::NoContent),
+            (true, true) => Some(ReviewReason::NotConfident),
+            (true, false) => None,
+        };
         Decision {
-            needs_review: applied_names.is_empty(),
+            needs_review: review_reason.is_some(),
+            review_reason,
             applied: applied_names,
             scores,
         }
@@ -246,6 +286,37 @@ mod tests {
         let sure = decider.decide("text", &[0.9, 0.1], true);
         assert_eq!(names(&sure), ["Bug"]);
         assert!(!sure.needs_review);
+    }
+
+    #[test]
+    fn texts_without_letters_are_never_applied_whatever_the_scores_or_rules() {
+        let taxonomy = [
+            tag(1, "Bug", false, &["?"], &[]),
+            tag(2, "Billing", false, &[], &[]),
+        ];
+        for mode in [LabelMode::Single, LabelMode::Multi] {
+            let decider = Decider::new(
+                mode,
+                &[known(1, "Bug"), known(2, "Billing")],
+                &[0.5, 0.5],
+                &taxonomy,
+            );
+            for junk in ["", "   ", "🙂", "????", "!!! ...", "12345", "🔥🔥 :) <3"] {
+                let decision = decider.decide(junk, &[0.99, 0.98], true);
+                assert!(decision.applied.is_empty(), "{junk:?} was tagged");
+                assert!(decision.needs_review);
+                assert_eq!(decision.review_reason, Some(ReviewReason::NoContent));
+                assert_eq!(decision.scores.len(), 2, "scores are still shown");
+            }
+            // One letter in any script is content.
+            for text in ["ok", "Ошибка", "错误 500", "é!"] {
+                let decision = decider.decide(text, &[0.99, 0.1], false);
+                assert!(!decision.needs_review, "{text:?} went to review");
+                assert_eq!(decision.review_reason, None);
+            }
+            let doubtful = decider.decide("printer", &[0.2, 0.1], false);
+            assert_eq!(doubtful.review_reason, Some(ReviewReason::NotConfident));
+        }
     }
 
     #[test]

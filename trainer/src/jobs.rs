@@ -697,6 +697,19 @@ async fn train_job(
         finish(RunOutcome::Cancelled).await;
         return Ok(());
     }
+    // Each claim counts an attempt, also the claims of workers that were killed before they
+    // could report (out of memory, a node lost): the queue hands such a job on without
+    // counting it, so the run's own count is what stops a job that kills its workers.
+    if run.attempts as usize > MAX_ATTEMPTS {
+        let reason = format!(
+            "started {} times without finishing: its workers stopped each time (out of memory?); \
+             not tried again",
+            run.attempts - 1
+        );
+        tracing::warn!(run = %run.id, %reason, "giving up on a training run");
+        finish(RunOutcome::Failed(reason.clone())).await;
+        return Err(abort(reason));
+    }
     let kind: ModelKind = match run.kind.parse() {
         Ok(kind) => kind,
         Err(reason) => {
@@ -767,11 +780,11 @@ async fn train_job(
             }
         })
     };
-    let started = Instant::now();
+    let mut tracker = crate::progress::ProgressTracker::default();
     let stopping = state.stopping.clone();
     let stop_flag = cancelled.clone();
     let progress = move |event: Progress| {
-        let _ = reports.send(progress_report(&event, started.elapsed()));
+        let _ = reports.send(tracker.report(&event, Instant::now()));
         if stop_flag.load(Ordering::SeqCst) || stopping.load(Ordering::SeqCst) {
             ControlFlow::Break(())
         } else {
@@ -868,53 +881,5 @@ async fn promote_if_allowed(
             tracing::warn!(%error, "could not promote the retrained version");
             false
         }
-    }
-}
-
-/// A progress event as the store keeps it (and the API and pages show it).
-fn progress_report(event: &Progress, elapsed: Duration) -> serde_json::Value {
-    let elapsed_seconds = elapsed.as_secs_f64();
-    match event {
-        Progress::Loaded {
-            train,
-            validation,
-            test,
-            tags,
-            held_out,
-        } => serde_json::json!({
-            "stage": "loaded", "train": train, "validation": validation, "test": test,
-            "tags": tags, "held_out": held_out, "elapsed_seconds": elapsed_seconds,
-        }),
-        Progress::Embedding { done, total } => serde_json::json!({
-            "stage": "embedding", "step": done, "steps": total, "elapsed_seconds": elapsed_seconds,
-        }),
-        Progress::Embedded(report) => serde_json::json!({
-            "stage": "embedded", "computed": report.computed, "cached": report.cached,
-            "elapsed_seconds": elapsed_seconds,
-        }),
-        Progress::Epoch(epoch) => {
-            // An upper bound: early stopping usually ends sooner.
-            let per_epoch = elapsed_seconds / epoch.epoch.max(1) as f64;
-            serde_json::json!({
-                "stage": "training", "step": epoch.epoch, "steps": epoch.epochs,
-                "loss": epoch.train_loss, "validation_loss": epoch.validation_loss,
-                "elapsed_seconds": elapsed_seconds,
-                "eta_seconds": per_epoch * epoch.epochs.saturating_sub(epoch.epoch) as f64,
-            })
-        }
-        Progress::Step(step) => {
-            let per_step = elapsed_seconds / step.step.max(1) as f64;
-            serde_json::json!({
-                "stage": "training", "step": step.step, "steps": step.steps,
-                "epoch": step.epoch, "loss": step.loss, "elapsed_seconds": elapsed_seconds,
-                "eta_seconds": per_step * step.steps.saturating_sub(step.step) as f64,
-            })
-        }
-        Progress::Refitting { epochs } => serde_json::json!({
-            "stage": "refitting", "steps": epochs, "elapsed_seconds": elapsed_seconds,
-        }),
-        Progress::Evaluating => serde_json::json!({
-            "stage": "evaluating", "elapsed_seconds": elapsed_seconds,
-        }),
     }
 }

@@ -249,6 +249,56 @@ async fn disagreement_queues_tickets_where_a_keyword_rule_and_the_model_differ()
 }
 
 #[tokio::test]
+async fn tickets_without_words_go_first_with_their_reason_and_the_rest_keep_the_ranking() {
+    for strategy in [Strategy::Margin, Strategy::Random] {
+        let database = TestDatabase::sqlite().unwrap();
+        let store = database.store().await.unwrap();
+        let project = demo(&store, LabelMode::Single).await;
+        let models = tempfile::tempdir().unwrap();
+        train_and_promote(&store, &project, models.path()).await;
+        let junk = |external_id: &str, subject: &str| NewTicket {
+            source: "api".into(),
+            external_id: external_id.into(),
+            subject: subject.into(),
+            body: String::new(),
+            metadata: serde_json::json!({}),
+            created_at: None,
+            split: Split::Train,
+        };
+        let stored = store
+            .upsert_tickets(
+                project.id,
+                &[
+                    junk("J-1", "🙂"),
+                    junk("J-2", "????"),
+                    junk("J-3", "!!! 404"),
+                ],
+            )
+            .await
+            .unwrap();
+        let junk_ids: HashSet<TicketId> = stored.iter().map(|s| s.id).collect();
+        let (options, _cache) = offline(10);
+        let summary = score_project(&store, project.id, strategy, &options)
+            .await
+            .unwrap();
+        assert_eq!(summary.queued, 10);
+        let batch = store
+            .lease_review_tickets(project.id, "ana", 10, 600)
+            .await
+            .unwrap();
+        let first: HashSet<TicketId> = batch[..3].iter().map(|e| e.ticket_id).collect();
+        assert_eq!(first, junk_ids, "{strategy:?}");
+        assert!(
+            batch[..3]
+                .iter()
+                .all(|e| e.reason == "the ticket has no words to tag from")
+        );
+        assert!(batch[3..].iter().all(|e| !junk_ids.contains(&e.ticket_id)));
+        assert!(batch[3..].iter().all(|e| !e.reason.contains("no words")));
+    }
+}
+
+#[tokio::test]
 async fn a_queue_size_of_zero_is_refused() {
     let database = TestDatabase::sqlite().unwrap();
     let store = database.store().await.unwrap();

@@ -12,6 +12,8 @@ use tower_http::trace::TraceLayer;
 pub fn app(state: AppState) -> Router {
     api::router()
         .merge(crate::web::router())
+        .fallback(crate::fallback::not_found)
+        .method_not_allowed_fallback(crate::fallback::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
             crate::http_metrics::track,

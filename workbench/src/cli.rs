@@ -204,8 +204,12 @@ pub struct PredictArgs {
     /// Model version id [default: the newest].
     #[arg(long)]
     pub version: Option<i64>,
-    /// The ticket text (subject and body).
-    pub text: String,
+    /// The ticket text (subject and body). Long tickets: use `--file`.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub text: Option<String>,
+    /// Read the ticket text from a file, or from standard input with `-`.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+mod fallback;
 pub mod http_metrics;
 pub mod state;
 pub mod web;

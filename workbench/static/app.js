@@ -19,7 +19,8 @@
   // "/" jumps to search, on every page.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "/" || typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
-    var search = document.querySelector("[data-search]");
+    // On the review page of a large taxonomy, "/" finds a tag instead.
+    var search = document.querySelector("[data-tag-filter]") || document.querySelector("[data-search]");
     event.preventDefault();
     if (search) {
       search.focus();
@@ -30,20 +31,50 @@
     }
   });
 
-  // The review page: number keys toggle tags, Enter confirms, s skips, u undoes.
+  // The review page: 1–9 and the letters shown toggle tags, Enter confirms, s skips, u
+  // undoes; with more tags than keys, "/" opens a filter that finds any tag by name.
   var review = document.querySelector("form[data-review]");
   if (review) {
+    var filter = document.querySelector("[data-tag-filter]");
+    var toggle = function (box) {
+      box.checked = box.type === "radio" ? true : !box.checked;
+    };
+    var matches = function () {
+      var text = filter ? filter.value.trim().toLowerCase() : "";
+      var shown = [];
+      review.querySelectorAll("label[data-choice]").forEach(function (label) {
+        var hit = !text || label.dataset.choice.indexOf(text) !== -1;
+        label.hidden = !hit;
+        if (hit) shown.push(label);
+      });
+      return shown;
+    };
+    if (filter) {
+      filter.addEventListener("input", matches);
+      filter.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") {
+          event.preventDefault();
+          if (!filter.value.trim()) {
+            review.requestSubmit(review.querySelector('button[value="confirm"]'));
+            return;
+          }
+          var first = matches()[0];
+          if (first) toggle(first.querySelector('input[name="tags"]'));
+          filter.value = "";
+          matches();
+        } else if (event.key === "Escape") {
+          event.preventDefault();
+          filter.value = "";
+          matches();
+          filter.blur();
+        }
+      });
+    }
     document.addEventListener("keydown", function (event) {
+      if (event.target === filter) return;
       if (typing(event) && event.key !== "Enter") return;
       if (event.ctrlKey || event.metaKey || event.altKey) return;
-      var n = parseInt(event.key, 10);
-      if (!isNaN(n) && n >= 1 && n <= 9) {
-        var box = review.querySelector('input[name="tags"][data-key="' + n + '"]');
-        if (box) {
-          event.preventDefault();
-          box.checked = box.type === "radio" ? true : !box.checked;
-        }
-      } else if (event.key === "Enter") {
+      if (event.key === "Enter") {
         event.preventDefault();
         review.requestSubmit(review.querySelector('button[value="confirm"]'));
       } else if (event.key === "s") {
@@ -52,6 +83,12 @@
       } else if (event.key === "u") {
         var undo = document.querySelector("form[data-undo]");
         if (undo) { event.preventDefault(); undo.submit(); }
+      } else if (/^[1-9a-z]$/.test(event.key)) {
+        var box = review.querySelector('input[name="tags"][data-key="' + event.key + '"]');
+        if (box) {
+          event.preventDefault();
+          toggle(box);
+        }
       }
     });
   }

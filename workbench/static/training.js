@@ -24,8 +24,7 @@
       text("run-status", run.status);
       document.getElementById("run-status").className = "status " + run.status;
       text("run-summary", run.summary);
-      text("run-eta", run.eta_seconds === null ? "" :
-        "at most " + Math.round(run.eta_seconds) + " s left (early stopping usually ends sooner)");
+      text("run-eta", run.eta_text || "");
       text("run-attempts", String(run.attempts));
       text("run-worker", run.worker || "–");
     } catch (error) {

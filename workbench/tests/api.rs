@@ -550,7 +550,18 @@ async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
             );
         }
     }
-    // And a path that is not documented is not routed.
-    let (status, _) = app.call(Method::GET, "/v1/undocumented", None).await;
+    // And a path that is not documented is not routed: a JSON body that says so.
+    let (status, body) = app.call(Method::GET, "/v1/undocumented", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "no_endpoint", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/openapi.json")
+    );
+    // A routed path with a method it does not take: 405 with a JSON body too.
+    let (status, body) = app.call(Method::DELETE, "/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }

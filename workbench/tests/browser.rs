@@ -409,5 +409,106 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         charts.len()
     );
     shots.take(&client, "dashboard").await;
+
+    // A taxonomy of 77 tags, labelled by keyboard alone: a letter for the tenth tag, and
+    // for one past every key, "/" then part of its name and Enter; Enter again confirms.
+    let large = store
+        .create_project(&ProjectName::parse("Intents").unwrap(), LabelMode::Multi)
+        .await
+        .unwrap();
+    for i in 0..77 {
+        store
+            .create_tag(
+                large.id,
+                &NewTag::named(TagName::parse(&format!("intent {i:02}")).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    let ticket = store
+        .upsert_tickets(
+            large.id,
+            &[NewTicket {
+                source: "api".into(),
+                external_id: "I-1".into(),
+                subject: "Where is my card?".into(),
+                body: "It was sent two weeks ago and has not arrived.".into(),
+                metadata: serde_json::json!({}),
+                created_at: None,
+                split: Split::Train,
+            }],
+        )
+        .await
+        .unwrap()[0]
+        .id;
+    store
+        .replace_review_queue(
+            large.id,
+            &[NewQueueEntry {
+                ticket_id: ticket,
+                score: 1.0,
+                strategy: "cold-start".into(),
+                reason: "a ticket from a part of the project not covered so far".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    client
+        .goto(&format!("{base}/p/{}/review", large.id))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#review-ticket"))
+        .await
+        .unwrap();
+    let body = client.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("a").await.unwrap();
+    body.send_keys("/").await.unwrap();
+    let focused = client
+        .execute(
+            "return document.activeElement === document.querySelector('[data-tag-filter]')",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(focused, serde_json::json!(true), "/ opens the tag filter");
+    let filter = client
+        .find(Locator::Css("[data-tag-filter]"))
+        .await
+        .unwrap();
+    filter.send_keys("tent 63").await.unwrap();
+    let shown = client
+        .find_all(Locator::Css("label[data-choice]:not([hidden])"))
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 1, "the filter leaves one tag");
+    filter.send_keys(ENTER).await.unwrap();
+    filter.send_keys(ENTER).await.unwrap();
+    let expected = format!("review?last={}", ticket.0);
+    let mut arrived = false;
+    for _ in 0..600 {
+        if client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&expected)
+        {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(arrived, "Enter in the empty filter did not confirm");
+    let labelled = store.ticket(large.id, ticket).await.unwrap();
+    let mut chosen: Vec<&str> = labelled
+        .labels
+        .iter()
+        .filter(|l| l.source == LabelSource::Human && l.present)
+        .map(|l| l.tag.as_str())
+        .collect();
+    chosen.sort_unstable();
+    assert_eq!(chosen, ["intent 09", "intent 63"]);
     client.close().await.unwrap();
 }

@@ -28,6 +28,28 @@ fn tagger(database_url: &str, args: &[&str]) -> Run {
     }
 }
 
+fn tagger_with_stdin(database_url: &str, args: &[&str], input: &[u8]) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .arg("--database-url")
+        .arg(database_url)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("TAGGER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -351,6 +373,70 @@ fn train_eval_and_predict_from_the_command_line() {
     );
     assert!(predicted.ok, "{}", predicted.stderr);
     assert!(predicted.stdout.contains("Billing"), "{}", predicted.stdout);
+
+    // Long tickets come from a file or standard input, not the command line.
+    let long = format!(
+        "I was charged twice for my subscription, please refund the invoice. {}",
+        "The log follows. ".repeat(10_000)
+    );
+    let path = write_file(dir.path(), "ticket.txt", long.as_bytes());
+    let from_file = tagger(
+        &database.url,
+        &[
+            "predict",
+            "--project",
+            "Support",
+            "--file",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(from_file.ok, "{}", from_file.stderr);
+    assert!(
+        from_file.stdout.contains("model version"),
+        "{}",
+        from_file.stdout
+    );
+    let from_stdin = tagger_with_stdin(
+        &database.url,
+        &["predict", "--project", "Support", "--file", "-"],
+        b"I was charged twice for my subscription, please refund the invoice",
+    );
+    assert!(from_stdin.ok, "{}", from_stdin.stderr);
+    assert!(
+        from_stdin.stdout.contains("Billing"),
+        "{}",
+        from_stdin.stdout
+    );
+    let too_long = write_file(dir.path(), "huge.txt", &vec![b'a'; 2 * 1024 * 1024]);
+    let refused = tagger(
+        &database.url,
+        &[
+            "predict",
+            "--project",
+            "Support",
+            "--file",
+            too_long.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.ok);
+    assert!(refused.stderr.contains("KiB"), "{}", refused.stderr);
+
+    // Nothing to read: refused when empty, sent to a person when there are no words.
+    let empty = tagger(&database.url, &["predict", "--project", "Support", "  "]);
+    assert!(!empty.ok);
+    assert!(empty.stderr.contains("empty"), "{}", empty.stderr);
+    for junk in ["🙂", "????"] {
+        let verdict = tagger(&database.url, &["predict", "--project", "Support", junk]);
+        assert!(verdict.ok, "{}", verdict.stderr);
+        assert!(
+            verdict
+                .stdout
+                .contains("sent to a person for review: the ticket has no words to tag from"),
+            "{}",
+            verdict.stdout
+        );
+        assert!(!verdict.stdout.contains(" applied"), "{}", verdict.stdout);
+    }
 }
 
 #[test]

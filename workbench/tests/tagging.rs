@@ -210,6 +210,27 @@ async fn promotion_serves_at_once_and_a_broken_version_never_replaces_a_working_
     assert_eq!(tagged["version"], json!(first.id));
     assert_eq!(tagged["scores"].as_array().unwrap().len(), 10);
     assert!(tagged["needs_review"].is_boolean());
+    assert_eq!(
+        tagged["review_reason"].is_null(),
+        tagged["needs_review"] == json!(false),
+        "{tagged}"
+    );
+    // Texts without a word are never tagged, whatever the model's scores on them.
+    for junk in ["🙂", "????", "!!! :-) 42"] {
+        let (status, tagged) = harness
+            .call(
+                Method::POST,
+                "/v1/projects/Acme/tag",
+                Some(&harness.key),
+                Some(json!({ "subject": junk })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tagged}");
+        assert_eq!(tagged["applied"], json!([]), "{junk}: {tagged}");
+        assert_eq!(tagged["needs_review"], json!(true));
+        assert_eq!(tagged["review_reason"], "no_content");
+        assert_eq!(tagged["scores"].as_array().unwrap().len(), 10);
+    }
 
     // A second version whose weights were damaged after training: promoted in the
     // registry, but this server keeps serving the first and says why.
@@ -271,7 +292,7 @@ async fn promotion_serves_at_once_and_a_broken_version_never_replaces_a_working_
     assert!(metrics.contains("tagger_model_swaps_total 1"), "{metrics}");
     assert!(metrics.contains("tagger_model_swap_failures_total 1"));
     assert!(metrics.contains(
-        "tagger_http_requests_total{route=\"/v1/projects/{project}/tag\",status=\"200\"} 2"
+        "tagger_http_requests_total{route=\"/v1/projects/{project}/tag\",status=\"200\"} 5"
     ));
     assert!(metrics.contains(&format!(
         "tagger_model_version{{project=\"{}\"}} {}",

@@ -754,6 +754,95 @@ async fn an_admin_edits_a_tag_and_previews_its_keyword_rule() {
 }
 
 #[tokio::test]
+async fn a_preview_is_posted_keeps_what_was_typed_and_a_refused_rename_loses_nothing() {
+    let app = WebApp::new().await;
+    let browser = app.login("admin").await;
+    let billing = app.tag_id("billing").await;
+    let uri = app.p(&format!("/taxonomy/{billing}"));
+    let page = app.get(&uri, Some(&browser)).await;
+    // No form on the page sends the CSRF token with GET (it would end up in the URL).
+    assert!(!page.body.contains("formmethod=\"get\""), "{}", page.body);
+    assert!(page.body.contains("name=\"preview\""));
+
+    let preview = app
+        .submit(
+            &browser,
+            &uri,
+            &[
+                ("name", "Billing and invoices"),
+                ("description", "typed, not saved"),
+                ("color", "#16a34a"),
+                ("include", "charged\nreset mail"),
+                ("exclude", ""),
+                ("preview", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(preview.body.contains("Invoice charged twice"));
+    assert!(preview.body.contains("Tickets these rules would match"));
+    assert!(preview.body.contains("value=\"Billing and invoices\""));
+    assert!(preview.body.contains("typed, not saved"));
+    let stored = |name: &'static str| {
+        let store = app.store.clone();
+        let project = app.project.id;
+        async move {
+            store
+                .list_tags(project)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.id == billing)
+                .map(|t| (t.name.as_str() == name, t.description))
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        stored("billing").await,
+        (true, String::new()),
+        "a preview saves nothing"
+    );
+
+    // Renaming to a name another tag has: 409, the form as typed, and what to do.
+    let other = app
+        .store
+        .list_tags(app.project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id != billing && t.name.as_str().chars().all(char::is_alphanumeric))
+        .unwrap();
+    let refused = app
+        .submit(
+            &browser,
+            &uri,
+            &[
+                ("name", other.name.as_str()),
+                ("description", "my long description"),
+                ("color", "#16a34a"),
+                ("include", "charged"),
+                ("exclude", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.body.contains("Not saved:"), "{}", refused.body);
+    assert!(refused.body.contains("my long description"));
+    assert!(
+        refused
+            .body
+            .contains(&format!("value=\"{}\"", other.name.as_str())),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("id=\"tag-form\""),
+        "the edit form is shown again"
+    );
+    assert_eq!(stored("billing").await, (true, String::new()));
+}
+
+#[tokio::test]
 async fn promotion_from_the_web_goes_through_the_guard() {
     let app = WebApp::new().await;
     for f1 in [0.80, 0.60] {
@@ -922,6 +1011,38 @@ async fn static_files_are_served_from_the_binary() {
     assert_eq!(
         app.get("/static/missing.css", None).await.status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn unknown_pages_and_wrong_methods_get_a_page_that_says_so() {
+    let app = WebApp::new().await;
+    let missing = app.get("/no-such-page", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("no-such-page not found"),
+        "{}",
+        missing.body
+    );
+    assert!(
+        missing.body.contains("href=\"/\""),
+        "a way home: {}",
+        missing.body
+    );
+    let wrong = app
+        .send(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri("/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        wrong.body.contains("login does not accept DELETE"),
+        "{}",
+        wrong.body
     );
 }
 

@@ -318,6 +318,50 @@ async fn a_run_on_bad_data_fails_once_with_the_reason(database: &TestDatabase, s
     wait_for_exit(&mut worker, Duration::from_secs(30));
 }
 
+async fn a_run_whose_workers_keep_dying_is_given_up_after_the_attempt_limit(
+    _database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &TrainingParams::default(),
+        "test",
+    )
+    .await
+    .unwrap();
+    // Workers that claimed the run and died before they could report anything, as many
+    // as the limit allows (the queue hands such a job on without counting it).
+    for dead in 1..=trainer::jobs::MAX_ATTEMPTS {
+        let claimed = store
+            .claim_training_run(project.id, run.id, &format!("dead-{dead}"))
+            .await
+            .unwrap();
+        assert_eq!(claimed.attempts as usize, dead);
+    }
+    let worker = InProcessWorker::start(&store, queue, dir.path());
+    let ended = wait_for_run(&store, &run, Duration::from_secs(60), "giving up", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    let error = ended.error.as_deref().unwrap();
+    assert!(
+        error.contains(&format!(
+            "started {} times without finishing",
+            trainer::jobs::MAX_ATTEMPTS
+        )),
+        "{error}"
+    );
+    assert!(store.model_versions(project.id).await.unwrap().is_empty());
+    worker.stop().await;
+}
+
 async fn call(
     router: &axum::Router,
     method: Method,
@@ -919,6 +963,7 @@ on_both_backends!(
     a_worker_process_trains_a_queued_run_and_sigterm_requeues_it_for_another,
     a_killed_workers_job_is_handed_to_another_worker,
     a_run_on_bad_data_fails_once_with_the_reason,
+    a_run_whose_workers_keep_dying_is_given_up_after_the_attempt_limit,
     the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted,
     enough_new_labels_retrain_promote_and_rescore_the_review_queue,
     a_promotion_retags_the_newest_tickets_and_an_evaluation_is_queued,

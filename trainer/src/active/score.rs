@@ -14,7 +14,7 @@ use datasets::{
     StoreError, Tag, TicketId,
 };
 use inference::calibration::probabilities;
-use inference::decision::RuleEffect;
+use inference::decision::{ReviewReason, RuleEffect};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderError, EncoderOptions};
 use inference::model::Scorer;
@@ -265,6 +265,12 @@ pub async fn score_project(
     };
     let taxonomy = store.list_tags(project).await?;
     let candidates = load_candidates(store, project, options.max_candidates).await?;
+    // Tickets without a single letter cannot be ranked by any model (its scores on them
+    // are guesses) and must never be tagged by one: they go first, with their reason.
+    let (no_content, candidates): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .partition(|(_, text)| !inference::decision::has_content(text));
+    let total_candidates = no_content.len() + candidates.len();
     let options_for_worker = options.clone();
     let version_for_worker = version.clone();
     let texts: Vec<String> = candidates.iter().map(|(_, text)| text.clone()).collect();
@@ -278,21 +284,29 @@ pub async fn score_project(
     })
     .await
     .map_err(|e| ScoreError::Worker(e.to_string()))??;
-    let entries: Vec<NewQueueEntry> = selected
-        .into_iter()
-        .map(|s| NewQueueEntry {
+    // The queue is read in rank order; the score shown beside them is the batch's highest.
+    let top = selected.iter().map(|s| s.score).fold(1.0, f32::max);
+    let junk = no_content.iter().map(|(ticket_id, _)| NewQueueEntry {
+        ticket_id: *ticket_id,
+        score: top,
+        strategy: used.as_str().to_string(),
+        reason: ReviewReason::NoContent.describe().to_string(),
+    });
+    let entries: Vec<NewQueueEntry> = junk
+        .chain(selected.into_iter().map(|s| NewQueueEntry {
             ticket_id: candidates[s.index].0,
             score: s.score,
             strategy: used.as_str().to_string(),
             reason: s.reason,
-        })
+        }))
+        .take(options.queue_size)
         .collect();
     let queued = store.replace_review_queue(project, &entries).await?;
     Ok(ScoreSummary {
         requested: strategy,
         strategy: used,
         model_version: version.map(|v| v.id),
-        candidates: candidates.len(),
+        candidates: total_candidates,
         queued,
         vectors,
         seconds: started.elapsed().as_secs_f64(),

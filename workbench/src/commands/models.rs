@@ -6,6 +6,7 @@ use anyhow::Context;
 use datasets::{AnyStore, ModelVersionId, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use inference::{Decider, TaxonomyDrift};
+use std::io::Read as _;
 use trainer::{Evaluation, Progress};
 
 pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow::Result<()> {
@@ -166,7 +167,8 @@ pub async fn predict(store: &AnyStore, args: PredictArgs) -> anyhow::Result<()> 
         &model.card.thresholds,
         &taxonomy,
     );
-    let decision = decider.decide(&args.text, &model.probabilities(&args.text), true);
+    let text = predict_text(&args)?;
+    let decision = decider.decide(&text, &model.probabilities(&text), true);
     println!("model version {} ({})", version.id, version.kind);
     for score in decision.scores.iter().take(5) {
         let verdict = match (score.applied, score.rule) {
@@ -182,11 +184,54 @@ pub async fn predict(store: &AnyStore, args: PredictArgs) -> anyhow::Result<()> 
             score.threshold.min(1.0)
         );
     }
-    if decision.needs_review {
-        println!("→ no tag is confident enough: sent to a person for review");
+    if let Some(reason) = decision.review_reason {
+        println!("→ sent to a person for review: {}", reason.describe());
     }
     print_drift(&decider.drift);
     Ok(())
+}
+
+/// The text to predict on: the argument, a file, or standard input (`--file -`), within
+/// the size a stored ticket may have, and not empty.
+fn predict_text(args: &PredictArgs) -> anyhow::Result<String> {
+    let limit = datasets::limits::MAX_SUBJECT_CHARS * 4 + datasets::ticket::MAX_BODY_BYTES;
+    let text = match (&args.text, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => {
+            let mut bytes = Vec::new();
+            let read = if path.as_os_str() == "-" {
+                std::io::stdin()
+                    .lock()
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut bytes)
+                    .context("cannot read the ticket text from standard input")?
+            } else {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                file.take(limit as u64 + 1)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+            };
+            if read > limit {
+                anyhow::bail!(
+                    "the ticket text is over {} KiB, the most a ticket may hold",
+                    limit / 1024
+                );
+            }
+            String::from_utf8(bytes).context("the ticket text is not UTF-8")?
+        }
+        (None, None) => anyhow::bail!("give the ticket text, or --file PATH (- for stdin)"),
+    };
+    if text.len() > limit {
+        anyhow::bail!(
+            "the ticket text is over {} KiB, the most a ticket may hold",
+            limit / 1024
+        );
+    }
+    if text.trim().is_empty() {
+        anyhow::bail!("the ticket text is empty");
+    }
+    Ok(text)
 }
 
 fn print_drift(drift: &TaxonomyDrift) {

@@ -247,23 +247,33 @@ impl From<minijinja::Error> for WebError {
     }
 }
 
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::LoginRequired { next } => {
-                let target = format!("/login?next={}", encode_component(next));
-                return Redirect::to(&target).into_response();
-            }
+impl WebError {
+    /// The HTTP status the error is answered with (a redirect to the login page for
+    /// `LoginRequired`).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::LoginRequired { .. } => StatusCode::SEE_OTHER,
             Self::Forbidden { .. } | Self::BadCsrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(detail) => {
-                tracing::error!(%detail, "web page failed");
-                StatusCode::INTERNAL_SERVER_ERROR
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::LoginRequired { next } => {
+                let target = format!("/login?next={}", encode_component(next));
+                return Redirect::to(&target).into_response();
             }
-        };
+            Self::Internal(detail) => tracing::error!(%detail, "web page failed"),
+            _ => {}
+        }
+        let status = self.status();
         let message = self.to_string();
         let body = TEMPLATES
             .get_template("error.html")

@@ -31,6 +31,19 @@ pub struct ReviewQuery {
     last: Option<String>,
 }
 
+/// Letters that choose tags after the first nine; `s` (skip) and `u` (undo) are taken.
+const LETTER_KEYS: &str = "abcdefghijklmnopqrtvwxyz";
+
+/// The key that toggles the `index`-th tag on the review page: 1–9, then letters; the
+/// tags past those are reached through the page's tag filter.
+fn choice_key(index: usize) -> Option<String> {
+    if index < 9 {
+        Some((index + 1).to_string())
+    } else {
+        LETTER_KEYS.chars().nth(index - 9).map(String::from)
+    }
+}
+
 pub async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -140,7 +153,7 @@ pub async fn show(
                     human.iter().any(|l| l.tag_id == t.id && l.present)
                 };
                 context! {
-                    key => (i < 9).then_some(i + 1),
+                    key => choice_key(i),
                     name => t.name.as_str(),
                     color => t.color.as_str(),
                     confidence => confidence,
@@ -238,4 +251,21 @@ pub async fn skip(
         .release_review_lease(project.id, TicketId(ticket), user.username())
         .await?;
     Ok(Redirect::to(&format!("/p/{}/review", project.id)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_get_digits_then_letters_that_are_not_shortcuts_already() {
+        let keys: Vec<Option<String>> = (0..40).map(choice_key).collect();
+        assert_eq!(keys[0].as_deref(), Some("1"));
+        assert_eq!(keys[8].as_deref(), Some("9"));
+        assert_eq!(keys[9].as_deref(), Some("a"));
+        let letters: Vec<String> = keys.iter().flatten().skip(9).cloned().collect();
+        assert_eq!(letters.len(), 24);
+        assert!(!letters.iter().any(|k| k == "s" || k == "u"));
+        assert_eq!(keys[33], None, "past the letters: the filter box");
+    }
 }

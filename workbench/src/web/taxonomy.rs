@@ -1,6 +1,8 @@
 //! The taxonomy editor: every user sees the tags; only admins add, rename, describe, colour,
 //! archive and set keyword rules. A rule's preview (which existing tickets it would match) is
-//! a GET form, so it works without JavaScript.
+//! the edit form posted with its Preview button, so it works without JavaScript, keeps every
+//! typed field, and never puts the form's CSRF token in a URL. A refused save (a name already
+//! taken, an invalid name) shows the form again as typed, with the reason.
 
 use super::auth::CurrentUser;
 use super::tickets::preview_rows;
@@ -8,8 +10,9 @@ use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, r
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use datasets::{KeywordRules, NewTag, Role, Store, TagId, TagName, TagUpdate};
+use minijinja::value::Serde;
 use minijinja::{Value, context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Phrases typed one per line (or separated by commas).
 fn phrases(text: Option<&str>) -> Vec<String> {
@@ -105,36 +108,90 @@ pub async fn edit(
 ) -> WebResult {
     let project = load_project(&state, project).await?;
     let taxonomy = state.store.list_tags(project.id).await?;
-    let tag = taxonomy
-        .iter()
-        .find(|t| t.id == TagId(tag))
-        .ok_or_else(|| WebError::NotFound(format!("tag {tag}")))?;
+    let tag = find_tag(&taxonomy, TagId(tag))?;
     let previewing = preview.include.is_some() || preview.exclude.is_some();
-    let rules = if previewing {
-        KeywordRules {
-            include: phrases(preview.include.as_deref()),
-            exclude: phrases(preview.exclude.as_deref()),
+    let mut shown = TagFormValues::stored(tag);
+    if previewing {
+        shown.include = phrases(preview.include.as_deref()).join("\n");
+        shown.exclude = phrases(preview.exclude.as_deref()).join("\n");
+    }
+    render_tag_page(&state, &user, &project, &taxonomy, tag, &shown, previewing).await
+}
+
+fn find_tag(taxonomy: &[datasets::Tag], id: TagId) -> WebResult<&datasets::Tag> {
+    taxonomy
+        .iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| WebError::NotFound(format!("tag {}", id.0)))
+}
+
+/// What the edit form shows: the stored tag, or what a person typed (a preview, or a save
+/// that was refused — the typed values are never lost).
+#[derive(Debug, Clone, Serialize)]
+struct TagFormValues {
+    name: String,
+    description: String,
+    color: String,
+    include: String,
+    exclude: String,
+    /// Why the last save was refused, shown above the form.
+    error: Option<String>,
+}
+
+impl TagFormValues {
+    fn stored(tag: &datasets::Tag) -> Self {
+        Self {
+            name: tag.name.as_str().to_string(),
+            description: tag.description.clone(),
+            color: tag.color.clone(),
+            include: tag.keywords.include.join("\n"),
+            exclude: tag.keywords.exclude.join("\n"),
+            error: None,
         }
-    } else {
-        tag.keywords.clone()
+    }
+
+    fn typed(tag: &datasets::Tag, form: &UpdateForm) -> Self {
+        let stored = Self::stored(tag);
+        let keep = |typed: &Option<String>, stored: String| typed.clone().unwrap_or(stored);
+        Self {
+            name: keep(&form.name, stored.name),
+            description: keep(&form.description, stored.description),
+            color: keep(&form.color, stored.color),
+            include: keep(&form.include, stored.include),
+            exclude: keep(&form.exclude, stored.exclude),
+            error: None,
+        }
+    }
+}
+
+async fn render_tag_page(
+    state: &AppState,
+    user: &CurrentUser,
+    project: &datasets::Project,
+    taxonomy: &[datasets::Tag],
+    tag: &datasets::Tag,
+    shown: &TagFormValues,
+    previewing: bool,
+) -> WebResult {
+    let rules = KeywordRules {
+        include: phrases(Some(&shown.include)),
+        exclude: phrases(Some(&shown.exclude)),
     };
-    let (matches, more) = preview_rows(&state, project.id, rules.clone(), &taxonomy).await?;
+    let (matches, more) = preview_rows(state, project.id, rules, taxonomy).await?;
     render_page(
-        &state,
-        &user,
-        Some(&project),
+        state,
+        user,
+        Some(project),
         "taxonomy",
         "tag.html",
         context! {
             tag => context! {
                 id => tag.id.0,
                 name => tag.name.as_str(),
-                description => tag.description.as_str(),
                 color => tag.color.as_str(),
                 archived => tag.archived,
             },
-            include => rules.include.join("\n"),
-            exclude => rules.exclude.join("\n"),
+            form => Serde(shown),
             previewing => previewing,
             matches => matches,
             more => more,
@@ -153,6 +210,9 @@ pub struct UpdateForm {
     exclude: Option<String>,
     /// `archive` or `restore`; absent leaves it as it is.
     archive: Option<String>,
+    /// Present when the Preview button sent the form: show what the typed rules match,
+    /// save nothing. A POST, so the form's CSRF token never ends up in a URL.
+    preview: Option<String>,
 }
 
 pub async fn update(
@@ -162,8 +222,42 @@ pub async fn update(
     Form(form): Form<UpdateForm>,
 ) -> WebResult {
     user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
     let project = load_project(&state, project).await?;
+    if form.preview.is_some() {
+        let taxonomy = state.store.list_tags(project.id).await?;
+        let tag = find_tag(&taxonomy, TagId(tag))?;
+        let shown = TagFormValues::typed(tag, &form);
+        return render_tag_page(&state, &user, &project, &taxonomy, tag, &shown, true).await;
+    }
+    super::require(&user, Role::Admin)?;
+    match save_tag(&state, &project, TagId(tag), &form).await {
+        Ok(changed) => Ok(redirect_with_flash(
+            &format!("/p/{}/taxonomy/{}", project.id, changed.id),
+            "ok",
+            &format!("Tag {} saved.", changed.name),
+        )),
+        // A refused save shows the form again as it was typed, with the reason.
+        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
+            let status = error.status();
+            let taxonomy = state.store.list_tags(project.id).await?;
+            let stored = find_tag(&taxonomy, TagId(tag))?;
+            let mut shown = TagFormValues::typed(stored, &form);
+            shown.error = Some(error.to_string());
+            let mut page =
+                render_tag_page(&state, &user, &project, &taxonomy, stored, &shown, false).await?;
+            *page.status_mut() = status;
+            Ok(page)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn save_tag(
+    state: &AppState,
+    project: &datasets::Project,
+    tag: TagId,
+    form: &UpdateForm,
+) -> WebResult<datasets::Tag> {
     let name = non_empty(&form.name)
         .map(|n| TagName::parse(n).map_err(|e| WebError::BadRequest(e.to_string())))
         .transpose()?;
@@ -183,20 +277,12 @@ pub async fn update(
     });
     let update = TagUpdate {
         name,
-        description: form.description.map(|d| d.trim().to_string()),
+        description: form.description.as_ref().map(|d| d.trim().to_string()),
         color: non_empty(&form.color).map(str::to_string),
         keywords,
         archived,
     };
-    let changed = state
-        .store
-        .update_tag(project.id, TagId(tag), &update)
-        .await?;
-    Ok(redirect_with_flash(
-        &format!("/p/{}/taxonomy/{}", project.id, changed.id),
-        "ok",
-        &format!("Tag {} saved.", changed.name),
-    ))
+    Ok(state.store.update_tag(project.id, tag, &update).await?)
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,15 +23,45 @@ fn number(progress: &serde_json::Value, key: &str) -> Option<f64> {
     progress.get(key).and_then(serde_json::Value::as_f64)
 }
 
+/// Seconds as people say them: "40 s", "3 min 20 s", "1 h 5 min".
+fn duration_text(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as u64;
+    match (total / 3600, total % 3600 / 60, total % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
 /// A run as the pages and the live JSON show it.
 fn run_view(run: &TrainingRun) -> serde_json::Value {
     let p = &run.progress;
     let (step, steps) = (number(p, "step"), number(p, "steps"));
-    let percent = match (step, steps) {
-        (Some(step), Some(steps)) if steps > 0.0 => Some((step / steps * 100.0).min(100.0)),
-        _ => None,
-    };
     let stage = p.get("stage").and_then(serde_json::Value::as_str);
+    // One percentage over the whole run (the worker keeps it from going backwards between
+    // stages); reports written before it existed fall back to the stage's own share. An
+    // ended run shows a full bar when it succeeded and none otherwise — never an animated
+    // empty one.
+    let percent = match run.status {
+        RunStatus::Succeeded => Some(100.0),
+        RunStatus::Failed | RunStatus::Cancelled => None,
+        RunStatus::Queued | RunStatus::Running => number(p, "percent").or(match (step, steps) {
+            (Some(step), Some(steps)) if steps > 0.0 => Some((step / steps * 100.0).min(100.0)),
+            _ => None,
+        }),
+    };
+    let running = run.status == RunStatus::Running;
+    // Epoch counts are upper bounds (early stopping); embedding runs to its end.
+    let eta_text = number(p, "eta_seconds")
+        .filter(|_| running)
+        .map(|eta| match stage {
+            Some("training") => format!(
+                "at most {} left in training (early stopping usually ends sooner)",
+                duration_text(eta)
+            ),
+            Some(stage) => format!("about {} left in {stage}", duration_text(eta)),
+            None => format!("about {} left", duration_text(eta)),
+        });
     let summary = match (run.status, stage) {
         (RunStatus::Queued, _) => "waiting for a worker".to_string(),
         (RunStatus::Running, Some("training")) => format!(
@@ -59,7 +89,8 @@ fn run_view(run: &TrainingRun) -> serde_json::Value {
         "final": run.status.is_final(),
         "summary": summary,
         "percent": percent,
-        "eta_seconds": number(p, "eta_seconds").filter(|_| run.status == RunStatus::Running),
+        "eta_seconds": number(p, "eta_seconds").filter(|_| running),
+        "eta_text": eta_text,
         "elapsed_seconds": number(p, "elapsed_seconds"),
         "attempts": run.attempts,
         "worker": run.worker,
@@ -233,4 +264,67 @@ pub async fn cancel(
         "Asked to stop: the worker stops at the end of the current epoch."
     };
     Ok(redirect_with_flash(&back, "ok", message))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use super::*;
+    use datasets::ProjectId;
+
+    fn run(status: RunStatus, progress: serde_json::Value) -> TrainingRun {
+        let now = chrono::Utc::now();
+        TrainingRun {
+            id: TrainingRunId(1),
+            project_id: ProjectId(1),
+            kind: "encoder-head".parse().unwrap(),
+            params: serde_json::json!({}),
+            status,
+            progress,
+            cancel_requested: false,
+            attempts: 1,
+            worker: None,
+            error: None,
+            version_id: None,
+            requested_by: "test".into(),
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn an_ended_run_shows_a_full_bar_or_none_and_no_estimate() {
+        let last = serde_json::json!({"stage": "evaluating", "percent": 96.0, "eta_seconds": 3.0});
+        let done = run_view(&run(RunStatus::Succeeded, last.clone()));
+        assert_eq!(done["percent"], 100.0);
+        assert!(done["eta_text"].is_null());
+        for ended in [RunStatus::Failed, RunStatus::Cancelled] {
+            let view = run_view(&run(ended, last.clone()));
+            assert!(view["percent"].is_null(), "{view}");
+            assert!(view["eta_text"].is_null());
+        }
+    }
+
+    #[test]
+    fn a_running_run_shows_the_whole_runs_percentage_and_the_stages_estimate() {
+        let embedding = serde_json::json!({
+            "stage": "embedding", "step": 300, "steps": 1000, "percent": 15.0, "eta_seconds": 200.0,
+        });
+        let view = run_view(&run(RunStatus::Running, embedding));
+        assert_eq!(
+            view["percent"], 15.0,
+            "the run's percentage, not the stage's 30%"
+        );
+        assert_eq!(view["eta_text"], "about 3 min 20 s left in embedding");
+        let training = serde_json::json!({
+            "stage": "training", "step": 2, "steps": 10, "percent": 58.4, "eta_seconds": 4000.0,
+        });
+        let view = run_view(&run(RunStatus::Running, training));
+        assert_eq!(
+            view["eta_text"],
+            "at most 1 h 6 min left in training (early stopping usually ends sooner)"
+        );
+    }
 }
