@@ -747,10 +747,10 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
-/// The `<label class="choice">` block of the review form for one tag.
+/// The `<label class="choice" …>` block of the review form for one tag.
 fn choice<'a>(page: &'a str, tag: &str) -> &'a str {
     let at = page.find(&format!("value=\"{tag}\"")).unwrap();
-    let start = page[..at].rfind("<label class=\"choice\">").unwrap();
+    let start = page[..at].rfind("<label class=\"choice\"").unwrap();
     let end = at + page[at..].find("</label>").unwrap();
     &page[start..end]
 }
