@@ -61,6 +61,24 @@ async fn version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVe
         .unwrap()
 }
 
+/// Whether the browser's URL comes to end with `expected` within 30 s (headless chromium
+/// on a loaded two-core machine can be slow to post a form).
+async fn arrives_at(client: &fantoccini::Client, expected: &str) -> bool {
+    for _ in 0..600 {
+        if client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(expected)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 struct Shots(Option<std::path::PathBuf>);
 
 impl Shots {
@@ -245,23 +263,10 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         let body = client.find(Locator::Css("body")).await.unwrap();
         body.send_keys("1").await.unwrap();
         body.send_keys(ENTER).await.unwrap();
-        let expected = format!("review?last={id}");
-        let mut arrived = false;
-        // Up to 30 s: headless chromium on a loaded two-core machine can be slow to post.
-        for _ in 0..600 {
-            if client
-                .current_url()
-                .await
-                .unwrap()
-                .as_str()
-                .ends_with(&expected)
-            {
-                arrived = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(arrived, "Enter did not submit ticket {id}");
+        assert!(
+            arrives_at(&client, &format!("review?last={id}")).await,
+            "Enter did not submit ticket {id}"
+        );
         labelled.push(id);
     }
     let next = client
@@ -485,22 +490,10 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
     assert_eq!(shown.len(), 1, "the filter leaves one tag");
     filter.send_keys(ENTER).await.unwrap();
     filter.send_keys(ENTER).await.unwrap();
-    let expected = format!("review?last={}", ticket.0);
-    let mut arrived = false;
-    for _ in 0..600 {
-        if client
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .ends_with(&expected)
-        {
-            arrived = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(arrived, "Enter in the empty filter did not confirm");
+    assert!(
+        arrives_at(&client, &format!("review?last={}", ticket.0)).await,
+        "Enter in the empty filter did not confirm"
+    );
     let labelled = store.ticket(large.id, ticket).await.unwrap();
     let mut chosen: Vec<&str> = labelled
         .labels

@@ -213,25 +213,27 @@ fn predict_text(args: &PredictArgs) -> anyhow::Result<String> {
                     .with_context(|| format!("cannot read {}", path.display()))?
             };
             if read > limit {
-                anyhow::bail!(
-                    "the ticket text is over {} KiB, the most a ticket may hold",
-                    limit / 1024
-                );
+                // Read one byte past the limit: enough to know it is over.
+                return Err(too_long(limit));
             }
             String::from_utf8(bytes).context("the ticket text is not UTF-8")?
         }
         (None, None) => anyhow::bail!("give the ticket text, or --file PATH (- for stdin)"),
     };
     if text.len() > limit {
-        anyhow::bail!(
-            "the ticket text is over {} KiB, the most a ticket may hold",
-            limit / 1024
-        );
+        return Err(too_long(limit));
     }
     if text.trim().is_empty() {
         anyhow::bail!("the ticket text is empty");
     }
     Ok(text)
+}
+
+fn too_long(limit: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the ticket text is over {} KiB, the most a ticket may hold",
+        limit / 1024
+    )
 }
 
 fn print_drift(drift: &TaxonomyDrift) {
