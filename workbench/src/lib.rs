@@ -7,6 +7,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http_metrics;
+pub mod http_trace;
+pub mod logging;
 pub mod state;
 pub mod web;
 pub mod worker;
