@@ -2,6 +2,7 @@
 //! their hashes, its lifecycle state and its held-out metrics.
 
 use crate::ids::{ModelVersionId, ProjectId};
+use crate::model_kind::ModelKind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -11,8 +12,7 @@ use std::collections::BTreeMap;
 pub struct ModelVersion {
     pub id: ModelVersionId,
     pub project_id: ProjectId,
-    /// `ngram`, `encoder-head` or `finetune`.
-    pub kind: String,
+    pub kind: ModelKind,
     /// `candidate`, `promoted` or `retired`.
     pub status: String,
     /// The held-out evaluation.
@@ -30,7 +30,7 @@ pub struct ModelVersion {
 /// What a finished training run records.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NewModelVersion {
-    pub kind: String,
+    pub kind: ModelKind,
     pub metrics: serde_json::Value,
     pub params: serde_json::Value,
     pub artifact_path: String,

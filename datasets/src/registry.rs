@@ -130,7 +130,7 @@ mod tests {
         ModelVersion {
             id: ModelVersionId(id),
             project_id: ProjectId(1),
-            kind: "ngram".into(),
+            kind: crate::ModelKind::Ngram,
             status: "candidate".into(),
             metrics: macro_f1.map_or(
                 serde_json::json!({"examples": 50}),

@@ -3,6 +3,7 @@
 
 use crate::error::StoreError;
 use crate::ids::{ModelVersionId, ProjectId, TrainingRunId};
+use crate::model_kind::ModelKind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -64,8 +65,7 @@ impl FromStr for RunStatus {
 pub struct TrainingRun {
     pub id: TrainingRunId,
     pub project_id: ProjectId,
-    /// The model kind: `ngram`, `encoder-head`, …
-    pub kind: String,
+    pub kind: ModelKind,
     /// Hyper-parameters as asked for.
     pub params: serde_json::Value,
     pub status: RunStatus,
@@ -90,7 +90,7 @@ pub struct TrainingRun {
 /// What is needed to queue a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewTrainingRun {
-    pub kind: String,
+    pub kind: ModelKind,
     pub params: serde_json::Value,
     pub requested_by: String,
 }
@@ -140,10 +140,15 @@ impl TryFrom<TrainingRunRow> for TrainingRun {
                 format!("stored training run status is invalid: {detail}").into(),
             ))
         })?;
+        let kind = row.kind.parse().map_err(|error: crate::UnknownModelKind| {
+            StoreError::Database(sqlx::Error::Decode(
+                format!("stored training run kind is invalid: {error}").into(),
+            ))
+        })?;
         Ok(TrainingRun {
             id: TrainingRunId(row.id),
             project_id: ProjectId(row.project_id),
-            kind: row.kind,
+            kind,
             params: row.params.0,
             status,
             progress: row.progress.0,

@@ -229,7 +229,7 @@ async fn a_human_label_overrides_the_model_label_and_history_is_kept(store: AnyS
         .create_model_version(
             project.id,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 files: [("weights.safetensors".to_string(), "ab12".to_string())].into(),
                 ..NewModelVersion::default()
             },
@@ -683,7 +683,7 @@ async fn new_version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> Mod
         .create_model_version(
             project,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 metrics: serde_json::json!({ "macro_f1": macro_f1 }),
                 ..NewModelVersion::default()
             },
@@ -894,7 +894,7 @@ async fn a_ticket_and_its_model_labels_are_stored_together_or_not_at_all(store: 
         .create_model_version(
             project.id,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 ..NewModelVersion::default()
             },
         )

@@ -14,7 +14,7 @@ async fn project(store: &AnyStore) -> Project {
 
 fn new_run() -> NewTrainingRun {
     NewTrainingRun {
-        kind: "ngram".into(),
+        kind: datasets::ModelKind::Ngram,
         params: serde_json::json!({"epochs": 3}),
         requested_by: "ana".into(),
     }

@@ -4,47 +4,9 @@ use crate::encoder::EncoderSpec;
 use crate::ngram::NgramShape;
 use datasets::{LabelMode, TagId, TagName};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
-/// The kinds of model the product trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    Ngram,
-    EncoderHead,
-    Finetune,
-}
-
-impl ModelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ngram => "ngram",
-            Self::EncoderHead => "encoder-head",
-            Self::Finetune => "finetune",
-        }
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ModelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ngram" => Ok(Self::Ngram),
-            "encoder-head" => Ok(Self::EncoderHead),
-            "finetune" => Ok(Self::Finetune),
-            other => Err(format!(
-                "unknown model kind {other:?} (expected ngram, encoder-head or finetune)"
-            )),
-        }
-    }
-}
+/// The kinds of model, registered once in the domain crate (the store rows need it too).
+pub use datasets::ModelKind;
 
 /// A tag as the model knows it: by id, so a renamed tag stays the same output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

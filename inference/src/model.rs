@@ -94,41 +94,39 @@ impl TaggingModel {
         options: &EncoderOptions,
     ) -> Result<Self, ModelError> {
         let (card, tensors) = artifact::load(dir, hashes)?;
-        if card.kind == ModelKind::Finetune {
-            let spec = card.encoder.as_ref().ok_or_else(|| {
-                ModelError::corrupt(artifact::CARD_FILE, "a finetune model without its encoder")
-            })?;
-            let head = encoder_head(&card, &tensors)?;
-            // The tuned encoder is part of the version: its files sit beside the head and
-            // are checked against the hashes recorded for the version.
-            let encoder = Encoder::load_tuned(dir, spec, hashes, options).map_err(encoder_error)?;
-            return Ok(Self {
-                card,
-                scorer: Scorer::EncoderHead(EncoderHeadModel {
-                    encoder: Arc::new(encoder),
-                    head,
-                }),
-            });
-        }
-        if card.kind == ModelKind::EncoderHead {
-            let spec = card.encoder.as_ref().ok_or_else(|| {
-                ModelError::corrupt(
-                    artifact::CARD_FILE,
-                    "an encoder-head model without its encoder",
-                )
-            })?;
-            // The head's shapes are checked before the (much slower) encoder is loaded.
-            let head = encoder_head(&card, &tensors)?;
-            let encoder = Encoder::load_spec(cache, spec, options).map_err(encoder_error)?;
-            return Ok(Self {
-                card,
-                scorer: Scorer::EncoderHead(EncoderHeadModel {
-                    encoder: Arc::new(encoder),
-                    head,
-                }),
-            });
-        }
-        Self::from_parts(card, &tensors)
+        let (head, encoder) = match card.kind {
+            ModelKind::Ngram => return Self::from_parts(card, &tensors),
+            ModelKind::EncoderHead => {
+                let spec = card.encoder.as_ref().ok_or_else(|| {
+                    ModelError::corrupt(
+                        artifact::CARD_FILE,
+                        "an encoder-head model without its encoder",
+                    )
+                })?;
+                // The head's shapes are checked before the (much slower) encoder is loaded.
+                let head = encoder_head(&card, &tensors)?;
+                let encoder = Encoder::load_spec(cache, spec, options).map_err(encoder_error)?;
+                (head, encoder)
+            }
+            ModelKind::Finetune => {
+                let spec = card.encoder.as_ref().ok_or_else(|| {
+                    ModelError::corrupt(artifact::CARD_FILE, "a finetune model without its encoder")
+                })?;
+                let head = encoder_head(&card, &tensors)?;
+                // The tuned encoder is part of the version: its files sit beside the head and
+                // are checked against the hashes recorded for the version.
+                let encoder =
+                    Encoder::load_tuned(dir, spec, hashes, options).map_err(encoder_error)?;
+                (head, encoder)
+            }
+        };
+        Ok(Self {
+            card,
+            scorer: Scorer::EncoderHead(EncoderHeadModel {
+                encoder: Arc::new(encoder),
+                head,
+            }),
+        })
     }
 
     fn tensors(&self) -> Tensors {

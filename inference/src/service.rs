@@ -13,7 +13,7 @@ use crate::metrics::{BATCH_BOUNDS, Histogram, LATENCY_BOUNDS, describe};
 use crate::model::TaggingModel;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
-use datasets::{AnyStore, ModelVersion, ModelVersionId, ProjectId, Store, Tag};
+use datasets::{AnyStore, ModelKind, ModelVersion, ModelVersionId, ProjectId, Store, Tag};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -50,7 +50,7 @@ impl Default for BatchConfig {
 /// A model in service for one project.
 pub struct ServingModel {
     pub version: ModelVersionId,
-    pub kind: String,
+    pub kind: ModelKind,
     pub model: Arc<TaggingModel>,
     pub decider: Decider,
     pub loaded_at: DateTime<Utc>,
@@ -132,7 +132,7 @@ impl Default for ServiceMetrics {
 pub struct ProjectStatus {
     pub project: ProjectId,
     pub version: Option<ModelVersionId>,
-    pub kind: Option<String>,
+    pub kind: Option<ModelKind>,
     pub loaded_at: Option<DateTime<Utc>>,
     /// The last failed swap, if the newest promotion could not be served.
     pub last_error: Option<String>,
@@ -264,7 +264,7 @@ impl TaggingService {
             let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
             slot.store(Some(Arc::new(ServingModel {
                 version: serving.version,
-                kind: serving.kind.clone(),
+                kind: serving.kind,
                 model: Arc::clone(&serving.model),
                 decider,
                 loaded_at: serving.loaded_at,
@@ -344,7 +344,7 @@ impl TaggingService {
                 ProjectStatus {
                     project: *project,
                     version: serving.as_ref().map(|s| s.version),
-                    kind: serving.as_ref().map(|s| s.kind.clone()),
+                    kind: serving.as_ref().map(|s| s.kind),
                     loaded_at: serving.as_ref().map(|s| s.loaded_at),
                     last_error: errors.get(project).cloned(),
                 }
@@ -456,7 +456,7 @@ pub fn load_and_check(
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
     Ok(ServingModel {
         version: version.id,
-        kind: version.kind.clone(),
+        kind: version.kind,
         model: Arc::new(model),
         decider,
         loaded_at: Utc::now(),

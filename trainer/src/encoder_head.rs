@@ -728,7 +728,7 @@ mod tests {
 
         // The saved model names its encoder and loads it back from the cache.
         let version = &outcome.version;
-        assert_eq!(version.kind, "encoder-head");
+        assert_eq!(version.kind, ModelKind::EncoderHead);
         let loaded = TaggingModel::load_with(
             Path::new(&version.artifact_path),
             &version.files,

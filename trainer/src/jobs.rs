@@ -394,7 +394,7 @@ pub async fn submit_training(
         .create_training_run(
             project,
             &NewTrainingRun {
-                kind: kind.to_string(),
+                kind,
                 params: serde_json::to_value(params)
                     .map_err(|e| JobError::Params(e.to_string()))?,
                 requested_by: requested_by.to_string(),
@@ -518,6 +518,7 @@ pub async fn run_worker(
 }
 
 /// One short job (see `MaintenanceJob`).
+#[tracing::instrument(name = "maintenance_job", skip_all, fields(project = %job.project()))]
 async fn maintenance_job(job: MaintenanceJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
     let project = job.project();
     match job {
@@ -530,6 +531,7 @@ async fn maintenance_job(job: MaintenanceJob, state: Data<WorkerState>) -> Resul
 }
 
 /// Evaluates a version on today's held-out tickets and stores the result.
+#[tracing::instrument(skip_all, fields(version = %version))]
 async fn evaluate_job(
     store: &AnyStore,
     project: ProjectId,
@@ -561,6 +563,7 @@ async fn evaluate_job(
 
 /// Tags the newest tickets nobody labelled with the model in service, replacing the model
 /// labels an older version gave them; at most `limit` tickets.
+#[tracing::instrument(skip_all, fields(limit = limit))]
 async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(), BoxDynError> {
     let Some(version) = store.promoted_model_version(project).await? else {
         return Ok(());
@@ -634,6 +637,7 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
 }
 
 /// The review queue ranked again with the model in service.
+#[tracing::instrument(skip_all, fields(strategy = strategy))]
 async fn score_job(
     state: &WorkerState,
     project: ProjectId,
@@ -666,6 +670,7 @@ fn abort(reason: impl Into<String>) -> BoxDynError {
 
 /// One training job. `Ok` and aborts end the job; any other error makes apalis run it again
 /// (up to `MAX_ATTEMPTS`).
+#[tracing::instrument(name = "training_job", skip_all, fields(run = %job.run_id, project = %job.project_id))]
 async fn train_job(
     job: TrainJob,
     state: Data<WorkerState>,
@@ -710,13 +715,7 @@ async fn train_job(
         finish(RunOutcome::Failed(reason.clone())).await;
         return Err(abort(reason));
     }
-    let kind: ModelKind = match run.kind.parse() {
-        Ok(kind) => kind,
-        Err(reason) => {
-            finish(RunOutcome::Failed(reason.clone())).await;
-            return Err(abort(reason));
-        }
-    };
+    let kind = run.kind;
     let params = serde_json::from_value::<TrainingParams>(run.params.clone())
         .map_err(|e| format!("invalid training parameters: {e}"));
     let auto_promote = params.as_ref().is_ok_and(|p| p.auto_promote == Some(true));

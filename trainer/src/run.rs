@@ -48,6 +48,26 @@ impl Default for TrainRequest {
     }
 }
 
+impl TrainRequest {
+    /// The most epochs this request's kind will train for.
+    pub fn epochs(&self) -> usize {
+        match self.kind {
+            ModelKind::Ngram => self.ngram.epochs,
+            ModelKind::EncoderHead => self.encoder_head.epochs,
+            ModelKind::Finetune => self.finetune.epochs,
+        }
+    }
+
+    /// Whether progress is best followed by steps rather than epochs (`Progress::Step`):
+    /// true for kinds whose epochs take minutes.
+    pub fn reports_steps(&self) -> bool {
+        match self.kind {
+            ModelKind::Ngram | ModelKind::EncoderHead => false,
+            ModelKind::Finetune => true,
+        }
+    }
+}
+
 /// Progress a run reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
@@ -214,7 +234,7 @@ pub async fn train_until(
                 Err(TrainEncoderHeadError::Stopped) => return Err(TrainError::Stopped),
                 other => other?,
             },
-            _ => fit_ngram(&data, calibration_set, &request.ngram, &mut progress)?,
+            ModelKind::Ngram => fit_ngram(&data, calibration_set, &request.ngram, &mut progress)?,
         };
         let logits = fitted.calibration_logits;
         let train_seconds = started.elapsed().as_secs_f64();
@@ -283,7 +303,7 @@ pub async fn train_until(
         .create_model_version(
             project.id,
             &NewModelVersion {
-                kind: model.card.kind.to_string(),
+                kind: model.card.kind,
                 metrics,
                 params: model.card.params.clone(),
                 artifact_path: artifact_path.to_string_lossy().into_owned(),

@@ -108,7 +108,7 @@ async fn a_finetune_run_tunes_the_encoder_saves_it_with_hashes_and_reloads_to_th
 
     // The version holds the tuned encoder beside the head, with a hash for every file.
     let version = &outcome.version;
-    assert_eq!(version.kind, "finetune");
+    assert_eq!(version.kind, datasets::ModelKind::Finetune);
     let dir = Path::new(&version.artifact_path);
     let names: Vec<&str> = version.files.keys().map(String::as_str).collect();
     assert_eq!(

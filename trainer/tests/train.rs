@@ -58,7 +58,7 @@ async fn train_and_check(store: &AnyStore, mode: LabelMode) {
     // The recorded version loads (hashes checked) and re-evaluates to the same figures.
     let version = find_version(store, &project, None).await.unwrap();
     assert_eq!(version.id, outcome.version.id);
-    assert_eq!(version.kind, "ngram");
+    assert_eq!(version.kind, datasets::ModelKind::Ngram);
     assert_eq!(version.files.len(), 2);
     let model = load_version(&version).unwrap();
     assert_eq!(model.card.label_mode, mode);

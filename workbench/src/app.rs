@@ -6,7 +6,6 @@ use crate::state::AppState;
 use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 /// Every route of the server.
 pub fn app(state: AppState) -> Router {
@@ -18,7 +17,9 @@ pub fn app(state: AppState) -> Router {
             state.http_metrics.clone(),
             crate::http_metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(crate::http_trace::trace_layer())
+        // Outside the trace layer, so the request's span is made with its id.
+        .layer(axum::middleware::from_fn(crate::http_trace::request_id))
         .with_state(state)
 }
 

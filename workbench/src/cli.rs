@@ -143,12 +143,22 @@ pub enum UsersCommand {
     List,
 }
 
+/// `--kind`'s values and their help, from the model kind registry.
+fn model_kind_parser() -> impl clap::builder::TypedValueParser<Value = ModelKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(
+        ModelKind::ALL
+            .map(|kind| clap::builder::PossibleValue::new(kind.as_str()).help(kind.info().summary)),
+    )
+    .try_map(|name| name.parse::<ModelKind>())
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[arg(long)]
     pub project: String,
-    /// ngram (CPU, seconds), encoder-head or finetune.
-    #[arg(long, default_value = "ngram")]
+    /// The kind of model to train.
+    #[arg(long, default_value_t, value_parser = model_kind_parser())]
     pub kind: ModelKind,
     /// Most passes over the training tickets (training stops early when validation stops improving).
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! Layered configuration: built-in defaults that run the demo, then a TOML file, then
 //! `TAGGER_*` environment variables, then command-line flags.
 
+use crate::logging::LogFormat;
 use datasets::store::any::redact_password;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -24,8 +25,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The address the server listens on.
     pub addr: SocketAddr,
-    /// A `tracing` filter, e.g. `info` or `workbench=debug,sqlx=warn`.
+    /// A `tracing` filter, e.g. `info` or `workbench=debug,sqlx=warn` (`TAGGER_LOG`; the
+    /// only filter variable: `RUST_LOG` is not read).
     pub log: String,
+    /// `text` for people, `json` (one object per line) for log collectors.
+    pub log_format: LogFormat,
     /// The most tickets one batch request may carry.
     pub max_batch: usize,
     /// Refuse promoting a version whose held-out macro-F1 is worse than the promoted one's by
@@ -61,6 +65,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log: "info,sqlx=warn".into(),
+            log_format: LogFormat::default(),
             max_batch: 1000,
             promotion_guard_margin: 0.02,
             model_watch_seconds: 2.0,
@@ -85,6 +90,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("addr", &self.addr)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
             .field("max_batch", &self.max_batch)
             .field("promotion_guard_margin", &self.promotion_guard_margin)
             .field("model_watch_seconds", &self.model_watch_seconds)

@@ -8,6 +8,8 @@ pub mod commands;
 pub mod config;
 mod fallback;
 pub mod http_metrics;
+pub mod http_trace;
+pub mod logging;
 pub mod state;
 pub mod web;
 pub mod worker;

@@ -2,9 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 use workbench::cli::Cli;
 use workbench::config::Config;
 
@@ -36,15 +34,6 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref()).context("cannot read the configuration")?;
-    let filter = EnvFilter::try_from_env("TAGGER_LOG_FILTER")
-        .or_else(|_| EnvFilter::try_new(&config.log))
-        .context("invalid log filter")?;
-    // Colours only for a person at a terminal: a log file or a collector would keep the
-    // escape codes as text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    workbench::logging::init(&config)?;
     workbench::commands::run(cli, config).await
 }

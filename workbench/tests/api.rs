@@ -565,3 +565,115 @@ async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
+
+#[tokio::test]
+async fn the_model_kinds_documented_and_accepted_are_the_registered_ones() {
+    let app = TestApp::new().await.with_project().await;
+    let registered: Vec<&str> = datasets::ModelKind::names().collect();
+    assert_eq!(registered, ["ngram", "encoder-head", "finetune"]);
+
+    // The OpenAPI document names the training request's body and lists every kind.
+    let (_, document) = app.call(Method::GET, "/v1/openapi.json", None).await;
+    let body = &document["paths"]["/v1/projects/{project}/training-runs"]["post"]["requestBody"];
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/TrainingRunRequest"
+    );
+    let schema = &document["components"]["schemas"]["ModelKind"];
+    assert_eq!(schema["enum"], json!(registered));
+    for kind in &registered {
+        assert!(schema["description"].as_str().unwrap().contains(kind));
+    }
+
+    // The API guide's line for the route lists the same kinds, no more.
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let line = guide
+        .lines()
+        .find(|line| line.starts_with("| `POST /v1/projects/{project}/training-runs`"))
+        .expect("the guide documents the route");
+    let kinds_text = line
+        .split(r#"{"kind": "#)
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the line shows the kind");
+    let documented: Vec<&str> = kinds_text
+        .split(r"\|")
+        .map(|kind| kind.trim_matches('"'))
+        .collect();
+    assert_eq!(documented, registered);
+
+    // Every registered kind passes validation (this app has no job queue, so it stops
+    // there with 503); any other name is a 422 that lists the kinds.
+    for kind in &registered {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/v1/projects/Acme/training-runs",
+                Some(json!({"kind": kind})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{kind}: {body}");
+    }
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/training-runs",
+            Some(json!({"kind": "bert"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "invalid");
+    let message = body["error"]["message"].as_str().unwrap();
+    for kind in &registered {
+        assert!(message.contains(kind), "{message}");
+    }
+}
+
+/// The `x-request-id` a response carries for a GET of `uri` sent with `sent` (if any).
+async fn request_id_echoed(app: &TestApp, uri: &str, sent: Option<&str>) -> String {
+    let mut request = Request::builder().uri(uri);
+    if let Some(id) = sent {
+        request = request.header("x-request-id", id);
+    }
+    let response = app
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    response
+        .headers()
+        .get("x-request-id")
+        .unwrap_or_else(|| panic!("{uri}: no x-request-id in {:?}", response.headers()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_response_carries_the_callers_request_id_or_a_new_one() {
+    let app = TestApp::new().await;
+    // A well-formed id from the caller comes back as it was sent, on API, page and 404 alike.
+    for uri in ["/healthz", "/v1/projects", "/login", "/no/such/route"] {
+        assert_eq!(
+            request_id_echoed(&app, uri, Some("caller-id.42:a_b")).await,
+            "caller-id.42:a_b",
+            "{uri}"
+        );
+    }
+    // None sent: a fresh one per request.
+    let first = request_id_echoed(&app, "/healthz", None).await;
+    let second = request_id_echoed(&app, "/healthz", None).await;
+    for id in [&first, &second] {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    assert_ne!(first, second);
+    // One that could forge log fields, or is too long, is replaced rather than echoed.
+    for bad in ["two words", "quote\"d", &"x".repeat(129)] {
+        let echoed = request_id_echoed(&app, "/healthz", Some(bad)).await;
+        assert_ne!(echoed, bad);
+        assert_eq!(echoed.len(), 32, "{echoed}");
+    }
+}

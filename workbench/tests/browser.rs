@@ -48,7 +48,7 @@ async fn version(store: &AnyStore, project: ProjectId, macro_f1: f64) -> ModelVe
         .create_model_version(
             project,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 metrics: serde_json::json!({
                     "examples": 200, "accuracy": macro_f1, "micro_f1": macro_f1, "macro_f1": macro_f1, "ece": 0.05,
                     "per_tag": [{"tag": "Billing", "precision": macro_f1, "recall": 0.7, "f1": macro_f1, "support": 40, "threshold": 0.5}],

@@ -620,3 +620,119 @@ fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
         "escape codes in the log: {stderr:?}"
     );
 }
+
+/// Every line `tagger` wrote to standard error, each parsed as one JSON object.
+fn json_log_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let data = tempfile::tempdir().unwrap();
+    // Debug level: the database layer logs its statements, so there are lines to check.
+    let output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["--data-dir", data.path().to_str().unwrap(), "migrate"])
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env("TAGGER_LOG", "debug")
+        .env("TAGGER_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines = json_log_lines(&stderr);
+    assert!(!lines.is_empty(), "no log lines to check");
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["target"].is_string(), "{line}");
+    }
+    assert!(lines.iter().any(|line| line["level"] == "DEBUG"));
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_with_the_setting_named() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args(["--data-dir", data.path().to_str().unwrap(), "migrate"])
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        .env("TAGGER_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.to_lowercase().contains("log_format"), "{stderr}");
+}
+
+#[test]
+fn a_served_request_is_logged_in_json_within_its_span_and_request_id() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tagger"))
+        .args([
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("DATABASE_URL")
+        .env_remove("TAGGER_DATABASE_URL")
+        // The request's span is at `info`: a filter that drops it would drop its fields too.
+        .env(
+            "TAGGER_LOG",
+            "warn,workbench::http_trace=info,tower_http=debug",
+        )
+        .env("TAGGER_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let addr = banner
+        .trim()
+        .strip_prefix("tagger serving on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nx-request-id: cli-json-7\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-request-id: cli-json-7\r\n"),
+        "{response}"
+    );
+
+    // The response is logged when the request's span closes; give it a moment, then stop.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let lines = json_log_lines(&String::from_utf8_lossy(&output.stderr));
+    let logged = lines
+        .iter()
+        .find(|line| line["span"]["request_id"] == "cli-json-7")
+        .unwrap_or_else(|| panic!("no line in the request's span: {lines:?}"));
+    assert_eq!(logged["span"]["name"], "http");
+    assert_eq!(logged["span"]["method"], "GET");
+    assert_eq!(logged["span"]["route"], "/healthz");
+}

@@ -168,7 +168,7 @@ async fn demo(app: &WebApp) -> Project {
         .create_model_version(
             project.id,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 metrics: evaluation(0.72, &all),
                 params: serde_json::json!({"train_examples": 6, "validation_examples": 1, "test_examples": 3, "labelled_by_hand": 4}),
                 ..NewModelVersion::default()
@@ -180,7 +180,7 @@ async fn demo(app: &WebApp) -> Project {
         .create_model_version(
             project.id,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 metrics: evaluation(0.81, &all),
                 params: serde_json::json!({"train_examples": 8, "validation_examples": 1, "test_examples": 3, "labelled_by_hand": 6}),
                 ..NewModelVersion::default()
@@ -248,7 +248,7 @@ async fn demo(app: &WebApp) -> Project {
         .create_training_run(
             project.id,
             &NewTrainingRun {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 params: serde_json::json!({"epochs": 8}),
                 requested_by: "mlengineer".into(),
             },

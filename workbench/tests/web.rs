@@ -514,7 +514,7 @@ async fn with_two_versions(app: &WebApp) {
             .create_model_version(
                 app.project.id,
                 &NewModelVersion {
-                    kind: "ngram".into(),
+                    kind: datasets::ModelKind::Ngram,
                     metrics: serde_json::json!({ "macro_f1": f1 }),
                     ..NewModelVersion::default()
                 },
@@ -850,7 +850,7 @@ async fn promotion_from_the_web_goes_through_the_guard() {
             .create_model_version(
                 app.project.id,
                 &NewModelVersion {
-                    kind: "ngram".into(),
+                    kind: datasets::ModelKind::Ngram,
                     metrics: serde_json::json!({ "examples": 100, "macro_f1": f1, "accuracy": f1, "per_tag": [
                         {"tag": "billing", "precision": f1, "recall": 0.5, "f1": 0.6, "support": 10, "threshold": 0.5}
                     ] }),
@@ -922,7 +922,7 @@ async fn a_version_evaluated_on_no_held_out_tickets_is_promoted_only_when_forced
         .create_model_version(
             app.project.id,
             &NewModelVersion {
-                kind: "ngram".into(),
+                kind: datasets::ModelKind::Ngram,
                 metrics: serde_json::json!({ "examples": 0, "accuracy": 0.0, "macro_f1": 0.0 }),
                 ..NewModelVersion::default()
             },

@@ -221,7 +221,7 @@ fn version(
         params["labelled_by_hand"] = by_hand.into();
     }
     NewModelVersion {
-        kind: "ngram".into(),
+        kind: datasets::ModelKind::Ngram,
         metrics: serde_json::json!({"macro_f1": macro_f1, "accuracy": accuracy}),
         params,
         ..NewModelVersion::default()
@@ -244,7 +244,7 @@ async fn the_models_page_draws_the_learning_curve_with_its_table_and_csv() {
         version((180, 20), Some(100), 0.8, 0.85),
         version((90, 10), None, 0.6, 0.7),
         NewModelVersion {
-            kind: "ngram".into(),
+            kind: datasets::ModelKind::Ngram,
             metrics: serde_json::json!({"macro_f1": 0.5}),
             ..NewModelVersion::default()
         },

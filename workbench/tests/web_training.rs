@@ -187,6 +187,27 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
     let (ml, csrf) = login(&router, "ml").await;
     let page = get(&router, &base, &ml).await;
     assert!(page.body.contains("Start training"), "{}", page.body);
+    // The form offers every registered kind, the default one selected.
+    for kind in ModelKind::ALL {
+        let selected = if kind == ModelKind::default() {
+            " selected"
+        } else {
+            ""
+        };
+        let option = format!(
+            "<option value=\"{kind}\"{selected}>{kind} — {}</option>",
+            kind.info().summary
+        );
+        assert!(page.body.contains(&option), "{option} in {}", page.body);
+    }
+    // An unknown kind is refused with the list of kinds, nothing queued.
+    let unknown = post(&router, &base, &ml, &[("csrf", &csrf), ("kind", "bert")]).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body.contains("ngram, encoder-head, finetune"),
+        "{}",
+        unknown.body
+    );
     // Without the CSRF token nothing is queued.
     let forged = post(&router, &base, &ml, &[("kind", "ngram")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);

@@ -118,6 +118,7 @@ impl ImportWriter for AnyImport {
 impl Store for AnyStore {
     type Import = AnyImport;
 
+    #[tracing::instrument(name = "store.create_training_run", skip_all, fields(project = %project))]
     async fn create_training_run(
         &self,
         project: ProjectId,
@@ -126,6 +127,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.create_training_run(project, run))
     }
 
+    #[tracing::instrument(name = "store.training_run", skip_all, fields(project = %project, run = %run))]
     async fn training_run(
         &self,
         project: ProjectId,
@@ -142,6 +144,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.training_runs(project, limit))
     }
 
+    #[tracing::instrument(name = "store.claim_training_run", skip_all, fields(project = %project, run = %run))]
     async fn claim_training_run(
         &self,
         project: ProjectId,
@@ -160,6 +163,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.record_training_progress(project, run, progress))
     }
 
+    #[tracing::instrument(name = "store.finish_training_run", skip_all, fields(project = %project, run = %run))]
     async fn finish_training_run(
         &self,
         project: ProjectId,
@@ -169,6 +173,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.finish_training_run(project, run, outcome))
     }
 
+    #[tracing::instrument(name = "store.cancel_training_run", skip_all, fields(project = %project, run = %run))]
     async fn cancel_training_run(
         &self,
         project: ProjectId,
@@ -189,6 +194,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.create_project(name, mode))
     }
 
+    #[tracing::instrument(name = "store.project", skip_all, fields(project = %id))]
     async fn project(&self, id: ProjectId) -> StoreResult<Project> {
         dispatch!(self, store => store.project(id))
     }
@@ -201,10 +207,12 @@ impl Store for AnyStore {
         dispatch!(self, store => store.list_projects())
     }
 
+    #[tracing::instrument(name = "store.create_tag", skip_all, fields(project = %project))]
     async fn create_tag(&self, project: ProjectId, tag: &NewTag) -> StoreResult<Tag> {
         dispatch!(self, store => store.create_tag(project, tag))
     }
 
+    #[tracing::instrument(name = "store.update_tag", skip_all, fields(project = %project, tag = %tag))]
     async fn update_tag(
         &self,
         project: ProjectId,
@@ -218,6 +226,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.list_tags(project))
     }
 
+    #[tracing::instrument(name = "store.merge_tags", skip_all, fields(project = %project, from = %from, into = %into))]
     async fn merge_tags(
         &self,
         project: ProjectId,
@@ -228,6 +237,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.merge_tags(project, from, into, actor))
     }
 
+    #[tracing::instrument(name = "store.upsert_tickets", skip_all, fields(project = %project, tickets = tickets.len()))]
     async fn upsert_tickets(
         &self,
         project: ProjectId,
@@ -236,10 +246,12 @@ impl Store for AnyStore {
         dispatch!(self, store => store.upsert_tickets(project, tickets))
     }
 
+    #[tracing::instrument(name = "store.ticket", skip_all, fields(project = %project, ticket = %ticket))]
     async fn ticket(&self, project: ProjectId, ticket: TicketId) -> StoreResult<LabelledTicket> {
         dispatch!(self, store => store.ticket(project, ticket))
     }
 
+    #[tracing::instrument(name = "store.search_tickets", skip_all, fields(project = %project))]
     async fn search_tickets(
         &self,
         project: ProjectId,
@@ -248,6 +260,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.search_tickets(project, query))
     }
 
+    #[tracing::instrument(name = "store.tickets_after", skip_all, fields(project = %project))]
     async fn tickets_after(
         &self,
         project: ProjectId,
@@ -257,6 +270,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.tickets_after(project, after, limit))
     }
 
+    #[tracing::instrument(name = "store.record_human_answer", skip_all, fields(project = %project, ticket = %ticket))]
     async fn record_human_answer(
         &self,
         project: ProjectId,
@@ -268,6 +282,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.record_human_answer(project, ticket, tags, user, kind))
     }
 
+    #[tracing::instrument(name = "store.ticket_submissions", skip_all, fields(project = %project, ticket = %ticket))]
     async fn ticket_submissions(
         &self,
         project: ProjectId,
@@ -276,6 +291,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.ticket_submissions(project, ticket))
     }
 
+    #[tracing::instrument(name = "store.multi_rater_submissions", skip_all, fields(project = %project))]
     async fn multi_rater_submissions(
         &self,
         project: ProjectId,
@@ -290,6 +306,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.review_settings(project))
     }
 
+    #[tracing::instrument(name = "store.set_review_settings", skip_all, fields(project = %project))]
     async fn set_review_settings(
         &self,
         project: ProjectId,
@@ -298,6 +315,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.set_review_settings(project, settings))
     }
 
+    #[tracing::instrument(name = "store.replace_review_queue", skip_all, fields(project = %project))]
     async fn replace_review_queue(
         &self,
         project: ProjectId,
@@ -306,6 +324,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.replace_review_queue(project, entries))
     }
 
+    #[tracing::instrument(name = "store.lease_review_tickets", skip_all, fields(project = %project))]
     async fn lease_review_tickets(
         &self,
         project: ProjectId,
@@ -316,6 +335,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.lease_review_tickets(project, user, count, lease_seconds))
     }
 
+    #[tracing::instrument(name = "store.release_review_lease", skip_all, fields(project = %project, ticket = %ticket))]
     async fn release_review_lease(
         &self,
         project: ProjectId,
@@ -325,6 +345,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.release_review_lease(project, ticket, user))
     }
 
+    #[tracing::instrument(name = "store.label_submissions", skip_all, fields(project = %project))]
     async fn label_submissions(
         &self,
         project: ProjectId,
@@ -332,6 +353,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.label_submissions(project))
     }
 
+    #[tracing::instrument(name = "store.review_queue_stats", skip_all, fields(project = %project))]
     async fn review_queue_stats(
         &self,
         project: ProjectId,
@@ -339,6 +361,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.review_queue_stats(project))
     }
 
+    #[tracing::instrument(name = "store.upsert_ticket_with_model_labels", skip_all, fields(project = %project, version = %version))]
     async fn upsert_ticket_with_model_labels(
         &self,
         project: ProjectId,
@@ -349,6 +372,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.upsert_ticket_with_model_labels(project, ticket, version, tags))
     }
 
+    #[tracing::instrument(name = "store.set_model_labels", skip_all, fields(project = %project, ticket = %ticket, version = %version))]
     async fn set_model_labels(
         &self,
         project: ProjectId,
@@ -359,6 +383,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.set_model_labels(project, ticket, version, tags))
     }
 
+    #[tracing::instrument(name = "store.label_history", skip_all, fields(project = %project, ticket = %ticket))]
     async fn label_history(
         &self,
         project: ProjectId,
@@ -367,6 +392,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.label_history(project, ticket))
     }
 
+    #[tracing::instrument(name = "store.create_model_version", skip_all, fields(project = %project))]
     async fn create_model_version(
         &self,
         project: ProjectId,
@@ -379,6 +405,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.model_versions(project))
     }
 
+    #[tracing::instrument(name = "store.model_version", skip_all, fields(project = %project, version = %version))]
     async fn model_version(
         &self,
         project: ProjectId,
@@ -387,6 +414,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.model_version(project, version))
     }
 
+    #[tracing::instrument(name = "store.set_model_metrics", skip_all, fields(project = %project, version = %version))]
     async fn set_model_metrics(
         &self,
         project: ProjectId,
@@ -396,6 +424,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.set_model_metrics(project, version, metrics))
     }
 
+    #[tracing::instrument(name = "store.promote_model_version", skip_all, fields(project = %project, version = %version))]
     async fn promote_model_version(
         &self,
         project: ProjectId,
@@ -405,6 +434,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.promote_model_version(project, version, actor))
     }
 
+    #[tracing::instrument(name = "store.rollback_model_version", skip_all, fields(project = %project))]
     async fn rollback_model_version(
         &self,
         project: ProjectId,
@@ -483,6 +513,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.delete_session(token_hash))
     }
 
+    #[tracing::instrument(name = "store.browse_tickets", skip_all, fields(project = %project))]
     async fn browse_tickets(
         &self,
         project: ProjectId,
@@ -523,6 +554,7 @@ impl Store for AnyStore {
         dispatch!(self, store => store.labelling_totals(project))
     }
 
+    #[tracing::instrument(name = "store.rebuild_dashboard_counts", skip_all, fields(project = %project))]
     async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()> {
         dispatch!(self, store => store.rebuild_dashboard_counts(project))
     }

@@ -541,7 +541,7 @@ macro_rules! common_store_methods {
                 model_version_columns!()
             ))
             .bind(project)
-            .bind(&version.kind)
+            .bind(version.kind.as_str())
             .bind(Json(&version.metrics))
             .bind(Json(&version.params))
             .bind(&version.artifact_path)
@@ -550,7 +550,7 @@ macro_rules! common_store_methods {
             .bind(Utc::now())
             .fetch_one(&self.pool)
             .await?;
-            Ok(row.into())
+            row.try_into()
         }
 
         async fn model_versions(&self, project: ProjectId) -> StoreResult<Vec<ModelVersion>> {
@@ -562,7 +562,7 @@ macro_rules! common_store_methods {
             .bind(project)
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows.into_iter().map(ModelVersion::from).collect())
+            convert_all(rows)
         }
 
         async fn model_version(&self, project: ProjectId, version: ModelVersionId) -> StoreResult<ModelVersion> {
@@ -575,8 +575,8 @@ macro_rules! common_store_methods {
             .bind(version)
             .fetch_optional(&self.pool)
             .await?;
-            row.map(ModelVersion::from)
-                .ok_or_else(|| StoreError::NotFound(format!("model version {version} of project {project}")))
+            row.ok_or_else(|| StoreError::NotFound(format!("model version {version} of project {project}")))?
+                .try_into()
         }
 
         async fn set_model_metrics(&self, project: ProjectId, version: ModelVersionId, metrics: &serde_json::Value) -> StoreResult<()> {
@@ -634,7 +634,7 @@ macro_rules! common_store_methods {
             .bind(project)
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row.map(ModelVersion::from))
+            row.map(ModelVersion::try_from).transpose()
         }
 
         async fn model_promotions(&self, project: ProjectId) -> StoreResult<Vec<Promotion>> {

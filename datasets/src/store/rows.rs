@@ -190,12 +190,14 @@ pub(crate) struct ModelVersionRow {
     created_at: DateTime<Utc>,
 }
 
-impl From<ModelVersionRow> for ModelVersion {
-    fn from(row: ModelVersionRow) -> Self {
-        ModelVersion {
+impl TryFrom<ModelVersionRow> for ModelVersion {
+    type Error = StoreError;
+
+    fn try_from(row: ModelVersionRow) -> Result<Self, StoreError> {
+        Ok(ModelVersion {
             id: ModelVersionId(row.id),
             project_id: ProjectId(row.project_id),
-            kind: row.kind,
+            kind: row.kind.parse().map_err(|e| corrupt("model kind", e))?,
             status: row.status,
             metrics: row.metrics.0,
             params: row.params.0,
@@ -203,7 +205,7 @@ impl From<ModelVersionRow> for ModelVersion {
             files: row.files.0,
             training_fingerprint: row.training_fingerprint,
             created_at: row.created_at,
-        }
+        })
     }
 }
 

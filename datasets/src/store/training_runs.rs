@@ -26,7 +26,7 @@ macro_rules! training_run_store_methods {
                  VALUES ($1, $2, $3, $4, $5, $5) RETURNING {TRAINING_RUN_COLUMNS}"
             )))
             .bind(project)
-            .bind(&run.kind)
+            .bind(run.kind.as_str())
             .bind(Json(&run.params))
             .bind(&run.requested_by)
             .bind(now)

@@ -168,6 +168,8 @@ pub(super) async fn authorize(
     };
     let key = authenticate(parts, state).await?;
     let project = authorize_project(&key, scope, parts, state).await?;
+    // The request's span (`http_trace`) now says which project it acts on.
+    tracing::Span::current().record("project", project.id.0);
     Ok(Some(Caller {
         key,
         project: Some(project),

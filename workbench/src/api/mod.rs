@@ -210,6 +210,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             training::submit,
         )
+        .with_body("TrainingRunRequest")
         .add(
             "GET",
             "/v1/projects/{project}/training-runs/{run}",

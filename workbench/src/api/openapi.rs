@@ -11,6 +11,7 @@ use axum::extract::Request;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
+use datasets::ModelKind;
 use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,8 @@ pub struct Endpoint {
     pub summary: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// The schema of its JSON body, by name in `components.schemas`, where one is documented.
+    pub body: Option<&'static str>,
 }
 
 /// A router that remembers what it was given.
@@ -68,7 +71,17 @@ impl Routes {
             path,
             summary,
             access,
+            body: None,
         });
+        self
+    }
+
+    /// Documents the JSON body of the route added last, by its schema's name in
+    /// `body_schemas`.
+    pub fn with_body(mut self, schema: &'static str) -> Self {
+        if let Some(endpoint) = self.endpoints.last_mut() {
+            endpoint.body = Some(schema);
+        }
         self
     }
 
@@ -158,6 +171,12 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
             operation["description"] = json!(format!("Needs {requirement}."));
             operation["x-required-scope"] = json!(scope);
         }
+        if let Some(schema) = endpoint.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+            });
+        }
         let item = paths
             .entry(endpoint.path.to_string())
             .or_insert_with(|| json!({}));
@@ -169,10 +188,60 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key, tt_…: a project's key with scopes (tag, read, label, train, admin), or an instance-admin key. The names listed in an operation's requirement are the scope it needs."}},
-            "schemas": {"Error": {
-                "type": "object",
-                "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
-            }}
+            "schemas": schemas(),
+        }
+    })
+}
+
+/// The named schemas: the error body and the request bodies routes refer to.
+fn schemas() -> Value {
+    let mut schemas = body_schemas();
+    schemas["Error"] = json!({
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+    });
+    schemas
+}
+
+/// Request bodies that `Routes::with_body` may name. Closed sets come from their registry
+/// (the model kinds from `ModelKind::ALL`), so the document and the validation agree.
+pub fn body_schemas() -> Value {
+    let kinds: Vec<&str> = ModelKind::names().collect();
+    let kind_help: Vec<String> = ModelKind::ALL
+        .iter()
+        .map(|kind| format!("`{kind}`: {}", kind.info().summary))
+        .collect();
+    json!({
+        "ModelKind": {
+            "type": "string",
+            "enum": kinds,
+            "default": ModelKind::default().as_str(),
+            "description": format!("The kind of model. {}.", kind_help.join("; ")),
+        },
+        "TrainingRunRequest": {
+            "type": "object",
+            "required": ["kind"],
+            "additionalProperties": false,
+            "properties": {
+                "kind": {"$ref": "#/components/schemas/ModelKind"},
+                "params": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "description": "Optional hyper-parameters; any left out take the kind's default.",
+                    "properties": {
+                        "epochs": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "patience": {"type": "integer", "minimum": 1},
+                        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+                        "hidden": {"type": "integer", "minimum": 0, "maximum": 4096},
+                        "min_df": {"type": "integer", "minimum": 0},
+                        "l2": {"type": "number", "minimum": 0},
+                        "encoder": {"type": "string"},
+                        "threads": {"type": "integer", "minimum": 1, "maximum": 256},
+                        "target_precision": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "auto_promote": {"type": "boolean"}
+                    }
+                }
+            }
         }
     })
 }

@@ -17,7 +17,8 @@ const LISTED_RUNS: u32 = 50;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingRequest {
-    /// `ngram` or `encoder-head`.
+    /// One of `ModelKind::ALL`'s names; parsed here so an unknown one is a 422 that lists
+    /// the kinds (serde's own message would be a 400 about a variant).
     kind: String,
     #[serde(default)]
     params: TrainingParams,
@@ -30,7 +31,10 @@ pub async fn submit(
 ) -> Result<(StatusCode, ApiJson<TrainingRun>), ApiError> {
     let request: TrainingRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
-    let kind: ModelKind = request.kind.parse().map_err(ApiError::invalid)?;
+    let kind: ModelKind = request
+        .kind
+        .parse()
+        .map_err(|error: datasets::UnknownModelKind| ApiError::invalid(error.to_string()))?;
     let Some(queue) = &state.jobs else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

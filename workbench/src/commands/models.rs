@@ -26,11 +26,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     let request = params
         .request(args.kind)
         .map_err(|reason| anyhow::anyhow!("invalid training parameters: {reason}"))?;
-    let epochs = match args.kind {
-        inference::ModelKind::EncoderHead => request.encoder_head.epochs,
-        inference::ModelKind::Finetune => request.finetune.epochs,
-        _ => request.ngram.epochs,
-    };
+    let epochs = request.epochs();
     let bar = ProgressBar::new(epochs as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -41,7 +37,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     bar.set_prefix("epoch");
     bar.set_message("reading tickets");
     let reporter = bar.clone();
-    let by_steps = args.kind == inference::ModelKind::Finetune;
+    let by_steps = request.reports_steps();
     // Recorded paths must not depend on the directory a later command or server runs from.
     let models_dir = std::path::absolute(config.data_dir.join("models"))
         .context("cannot resolve the data directory")?;

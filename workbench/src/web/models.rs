@@ -8,7 +8,7 @@ use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, r
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use datasets::registry::check_guard;
-use datasets::{ModelVersion, ModelVersionId, Role, Store};
+use datasets::{ModelKind, ModelVersion, ModelVersionId, Role, Store};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -68,7 +68,7 @@ pub fn version_row(version: &ModelVersion) -> Value {
 #[derive(Debug, Clone, PartialEq)]
 struct CurvePoint {
     version: i64,
-    kind: String,
+    kind: ModelKind,
     status: String,
     created: String,
     /// Train and validation examples: tickets with labels from people (by hand or imported).
@@ -91,7 +91,7 @@ fn learning_curve(versions: &[ModelVersion]) -> Vec<CurvePoint> {
         .filter_map(|v| {
             Some(CurvePoint {
                 version: v.id.0,
-                kind: v.kind.clone(),
+                kind: v.kind,
                 status: v.status.clone(),
                 created: v.created_at.format("%Y-%m-%d %H:%M").to_string(),
                 labels: count(&v.params, "train_examples")?
@@ -119,7 +119,7 @@ fn learning_curve_chart(points: &[CurvePoint]) -> String {
     kinds.dedup();
     let mut series = Vec::new();
     for kind in kinds {
-        let of_kind = || points.iter().filter(move |p| p.kind == kind);
+        let of_kind = || points.iter().filter(move |p| p.kind.as_str() == kind);
         series.push(XySeries {
             name: format!("{kind} macro-F1"),
             color: CURVE_COLOURS[series.len() % CURVE_COLOURS.len()].to_string(),
@@ -176,7 +176,7 @@ pub async fn learning_curve_csv(
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{:.4},{}\n",
             p.version,
-            super::csv::cell(&p.kind),
+            super::csv::cell(p.kind.as_str()),
             super::csv::cell(&p.status),
             p.created,
             p.labels,

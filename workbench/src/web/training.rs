@@ -125,10 +125,25 @@ pub async fn list(
         context! {
             runs => Serde(&runs),
             queue_available => state.jobs.is_some(),
+            kinds => Serde(kind_choices()),
             retrain_after => state.config.retrain_after_labels,
         },
     )
     .await
+}
+
+/// The kinds the start form offers, from the one registry; the default is selected.
+fn kind_choices() -> Vec<serde_json::Value> {
+    ModelKind::ALL
+        .into_iter()
+        .map(|kind| {
+            serde_json::json!({
+                "name": kind.as_str(),
+                "summary": kind.info().summary,
+                "selected": kind == ModelKind::default(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,10 +173,12 @@ pub async fn start(
     user.check_csrf(non_empty(&form.csrf))?;
     super::require(&user, Role::MlEngineer)?;
     let project = load_project(&state, project).await?;
-    let kind: ModelKind = non_empty(&form.kind)
-        .unwrap_or("ngram")
-        .parse()
-        .map_err(WebError::BadRequest)?;
+    let kind = match non_empty(&form.kind) {
+        Some(name) => name
+            .parse()
+            .map_err(|error: datasets::UnknownModelKind| WebError::BadRequest(error.to_string()))?,
+        None => ModelKind::default(),
+    };
     let params = TrainingParams {
         epochs: parse_field("epochs", non_empty(&form.epochs))?,
         learning_rate: parse_field("learning rate", non_empty(&form.learning_rate))?,

@@ -20,20 +20,12 @@
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
-// A crate root looks for its modules beside it, where cargo would take any file for another binary.
-#[path = "bench/active_learning.rs"]
 mod active_learning;
-#[path = "bench/encoder.rs"]
 mod encoder;
-#[path = "bench/models.rs"]
 mod models;
-#[path = "bench/queue.rs"]
 mod queue;
-#[path = "bench/serve.rs"]
 mod serve;
-#[path = "bench/serve_encoder.rs"]
 mod serve_encoder;
-#[path = "bench/web.rs"]
 mod web;
 
 use anyhow::{Context, bail};

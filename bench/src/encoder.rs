@@ -33,7 +33,7 @@ const FINETUNE_MARKERS: Markers = Markers {
     end: "<!-- bench:finetune:end -->",
 };
 const AFTER_MARKER: &str = "<!-- bench:models:end -->";
-const SCRIPT: &str = include_str!("encoder_reference.py");
+const SCRIPT: &str = include_str!("../encoder_reference.py");
 const BATCH: usize = 32;
 /// Steps at the start of the slice that allocate and warm caches: not in the median.
 const WARM_UP_STEPS: usize = 3;
@@ -335,7 +335,7 @@ fn inference(args: &EncoderBench, singles: usize) -> anyhow::Result<()> {
     }
     println!("\n{table}");
     let section = format!(
-        "## Encoder inference (all-MiniLM-L6-v2) against ONNX Runtime\n\nMeasured {} on {}, with:\n\n```sh\n{}\n```\n\nAll {} BANKING77 test texts, 128-token budget, mean pooling and L2 normalisation, {} threads per backend (candle also on 1), one pass each in this order: candle, then the reference script (`workbench/src/bin/bench/encoder_reference.py`: ONNX Runtime fp32, int8, PyTorch). Single text: median over the first {singles} texts one at a time. File order: consecutive batches of 32 as they come. Sorted: batches of 32 after sorting all texts by length. Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
+        "## Encoder inference (all-MiniLM-L6-v2) against ONNX Runtime\n\nMeasured {} on {}, with:\n\n```sh\n{}\n```\n\nAll {} BANKING77 test texts, 128-token budget, mean pooling and L2 normalisation, {} threads per backend (candle also on 1), one pass each in this order: candle, then the reference script (`bench/encoder_reference.py`: ONNX Runtime fp32, int8, PyTorch). Single text: median over the first {singles} texts one at a time. File order: consecutive batches of 32 as they come. Sorted: batches of 32 after sorting all texts by length. Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         command_line(),
@@ -526,7 +526,7 @@ fn finetune(
     ));
     println!("\n{table}");
     let section = format!(
-        "## Fine-tuning step time (all-MiniLM-L6-v2, batch 32, 64 tokens)\n\nMeasured {} on {}, CPU, with:\n\n```sh\n{}\n```\n\nOne step: pad the batch, forward with dropout, loss, backward, global-norm clipping at 1.0, AdamW. Both trainers cut batches the same way (shuffled, sorted by length within windows of 50 batches) from the same texts, {} threads; the first {WARM_UP_STEPS} candle steps and 2 PyTorch steps are not timed. Candle ran first, then PyTorch (`workbench/src/bin/bench/encoder_reference.py step`). Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
+        "## Fine-tuning step time (all-MiniLM-L6-v2, batch 32, 64 tokens)\n\nMeasured {} on {}, CPU, with:\n\n```sh\n{}\n```\n\nOne step: pad the batch, forward with dropout, loss, backward, global-norm clipping at 1.0, AdamW. Both trainers cut batches the same way (shuffled, sorted by length within windows of 50 batches) from the same texts, {} threads; the first {WARM_UP_STEPS} candle steps and 2 PyTorch steps are not timed. Candle ran first, then PyTorch (`bench/encoder_reference.py step`). Load average (1 min) {load_before} before, {load_after} after.\n\n{table}\n{}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         command_line(),

@@ -64,7 +64,7 @@ pub struct ModelsBench {
 fn runs_of(kind: ModelKind) -> usize {
     match kind {
         ModelKind::Finetune => FINETUNE_RUNS,
-        _ => REPEATS,
+        ModelKind::Ngram | ModelKind::EncoderHead => REPEATS,
     }
 }
 
@@ -316,9 +316,7 @@ fn measure(
     let texts: Vec<String> = test.iter().map(|(text, _)| format!("\n{text}")).collect();
     let mut outcomes = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        if let (ModelKind::EncoderHead | ModelKind::Finetune, Some(reason)) =
-            (kind, encoder_missing)
-        {
+        if let (true, Some(reason)) = (kind.info().needs_encoder, encoder_missing) {
             outcomes.push(KindOutcome::Skipped(kind, reason.to_string()));
             continue;
         }
@@ -349,7 +347,7 @@ fn measure(
         let in_process_accuracy = top1_accuracy(&model, &texts, &test);
         let speed = match kind {
             ModelKind::Ngram => inference_speed(&model, &texts),
-            _ => encoder_speed(&model, &texts)?,
+            ModelKind::EncoderHead | ModelKind::Finetune => encoder_speed(&model, &texts)?,
         };
         outcomes.push(KindOutcome::Measured(Ours {
             kind,
