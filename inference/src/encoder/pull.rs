@@ -290,19 +290,21 @@ impl HubCache {
         revision: Option<&str>,
     ) -> Result<Snapshot, EncoderError> {
         let found = self.snapshot(repo, revision);
-        if let Ok(snapshot) = &found
-            && ENCODER_FILES
-                .iter()
-                .all(|file| snapshot.dir.join(file).is_file())
-        {
-            return found;
-        }
         let missing = match found {
-            Ok(snapshot) => EncoderError::MissingFile {
-                repo: repo.to_string(),
-                revision: snapshot.revision,
-                path: snapshot.dir,
-            },
+            Ok(snapshot) => {
+                let Some(path) = ENCODER_FILES
+                    .iter()
+                    .map(|file| snapshot.dir.join(file))
+                    .find(|path| !path.is_file())
+                else {
+                    return Ok(snapshot);
+                };
+                EncoderError::MissingFile {
+                    repo: repo.to_string(),
+                    revision: snapshot.revision,
+                    path,
+                }
+            }
             Err(
                 error @ (EncoderError::NotInCache { .. }
                 | EncoderError::RevisionNotCached { .. }
