@@ -206,12 +206,13 @@ impl Shared {
             });
     }
 
-    fn find(&self, id: &str, revision: &str) -> Result<&FakeRepo, Response> {
+    /// The repository at `revision`, or the Hub's error code for a 404.
+    fn find(&self, id: &str, revision: &str) -> Result<&FakeRepo, &'static str> {
         let Some(repo) = self.repos.iter().find(|repo| repo.id == id) else {
-            return Err(hub_error(StatusCode::NOT_FOUND, "RepoNotFound"));
+            return Err("RepoNotFound");
         };
         if revision != "main" && revision != repo.commit {
-            return Err(hub_error(StatusCode::NOT_FOUND, "RevisionNotFound"));
+            return Err("RevisionNotFound");
         }
         Ok(repo)
     }
@@ -240,7 +241,7 @@ async fn resolve(
     );
     let repo = match shared.find(&id, &revision) {
         Ok(repo) => repo,
-        Err(response) => return response,
+        Err(code) => return hub_error(StatusCode::NOT_FOUND, code),
     };
     let Some(entry) = repo.files.get(&file) else {
         return hub_error(StatusCode::NOT_FOUND, "EntryNotFound");

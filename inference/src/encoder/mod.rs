@@ -92,14 +92,21 @@ pub enum EncoderError {
     },
     #[error("{0:?} is not a Hugging Face model id (expected ORG/NAME)")]
     InvalidRepo(String),
+    // Boxed: its messages carry several strings, and every encoder result would grow.
     #[error("downloading the encoder failed: {0}")]
-    Download(#[from] pull::PullError),
+    Download(Box<pull::PullError>),
     #[error("cannot start the encoder's threads: {0}")]
     Threads(String),
     #[error("tokenizing a text failed: {0}")]
     Tokenize(String),
     #[error("running the encoder failed: {0}")]
     Compute(#[from] candle_core::Error),
+}
+
+impl From<pull::PullError> for EncoderError {
+    fn from(error: pull::PullError) -> Self {
+        Self::Download(Box::new(error))
+    }
 }
 
 /// How token states become one vector per text.
