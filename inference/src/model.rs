@@ -340,6 +340,11 @@ fn encoder_error(error: EncoderError) -> ModelError {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, error.to_string()),
         },
         EncoderError::Io { path, source } => ModelError::Io { path, source },
+        // Not the model's fault: the encoder could not be fetched (the message says how).
+        EncoderError::Download(pull) => ModelError::Io {
+            path: std::path::PathBuf::from("encoder"),
+            source: std::io::Error::other(pull.to_string()),
+        },
         EncoderError::FileChanged {
             file,
             expected,

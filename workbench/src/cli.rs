@@ -86,6 +86,20 @@ pub enum ModelsCommand {
         #[arg(long)]
         actor: Option<String>,
     },
+    /// Download a sentence encoder from the Hugging Face Hub into the local cache.
+    Pull(PullArgs),
+}
+
+/// `tagger models pull`: reads HF_HOME / HF_HUB_CACHE (the cache), HF_ENDPOINT (a mirror),
+/// HF_TOKEN (gated models) and HF_HUB_OFFLINE (no network: fails at once).
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The model id on the Hub.
+    #[arg(default_value = inference::encoder::hub::DEFAULT_ENCODER_REPO)]
+    pub repo: String,
+    /// A branch, tag or commit id [default: main].
+    #[arg(long)]
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +186,7 @@ pub struct TrainArgs {
     /// ngram: drop n-grams seen in fewer training tickets.
     #[arg(long)]
     pub min_df: Option<u32>,
-    /// encoder-head: the sentence encoder, a Hugging Face model id read from the local cache (HF_HOME).
+    /// encoder-head: the sentence encoder, a Hugging Face model id (downloaded into the local cache on first use, see `tagger models pull`).
     #[arg(long)]
     pub encoder: Option<String>,
     /// encoder-head: threads for the encoder [default: 2].

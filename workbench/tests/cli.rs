@@ -736,3 +736,72 @@ fn a_served_request_is_logged_in_json_within_its_span_and_request_id() {
     assert_eq!(logged["span"]["method"], "GET");
     assert_eq!(logged["span"]["route"], "/healthz");
 }
+
+/// `tagger models pull` with the settings a user has: the cache from HF_HOME, the Hub from
+/// HF_ENDPOINT (here a fake one on a local port), and HF_HUB_OFFLINE.
+fn pull_with_env(home: &Path, endpoint: &str, offline: bool) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tagger"));
+    command
+        .args(["models", "pull", "tests/tiny-bert"])
+        .env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN")
+        .env_remove("RUST_BACKTRACE")
+        .env("TAGGER_LOG", "warn");
+    if offline {
+        command.env("HF_HUB_OFFLINE", "1");
+    } else {
+        command.env_remove("HF_HUB_OFFLINE");
+    }
+    let output = command.output().unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_pull_fills_the_cache_from_hf_endpoint_and_fails_at_once_offline() {
+    use inference::encoder::fake_hub::{FakeHub, FakeRepo};
+    let commit = "00112233445566778899aabbccddeeff00112233";
+    let hub = FakeHub::start(vec![FakeRepo::tiny("tests/tiny-bert", commit).unwrap()])
+        .await
+        .unwrap();
+    let endpoint = hub.url();
+
+    let offline_home = tempfile::tempdir().unwrap();
+    let (home, url) = (offline_home.path().to_path_buf(), endpoint.clone());
+    let run = tokio::task::spawn_blocking(move || pull_with_env(&home, &url, true))
+        .await
+        .unwrap();
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(run.stderr.contains("HF_HUB_OFFLINE"), "{}", run.stderr);
+    assert!(run.stderr.contains("copy"), "{}", run.stderr);
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+
+    let online_home = tempfile::tempdir().unwrap();
+    let (home, url) = (online_home.path().to_path_buf(), endpoint);
+    let run = tokio::task::spawn_blocking(move || pull_with_env(&home, &url, false))
+        .await
+        .unwrap();
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("at commit {commit}")),
+        "{}",
+        run.stdout
+    );
+    let repo_dir = online_home.path().join("hub/models--tests--tiny-bert");
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
+        commit
+    );
+    assert!(
+        repo_dir
+            .join("snapshots")
+            .join(commit)
+            .join("model.safetensors")
+            .is_file()
+    );
+}

@@ -1,5 +1,6 @@
 //! A pretrained sentence encoder (a BERT-family model such as all-MiniLM-L6-v2) loaded from
-//! the local Hugging Face cache and run on candle: text → word pieces → token states →
+//! the local Hugging Face cache (downloaded into it on first use unless offline) and run on
+//! candle: text → word pieces → token states →
 //! mean-pooled, unit-length sentence embeddings. `encoder-head` models put a linear head on
 //! these; `finetune` will train the encoder itself, which is why it is our own code.
 
@@ -8,8 +9,11 @@ pub mod head;
 pub mod hub;
 mod packed;
 mod panel_matmul;
+pub mod pull;
 pub mod tokenize;
 
+#[cfg(feature = "testing")]
+pub mod fake_hub;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
@@ -43,20 +47,23 @@ pub const DEFAULT_THREADS: usize = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error(
-        "the encoder {repo} is not in the Hugging Face cache (looked for {}); put it there first with a Hugging Face hub client, for example `hf download {repo}` on a machine with network access, then copy the cache over (HF_HOME or HF_HUB_CACHE chooses the cache)",
-        .path.display()
+        "the encoder {repo} is not in the Hugging Face cache (looked for {}); download it with `tagger models pull {repo}`, or on a machine without network run that command elsewhere and copy the folder models--{} into this cache (HF_HUB_CACHE, or HF_HOME/hub)",
+        .path.display(), .repo.replace('/', "--")
     )]
     NotInCache { repo: String, path: PathBuf },
     #[error(
-        "revision {revision} of the encoder {repo} is not in the Hugging Face cache (looked for {})",
-        .path.display()
+        "revision {revision} of the encoder {repo} is not in the Hugging Face cache (looked for {}); download it with `tagger models pull {repo} --revision {revision}`, or copy the folder models--{} from a machine that has it",
+        .path.display(), .repo.replace('/', "--")
     )]
     RevisionNotCached {
         repo: String,
         revision: String,
         path: PathBuf,
     },
-    #[error("{} of the encoder {repo} (revision {revision}) is missing", .path.display())]
+    #[error(
+        "{} of the encoder {repo} (revision {revision}) is missing; `tagger models pull {repo} --revision {revision}` fetches it",
+        .path.display()
+    )]
     MissingFile {
         repo: String,
         revision: String,
@@ -85,12 +92,21 @@ pub enum EncoderError {
     },
     #[error("{0:?} is not a Hugging Face model id (expected ORG/NAME)")]
     InvalidRepo(String),
+    // Boxed: its messages carry several strings, and every encoder result would grow.
+    #[error("downloading the encoder failed: {0}")]
+    Download(Box<pull::PullError>),
     #[error("cannot start the encoder's threads: {0}")]
     Threads(String),
     #[error("tokenizing a text failed: {0}")]
     Tokenize(String),
     #[error("running the encoder failed: {0}")]
     Compute(#[from] candle_core::Error),
+}
+
+impl From<pull::PullError> for EncoderError {
+    fn from(error: pull::PullError) -> Self {
+        Self::Download(Box::new(error))
+    }
 }
 
 /// How token states become one vector per text.
@@ -176,13 +192,14 @@ pub fn device() -> Device {
 }
 
 impl Encoder {
-    /// The newest cached revision (`refs/main`) of `repo`.
+    /// The cached revision `refs/main` names of `repo`; downloaded first when it is not
+    /// in the cache and the cache has a Hub to download from.
     pub fn load(
         cache: &HubCache,
         repo: &str,
         options: &EncoderOptions,
     ) -> Result<Self, EncoderError> {
-        Self::from_snapshot(&cache.snapshot(repo, None)?, None, options)
+        Self::from_snapshot(&cache.encoder_snapshot(repo, None)?, None, options)
     }
 
     /// Exactly the encoder a card recorded: same revision, same file hashes, same shape.
@@ -191,7 +208,7 @@ impl Encoder {
         spec: &EncoderSpec,
         options: &EncoderOptions,
     ) -> Result<Self, EncoderError> {
-        let snapshot = cache.snapshot(&spec.repo, Some(&spec.revision))?;
+        let snapshot = cache.encoder_snapshot(&spec.repo, Some(&spec.revision))?;
         let options = EncoderOptions {
             max_tokens: spec.max_tokens,
             ..*options

@@ -139,11 +139,15 @@ fn a_model_missing_from_the_cache_says_how_to_get_it() {
     )
     .unwrap_err();
     assert!(matches!(error, EncoderError::NotInCache { .. }), "{error}");
+    let message = error.to_string();
     assert!(
-        error
-            .to_string()
-            .contains("hf download sentence-transformers/all-MiniLM-L6-v2"),
-        "{error}"
+        message.contains("`tagger models pull sentence-transformers/all-MiniLM-L6-v2`"),
+        "{message}"
+    );
+    // And how to fill an offline machine's cache.
+    assert!(
+        message.contains("copy the folder models--sentence-transformers--all-MiniLM-L6-v2"),
+        "{message}"
     );
 }
 
@@ -321,7 +325,8 @@ fn a_checkpoint_missing_a_weight_cannot_become_trainable() {
 /// and values match a NumPy re-implementation of BERT run on the same token ids.
 #[test]
 fn minilm_embeddings_match_the_reference_when_it_is_cached() {
-    let cache = HubCache::from_env();
+    // Only what is there: a test never downloads.
+    let cache = HubCache::from_env().offline();
     let Ok(encoder) = Encoder::load(&cache, hub::DEFAULT_ENCODER_REPO, &options()) else {
         println!("skipped: MiniLM not in the HF cache");
         return;

@@ -205,7 +205,9 @@ fn rank(
         let cache = options
             .hub_cache
             .as_ref()
-            .map_or_else(HubCache::from_env, HubCache::at);
+            .map_or_else(HubCache::from_env, HubCache::at)
+            // Scoring answers a person waiting: never a download here (training pulls it).
+            .offline();
         vectors = Some(
             match Encoder::load(&cache, DEFAULT_ENCODER_REPO, &EncoderOptions::default()) {
                 Ok(encoder) => (encoder.embed(texts)?, "embeddings"),

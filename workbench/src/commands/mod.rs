@@ -5,12 +5,13 @@ mod export;
 mod import;
 mod keys;
 mod models;
+mod pull;
 mod registry;
 mod serve;
 pub mod users;
 mod worker;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ModelsCommand};
 use crate::config::Config;
 use anyhow::Context;
 use datasets::{AnyStore, Store};
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
         Command::Eval(args) => models::eval(&open_store(&config).await?, args).await,
         Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,
+        // Needs no database: it fills the encoder cache.
+        Command::Models(ModelsCommand::Pull(args)) => pull::run(args).await,
         Command::Models(command) => {
             registry::run(&open_store(&config).await?, &config, command).await
         }

@@ -130,6 +130,8 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
             );
             queue_follow_ups(store, config, project.id).await;
         }
+        // Dispatched before a database is opened (commands/mod.rs); kept whole here.
+        ModelsCommand::Pull(args) => super::pull::run(args).await?,
     }
     Ok(())
 }
