@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http_metrics;
+pub mod ingest;
 pub mod state;
 pub mod web;
 pub mod worker;
