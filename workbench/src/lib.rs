@@ -6,6 +6,8 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connector_deliveries;
+pub mod credentials;
 pub mod http_metrics;
 pub mod ingest;
 pub mod state;
