@@ -24,6 +24,10 @@ pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
 /// deliveries are dropped as the map is next written.
 type TicketLocks = HashMap<(ConnectorId, String), Weak<tokio::sync::Mutex<()>>>;
 
+/// How many of the vendor's labels a ticket's metadata keeps, and how long each may be.
+const MAX_METADATA_LABELS: usize = 100;
+const MAX_LABEL_CHARS: usize = 255;
+
 /// What the server keeps for connectors between deliveries.
 #[derive(Default)]
 pub struct ConnectorRuntime {
@@ -266,11 +270,15 @@ fn ticket_to_store(connector: &Connector, incoming: &IncomingTicket) -> datasets
             .clone()
             .unwrap_or_else(|| format!("{} ticket {}", connector.system, incoming.external_id));
     }
+    // Kept well inside the metadata limits (64 KiB, no NUL), whatever the vendor sent.
+    let clean = |text: &str| -> String {
+        datasets::ticket::replace_nul_characters(text.chars().take(MAX_LABEL_CHARS).collect())
+    };
     let metadata = serde_json::json!({
         "connector": connector.name.as_str(),
         "system": connector.system.as_str(),
-        "reference": incoming.reference,
-        "vendor_labels": incoming.labels.iter().take(100).collect::<Vec<_>>(),
+        "reference": incoming.reference.as_deref().map(clean),
+        "vendor_labels": incoming.labels.iter().take(MAX_METADATA_LABELS).map(|l| clean(l)).collect::<Vec<_>>(),
     });
     ingest::new_ticket(
         connector.name.ticket_source().to_string(),
@@ -333,6 +341,52 @@ async fn imported_tags(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connectors::{EventKind, System};
+    use datasets::ProjectId;
+    use datasets::connector::ConnectorSettings;
+
+    #[test]
+    fn whatever_the_vendor_sends_is_made_storable() {
+        let connector = Connector {
+            id: ConnectorId(1),
+            project_id: ProjectId(1),
+            name: ConnectorName::parse("acme-zendesk").unwrap(),
+            system: System::Zendesk,
+            base_url: "https://acme.zendesk.com".into(),
+            settings: ConnectorSettings::default(),
+            sealed_credentials: vec![1],
+            created_at: chrono::Utc::now(),
+        };
+        let incoming = IncomingTicket {
+            external_id: "7".into(),
+            reference: Some("ref\0".into()),
+            subject: String::new(),
+            body: "é".repeat(MAX_BODY_BYTES),
+            labels: vec!["nul\0".into(), "y".repeat(300)],
+            updated_at: None,
+            created_at: None,
+            event: EventKind::Created,
+        };
+        let ticket = ticket_to_store(&connector, &incoming);
+        assert_eq!(ticket.validate(), Ok(()));
+        assert_eq!(ticket.source, "acme-zendesk");
+        assert!(ticket.body.len() <= MAX_BODY_BYTES && ticket.body.starts_with('é'));
+        assert_eq!(ticket.metadata["vendor_labels"][0], "nul\u{fffd}");
+        assert_eq!(
+            ticket.metadata["vendor_labels"][1].as_str().map(str::len),
+            Some(MAX_LABEL_CHARS)
+        );
+
+        let empty = IncomingTicket {
+            body: String::new(),
+            reference: None,
+            ..incoming
+        };
+        assert_eq!(
+            ticket_to_store(&connector, &empty).subject,
+            "zendesk ticket 7"
+        );
+    }
 
     #[test]
     fn texts_are_cut_at_character_boundaries() {
