@@ -24,6 +24,10 @@ pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
 /// deliveries are dropped as the map is next written.
 type TicketLocks = HashMap<(ConnectorId, String), Weak<tokio::sync::Mutex<()>>>;
 
+/// A claimed delivery not finished after this long was abandoned by a process that died
+/// (processing one takes milliseconds); the vendor's next retry processes it again.
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
 /// How many of the vendor's labels a ticket's metadata keeps, and how long each may be.
 const MAX_METADATA_LABELS: usize = 100;
 const MAX_LABEL_CHARS: usize = 255;
@@ -141,7 +145,7 @@ pub async fn receive<'h>(
     };
     let claimed = match state
         .store
-        .claim_delivery(connector.id, &dedupe_key, &event)
+        .claim_delivery(connector.id, &dedupe_key, &event, ABANDONED_AFTER)
         .await?
     {
         DeliveryClaim::New(claimed) => claimed,

@@ -10,7 +10,9 @@ mod support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use connectors::System;
-use datasets::connector::{Connector, ConnectorName, ConnectorSettings, NewConnector};
+use datasets::connector::{
+    Connector, ConnectorName, ConnectorSettings, DeliveryClaim, DeliveryStatus, NewConnector,
+};
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use http_body_util::BodyExt;
@@ -570,6 +572,34 @@ async fn real_captured_payloads_are_accepted_through_the_endpoint(store: AnyStor
     assert_eq!(app.tickets().await.len(), 3);
 }
 
+async fn a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate(store: AnyStore) {
+    let app = TestApp::new(store).await;
+    let connector = app.connector("jira-acme", System::Jira).await;
+    let minute = chrono::Duration::seconds(60);
+    let claim = |after| {
+        app.store
+            .claim_delivery(connector.id, "identifier:1", "created", after)
+    };
+    let DeliveryClaim::New(first) = claim(minute).await.unwrap() else {
+        panic!("a new key is new");
+    };
+    // The process died before finishing: a retry within the minute is a duplicate...
+    assert!(matches!(claim(minute).await.unwrap(), DeliveryClaim::Duplicate(d) if d.id == first));
+    // ...and one after it is processed again, under the same log entry.
+    assert_eq!(
+        claim(chrono::Duration::zero()).await.unwrap(),
+        DeliveryClaim::New(first)
+    );
+    app.store
+        .finish_delivery(first, DeliveryStatus::Stored, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        claim(chrono::Duration::zero()).await.unwrap(),
+        DeliveryClaim::Duplicate(d) if d.status == DeliveryStatus::Stored
+    ));
+}
+
 async fn an_oversized_body_is_refused(store: AnyStore) {
     let app = TestApp::new(store).await;
     app.connector("jira-acme", System::Jira).await;
@@ -589,6 +619,7 @@ datasets::on_both_backends!(
     events_that_are_not_about_tickets_are_acknowledged_and_ignored,
     the_echo_of_our_own_write_back_does_not_become_labels,
     real_captured_payloads_are_accepted_through_the_endpoint,
+    a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate,
     an_oversized_body_is_refused,
 );
 

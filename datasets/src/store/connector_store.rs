@@ -38,12 +38,16 @@ pub trait ConnectorStore {
         name: &ConnectorName,
     ) -> impl Future<Output = StoreResult<Connector>> + Send;
 
-    /// Records a verified delivery under its dedupe key, or finds it already recorded.
+    /// Records a verified delivery under its dedupe key, or finds it already recorded. A
+    /// delivery still `received` (claimed, never finished) for longer than `abandoned_after`
+    /// was dropped by a process that died mid-way: it is claimed afresh, so the vendor's retry
+    /// is not lost as a "duplicate".
     fn claim_delivery(
         &self,
         connector: ConnectorId,
         dedupe_key: &str,
         event: &str,
+        abandoned_after: chrono::Duration,
     ) -> impl Future<Output = StoreResult<DeliveryClaim>> + Send;
     /// Forgets a claimed delivery whose processing failed, so the vendor's retry is processed.
     fn release_delivery(
@@ -107,6 +111,10 @@ const CLAIM_DELIVERY: &str = "INSERT INTO connector_deliveries \
      (connector_id, dedupe_key, event, status, ticket_id, received_at) \
      VALUES ($1, $2, $3, 'received', NULL, $4) \
      ON CONFLICT (connector_id, dedupe_key) DO NOTHING RETURNING id";
+// Only one of several racing retries matches: the first moves `received_at` past the cutoff.
+const RECLAIM_ABANDONED_DELIVERY: &str = "UPDATE connector_deliveries SET received_at = $1 \
+     WHERE connector_id = $2 AND dedupe_key = $3 AND status = 'received' AND received_at < $4 \
+     RETURNING id";
 const DELIVERY_COLUMNS_BY_KEY: &str = "SELECT id, connector_id, dedupe_key, event, status, \
      ticket_id, received_at FROM connector_deliveries WHERE connector_id = $1 AND dedupe_key = $2";
 const DELETE_DELIVERY: &str = "DELETE FROM connector_deliveries WHERE id = $1";
@@ -287,15 +295,28 @@ macro_rules! connector_store_methods {
             connector: ConnectorId,
             dedupe_key: &str,
             event: &str,
+            abandoned_after: chrono::Duration,
         ) -> StoreResult<DeliveryClaim> {
+            let now = Utc::now();
             let claimed: Option<i64> = sqlx::query_scalar(CLAIM_DELIVERY)
                 .bind(connector)
                 .bind(dedupe_key)
                 .bind(event)
-                .bind(Utc::now())
+                .bind(now)
                 .fetch_optional(self.pool())
                 .await?;
             if let Some(id) = claimed {
+                return Ok(DeliveryClaim::New(DeliveryId(id)));
+            }
+            let reclaimed: Option<i64> = sqlx::query_scalar(RECLAIM_ABANDONED_DELIVERY)
+                .bind(now)
+                .bind(connector)
+                .bind(dedupe_key)
+                .bind(now - abandoned_after)
+                .fetch_optional(self.pool())
+                .await?;
+            if let Some(id) = reclaimed {
+                tracing::warn!(delivery = id, "an abandoned delivery is processed again");
                 return Ok(DeliveryClaim::New(DeliveryId(id)));
             }
             let row: DeliveryRow = sqlx::query_as(DELIVERY_COLUMNS_BY_KEY)
@@ -496,8 +517,9 @@ impl ConnectorStore for AnyStore {
         connector: ConnectorId,
         dedupe_key: &str,
         event: &str,
+        abandoned_after: chrono::Duration,
     ) -> StoreResult<DeliveryClaim> {
-        dispatch!(self, store => store.claim_delivery(connector, dedupe_key, event))
+        dispatch!(self, store => store.claim_delivery(connector, dedupe_key, event, abandoned_after))
     }
     async fn release_delivery(&self, delivery: DeliveryId) -> StoreResult<()> {
         dispatch!(self, store => store.release_delivery(delivery))
