@@ -41,3 +41,11 @@ id_type!(
     /// A training run (one queued training job and what came of it).
     TrainingRunId
 );
+id_type!(
+    /// A connector to a help desk (Zendesk, Jira, ServiceNow).
+    ConnectorId
+);
+id_type!(
+    /// One webhook delivery a connector received.
+    DeliveryId
+);

@@ -2,6 +2,7 @@
 //! import and export of ticket files, and the synthetic demo data.
 
 pub mod api_key;
+pub mod connector;
 pub mod demo;
 pub mod demo_project;
 pub mod error;
@@ -27,7 +28,7 @@ pub mod user;
 
 pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
 pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
-pub use ids::{ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
+pub use ids::{ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_kind::{KindInfo, ModelKind, UnknownModelKind};
 pub use model_version::{ModelVersion, NewModelVersion};
@@ -38,7 +39,7 @@ pub use review::{
     AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
     SECOND_OPINION_STRATEGY,
 };
-pub use store::{AnyStore, ImportWriter, Store};
+pub use store::{AnyStore, ConnectorStore, ImportWriter, Store};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

@@ -56,6 +56,9 @@ pub enum Command {
     /// Accounts of the web workbench: add, list.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Connectors to help desks (Zendesk, Jira, ServiceNow): add, list, remove.
+    #[command(subcommand)]
+    Connectors(crate::commands::connectors::ConnectorsCommand),
 }
 
 #[derive(Debug, Subcommand)]

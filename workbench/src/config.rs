@@ -56,6 +56,10 @@ pub struct Config {
     /// passwords set on the admin page; 0 means one per CPU. Beyond it a login waits half a
     /// second for a turn, then is answered 503 with `Retry-After`.
     pub max_concurrent_password_hashes: usize,
+    /// The key that seals connectors' credentials at rest: 32 bytes as 64 hex digits or
+    /// base64 (`TAGGER_ENCRYPTION_KEY`). When unset, a key is generated on first use and kept
+    /// in `<data_dir>/encryption.key` (fine for a laptop; servers set it from a secret store).
+    pub encryption_key: Option<String>,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             retrain_after_labels: 50,
             retag_after_promotion: DEFAULT_RETAG_AFTER_PROMOTION,
             max_concurrent_password_hashes: 0,
+            encryption_key: None,
         }
     }
 }
@@ -102,6 +107,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "max_concurrent_password_hashes",
                 &self.max_concurrent_password_hashes,
+            )
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub jobs: Option<trainer::jobs::JobQueue>,
     /// The cap on argon2 hashes running at once (logins, passwords set on the admin page).
     pub password_hashing: PasswordHashing,
+    /// The connectors' credentials key and per-ticket delivery order.
+    pub connectors: Arc<crate::connector_deliveries::ConnectorRuntime>,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             tagging: TaggingService::start(inference::service::BatchConfig::default()),
             http_metrics: Arc::new(HttpMetrics::default()),
             jobs: None,
+            connectors: Arc::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod any;
 mod common;
+pub mod connector_store;
 mod postgres;
 mod review;
 mod rows;
@@ -14,6 +15,7 @@ mod training_runs;
 pub mod web;
 
 pub use any::{AnyImport, AnyStore};
+pub use connector_store::ConnectorStore;
 pub use postgres::{PgImport, PgStore};
 pub use server_secrets::ServerSecrets;
 pub use sqlite::{SqliteImport, SqliteStore};

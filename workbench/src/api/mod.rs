@@ -2,6 +2,7 @@
 //! call the store, and map errors.
 
 pub mod auth;
+mod connector_webhooks;
 mod error;
 mod health;
 mod models;
@@ -55,6 +56,13 @@ pub fn routes() -> openapi::Routes {
             "This document.",
             Access::Open,
             openapi_document,
+        )
+        .add(
+            "POST",
+            "/v1/connectors/{name}/webhook",
+            "A help desk's webhook delivery (Zendesk, Jira, ServiceNow), authenticated by the connector's HMAC signature over the raw body.",
+            Access::VendorSignature,
+            connector_webhooks::webhook,
         )
         .add(
             "GET",

@@ -145,7 +145,7 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         });
         // The scope name (or `instance-admin`) and what a person reads about it.
         let requirement = match endpoint.access {
-            Access::Open => None,
+            Access::Open | Access::VendorSignature => None,
             Access::Project(scope) => Some((
                 scope.as_str(),
                 format!("a key of this project with the `{scope}` scope"),
@@ -158,6 +158,10 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
                 responses["401"] = json!({"description": "no API key, or an unknown or revoked one", "content": error});
                 responses["403"] = json!({"description": "a key of another project, of the wrong kind, or without the scope", "content": error});
                 json!([{ "apiKey": [scope] }])
+            }
+            None if endpoint.access == Access::VendorSignature => {
+                responses["401"] = json!({"description": "a missing or wrong signature, or no connector of this name", "content": error});
+                json!([])
             }
             None => json!([]),
         };

@@ -4,10 +4,11 @@
 use super::auth::{Authorized, scope};
 use super::tickets::IngestTicket;
 use super::{ApiError, ApiJson};
+use crate::ingest::{self, IngestError, WithoutModel};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use datasets::{Store, TicketId};
+use datasets::TicketId;
 use inference::service::{ServiceError, Tagged};
 use serde::{Deserialize, Serialize};
 
@@ -30,18 +31,25 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// Tags with the project's model in service. A project this process has not loaded yet
-/// (promoted elsewhere since start-up, before the watcher's next look) is loaded on demand.
+/// Tags with the project's model in service (see [`crate::ingest::tag`]).
 async fn tag(
     state: &AppState,
     project: datasets::ProjectId,
     texts: Vec<String>,
     rules: bool,
 ) -> Result<Vec<Tagged>, ApiError> {
-    if state.tagging.serving(project).is_none() {
-        state.tagging.sync_project(&state.store, project).await?;
+    Ok(crate::ingest::tag(&state.store, &state.tagging, project, texts, rules).await?)
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Invalid(invalid) => ApiError::invalid(invalid.to_string()),
+            IngestError::Tagging(tagging) => tagging.into(),
+            IngestError::Store(store) => store.into(),
+            IngestError::NothingTagged => ApiError::invalid("nothing was tagged"),
+        }
     }
-    Ok(state.tagging.tag(project, texts, rules).await?)
 }
 
 /// Text to tag: a subject and body, as tickets have.
@@ -154,33 +162,18 @@ pub async fn ingest_and_tag(
     authorized: Authorized<scope::Tag>,
     ApiJson(request): ApiJson<IngestTicket>,
 ) -> Result<(StatusCode, ApiJson<IngestedAndTagged>), ApiError> {
-    let project = &authorized.project;
     let ticket = request.into_new_ticket();
-    ticket
-        .validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let text = ticket.text();
-    // Tag first: a ticket is stored only with the verdict, so the two never disagree.
-    let tagged = tag(&state, project.id, vec![text], true)
-        .await?
-        .pop()
+    let stored = ingest::ingest_and_tag(
+        &state.store,
+        &state.tagging,
+        authorized.project.id,
+        &ticket,
+        WithoutModel::Refuse,
+    )
+    .await?;
+    let tagged = stored
+        .tagged
         .ok_or_else(|| ApiError::invalid("nothing was tagged"))?;
-    let taxonomy = state.store.list_tags(project.id).await?;
-    let applied: Vec<(datasets::TagId, f32)> = tagged
-        .decision
-        .scores
-        .iter()
-        .filter(|score| score.applied)
-        .filter_map(|score| {
-            let tag = taxonomy.iter().find(|t| t.name == score.tag)?;
-            Some((tag.id, score.probability))
-        })
-        .collect();
-    // One transaction: a crash never leaves the ticket stored without its model labels.
-    let stored = state
-        .store
-        .upsert_ticket_with_model_labels(project.id, &ticket, tagged.version, &applied)
-        .await?;
     let status = if stored.created {
         StatusCode::CREATED
     } else {

@@ -6,8 +6,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
-use datasets::ticket::replace_nul_characters;
 use datasets::{
     LabelEvent, LabelledTicket, NewTicket, Split, Store, TagName, TicketId, TicketQuery,
     UpsertedTicket,
@@ -33,21 +31,14 @@ pub struct IngestTicket {
 impl IngestTicket {
     /// The ticket to store; its split is fixed by its key, so it never changes.
     pub(super) fn into_new_ticket(self) -> NewTicket {
-        let source = self.source.unwrap_or_else(|| "api".into());
-        let split = split_by_key(
-            DEFAULT_SPLIT_SEED,
-            DEFAULT_TEST_FRACTION,
-            &format!("{source}:{}", self.external_id),
-        );
-        NewTicket {
-            source,
-            external_id: self.external_id,
-            subject: replace_nul_characters(self.subject),
-            body: replace_nul_characters(self.body),
-            metadata: self.metadata.unwrap_or_else(|| serde_json::json!({})),
-            created_at: self.created_at,
-            split,
-        }
+        crate::ingest::new_ticket(
+            self.source.unwrap_or_else(|| "api".into()),
+            self.external_id,
+            self.subject,
+            self.body,
+            self.metadata.unwrap_or_else(|| serde_json::json!({})),
+            self.created_at,
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per `tagger` command; `run` dispatches.
 
+pub mod connectors;
 pub mod demo;
 mod export;
 mod import;
@@ -46,6 +47,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(command) => keys::run(&open_store(&config).await?, command).await,
         Command::Users(command) => users::run(&open_store(&config).await?, command).await,
+        Command::Connectors(command) => {
+            self::connectors::run(&open_store(&config).await?, &config, command).await
+        }
     }
 }
 

@@ -1,0 +1,100 @@
+//! Jira Cloud webhooks: `jira:issue_created` and `jira:issue_updated`, the issue in REST v2
+//! shape (description as wiki text) or v3 shape (the Atlassian document format), or null.
+//! Other events (deletions, comments, worklogs, projects) are ignored.
+
+use crate::delivery::{Delivery, EventKind, IncomingTicket, ParseError};
+use crate::{System, adf, lenient};
+use serde_json::Value;
+
+fn unrecognised(reason: impl Into<String>) -> ParseError {
+    ParseError::Unrecognised {
+        system: System::Jira,
+        reason: reason.into(),
+    }
+}
+
+pub(crate) fn parse_webhook(value: &Value) -> Result<Delivery, ParseError> {
+    let event_name = lenient::text(value.get("webhookEvent"))
+        .ok_or_else(|| unrecognised("no `webhookEvent`"))?;
+    let event = match event_name.as_str() {
+        "jira:issue_created" => EventKind::Created,
+        "jira:issue_updated" => EventKind::Updated,
+        _ => return Ok(Delivery::Ignored { event: event_name }),
+    };
+    let issue = value
+        .get("issue")
+        .filter(|issue| issue.is_object())
+        .ok_or_else(|| unrecognised(format!("{event_name} without an `issue` object")))?;
+    let external_id =
+        lenient::id(issue.get("id")).ok_or_else(|| unrecognised("an issue without an id"))?;
+    let fields = issue.get("fields").unwrap_or(&Value::Null);
+    Ok(Delivery::Ticket(IncomingTicket {
+        external_id,
+        reference: lenient::trimmed(issue.get("key")),
+        subject: lenient::text(fields.get("summary")).unwrap_or_default(),
+        body: description(fields.get("description")),
+        labels: lenient::labels(fields.get("labels")),
+        // The issue's own time; the delivery's `timestamp` when the fields lack it.
+        updated_at: lenient::timestamp(fields.get("updated"))
+            .or_else(|| lenient::timestamp(value.get("timestamp"))),
+        created_at: lenient::timestamp(fields.get("created")),
+        event,
+    }))
+}
+
+/// Wiki text as it is, an ADF document as its plain text, null as nothing.
+fn description(value: Option<&Value>) -> String {
+    match value {
+        Some(document @ Value::Object(_)) => adf::plain_text(document),
+        other => lenient::text(other).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn descriptions_may_be_wiki_text_adf_or_null() {
+        let issue = |description: Value| {
+            json!({"webhookEvent": "jira:issue_created", "timestamp": 1_767_607_200_000_i64,
+                   "issue": {"id": 10042, "key": "SUP-17",
+                             "fields": {"summary": "Export", "description": description, "labels": null}}})
+        };
+        let body = |value: Value| match parse_webhook(&value) {
+            Ok(Delivery::Ticket(ticket)) => ticket,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            body(issue(json!("h1. Wiki *text*"))).body,
+            "h1. Wiki *text*"
+        );
+        let adf = json!({"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "From ADF"}]}]});
+        assert_eq!(body(issue(adf)).body, "From ADF");
+        let null = body(issue(Value::Null));
+        assert_eq!(null.body, "");
+        assert_eq!(null.external_id, "10042");
+        assert_eq!(null.reference.as_deref(), Some("SUP-17"));
+        assert!(null.labels.is_empty());
+        assert!(
+            null.updated_at.is_some(),
+            "falls back to the delivery's timestamp"
+        );
+    }
+
+    #[test]
+    fn events_that_are_not_issue_changes_are_ignored() {
+        let deleted = json!({"webhookEvent": "jira:issue_deleted", "issue": {"id": "1"}});
+        assert!(matches!(
+            parse_webhook(&deleted),
+            Ok(Delivery::Ignored { .. })
+        ));
+        let comment = json!({"webhookEvent": "comment_created", "comment": {}});
+        assert!(matches!(
+            parse_webhook(&comment),
+            Ok(Delivery::Ignored { .. })
+        ));
+        assert!(parse_webhook(&json!({"issue": {}})).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Help-desk connectors: what Zendesk, Jira and ServiceNow send us, turned into our types, and
+//! our tag names turned into theirs. Parsing is liberal (unknown fields, nulls, numbers as
+//! floats or strings, ids as strings or integers); signatures are strict. Nothing here talks to
+//! a database or the network: the workbench stores and serves, this crate translates.
+
+mod adf;
+mod delivery;
+mod jira;
+mod lenient;
+mod servicenow;
+mod signature;
+mod system;
+mod tag_mapping;
+mod zendesk;
+
+pub use delivery::{Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, parse_delivery};
+pub use servicenow::parse_records as parse_servicenow_records;
+pub use signature::{
+    SERVICENOW_SIGNATURE_HEADER, SERVICENOW_TIMESTAMP_HEADER, SignatureError, sign_jira,
+    sign_servicenow, sign_zendesk, verify_signature,
+};
+pub use system::{System, UnknownSystem};
+pub use tag_mapping::{LabelMapping, vendor_label};
+pub use zendesk::parse_rest_ticket as parse_zendesk_rest_ticket;

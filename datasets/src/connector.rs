@@ -1,0 +1,272 @@
+//! Connectors as stored: which help desk, where it lives, how its labels map to the project's
+//! tags, its credentials (sealed by the caller: the store never sees them in clear), the
+//! tickets it delivered and the log of its deliveries.
+
+use crate::error::ValidationError;
+use crate::ids::{ConnectorId, DeliveryId, ProjectId, TicketId};
+use chrono::{DateTime, Utc};
+pub use connectors::{LabelMapping, System};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The longest connector name: it is part of the webhook's URL.
+pub const MAX_CONNECTOR_NAME_CHARS: usize = 64;
+/// The longest base URL.
+pub const MAX_BASE_URL_CHARS: usize = 2048;
+
+/// A connector's name: unique on the server (case ignored) and safe in a URL path, because
+/// the vendor posts to `/v1/connectors/{name}/webhook`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConnectorName(String);
+
+impl ConnectorName {
+    pub fn parse(name: &str) -> Result<Self, ValidationError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_CONNECTOR_NAME_CHARS {
+            return Err(ValidationError::field(
+                "name",
+                format!("a connector name has 1 to {MAX_CONNECTOR_NAME_CHARS} characters"),
+            ));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ValidationError::field(
+                "name",
+                "a connector name has only letters, digits, '-', '_' and '.' (it is part of a URL)",
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as uniqueness compares it.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    /// The `source` of the tickets this connector delivers.
+    pub fn ticket_source(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ConnectorName {
+    type Error = ValidationError;
+    fn try_from(name: String) -> Result<Self, ValidationError> {
+        Self::parse(&name)
+    }
+}
+
+impl From<ConnectorName> for String {
+    fn from(name: ConnectorName) -> String {
+        name.0
+    }
+}
+
+/// What a connector is set to do, kept as JSON so a new setting needs no migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorSettings {
+    /// The ServiceNow table its records live in (`incident` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Whether the model's tags are written back to the help desk.
+    #[serde(default)]
+    pub write_back: bool,
+    /// Project tags ↔ the vendor's tags or labels.
+    #[serde(default)]
+    pub mapping: LabelMapping,
+}
+
+/// A connector to create.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewConnector {
+    pub project_id: ProjectId,
+    pub name: ConnectorName,
+    pub system: System,
+    pub base_url: String,
+    pub settings: ConnectorSettings,
+    /// The credentials, already sealed with the server's key.
+    pub sealed_credentials: Vec<u8>,
+}
+
+impl NewConnector {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let url = self.base_url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.chars().count() > MAX_BASE_URL_CHARS
+            || url.chars().any(char::is_whitespace)
+        {
+            return Err(ValidationError::field(
+                "base_url",
+                format!(
+                    "an http:// or https:// URL of at most {MAX_BASE_URL_CHARS} characters, without spaces"
+                ),
+            ));
+        }
+        if self.sealed_credentials.is_empty() {
+            return Err(ValidationError::field("credentials", "are missing"));
+        }
+        if let Some(table) = &self.settings.table
+            && (table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(ValidationError::field(
+                "table",
+                "a ServiceNow table name has only letters, digits and '_'",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A stored connector.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub id: ConnectorId,
+    pub project_id: ProjectId,
+    pub name: ConnectorName,
+    pub system: System,
+    pub base_url: String,
+    pub settings: ConnectorSettings,
+    /// Sealed credentials; only the server's key opens them.
+    pub sealed_credentials: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+// Sealed or not, credentials stay out of logs.
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("id", &self.id)
+            .field("project_id", &self.project_id)
+            .field("name", &self.name)
+            .field("system", &self.system)
+            .field("base_url", &self.base_url)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for NewConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewConnector")
+            .field("name", &self.name)
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Claimed and being processed.
+    Received,
+    /// Its ticket was stored.
+    Stored,
+    /// Not about a ticket: acknowledged and dropped.
+    Ignored,
+    /// Older than the ticket already stored: changed nothing.
+    Stale,
+    /// A reference to a ticket that has to be fetched from the help desk.
+    AwaitingFetch,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Stored => "stored",
+            Self::Ignored => "ignored",
+            Self::Stale => "stale",
+            Self::AwaitingFetch => "awaiting_fetch",
+        }
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Self::Received,
+            Self::Stored,
+            Self::Ignored,
+            Self::Stale,
+            Self::AwaitingFetch,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery status {s:?}"))
+    }
+}
+
+/// One logged delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub connector_id: ConnectorId,
+    pub dedupe_key: String,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub ticket_id: Option<TicketId>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The outcome of claiming a delivery's dedupe key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryClaim {
+    /// First time seen: process it.
+    New(DeliveryId),
+    /// Seen before (a vendor's retry or a duplicate): store nothing.
+    Duplicate(DeliveryRecord),
+}
+
+/// What the store remembers of a ticket a connector delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorTicket {
+    pub ticket_id: TicketId,
+    /// The vendor's change time of the delivery last stored.
+    pub vendor_updated_at: Option<DateTime<Utc>>,
+    /// The labels our write-back last wrote to the vendor.
+    pub written_labels: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connector_names_are_url_safe() {
+        assert!(ConnectorName::parse("acme-zendesk_2.eu").is_ok());
+        assert_eq!(
+            ConnectorName::parse(" Acme ").map(|n| n.folded()),
+            Ok("acme".into())
+        );
+        for bad in ["", "a b", "a/b", "ä", &"x".repeat(65)] {
+            assert!(ConnectorName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_read_with_defaults() {
+        let settings: ConnectorSettings = serde_json::from_str("{}").unwrap_or_default();
+        assert!(!settings.write_back);
+        assert_eq!(settings.table, None);
+        assert_eq!(
+            DeliveryStatus::from_str("awaiting_fetch"),
+            Ok(DeliveryStatus::AwaitingFetch)
+        );
+    }
+}

@@ -1,0 +1,567 @@
+//! The connectors' storage: connectors with sealed credentials, the log of deliveries with
+//! their dedupe keys, and per delivered ticket the vendor's change time and the labels our
+//! write-back wrote. A narrow capability: the webhook and the CLI ask for `ConnectorStore`,
+//! not the whole `Store`. The SQL is the same on both backends.
+
+use super::any::AnyStore;
+use super::{PgStore, SqliteStore};
+use crate::connector::{
+    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, DeliveryClaim, DeliveryRecord,
+    DeliveryStatus, NewConnector, System,
+};
+use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
+use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use std::collections::HashSet;
+use std::future::Future;
+
+/// The most deliveries one listing returns.
+pub const MAX_DELIVERIES_PAGE: u32 = 500;
+
+/// Connectors, their deliveries and the tickets they delivered.
+pub trait ConnectorStore {
+    /// Creates a connector; a name already taken (case ignored) is a conflict.
+    fn create_connector(
+        &self,
+        connector: &NewConnector,
+    ) -> impl Future<Output = StoreResult<Connector>> + Send;
+    /// Every connector, by name.
+    fn connectors(&self) -> impl Future<Output = StoreResult<Vec<Connector>>> + Send;
+    fn connector_by_name(
+        &self,
+        name: &ConnectorName,
+    ) -> impl Future<Output = StoreResult<Option<Connector>>> + Send;
+    /// Deletes a connector with its delivery log; the tickets it delivered stay.
+    fn remove_connector(
+        &self,
+        name: &ConnectorName,
+    ) -> impl Future<Output = StoreResult<Connector>> + Send;
+
+    /// Records a verified delivery under its dedupe key, or finds it already recorded. A
+    /// delivery still `received` (claimed, never finished) for longer than `abandoned_after`
+    /// was dropped by a process that died mid-way: it is claimed afresh, so the vendor's retry
+    /// is not lost as a "duplicate".
+    fn claim_delivery(
+        &self,
+        connector: ConnectorId,
+        dedupe_key: &str,
+        event: &str,
+        abandoned_after: chrono::Duration,
+    ) -> impl Future<Output = StoreResult<DeliveryClaim>> + Send;
+    /// Forgets a claimed delivery whose processing failed, so the vendor's retry is processed.
+    fn release_delivery(
+        &self,
+        delivery: DeliveryId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records what became of a claimed delivery.
+    fn finish_delivery(
+        &self,
+        delivery: DeliveryId,
+        status: DeliveryStatus,
+        ticket: Option<TicketId>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The connector's deliveries, newest first.
+    fn deliveries(
+        &self,
+        connector: ConnectorId,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DeliveryRecord>>> + Send;
+
+    /// What is stored of the ticket the vendor knows as `external_id`.
+    fn connector_ticket(
+        &self,
+        connector: ConnectorId,
+        external_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ConnectorTicket>>> + Send;
+    /// After the ticket was ingested, in one transaction: its imported labels become
+    /// `imported` (those the help desk carries, set by `connector:<name>`), and the vendor's
+    /// change time is kept (the newer of the stored and the given one).
+    fn record_connector_ticket(
+        &self,
+        connector: &Connector,
+        external_id: &str,
+        ticket: TicketId,
+        vendor_updated_at: Option<DateTime<Utc>>,
+        imported: &[TagId],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Remembers the labels a write-back wrote to the help desk, so the webhook it causes is
+    /// recognised as our own echo.
+    fn record_written_labels(
+        &self,
+        connector: ConnectorId,
+        external_id: &str,
+        labels: &[String],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+const INSERT_CONNECTOR: &str = "INSERT INTO connectors \
+     (project_id, name, name_key, system, base_url, settings, credentials, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+const SELECT_CONNECTORS: &str = "SELECT id, project_id, name, system, base_url, settings, \
+     credentials, created_at FROM connectors ORDER BY name_key";
+const SELECT_CONNECTOR_BY_NAME: &str = "SELECT id, project_id, name, system, base_url, \
+     settings, credentials, created_at FROM connectors WHERE name_key = $1";
+const SELECT_CONNECTOR_BY_ID: &str = "SELECT id, project_id, name, system, base_url, \
+     settings, credentials, created_at FROM connectors WHERE id = $1";
+const DELETE_CONNECTOR: &str = "DELETE FROM connectors WHERE id = $1";
+const PROJECT_EXISTS: &str = "SELECT id FROM projects WHERE id = $1";
+
+const CLAIM_DELIVERY: &str = "INSERT INTO connector_deliveries \
+     (connector_id, dedupe_key, event, status, ticket_id, received_at) \
+     VALUES ($1, $2, $3, 'received', NULL, $4) \
+     ON CONFLICT (connector_id, dedupe_key) DO NOTHING RETURNING id";
+// Only one of several racing retries matches: the first moves `received_at` past the cutoff.
+const RECLAIM_ABANDONED_DELIVERY: &str = "UPDATE connector_deliveries SET received_at = $1 \
+     WHERE connector_id = $2 AND dedupe_key = $3 AND status = 'received' AND received_at < $4 \
+     RETURNING id";
+const DELIVERY_COLUMNS_BY_KEY: &str = "SELECT id, connector_id, dedupe_key, event, status, \
+     ticket_id, received_at FROM connector_deliveries WHERE connector_id = $1 AND dedupe_key = $2";
+const DELETE_DELIVERY: &str = "DELETE FROM connector_deliveries WHERE id = $1";
+const FINISH_DELIVERY: &str =
+    "UPDATE connector_deliveries SET status = $1, ticket_id = $2 WHERE id = $3";
+const SELECT_DELIVERIES: &str = "SELECT id, connector_id, dedupe_key, event, status, ticket_id, \
+     received_at FROM connector_deliveries WHERE connector_id = $1 ORDER BY id DESC LIMIT $2";
+
+const SELECT_CONNECTOR_TICKET: &str = "SELECT ticket_id, vendor_updated_at, written_labels \
+     FROM connector_tickets WHERE connector_id = $1 AND external_id = $2";
+const TICKET_PROJECT: &str = "SELECT project_id FROM tickets WHERE id = $1";
+const PROJECT_TAGS: &str = "SELECT id FROM tags WHERE project_id = $1";
+// The newer change time wins, so a late, older delivery never moves the clock back.
+const UPSERT_CONNECTOR_TICKET: &str = "INSERT INTO connector_tickets \
+     (connector_id, external_id, ticket_id, vendor_updated_at, written_labels) \
+     VALUES ($1, $2, $3, $4, '[]') \
+     ON CONFLICT (connector_id, external_id) DO UPDATE SET ticket_id = excluded.ticket_id, \
+     vendor_updated_at = CASE WHEN connector_tickets.vendor_updated_at IS NULL \
+     OR excluded.vendor_updated_at > connector_tickets.vendor_updated_at \
+     THEN excluded.vendor_updated_at ELSE connector_tickets.vendor_updated_at END";
+const UPDATE_WRITTEN_LABELS: &str = "UPDATE connector_tickets SET written_labels = $1 \
+     WHERE connector_id = $2 AND external_id = $3";
+const SELECT_IMPORT_LABELS: &str = "SELECT tag_id FROM labels WHERE ticket_id = $1 AND source = 'import' AND present ORDER BY tag_id";
+const DELETE_IMPORT_LABEL: &str =
+    "DELETE FROM labels WHERE ticket_id = $1 AND tag_id = $2 AND source = 'import'";
+const UPSERT_IMPORT_LABEL: &str = "INSERT INTO labels \
+     (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+     VALUES ($1, $2, 'import', $3, NULL, TRUE, $4) \
+     ON CONFLICT (ticket_id, tag_id, source) DO UPDATE SET set_by = excluded.set_by, \
+     confidence = NULL, present = TRUE, updated_at = excluded.updated_at";
+const INSERT_LABEL_EVENT: &str = "INSERT INTO label_events \
+     (ticket_id, tag_id, source, set_by, confidence, action, at) \
+     VALUES ($1, $2, 'import', $3, NULL, $4, $5)";
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(
+        format!("stored {what} is invalid: {detail}").into(),
+    ))
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectorRow {
+    id: i64,
+    project_id: i64,
+    name: String,
+    system: String,
+    base_url: String,
+    settings: Json<ConnectorSettings>,
+    credentials: Vec<u8>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ConnectorRow> for Connector {
+    type Error = StoreError;
+    fn try_from(row: ConnectorRow) -> Result<Self, StoreError> {
+        Ok(Connector {
+            id: ConnectorId(row.id),
+            project_id: ProjectId(row.project_id),
+            name: ConnectorName::parse(&row.name).map_err(|e| corrupt("connector name", e))?,
+            system: row
+                .system
+                .parse::<System>()
+                .map_err(|e| corrupt("connector system", e))?,
+            base_url: row.base_url,
+            settings: row.settings.0,
+            sealed_credentials: row.credentials,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    connector_id: i64,
+    dedupe_key: String,
+    event: String,
+    status: String,
+    ticket_id: Option<i64>,
+    received_at: DateTime<Utc>,
+}
+
+impl TryFrom<DeliveryRow> for DeliveryRecord {
+    type Error = StoreError;
+    fn try_from(row: DeliveryRow) -> Result<Self, StoreError> {
+        Ok(DeliveryRecord {
+            id: DeliveryId(row.id),
+            connector_id: ConnectorId(row.connector_id),
+            dedupe_key: row.dedupe_key,
+            event: row.event,
+            status: row
+                .status
+                .parse()
+                .map_err(|e: String| corrupt("delivery status", e))?,
+            ticket_id: row.ticket_id.map(TicketId),
+            received_at: row.received_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectorTicketRow {
+    ticket_id: i64,
+    vendor_updated_at: Option<DateTime<Utc>>,
+    written_labels: Json<Vec<String>>,
+}
+
+fn connector_conflict(name: &ConnectorName) -> impl FnOnce() -> String + '_ {
+    move || format!("a connector named {:?} already exists", name.as_str())
+}
+
+fn set_by(connector: &Connector) -> String {
+    format!("connector:{}", connector.name)
+}
+
+macro_rules! connector_store_methods {
+    ($begin_write:expr) => {
+        #[tracing::instrument(skip_all, fields(connector = %connector.name, project = %connector.project_id))]
+        async fn create_connector(&self, connector: &NewConnector) -> StoreResult<Connector> {
+            connector.validate()?;
+            let project: Option<i64> = sqlx::query_scalar(PROJECT_EXISTS)
+                .bind(connector.project_id)
+                .fetch_optional(self.pool())
+                .await?;
+            if project.is_none() {
+                return Err(StoreError::NotFound(format!("project {}", connector.project_id)));
+            }
+            let id: i64 = sqlx::query_scalar(INSERT_CONNECTOR)
+                .bind(connector.project_id)
+                .bind(connector.name.as_str())
+                .bind(connector.name.folded())
+                .bind(connector.system.as_str())
+                .bind(connector.base_url.trim())
+                .bind(Json(&connector.settings))
+                .bind(connector.sealed_credentials.as_slice())
+                .bind(Utc::now())
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| conflict_on_unique(e, connector_conflict(&connector.name)))?;
+            let row: ConnectorRow = sqlx::query_as(SELECT_CONNECTOR_BY_ID)
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+            row.try_into()
+        }
+
+        #[tracing::instrument(skip_all)]
+        async fn connectors(&self) -> StoreResult<Vec<Connector>> {
+            let rows: Vec<ConnectorRow> = sqlx::query_as(SELECT_CONNECTORS).fetch_all(self.pool()).await?;
+            rows.into_iter().map(Connector::try_from).collect()
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %name))]
+        async fn connector_by_name(&self, name: &ConnectorName) -> StoreResult<Option<Connector>> {
+            let row: Option<ConnectorRow> = sqlx::query_as(SELECT_CONNECTOR_BY_NAME)
+                .bind(name.folded())
+                .fetch_optional(self.pool())
+                .await?;
+            row.map(Connector::try_from).transpose()
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %name))]
+        async fn remove_connector(&self, name: &ConnectorName) -> StoreResult<Connector> {
+            let connector = self
+                .connector_by_name(name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("connector {:?}", name.as_str())))?;
+            sqlx::query(DELETE_CONNECTOR)
+                .bind(connector.id)
+                .execute(self.pool())
+                .await?;
+            Ok(connector)
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn claim_delivery(
+            &self,
+            connector: ConnectorId,
+            dedupe_key: &str,
+            event: &str,
+            abandoned_after: chrono::Duration,
+        ) -> StoreResult<DeliveryClaim> {
+            let now = Utc::now();
+            let claimed: Option<i64> = sqlx::query_scalar(CLAIM_DELIVERY)
+                .bind(connector)
+                .bind(dedupe_key)
+                .bind(event)
+                .bind(now)
+                .fetch_optional(self.pool())
+                .await?;
+            if let Some(id) = claimed {
+                return Ok(DeliveryClaim::New(DeliveryId(id)));
+            }
+            let reclaimed: Option<i64> = sqlx::query_scalar(RECLAIM_ABANDONED_DELIVERY)
+                .bind(now)
+                .bind(connector)
+                .bind(dedupe_key)
+                .bind(now - abandoned_after)
+                .fetch_optional(self.pool())
+                .await?;
+            if let Some(id) = reclaimed {
+                tracing::warn!(delivery = id, "an abandoned delivery is processed again");
+                return Ok(DeliveryClaim::New(DeliveryId(id)));
+            }
+            let row: DeliveryRow = sqlx::query_as(DELIVERY_COLUMNS_BY_KEY)
+                .bind(connector)
+                .bind(dedupe_key)
+                .fetch_one(self.pool())
+                .await?;
+            Ok(DeliveryClaim::Duplicate(row.try_into()?))
+        }
+
+        #[tracing::instrument(skip_all, fields(delivery = %delivery))]
+        async fn release_delivery(&self, delivery: DeliveryId) -> StoreResult<()> {
+            sqlx::query(DELETE_DELIVERY).bind(delivery).execute(self.pool()).await?;
+            Ok(())
+        }
+
+        #[tracing::instrument(skip_all, fields(delivery = %delivery, status = status.as_str()))]
+        async fn finish_delivery(
+            &self,
+            delivery: DeliveryId,
+            status: DeliveryStatus,
+            ticket: Option<TicketId>,
+        ) -> StoreResult<()> {
+            sqlx::query(FINISH_DELIVERY)
+                .bind(status.as_str())
+                .bind(ticket)
+                .bind(delivery)
+                .execute(self.pool())
+                .await?;
+            Ok(())
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn deliveries(&self, connector: ConnectorId, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+            let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_DELIVERIES)
+                .bind(connector)
+                .bind(i64::from(limit.min(MAX_DELIVERIES_PAGE)))
+                .fetch_all(self.pool())
+                .await?;
+            rows.into_iter().map(DeliveryRecord::try_from).collect()
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn connector_ticket(
+            &self,
+            connector: ConnectorId,
+            external_id: &str,
+        ) -> StoreResult<Option<ConnectorTicket>> {
+            let row: Option<ConnectorTicketRow> = sqlx::query_as(SELECT_CONNECTOR_TICKET)
+                .bind(connector)
+                .bind(external_id)
+                .fetch_optional(self.pool())
+                .await?;
+            Ok(row.map(|row| ConnectorTicket {
+                ticket_id: TicketId(row.ticket_id),
+                vendor_updated_at: row.vendor_updated_at,
+                written_labels: row.written_labels.0,
+            }))
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector.name, ticket = %ticket))]
+        async fn record_connector_ticket(
+            &self,
+            connector: &Connector,
+            external_id: &str,
+            ticket: TicketId,
+            vendor_updated_at: Option<DateTime<Utc>>,
+            imported: &[TagId],
+        ) -> StoreResult<()> {
+            let now = Utc::now();
+            let mut tx = self.pool().begin_with($begin_write).await?;
+            let project: Option<i64> = sqlx::query_scalar(TICKET_PROJECT)
+                .bind(ticket)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if project != Some(connector.project_id.0) {
+                return Err(StoreError::NotFound(format!(
+                    "ticket {ticket} in project {}",
+                    connector.project_id
+                )));
+            }
+            let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
+                .bind(connector.project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            if let Some(unknown) = imported.iter().find(|tag| !taxonomy.contains(&tag.0)) {
+                return Err(ValidationError::field(
+                    "tags",
+                    format!("tag {unknown} is not in project {}", connector.project_id),
+                )
+                .into());
+            }
+            let current: Vec<i64> = sqlx::query_scalar(SELECT_IMPORT_LABELS)
+                .bind(ticket)
+                .fetch_all(&mut *tx)
+                .await?;
+            let current: Vec<TagId> = current.into_iter().map(TagId).collect();
+            let (removed, added) = super::common::label_changes(&current, imported);
+            let set_by = set_by(connector);
+            for tag in removed {
+                sqlx::query(DELETE_IMPORT_LABEL).bind(ticket).bind(tag).execute(&mut *tx).await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("removed")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for tag in added {
+                sqlx::query(UPSERT_IMPORT_LABEL)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("added")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(UPSERT_CONNECTOR_TICKET)
+                .bind(connector.id)
+                .bind(external_id)
+                .bind(ticket)
+                .bind(vendor_updated_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn record_written_labels(
+            &self,
+            connector: ConnectorId,
+            external_id: &str,
+            labels: &[String],
+        ) -> StoreResult<()> {
+            let updated = sqlx::query(UPDATE_WRITTEN_LABELS)
+                .bind(Json(labels))
+                .bind(connector)
+                .bind(external_id)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "ticket {external_id:?} of connector {connector}"
+                )));
+            }
+            Ok(())
+        }
+    };
+}
+
+impl ConnectorStore for SqliteStore {
+    // An immediate transaction takes SQLite's write lock up front (see sqlite.rs).
+    connector_store_methods!("BEGIN IMMEDIATE");
+}
+
+impl ConnectorStore for PgStore {
+    connector_store_methods!("BEGIN");
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl ConnectorStore for AnyStore {
+    async fn create_connector(&self, connector: &NewConnector) -> StoreResult<Connector> {
+        dispatch!(self, store => store.create_connector(connector))
+    }
+    async fn connectors(&self) -> StoreResult<Vec<Connector>> {
+        dispatch!(self, store => store.connectors())
+    }
+    async fn connector_by_name(&self, name: &ConnectorName) -> StoreResult<Option<Connector>> {
+        dispatch!(self, store => store.connector_by_name(name))
+    }
+    async fn remove_connector(&self, name: &ConnectorName) -> StoreResult<Connector> {
+        dispatch!(self, store => store.remove_connector(name))
+    }
+    async fn claim_delivery(
+        &self,
+        connector: ConnectorId,
+        dedupe_key: &str,
+        event: &str,
+        abandoned_after: chrono::Duration,
+    ) -> StoreResult<DeliveryClaim> {
+        dispatch!(self, store => store.claim_delivery(connector, dedupe_key, event, abandoned_after))
+    }
+    async fn release_delivery(&self, delivery: DeliveryId) -> StoreResult<()> {
+        dispatch!(self, store => store.release_delivery(delivery))
+    }
+    async fn finish_delivery(
+        &self,
+        delivery: DeliveryId,
+        status: DeliveryStatus,
+        ticket: Option<TicketId>,
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.finish_delivery(delivery, status, ticket))
+    }
+    async fn deliveries(
+        &self,
+        connector: ConnectorId,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        dispatch!(self, store => store.deliveries(connector, limit))
+    }
+    async fn connector_ticket(
+        &self,
+        connector: ConnectorId,
+        external_id: &str,
+    ) -> StoreResult<Option<ConnectorTicket>> {
+        dispatch!(self, store => store.connector_ticket(connector, external_id))
+    }
+    async fn record_connector_ticket(
+        &self,
+        connector: &Connector,
+        external_id: &str,
+        ticket: TicketId,
+        vendor_updated_at: Option<DateTime<Utc>>,
+        imported: &[TagId],
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.record_connector_ticket(connector, external_id, ticket, vendor_updated_at, imported))
+    }
+    async fn record_written_labels(
+        &self,
+        connector: ConnectorId,
+        external_id: &str,
+        labels: &[String],
+    ) -> StoreResult<()> {
+        dispatch!(self, store => store.record_written_labels(connector, external_id, labels))
+    }
+}

@@ -1,0 +1,208 @@
+//! `tagger connectors`: add, list and remove connectors to help desks. Secrets go in on the
+//! command line (or the environment) and are sealed at once; they are never printed back.
+
+use crate::config::Config;
+use crate::credentials::{CredentialKey, Credentials, masked};
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use connectors::System;
+use datasets::connector::{ConnectorName, ConnectorSettings, NewConnector};
+use datasets::{AnyStore, ConnectorStore, Store};
+use std::fmt;
+
+/// The ServiceNow table a connector reads when none is given.
+pub const DEFAULT_SERVICENOW_TABLE: &str = "incident";
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// Create a connector and print the URL path its help desk's webhook posts to.
+    Add(AddConnector),
+    /// Every connector with its project, system and settings; secrets are never shown.
+    List,
+    /// Delete a connector and its delivery log; the tickets it delivered stay.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// On or off, as typed on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Args)]
+pub struct AddConnector {
+    /// The project its tickets go to.
+    #[arg(long)]
+    project: String,
+    /// zendesk, jira or servicenow.
+    #[arg(long)]
+    system: System,
+    /// Unique on the server; part of the webhook URL (letters, digits, '-', '_', '.').
+    #[arg(long)]
+    name: String,
+    /// The help desk's address, e.g. https://acme.zendesk.com.
+    #[arg(long)]
+    base_url: String,
+    /// The secret the help desk signs its webhooks with.
+    #[arg(long, env = "TAGGER_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// The API user (Zendesk agent e-mail, Jira account e-mail, ServiceNow integration user).
+    #[arg(long, requires = "token")]
+    user: Option<String>,
+    /// The API token (or the ServiceNow user's password).
+    #[arg(
+        long,
+        requires = "user",
+        env = "TAGGER_CONNECTOR_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// The ServiceNow table [default: incident].
+    #[arg(long)]
+    table: Option<String>,
+    /// Write the model's tags back to the help desk.
+    #[arg(long, value_enum, default_value = "off")]
+    write_back: Switch,
+}
+
+// The secrets stay out of any debug print of the command line.
+impl fmt::Debug for AddConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddConnector")
+            .field("project", &self.project)
+            .field("system", &self.system)
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("user", &self.user)
+            .field("table", &self.table)
+            .field("write_back", &self.write_back)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The path a connector's webhook posts to.
+pub fn webhook_path(name: &ConnectorName) -> String {
+    format!("/v1/connectors/{name}/webhook")
+}
+
+pub async fn run(
+    store: &AnyStore,
+    config: &Config,
+    command: ConnectorsCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ConnectorsCommand::Add(add) => add_connector(store, config, add).await,
+        ConnectorsCommand::List => list_connectors(store, config).await,
+        ConnectorsCommand::Remove { name } => {
+            let name = ConnectorName::parse(&name)?;
+            let removed = store
+                .remove_connector(&name)
+                .await
+                .with_context(|| format!("cannot remove connector {:?}", name.as_str()))?;
+            println!(
+                "removed connector {} ({}); the tickets it delivered stay in the project",
+                removed.name, removed.system
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> anyhow::Result<()> {
+    let project = super::find_project(store, &add.project).await?;
+    let name = ConnectorName::parse(&add.name)?;
+    if add.webhook_secret.trim().is_empty() {
+        anyhow::bail!("--webhook-secret is empty: the help desk must sign its webhooks");
+    }
+    let table = match (add.system, add.table) {
+        (System::ServiceNow, table) => {
+            Some(table.unwrap_or_else(|| DEFAULT_SERVICENOW_TABLE.to_string()))
+        }
+        (_, Some(_)) => anyhow::bail!("--table is for servicenow connectors only"),
+        (_, None) => None,
+    };
+    let credentials = Credentials {
+        webhook_secret: add.webhook_secret,
+        user: add.user,
+        token: add.token,
+    };
+    let key = CredentialKey::load(config).context("cannot load the encryption key")?;
+    let connector = NewConnector {
+        project_id: project.id,
+        name: name.clone(),
+        system: add.system,
+        base_url: add.base_url,
+        settings: ConnectorSettings {
+            table,
+            write_back: add.write_back == Switch::On,
+            mapping: Default::default(),
+        },
+        sealed_credentials: key.seal(name.as_str(), &credentials)?,
+    };
+    let created = store
+        .create_connector(&connector)
+        .await
+        .with_context(|| format!("cannot add connector {:?}", name.as_str()))?;
+    println!("{}", webhook_path(&created.name));
+    eprintln!(
+        "connector {} ({}) feeds project {:?}: point the help desk's webhook at the path above \
+         on this server (docs/connectors.md says how for {})",
+        created.name,
+        created.system,
+        project.name.as_str(),
+        created.system
+    );
+    if created.settings.write_back {
+        eprintln!("write-back is recorded as on; this version does not write back yet");
+    }
+    Ok(())
+}
+
+async fn list_connectors(store: &AnyStore, config: &Config) -> anyhow::Result<()> {
+    let connectors = store.connectors().await?;
+    if connectors.is_empty() {
+        println!("no connectors yet: `tagger connectors add` creates one");
+        return Ok(());
+    }
+    // Opening the credentials proves the key still fits; only masks are printed.
+    let key = CredentialKey::load(config).context("cannot load the encryption key")?;
+    println!(
+        "{:<24} {:<20} {:<10} {:<36} {:<10} {:<9} {:<14} {:<24} TOKEN",
+        "NAME", "PROJECT", "SYSTEM", "BASE URL", "TABLE", "WRITE", "SECRET", "USER"
+    );
+    for connector in connectors {
+        let project = store.project(connector.project_id).await?;
+        let (secret, user, token) =
+            match key.open(connector.name.as_str(), &connector.sealed_credentials) {
+                Ok(credentials) => (
+                    masked(&credentials.webhook_secret),
+                    credentials.user.unwrap_or_else(|| "-".into()),
+                    credentials
+                        .token
+                        .as_deref()
+                        .map_or_else(|| "-".into(), masked),
+                ),
+                Err(_) => ("(wrong key)".into(), "?".into(), "?".into()),
+            };
+        println!(
+            "{:<24} {:<20} {:<10} {:<36} {:<10} {:<9} {:<14} {:<24} {token}",
+            connector.name.as_str(),
+            project.name.as_str(),
+            connector.system.as_str(),
+            connector.base_url,
+            connector.settings.table.as_deref().unwrap_or("-"),
+            if connector.settings.write_back {
+                "on"
+            } else {
+                "off"
+            },
+            secret,
+            user,
+        );
+    }
+    Ok(())
+}
