@@ -11,6 +11,7 @@ mod servicenow;
 mod signature;
 mod system;
 mod tag_mapping;
+mod writeback;
 mod zendesk;
 
 pub use delivery::{Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, parse_delivery};
@@ -21,4 +22,8 @@ pub use signature::{
 };
 pub use system::{System, UnknownSystem};
 pub use tag_mapping::{LabelMapping, vendor_label};
+pub use writeback::{
+    DEFAULT_SERVICENOW_FIELD, MAX_RETRY_AFTER, Method, ServiceNowTarget, TokenBucket, WriteOutcome,
+    WriteRequest, authorization, classify_response, vendor_error, write_request,
+};
 pub use zendesk::parse_rest_ticket as parse_zendesk_rest_ticket;

@@ -3,7 +3,7 @@
 //! tickets it delivered and the log of its deliveries.
 
 use crate::error::ValidationError;
-use crate::ids::{ConnectorId, DeliveryId, ProjectId, TicketId};
+use crate::ids::{ConnectorId, DeliveryId, ProjectId, TicketId, WriteBackId};
 use chrono::{DateTime, Utc};
 pub use connectors::{LabelMapping, System};
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,14 @@ pub struct ConnectorSettings {
     /// Whether the model's tags are written back to the help desk.
     #[serde(default)]
     pub write_back: bool,
+    /// The ServiceNow field our tags are written to (`u_auto_tags` when unset);
+    /// `work_notes` appends a work note instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The most requests a minute sent to the help desk (100 when unset): under the
+    /// vendor's own limit, so a backlog never locks the customer's other integrations out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
     /// Project tags ↔ the vendor's tags or labels.
     #[serde(default)]
     pub mapping: LabelMapping,
@@ -239,8 +247,84 @@ pub struct ConnectorTicket {
     pub ticket_id: TicketId,
     /// The vendor's change time of the delivery last stored.
     pub vendor_updated_at: Option<DateTime<Utc>>,
-    /// The labels our write-back last wrote to the vendor.
+    /// The labels our write-back wrote to the vendor or is writing: a webhook carrying them
+    /// is our own echo, and they are never queued again.
     pub written_labels: Vec<String>,
+}
+
+/// Where a write-back stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteBackStatus {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// The vendor has the tags.
+    Written,
+    /// Given up, with the reason in `last_error`.
+    Failed,
+}
+
+impl WriteBackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Written => "written",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for WriteBackStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Pending, Self::Written, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown write-back status {s:?}"))
+    }
+}
+
+/// One write of our tags to a help desk's ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBack {
+    pub id: WriteBackId,
+    pub connector_id: ConnectorId,
+    pub external_id: String,
+    pub ticket_id: TicketId,
+    /// The vendor labels this write adds.
+    pub labels: Vec<String>,
+    pub status: WriteBackStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What queueing labels for a write-back did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBackQueued {
+    /// Every label was written or is being written already.
+    Nothing,
+    /// A new write: its job is to be queued.
+    New(WriteBackId),
+    /// The labels joined a write already pending (its job is queued).
+    Joined(WriteBackId),
+}
+
+/// What became of one attempt at a write-back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteBackAttempt {
+    Written,
+    /// Try again at `at`, for `reason` (rate limit, a fault that may heal).
+    Retry {
+        at: DateTime<Utc>,
+        reason: String,
+    },
+    /// Given up: the labels are forgotten as written, so a later model may queue them again.
+    Failed {
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -49,3 +49,7 @@ id_type!(
     /// One webhook delivery a connector received.
     DeliveryId
 );
+id_type!(
+    /// One write of our tags back to a help desk's ticket.
+    WriteBackId
+);

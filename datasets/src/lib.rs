@@ -28,7 +28,9 @@ pub mod user;
 
 pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
 pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
-pub use ids::{ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId};
+pub use ids::{
+    ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId, WriteBackId,
+};
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_kind::{KindInfo, ModelKind, UnknownModelKind};
 pub use model_version::{ModelVersion, NewModelVersion};
@@ -39,7 +41,7 @@ pub use review::{
     AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
     SECOND_OPINION_STRATEGY,
 };
-pub use store::{AnyStore, ConnectorStore, ImportWriter, Store};
+pub use store::{AnyStore, ConnectorStore, ImportWriter, Store, WriteBackStore};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

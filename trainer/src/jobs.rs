@@ -72,6 +72,29 @@ impl MaintenanceJob {
     }
 }
 
+/// A help-desk job (writing tags back to Zendesk, Jira or ServiceNow), on its own queue so
+/// a vendor's rate limit never holds up scoring. The trainer knows no vendor: the binary
+/// hands the worker a [`ConnectorJobs`] that runs these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "kebab-case")]
+pub enum ConnectorJob {
+    /// Send one queued write-back (the row says what), or settle it.
+    WriteBack { writeback_id: datasets::WriteBackId },
+}
+
+/// Runs help-desk jobs for the worker. An `Err` is a fault worth a retry by the queue;
+/// a job that settles its own fate (written, failed, rescheduled) returns `Ok`.
+pub trait ConnectorJobs: Send + Sync + 'static {
+    fn run(
+        &self,
+        job: ConnectorJob,
+        queue: JobQueue,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// How many help-desk jobs one worker runs at once: they wait on the network, not the CPU.
+const CONNECTOR_CONCURRENCY: usize = 4;
+
 /// The strategy the queue is scored with unless a job says otherwise: uncertain tickets
 /// that are unlike each other.
 pub const DEFAULT_SCORE_STRATEGY: Strategy = Strategy::Diverse;
@@ -124,11 +147,13 @@ pub enum JobQueue {
     Sqlite {
         training: SqliteStorage<TrainJob>,
         scoring: SqliteStorage<MaintenanceJob>,
+        connectors: SqliteStorage<ConnectorJob>,
         poll: Duration,
     },
     Postgres {
         training: PostgresStorage<TrainJob>,
         scoring: PostgresStorage<MaintenanceJob>,
+        connectors: PostgresStorage<ConnectorJob>,
         poll: Duration,
     },
 }
@@ -163,6 +188,7 @@ impl JobQueue {
                 Self::Sqlite {
                     training: SqliteStorage::new(pool).with_config(config("training")),
                     scoring: SqliteStorage::new(pool).with_config(config("maintenance")),
+                    connectors: SqliteStorage::new(pool).with_config(config("connectors")),
                     poll: settings.poll_interval,
                 }
             }
@@ -181,6 +207,7 @@ impl JobQueue {
                 Self::Postgres {
                     training: PostgresStorage::new(pool).with_config(config("training")),
                     scoring: PostgresStorage::new(pool).with_config(config("maintenance")),
+                    connectors: PostgresStorage::new(pool).with_config(config("connectors")),
                     poll: settings.poll_interval,
                 }
             }
@@ -214,6 +241,27 @@ impl JobQueue {
                 .await
                 .map_err(|e| e.to_string()),
             Self::Postgres { scoring, .. } => scoring
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        pushed.map_err(JobError::Push)
+    }
+
+    /// Queues a help-desk job, to start after `delay` (a vendor's `Retry-After`, a backoff).
+    pub async fn push_connector(&self, job: ConnectorJob, delay: Duration) -> Result<(), JobError> {
+        let task = TaskBuilder::new(job)
+            .max_attempts(3)
+            .run_after(delay)
+            .build();
+        let pushed = match self {
+            Self::Sqlite { connectors, .. } => connectors
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Postgres { connectors, .. } => connectors
                 .clone()
                 .push_task(task)
                 .await
@@ -428,6 +476,8 @@ pub struct WorkerState {
     /// After a run promotes itself, tag this many of the newest tickets no person labelled
     /// with the new version (0: none).
     pub retag_after_promotion: u32,
+    /// Runs help-desk jobs; without it this worker takes none.
+    pub connector_jobs: Option<Arc<dyn ConnectorJobs>>,
 }
 
 /// Runs training jobs one at a time until `shutdown` completes; then stops the job in
@@ -461,10 +511,13 @@ pub async fn run_worker(
     // apalis worker fetches whenever its task is woken, so two sharing a task (`join!`)
     // woke each other with every fetch, hundreds of times a second, however long the poll
     // interval (issue 14, finding 11). On its own, an idle worker fetches once per interval.
-    let (training, scoring) = match queue.clone() {
+    let connector_jobs = state.connector_jobs.clone();
+    let connectors_name = format!("{name}-connectors");
+    let (training, scoring, connectors) = match queue.clone() {
         JobQueue::Sqlite {
             training,
             scoring,
+            connectors,
             poll,
         } => (
             tokio::spawn(
@@ -484,10 +537,22 @@ pub async fn run_worker(
                     .build(maintenance_job)
                     .run_until(signal()),
             ),
+            connector_jobs.map(|jobs| {
+                tokio::spawn(
+                    WorkerBuilder::new(connectors_name.as_str())
+                        .backend(connectors.poll_with_interval(poll))
+                        .data(jobs)
+                        .data(queue.clone())
+                        .concurrency(CONNECTOR_CONCURRENCY)
+                        .build(connector_job)
+                        .run_until(signal()),
+                )
+            }),
         ),
         JobQueue::Postgres {
             training,
             scoring,
+            connectors,
             poll,
         } => (
             tokio::spawn(
@@ -507,14 +572,43 @@ pub async fn run_worker(
                     .build(maintenance_job)
                     .run_until(signal()),
             ),
+            connector_jobs.map(|jobs| {
+                tokio::spawn(
+                    WorkerBuilder::new(connectors_name.as_str())
+                        .backend(connectors.poll_with_interval(poll))
+                        .data(jobs)
+                        .data(queue.clone())
+                        .concurrency(CONNECTOR_CONCURRENCY)
+                        .build(connector_job)
+                        .run_until(signal()),
+                )
+            }),
         ),
     };
-    let (training, scoring) = tokio::join!(training, scoring);
+    let connectors = async move {
+        match connectors {
+            Some(handle) => handle.await,
+            None => Ok(Ok(())),
+        }
+    };
+    let (training, scoring, connectors) = tokio::join!(training, scoring, connectors);
     let ended = |joined: Result<Result<(), WorkerError>, tokio::task::JoinError>| match joined {
         Ok(result) => result.map_err(|e| JobError::Worker(e.to_string())),
         Err(error) => Err(JobError::Worker(error.to_string())),
     };
-    ended(training).and(ended(scoring))
+    ended(training).and(ended(scoring)).and(ended(connectors))
+}
+
+/// One help-desk job, run by the binary's handler.
+#[tracing::instrument(name = "connector_job", skip_all)]
+async fn connector_job(
+    job: ConnectorJob,
+    jobs: Data<Arc<dyn ConnectorJobs>>,
+    queue: Data<JobQueue>,
+) -> Result<(), BoxDynError> {
+    jobs.run(job, (*queue).clone())
+        .await
+        .map_err(|reason| Box::new(std::io::Error::other(reason)) as BoxDynError)
 }
 
 /// One short job (see `MaintenanceJob`).

@@ -65,6 +65,7 @@ impl Application {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
+                crate::worker::requeue_lost_jobs(&state.store, &queue).await;
                 if let Err(error) = trainer::jobs::run_worker(queue, state, shutdown).await {
                     tracing::error!(%error, "the in-process training worker stopped");
                 }

@@ -229,10 +229,40 @@ async fn process(
             &imported,
         )
         .await?;
+    let written_back = match &stored.tagged {
+        Some(tagged) => {
+            let applied: Vec<String> = tagged
+                .decision
+                .applied
+                .iter()
+                .map(|tag| tag.as_str().to_string())
+                .collect();
+            crate::connector_writeback::queue_for_ticket(
+                &state.store,
+                connector,
+                &incoming.external_id,
+                stored.id,
+                &applied,
+            )
+            .await?
+        }
+        None => None,
+    };
     state
         .store
         .finish_delivery(claimed, DeliveryStatus::Stored, Some(stored.id))
         .await?;
+    // Queued after the delivery is settled: the vendor's answer never waits on the queue.
+    if let Some(writeback) = written_back {
+        match &state.jobs {
+            Some(queue) => {
+                crate::connector_writeback::push(queue, writeback, std::time::Duration::ZERO).await
+            }
+            None => {
+                tracing::warn!(%writeback, "no job queue in this process: the write-back waits for a worker")
+            }
+        }
+    }
     Ok(Received::Stored {
         ticket: stored.id,
         created: stored.created,

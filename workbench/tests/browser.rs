@@ -171,6 +171,7 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
             stopping: Default::default(),
             guard_margin: 0.02,
             retag_after_promotion: 0,
+            connector_jobs: None,
         },
     );
     let base = format!("http://{}", application.local_addr().unwrap());

@@ -772,6 +772,42 @@ async fn the_cli_adds_lists_and_removes_connectors(database: &TestDatabase) {
         "sealed at rest"
     );
 
+    let writebacks = tagger(
+        url,
+        data_dir.path(),
+        &["connectors", "writebacks", "--name", "jira-acme"],
+    );
+    assert!(
+        writebacks.ok && writebacks.stdout.contains("no write-backs yet"),
+        "{}{}",
+        writebacks.stdout,
+        writebacks.stderr
+    );
+    let field_on_jira = tagger(
+        url,
+        data_dir.path(),
+        &[
+            "connectors",
+            "add",
+            "--project",
+            "Acme",
+            "--system",
+            "jira",
+            "--name",
+            "jira-2",
+            "--base-url",
+            "https://acme.atlassian.net",
+            "--webhook-secret",
+            "s3cret-value",
+            "--field",
+            "u_auto_tags",
+        ],
+    );
+    assert!(
+        !field_on_jira.ok && field_on_jira.stderr.contains("--field is for servicenow"),
+        "{}",
+        field_on_jira.stderr
+    );
     let removed = tagger(
         url,
         data_dir.path(),

@@ -156,6 +156,7 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
             stopping: Default::default(),
             guard_margin: 0.02,
             retag_after_promotion: 0,
+            connector_jobs: None,
         },
         async move {
             let _ = stopped.await;

@@ -65,6 +65,7 @@ impl InProcessWorker {
                 stopping: Default::default(),
                 guard_margin: 0.02,
                 retag_after_promotion: 0,
+                connector_jobs: None,
             },
             async move {
                 let _ = stopped.await;

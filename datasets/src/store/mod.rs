@@ -13,6 +13,7 @@ mod sqlite;
 mod tag_merge;
 mod training_runs;
 pub mod web;
+pub mod writeback_store;
 
 pub use any::{AnyImport, AnyStore};
 pub use connector_store::ConnectorStore;
@@ -23,6 +24,7 @@ pub use web::{
     LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketFit,
     TicketPage,
 };
+pub use writeback_store::WriteBackStore;
 
 use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
 use crate::error::StoreResult;

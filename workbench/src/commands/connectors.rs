@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use connectors::System;
 use datasets::connector::{ConnectorName, ConnectorSettings, NewConnector};
-use datasets::{AnyStore, ConnectorStore, Store};
+use datasets::{AnyStore, ConnectorStore, Store, WriteBackStore};
 use std::fmt;
 
 /// The ServiceNow table a connector reads when none is given.
@@ -23,6 +23,15 @@ pub enum ConnectorsCommand {
     Remove {
         #[arg(long)]
         name: String,
+    },
+    /// The connector's write-backs, newest first: pending, written, or failed with the
+    /// help desk's reason.
+    Writebacks {
+        #[arg(long)]
+        name: String,
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
 }
 
@@ -67,6 +76,13 @@ pub struct AddConnector {
     /// Write the model's tags back to the help desk.
     #[arg(long, value_enum, default_value = "off")]
     write_back: Switch,
+    /// The ServiceNow field our tags are written to [default: u_auto_tags]; `work_notes`
+    /// appends a work note instead.
+    #[arg(long)]
+    field: Option<String>,
+    /// The most requests a minute this connector sends to the help desk [default: 100].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    requests_per_minute: Option<u32>,
 }
 
 // The secrets stay out of any debug print of the command line.
@@ -80,6 +96,8 @@ impl fmt::Debug for AddConnector {
             .field("user", &self.user)
             .field("table", &self.table)
             .field("write_back", &self.write_back)
+            .field("field", &self.field)
+            .field("requests_per_minute", &self.requests_per_minute)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +115,7 @@ pub async fn run(
     match command {
         ConnectorsCommand::Add(add) => add_connector(store, config, add).await,
         ConnectorsCommand::List => list_connectors(store, config).await,
+        ConnectorsCommand::Writebacks { name, limit } => list_writebacks(store, &name, limit).await,
         ConnectorsCommand::Remove { name } => {
             let name = ConnectorName::parse(&name)?;
             let removed = store
@@ -125,6 +144,24 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         (_, Some(_)) => anyhow::bail!("--table is for servicenow connectors only"),
         (_, None) => None,
     };
+    let field = match (add.system, add.field) {
+        (System::ServiceNow, Some(field)) => {
+            let field = field.trim().to_string();
+            let valid = !field.is_empty()
+                && field.len() <= 80
+                && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || field.starts_with("sys_") {
+                anyhow::bail!(
+                    "--field {field:?} is not a writable ServiceNow field name \
+                     (letters, digits and '_', not a sys_ field)"
+                );
+            }
+            Some(field)
+        }
+        (_, Some(_)) => anyhow::bail!("--field is for servicenow connectors only"),
+        (_, None) => None,
+    };
+    let credentials_missing = add.token.is_none();
     let credentials = Credentials {
         webhook_secret: add.webhook_secret,
         user: add.user,
@@ -139,6 +176,8 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         settings: ConnectorSettings {
             table,
             write_back: add.write_back == Switch::On,
+            field,
+            requests_per_minute: add.requests_per_minute,
             mapping: Default::default(),
         },
         sealed_credentials: key.seal(name.as_str(), &credentials)?,
@@ -156,8 +195,11 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         project.name.as_str(),
         created.system
     );
-    if created.settings.write_back {
-        eprintln!("write-back is recorded as on; this version does not write back yet");
+    if created.settings.write_back && credentials_missing {
+        eprintln!(
+            "write-back is on but the connector has no --user/--token: writes will fail until \
+             it is added again with them"
+        );
     }
     Ok(())
 }
@@ -202,6 +244,43 @@ async fn list_connectors(store: &AnyStore, config: &Config) -> anyhow::Result<()
             },
             secret,
             user,
+        );
+    }
+    Ok(())
+}
+
+async fn list_writebacks(store: &AnyStore, name: &str, limit: u32) -> anyhow::Result<()> {
+    let name = ConnectorName::parse(name)?;
+    let connector = store
+        .connector_by_name(&name)
+        .await?
+        .with_context(|| format!("no connector named {:?}", name.as_str()))?;
+    let writebacks = store.writebacks(connector.id, limit).await?;
+    if writebacks.is_empty() {
+        println!(
+            "no write-backs yet{}",
+            if connector.settings.write_back {
+                ""
+            } else {
+                " (write-back is off for this connector)"
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<24} {:<8} {:>8} {:<20} {:<30} LAST ERROR",
+        "ID", "TICKET", "STATUS", "ATTEMPTS", "UPDATED", "LABELS"
+    );
+    for writeback in writebacks {
+        println!(
+            "{:<8} {:<24} {:<8} {:>8} {:<20} {:<30} {}",
+            writeback.id.0,
+            writeback.external_id,
+            writeback.status.as_str(),
+            writeback.attempts,
+            writeback.updated_at.format("%Y-%m-%d %H:%M:%S"),
+            writeback.labels.join(","),
+            writeback.last_error.as_deref().unwrap_or("-"),
         );
     }
     Ok(())

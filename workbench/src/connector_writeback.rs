@@ -1,0 +1,476 @@
+//! Writing the model's tags back to help desks. A delivery that was tagged queues a write
+//! (`queue_for_ticket`); the worker's connector queue sends it (`WriteBackRunner`), honouring
+//! the vendor's `429`/`Retry-After`, a per-connector request rate, and backoff on faults that
+//! may heal; answers that will not heal (bad credentials, no such ticket, a refused field)
+//! fail at once with the vendor's reason, which the CLI and the pages show.
+//!
+//! Nothing is written twice: the labels of a write are recorded as ours when it is queued
+//! (so a second verdict with the same tags queues nothing, and the webhook our own write
+//! causes is recognised as an echo, never as people's labels); every vendor call adds
+//! labels rather than replacing them, so a retried send changes nothing either.
+
+use crate::config::Config;
+use crate::credentials::CredentialKey;
+use connectors::{ServiceNowTarget, TokenBucket, WriteOutcome};
+use datasets::connector::{Connector, WriteBack, WriteBackAttempt, WriteBackQueued};
+use datasets::{
+    AnyStore, ConnectorId, ConnectorStore, StoreError, TicketId, WriteBackId, WriteBackStore,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use trainer::jobs::{ConnectorJob, ConnectorJobs, JobQueue};
+
+/// Attempts before a write that keeps meeting faults or rate limits is given up.
+pub const MAX_WRITE_ATTEMPTS: u32 = 8;
+/// Requests a minute to a help desk unless the connector says otherwise.
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
+/// The wait after the first fault; it doubles with each further one.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The largest vendor answer read, for its error message.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Queues the write-back of a tagged connector ticket's applied tags, when the connector
+/// writes back. Returns the write to send, if a new one was queued (a job must be pushed).
+pub async fn queue_for_ticket(
+    store: &AnyStore,
+    connector: &Connector,
+    external_id: &str,
+    ticket: TicketId,
+    applied_tags: &[String],
+) -> Result<Option<WriteBackId>, StoreError> {
+    if !connector.settings.write_back || applied_tags.is_empty() {
+        return Ok(None);
+    }
+    let labels: Vec<String> = applied_tags
+        .iter()
+        .map(|tag| connector.settings.mapping.to_vendor(connector.system, tag))
+        .filter(|label| !label.is_empty())
+        .collect();
+    match store
+        .queue_writeback(connector.id, external_id, ticket, &labels)
+        .await?
+    {
+        WriteBackQueued::New(id) => Ok(Some(id)),
+        WriteBackQueued::Joined(id) => {
+            tracing::debug!(writeback = %id, "new tags joined a pending write-back");
+            Ok(None)
+        }
+        WriteBackQueued::Nothing => Ok(None),
+    }
+}
+
+/// Pushes the job that sends a queued write-back. A write whose push fails stays pending
+/// in the store and is pushed again by the next worker that starts (`requeue_overdue`).
+pub async fn push(queue: &JobQueue, id: WriteBackId, delay: Duration) {
+    if let Err(error) = queue
+        .push_connector(ConnectorJob::WriteBack { writeback_id: id }, delay)
+        .await
+    {
+        tracing::warn!(writeback = %id, %error, "could not queue a write-back job; it stays pending");
+    }
+}
+
+/// Pushes a job for every pending write-back long overdue (its job was lost: a push that
+/// failed, a queue wiped). A duplicate job is harmless: writes add labels, and a settled
+/// write is skipped.
+pub async fn requeue_overdue(store: &AnyStore, queue: &JobQueue) -> Result<usize, StoreError> {
+    let overdue = store
+        .overdue_writebacks(chrono::Utc::now() - chrono::Duration::minutes(5), 500)
+        .await?;
+    for writeback in &overdue {
+        push(queue, writeback.id, Duration::ZERO).await;
+    }
+    if !overdue.is_empty() {
+        tracing::info!(count = overdue.len(), "overdue write-backs queued again");
+    }
+    Ok(overdue.len())
+}
+
+/// Sends write-backs for the worker's connector queue.
+pub struct WriteBackRunner {
+    store: AnyStore,
+    config: Config,
+    key: OnceLock<CredentialKey>,
+    client: vendor_http::Client,
+    buckets: Mutex<HashMap<ConnectorId, TokenBucket>>,
+}
+
+impl WriteBackRunner {
+    pub fn new(store: AnyStore, config: Config) -> Result<Self, vendor_http::Error> {
+        let client = vendor_http::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("smart-ticket-tagger/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            store,
+            config,
+            key: OnceLock::new(),
+            client,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn key(&self) -> Result<CredentialKey, String> {
+        if let Some(key) = self.key.get() {
+            return Ok(key.clone());
+        }
+        let key = CredentialKey::load(&self.config)
+            .map_err(|error| format!("cannot load the encryption key: {error}"))?;
+        Ok(self.key.get_or_init(|| key).clone())
+    }
+
+    /// Waits for the connector's next request slot.
+    async fn rate_limit(&self, connector: &Connector) {
+        let per_minute = connector
+            .settings
+            .requests_per_minute
+            .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
+        loop {
+            let wait = {
+                let mut buckets = self
+                    .buckets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = Instant::now();
+                let bucket = buckets
+                    .entry(connector.id)
+                    .or_insert_with(|| TokenBucket::new(per_minute, burst(per_minute), now));
+                bucket.take(now)
+            };
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Sends one write-back and settles it; `Err` only for store faults (the queue retries).
+    #[tracing::instrument(skip_all, fields(writeback = %id))]
+    async fn write_back(&self, id: WriteBackId, queue: JobQueue) -> Result<(), String> {
+        let Some(writeback) = self.store.writeback(id).await.map_err(|e| e.to_string())? else {
+            // Its connector was removed since.
+            return Ok(());
+        };
+        if writeback.status != datasets::connector::WriteBackStatus::Pending {
+            return Ok(());
+        }
+        // The queue schedules in whole seconds and may start a job up to a second early; a
+        // vendor's `Retry-After` is a promise kept to the end. A job far too early (a
+        // duplicate) hands over to a job at the right time.
+        let early = (writeback.next_attempt_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        if early > Duration::from_secs(5) {
+            push(&queue, id, early).await;
+            return Ok(());
+        }
+        tokio::time::sleep(early).await;
+        let connectors = self.store.connectors().await.map_err(|e| e.to_string())?;
+        let Some(connector) = connectors
+            .into_iter()
+            .find(|c| c.id == writeback.connector_id)
+        else {
+            return Ok(());
+        };
+        let attempt = match self.send(&connector, &writeback).await {
+            Ok(outcome) => settle(&writeback, outcome),
+            Err(reason) => WriteBackAttempt::Failed { reason },
+        };
+        let settled = self
+            .store
+            .record_writeback_attempt(id, &attempt)
+            .await
+            .map_err(|e| e.to_string())?;
+        match &attempt {
+            WriteBackAttempt::Written => {
+                tracing::info!(connector = %connector.name, ticket = %writeback.external_id, labels = ?writeback.labels, "tags written back");
+            }
+            WriteBackAttempt::Retry { at, reason } => {
+                tracing::info!(connector = %connector.name, %reason, attempts = settled.attempts, "write-back to be tried again");
+                let delay = (*at - chrono::Utc::now()).to_std().unwrap_or_default();
+                push(&queue, id, delay).await;
+            }
+            WriteBackAttempt::Failed { reason } => {
+                tracing::warn!(connector = %connector.name, ticket = %writeback.external_id, %reason, "write-back failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// One request to the help desk. `Err` is a reason that no retry can change (the
+    /// connector's own set-up).
+    async fn send(
+        &self,
+        connector: &Connector,
+        writeback: &WriteBack,
+    ) -> Result<WriteOutcome, String> {
+        if !connector.settings.write_back {
+            return Err("write-back is switched off for this connector".into());
+        }
+        let credentials = self
+            .key()?
+            .open(connector.name.as_str(), &connector.sealed_credentials)
+            .map_err(|error| format!("cannot open the connector's credentials: {error}"))?;
+        let Some(token) = credentials.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Err(
+                "the connector has no API token; add it again with --user and --token".into(),
+            );
+        };
+        let all_labels = self
+            .store
+            .connector_ticket(connector.id, &writeback.external_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|ticket| ticket.written_labels)
+            .unwrap_or_else(|| writeback.labels.clone());
+        let target = match connector.settings.field.as_deref() {
+            Some("work_notes") => ServiceNowTarget::WorkNote,
+            Some(field) => ServiceNowTarget::Field(field.to_string()),
+            None => ServiceNowTarget::Field(connectors::DEFAULT_SERVICENOW_FIELD.into()),
+        };
+        let request = connectors::write_request(
+            connector.system,
+            &writeback.external_id,
+            &writeback.labels,
+            &all_labels,
+            connector.settings.table.as_deref().unwrap_or("incident"),
+            &target,
+        );
+        let url = format!(
+            "{}{}",
+            connector.base_url.trim_end_matches('/'),
+            request.path
+        );
+        let method = match request.method {
+            connectors::Method::Put => vendor_http::Method::PUT,
+            connectors::Method::Patch => vendor_http::Method::PATCH,
+        };
+        self.rate_limit(connector).await;
+        let sent = self
+            .client
+            .request(method, &url)
+            .header(
+                "authorization",
+                connectors::authorization(connector.system, credentials.user.as_deref(), token),
+            )
+            .header("accept", "application/json")
+            .json(&request.body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                // The error names the URL, never the credentials (they travel in a header).
+                return Ok(WriteOutcome::Transient(format!(
+                    "{} could not be reached: {}",
+                    connector.system,
+                    without_url(&error)
+                )));
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = read_limited(response).await;
+        Ok(connectors::classify_response(
+            connector.system,
+            status,
+            |name| headers.get(name).and_then(|v| v.to_str().ok()),
+            &body,
+            chrono::Utc::now(),
+        ))
+    }
+}
+
+/// A short burst allowance: a tenth of a minute's budget, at least one.
+fn burst(per_minute: u32) -> u32 {
+    (per_minute / 10).max(1)
+}
+
+/// What one answer means for the write, counting this attempt.
+fn settle(writeback: &WriteBack, outcome: WriteOutcome) -> WriteBackAttempt {
+    let attempts = writeback.attempts + 1;
+    let retry = |wait: Duration, reason: String| {
+        if attempts >= MAX_WRITE_ATTEMPTS {
+            WriteBackAttempt::Failed {
+                reason: format!("gave up after {attempts} attempts: {reason}"),
+            }
+        } else {
+            WriteBackAttempt::Retry {
+                at: chrono::Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(15)),
+                reason,
+            }
+        }
+    };
+    match outcome {
+        WriteOutcome::Written => WriteBackAttempt::Written,
+        WriteOutcome::RetryAfter(wait, reason) => retry(wait, reason),
+        WriteOutcome::Transient(reason) => {
+            let doublings = (attempts - 1).min(10);
+            retry(FIRST_BACKOFF * 2u32.pow(doublings), reason)
+        }
+        WriteOutcome::Permanent(reason) => WriteBackAttempt::Failed { reason },
+    }
+}
+
+/// The text of a vendor's answer, cut at `MAX_ANSWER_BYTES`.
+async fn read_limited(mut response: vendor_http::Response) -> String {
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ANSWER_BYTES.saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() >= MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A transport error's message without the URL (which may carry a tenant's name).
+fn without_url(error: &vendor_http::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection refused or failed"
+    } else {
+        "the request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    let mut detail = String::new();
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({detail})")
+    }
+}
+
+impl ConnectorJobs for WriteBackRunner {
+    fn run(
+        &self,
+        job: ConnectorJob,
+        queue: JobQueue,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            match job {
+                ConnectorJob::WriteBack { writeback_id } => {
+                    self.write_back(writeback_id, queue).await
+                }
+            }
+        })
+    }
+}
+
+/// Each tag beside the label it is written as to the connector's help desk (Zendesk tags
+/// and Jira labels take no spaces), for the settings to show.
+pub fn mapped_labels(connector: &Connector, tags: &[String]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|tag| {
+            (
+                tag.clone(),
+                connector.settings.mapping.to_vendor(connector.system, tag),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::System;
+    use datasets::connector::WriteBackStatus;
+
+    fn pending(attempts: u32) -> WriteBack {
+        let now = chrono::Utc::now();
+        WriteBack {
+            id: WriteBackId(1),
+            connector_id: ConnectorId(1),
+            external_id: "7".into(),
+            ticket_id: TicketId(1),
+            labels: vec!["billing".into()],
+            status: WriteBackStatus::Pending,
+            attempts,
+            last_error: None,
+            next_attempt_at: now,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn faults_back_off_and_are_given_up_at_the_limit() {
+        let at = |attempt: WriteBackAttempt| match attempt {
+            WriteBackAttempt::Retry { at, .. } => (at - chrono::Utc::now()).num_milliseconds(),
+            other => panic!("{other:?}"),
+        };
+        let first = at(settle(&pending(0), WriteOutcome::Transient("503".into())));
+        let third = at(settle(&pending(2), WriteOutcome::Transient("503".into())));
+        assert!((900..=1000).contains(&first), "{first}");
+        assert!((3900..=4000).contains(&third), "{third}");
+        let waited = at(settle(
+            &pending(0),
+            WriteOutcome::RetryAfter(Duration::from_secs(7), "429".into()),
+        ));
+        assert!((6900..=7000).contains(&waited), "{waited}");
+        match settle(
+            &pending(MAX_WRITE_ATTEMPTS - 1),
+            WriteOutcome::Transient("zendesk answered HTTP 503".into()),
+        ) {
+            WriteBackAttempt::Failed { reason } => {
+                assert_eq!(
+                    reason,
+                    format!(
+                        "gave up after {MAX_WRITE_ATTEMPTS} attempts: zendesk answered HTTP 503"
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            settle(&pending(0), WriteOutcome::Permanent("401".into())),
+            WriteBackAttempt::Failed {
+                reason: "401".into()
+            }
+        );
+        assert_eq!(
+            settle(&pending(3), WriteOutcome::Written),
+            WriteBackAttempt::Written
+        );
+    }
+
+    #[test]
+    fn the_burst_is_a_tenth_of_a_minute() {
+        assert_eq!(burst(100), 10);
+        assert_eq!(burst(5), 1);
+    }
+
+    #[test]
+    fn systems_label_tags_their_own_way() {
+        let connector = |system: System| Connector {
+            id: ConnectorId(1),
+            project_id: datasets::ProjectId(1),
+            name: datasets::connector::ConnectorName::parse("c").unwrap(),
+            system,
+            base_url: "https://x".into(),
+            settings: Default::default(),
+            sealed_credentials: vec![],
+            created_at: chrono::Utc::now(),
+        };
+        let tags = vec!["Feature Request".to_string()];
+        assert_eq!(
+            mapped_labels(&connector(System::Zendesk), &tags)[0].1,
+            "feature_request"
+        );
+        assert_eq!(
+            mapped_labels(&connector(System::ServiceNow), &tags)[0].1,
+            "Feature Request"
+        );
+    }
+}

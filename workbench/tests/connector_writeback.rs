@@ -1,0 +1,624 @@
+//! Write-back end to end, on both databases: a signed delivery is stored and tagged, the
+//! worker's connector queue writes the applied tags to a local fake of the help desk (the
+//! documented method, path, authentication and body), and the webhook our write causes is
+//! recognised as our echo: no second write, no imported labels. Then the vendor's answers:
+//! `429` with `Retry-After` (waited for, then written), `401` (failed at once with the
+//! vendor's reason), a help desk that is down and comes back, and write-back switched off.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use connectors::System;
+use datasets::connector::{
+    Connector, ConnectorName, ConnectorSettings, NewConnector, WriteBack, WriteBackStatus,
+};
+use datasets::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
+use workbench::config::Config;
+use workbench::credentials::{CredentialKey, Credentials};
+
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const SECRET: &str = "a-webhook-secret-of-some-length";
+const USER: &str = "agent@acme.example";
+const TOKEN: &str = "api-token-1234";
+/// Keyword rules of the demo taxonomy apply Billing ("charged twice", "invoice") and
+/// Feature Request ("please add"), whatever the small model thinks.
+const SUBJECT: &str = "Charged twice on my invoice";
+const BODY: &str = "Please add a way to merge invoices, I was charged twice.";
+
+/// One request the fake help desk received.
+#[derive(Debug, Clone)]
+struct Received {
+    method: Method,
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+    at: Instant,
+}
+
+/// A scripted answer: status, headers and body.
+type Scripted = (u16, Vec<(&'static str, String)>, Value);
+
+/// A local fake of a help desk's write API: it checks the basic authentication each vendor
+/// documents, answers as the vendor does (Zendesk 200 with the ticket's tags, Jira 204,
+/// ServiceNow 200 with the record), or with the scripted answers queued first.
+#[derive(Clone)]
+struct FakeDesk {
+    system: System,
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Scripted>>>,
+}
+
+impl FakeDesk {
+    fn new(system: System) -> Self {
+        Self {
+            system,
+            received: Arc::default(),
+            script: Arc::default(),
+        }
+    }
+
+    fn then_answer(&self, status: u16, headers: Vec<(&'static str, String)>, body: Value) {
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, headers, body));
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn expected_authorization(&self) -> String {
+        let pair = match self.system {
+            System::Zendesk => format!("{USER}/token:{TOKEN}"),
+            System::Jira | System::ServiceNow => format!("{USER}:{TOKEN}"),
+        };
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+
+    async fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        self.received.lock().unwrap().push(Received {
+            method,
+            path: uri.to_string(),
+            authorization: authorization.clone(),
+            body: body.clone(),
+            at: Instant::now(),
+        });
+        if let Some((status, headers, body)) = self.script.lock().unwrap().pop_front() {
+            let mut response =
+                (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            return response;
+        }
+        if authorization.as_deref() != Some(self.expected_authorization().as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "Couldn't authenticate you"})),
+            )
+                .into_response();
+        }
+        match self.system {
+            System::Zendesk => {
+                let tags = body["tags"].clone();
+                (StatusCode::OK, axum::Json(json!({ "tags": tags }))).into_response()
+            }
+            System::Jira => StatusCode::NO_CONTENT.into_response(),
+            System::ServiceNow => {
+                (StatusCode::OK, axum::Json(json!({ "result": body }))).into_response()
+            }
+        }
+    }
+
+    /// Serves on `listener` until the test ends.
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let desk = self.clone();
+        let router = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let desk = desk.clone();
+                async move { desk.answer(method, uri, headers, body).await }
+            },
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+}
+
+/// The project with a model in service, the server, the queue and a worker whose connector
+/// queue writes back.
+struct Setup {
+    store: AnyStore,
+    router: axum::Router,
+    connector: Connector,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    worker: Option<tokio::task::JoinHandle<Result<(), trainer::jobs::JobError>>>,
+    _models: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(store: AnyStore, system: System, base_url: &str, write_back: bool) -> Self {
+        let project = datasets::demo_project::install_demo_project(
+            &store,
+            &ProjectName::parse("Acme").unwrap(),
+            LabelMode::Multi,
+            120,
+            5,
+        )
+        .await
+        .unwrap();
+        let models = tempfile::tempdir().unwrap();
+        let mut request = trainer::TrainRequest::default();
+        request.ngram.epochs = 2;
+        let version = trainer::train(&store, &project, &request, models.path(), |_| {})
+            .await
+            .unwrap()
+            .version;
+        store
+            .promote_model_version(project.id, version.id, "test")
+            .await
+            .unwrap();
+        let name = format!("{}-acme", system.as_str());
+        let credentials = Credentials {
+            webhook_secret: SECRET.into(),
+            user: Some(USER.into()),
+            token: Some(TOKEN.into()),
+        };
+        let connector = store
+            .create_connector(&NewConnector {
+                project_id: project.id,
+                name: ConnectorName::parse(&name).unwrap(),
+                system,
+                base_url: base_url.into(),
+                settings: ConnectorSettings {
+                    write_back,
+                    table: (system == System::ServiceNow).then(|| "incident".to_string()),
+                    ..ConnectorSettings::default()
+                },
+                sealed_credentials: CredentialKey::parse(KEY)
+                    .unwrap()
+                    .seal(&name, &credentials)
+                    .unwrap(),
+            })
+            .await
+            .unwrap();
+        let config = Config {
+            encryption_key: Some(KEY.into()),
+            data_dir: models.path().to_path_buf(),
+            ..Config::default()
+        };
+        let queue = JobQueue::open(
+            &store,
+            &QueueSettings {
+                heartbeat: Duration::from_secs(1),
+                missed_heartbeats: 2,
+                poll_interval: Duration::from_millis(100),
+            },
+        )
+        .await
+        .unwrap();
+        let router = workbench::app::app(
+            workbench::state::AppState::new(store.clone(), config.clone()).with_jobs(queue.clone()),
+        );
+        let runner =
+            workbench::connector_writeback::WriteBackRunner::new(store.clone(), config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(trainer::jobs::run_worker(
+            queue,
+            WorkerState {
+                store: store.clone(),
+                models_dir: models.path().join("models"),
+                name: "writeback-test".into(),
+                stopping: Default::default(),
+                guard_margin: 0.02,
+                retag_after_promotion: 0,
+                connector_jobs: Some(Arc::new(runner)),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            store,
+            router,
+            connector,
+            stop: Some(stop),
+            worker: Some(worker),
+            _models: models,
+        }
+    }
+
+    /// Posts a delivery signed as the vendor signs it; the JSON answer.
+    async fn deliver(&self, body: Vec<u8>) -> Value {
+        let system = self.connector.system;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1/connectors/{}/webhook", self.connector.name))
+            .header("content-type", "application/json");
+        match system {
+            System::Zendesk => {
+                let timestamp = "2026-01-05T10:00:00Z";
+                request = request
+                    .header("x-zendesk-webhook-signature-timestamp", timestamp)
+                    .header(
+                        "x-zendesk-webhook-signature",
+                        connectors::sign_zendesk(SECRET.as_bytes(), timestamp, &body),
+                    );
+            }
+            System::Jira => {
+                request = request.header(
+                    "x-hub-signature",
+                    connectors::sign_jira(SECRET.as_bytes(), &body),
+                );
+            }
+            System::ServiceNow => {
+                let timestamp = "1767607200";
+                request = request.header("x-tagger-timestamp", timestamp).header(
+                    "x-tagger-signature",
+                    connectors::sign_servicenow(SECRET.as_bytes(), timestamp, &body),
+                );
+            }
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+
+    async fn writebacks(&self) -> Vec<WriteBack> {
+        self.store.writebacks(self.connector.id, 50).await.unwrap()
+    }
+
+    /// Waits until the connector's newest write-back is settled (written or failed).
+    async fn settled(&self, within: Duration) -> WriteBack {
+        let deadline = Instant::now() + within;
+        loop {
+            let writebacks = self.writebacks().await;
+            if let Some(newest) = writebacks.first()
+                && newest.status != WriteBackStatus::Pending
+            {
+                return newest.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no write-back settled in {within:?}: {writebacks:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The project tags applied to the delivered ticket by the model (and its rules).
+    async fn applied_tags(&self, ticket: TicketId) -> Vec<String> {
+        let ticket = self
+            .store
+            .ticket(self.connector.project_id, ticket)
+            .await
+            .unwrap();
+        ticket
+            .labels
+            .iter()
+            .filter(|l| l.source == LabelSource::Model)
+            .map(|l| l.tag.as_str().to_string())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.worker.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+/// A delivery about the vendor's ticket `id`, carrying `labels`, changed at minute `minute`.
+fn delivery(system: System, id: &str, labels: &[&str], minute: u32) -> Vec<u8> {
+    let updated = format!("2026-01-05T10:{minute:02}:00Z");
+    match system {
+        System::Zendesk => json!({
+            "type": if minute == 0 { "zen:event-type:ticket.created" } else { "zen:event-type:ticket.tags_changed" },
+            "id": format!("01J-{id}-{minute}"),
+            "time": updated,
+            "subject": format!("zen:ticket:{id}"),
+            "detail": {"id": id, "subject": SUBJECT, "description": BODY, "tags": labels,
+                       "updated_at": updated}
+        }),
+        System::Jira => json!({
+            "timestamp": 1_767_607_200_000_i64 + i64::from(minute) * 60_000,
+            "webhookEvent": if minute == 0 { "jira:issue_created" } else { "jira:issue_updated" },
+            "issue": {"id": id, "key": format!("SUP-{id}"), "fields": {
+                "summary": SUBJECT, "description": BODY, "labels": labels,
+                "updated": format!("2026-01-05T10:{minute:02}:00.000+0000"),
+                "created": "2026-01-05T10:00:00.000+0000"}}
+        }),
+        System::ServiceNow => json!({
+            "event": if minute == 0 { "incident.created" } else { "incident.updated" },
+            "table": "incident", "sys_id": id, "number": "INC0010042",
+            "short_description": SUBJECT, "description": BODY,
+            "u_auto_tags": labels.join(","),
+            "sys_updated_on": format!("2026-01-05 10:{minute:02}:00")
+        }),
+    }
+    .to_string()
+    .into_bytes()
+}
+
+/// A fake desk served on a free local port, and its base URL.
+async fn served(desk: &FakeDesk) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    desk.serve(listener);
+    base
+}
+
+async fn a_tagged_delivery_is_written_back_once_and_its_echo_ignored(
+    store: AnyStore,
+    system: System,
+    external_id: &str,
+) {
+    let desk = FakeDesk::new(system);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, system, &base, true).await;
+    let answer = setup.deliver(delivery(system, external_id, &[], 0)).await;
+    assert_eq!(answer["status"], "stored", "{answer}");
+    assert_eq!(answer["tagged"], true, "{answer}");
+    let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
+    let applied = setup.applied_tags(ticket).await;
+    assert!(
+        applied.iter().any(|t| t == "Billing") && applied.iter().any(|t| t == "Feature Request"),
+        "{applied:?}"
+    );
+    let written = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert_eq!(written.attempts, 1);
+
+    let received = desk.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let request = &received[0];
+    assert_eq!(
+        request.authorization.as_deref(),
+        Some(desk.expected_authorization().as_str())
+    );
+    let expected: Vec<String> = applied
+        .iter()
+        .map(|tag| connectors::vendor_label(system, tag))
+        .collect();
+    let labels: Vec<String> = match system {
+        System::Zendesk => {
+            assert_eq!(request.method, Method::PUT);
+            assert_eq!(request.path, format!("/api/v2/tickets/{external_id}/tags"));
+            serde_json::from_value(request.body["tags"].clone()).unwrap()
+        }
+        System::Jira => {
+            assert_eq!(request.method, Method::PUT);
+            assert_eq!(
+                request.path,
+                format!("/rest/api/3/issue/{external_id}?notifyUsers=false")
+            );
+            request.body["update"]["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|op| op["add"].as_str().unwrap().to_string())
+                .collect()
+        }
+        System::ServiceNow => {
+            assert_eq!(request.method, Method::PATCH);
+            assert!(
+                request
+                    .path
+                    .starts_with(&format!("/api/now/table/incident/{external_id}?")),
+                "{}",
+                request.path
+            );
+            request.body["u_auto_tags"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        }
+    };
+    assert_eq!(labels, expected);
+    if system != System::ServiceNow {
+        assert!(
+            labels.contains(&"feature_request".to_string()),
+            "{labels:?}"
+        );
+    }
+
+    // The help desk tells us of the change our write made: our echo.
+    let echo: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let answer = setup.deliver(delivery(system, external_id, &echo, 1)).await;
+    assert_eq!(answer["status"], "stored", "{answer}");
+    assert_eq!(
+        answer["imported_labels"], 0,
+        "our own tags are not people's labels"
+    );
+    // The same delivery again (a vendor's retry).
+    let again = setup.deliver(delivery(system, external_id, &echo, 1)).await;
+    assert_eq!(again["status"], "duplicate", "{again}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        desk.received().len(),
+        1,
+        "written once: {:?}",
+        desk.received()
+    );
+    assert_eq!(setup.writebacks().await.len(), 1);
+    let ticket = setup
+        .store
+        .ticket(setup.connector.project_id, ticket)
+        .await
+        .unwrap();
+    assert!(
+        ticket
+            .labels
+            .iter()
+            .all(|l| l.source != LabelSource::Import && l.source != LabelSource::Human),
+        "{:?}",
+        ticket.labels
+    );
+    setup.stop().await;
+}
+
+async fn zendesk_tags_are_written_back_once(store: AnyStore) {
+    a_tagged_delivery_is_written_back_once_and_its_echo_ignored(store, System::Zendesk, "35436")
+        .await;
+}
+
+async fn jira_labels_are_written_back_once(store: AnyStore) {
+    a_tagged_delivery_is_written_back_once_and_its_echo_ignored(store, System::Jira, "10042").await;
+}
+
+async fn servicenow_fields_are_written_back_once(store: AnyStore) {
+    a_tagged_delivery_is_written_back_once_and_its_echo_ignored(
+        store,
+        System::ServiceNow,
+        "9d385017c611228701d22104cc95c371",
+    )
+    .await;
+}
+
+async fn a_rate_limited_write_waits_as_asked_then_succeeds(store: AnyStore) {
+    let desk = FakeDesk::new(System::Zendesk);
+    desk.then_answer(
+        429,
+        vec![("retry-after", "2".into()), ("x-rate-limit-remaining", "0".into())],
+        json!({"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}),
+    );
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Zendesk, &base, true).await;
+    setup.deliver(delivery(System::Zendesk, "7", &[], 0)).await;
+    let written = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert_eq!(written.attempts, 2);
+    assert!(
+        written
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("429")),
+        "{written:?}"
+    );
+    let received = desk.received();
+    assert_eq!(received.len(), 2);
+    let waited = received[1].at - received[0].at;
+    assert!(waited >= Duration::from_secs(2), "waited only {waited:?}");
+    assert_eq!(received[0].body, received[1].body);
+    setup.stop().await;
+}
+
+async fn a_refused_credential_fails_at_once_with_the_vendors_reason(store: AnyStore) {
+    let desk = FakeDesk::new(System::Jira);
+    desk.then_answer(
+        401,
+        vec![],
+        json!({"errorMessages": ["You are not authenticated. Authentication required to perform this operation."], "errors": {}}),
+    );
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Jira, &base, true).await;
+    setup.deliver(delivery(System::Jira, "10042", &[], 0)).await;
+    let failed = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(failed.status, WriteBackStatus::Failed, "{failed:?}");
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some(
+            "jira answered HTTP 401: You are not authenticated. Authentication required to \
+             perform this operation."
+        )
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(desk.received().len(), 1, "a 401 is not retried");
+    // The labels never reached Jira: they are not counted as ours.
+    let known = setup
+        .store
+        .connector_ticket(setup.connector.id, "10042")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        known.written_labels.is_empty(),
+        "{:?}",
+        known.written_labels
+    );
+    setup.stop().await;
+}
+
+async fn a_desk_that_is_down_is_written_once_it_is_back(store: AnyStore) {
+    // A port nobody listens on yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let desk = FakeDesk::new(System::ServiceNow);
+    let setup = Setup::new(store, System::ServiceNow, &format!("http://{addr}"), true).await;
+    setup
+        .deliver(delivery(System::ServiceNow, "a1b2", &[], 0))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let writebacks = setup.writebacks().await;
+        if writebacks.first().is_some_and(|w| w.attempts >= 1) {
+            let first = &writebacks[0];
+            assert_eq!(first.status, WriteBackStatus::Pending, "{first:?}");
+            assert!(
+                first
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("servicenow could not be reached")),
+                "{first:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{writebacks:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    desk.serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    let written = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert!(written.attempts >= 2);
+    assert_eq!(desk.received().len(), 1);
+    setup.stop().await;
+}
+
+async fn with_write_back_off_nothing_is_sent(store: AnyStore) {
+    let desk = FakeDesk::new(System::Zendesk);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Zendesk, &base, false).await;
+    let answer = setup.deliver(delivery(System::Zendesk, "9", &[], 0)).await;
+    assert_eq!(answer["tagged"], true, "{answer}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(setup.writebacks().await.is_empty());
+    assert!(desk.received().is_empty());
+    setup.stop().await;
+}
+
+datasets::on_both_backends!(
+    zendesk_tags_are_written_back_once,
+    jira_labels_are_written_back_once,
+    servicenow_fields_are_written_back_once,
+    a_rate_limited_write_waits_as_asked_then_succeeds,
+    a_refused_credential_fails_at_once_with_the_vendors_reason,
+    a_desk_that_is_down_is_written_once_it_is_back,
+    with_write_back_off_nothing_is_sent,
+);
