@@ -106,6 +106,18 @@ pub fn write_request(
     }
 }
 
+/// The REST path that reads one ticket, for the systems whose webhooks may name a ticket
+/// without its content (Zendesk triggers): `GET /api/v2/tickets/{id}.json`.
+pub fn fetch_ticket_path(system: System, external_id: &str) -> Option<String> {
+    match system {
+        System::Zendesk => Some(format!(
+            "/api/v2/tickets/{}.json",
+            percent_encode_segment(external_id)
+        )),
+        System::Jira | System::ServiceNow => None,
+    }
+}
+
 /// The `Authorization` header for a connector's user and API token, as each vendor wants
 /// basic authentication: Zendesk `{email}/token:{token}`, Jira `{email}:{token}`, ServiceNow
 /// `{user}:{password}`. Without a user the token is sent as a bearer token (OAuth).
@@ -378,6 +390,19 @@ mod tests {
             note.body,
             serde_json::json!({"work_notes": "Auto-tagged: billing, feature_request"})
         );
+    }
+
+    #[test]
+    fn only_zendesk_tickets_are_fetched_by_id() {
+        assert_eq!(
+            fetch_ticket_path(System::Zendesk, "35436").as_deref(),
+            Some("/api/v2/tickets/35436.json")
+        );
+        assert_eq!(
+            fetch_ticket_path(System::Zendesk, "1/2").as_deref(),
+            Some("/api/v2/tickets/1%2F2.json")
+        );
+        assert_eq!(fetch_ticket_path(System::Jira, "1"), None);
     }
 
     #[test]

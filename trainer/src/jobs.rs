@@ -80,6 +80,14 @@ impl MaintenanceJob {
 pub enum ConnectorJob {
     /// Send one queued write-back (the row says what), or settle it.
     WriteBack { writeback_id: datasets::WriteBackId },
+    /// Read the ticket a delivery only named (a Zendesk trigger) over the help desk's REST
+    /// API, and store it as that delivery. `attempt` counts earlier tries (rate limits, faults).
+    Fetch {
+        connector_id: datasets::ConnectorId,
+        external_id: String,
+        delivery_id: datasets::DeliveryId,
+        attempt: u32,
+    },
 }
 
 /// Runs help-desk jobs for the worker. An `Err` is a fault worth a retry by the queue;

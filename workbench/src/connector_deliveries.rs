@@ -12,7 +12,10 @@ use datasets::connector::{
     Connector, ConnectorName, ConnectorTicket, DeliveryClaim, DeliveryStatus,
 };
 use datasets::limits::{MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
-use datasets::{ConnectorId, ConnectorStore, DeliveryId, Store, StoreError, TagId, TicketId};
+use datasets::{
+    AnyStore, ConnectorId, ConnectorStore, DeliveryId, Store, StoreError, TagId, TicketId,
+};
+use inference::service::TaggingService;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -182,10 +185,29 @@ async fn process(
             return Ok(Received::Ignored { event });
         }
         Delivery::TicketReference { external_id, .. } => {
+            // The body names the ticket only (a Zendesk trigger): the worker fetches it over
+            // REST, so the help desk's request is answered at once.
             state
                 .store
                 .finish_delivery(claimed, DeliveryStatus::AwaitingFetch, None)
                 .await?;
+            match &state.jobs {
+                Some(queue) => {
+                    crate::connector_jobs::push_fetch(
+                        queue,
+                        connector.id,
+                        &external_id,
+                        claimed,
+                        0,
+                        std::time::Duration::ZERO,
+                    )
+                    .await
+                }
+                None => tracing::warn!(
+                    ticket = %external_id,
+                    "no job queue in this process: the ticket named by the delivery is not fetched"
+                ),
+            }
             return Ok(Received::AwaitingFetch { external_id });
         }
         Delivery::Ticket(incoming) => incoming,
@@ -194,13 +216,13 @@ async fn process(
         .connectors
         .ticket_lock(connector.id, &incoming.external_id);
     let _one_at_a_time = lock.lock().await;
-    let known = state
-        .store
-        .connector_ticket(connector.id, &incoming.external_id)
-        .await?;
-    if let Some(known) = &known
-        && is_older(&incoming, known)
-    {
+    let stored = store_incoming(&state.store, &state.tagging, connector, &incoming).await?;
+    let Some(stored) = stored else {
+        let known = state
+            .store
+            .connector_ticket(connector.id, &incoming.external_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("the connector ticket just read".into()))?;
         state
             .store
             .finish_delivery(claimed, DeliveryStatus::Stale, Some(known.ticket_id))
@@ -208,19 +230,71 @@ async fn process(
         return Ok(Received::Stale {
             ticket: known.ticket_id,
         });
+    };
+    state
+        .store
+        .finish_delivery(claimed, DeliveryStatus::Stored, Some(stored.ticket))
+        .await?;
+    // Queued after the delivery is settled: the vendor's answer never waits on the queue.
+    if let Some(writeback) = stored.writeback {
+        match &state.jobs {
+            Some(queue) => {
+                crate::connector_jobs::push(queue, writeback, std::time::Duration::ZERO).await
+            }
+            None => {
+                tracing::warn!(%writeback, "no job queue in this process: the write-back waits for a worker")
+            }
+        }
     }
-    let ticket = ticket_to_store(connector, &incoming);
+    Ok(Received::Stored {
+        ticket: stored.ticket,
+        created: stored.created,
+        tagged: stored.tagged,
+        imported_labels: stored.imported_labels,
+    })
+}
+
+/// A help desk's ticket as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIncoming {
+    pub ticket: TicketId,
+    pub created: bool,
+    pub tagged: bool,
+    pub imported_labels: usize,
+    /// A write-back queued for the model's tags; its job is the caller's to push.
+    pub writeback: Option<datasets::WriteBackId>,
+}
+
+/// Stores a help desk's ticket through the one ingest path, wherever it came from (a
+/// webhook, a fetch after a trigger, a backfill): tagged when a model is in service, the
+/// vendor's labels that match project tags imported (our own echoes left out), the vendor's
+/// change time kept, and the model's tags queued for write-back when the connector writes
+/// back. `None` when the stored version is newer (nothing changed).
+pub async fn store_incoming(
+    store: &AnyStore,
+    tagging: &TaggingService,
+    connector: &Connector,
+    incoming: &IncomingTicket,
+) -> Result<Option<StoredIncoming>, DeliveryError> {
+    let known = store
+        .connector_ticket(connector.id, &incoming.external_id)
+        .await?;
+    if let Some(known) = &known
+        && is_older(incoming, known)
+    {
+        return Ok(None);
+    }
+    let ticket = ticket_to_store(connector, incoming);
     let stored = ingest::ingest_and_tag(
-        &state.store,
-        &state.tagging,
+        store,
+        tagging,
         connector.project_id,
         &ticket,
         WithoutModel::StoreUntagged,
     )
     .await?;
-    let imported = imported_tags(state, connector, &incoming, known.as_ref()).await?;
-    state
-        .store
+    let imported = imported_tags(store, connector, incoming, known.as_ref()).await?;
+    store
         .record_connector_ticket(
             connector,
             &incoming.external_id,
@@ -229,7 +303,7 @@ async fn process(
             &imported,
         )
         .await?;
-    let written_back = match &stored.tagged {
+    let writeback = match &stored.tagged {
         Some(tagged) => {
             let applied: Vec<String> = tagged
                 .decision
@@ -237,8 +311,8 @@ async fn process(
                 .iter()
                 .map(|tag| tag.as_str().to_string())
                 .collect();
-            crate::connector_writeback::queue_for_ticket(
-                &state.store,
+            crate::connector_jobs::queue_for_ticket(
+                store,
                 connector,
                 &incoming.external_id,
                 stored.id,
@@ -248,27 +322,13 @@ async fn process(
         }
         None => None,
     };
-    state
-        .store
-        .finish_delivery(claimed, DeliveryStatus::Stored, Some(stored.id))
-        .await?;
-    // Queued after the delivery is settled: the vendor's answer never waits on the queue.
-    if let Some(writeback) = written_back {
-        match &state.jobs {
-            Some(queue) => {
-                crate::connector_writeback::push(queue, writeback, std::time::Duration::ZERO).await
-            }
-            None => {
-                tracing::warn!(%writeback, "no job queue in this process: the write-back waits for a worker")
-            }
-        }
-    }
-    Ok(Received::Stored {
+    Ok(Some(StoredIncoming {
         ticket: stored.id,
         created: stored.created,
         tagged: stored.tagged.is_some(),
         imported_labels: imported.len(),
-    })
+        writeback,
+    }))
 }
 
 /// Whether the delivery describes an older state of the ticket than the one stored. A
@@ -328,13 +388,12 @@ fn ticket_to_store(connector: &Connector, incoming: &IncomingTicket) -> datasets
 /// our own write-back put there are left out: they are the model's tags coming back, not a
 /// person's judgement, and must not become imported labels (the echo-loop guard).
 async fn imported_tags(
-    state: &AppState,
+    store: &AnyStore,
     connector: &Connector,
     incoming: &IncomingTicket,
     known: Option<&ConnectorTicket>,
 ) -> Result<Vec<TagId>, StoreError> {
-    let taxonomy: Vec<datasets::Tag> = state
-        .store
+    let taxonomy: Vec<datasets::Tag> = store
         .list_tags(connector.project_id)
         .await?
         .into_iter()

@@ -7,7 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connector_deliveries;
-pub mod connector_writeback;
+pub mod connector_jobs;
 pub mod credentials;
 mod fallback;
 pub mod http_metrics;

@@ -42,7 +42,7 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         guard_margin: config.promotion_guard_margin,
         retag_after_promotion: config.retag_after_promotion,
         connector_jobs: Some(Arc::new(
-            crate::connector_writeback::WriteBackRunner::new(store_for_jobs, config.clone())
+            crate::connector_jobs::WriteBackRunner::new(store_for_jobs, config.clone())
                 .context("cannot set up the help-desk HTTP client")?,
         )),
     })
@@ -51,7 +51,7 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
 /// Before a worker starts: write-backs whose job was lost are queued again. A fault here is
 /// reported and does not stop the worker (the next start tries again).
 pub async fn requeue_lost_jobs(store: &AnyStore, queue: &JobQueue) {
-    if let Err(error) = crate::connector_writeback::requeue_overdue(store, queue).await {
+    if let Err(error) = crate::connector_jobs::requeue_overdue(store, queue).await {
         tracing::warn!(%error, "could not look for overdue write-backs");
     }
 }

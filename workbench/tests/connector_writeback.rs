@@ -117,6 +117,23 @@ impl FakeDesk {
                 .into_response();
         }
         match self.system {
+            // A trigger webhook named the ticket: it is read over REST.
+            System::Zendesk if method_is_get(&self.received.lock().unwrap()) => {
+                let id = uri
+                    .path()
+                    .trim_start_matches("/api/v2/tickets/")
+                    .trim_end_matches(".json")
+                    .to_string();
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"ticket": {
+                        "id": id.parse::<i64>().unwrap_or(0), "subject": SUBJECT,
+                        "description": BODY, "tags": ["vip", "billing"],
+                        "status": "new", "updated_at": "2026-01-05T10:00:00Z",
+                        "created_at": "2026-01-05T09:59:00Z"}})),
+                )
+                    .into_response()
+            }
             System::Zendesk => {
                 let tags = body["tags"].clone();
                 (StatusCode::OK, axum::Json(json!({ "tags": tags }))).into_response()
@@ -139,6 +156,11 @@ impl FakeDesk {
         );
         tokio::spawn(async move { axum::serve(listener, router).await });
     }
+}
+
+/// Whether the request just recorded is a GET.
+fn method_is_get(received: &[Received]) -> bool {
+    received.last().is_some_and(|r| r.method == Method::GET)
 }
 
 /// The project with a model in service, the server, the queue and a worker whose connector
@@ -217,7 +239,7 @@ impl Setup {
             workbench::state::AppState::new(store.clone(), config.clone()).with_jobs(queue.clone()),
         );
         let runner =
-            workbench::connector_writeback::WriteBackRunner::new(store.clone(), config).unwrap();
+            workbench::connector_jobs::WriteBackRunner::new(store.clone(), config).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(trainer::jobs::run_worker(
             queue,
@@ -244,8 +266,15 @@ impl Setup {
         }
     }
 
-    /// Posts a delivery signed as the vendor signs it; the JSON answer.
+    /// Posts a delivery signed as the vendor signs it; the JSON answer (asserting 200).
     async fn deliver(&self, body: Vec<u8>) -> Value {
+        let (status, answer) = self.deliver_answer(body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+
+    /// Posts a delivery signed as the vendor signs it; the status and JSON answer.
+    async fn deliver_answer(&self, body: Vec<u8>) -> (StatusCode, Value) {
         let system = self.connector.system;
         let mut request = Request::builder()
             .method(Method::POST)
@@ -284,8 +313,7 @@ impl Setup {
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        answer
+        (status, answer)
     }
 
     async fn writebacks(&self) -> Vec<WriteBack> {
@@ -613,7 +641,57 @@ async fn with_write_back_off_nothing_is_sent(store: AnyStore) {
     setup.stop().await;
 }
 
+async fn a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_back(
+    store: AnyStore,
+) {
+    let desk = FakeDesk::new(System::Zendesk);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Zendesk, &base, true).await;
+    let trigger = json!({"ticket_id": "35436", "event": "ticket.created"})
+        .to_string()
+        .into_bytes();
+    let (status, answer) = setup.deliver_answer(trigger).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "awaiting_fetch");
+    let written = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    let received = desk.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0].method, Method::GET);
+    assert_eq!(received[0].path, "/api/v2/tickets/35436.json");
+    assert_eq!(
+        received[0].authorization.as_deref(),
+        Some(desk.expected_authorization().as_str())
+    );
+    assert_eq!(received[1].path, "/api/v2/tickets/35436/tags");
+    let log = setup
+        .store
+        .deliveries(setup.connector.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, datasets::connector::DeliveryStatus::Stored);
+    let ticket = setup
+        .store
+        .ticket(setup.connector.project_id, log[0].ticket_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ticket.ticket.external_id, "35436");
+    assert_eq!(ticket.ticket.subject, SUBJECT);
+    // Zendesk's `billing` tag was set by a person there: an imported label.
+    assert!(
+        ticket
+            .labels
+            .iter()
+            .any(|l| l.source == LabelSource::Import && l.tag.as_str() == "Billing"),
+        "{:?}",
+        ticket.labels
+    );
+    setup.stop().await;
+}
+
 datasets::on_both_backends!(
+    a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_back,
     zendesk_tags_are_written_back_once,
     jira_labels_are_written_back_once,
     servicenow_fields_are_written_back_once,

@@ -1,4 +1,7 @@
-//! Writing the model's tags back to help desks. A delivery that was tagged queues a write
+//! The worker's help-desk jobs: fetching a ticket a webhook only named, and writing the
+//! model's tags back.
+//!
+//! Write-back: a delivery that was tagged queues a write
 //! (`queue_for_ticket`); the worker's connector queue sends it (`WriteBackRunner`), honouring
 //! the vendor's `429`/`Retry-After`, a per-connector request rate, and backoff on faults that
 //! may heal; answers that will not heal (bad credentials, no such ticket, a refused field)
@@ -12,13 +15,17 @@
 use crate::config::Config;
 use crate::credentials::CredentialKey;
 use connectors::{ServiceNowTarget, TokenBucket, WriteOutcome};
+use datasets::connector::DeliveryStatus;
 use datasets::connector::{Connector, WriteBack, WriteBackAttempt, WriteBackQueued};
 use datasets::{
-    AnyStore, ConnectorId, ConnectorStore, StoreError, TicketId, WriteBackId, WriteBackStore,
+    AnyStore, ConnectorId, ConnectorStore, DeliveryId, StoreError, TicketId, WriteBackId,
+    WriteBackStore,
 };
+use inference::service::TaggingService;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use trainer::jobs::{ConnectorJob, ConnectorJobs, JobQueue};
@@ -31,6 +38,8 @@ pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The largest vendor answer read, for its error message.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest ticket read when fetching one (a ticket's text is cut to our own limits later).
+const MAX_TICKET_BYTES: usize = 8 * 1024 * 1024;
 
 /// Queues the write-back of a tagged connector ticket's applied tags, when the connector
 /// writes back. Returns the write to send, if a new one was queued (a job must be pushed).
@@ -73,6 +82,28 @@ pub async fn push(queue: &JobQueue, id: WriteBackId, delay: Duration) {
     }
 }
 
+/// Pushes the job that fetches the ticket a delivery named; a failed push is logged (the
+/// delivery stays `awaiting_fetch`, and the help desk's next delivery about the ticket
+/// brings it).
+pub async fn push_fetch(
+    queue: &JobQueue,
+    connector: ConnectorId,
+    external_id: &str,
+    delivery: DeliveryId,
+    attempt: u32,
+    delay: Duration,
+) {
+    let job = ConnectorJob::Fetch {
+        connector_id: connector,
+        external_id: external_id.to_string(),
+        delivery_id: delivery,
+        attempt,
+    };
+    if let Err(error) = queue.push_connector(job, delay).await {
+        tracing::warn!(%delivery, %error, "could not queue the fetch of a named ticket");
+    }
+}
+
 /// Pushes a job for every pending write-back long overdue (its job was lost: a push that
 /// failed, a queue wiped). A duplicate job is harmless: writes add labels, and a settled
 /// write is skipped.
@@ -96,6 +127,8 @@ pub struct WriteBackRunner {
     key: OnceLock<CredentialKey>,
     client: vendor_http::Client,
     buckets: Mutex<HashMap<ConnectorId, TokenBucket>>,
+    /// Tags fetched tickets; started on first use (a worker that never fetches loads no model).
+    tagging: OnceLock<Arc<TaggingService>>,
 }
 
 impl WriteBackRunner {
@@ -111,6 +144,7 @@ impl WriteBackRunner {
             key: OnceLock::new(),
             client,
             buckets: Mutex::new(HashMap::new()),
+            tagging: OnceLock::new(),
         })
     }
 
@@ -169,11 +203,7 @@ impl WriteBackRunner {
             return Ok(());
         }
         tokio::time::sleep(early).await;
-        let connectors = self.store.connectors().await.map_err(|e| e.to_string())?;
-        let Some(connector) = connectors
-            .into_iter()
-            .find(|c| c.id == writeback.connector_id)
-        else {
+        let Some(connector) = self.connector(writeback.connector_id).await? else {
             return Ok(());
         };
         let attempt = match self.send(&connector, &writeback).await {
@@ -198,6 +228,154 @@ impl WriteBackRunner {
                 tracing::warn!(connector = %connector.name, ticket = %writeback.external_id, %reason, "write-back failed");
             }
         }
+        Ok(())
+    }
+
+    fn tagging(&self) -> &TaggingService {
+        self.tagging
+            .get_or_init(|| TaggingService::start(inference::service::BatchConfig::default()))
+    }
+
+    async fn connector(&self, id: ConnectorId) -> Result<Option<Connector>, String> {
+        let connectors = self.store.connectors().await.map_err(|e| e.to_string())?;
+        Ok(connectors.into_iter().find(|c| c.id == id))
+    }
+
+    /// Fetches a ticket a delivery named and stores it as that delivery; `Err` only for
+    /// store faults (the queue retries).
+    #[tracing::instrument(skip_all, fields(delivery = %delivery, ticket = %external_id))]
+    async fn fetch(
+        &self,
+        connector: ConnectorId,
+        external_id: &str,
+        delivery: DeliveryId,
+        attempt: u32,
+        queue: JobQueue,
+    ) -> Result<(), String> {
+        let Some(connector) = self.connector(connector).await? else {
+            return Ok(());
+        };
+        let Some(path) = connectors::fetch_ticket_path(connector.system, external_id) else {
+            tracing::warn!(system = %connector.system, "this system's tickets are not fetched by id");
+            return Ok(());
+        };
+        let credentials = match self.key().and_then(|key| {
+            key.open(connector.name.as_str(), &connector.sealed_credentials)
+                .map_err(|error| format!("cannot open the connector's credentials: {error}"))
+        }) {
+            Ok(credentials) => credentials,
+            Err(reason) => {
+                tracing::warn!(%reason, "the named ticket cannot be fetched");
+                return Ok(());
+            }
+        };
+        let Some(token) = credentials.token.as_deref().filter(|t| !t.is_empty()) else {
+            tracing::warn!(
+                connector = %connector.name,
+                "a delivery named a ticket, but the connector has no API token to fetch it with; \
+                 add the connector again with --user and --token"
+            );
+            return Ok(());
+        };
+        self.rate_limit(&connector).await;
+        let url = format!("{}{path}", connector.base_url.trim_end_matches('/'));
+        let sent = self
+            .client
+            .get(&url)
+            .header(
+                "authorization",
+                connectors::authorization(connector.system, credentials.user.as_deref(), token),
+            )
+            .header("accept", "application/json")
+            .send()
+            .await;
+        let (outcome, body) = match sent {
+            Err(error) => (
+                WriteOutcome::Transient(format!(
+                    "{} could not be reached: {}",
+                    connector.system,
+                    without_url(&error)
+                )),
+                String::new(),
+            ),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body = read_limited(response, MAX_TICKET_BYTES).await;
+                let outcome = connectors::classify_response(
+                    connector.system,
+                    status,
+                    |name| headers.get(name).and_then(|v| v.to_str().ok()),
+                    &body,
+                    chrono::Utc::now(),
+                );
+                (outcome, body)
+            }
+        };
+        let wait = match outcome {
+            WriteOutcome::Written => None,
+            WriteOutcome::RetryAfter(wait, reason) => Some((wait, reason)),
+            WriteOutcome::Transient(reason) => {
+                Some((FIRST_BACKOFF * 2u32.pow(attempt.min(10)), reason))
+            }
+            WriteOutcome::Permanent(reason) => {
+                tracing::warn!(%reason, "the named ticket cannot be fetched");
+                return Ok(());
+            }
+        };
+        if let Some((wait, reason)) = wait {
+            if attempt + 1 >= MAX_WRITE_ATTEMPTS {
+                tracing::warn!(%reason, "gave up fetching the named ticket");
+            } else {
+                tracing::info!(%reason, "the named ticket is fetched again later");
+                push_fetch(
+                    &queue,
+                    connector.id,
+                    external_id,
+                    delivery,
+                    attempt + 1,
+                    wait,
+                )
+                .await;
+            }
+            return Ok(());
+        }
+        let incoming = serde_json::from_str::<serde_json::Value>(&body)
+            .map_err(|error| format!("not JSON: {error}"))
+            .and_then(|json| {
+                connectors::parse_zendesk_rest_ticket(&json).map_err(|error| error.to_string())
+            });
+        let incoming = match incoming {
+            Ok(incoming) => incoming,
+            Err(reason) => {
+                tracing::warn!(%reason, "the fetched ticket could not be read");
+                return Ok(());
+            }
+        };
+        let stored = crate::connector_deliveries::store_incoming(
+            &self.store,
+            self.tagging(),
+            &connector,
+            &incoming,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let (status, ticket, writeback) = match stored {
+            Some(stored) => (
+                DeliveryStatus::Stored,
+                Some(stored.ticket),
+                stored.writeback,
+            ),
+            None => (DeliveryStatus::Stale, None, None),
+        };
+        self.store
+            .finish_delivery(delivery, status, ticket)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(writeback) = writeback {
+            push(&queue, writeback, Duration::ZERO).await;
+        }
+        tracing::info!(connector = %connector.name, status = status.as_str(), "named ticket fetched");
         Ok(())
     }
 
@@ -274,7 +452,7 @@ impl WriteBackRunner {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_limited(response).await;
+        let body = read_limited(response, MAX_ANSWER_BYTES).await;
         Ok(connectors::classify_response(
             connector.system,
             status,
@@ -317,13 +495,13 @@ fn settle(writeback: &WriteBack, outcome: WriteOutcome) -> WriteBackAttempt {
     }
 }
 
-/// The text of a vendor's answer, cut at `MAX_ANSWER_BYTES`.
-async fn read_limited(mut response: vendor_http::Response) -> String {
+/// The text of a vendor's answer, cut at `limit` bytes.
+async fn read_limited(mut response: vendor_http::Response, limit: usize) -> String {
     let mut bytes: Vec<u8> = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
-        let room = MAX_ANSWER_BYTES.saturating_sub(bytes.len());
+        let room = limit.saturating_sub(bytes.len());
         bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if bytes.len() >= MAX_ANSWER_BYTES {
+        if bytes.len() >= limit {
             break;
         }
     }
@@ -362,6 +540,15 @@ impl ConnectorJobs for WriteBackRunner {
             match job {
                 ConnectorJob::WriteBack { writeback_id } => {
                     self.write_back(writeback_id, queue).await
+                }
+                ConnectorJob::Fetch {
+                    connector_id,
+                    external_id,
+                    delivery_id,
+                    attempt,
+                } => {
+                    self.fetch(connector_id, &external_id, delivery_id, attempt, queue)
+                        .await
                 }
             }
         })
