@@ -25,21 +25,30 @@ pub(crate) fn parse_webhook(value: &Value) -> Result<Delivery, ParseError> {
         .get("issue")
         .filter(|issue| issue.is_object())
         .ok_or_else(|| unrecognised(format!("{event_name} without an `issue` object")))?;
+    parse_issue(issue, event, value.get("timestamp")).map(Delivery::Ticket)
+}
+
+/// An issue object (a webhook's `issue`, a search result): `fallback_time` stands in for
+/// its `updated` field when that is missing (a webhook's own `timestamp`).
+pub(crate) fn parse_issue(
+    issue: &Value,
+    event: EventKind,
+    fallback_time: Option<&Value>,
+) -> Result<IncomingTicket, ParseError> {
     let external_id =
         lenient::id(issue.get("id")).ok_or_else(|| unrecognised("an issue without an id"))?;
     let fields = issue.get("fields").unwrap_or(&Value::Null);
-    Ok(Delivery::Ticket(IncomingTicket {
+    Ok(IncomingTicket {
         external_id,
         reference: lenient::trimmed(issue.get("key")),
         subject: lenient::text(fields.get("summary")).unwrap_or_default(),
         body: description(fields.get("description")),
         labels: lenient::labels(fields.get("labels")),
-        // The issue's own time; the delivery's `timestamp` when the fields lack it.
         updated_at: lenient::timestamp(fields.get("updated"))
-            .or_else(|| lenient::timestamp(value.get("timestamp"))),
+            .or_else(|| lenient::timestamp(fallback_time)),
         created_at: lenient::timestamp(fields.get("created")),
         event,
-    }))
+    })
 }
 
 /// Wiki text as it is, an ADF document as its plain text, null as nothing.

@@ -4,6 +4,7 @@
 //! a database or the network: the workbench stores and serves, this crate translates.
 
 mod adf;
+mod backfill;
 mod delivery;
 mod jira;
 mod lenient;
@@ -14,6 +15,7 @@ mod tag_mapping;
 mod writeback;
 mod zendesk;
 
+pub use backfill::{PAGE_SIZE, Page, page_request, parse_page};
 pub use delivery::{Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, parse_delivery};
 pub use servicenow::parse_records as parse_servicenow_records;
 pub use signature::{

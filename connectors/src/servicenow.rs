@@ -70,7 +70,7 @@ pub fn parse_records(value: &Value) -> Result<Vec<IncomingTicket>, ParseError> {
     }
 }
 
-fn parse_record(record: &Value, event: EventKind) -> Result<IncomingTicket, ParseError> {
+pub(crate) fn parse_record(record: &Value, event: EventKind) -> Result<IncomingTicket, ParseError> {
     if !record.is_object() {
         return Err(unrecognised("a record is not a JSON object"));
     }

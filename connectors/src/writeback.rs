@@ -26,6 +26,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// The HTTP method of a write-back request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    Get,
+    Post,
     Put,
     Patch,
 }
@@ -33,6 +35,8 @@ pub enum Method {
 impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
             Self::Put => "PUT",
             Self::Patch => "PATCH",
         }

@@ -312,6 +312,53 @@ pub enum WriteBackQueued {
     Joined(WriteBackId),
 }
 
+/// Where a backfill stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStatus {
+    Running,
+    Done,
+    /// Stopped on a fault, with the reason; running it again resumes.
+    Failed,
+}
+
+impl BackfillStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for BackfillStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Running, Self::Done, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown backfill status {s:?}"))
+    }
+}
+
+/// A connector's backfill of the help desk's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    pub connector_id: ConnectorId,
+    /// Tickets created since then are read.
+    pub since: DateTime<Utc>,
+    /// The next page's cursor; `None` before the first page (and after the last).
+    pub cursor: Option<String>,
+    pub status: BackfillStatus,
+    pub pages: u64,
+    pub tickets: u64,
+    pub skipped: u64,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// What became of one attempt at a write-back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteBackAttempt {

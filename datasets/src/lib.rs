@@ -41,7 +41,7 @@ pub use review::{
     AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
     SECOND_OPINION_STRATEGY,
 };
-pub use store::{AnyStore, ConnectorStore, ImportWriter, Store, WriteBackStore};
+pub use store::{AnyStore, BackfillStore, ConnectorStore, ImportWriter, Store, WriteBackStore};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

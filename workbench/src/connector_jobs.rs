@@ -2,7 +2,7 @@
 //! model's tags back.
 //!
 //! Write-back: a delivery that was tagged queues a write
-//! (`queue_for_ticket`); the worker's connector queue sends it (`WriteBackRunner`), honouring
+//! (`queue_for_ticket`); the worker's connector queue sends it (`ConnectorRunner`), honouring
 //! the vendor's `429`/`Retry-After`, a per-connector request rate, and backoff on faults that
 //! may heal; answers that will not heal (bad credentials, no such ticket, a refused field)
 //! fail at once with the vendor's reason, which the CLI and the pages show.
@@ -121,7 +121,7 @@ pub async fn requeue_overdue(store: &AnyStore, queue: &JobQueue) -> Result<usize
 }
 
 /// Sends write-backs for the worker's connector queue.
-pub struct WriteBackRunner {
+pub struct ConnectorRunner {
     store: AnyStore,
     config: Config,
     key: OnceLock<CredentialKey>,
@@ -131,7 +131,7 @@ pub struct WriteBackRunner {
     tagging: OnceLock<Arc<TaggingService>>,
 }
 
-impl WriteBackRunner {
+impl ConnectorRunner {
     pub fn new(store: AnyStore, config: Config) -> Result<Self, vendor_http::Error> {
         let client = vendor_http::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -259,59 +259,19 @@ impl WriteBackRunner {
             tracing::warn!(system = %connector.system, "this system's tickets are not fetched by id");
             return Ok(());
         };
-        let credentials = match self.key().and_then(|key| {
-            key.open(connector.name.as_str(), &connector.sealed_credentials)
-                .map_err(|error| format!("cannot open the connector's credentials: {error}"))
-        }) {
-            Ok(credentials) => credentials,
+        let request = connectors::WriteRequest {
+            method: connectors::Method::Get,
+            path,
+            body: serde_json::Value::Null,
+        };
+        let answer = match self.call(&connector, &request, MAX_TICKET_BYTES).await {
+            Ok(answer) => answer,
             Err(reason) => {
-                tracing::warn!(%reason, "the named ticket cannot be fetched");
+                tracing::warn!(connector = %connector.name, %reason, "the named ticket cannot be fetched");
                 return Ok(());
             }
         };
-        let Some(token) = credentials.token.as_deref().filter(|t| !t.is_empty()) else {
-            tracing::warn!(
-                connector = %connector.name,
-                "a delivery named a ticket, but the connector has no API token to fetch it with; \
-                 add the connector again with --user and --token"
-            );
-            return Ok(());
-        };
-        self.rate_limit(&connector).await;
-        let url = format!("{}{path}", connector.base_url.trim_end_matches('/'));
-        let sent = self
-            .client
-            .get(&url)
-            .header(
-                "authorization",
-                connectors::authorization(connector.system, credentials.user.as_deref(), token),
-            )
-            .header("accept", "application/json")
-            .send()
-            .await;
-        let (outcome, body) = match sent {
-            Err(error) => (
-                WriteOutcome::Transient(format!(
-                    "{} could not be reached: {}",
-                    connector.system,
-                    without_url(&error)
-                )),
-                String::new(),
-            ),
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                let body = read_limited(response, MAX_TICKET_BYTES).await;
-                let outcome = connectors::classify_response(
-                    connector.system,
-                    status,
-                    |name| headers.get(name).and_then(|v| v.to_str().ok()),
-                    &body,
-                    chrono::Utc::now(),
-                );
-                (outcome, body)
-            }
-        };
+        let (outcome, body) = (answer.outcome, answer.body);
         let wait = match outcome {
             WriteOutcome::Written => None,
             WriteOutcome::RetryAfter(wait, reason) => Some((wait, reason)),
@@ -389,15 +349,6 @@ impl WriteBackRunner {
         if !connector.settings.write_back {
             return Err("write-back is switched off for this connector".into());
         }
-        let credentials = self
-            .key()?
-            .open(connector.name.as_str(), &connector.sealed_credentials)
-            .map_err(|error| format!("cannot open the connector's credentials: {error}"))?;
-        let Some(token) = credentials.token.as_deref().filter(|t| !t.is_empty()) else {
-            return Err(
-                "the connector has no API token; add it again with --user and --token".into(),
-            );
-        };
         let all_labels = self
             .store
             .connector_ticket(connector.id, &writeback.external_id)
@@ -418,48 +369,97 @@ impl WriteBackRunner {
             connector.settings.table.as_deref().unwrap_or("incident"),
             &target,
         );
+        Ok(self
+            .call(connector, &request, MAX_ANSWER_BYTES)
+            .await?
+            .outcome)
+    }
+
+    /// One request to the connector's help desk, signed in with its credentials and within
+    /// its request rate; the answer classified. `Err` is a reason no retry can change (the
+    /// connector's own set-up: no token, credentials that do not open).
+    pub async fn call(
+        &self,
+        connector: &Connector,
+        request: &connectors::WriteRequest,
+        max_bytes: usize,
+    ) -> Result<Answer, String> {
+        let credentials = self
+            .key()?
+            .open(connector.name.as_str(), &connector.sealed_credentials)
+            .map_err(|error| format!("cannot open the connector's credentials: {error}"))?;
+        let Some(token) = credentials.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Err(
+                "the connector has no API token; add it again with --user and --token".into(),
+            );
+        };
         let url = format!(
             "{}{}",
             connector.base_url.trim_end_matches('/'),
             request.path
         );
         let method = match request.method {
+            connectors::Method::Get => vendor_http::Method::GET,
+            connectors::Method::Post => vendor_http::Method::POST,
             connectors::Method::Put => vendor_http::Method::PUT,
             connectors::Method::Patch => vendor_http::Method::PATCH,
         };
         self.rate_limit(connector).await;
-        let sent = self
+        let mut builder = self
             .client
             .request(method, &url)
             .header(
                 "authorization",
                 connectors::authorization(connector.system, credentials.user.as_deref(), token),
             )
-            .header("accept", "application/json")
-            .json(&request.body)
-            .send()
-            .await;
-        let response = match sent {
+            .header("accept", "application/json");
+        if !request.body.is_null() {
+            builder = builder.json(&request.body);
+        }
+        let response = match builder.send().await {
             Ok(response) => response,
             Err(error) => {
                 // The error names the URL, never the credentials (they travel in a header).
-                return Ok(WriteOutcome::Transient(format!(
-                    "{} could not be reached: {}",
-                    connector.system,
-                    without_url(&error)
-                )));
+                return Ok(Answer {
+                    outcome: WriteOutcome::Transient(format!(
+                        "{} could not be reached: {}",
+                        connector.system,
+                        without_url(&error)
+                    )),
+                    body: String::new(),
+                    headers: vendor_http::header::HeaderMap::new(),
+                });
             }
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_limited(response, MAX_ANSWER_BYTES).await;
-        Ok(connectors::classify_response(
+        let body = read_limited(response, max_bytes).await;
+        let outcome = connectors::classify_response(
             connector.system,
             status,
             |name| headers.get(name).and_then(|v| v.to_str().ok()),
             &body,
             chrono::Utc::now(),
-        ))
+        );
+        Ok(Answer {
+            outcome,
+            body,
+            headers,
+        })
+    }
+}
+
+/// A help desk's answer to one request.
+pub struct Answer {
+    pub outcome: WriteOutcome,
+    /// The body, cut at the size the caller allowed.
+    pub body: String,
+    pub headers: vendor_http::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 }
 
@@ -530,7 +530,7 @@ fn without_url(error: &vendor_http::Error) -> String {
     }
 }
 
-impl ConnectorJobs for WriteBackRunner {
+impl ConnectorJobs for ConnectorRunner {
     fn run(
         &self,
         job: ConnectorJob,

@@ -42,7 +42,7 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         guard_margin: config.promotion_guard_margin,
         retag_after_promotion: config.retag_after_promotion,
         connector_jobs: Some(Arc::new(
-            crate::connector_jobs::WriteBackRunner::new(store_for_jobs, config.clone())
+            crate::connector_jobs::ConnectorRunner::new(store_for_jobs, config.clone())
                 .context("cannot set up the help-desk HTTP client")?,
         )),
     })

@@ -239,7 +239,7 @@ impl Setup {
             workbench::state::AppState::new(store.clone(), config.clone()).with_jobs(queue.clone()),
         );
         let runner =
-            workbench::connector_jobs::WriteBackRunner::new(store.clone(), config).unwrap();
+            workbench::connector_jobs::ConnectorRunner::new(store.clone(), config).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(trainer::jobs::run_worker(
             queue,

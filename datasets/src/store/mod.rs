@@ -3,6 +3,7 @@
 //! dialects agree (see `common.rs`) and their own where speed needs it (bulk import).
 
 pub mod any;
+pub mod backfill_store;
 mod common;
 pub mod connector_store;
 mod postgres;
@@ -16,6 +17,7 @@ pub mod web;
 pub mod writeback_store;
 
 pub use any::{AnyImport, AnyStore};
+pub use backfill_store::BackfillStore;
 pub use connector_store::ConnectorStore;
 pub use postgres::{PgImport, PgStore};
 pub use server_secrets::ServerSecrets;
