@@ -192,6 +192,25 @@ proptest! {
     }
 
     #[test]
+    fn deeply_nested_bodies_are_refused_or_read_without_exhausting_the_stack(
+        system in system(),
+        depth in 0..5000usize,
+        adf in any::<bool>(),
+    ) {
+        // A stack overflow aborts the whole server, so nesting must be bounded before any
+        // recursive walk (serde_json's parser stops at 128 levels).
+        let nested = if adf {
+            format!("{}{{\"type\":\"text\",\"text\":\"x\"}}{}", "{\"type\":\"paragraph\",\"content\":[".repeat(depth), "]}".repeat(depth))
+        } else {
+            format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+        };
+        let body = format!(r#"{{"webhookEvent":"jira:issue_created","issue":{{"id":"1","fields":{{"description":{nested}}}}},"type":"zen:event-type:ticket.created","detail":{{"id":"1","tags":{nested}}},"sys_id":"1","description":{nested}}}"#);
+        if let Ok(delivery) = parse_delivery(system, body.as_bytes()) {
+            assert_delivery_well_formed(&delivery)?;
+        }
+    }
+
+    #[test]
     fn rest_answers_are_tickets_or_errors(value in json(), fields in json()) {
         for value in [value, serde_json::json!({"ticket": fields.clone()}), serde_json::json!({"result": [fields]})] {
             if let Ok(ticket) = parse_zendesk_rest_ticket(&value) {

@@ -147,6 +147,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn deeply_nested_json_lines_and_metadata_cells_are_problems_or_records(depth in 0..5000usize) {
+        // A stack overflow would abort the import, not fail one row: nesting must be refused
+        // before anything walks it recursively.
+        let nested = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        let jsonl = format!("{{\"text\":\"t\",\"metadata\":{nested}}}\n");
+        let columns = ColumnMap { text: vec!["text".into()], label: None, id: None };
+        prop_assert_eq!(read(jsonl.into_bytes(), FileFormat::Jsonl, columns.clone()).len(), 1);
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(["text", "metadata"]).unwrap();
+        writer.write_record(["t", nested.as_str()]).unwrap();
+        prop_assert_eq!(read(writer.into_inner().unwrap(), FileFormat::Csv, columns).len(), 1);
+    }
+}
+
 /// Rows as hostile as a file can make them: NULs, blank or over-long text and labels, long
 /// label lists, bad dates and splits.
 fn hostile_rows() -> impl Strategy<Value = Vec<[String; 5]>> {
