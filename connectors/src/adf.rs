@@ -79,4 +79,66 @@ mod tests {
         ]});
         assert_eq!(plain_text(&document), "Export times out\nCSV\n@Dana");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON, with the node names and fields the converter reads made likely.
+        fn node() -> impl Strategy<Value = Value> {
+            let kind = prop_oneof![
+                prop::sample::select(vec![
+                    "doc",
+                    "text",
+                    "paragraph",
+                    "hardBreak",
+                    "mention",
+                    "emoji",
+                    "listItem",
+                    "codeBlock",
+                    "mediaSingle",
+                    "rule",
+                ])
+                .prop_map(|k| json!(k)),
+                any::<String>().prop_map(|k| json!(k)),
+                Just(json!(null)),
+                any::<i64>().prop_map(|n| json!(n)),
+            ];
+            let text = prop_oneof![any::<String>().prop_map(|t| json!(t)), Just(json!([]))];
+            let leaf = (kind.clone(), text.clone(), text)
+                .prop_map(|(kind, text, short)| json!({"type": kind, "text": text, "attrs": {"shortName": short}}));
+            leaf.prop_recursive(6, 64, 6, move |inner| {
+                (kind.clone(), prop::collection::vec(inner, 0..6))
+                    .prop_map(|(kind, content)| json!({"type": kind, "content": content}))
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_document_becomes_trimmed_text(document in node()) {
+                let text = plain_text(&document);
+                prop_assert_eq!(text.trim(), text.as_str());
+            }
+
+            #[test]
+            fn paragraphs_of_words_become_one_line_each(
+                paragraphs in prop::collection::vec(
+                    prop::collection::vec("[a-zA-Z0-9]{1,8}( [a-zA-Z0-9.,]{1,8}){0,3}", 1..4),
+                    0..6,
+                ),
+            ) {
+                let document = json!({"type": "doc", "version": 1, "content": paragraphs
+                    .iter()
+                    .map(|runs| json!({"type": "paragraph", "content": runs
+                        .iter()
+                        .map(|run| json!({"type": "text", "text": run}))
+                        .collect::<Vec<_>>()}))
+                    .collect::<Vec<_>>()});
+                let expected = paragraphs.iter().map(|runs| runs.concat()).collect::<Vec<_>>().join("\n");
+                prop_assert_eq!(plain_text(&document), expected);
+            }
+        }
+    }
 }

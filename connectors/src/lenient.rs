@@ -100,7 +100,9 @@ pub fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
 
 /// Seconds, or milliseconds when the number is too large to be seconds of this era.
 fn epoch(value: i64) -> Option<DateTime<Utc>> {
-    if value.abs() >= 100_000_000_000 {
+    // `unsigned_abs`: `abs` of i64::MIN overflows, and a vendor's float of -1e300 saturates to
+    // exactly that.
+    if value.unsigned_abs() >= 100_000_000_000 {
         Utc.timestamp_millis_opt(value).single()
     } else {
         Utc.timestamp_opt(value, 0).single()
@@ -177,5 +179,86 @@ mod tests {
         assert_eq!(timestamp(Some(&json!(1_550_286_112))), expected);
         assert_eq!(timestamp(Some(&json!(1_550_286_112_000_i64))), expected);
         assert_eq!(timestamp(Some(&json!("not a time"))), None);
+    }
+
+    #[test]
+    fn the_most_negative_number_is_no_time_rather_than_an_overflow() {
+        assert_eq!(timestamp(Some(&json!(i64::MIN))), None);
+        assert_eq!(timestamp(Some(&json!(-1.0e300))), None);
+        assert_eq!(timestamp(Some(&json!("-9223372036854775808"))), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Seconds from year 1 to year 9999, the range a ticket's dates may have.
+        const YEARS_1_TO_9999: std::ops::Range<i64> = -62_135_596_800..253_402_300_800;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_number_or_text_is_a_time_or_none(
+                int in any::<i64>(),
+                float in any::<f64>(),
+                text in any::<String>(),
+            ) {
+                timestamp(Some(&json!(int)));
+                timestamp(Some(&json!(float)));
+                timestamp(Some(&json!(text)));
+                timestamp(Some(&json!(int.to_string())));
+                timestamp(Some(&json!({ "value": int, "display_value": text })));
+            }
+
+            #[test]
+            fn times_written_in_each_vendor_format_read_back_to_the_same_second(
+                seconds in YEARS_1_TO_9999,
+            ) {
+                let time = Utc.timestamp_opt(seconds, 0).single().unwrap();
+                for written in [
+                    time.to_rfc3339(),
+                    time.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string(),
+                    time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                ] {
+                    prop_assert_eq!(timestamp(Some(&json!(written))), Some(time), "{}", written);
+                }
+                // Numbers are seconds unless too large for this era's seconds.
+                if seconds.abs() < 100_000_000_000 {
+                    prop_assert_eq!(timestamp(Some(&json!(seconds))), Some(time));
+                }
+                let millis = seconds * 1000;
+                if millis.abs() >= 100_000_000_000 {
+                    prop_assert_eq!(timestamp(Some(&json!(millis))), Some(time));
+                }
+            }
+
+            #[test]
+            fn labels_are_trimmed_unique_and_never_empty(value in prop_oneof![
+                any::<String>().prop_map(|s| json!(s)),
+                prop::collection::vec(any::<String>(), 0..8).prop_map(|v| json!(v)),
+            ]) {
+                let found = labels(Some(&value));
+                for (i, label) in found.iter().enumerate() {
+                    prop_assert!(!label.is_empty() && label.trim() == label, "{found:?}");
+                    prop_assert!(!found[..i].contains(label), "{found:?}");
+                }
+            }
+
+            #[test]
+            fn a_list_of_clean_labels_reads_back_as_itself(
+                list in prop::collection::btree_set("[a-z0-9_-]{1,12}", 0..8),
+            ) {
+                let list: Vec<String> = list.into_iter().collect();
+                prop_assert_eq!(labels(Some(&json!(list))), list.clone());
+                prop_assert_eq!(labels(Some(&json!(list.join(", ")))), list);
+            }
+
+            #[test]
+            fn integer_ids_read_as_their_decimal_text(id in any::<i64>()) {
+                prop_assert_eq!(super::id(Some(&json!(id))), Some(id.to_string()));
+                prop_assert_eq!(super::id(Some(&json!(id.to_string()))), Some(id.to_string()));
+            }
+        }
     }
 }

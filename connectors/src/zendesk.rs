@@ -47,9 +47,14 @@ pub(crate) fn parse_webhook(value: &Value) -> Result<Delivery, ParseError> {
             .ok_or_else(|| unrecognised(format!("{event_type} without a `detail` object")))?;
         let mut ticket = ticket_from_object(detail, event_kind(ticket_event))?;
         if ticket.external_id.is_empty() {
-            // `subject` is `zen:ticket:<id>` when the detail lacks an id.
+            // `subject` is `zen:ticket:<id>` when the detail lacks an id. A bare or blank
+            // `zen:ticket:` names no ticket: an empty id would reach the store.
             ticket.external_id = lenient::text(value.get("subject"))
-                .and_then(|s| s.strip_prefix("zen:ticket:").map(str::to_string))
+                .and_then(|s| {
+                    s.strip_prefix("zen:ticket:")
+                        .map(|id| id.trim().to_string())
+                })
+                .filter(|id| !id.is_empty())
                 .ok_or_else(|| unrecognised("a ticket event without a ticket id"))?;
         }
         if ticket.updated_at.is_none() {
@@ -145,5 +150,16 @@ mod tests {
             })
         );
         assert!(parse_webhook(&json!({"hello": "world"})).is_err());
+    }
+
+    #[test]
+    fn an_event_whose_subject_names_no_ticket_is_refused() {
+        for subject in ["zen:ticket:", "zen:ticket: "] {
+            let body =
+                json!({"type": "zen:event-type:ticket.created", "detail": {}, "subject": subject});
+            assert!(parse_webhook(&body).is_err(), "{subject:?}");
+        }
+        let body = json!({"type": "zen:event-type:ticket.created", "detail": {}, "subject": "zen:ticket:42"});
+        assert!(matches!(parse_webhook(&body), Ok(Delivery::Ticket(t)) if t.external_id == "42"));
     }
 }
