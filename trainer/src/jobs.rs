@@ -88,6 +88,11 @@ pub enum ConnectorJob {
         delivery_id: datasets::DeliveryId,
         attempt: u32,
     },
+    /// Read the help desk's history created since `since` (resuming a stopped backfill).
+    Backfill {
+        connector_id: datasets::ConnectorId,
+        since: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Runs help-desk jobs for the worker. An `Err` is a fault worth a retry by the queue;

@@ -216,7 +216,14 @@ async fn process(
         .connectors
         .ticket_lock(connector.id, &incoming.external_id);
     let _one_at_a_time = lock.lock().await;
-    let stored = store_incoming(&state.store, &state.tagging, connector, &incoming).await?;
+    let stored = store_incoming(
+        &state.store,
+        &state.tagging,
+        connector,
+        &incoming,
+        WriteBack::Queue,
+    )
+    .await?;
     let Some(stored) = stored else {
         let known = state
             .store
@@ -254,6 +261,16 @@ async fn process(
     })
 }
 
+/// Whether storing a help desk's ticket queues the write-back of the model's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBack {
+    /// A live ticket (a webhook, a fetch): the connector's write-back setting decides.
+    Queue,
+    /// History read by a backfill: its tickets were handled by people long ago; the model's
+    /// tags are kept here but never written to them.
+    Never,
+}
+
 /// A help desk's ticket as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredIncoming {
@@ -275,6 +292,7 @@ pub async fn store_incoming(
     tagging: &TaggingService,
     connector: &Connector,
     incoming: &IncomingTicket,
+    write_back: WriteBack,
 ) -> Result<Option<StoredIncoming>, DeliveryError> {
     let known = store
         .connector_ticket(connector.id, &incoming.external_id)
@@ -304,7 +322,7 @@ pub async fn store_incoming(
         )
         .await?;
     let writeback = match &stored.tagged {
-        Some(tagged) => {
+        Some(tagged) if write_back == WriteBack::Queue => {
             let applied: Vec<String> = tagged
                 .decision
                 .applied
@@ -320,7 +338,7 @@ pub async fn store_incoming(
             )
             .await?
         }
-        None => None,
+        _ => None,
     };
     Ok(Some(StoredIncoming {
         ticket: stored.id,

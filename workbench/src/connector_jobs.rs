@@ -38,6 +38,8 @@ pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The largest vendor answer read, for its error message.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest history page read in a backfill (a Zendesk export page holds up to 1000 tickets).
+pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// The largest ticket read when fetching one (a ticket's text is cut to our own limits later).
 const MAX_TICKET_BYTES: usize = 8 * 1024 * 1024;
 
@@ -231,7 +233,7 @@ impl ConnectorRunner {
         Ok(())
     }
 
-    fn tagging(&self) -> &TaggingService {
+    pub fn tagging(&self) -> &TaggingService {
         self.tagging
             .get_or_init(|| TaggingService::start(inference::service::BatchConfig::default()))
     }
@@ -317,6 +319,7 @@ impl ConnectorRunner {
             self.tagging(),
             &connector,
             &incoming,
+            crate::connector_deliveries::WriteBack::Queue,
         )
         .await
         .map_err(|error| error.to_string())?;
@@ -549,6 +552,32 @@ impl ConnectorJobs for ConnectorRunner {
                 } => {
                     self.fetch(connector_id, &external_id, delivery_id, attempt, queue)
                         .await
+                }
+                ConnectorJob::Backfill {
+                    connector_id,
+                    since,
+                } => {
+                    let Some(connector) = self.connector(connector_id).await? else {
+                        return Ok(());
+                    };
+                    match crate::connector_backfill::run(
+                        self,
+                        &self.store,
+                        self.tagging(),
+                        &connector,
+                        since,
+                        |_| {},
+                    )
+                    .await
+                    {
+                        Ok(_) => Ok(()),
+                        // Recorded with the backfill; running it again resumes.
+                        Err(crate::connector_backfill::BackfillError::HelpDesk(reason)) => {
+                            tracing::warn!(connector = %connector.name, %reason, "backfill stopped");
+                            Ok(())
+                        }
+                        Err(error) => Err(error.to_string()),
+                    }
                 }
             }
         })

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connector_backfill;
 pub mod connector_deliveries;
 pub mod connector_jobs;
 pub mod credentials;

@@ -24,6 +24,17 @@ pub enum ConnectorsCommand {
         #[arg(long)]
         name: String,
     },
+    /// Read the help desk's history into the project, page by page, in the foreground: every
+    /// ticket created since the date, tagged and with the help desk's matching labels as
+    /// training data (never written back). Resumes a backfill that stopped.
+    Backfill {
+        #[arg(long)]
+        name: String,
+        /// Tickets created since this date (YYYY-MM-DD, or an RFC 3339 time) [default: the
+        /// stopped backfill's date, else the beginning].
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// The connector's write-backs, newest first: pending, written, or failed with the
     /// help desk's reason.
     Writebacks {
@@ -115,6 +126,9 @@ pub async fn run(
     match command {
         ConnectorsCommand::Add(add) => add_connector(store, config, add).await,
         ConnectorsCommand::List => list_connectors(store, config).await,
+        ConnectorsCommand::Backfill { name, since } => {
+            backfill(store, config, &name, since.as_deref()).await
+        }
         ConnectorsCommand::Writebacks { name, limit } => list_writebacks(store, &name, limit).await,
         ConnectorsCommand::Remove { name } => {
             let name = ConnectorName::parse(&name)?;
@@ -284,4 +298,85 @@ async fn list_writebacks(store: &AnyStore, name: &str, limit: u32) -> anyhow::Re
         );
     }
     Ok(())
+}
+
+/// A `--since` date: a day (midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let text = text.trim();
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            anyhow::anyhow!("--since {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time")
+        })
+}
+
+async fn backfill(
+    store: &AnyStore,
+    config: &Config,
+    name: &str,
+    since: Option<&str>,
+) -> anyhow::Result<()> {
+    use datasets::BackfillStore;
+    let name = ConnectorName::parse(name)?;
+    let connector = store
+        .connector_by_name(&name)
+        .await?
+        .with_context(|| format!("no connector named {:?}", name.as_str()))?;
+    let since = match since {
+        Some(since) => parse_since(since)?,
+        None => match store.backfill(connector.id).await? {
+            Some(stopped) if stopped.status != datasets::connector::BackfillStatus::Done => {
+                stopped.since
+            }
+            _ => chrono::DateTime::UNIX_EPOCH,
+        },
+    };
+    let runner = crate::connector_jobs::ConnectorRunner::new(store.clone(), config.clone())
+        .context("cannot set up the help-desk HTTP client")?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let outcome = crate::connector_backfill::run(
+        &runner,
+        store,
+        runner.tagging(),
+        &connector,
+        since,
+        |state| {
+            bar.set_message(format!(
+                "{}: {} pages, {} tickets stored, {} skipped",
+                connector.name, state.pages, state.tickets, state.skipped
+            ));
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    match outcome {
+        Ok(done) => {
+            println!(
+                "backfill of {} done: {} tickets stored, {} skipped, {} pages (created since {})",
+                connector.name,
+                done.tickets,
+                done.skipped,
+                done.pages,
+                done.since.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let state = store.backfill(connector.id).await.ok().flatten();
+            let so_far = state.map_or_else(String::new, |state| {
+                format!(
+                    " after {} pages ({} tickets stored)",
+                    state.pages, state.tickets
+                )
+            });
+            Err(anyhow::anyhow!(
+                "backfill of {} stopped{so_far}: {error}; run the same command again to resume",
+                connector.name
+            ))
+        }
+    }
 }
