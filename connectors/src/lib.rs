@@ -20,7 +20,7 @@ pub use delivery::{Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, 
 pub use servicenow::parse_records as parse_servicenow_records;
 pub use signature::{
     SERVICENOW_SIGNATURE_HEADER, SERVICENOW_TIMESTAMP_HEADER, SignatureError, sign_jira,
-    sign_servicenow, sign_zendesk, verify_signature,
+    sign_outgoing, sign_servicenow, sign_zendesk, verify_signature,
 };
 pub use system::{System, UnknownSystem};
 pub use tag_mapping::{LabelMapping, vendor_label};

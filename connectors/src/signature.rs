@@ -72,6 +72,14 @@ pub fn sign_servicenow(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     BASE64.encode(digest(secret, &[timestamp.as_bytes(), b".", body]))
 }
 
+/// The `X-Tagger-Signature` of an event we send to a project's webhook at `timestamp` (Unix
+/// seconds): `t=<timestamp>,v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`. The
+/// receiver recomputes it and refuses old timestamps (docs/webhooks.md).
+pub fn sign_outgoing(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mac = digest(secret, &[timestamp.to_string().as_bytes(), b".", body]);
+    format!("t={timestamp},v1={}", hex::encode(mac))
+}
+
 fn required<'a>(
     header: &impl Fn(&'static str) -> Option<&'a str>,
     name: &'static str,

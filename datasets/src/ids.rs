@@ -53,3 +53,11 @@ id_type!(
     /// One write of our tags back to a help desk's ticket.
     WriteBackId
 );
+id_type!(
+    /// A URL a project's events are sent to.
+    WebhookId
+);
+id_type!(
+    /// One event sent (or to send) to a webhook.
+    WebhookDeliveryId
+);

@@ -25,11 +25,13 @@ pub mod test_db;
 pub mod ticket;
 pub mod training_run;
 pub mod user;
+pub mod webhook;
 
 pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
 pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
 pub use ids::{
-    ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId, WriteBackId,
+    ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId,
+    WebhookDeliveryId, WebhookId, WriteBackId,
 };
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use model_kind::{KindInfo, ModelKind, UnknownModelKind};
@@ -41,7 +43,9 @@ pub use review::{
     AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
     SECOND_OPINION_STRATEGY,
 };
-pub use store::{AnyStore, BackfillStore, ConnectorStore, ImportWriter, Store, WriteBackStore};
+pub use store::{
+    AnyStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore, WriteBackStore,
+};
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

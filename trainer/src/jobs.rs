@@ -88,6 +88,10 @@ pub enum ConnectorJob {
         delivery_id: datasets::DeliveryId,
         attempt: u32,
     },
+    /// Send one event to a project's webhook (the delivery row says what and where).
+    DeliverWebhook {
+        delivery_id: datasets::WebhookDeliveryId,
+    },
     /// Read the help desk's history created since `since` (resuming a stopped backfill).
     Backfill {
         connector_id: datasets::ConnectorId,

@@ -59,6 +59,10 @@ pub enum Command {
     /// Connectors to help desks (Zendesk, Jira, ServiceNow): add, list, remove.
     #[command(subcommand)]
     Connectors(crate::commands::connectors::ConnectorsCommand),
+    /// Outgoing webhooks: URLs that receive a project's events, signed: add, list, remove,
+    /// deliveries.
+    #[command(subcommand)]
+    Webhooks(crate::commands::WebhooksCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -242,6 +242,9 @@ async fn process(
         .store
         .finish_delivery(claimed, DeliveryStatus::Stored, Some(stored.ticket))
         .await?;
+    if let Some(queue) = &state.jobs {
+        crate::outgoing_webhooks::push_all(queue, &stored.webhook_deliveries).await;
+    }
     // Queued after the delivery is settled: the vendor's answer never waits on the queue.
     if let Some(writeback) = stored.writeback {
         match &state.jobs {
@@ -280,6 +283,8 @@ pub struct StoredIncoming {
     pub imported_labels: usize,
     /// A write-back queued for the model's tags; its job is the caller's to push.
     pub writeback: Option<datasets::WriteBackId>,
+    /// Events queued for the project's webhooks; their jobs are the caller's to push.
+    pub webhook_deliveries: Vec<datasets::WebhookDeliveryId>,
 }
 
 /// Stores a help desk's ticket through the one ingest path, wherever it came from (a
@@ -346,6 +351,7 @@ pub async fn store_incoming(
         tagged: stored.tagged.is_some(),
         imported_labels: imported.len(),
         writeback,
+        webhook_deliveries: stored.webhook_deliveries,
     }))
 }
 

@@ -35,9 +35,9 @@ pub const MAX_WRITE_ATTEMPTS: u32 = 8;
 /// Requests a minute to a help desk unless the connector says otherwise.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
 /// The wait after the first fault; it doubles with each further one.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The largest vendor answer read, for its error message.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The largest history page read in a backfill (a Zendesk export page holds up to 1000 tickets).
 pub const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// The largest ticket read when fetching one (a ticket's text is cut to our own limits later).
@@ -124,10 +124,10 @@ pub async fn requeue_overdue(store: &AnyStore, queue: &JobQueue) -> Result<usize
 
 /// Sends write-backs for the worker's connector queue.
 pub struct ConnectorRunner {
-    store: AnyStore,
+    pub(crate) store: AnyStore,
     config: Config,
     key: OnceLock<CredentialKey>,
-    client: vendor_http::Client,
+    pub(crate) client: vendor_http::Client,
     buckets: Mutex<HashMap<ConnectorId, TokenBucket>>,
     /// Tags fetched tickets; started on first use (a worker that never fetches loads no model).
     tagging: OnceLock<Arc<TaggingService>>,
@@ -150,7 +150,7 @@ impl ConnectorRunner {
         })
     }
 
-    fn key(&self) -> Result<CredentialKey, String> {
+    pub(crate) fn key(&self) -> Result<CredentialKey, String> {
         if let Some(key) = self.key.get() {
             return Ok(key.clone());
         }
@@ -323,14 +323,16 @@ impl ConnectorRunner {
         )
         .await
         .map_err(|error| error.to_string())?;
-        let (status, ticket, writeback) = match stored {
+        let (status, ticket, writeback, events) = match stored {
             Some(stored) => (
                 DeliveryStatus::Stored,
                 Some(stored.ticket),
                 stored.writeback,
+                stored.webhook_deliveries,
             ),
-            None => (DeliveryStatus::Stale, None, None),
+            None => (DeliveryStatus::Stale, None, None, Vec::new()),
         };
+        crate::outgoing_webhooks::push_all(&queue, &events).await;
         self.store
             .finish_delivery(delivery, status, ticket)
             .await
@@ -499,7 +501,7 @@ fn settle(writeback: &WriteBack, outcome: WriteOutcome) -> WriteBackAttempt {
 }
 
 /// The text of a vendor's answer, cut at `limit` bytes.
-async fn read_limited(mut response: vendor_http::Response, limit: usize) -> String {
+pub(crate) async fn read_limited(mut response: vendor_http::Response, limit: usize) -> String {
     let mut bytes: Vec<u8> = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let room = limit.saturating_sub(bytes.len());
@@ -512,7 +514,7 @@ async fn read_limited(mut response: vendor_http::Response, limit: usize) -> Stri
 }
 
 /// A transport error's message without the URL (which may carry a tenant's name).
-fn without_url(error: &vendor_http::Error) -> String {
+pub(crate) fn without_url(error: &vendor_http::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -552,6 +554,9 @@ impl ConnectorJobs for ConnectorRunner {
                 } => {
                     self.fetch(connector_id, &external_id, delivery_id, attempt, queue)
                         .await
+                }
+                ConnectorJob::DeliverWebhook { delivery_id } => {
+                    crate::outgoing_webhooks::deliver(self, delivery_id, queue).await
                 }
                 ConnectorJob::Backfill {
                     connector_id,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
 use datasets::ticket::replace_nul_characters;
-use datasets::{AnyStore, NewTicket, ProjectId, Store, StoreError, TagId, TicketId};
+use datasets::{AnyStore, NewTicket, ProjectId, Store, StoreError, TagId, TicketId, WebhookStore};
 use inference::service::{ServiceError, Tagged, TaggingService};
 
 /// A ticket as any source hands it in, made ready to store: NUL characters (which neither
@@ -51,6 +51,9 @@ pub struct Ingested {
     /// False when the (source, external id) was already stored and has been updated.
     pub created: bool,
     pub tagged: Option<Tagged>,
+    /// The `ticket.tagged` events queued for the project's webhooks; their jobs are the
+    /// caller's to push (a worker also finds them when it starts).
+    pub webhook_deliveries: Vec<datasets::WebhookDeliveryId>,
 }
 
 /// Why a ticket was not ingested.
@@ -107,6 +110,7 @@ pub async fn ingest_and_tag(
             id: stored.id,
             created: stored.created,
             tagged: None,
+            webhook_deliveries: Vec::new(),
         });
     };
     let taxonomy = store.list_tags(project).await?;
@@ -124,9 +128,28 @@ pub async fn ingest_and_tag(
     let stored = store
         .upsert_ticket_with_model_labels(project, ticket, tagged.version, &applied)
         .await?;
+    let payload = serde_json::json!({
+        "project_id": project,
+        "ticket": {
+            "id": stored.id,
+            "source": ticket.source,
+            "external_id": ticket.external_id,
+            "created": stored.created,
+        },
+        "model_version": tagged.version,
+        "applied": tagged.decision.applied,
+        "needs_review": tagged.decision.needs_review,
+        "review_reason": tagged.decision.review_reason,
+        "scores": tagged.decision.scores,
+    });
+    // After the commit: a subscriber never hears of a ticket that is not stored.
+    let webhook_deliveries = store
+        .queue_webhook_event(project, datasets::webhook::TICKET_TAGGED, &payload)
+        .await?;
     Ok(Ingested {
         id: stored.id,
         created: stored.created,
         tagged: Some(tagged),
+        webhook_deliveries,
     })
 }

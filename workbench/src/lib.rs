@@ -15,6 +15,7 @@ pub mod http_metrics;
 pub mod http_trace;
 pub mod ingest;
 pub mod logging;
+pub mod outgoing_webhooks;
 pub mod state;
 pub mod web;
 pub mod worker;

@@ -691,6 +691,8 @@ async fn a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_b
 }
 
 datasets::on_both_backends!(
+    a_tagged_ticket_is_sent_signed_to_the_projects_webhook,
+    a_failing_receiver_is_retried_and_a_refusing_one_given_up,
     a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_back,
     zendesk_tags_are_written_back_once,
     jira_labels_are_written_back_once,
@@ -700,3 +702,153 @@ datasets::on_both_backends!(
     a_desk_that_is_down_is_written_once_it_is_back,
     with_write_back_off_nothing_is_sent,
 );
+
+/// A local receiver of our outgoing webhooks: records each POST, answers the scripted
+/// statuses first, then 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    received: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/tagger", listener.local_addr().unwrap());
+        let receiver = self.clone();
+        let router = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let receiver = receiver.clone();
+            async move {
+                receiver
+                    .received
+                    .lock()
+                    .unwrap()
+                    .push((headers, String::from_utf8_lossy(&body).into_owned()));
+                let status = receiver.script.lock().unwrap().pop_front().unwrap_or(200);
+                StatusCode::from_u16(status).unwrap()
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+}
+
+const SIGNING_SECRET: &str = "whsec-0123456789abcdef";
+
+async fn add_webhook(setup: &Setup, url: &str) -> webhook::Webhook {
+    let project = setup.connector.project_id;
+    setup
+        .store
+        .create_webhook(&webhook::NewWebhook {
+            project_id: project,
+            url: url.into(),
+            sealed_secret: CredentialKey::parse(KEY)
+                .unwrap()
+                .seal(
+                    &workbench::outgoing_webhooks::sealing_name(project, url),
+                    &workbench::outgoing_webhooks::secret_box(SIGNING_SECRET),
+                )
+                .unwrap(),
+            events: vec![webhook::TICKET_TAGGED.into()],
+        })
+        .await
+        .unwrap()
+}
+
+/// Waits until the webhook's newest delivery is settled.
+async fn settled_delivery(setup: &Setup, webhook: WebhookId) -> webhook::WebhookDelivery {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let deliveries = setup.store.webhook_deliveries(webhook, 10).await.unwrap();
+        if let Some(newest) = deliveries.first()
+            && newest.status != webhook::WebhookDeliveryStatus::Pending
+        {
+            return newest.clone();
+        }
+        assert!(Instant::now() < deadline, "{deliveries:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_tagged_ticket_is_sent_signed_to_the_projects_webhook(store: AnyStore) {
+    let desk = FakeDesk::new(System::Jira);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Jira, &base, false).await;
+    let receiver = Receiver::default();
+    let url = receiver.serve().await;
+    let hook = add_webhook(&setup, &url).await;
+    let answer = setup.deliver(delivery(System::Jira, "10042", &[], 0)).await;
+    let delivered = settled_delivery(&setup, hook.id).await;
+    assert_eq!(
+        delivered.status,
+        webhook::WebhookDeliveryStatus::Delivered,
+        "{delivered:?}"
+    );
+    assert_eq!(delivered.last_status, Some(200));
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    assert_eq!(headers["x-tagger-event"], "ticket.tagged");
+    assert_eq!(headers["x-tagger-delivery"], delivered.id.to_string());
+    // The receiver's check, as docs/webhooks.md describes it.
+    let signature = headers["x-tagger-signature"].to_str().unwrap();
+    let timestamp: i64 = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
+    assert_eq!(
+        signature,
+        connectors::sign_outgoing(SIGNING_SECRET.as_bytes(), timestamp, body.as_bytes())
+    );
+    assert_ne!(
+        signature,
+        connectors::sign_outgoing(b"another secret", timestamp, body.as_bytes())
+    );
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["event"], "ticket.tagged");
+    assert_eq!(event["data"]["ticket"]["id"], answer["ticket_id"]);
+    assert_eq!(event["data"]["ticket"]["external_id"], "10042");
+    assert_eq!(event["data"]["ticket"]["source"], "jira-acme");
+    let applied: Vec<&str> = event["data"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(applied.contains(&"Billing"), "{event}");
+    setup.stop().await;
+}
+
+async fn a_failing_receiver_is_retried_and_a_refusing_one_given_up(store: AnyStore) {
+    let desk = FakeDesk::new(System::Jira);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Jira, &base, false).await;
+    let flaky = Receiver::default();
+    flaky.script.lock().unwrap().push_back(503);
+    let flaky_hook = add_webhook(&setup, &flaky.serve().await).await;
+    let gone = Receiver::default();
+    gone.script.lock().unwrap().extend([410, 410, 410]);
+    let gone_hook = add_webhook(&setup, &gone.serve().await).await;
+    setup.deliver(delivery(System::Jira, "7", &[], 0)).await;
+
+    let delivered = settled_delivery(&setup, flaky_hook.id).await;
+    assert_eq!(delivered.status, webhook::WebhookDeliveryStatus::Delivered);
+    assert_eq!(delivered.attempts, 2);
+    assert_eq!(flaky.received.lock().unwrap().len(), 2);
+    let refused = settled_delivery(&setup, gone_hook.id).await;
+    assert_eq!(refused.status, webhook::WebhookDeliveryStatus::Failed);
+    assert_eq!(refused.attempts, 1);
+    assert_eq!(refused.last_status, Some(410));
+    assert!(
+        refused
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("the receiver answered HTTP 410")),
+        "{refused:?}"
+    );
+    assert_eq!(gone.received.lock().unwrap().len(), 1);
+    setup.stop().await;
+}

@@ -14,6 +14,7 @@ mod sqlite;
 mod tag_merge;
 mod training_runs;
 pub mod web;
+pub mod webhook_store;
 pub mod writeback_store;
 
 pub use any::{AnyImport, AnyStore};
@@ -26,6 +27,7 @@ pub use web::{
     LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketFit,
     TicketPage,
 };
+pub use webhook_store::WebhookStore;
 pub use writeback_store::WriteBackStore;
 
 use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};

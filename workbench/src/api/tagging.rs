@@ -171,6 +171,9 @@ pub async fn ingest_and_tag(
         WithoutModel::Refuse,
     )
     .await?;
+    if let Some(queue) = &state.jobs {
+        crate::outgoing_webhooks::push_all(queue, &stored.webhook_deliveries).await;
+    }
     let tagged = stored
         .tagged
         .ok_or_else(|| ApiError::invalid("nothing was tagged"))?;

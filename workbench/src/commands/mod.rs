@@ -10,6 +10,8 @@ mod pull;
 mod registry;
 mod serve;
 pub mod users;
+mod webhooks;
+pub use webhooks::WebhooksCommand;
 mod worker;
 
 use crate::cli::{Cli, Command, ModelsCommand};
@@ -49,6 +51,9 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Users(command) => users::run(&open_store(&config).await?, command).await,
         Command::Connectors(command) => {
             self::connectors::run(&open_store(&config).await?, &config, command).await
+        }
+        Command::Webhooks(command) => {
+            webhooks::run(&open_store(&config).await?, &config, command).await
         }
     }
 }
