@@ -26,17 +26,20 @@ const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e
 /// Tickets in the fake help desk's history; every 50th is deleted (Zendesk).
 const HISTORY: usize = 250;
 
+/// A scripted answer: status and headers.
+type Scripted = (u16, Vec<(&'static str, &'static str)>);
+
 /// A fake help desk with `HISTORY` tickets, paging as the vendor does; scripted answers
 /// (status, headers) go first.
 #[derive(Clone)]
 struct FakeHistory {
     system: System,
     requests: Arc<Mutex<Vec<(Method, String, Value)>>>,
-    script: Arc<Mutex<VecDeque<(u16, Vec<(&'static str, &'static str)>)>>>,
+    script: Arc<Mutex<VecDeque<Scripted>>>,
 }
 
 fn ticket_labels(i: usize) -> Vec<&'static str> {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         vec!["billing", "vip"]
     } else {
         vec![]
@@ -127,7 +130,7 @@ impl FakeHistory {
                 let records: Vec<Value> = (start..end)
                     .map(|i| json!({"sys_id": format!("sys{i:04}"), "number": format!("INC{i:07}"),
                         "short_description": format!("Incident {i}"), "description": "Since Monday",
-                        "category": if i % 3 == 0 { "billing" } else { "network" },
+                        "category": if i.is_multiple_of(3) { "billing" } else { "network" },
                         "sys_created_on": "2025-11-02 09:14:00", "sys_updated_on": "2025-11-03 10:00:00"}))
                     .collect();
                 let mut response = axum::Json(json!({"result": records})).into_response();
@@ -274,7 +277,7 @@ async fn history_is_read_page_by_page(store: AnyStore, system: System) {
         })
         .count();
     let expected_billed = (0..HISTORY)
-        .filter(|i| i % 3 == 0 && !(system == System::Zendesk && i % 50 == 49))
+        .filter(|i| i.is_multiple_of(3) && !(system == System::Zendesk && i % 50 == 49))
         .count();
     assert_eq!(billed, expected_billed);
     assert!(
