@@ -23,6 +23,7 @@
 mod active_learning;
 mod encoder;
 mod models;
+mod normalise;
 mod queue;
 mod serve;
 mod serve_encoder;
@@ -66,6 +67,8 @@ enum BenchCommand {
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
+    /// Ticket text normalisation: cost per ticket and its effect on accuracy.
+    Normalise(normalise::NormaliseBench),
     /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
     Serve(serve::ServeBench),
     /// A training job end to end: submitted, run by a worker, promoted, serving.
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Encoder(args) => encoder::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
+        BenchCommand::Normalise(args) => normalise::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),
         BenchCommand::ServeEncoder(args) => serve_encoder::run(&args),

@@ -312,8 +312,11 @@ fn measure(
     };
     tagger.import(dataset, &train_csv, "train", train_rows)?;
     tagger.import(dataset, &test_csv, "test", test.len())?;
-    // The model reads a ticket as subject, newline, body; an imported text column is the body.
-    let texts: Vec<String> = test.iter().map(|(text, _)| format!("\n{text}")).collect();
+    // An imported text column is the body; the model reads it the way it reads any ticket.
+    let texts: Vec<String> = test
+        .iter()
+        .map(|(text, _)| datasets::ticket::model_text("", text))
+        .collect();
     let mut outcomes = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         if let (true, Some(reason)) = (kind.info().needs_encoder, encoder_missing) {

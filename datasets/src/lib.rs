@@ -10,6 +10,7 @@ pub mod export;
 pub mod ids;
 pub mod import;
 pub mod label;
+pub mod language;
 pub mod limits;
 pub mod model_kind;
 pub mod model_version;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod tag;
 pub mod tag_merge;
 pub mod test_db;
+pub mod text;
 pub mod ticket;
 pub mod training_run;
 pub mod user;
@@ -34,6 +36,7 @@ pub use ids::{
     WebhookDeliveryId, WebhookId, WriteBackId,
 };
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
+pub use language::Language;
 pub use model_kind::{KindInfo, ModelKind, UnknownModelKind};
 pub use model_version::{ModelVersion, NewModelVersion};
 pub use names::{NameError, ProjectName, TagName};

@@ -1,6 +1,7 @@
 //! Projects: one company's or team's space, owning a taxonomy and its tickets.
 
 use crate::ids::ProjectId;
+use crate::language::Language;
 use crate::names::ProjectName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct Project {
     pub id: ProjectId,
     pub name: ProjectName,
     pub label_mode: LabelMode,
+    /// The languages its model serves; a ticket detected in another goes to a person.
+    /// Empty (the default): every ticket is tagged, whatever its language.
+    #[serde(default)]
+    pub languages: Vec<Language>,
     pub created_at: DateTime<Utc>,
 }
 

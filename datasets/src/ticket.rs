@@ -57,9 +57,15 @@ pub struct Ticket {
 }
 
 /// Subject and body as one text, the way every model reads a ticket: training, serving,
-/// scoring and evaluation all build their input here, so they can never drift apart.
+/// scoring and evaluation all build their input here, so they can never drift apart. Both
+/// are normalised (`crate::text`: HTML to text, quoted replies, signatures and long traces
+/// cut, whitespace collapsed); the stored ticket keeps its raw text.
 pub fn model_text(subject: &str, body: &str) -> String {
-    format!("{subject}\n{body}")
+    format!(
+        "{}\n{}",
+        crate::text::normalise_subject(subject),
+        crate::text::normalise_body(body)
+    )
 }
 
 impl Ticket {

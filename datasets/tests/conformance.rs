@@ -90,6 +90,8 @@ datasets::on_both_backends!(
     api_keys_authenticate_until_revoked,
     a_ticket_and_its_model_labels_are_stored_together_or_not_at_all,
     instance_admin_keys_belong_to_no_project,
+    project_languages_default_to_none_and_are_kept_sorted,
+    the_store_keeps_the_raw_text_and_models_read_it_normalised,
 );
 
 async fn project_names_are_unique_regardless_of_case(store: AnyStore) {
@@ -646,6 +648,48 @@ async fn search_filters_by_text_tag_split_and_labelled_state(store: AnyStore) {
         .len(),
         2
     );
+}
+
+async fn project_languages_default_to_none_and_are_kept_sorted(store: AnyStore) {
+    let project = project_with_tags(&store, &[]).await;
+    assert!(project.languages.is_empty());
+    let languages = Language::parse_list("fra,eng").unwrap();
+    let updated = store
+        .set_project_languages(project.id, &languages)
+        .await
+        .unwrap();
+    assert_eq!(Language::join(&updated.languages), "eng,fra");
+    assert_eq!(
+        store.project(project.id).await.unwrap().languages,
+        languages
+    );
+    let by_name = store.project_by_name(&project.name).await.unwrap().unwrap();
+    assert_eq!(by_name.languages, languages);
+    let listed = store.list_projects().await.unwrap();
+    assert_eq!(listed[0].project.languages, languages);
+    let cleared = store.set_project_languages(project.id, &[]).await.unwrap();
+    assert!(cleared.languages.is_empty());
+    assert!(matches!(
+        store
+            .set_project_languages(ProjectId(999_999), &languages)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn the_store_keeps_the_raw_text_and_models_read_it_normalised(store: AnyStore) {
+    let project = project_with_tags(&store, &[]).await;
+    let body = "<p>Export&nbsp;fails</p><p>again</p><div>On Mon, 4 Mar 2024 at 10:00, Ana \
+                &lt;a@example.com&gt; wrote:<br></div><blockquote>old</blockquote>";
+    let ticket = NewTicket {
+        body: body.into(),
+        ..new_ticket("T-raw", "  Export   fails ")
+    };
+    let id = store.upsert_tickets(project.id, &[ticket]).await.unwrap()[0].id;
+    let stored = store.ticket(project.id, id).await.unwrap();
+    assert_eq!(stored.ticket.body, body);
+    assert_eq!(stored.ticket.subject, "  Export   fails ");
+    assert_eq!(stored.ticket.text(), "Export fails\nExport fails\n\nagain");
 }
 
 async fn tickets_page_in_id_order(store: AnyStore) {

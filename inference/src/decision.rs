@@ -1,8 +1,10 @@
 //! From probabilities to what happens to a ticket: which tags are applied at once, which
 //! are only suggested, whether a person must look, what keyword rules added or vetoed, and
-//! which of today's tags the model cannot know about.
+//! which of today's tags the model cannot know about, and whether the ticket is in a language
+//! the model serves.
 
 use crate::card::TagRef;
+use datasets::language::{Language, detect_language};
 use datasets::{LabelMode, Tag, TagId, TagName};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -39,6 +41,10 @@ pub struct Decision {
     pub needs_review: bool,
     /// Why a person should look; present exactly when `needs_review` is.
     pub review_reason: Option<ReviewReason>,
+    /// The ticket's language, when the project lists the languages its model serves and
+    /// the text is long and clear enough to tell (`datasets::language::detect_language`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
 }
 
 /// Why a ticket goes to a person instead of being tagged automatically.
@@ -50,6 +56,9 @@ pub enum ReviewReason {
     NoContent,
     /// No tag reached its threshold.
     NotConfident,
+    /// The ticket is written in a language the project's model does not serve: its scores
+    /// would be confident guesses, so no tag is applied, not even by a keyword rule.
+    UnsupportedLanguage,
 }
 
 impl ReviewReason {
@@ -58,6 +67,9 @@ impl ReviewReason {
         match self {
             Self::NoContent => "the ticket has no words to tag from",
             Self::NotConfident => "no tag is confident enough",
+            Self::UnsupportedLanguage => {
+                "unsupported language: the model does not serve the ticket's language"
+            }
         }
     }
 }
@@ -86,6 +98,8 @@ pub struct Decider {
     outputs: Vec<Option<TagName>>,
     thresholds: Vec<f32>,
     rules: Vec<(usize, Vec<String>, Vec<String>)>,
+    /// The languages the model serves; empty for every language (nothing is detected).
+    languages: Vec<Language>,
     pub drift: TaxonomyDrift,
 }
 
@@ -143,6 +157,7 @@ impl Decider {
             outputs,
             thresholds: thresholds.to_vec(),
             rules,
+            languages: Vec::new(),
             drift: TaxonomyDrift {
                 not_covered,
                 retired,
@@ -150,9 +165,27 @@ impl Decider {
         }
     }
 
+    /// The same decisions, but a ticket detected in a language outside `languages` goes to
+    /// a person; an empty list (a project that chose none) tags every language.
+    pub fn with_languages(mut self, languages: &[Language]) -> Self {
+        self.languages = languages.to_vec();
+        self
+    }
+
+    /// The languages the model serves (empty: all).
+    pub fn languages(&self) -> &[Language] {
+        &self.languages
+    }
+
     /// Decides for one ticket; `with_rules` false gives the model's own verdict.
     pub fn decide(&self, text: &str, probabilities: &[f32], with_rules: bool) -> Decision {
         let content = has_content(text);
+        // Detection costs tens of microseconds: only projects that chose languages pay it.
+        let language = match content && !self.languages.is_empty() {
+            true => detect_language(text),
+            false => None,
+        };
+        let unsupported = language.is_some_and(|l| !self.languages.contains(&l));
         let mut effects: Vec<Option<RuleEffect>> = vec![None; self.outputs.len()];
         if with_rules && !self.rules.is_empty() {
             let lowered = text.to_lowercase();
@@ -164,9 +197,13 @@ impl Decider {
                 }
             }
         }
-        // A text without content gets no tag at all, not even from a keyword rule.
+        // A text without content, or in a language the model does not serve, gets no tag at
+        // all, not even from a keyword rule.
         let live = |i: usize| {
-            content && self.outputs[i].is_some() && effects[i] != Some(RuleEffect::Vetoed)
+            content
+                && !unsupported
+                && self.outputs[i].is_some()
+                && effects[i] != Some(RuleEffect::Vetoed)
         };
         let confident = |i: usize| probabilities[i] >= self.thresholds[i];
         let mut applied = vec![false; self.outputs.len()];
@@ -221,14 +258,16 @@ impl Decider {
             .filter(|s| s.applied)
             .map(|s| s.tag.clone())
             .collect();
-        let review_reason = match (content, applied_names.is_empty()) {
-            (false, _) => Some(ReviewReason::NoContent),
-            (true, true) => Some(ReviewReason::NotConfident),
-            (true, false) => None,
+        let review_reason = match (content, unsupported, applied_names.is_empty()) {
+            (false, _, _) => Some(ReviewReason::NoContent),
+            (true, true, _) => Some(ReviewReason::UnsupportedLanguage),
+            (true, false, true) => Some(ReviewReason::NotConfident),
+            (true, false, false) => None,
         };
         Decision {
             needs_review: review_reason.is_some(),
             review_reason,
+            language,
             applied: applied_names,
             scores,
         }
@@ -316,6 +355,47 @@ mod tests {
             }
             let doubtful = decider.decide("printer", &[0.2, 0.1], false);
             assert_eq!(doubtful.review_reason, Some(ReviewReason::NotConfident));
+        }
+    }
+
+    #[test]
+    fn a_ticket_in_a_language_the_model_does_not_serve_goes_to_review_untagged() {
+        let taxonomy = [
+            tag(1, "Billing", false, &["rechnung"], &[]),
+            tag(2, "Bug", false, &[], &[]),
+        ];
+        let german = "Rechnung doppelt\nSeit dem letzten Update können wir keine Rechnungen mehr \
+                      herunterladen. Es erscheint nur ein Fehler.";
+        let english = "Invoice charged twice\nI was charged twice for the same invoice this month \
+                       and need a refund for one of them.";
+        let outputs = [known(1, "Billing"), known(2, "Bug")];
+        for mode in [LabelMode::Single, LabelMode::Multi] {
+            let every = Decider::new(mode, &outputs, &[0.5, 0.5], &taxonomy);
+            // A project that lists no languages: nothing is detected, everything is tagged.
+            let decision = every.decide(german, &[0.95, 0.1], true);
+            assert_eq!(names(&decision), ["Billing"]);
+            assert_eq!(decision.language, None);
+            let served = every
+                .clone()
+                .with_languages(&[Language::parse("eng").unwrap()]);
+            let decision = served.decide(german, &[0.95, 0.1], true);
+            assert!(
+                decision.applied.is_empty(),
+                "not even the keyword rule applies"
+            );
+            assert_eq!(
+                decision.review_reason,
+                Some(ReviewReason::UnsupportedLanguage)
+            );
+            assert_eq!(decision.language.map(Language::code), Some("deu"));
+            assert_eq!(decision.scores.len(), 2, "scores are still shown");
+            let decision = served.decide(english, &[0.95, 0.1], true);
+            assert_eq!(names(&decision), ["Billing"]);
+            assert_eq!(decision.language.map(Language::code), Some("eng"));
+            // Too short to tell: no language decision, tagged as before.
+            let decision = served.decide("Rechnung doppelt", &[0.95, 0.1], true);
+            assert_eq!(names(&decision), ["Billing"]);
+            assert_eq!(decision.language, None);
         }
     }
 

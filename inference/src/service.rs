@@ -56,6 +56,20 @@ pub struct ServingModel {
     pub loaded_at: DateTime<Utc>,
 }
 
+impl ServingModel {
+    /// The same model, deciding for a project that serves `languages` (see
+    /// [`Decider::with_languages`]).
+    pub fn with_languages(&self, languages: &[datasets::Language]) -> ServingModel {
+        ServingModel {
+            version: self.version,
+            kind: self.kind,
+            model: Arc::clone(&self.model),
+            decider: self.decider.clone().with_languages(languages),
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
 /// The verdict on one text, with the version that gave it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tagged {
@@ -224,13 +238,23 @@ impl TaggingService {
             // Nothing promoted (never, or the store was reset): keep serving what we have.
             return Ok(current);
         };
+        let languages = store.project(project).await?.languages;
         if current == Some(version.id) {
+            // The same model; the project's languages may have changed since it was loaded.
+            if let Some(serving) = slot.load_full()
+                && serving.decider.languages() != languages.as_slice()
+            {
+                slot.store(Some(Arc::new(serving.with_languages(&languages))));
+                tracing::info!(%project, "served languages updated");
+            }
             return Ok(current);
         }
         let taxonomy = store.list_tags(project).await?;
-        match tokio::task::spawn_blocking(move || load_and_check(&version, &taxonomy))
-            .await
-            .map_err(|_| ServiceError::Stopped)?
+        match tokio::task::spawn_blocking(move || {
+            load_and_check(&version, &taxonomy).map(|serving| serving.with_languages(&languages))
+        })
+        .await
+        .map_err(|_| ServiceError::Stopped)?
         {
             Ok(serving) => {
                 let id = serving.version;
@@ -261,7 +285,8 @@ impl TaggingService {
         let slot = self.slot(project);
         if let Some(serving) = slot.load_full() {
             let card = &serving.model.card;
-            let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
+            let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy)
+                .with_languages(serving.decider.languages());
             slot.store(Some(Arc::new(ServingModel {
                 version: serving.version,
                 kind: serving.kind,

@@ -681,6 +681,7 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
     };
     let model = crate::run::load_version(&version).map_err(|e| abort(e.to_string()))?;
     let taxonomy = store.list_tags(project).await?;
+    let languages = store.project(project).await?.languages;
     // The newest `limit` tickets without a person's labels: one pass over the ids, keeping
     // the tail, so the work is bounded by the limit, not by the backlog.
     let mut newest: std::collections::VecDeque<datasets::LabelledTicket> =
@@ -708,7 +709,8 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
     let tickets: Vec<datasets::LabelledTicket> = newest.into_iter().collect();
     let texts: Vec<String> = tickets.iter().map(|t| t.ticket.text()).collect();
     let card = model.card.clone();
-    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy);
+    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy)
+        .with_languages(&languages);
     let decisions = tokio::task::spawn_blocking(move || {
         texts
             .chunks(64)

@@ -298,6 +298,85 @@ async fn tickets_without_words_go_first_with_their_reason_and_the_rest_keep_the_
     }
 }
 
+async fn unsupported_languages_follow_the_wordless_tickets(database: TestDatabase) {
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Single).await;
+    let models = tempfile::tempdir().unwrap();
+    train_and_promote(&store, &project, models.path()).await;
+    let ticket = |external_id: &str, subject: &str, body: &str| NewTicket {
+        source: "api".into(),
+        external_id: external_id.into(),
+        subject: subject.into(),
+        body: body.into(),
+        metadata: serde_json::json!({}),
+        created_at: None,
+        split: Split::Train,
+    };
+    let stored = store
+        .upsert_tickets(
+            project.id,
+            &[
+                ticket("J-1", "🙂", ""),
+                ticket(
+                    "DE-1",
+                    "Rechnung doppelt",
+                    "Seit dem letzten Update können wir keine Rechnungen mehr herunterladen. \
+                     Es erscheint nur ein Fehler, bitte helfen Sie uns schnell.",
+                ),
+                ticket(
+                    "FR-1",
+                    "Connexion impossible",
+                    "Depuis ce matin, nous ne pouvons plus nous connecter à notre compte. \
+                     Le mot de passe est refusé alors qu'il est correct.",
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let (options, _cache) = offline(10);
+    let english = Language::parse_list("eng").unwrap();
+    store
+        .set_project_languages(project.id, &english)
+        .await
+        .unwrap();
+    score_project(&store, project.id, Strategy::Margin, &options)
+        .await
+        .unwrap();
+    let batch = store
+        .lease_review_tickets(project.id, "ana", 10, 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        batch[0].ticket_id, stored[0].id,
+        "the wordless ticket leads"
+    );
+    let foreign: HashSet<TicketId> = batch[1..3].iter().map(|e| e.ticket_id).collect();
+    assert_eq!(foreign, HashSet::from([stored[1].id, stored[2].id]));
+    let reasons: HashSet<&str> = batch[1..3].iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        HashSet::from([
+            "unsupported language: the model does not serve the ticket's language (German)",
+            "unsupported language: the model does not serve the ticket's language (French)",
+        ])
+    );
+    assert!(batch[3..].iter().all(|e| !e.reason.contains("language")));
+    database.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn on_sqlite_unsupported_languages_follow_the_wordless_tickets() {
+    unsupported_languages_follow_the_wordless_tickets(TestDatabase::sqlite().unwrap()).await;
+}
+
+#[tokio::test]
+async fn on_postgres_unsupported_languages_follow_the_wordless_tickets() {
+    let test = "on_postgres_unsupported_languages_follow_the_wordless_tickets";
+    if let Some(database) = TestDatabase::postgres(test).await.unwrap() {
+        unsupported_languages_follow_the_wordless_tickets(database).await;
+    }
+}
+
 #[tokio::test]
 async fn a_queue_size_of_zero_is_refused() {
     let database = TestDatabase::sqlite().unwrap();

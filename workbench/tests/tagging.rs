@@ -48,7 +48,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let database = TestDatabase::sqlite().unwrap();
+        Self::on(TestDatabase::sqlite().unwrap()).await
+    }
+
+    async fn on(database: TestDatabase) -> Self {
         let store = database.store().await.unwrap();
         let project = demo_project(&store, "Acme").await;
         let key = support::project_key(&store, project.id, "tests").await;
@@ -408,6 +411,117 @@ async fn ingest_and_tag_stores_the_ticket_with_the_models_tags() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// A reply from a German customer that quotes an English answer and pastes a Java trace.
+const GERMAN_REPLY: &str = "Guten Tag,\n\nseit dem letzten Update können wir keine Rechnungen mehr \
+    herunterladen. Es erscheint nur ein Fehler, und die Zahlung wurde doppelt abgebucht.\n\n\
+    Mit freundlichen Grüßen\nJana\n\nOn Mon, Mar 4, 2024 at 2:20 PM Acme Support <support@example.com> wrote:\n\
+    > Hello Jana, we refunded the duplicate charge on your invoice.\n> Best regards";
+
+/// The same trouble in English, with a quoted reply chain and a stack trace.
+const ENGLISH_REPLY: &str = "Hello,\n\nI was charged twice for the same invoice this month, please \
+    refund one payment.\n\njava.lang.IllegalStateException: payment already captured\n\
+    \tat com.acme.billing.Charge.capture(Charge.java:42)\n\tat com.acme.billing.Charge.run(Charge.java:17)\n\
+    \tat com.acme.billing.Queue.next(Queue.java:88)\n\tat com.acme.billing.Queue.loop(Queue.java:60)\n\
+    \tat java.base/java.lang.Thread.run(Thread.java:833)\n\n\
+    On Mon, Mar 4, 2024 at 2:20 PM Acme Support <support@example.com> wrote:\n\
+    > Das Problem ist behoben, bitte versuchen Sie es erneut.";
+
+async fn unsupported_language_goes_to_review_with_its_reason(database: TestDatabase) {
+    let harness = Harness::on(database).await;
+    check_unsupported_language(&harness).await;
+    harness._database.drop_database().await.unwrap();
+}
+
+async fn check_unsupported_language(harness: &Harness) {
+    let version = train_version(&harness.store, &harness.project, harness.models.path()).await;
+    let uri = format!("/v1/projects/Acme/models/{}/promote", version.id);
+    let (status, _) = harness
+        .call(Method::POST, &uri, Some(&harness.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ingest = |id: &str, body: &str| json!({"source": "zendesk", "external_id": id, "subject": "Rechnung / invoice", "body": body});
+    // No languages listed: a German ticket is tagged like any other, and none is detected.
+    let (status, before) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tag",
+            Some(&harness.key),
+            Some(json!({"body": GERMAN_REPLY})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_ne!(before["review_reason"], "unsupported_language");
+    assert!(before.get("language").is_none(), "{before}");
+
+    let (status, project) = harness
+        .call(
+            Method::PUT,
+            "/v1/projects/Acme/languages",
+            Some(&harness.key),
+            Some(json!({"languages": ["eng", "ENG"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{project}");
+    assert_eq!(project["languages"], json!(["eng"]));
+    let (status, error) = harness
+        .call(
+            Method::PUT,
+            "/v1/projects/Acme/languages",
+            Some(&harness.key),
+            Some(json!({"languages": ["english"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+
+    let (status, german) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/ingest",
+            Some(&harness.key),
+            Some(ingest("ZD-de", GERMAN_REPLY)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{german}");
+    assert_eq!(german["review_reason"], "unsupported_language", "{german}");
+    assert_eq!(german["needs_review"], json!(true));
+    assert_eq!(german["applied"], json!([]));
+    assert_eq!(german["language"], "deu");
+    let id = datasets::TicketId(german["id"].as_i64().unwrap());
+    let stored = harness.store.ticket(harness.project.id, id).await.unwrap();
+    assert!(stored.labels.is_empty(), "{:?}", stored.labels);
+    assert_eq!(stored.ticket.body, GERMAN_REPLY, "the raw text is stored");
+
+    // English new text: its quoted German line is cut before detection, so it is English.
+    let (status, english) = harness
+        .call(
+            Method::POST,
+            "/v1/projects/Acme/tickets/ingest",
+            Some(&harness.key),
+            Some(ingest("ZD-en", ENGLISH_REPLY)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{english}");
+    assert_eq!(english["language"], "eng", "{english}");
+    assert_ne!(english["review_reason"], "unsupported_language");
+    let (_, shown) = harness
+        .call(Method::GET, "/v1/projects/Acme", Some(&harness.key), None)
+        .await;
+    assert_eq!(shown["languages"], json!(["eng"]));
+}
+
+#[tokio::test]
+async fn on_sqlite_an_unsupported_language_goes_to_review_with_its_reason() {
+    unsupported_language_goes_to_review_with_its_reason(TestDatabase::sqlite().unwrap()).await;
+}
+
+#[tokio::test]
+async fn on_postgres_an_unsupported_language_goes_to_review_with_its_reason() {
+    let test = "on_postgres_an_unsupported_language_goes_to_review_with_its_reason";
+    if let Some(database) = TestDatabase::postgres(test).await.unwrap() {
+        unsupported_language_goes_to_review_with_its_reason(database).await;
+    }
 }
 
 /// Waits up to 10 s for the server to serve `version`.

@@ -207,6 +207,15 @@ impl Store for AnyStore {
         dispatch!(self, store => store.list_projects())
     }
 
+    #[tracing::instrument(name = "store.set_project_languages", skip_all, fields(project = %project))]
+    async fn set_project_languages(
+        &self,
+        project: ProjectId,
+        languages: &[crate::language::Language],
+    ) -> StoreResult<Project> {
+        dispatch!(self, store => store.set_project_languages(project, languages))
+    }
+
     #[tracing::instrument(name = "store.create_tag", skip_all, fields(project = %project))]
     async fn create_tag(&self, project: ProjectId, tag: &NewTag) -> StoreResult<Tag> {
         dispatch!(self, store => store.create_tag(project, tag))

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 macro_rules! project_columns {
     () => {
-        "id, name, label_mode, created_at"
+        "id, name, label_mode, languages, created_at"
     };
 }
 macro_rules! tag_columns {
@@ -185,9 +185,25 @@ macro_rules! common_store_methods {
             row.map(Project::try_from).transpose()
         }
 
+        async fn set_project_languages(
+            &self,
+            project: ProjectId,
+            languages: &[$crate::language::Language],
+        ) -> StoreResult<Project> {
+            let row: Option<ProjectRow> = sqlx::query_as(concat!(
+                "UPDATE projects SET languages = $2 WHERE id = $1 RETURNING ",
+                project_columns!()
+            ))
+            .bind(project)
+            .bind($crate::language::Language::join(languages))
+            .fetch_optional(&self.pool)
+            .await?;
+            row.ok_or_else(|| project_not_found(project))?.try_into()
+        }
+
         async fn list_projects(&self) -> StoreResult<Vec<ProjectSummary>> {
             let rows: Vec<ProjectSummaryRow> = sqlx::query_as(
-                "SELECT p.id, p.name, p.label_mode, p.created_at, \
+                "SELECT p.id, p.name, p.label_mode, p.languages, p.created_at, \
                  (SELECT count(*) FROM tickets t WHERE t.project_id = p.id) AS tickets, \
                  (SELECT count(*) FROM tags g WHERE g.project_id = p.id) AS tags \
                  FROM projects p ORDER BY p.name_key",

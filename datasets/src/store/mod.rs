@@ -97,6 +97,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         name: &ProjectName,
     ) -> impl Future<Output = StoreResult<Option<Project>>> + Send;
     fn list_projects(&self) -> impl Future<Output = StoreResult<Vec<ProjectSummary>>> + Send;
+    /// Sets the languages the project's model serves (none: every ticket is tagged).
+    fn set_project_languages(
+        &self,
+        project: ProjectId,
+        languages: &[crate::language::Language],
+    ) -> impl Future<Output = StoreResult<Project>> + Send;
 
     fn create_tag(
         &self,

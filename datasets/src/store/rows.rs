@@ -25,6 +25,7 @@ pub(crate) struct ProjectRow {
     id: i64,
     name: String,
     label_mode: String,
+    languages: String,
     created_at: DateTime<Utc>,
 }
 
@@ -38,6 +39,8 @@ impl TryFrom<ProjectRow> for Project {
                 .label_mode
                 .parse()
                 .map_err(|e| corrupt("label mode", e))?,
+            languages: crate::language::Language::parse_list(&row.languages)
+                .map_err(|e| corrupt("project languages", e))?,
             created_at: row.created_at,
         })
     }

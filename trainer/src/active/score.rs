@@ -259,7 +259,7 @@ pub async fn score_project(
         });
     }
     let started = Instant::now();
-    store.project(project).await?;
+    let languages = store.project(project).await?.languages;
     let version = store.promoted_model_version(project).await?;
     let used = match (&version, strategy.needs_model()) {
         (None, true) => Strategy::ColdStart,
@@ -272,7 +272,20 @@ pub async fn score_project(
     let (no_content, candidates): (Vec<_>, Vec<_>) = candidates
         .into_iter()
         .partition(|(_, text)| !inference::decision::has_content(text));
-    let total_candidates = no_content.len() + candidates.len();
+    // Tickets in a language the model does not serve are never tagged by it either: a
+    // person must, so they come next, with the language named.
+    let (unsupported, candidates): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .map(|(id, text)| {
+            let language = datasets::language::unsupported_language(&text, &languages);
+            (id, text, language)
+        })
+        .partition(|(_, _, language)| language.is_some());
+    let candidates: Vec<(TicketId, String)> = candidates
+        .into_iter()
+        .map(|(id, text, _)| (id, text))
+        .collect();
+    let total_candidates = no_content.len() + unsupported.len() + candidates.len();
     let options_for_worker = options.clone();
     let version_for_worker = version.clone();
     let texts: Vec<String> = candidates.iter().map(|(_, text)| text.clone()).collect();
@@ -294,7 +307,20 @@ pub async fn score_project(
         strategy: used.as_str().to_string(),
         reason: ReviewReason::NoContent.describe().to_string(),
     });
+    let foreign = unsupported.iter().filter_map(|(ticket_id, _, language)| {
+        Some(NewQueueEntry {
+            ticket_id: *ticket_id,
+            score: top,
+            strategy: used.as_str().to_string(),
+            reason: format!(
+                "{} ({})",
+                ReviewReason::UnsupportedLanguage.describe(),
+                language.as_ref()?.english_name()
+            ),
+        })
+    });
     let entries: Vec<NewQueueEntry> = junk
+        .chain(foreign)
         .chain(selected.into_iter().map(|s| NewQueueEntry {
             ticket_id: candidates[s.index].0,
             score: s.score,

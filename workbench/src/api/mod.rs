@@ -86,6 +86,13 @@ pub fn routes() -> openapi::Routes {
             projects::show,
         )
         .add(
+            "PUT",
+            "/v1/projects/{project}/languages",
+            "Set the languages the project's model serves ({\"languages\": [\"eng\", …]}, ISO 639-3; [] for all): a ticket detected in another goes to review as unsupported_language.",
+            Access::Project(Scope::Admin),
+            projects::set_languages,
+        )
+        .add(
             "GET",
             "/v1/projects/{project}/tags",
             "The taxonomy.",

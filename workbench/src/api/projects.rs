@@ -99,6 +99,34 @@ pub async fn create_project_with_tags(
     Ok((project, created))
 }
 
+/// The body of `PUT …/languages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLanguages {
+    languages: Vec<datasets::Language>,
+}
+
+/// Sets the languages the project's model serves; this process's model in service follows
+/// at once, other processes at their next look at the store.
+pub async fn set_languages(
+    State(state): State<AppState>,
+    authorized: Authorized<scope::Admin>,
+    ApiJson(request): ApiJson<SetLanguages>,
+) -> Result<ApiJson<Project>, ApiError> {
+    let mut languages = request.languages;
+    languages.sort_by_key(|l| l.code());
+    languages.dedup();
+    let project = state
+        .store
+        .set_project_languages(authorized.project.id, &languages)
+        .await?;
+    if let Err(error) = state.tagging.sync_project(&state.store, project.id).await {
+        // The setting is stored; the watcher applies it on its next look.
+        tracing::warn!(project = %project.id, %error, "served languages not applied yet");
+    }
+    Ok(ApiJson(project))
+}
+
 pub async fn list_tags(
     State(state): State<AppState>,
     authorized: Authorized<scope::Read>,

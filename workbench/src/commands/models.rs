@@ -162,10 +162,15 @@ pub async fn predict(store: &AnyStore, args: PredictArgs) -> anyhow::Result<()> 
         &model.card.tags,
         &model.card.thresholds,
         &taxonomy,
-    );
-    let text = predict_text(&args)?;
+    )
+    .with_languages(&project.languages);
+    // The text is a ticket's body, read as every model reads a ticket.
+    let text = datasets::ticket::model_text("", &predict_text(&args)?);
     let decision = decider.decide(&text, &model.probabilities(&text), true);
     println!("model version {} ({})", version.id, version.kind);
+    if let Some(language) = decision.language {
+        println!("language: {} ({language})", language.english_name());
+    }
     for score in decision.scores.iter().take(5) {
         let verdict = match (score.applied, score.rule) {
             (true, Some(_)) => "applied (keyword rule)",
