@@ -36,6 +36,26 @@ pub async fn push_all(queue: &JobQueue, deliveries: &[WebhookDeliveryId]) {
     }
 }
 
+/// Pushes a job for every pending delivery due before `before` (its job was lost: a push
+/// that failed, a queue wiped). A duplicate job is harmless: a settled delivery is skipped.
+pub async fn requeue_overdue(
+    store: &AnyStore,
+    queue: &JobQueue,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
+    let overdue = store.overdue_webhook_deliveries(before, 500).await?;
+    for delivery in &overdue {
+        push(queue, delivery.id, Duration::ZERO).await;
+    }
+    if !overdue.is_empty() {
+        tracing::info!(
+            count = overdue.len(),
+            "overdue webhook deliveries queued again"
+        );
+    }
+    Ok(overdue.len())
+}
+
 async fn push(queue: &JobQueue, delivery: WebhookDeliveryId, delay: Duration) {
     if let Err(error) = queue
         .push_connector(

@@ -54,6 +54,10 @@ pub async fn requeue_lost_jobs(store: &AnyStore, queue: &JobQueue) {
     if let Err(error) = crate::connector_jobs::requeue_overdue(store, queue).await {
         tracing::warn!(%error, "could not look for overdue write-backs");
     }
+    let lost_before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    if let Err(error) = crate::outgoing_webhooks::requeue_overdue(store, queue, lost_before).await {
+        tracing::warn!(%error, "could not look for overdue webhook deliveries");
+    }
 }
 
 /// After a promotion or rollback, from any process: rank the review queue again with the

@@ -690,7 +690,44 @@ async fn a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_b
     setup.stop().await;
 }
 
+async fn a_delivery_whose_job_was_lost_is_queued_again(store: AnyStore) {
+    let desk = FakeDesk::new(System::Jira);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Jira, &base, false).await;
+    let receiver = Receiver::default();
+    let hook = add_webhook(&setup, &receiver.serve().await).await;
+    // Queued as the ingest path queues it, but its job never pushed (a queue outage).
+    let queued = setup
+        .store
+        .queue_webhook_event(
+            setup.connector.project_id,
+            webhook::TICKET_TAGGED,
+            &json!({"ticket": {"id": 1}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.received.lock().unwrap().is_empty());
+    let queue = JobQueue::open(&setup.store, &QueueSettings::default())
+        .await
+        .unwrap();
+    let requeued = workbench::outgoing_webhooks::requeue_overdue(
+        &setup.store,
+        &queue,
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(requeued, 1);
+    let delivered = settled_delivery(&setup, hook.id).await;
+    assert_eq!(delivered.status, webhook::WebhookDeliveryStatus::Delivered);
+    assert_eq!(receiver.received.lock().unwrap().len(), 1);
+    setup.stop().await;
+}
+
 datasets::on_both_backends!(
+    a_delivery_whose_job_was_lost_is_queued_again,
     a_tagged_ticket_is_sent_signed_to_the_projects_webhook,
     a_failing_receiver_is_retried_and_a_refusing_one_given_up,
     a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_back,

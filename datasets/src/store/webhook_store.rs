@@ -45,6 +45,13 @@ pub trait WebhookStore {
         id: WebhookDeliveryId,
         attempt: &WebhookAttempt,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Pending deliveries due before `before`, oldest first: those whose job was lost (a
+    /// queue push that failed) are found here and queued again.
+    fn overdue_webhook_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookDelivery>>> + Send;
     /// The webhook's deliveries, newest first.
     fn webhook_deliveries(
         &self,
@@ -83,6 +90,9 @@ const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
 const SELECT_DELIVERY: &str = select_deliveries!("WHERE id = $1");
 const SELECT_RECENT_DELIVERIES: &str =
     select_deliveries!("WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2");
+const SELECT_OVERDUE_DELIVERIES: &str = select_deliveries!(
+    "WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at, id LIMIT $2"
+);
 const SETTLE_DELIVERY: &str = "UPDATE webhook_deliveries SET status = $1, \
      attempts = attempts + 1, last_status = $2, last_error = $3, next_attempt_at = $4, \
      updated_at = $5 WHERE id = $6 AND status = 'pending'";
@@ -289,6 +299,20 @@ macro_rules! webhook_store_methods {
             Ok(())
         }
 
+        #[tracing::instrument(skip_all)]
+        async fn overdue_webhook_deliveries(
+            &self,
+            before: DateTime<Utc>,
+            limit: u32,
+        ) -> StoreResult<Vec<WebhookDelivery>> {
+            let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_OVERDUE_DELIVERIES)
+                .bind(before)
+                .bind(i64::from(limit.min(MAX_WEBHOOK_DELIVERIES_PAGE)))
+                .fetch_all(self.pool())
+                .await?;
+            rows.into_iter().map(WebhookDelivery::try_from).collect()
+        }
+
         #[tracing::instrument(skip_all, fields(webhook = %webhook))]
         async fn webhook_deliveries(
             &self,
@@ -362,5 +386,12 @@ impl WebhookStore for AnyStore {
         limit: u32,
     ) -> StoreResult<Vec<WebhookDelivery>> {
         dispatch!(self, store => store.webhook_deliveries(webhook, limit))
+    }
+    async fn overdue_webhook_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        dispatch!(self, store => store.overdue_webhook_deliveries(before, limit))
     }
 }
