@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 pub use connectors::{LabelMapping, System};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 
 /// The longest connector name: it is part of the webhook's URL.
 pub const MAX_CONNECTOR_NAME_CHARS: usize = 64;
@@ -192,33 +191,13 @@ pub enum DeliveryStatus {
     AwaitingFetch,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Received => "received",
-            Self::Stored => "stored",
-            Self::Ignored => "ignored",
-            Self::Stale => "stale",
-            Self::AwaitingFetch => "awaiting_fetch",
-        }
-    }
-}
-
-impl FromStr for DeliveryStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            Self::Received,
-            Self::Stored,
-            Self::Ignored,
-            Self::Stale,
-            Self::AwaitingFetch,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-        .ok_or_else(|| format!("unknown delivery status {s:?}"))
-    }
-}
+stored_enum!(DeliveryStatus, "delivery status", {
+    Received => "received",
+    Stored => "stored",
+    Ignored => "ignored",
+    Stale => "stale",
+    AwaitingFetch => "awaiting_fetch",
+});
 
 /// One logged delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,25 +243,11 @@ pub enum WriteBackStatus {
     Failed,
 }
 
-impl WriteBackStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Written => "written",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for WriteBackStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Pending, Self::Written, Self::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown write-back status {s:?}"))
-    }
-}
+stored_enum!(WriteBackStatus, "write-back status", {
+    Pending => "pending",
+    Written => "written",
+    Failed => "failed",
+});
 
 /// One write of our tags to a help desk's ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,25 +287,11 @@ pub enum BackfillStatus {
     Failed,
 }
 
-impl BackfillStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for BackfillStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Running, Self::Done, Self::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown backfill status {s:?}"))
-    }
-}
+stored_enum!(BackfillStatus, "backfill status", {
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
 
 /// A connector's backfill of the help desk's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +328,7 @@ pub enum WriteBackAttempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     #[test]
     fn connector_names_are_url_safe() {

@@ -1,6 +1,35 @@
 //! Domain types of the ticket tagger, the `Store` that keeps them on SQLite or PostgreSQL,
 //! import and export of ticket files, and the synthetic demo data.
 
+/// A closed set of states stored as text: `ALL`, `as_str` and `FromStr` from one list, so the
+/// stored names and the parser never drift apart.
+macro_rules! stored_enum {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), s))
+            }
+        }
+    };
+}
+
 pub mod api_key;
 pub mod connector;
 pub mod demo;

@@ -68,25 +68,11 @@ pub enum WebhookDeliveryStatus {
     Failed,
 }
 
-impl WebhookDeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for WebhookDeliveryStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Pending, Self::Delivered, Self::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown webhook delivery status {s:?}"))
-    }
-}
+stored_enum!(WebhookDeliveryStatus, "webhook delivery status", {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
 
 /// One event sent (or to send) to a webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
