@@ -26,6 +26,7 @@ pub use system::{System, UnknownSystem};
 pub use tag_mapping::{LabelMapping, vendor_label};
 pub use writeback::{
     DEFAULT_SERVICENOW_FIELD, MAX_RETRY_AFTER, Method, ServiceNowTarget, TokenBucket, WriteOutcome,
-    WriteRequest, authorization, classify_response, fetch_ticket_path, vendor_error, write_request,
+    WriteRequest, authorization, classify_response, fetch_ticket_path, probe_request, vendor_error,
+    write_request,
 };
 pub use zendesk::parse_rest_ticket as parse_zendesk_rest_ticket;

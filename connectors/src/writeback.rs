@@ -122,6 +122,25 @@ pub fn fetch_ticket_path(system: System, external_id: &str) -> Option<String> {
     }
 }
 
+/// A cheap read that proves the address and the credentials work ("test the connection"):
+/// Zendesk `GET /api/v2/users/me.json`, Jira `GET /rest/api/3/myself`, ServiceNow one record
+/// of the connector's table (`sysparm_limit=1`), which also proves the user may read it.
+pub fn probe_request(system: System, table: Option<&str>) -> WriteRequest {
+    let path = match system {
+        System::Zendesk => "/api/v2/users/me.json".to_string(),
+        System::Jira => "/rest/api/3/myself".to_string(),
+        System::ServiceNow => format!(
+            "/api/now/table/{}?sysparm_limit=1&sysparm_fields=sys_id",
+            percent_encode_segment(table.unwrap_or("incident"))
+        ),
+    };
+    WriteRequest {
+        method: Method::Get,
+        path,
+        body: serde_json::Value::Null,
+    }
+}
+
 /// The `Authorization` header for a connector's user and API token, as each vendor wants
 /// basic authentication: Zendesk `{email}/token:{token}`, Jira `{email}:{token}`, ServiceNow
 /// `{user}:{password}`. Without a user the token is sent as a bearer token (OAuth).

@@ -27,6 +27,20 @@ pub enum BackfillError {
 /// The first wait after a fault; it doubles with each further one.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Where a backfill asked for without a date starts: the date of the one that stopped
+/// (so it resumes), else the beginning of the help desk's history.
+pub async fn default_since(
+    store: &AnyStore,
+    connector: &Connector,
+) -> Result<DateTime<Utc>, StoreError> {
+    Ok(match store.backfill(connector.id).await? {
+        Some(stopped) if stopped.status != datasets::connector::BackfillStatus::Done => {
+            stopped.since
+        }
+        _ => DateTime::UNIX_EPOCH,
+    })
+}
+
 /// Reads the connector's history created since `since` (resuming a stopped backfill from
 /// the same date), calling `progress` after every stored page.
 #[tracing::instrument(skip_all, fields(connector = %connector.name))]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connector_backfill;
 pub mod connector_deliveries;
 pub mod connector_jobs;
+pub mod connector_setup;
 pub mod credentials;
 mod fallback;
 pub mod http_metrics;

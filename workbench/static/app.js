@@ -16,6 +16,13 @@
     select.addEventListener("change", function () { select.form.submit(); });
   });
 
+  // Forms that cannot be undone (removing a connector) ask first; without scripts they
+  // submit directly, as every form does.
+  document.addEventListener("submit", function (event) {
+    var question = event.target && event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   // "/" jumps to search, on every page.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "/" || typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;

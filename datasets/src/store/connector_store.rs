@@ -32,6 +32,12 @@ pub trait ConnectorStore {
         &self,
         name: &ConnectorName,
     ) -> impl Future<Output = StoreResult<Option<Connector>>> + Send;
+    /// Saves a connector's edited address, settings and sealed credentials (its name, system
+    /// and project stay); the stored connector as it is now.
+    fn update_connector(
+        &self,
+        connector: &Connector,
+    ) -> impl Future<Output = StoreResult<Connector>> + Send;
     /// Deletes a connector with its delivery log; the tickets it delivered stay.
     fn remove_connector(
         &self,
@@ -104,6 +110,8 @@ const SELECT_CONNECTOR_BY_NAME: &str = "SELECT id, project_id, name, system, bas
      settings, credentials, created_at FROM connectors WHERE name_key = $1";
 const SELECT_CONNECTOR_BY_ID: &str = "SELECT id, project_id, name, system, base_url, \
      settings, credentials, created_at FROM connectors WHERE id = $1";
+const UPDATE_CONNECTOR: &str = "UPDATE connectors SET base_url = $2, settings = $3, \
+     credentials = $4 WHERE id = $1";
 const DELETE_CONNECTOR: &str = "DELETE FROM connectors WHERE id = $1";
 const PROJECT_EXISTS: &str = "SELECT id FROM projects WHERE id = $1";
 
@@ -274,6 +282,34 @@ macro_rules! connector_store_methods {
                 .fetch_optional(self.pool())
                 .await?;
             row.map(Connector::try_from).transpose()
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector.name))]
+        async fn update_connector(&self, connector: &Connector) -> StoreResult<Connector> {
+            NewConnector {
+                project_id: connector.project_id,
+                name: connector.name.clone(),
+                system: connector.system,
+                base_url: connector.base_url.clone(),
+                settings: connector.settings.clone(),
+                sealed_credentials: connector.sealed_credentials.clone(),
+            }
+            .validate()?;
+            let updated = sqlx::query(UPDATE_CONNECTOR)
+                .bind(connector.id)
+                .bind(connector.base_url.trim())
+                .bind(Json(&connector.settings))
+                .bind(connector.sealed_credentials.as_slice())
+                .execute(self.pool())
+                .await?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("connector {:?}", connector.name.as_str())));
+            }
+            let row: ConnectorRow = sqlx::query_as(SELECT_CONNECTOR_BY_ID)
+                .bind(connector.id)
+                .fetch_one(self.pool())
+                .await?;
+            row.try_into()
         }
 
         #[tracing::instrument(skip_all, fields(connector = %name))]
@@ -508,6 +544,9 @@ impl ConnectorStore for AnyStore {
     }
     async fn connector_by_name(&self, name: &ConnectorName) -> StoreResult<Option<Connector>> {
         dispatch!(self, store => store.connector_by_name(name))
+    }
+    async fn update_connector(&self, connector: &Connector) -> StoreResult<Connector> {
+        dispatch!(self, store => store.update_connector(connector))
     }
     async fn remove_connector(&self, name: &ConnectorName) -> StoreResult<Connector> {
         dispatch!(self, store => store.remove_connector(name))

@@ -2,16 +2,14 @@
 //! command line (or the environment) and are sealed at once; they are never printed back.
 
 use crate::config::Config;
-use crate::credentials::{CredentialKey, Credentials, masked};
+use crate::connector_setup::{ConnectorSpec, new_connector};
+use crate::credentials::{CredentialKey, masked};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use connectors::System;
-use datasets::connector::{ConnectorName, ConnectorSettings, NewConnector};
+use datasets::connector::ConnectorName;
 use datasets::{AnyStore, ConnectorStore, Store, WriteBackStore};
 use std::fmt;
-
-/// The ServiceNow table a connector reads when none is given.
-pub const DEFAULT_SERVICENOW_TABLE: &str = "incident";
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectorsCommand {
@@ -147,55 +145,22 @@ pub async fn run(
 
 async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> anyhow::Result<()> {
     let project = super::find_project(store, &add.project).await?;
-    let name = ConnectorName::parse(&add.name)?;
-    if add.webhook_secret.trim().is_empty() {
-        anyhow::bail!("--webhook-secret is empty: the help desk must sign its webhooks");
-    }
-    let table = match (add.system, add.table) {
-        (System::ServiceNow, table) => {
-            Some(table.unwrap_or_else(|| DEFAULT_SERVICENOW_TABLE.to_string()))
-        }
-        (_, Some(_)) => anyhow::bail!("--table is for servicenow connectors only"),
-        (_, None) => None,
-    };
-    let field = match (add.system, add.field) {
-        (System::ServiceNow, Some(field)) => {
-            let field = field.trim().to_string();
-            let valid = !field.is_empty()
-                && field.len() <= 80
-                && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid || field.starts_with("sys_") {
-                anyhow::bail!(
-                    "--field {field:?} is not a writable ServiceNow field name \
-                     (letters, digits and '_', not a sys_ field)"
-                );
-            }
-            Some(field)
-        }
-        (_, Some(_)) => anyhow::bail!("--field is for servicenow connectors only"),
-        (_, None) => None,
-    };
     let credentials_missing = add.token.is_none();
-    let credentials = Credentials {
+    let key = CredentialKey::load(config).context("cannot load the encryption key")?;
+    let spec = ConnectorSpec {
+        system: add.system,
+        name: add.name,
+        base_url: add.base_url,
         webhook_secret: add.webhook_secret,
         user: add.user,
         token: add.token,
+        table: add.table,
+        write_back: add.write_back == Switch::On,
+        field: add.field,
+        requests_per_minute: add.requests_per_minute,
     };
-    let key = CredentialKey::load(config).context("cannot load the encryption key")?;
-    let connector = NewConnector {
-        project_id: project.id,
-        name: name.clone(),
-        system: add.system,
-        base_url: add.base_url,
-        settings: ConnectorSettings {
-            table,
-            write_back: add.write_back == Switch::On,
-            field,
-            requests_per_minute: add.requests_per_minute,
-            mapping: Default::default(),
-        },
-        sealed_credentials: key.seal(name.as_str(), &credentials)?,
-    };
+    let connector = new_connector(project.id, spec, &key)?;
+    let name = connector.name.clone();
     let created = store
         .create_connector(&connector)
         .await
@@ -300,19 +265,6 @@ async fn list_writebacks(store: &AnyStore, name: &str, limit: u32) -> anyhow::Re
     Ok(())
 }
 
-/// A `--since` date: a day (midnight UTC) or an RFC 3339 time.
-fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    let text = text.trim();
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&chrono::Utc))
-        .map_err(|_| {
-            anyhow::anyhow!("--since {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time")
-        })
-}
-
 async fn backfill(
     store: &AnyStore,
     config: &Config,
@@ -326,13 +278,9 @@ async fn backfill(
         .await?
         .with_context(|| format!("no connector named {:?}", name.as_str()))?;
     let since = match since {
-        Some(since) => parse_since(since)?,
-        None => match store.backfill(connector.id).await? {
-            Some(stopped) if stopped.status != datasets::connector::BackfillStatus::Done => {
-                stopped.since
-            }
-            _ => chrono::DateTime::UNIX_EPOCH,
-        },
+        Some(since) => crate::connector_setup::parse_since(since)
+            .map_err(|problem| anyhow::anyhow!("--since {problem}"))?,
+        None => crate::connector_backfill::default_since(store, &connector).await?,
     };
     let runner = crate::connector_jobs::ConnectorRunner::new(store.clone(), config.clone())
         .context("cannot set up the help-desk HTTP client")?;

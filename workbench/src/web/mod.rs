@@ -7,6 +7,7 @@ mod agreement;
 pub mod auth;
 mod charts;
 mod concern_clusters;
+mod connectors;
 mod csv;
 mod dashboard;
 pub mod login_csrf;
@@ -91,6 +92,23 @@ pub fn router() -> Router<AppState> {
         )
         .route("/p/{project}/dashboard", get(dashboard::show))
         .route("/p/{project}/dashboard/{file}", get(dashboard::csv))
+        .route(
+            "/p/{project}/connectors",
+            get(connectors::show).post(connectors::create),
+        )
+        .route("/p/{project}/connectors/{name}", post(connectors::update))
+        .route(
+            "/p/{project}/connectors/{name}/remove",
+            post(connectors::remove),
+        )
+        .route(
+            "/p/{project}/connectors/{name}/test",
+            post(connectors::test),
+        )
+        .route(
+            "/p/{project}/connectors/{name}/backfill",
+            post(connectors::backfill),
+        )
         .route("/admin/users", get(users::list).post(users::create))
         .route(
             "/admin/projects",
@@ -169,6 +187,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "training_run.html",
         "agreement.html",
         "admin_projects.html",
+        "connectors.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {

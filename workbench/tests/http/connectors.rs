@@ -609,7 +609,45 @@ async fn an_oversized_body_is_refused(store: AnyStore) {
     assert!(app.tickets().await.is_empty());
 }
 
+/// The Connectors page's edit on each database: the address and settings change, the name
+/// and system stay, and an invalid address or an unknown connector is refused.
+async fn a_connector_is_edited_in_place(store: AnyStore) {
+    let test = TestApp::new(store).await;
+    let mut connector = test.connector("desk", System::Zendesk).await;
+    connector.base_url = "https://new.example".into();
+    connector.settings.write_back = true;
+    connector.settings.requests_per_minute = Some(30);
+    let saved = test.store.update_connector(&connector).await.unwrap();
+    assert_eq!(saved.base_url, "https://new.example");
+    assert!(saved.settings.write_back);
+    assert_eq!(saved.settings.requests_per_minute, Some(30));
+    assert_eq!(
+        (saved.name.as_str(), saved.system),
+        ("desk", System::Zendesk)
+    );
+    let mut invalid = saved.clone();
+    invalid.base_url = "not a url".into();
+    assert!(matches!(
+        test.store.update_connector(&invalid).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut unknown = saved.clone();
+    unknown.id = datasets::ConnectorId(saved.id.0 + 100);
+    assert!(matches!(
+        test.store.update_connector(&unknown).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let stored = test
+        .store
+        .connector_by_name(&saved.name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, saved);
+}
+
 datasets::on_both_backends!(
+    a_connector_is_edited_in_place,
     a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported,
     a_delivery_with_a_missing_or_wrong_signature_is_refused_and_nothing_stored,
     a_redelivery_makes_no_second_ticket_and_no_second_log_entry,
@@ -714,7 +752,7 @@ async fn the_cli_adds_lists_and_removes_connectors(database: &TestDatabase) {
         (vec!["--system", "jira", "--name", "a b"], "name"),
         (
             vec!["--system", "jira", "--name", "y", "--table", "incident"],
-            "servicenow",
+            "ServiceNow",
         ),
     ] {
         let mut all = vec![
@@ -802,7 +840,7 @@ async fn the_cli_adds_lists_and_removes_connectors(database: &TestDatabase) {
         ],
     );
     assert!(
-        !field_on_jira.ok && field_on_jira.stderr.contains("--field is for servicenow"),
+        !field_on_jira.ok && field_on_jira.stderr.contains("field is for ServiceNow"),
         "{}",
         field_on_jira.stderr
     );

@@ -15,6 +15,7 @@ mod cli;
 mod connector_backfill;
 mod connector_writeback;
 mod connectors;
+mod connectors_page;
 mod login_limits;
 mod review_api;
 mod snapshots;

@@ -120,6 +120,11 @@ pub struct WebApp {
 
 impl WebApp {
     pub async fn new() -> Self {
+        Self::with_config(Config::default()).await
+    }
+
+    /// The same, served with `config` (an encryption key, say).
+    pub async fn with_config(config: Config) -> Self {
         let database = TestDatabase::sqlite().unwrap();
         let store = database.store().await.unwrap();
         let hash = workbench::web::hash_password(PASSWORD).unwrap();
@@ -138,7 +143,7 @@ impl WebApp {
                 .unwrap();
         }
         Self {
-            router: app(AppState::new(store.clone(), Config::default())),
+            router: app(AppState::new(store.clone(), config)),
             store,
             _database: database,
         }
