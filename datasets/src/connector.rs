@@ -95,6 +95,17 @@ pub struct ConnectorSettings {
     /// Project tags ↔ the vendor's tags or labels.
     #[serde(default)]
     pub mapping: LabelMapping,
+    /// Whether a person's tags set in the workbench or the API are written back too (on when
+    /// unset; only while write-back is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrections: Option<bool>,
+}
+
+impl ConnectorSettings {
+    /// Whether people's corrections are written back.
+    pub fn writes_corrections(&self) -> bool {
+        self.write_back && self.corrections.unwrap_or(true)
+    }
 }
 
 /// A connector to create.

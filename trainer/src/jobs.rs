@@ -22,7 +22,8 @@ use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use datasets::{
-    AnyStore, NewTrainingRun, ProjectId, RunOutcome, Store, StoreError, TrainingRun, TrainingRunId,
+    AnyStore, ConnectorStore, NewTrainingRun, ProjectId, RunOutcome, Store, StoreError,
+    TrainingRun, TrainingRunId,
 };
 use inference::Decider;
 use inference::ModelKind;
@@ -87,6 +88,15 @@ pub enum ConnectorJob {
         external_id: String,
         delivery_id: datasets::DeliveryId,
         attempt: u32,
+    },
+    /// Write a ticket's tags as they are now to the help desk it came from, if it came from
+    /// one whose write-back is on: after a person's correction, or a re-tag by a newly
+    /// promoted version. Labels already written are not written again.
+    WriteBackTicket {
+        ticket_id: datasets::TicketId,
+        /// A person's labels (written only where the connector writes corrections), or the
+        /// model's.
+        correction: bool,
     },
     /// Send one event to a project's webhook (the delivery row says what and where).
     DeliverWebhook {
@@ -550,6 +560,7 @@ pub async fn run_worker(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
+                    .data(queue.clone())
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
@@ -585,6 +596,7 @@ pub async fn run_worker(
                 WorkerBuilder::new(scorer_name.as_str())
                     .backend(scoring.poll_with_interval(poll))
                     .data(state)
+                    .data(queue.clone())
                     .concurrency(1)
                     .build(maintenance_job)
                     .run_until(signal()),
@@ -630,14 +642,20 @@ async fn connector_job(
 
 /// One short job (see `MaintenanceJob`).
 #[tracing::instrument(name = "maintenance_job", skip_all, fields(project = %job.project()))]
-async fn maintenance_job(job: MaintenanceJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+async fn maintenance_job(
+    job: MaintenanceJob,
+    state: Data<WorkerState>,
+    queue: Data<JobQueue>,
+) -> Result<(), BoxDynError> {
     let project = job.project();
     match job {
         MaintenanceJob::Score { strategy, .. } => score_job(&state, project, &strategy).await,
         MaintenanceJob::Evaluate { version_id, .. } => {
             evaluate_job(&state.store, project, version_id).await
         }
-        MaintenanceJob::Retag { limit, .. } => retag_job(&state.store, project, limit).await,
+        MaintenanceJob::Retag { limit, .. } => {
+            retag_job(&state.store, &queue, project, limit).await
+        }
     }
 }
 
@@ -675,7 +693,12 @@ async fn evaluate_job(
 /// Tags the newest tickets nobody labelled with the model in service, replacing the model
 /// labels an older version gave them; at most `limit` tickets.
 #[tracing::instrument(skip_all, fields(limit = limit))]
-async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(), BoxDynError> {
+async fn retag_job(
+    store: &AnyStore,
+    queue: &JobQueue,
+    project: ProjectId,
+    limit: u32,
+) -> Result<(), BoxDynError> {
     let Some(version) = store.promoted_model_version(project).await? else {
         return Ok(());
     };
@@ -734,6 +757,14 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
     .map_err(|e| abort(e.to_string()))?;
     let ids: std::collections::HashMap<&str, datasets::TagId> =
         taxonomy.iter().map(|t| (t.name.as_str(), t.id)).collect();
+    // Tickets from a help desk that takes our tags get the new version's tags written back
+    // (only those not written before: the write-back remembers them).
+    let connectors = store.connectors().await?;
+    let writes_back: std::collections::HashSet<&str> = connectors
+        .iter()
+        .filter(|c| c.project_id == project && c.settings.write_back)
+        .map(|c| c.name.ticket_source())
+        .collect();
     for (ticket, decision) in tickets.iter().zip(decisions.into_iter().flatten()) {
         let applied: Vec<(datasets::TagId, f32)> = decision
             .scores
@@ -744,6 +775,13 @@ async fn retag_job(store: &AnyStore, project: ProjectId, limit: u32) -> Result<(
         store
             .set_model_labels(project, ticket.ticket.id, version.id, &applied)
             .await?;
+        if writes_back.contains(ticket.ticket.source.as_str()) {
+            let job = ConnectorJob::WriteBackTicket {
+                ticket_id: ticket.ticket.id,
+                correction: false,
+            };
+            queue.push_connector(job, Duration::ZERO).await?;
+        }
     }
     tracing::info!(project = %project, version = %version.id, tickets = tickets.len(), "tickets tagged again");
     Ok(())

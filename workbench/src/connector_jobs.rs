@@ -15,6 +15,7 @@
 use crate::config::Config;
 use crate::credentials::CredentialKey;
 use connectors::{ServiceNowTarget, TokenBucket, WriteOutcome};
+use datasets::Store;
 use datasets::connector::DeliveryStatus;
 use datasets::connector::{Connector, WriteBack, WriteBackAttempt, WriteBackQueued};
 use datasets::{
@@ -70,6 +71,80 @@ pub async fn queue_for_ticket(
             Ok(None)
         }
         WriteBackQueued::Nothing => Ok(None),
+    }
+}
+
+/// The tags a ticket carries now, by the labels that decide it: a person's where one
+/// labelled it, else the model's applied tags (imported labels came from the help desk).
+fn current_tags(ticket: &datasets::LabelledTicket) -> Vec<String> {
+    let by_person = ticket
+        .labels
+        .iter()
+        .any(|label| label.source == datasets::LabelSource::Human);
+    let source = if by_person {
+        datasets::LabelSource::Human
+    } else {
+        datasets::LabelSource::Model
+    };
+    ticket
+        .labels
+        .iter()
+        .filter(|label| label.source == source && label.present)
+        .map(|label| label.tag.as_str().to_string())
+        .collect()
+}
+
+/// Writes a ticket's tags as they are now to the help desk it came from (the
+/// `WriteBackTicket` job): nothing for a ticket from elsewhere, a connector with write-back
+/// off, or a correction where the connector does not write corrections. Tags are added,
+/// never removed: the help desk's own tags may have been set by its people.
+pub async fn write_ticket_tags(
+    store: &AnyStore,
+    queue: &JobQueue,
+    ticket: TicketId,
+    correction: bool,
+) -> Result<(), StoreError> {
+    let Some((connector, external_id)) = store.ticket_connector(ticket).await? else {
+        return Ok(());
+    };
+    let writes = if correction {
+        connector.settings.writes_corrections()
+    } else {
+        connector.settings.write_back
+    };
+    if !writes {
+        return Ok(());
+    }
+    let labelled = match store.ticket(connector.project_id, ticket).await {
+        Ok(labelled) => labelled,
+        // Deleted since the job was queued: nothing to write.
+        Err(StoreError::NotFound(_)) => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let tags = current_tags(&labelled);
+    if let Some(id) = queue_for_ticket(store, &connector, &external_id, ticket, &tags).await? {
+        push(queue, id, Duration::ZERO).await;
+    }
+    Ok(())
+}
+
+/// Queues `write_ticket_tags` for a ticket a person just labelled, when it came from a
+/// connector that writes corrections; the person's request never waits on the help desk.
+pub async fn queue_correction(store: &AnyStore, queue: &JobQueue, ticket: TicketId) {
+    match store.ticket_connector(ticket).await {
+        Ok(Some((connector, _))) if connector.settings.writes_corrections() => {
+            let job = ConnectorJob::WriteBackTicket {
+                ticket_id: ticket,
+                correction: true,
+            };
+            if let Err(error) = queue.push_connector(job, Duration::ZERO).await {
+                tracing::warn!(%ticket, %error, "could not queue the correction's write-back");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%ticket, %error, "could not look up the ticket's connector");
+        }
     }
 }
 
@@ -558,6 +633,12 @@ impl ConnectorJobs for ConnectorRunner {
                 ConnectorJob::DeliverWebhook { delivery_id } => {
                     crate::outgoing_webhooks::deliver(self, delivery_id, queue).await
                 }
+                ConnectorJob::WriteBackTicket {
+                    ticket_id,
+                    correction,
+                } => write_ticket_tags(&self.store, &queue, ticket_id, correction)
+                    .await
+                    .map_err(|e| e.to_string()),
                 ConnectorJob::Backfill {
                     connector_id,
                     since,

@@ -19,6 +19,8 @@ pub struct ConnectorSpec {
     pub token: Option<String>,
     pub table: Option<String>,
     pub write_back: bool,
+    /// Whether people's corrections are written back too (on when unset).
+    pub corrections: Option<bool>,
     pub field: Option<String>,
     pub requests_per_minute: Option<u32>,
 }
@@ -72,6 +74,7 @@ pub fn new_connector(
             field,
             requests_per_minute,
             mapping: Default::default(),
+            corrections: spec.corrections,
         },
         sealed_credentials,
     })
@@ -83,6 +86,7 @@ pub fn new_connector(
 pub struct ConnectorEdit {
     pub base_url: Option<String>,
     pub write_back: Option<bool>,
+    pub corrections: Option<bool>,
     pub field: Option<String>,
     pub requests_per_minute: Option<u32>,
     pub webhook_secret: Option<String>,
@@ -101,6 +105,9 @@ pub fn edited(
     }
     if let Some(write_back) = edit.write_back {
         connector.settings.write_back = write_back;
+    }
+    if let Some(corrections) = edit.corrections {
+        connector.settings.corrections = Some(corrections);
     }
     if edit.field.is_some() {
         connector.settings.field = field(connector.system, edit.field)?;
@@ -208,6 +215,7 @@ mod tests {
             token: Some("tok".into()),
             table: None,
             write_back: true,
+            corrections: None,
             field: None,
             requests_per_minute: None,
         }

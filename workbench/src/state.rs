@@ -36,10 +36,11 @@ impl AppState {
         }
     }
 
-    /// After a person labelled tickets of the project: queue a retraining run when the
-    /// policy says one is due. In the background: the labeller never waits on it, and a
-    /// failure is logged, not theirs to handle.
-    pub fn labels_changed(&self, project: datasets::ProjectId) {
+    /// After a person labelled a ticket of the project: queue a retraining run when the
+    /// policy says one is due, and the correction's write-back when the ticket came from a
+    /// help desk that takes them. In the background: the labeller never waits on either, and
+    /// a failure is logged, not theirs to handle.
+    pub fn labels_changed(&self, project: datasets::ProjectId, ticket: datasets::TicketId) {
         let Some(queue) = self.jobs.clone() else {
             return;
         };
@@ -49,6 +50,7 @@ impl AppState {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
+            crate::connector_jobs::queue_correction(&store, &queue, ticket).await;
             if let Err(error) =
                 trainer::jobs::retrain_if_due(&store, &queue, project, &policy).await
             {

@@ -91,6 +91,11 @@ pub trait ConnectorStore {
         vendor_updated_at: Option<DateTime<Utc>>,
         imported: &[TagId],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The connector a stored ticket came from, with the help desk's id for it.
+    fn ticket_connector(
+        &self,
+        ticket: TicketId,
+    ) -> impl Future<Output = StoreResult<Option<(Connector, String)>>> + Send;
     /// Remembers the labels a write-back wrote to the help desk, so the webhook it causes is
     /// recognised as our own echo.
     fn record_written_labels(
@@ -112,6 +117,8 @@ const SELECT_CONNECTOR_BY_ID: &str = "SELECT id, project_id, name, system, base_
      settings, credentials, created_at FROM connectors WHERE id = $1";
 const UPDATE_CONNECTOR: &str = "UPDATE connectors SET base_url = $2, settings = $3, \
      credentials = $4 WHERE id = $1";
+const TICKET_CONNECTOR: &str = "SELECT connector_id, external_id FROM connector_tickets \
+     WHERE ticket_id = $1 ORDER BY connector_id LIMIT 1";
 const DELETE_CONNECTOR: &str = "DELETE FROM connectors WHERE id = $1";
 const PROJECT_EXISTS: &str = "SELECT id FROM projects WHERE id = $1";
 
@@ -310,6 +317,25 @@ macro_rules! connector_store_methods {
                 .fetch_one(self.pool())
                 .await?;
             row.try_into()
+        }
+
+        #[tracing::instrument(skip_all, fields(ticket = %ticket))]
+        async fn ticket_connector(&self, ticket: TicketId) -> StoreResult<Option<(Connector, String)>> {
+            let found: Option<(i64, String)> = sqlx::query_as(TICKET_CONNECTOR)
+                .bind(ticket)
+                .fetch_optional(self.pool())
+                .await?;
+            let Some((connector, external_id)) = found else {
+                return Ok(None);
+            };
+            let row: Option<ConnectorRow> = sqlx::query_as(SELECT_CONNECTOR_BY_ID)
+                .bind(connector)
+                .fetch_optional(self.pool())
+                .await?;
+            Ok(match row {
+                Some(row) => Some((row.try_into()?, external_id)),
+                None => None,
+            })
         }
 
         #[tracing::instrument(skip_all, fields(connector = %name))]
@@ -547,6 +573,9 @@ impl ConnectorStore for AnyStore {
     }
     async fn update_connector(&self, connector: &Connector) -> StoreResult<Connector> {
         dispatch!(self, store => store.update_connector(connector))
+    }
+    async fn ticket_connector(&self, ticket: TicketId) -> StoreResult<Option<(Connector, String)>> {
+        dispatch!(self, store => store.ticket_connector(ticket))
     }
     async fn remove_connector(&self, name: &ConnectorName) -> StoreResult<Connector> {
         dispatch!(self, store => store.remove_connector(name))

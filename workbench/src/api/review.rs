@@ -303,6 +303,6 @@ pub async fn adjudicate(
             AnswerKind::Adjudication,
         )
         .await?;
-    state.labels_changed(project);
+    state.labels_changed(project, TicketId(ticket));
     Ok(ApiJson(labelled))
 }

@@ -177,7 +177,7 @@ pub async fn set_labels(
             &authorized.actor(),
         )
         .await?;
-    state.labels_changed(project.id);
+    state.labels_changed(project.id, TicketId(ticket));
     Ok(ApiJson(labelled))
 }
 

@@ -85,6 +85,10 @@ pub struct AddConnector {
     /// Write the model's tags back to the help desk.
     #[arg(long, value_enum, default_value = "off")]
     write_back: Switch,
+    /// With write-back on: whether a person's tags set in the workbench or the API are
+    /// written back too.
+    #[arg(long, value_enum, default_value = "on")]
+    corrections: Switch,
     /// The ServiceNow field our tags are written to [default: u_auto_tags]; `work_notes`
     /// appends a work note instead.
     #[arg(long)]
@@ -105,6 +109,7 @@ impl fmt::Debug for AddConnector {
             .field("user", &self.user)
             .field("table", &self.table)
             .field("write_back", &self.write_back)
+            .field("corrections", &self.corrections)
             .field("field", &self.field)
             .field("requests_per_minute", &self.requests_per_minute)
             .finish_non_exhaustive()
@@ -156,6 +161,7 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         token: add.token,
         table: add.table,
         write_back: add.write_back == Switch::On,
+        corrections: Some(add.corrections == Switch::On),
         field: add.field,
         requests_per_minute: add.requests_per_minute,
     };

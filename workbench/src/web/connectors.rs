@@ -110,6 +110,7 @@ async fn connector_view(
         base_url => connector.base_url.as_str(),
         webhook => webhook_path(&connector.name),
         write_back => connector.settings.write_back,
+        corrections => connector.settings.corrections.unwrap_or(true),
         table => connector.settings.table.as_deref(),
         field => connector.settings.field.as_deref(),
         requests_per_minute => connector.settings.requests_per_minute,
@@ -189,6 +190,7 @@ pub struct CreateForm {
     table: Option<String>,
     field: Option<String>,
     write_back: Option<String>,
+    corrections: Option<String>,
     requests_per_minute: Option<String>,
 }
 
@@ -214,6 +216,7 @@ pub async fn create(
         token: secret(form.token),
         table: non_empty(&form.table).map(str::to_string),
         write_back: form.write_back.as_deref() == Some("on"),
+        corrections: Some(form.corrections.as_deref() == Some("on")),
         field: non_empty(&form.field).map(str::to_string),
         requests_per_minute: optional_number(&form.requests_per_minute, "requests a minute")?,
     };
@@ -255,6 +258,7 @@ pub struct UpdateForm {
     csrf: Option<String>,
     base_url: Option<String>,
     write_back: Option<String>,
+    corrections: Option<String>,
     field: Option<String>,
     requests_per_minute: Option<String>,
     webhook_secret: Option<String>,
@@ -272,19 +276,20 @@ pub async fn update(
     super::require(&user, Role::Admin)?;
     let project = load_project(&state, project).await?;
     let connector = project_connector(&state, &project, &name).await?;
-    let write_back = match form.write_back.as_deref() {
-        None | Some("") => None,
-        Some("on") => Some(true),
-        Some("off") => Some(false),
-        Some(other) => {
-            return Err(WebError::BadRequest(format!(
-                "write-back is on or off, not {other:?}"
-            )));
-        }
+    let switch = |value: &Option<String>, what: &str| match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(WebError::BadRequest(format!(
+            "{what} is on or off, not {other:?}"
+        ))),
     };
+    let write_back = switch(&form.write_back, "write-back")?;
+    let corrections = switch(&form.corrections, "writing corrections back")?;
     let edit = ConnectorEdit {
         base_url: non_empty(&form.base_url).map(str::to_string),
         write_back,
+        corrections,
         field: non_empty(&form.field).map(str::to_string),
         requests_per_minute: optional_number(&form.requests_per_minute, "requests a minute")?,
         webhook_secret: secret(form.webhook_secret),

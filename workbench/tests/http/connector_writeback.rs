@@ -169,6 +169,7 @@ struct Setup {
     store: AnyStore,
     router: axum::Router,
     connector: Connector,
+    queue: JobQueue,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     worker: Option<tokio::task::JoinHandle<Result<(), trainer::jobs::JobError>>>,
     _models: tempfile::TempDir,
@@ -242,7 +243,7 @@ impl Setup {
             workbench::connector_jobs::ConnectorRunner::new(store.clone(), config).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(trainer::jobs::run_worker(
-            queue,
+            queue.clone(),
             WorkerState {
                 store: store.clone(),
                 models_dir: models.path().join("models"),
@@ -260,6 +261,7 @@ impl Setup {
             store,
             router,
             connector,
+            queue,
             stop: Some(stop),
             worker: Some(worker),
             _models: models,
@@ -641,6 +643,124 @@ async fn with_write_back_off_nothing_is_sent(store: AnyStore) {
     setup.stop().await;
 }
 
+/// Waits until the connector has `count` write-backs and the newest is settled.
+async fn nth_settled(setup: &Setup, count: usize) -> WriteBack {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let writebacks = setup.writebacks().await;
+        if writebacks.len() >= count && writebacks[0].status != WriteBackStatus::Pending {
+            return writebacks[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write-back {count}: {writebacks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A person labels a connector ticket through the API: the tag the model had not applied is
+/// written back (only it: what was written is not written again); with corrections switched
+/// off, a further correction writes nothing.
+async fn a_persons_correction_is_written_back_unless_switched_off(store: AnyStore) {
+    let desk = FakeDesk::new(System::Zendesk);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Zendesk, &base, true).await;
+    let answer = setup.deliver(delivery(System::Zendesk, "77", &[], 0)).await;
+    let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
+    assert_eq!(
+        setup.settled(Duration::from_secs(30)).await.status,
+        WriteBackStatus::Written
+    );
+    let applied = setup.applied_tags(ticket).await;
+    let others: Vec<String> = setup
+        .store
+        .list_tags(setup.connector.project_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.as_str().to_string())
+        .filter(|name| !applied.contains(name))
+        .collect();
+    let key =
+        crate::support::project_key(&setup.store, setup.connector.project_id, "labeller").await;
+    let label = |tags: Vec<String>| {
+        let router = setup.router.clone();
+        let key = key.clone();
+        async move {
+            let request = Request::builder()
+                .method(Method::PUT)
+                .uri(format!("/v1/projects/Acme/tickets/{}/labels", ticket.0))
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::from(json!({ "tags": tags }).to_string()))
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    let mut corrected = applied.clone();
+    corrected.push(others[0].clone());
+    label(corrected.clone()).await;
+    let written = nth_settled(&setup, 2).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert_eq!(
+        written.labels,
+        vec![connectors::vendor_label(System::Zendesk, &others[0])]
+    );
+    let received = desk.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(
+        received[1].body["tags"],
+        json!([connectors::vendor_label(System::Zendesk, &others[0])])
+    );
+
+    let mut connector = setup.connector.clone();
+    connector.settings.corrections = Some(false);
+    setup.store.update_connector(&connector).await.unwrap();
+    corrected.push(others[1].clone());
+    label(corrected).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(setup.writebacks().await.len(), 2);
+    assert_eq!(desk.received().len(), 2);
+    setup.stop().await;
+}
+
+/// A ticket tagged while write-back was off gets its tags written once write-back is on and
+/// the model in service tags it again (the re-tag after a promotion).
+async fn a_retag_writes_the_new_tags_back(store: AnyStore) {
+    let desk = FakeDesk::new(System::Zendesk);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Zendesk, &base, false).await;
+    let answer = setup.deliver(delivery(System::Zendesk, "78", &[], 0)).await;
+    let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(setup.writebacks().await.is_empty());
+    let mut connector = setup.connector.clone();
+    connector.settings.write_back = true;
+    setup.store.update_connector(&connector).await.unwrap();
+    setup
+        .queue
+        .push_maintenance(trainer::jobs::MaintenanceJob::Retag {
+            project_id: setup.connector.project_id,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    let written = nth_settled(&setup, 1).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert_eq!(written.ticket_id, ticket);
+    let expected: Vec<String> = setup
+        .applied_tags(ticket)
+        .await
+        .iter()
+        .map(|tag| connectors::vendor_label(System::Zendesk, tag))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(written.labels, expected);
+    setup.stop().await;
+}
+
 async fn a_ticket_a_zendesk_trigger_names_is_fetched_stored_tagged_and_written_back(
     store: AnyStore,
 ) {
@@ -727,6 +847,8 @@ async fn a_delivery_whose_job_was_lost_is_queued_again(store: AnyStore) {
 }
 
 datasets::on_both_backends!(
+    a_persons_correction_is_written_back_unless_switched_off,
+    a_retag_writes_the_new_tags_back,
     a_delivery_whose_job_was_lost_is_queued_again,
     a_tagged_ticket_is_sent_signed_to_the_projects_webhook,
     a_failing_receiver_is_retried_and_a_refusing_one_given_up,
