@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The events a webhook can receive.
-pub const EVENTS: [&str; 1] = [TICKET_TAGGED];
+pub const EVENTS: [&str; 2] = [TICKET_TAGGED, TICKET_LABELS_CHANGED];
 /// A ticket was ingested (by the API or a connector) and the model in service decided on it.
 pub const TICKET_TAGGED: &str = "ticket.tagged";
+/// A person set a ticket's labels (its page, the review queue, the API, adjudication).
+pub const TICKET_LABELS_CHANGED: &str = "ticket.labels_changed";
 
 /// The longest URL a webhook may have.
 const MAX_URL_CHARS: usize = 2048;

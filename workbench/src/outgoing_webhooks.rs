@@ -28,6 +28,50 @@ pub fn secret_box(secret: &str) -> Credentials {
     }
 }
 
+/// Queues the `ticket.labels_changed` event of a ticket a person just labelled (its labels
+/// as they are now, and who set them) for the project's subscribed webhooks; the deliveries
+/// to push. A failure is logged: the person's labels are saved whatever becomes of it.
+pub async fn queue_labels_changed(
+    store: &AnyStore,
+    project: datasets::ProjectId,
+    ticket: datasets::TicketId,
+    actor: &str,
+) -> Vec<WebhookDeliveryId> {
+    use datasets::Store;
+    let queued = async {
+        let labelled = store.ticket(project, ticket).await?;
+        let tags = |present: bool| -> Vec<&str> {
+            labelled
+                .labels
+                .iter()
+                .filter(|l| l.source == datasets::LabelSource::Human && l.present == present)
+                .map(|l| l.tag.as_str())
+                .collect()
+        };
+        let payload = serde_json::json!({
+            "project_id": project,
+            "ticket": {
+                "id": labelled.ticket.id,
+                "source": labelled.ticket.source,
+                "external_id": labelled.ticket.external_id,
+            },
+            "labels": tags(true),
+            "not": tags(false),
+            "by": actor,
+        });
+        store
+            .queue_webhook_event(project, datasets::webhook::TICKET_LABELS_CHANGED, &payload)
+            .await
+    };
+    match queued.await {
+        Ok(deliveries) => deliveries,
+        Err(error) => {
+            tracing::warn!(%ticket, %error, "could not queue the labels_changed event");
+            Vec::new()
+        }
+    }
+}
+
 /// Pushes the jobs of queued deliveries; a failed push is logged (the delivery stays
 /// pending, and the next worker to start queues it again).
 pub async fn push_all(queue: &JobQueue, deliveries: &[WebhookDeliveryId]) {

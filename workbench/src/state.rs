@@ -36,20 +36,32 @@ impl AppState {
         }
     }
 
-    /// After a person labelled a ticket of the project: queue a retraining run when the
-    /// policy says one is due, and the correction's write-back when the ticket came from a
-    /// help desk that takes them. In the background: the labeller never waits on either, and
-    /// a failure is logged, not theirs to handle.
-    pub fn labels_changed(&self, project: datasets::ProjectId, ticket: datasets::TicketId) {
-        let Some(queue) = self.jobs.clone() else {
-            return;
-        };
+    /// After a person labelled a ticket of the project: the `ticket.labels_changed` event
+    /// for the project's webhooks, a retraining run when the policy says one is due, and the
+    /// correction's write-back when the ticket came from a help desk that takes them. In the
+    /// background: the labeller never waits on any of it, and a failure is logged, not
+    /// theirs to handle.
+    pub fn labels_changed(
+        &self,
+        project: datasets::ProjectId,
+        ticket: datasets::TicketId,
+        actor: String,
+    ) {
+        let store = self.store.clone();
+        let queue = self.jobs.clone();
         let policy = trainer::jobs::RetrainPolicy {
             after_labels: self.config.retrain_after_labels,
             kind: inference::ModelKind::Ngram,
         };
-        let store = self.store.clone();
         tokio::spawn(async move {
+            let deliveries =
+                crate::outgoing_webhooks::queue_labels_changed(&store, project, ticket, &actor)
+                    .await;
+            let Some(queue) = queue else {
+                // Without a queue here, a worker that starts later sends the events.
+                return;
+            };
+            crate::outgoing_webhooks::push_all(&queue, &deliveries).await;
             crate::connector_jobs::queue_correction(&store, &queue, ticket).await;
             if let Err(error) =
                 trainer::jobs::retrain_if_due(&store, &queue, project, &policy).await

@@ -303,6 +303,6 @@ pub async fn adjudicate(
             AnswerKind::Adjudication,
         )
         .await?;
-    state.labels_changed(project, TicketId(ticket));
+    state.labels_changed(project, TicketId(ticket), authorized.actor());
     Ok(ApiJson(labelled))
 }

@@ -177,7 +177,7 @@ pub async fn set_labels(
             &authorized.actor(),
         )
         .await?;
-    state.labels_changed(project.id, TicketId(ticket));
+    state.labels_changed(project.id, TicketId(ticket), authorized.actor());
     Ok(ApiJson(labelled))
 }
 

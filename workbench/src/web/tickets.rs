@@ -336,7 +336,7 @@ pub async fn record_label_form(
         .store
         .record_human_answer(project.id, TicketId(ticket), &tags, user.username(), kind)
         .await?;
-    state.labels_changed(project.id, TicketId(ticket));
+    state.labels_changed(project.id, TicketId(ticket), user.username().to_string());
     Ok((project, tags))
 }
 

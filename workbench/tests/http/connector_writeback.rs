@@ -849,6 +849,7 @@ async fn a_delivery_whose_job_was_lost_is_queued_again(store: AnyStore) {
 datasets::on_both_backends!(
     a_persons_correction_is_written_back_unless_switched_off,
     a_retag_writes_the_new_tags_back,
+    a_persons_labels_are_sent_as_labels_changed,
     a_delivery_whose_job_was_lost_is_queued_again,
     a_tagged_ticket_is_sent_signed_to_the_projects_webhook,
     a_failing_receiver_is_retried_and_a_refusing_one_given_up,
@@ -895,6 +896,10 @@ impl Receiver {
 const SIGNING_SECRET: &str = "whsec-0123456789abcdef";
 
 async fn add_webhook(setup: &Setup, url: &str) -> webhook::Webhook {
+    add_webhook_for(setup, url, &[webhook::TICKET_TAGGED]).await
+}
+
+async fn add_webhook_for(setup: &Setup, url: &str, events: &[&str]) -> webhook::Webhook {
     let project = setup.connector.project_id;
     setup
         .store
@@ -908,7 +913,7 @@ async fn add_webhook(setup: &Setup, url: &str) -> webhook::Webhook {
                     &workbench::outgoing_webhooks::secret_box(SIGNING_SECRET),
                 )
                 .unwrap(),
-            events: vec![webhook::TICKET_TAGGED.into()],
+            events: events.iter().map(|e| e.to_string()).collect(),
         })
         .await
         .unwrap()
@@ -978,6 +983,64 @@ async fn a_tagged_ticket_is_sent_signed_to_the_projects_webhook(store: AnyStore)
         .map(|t| t.as_str().unwrap())
         .collect();
     assert!(applied.contains(&"Billing"), "{event}");
+    setup.stop().await;
+}
+
+/// A person's labels go to the webhooks that subscribed to `ticket.labels_changed` (with the
+/// labels, the tags said absent and who set them), and not to one that did not.
+async fn a_persons_labels_are_sent_as_labels_changed(store: AnyStore) {
+    let desk = FakeDesk::new(System::Jira);
+    let base = served(&desk).await;
+    let setup = Setup::new(store, System::Jira, &base, false).await;
+    let changes = Receiver::default();
+    let changes_url = changes.serve().await;
+    let hook = add_webhook_for(&setup, &changes_url, &[webhook::TICKET_LABELS_CHANGED]).await;
+    let tagged_only = Receiver::default();
+    let tagged_url = tagged_only.serve().await;
+    add_webhook(&setup, &tagged_url).await;
+    let answer = setup.deliver(delivery(System::Jira, "10043", &[], 0)).await;
+    let ticket = answer["ticket_id"].as_i64().unwrap();
+    let key =
+        crate::support::project_key(&setup.store, setup.connector.project_id, "labeller").await;
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/v1/projects/Acme/tickets/{ticket}/labels"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(json!({ "tags": ["Billing"] }).to_string()))
+        .unwrap();
+    let response = setup.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let delivered = settled_delivery(&setup, hook.id).await;
+    assert_eq!(
+        delivered.status,
+        webhook::WebhookDeliveryStatus::Delivered,
+        "{delivered:?}"
+    );
+    let received = changes.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "only the labels change: {received:?}");
+    let (headers, body) = &received[0];
+    assert_eq!(headers["x-tagger-event"], "ticket.labels_changed");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["data"]["ticket"]["id"], ticket);
+    assert_eq!(event["data"]["ticket"]["external_id"], "10043");
+    assert_eq!(event["data"]["labels"], json!(["Billing"]));
+    assert!(
+        event["data"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("api-key:"),
+        "{event}"
+    );
+    // The other webhook heard of the tagging, never of the labels.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let others = tagged_only.received.lock().unwrap().clone();
+    assert!(
+        others
+            .iter()
+            .all(|(headers, _)| headers["x-tagger-event"] == "ticket.tagged"),
+        "{others:?}"
+    );
     setup.stop().await;
 }
 
