@@ -36,10 +36,24 @@ pub struct IncomingTicket {
     pub body: String,
     /// Tags (Zendesk), labels (Jira) or the category (ServiceNow) the ticket carries there.
     pub labels: Vec<String>,
+    /// Other classifying fields a connector may be set to import as labels too (see
+    /// `IMPORTABLE_FIELDS`): `(field, value)`, one pair per value (Jira components are many).
+    pub fields: Vec<(String, String)>,
     /// When the vendor last changed it; orders deliveries that arrive out of order.
     pub updated_at: Option<DateTime<Utc>>,
     pub created_at: Option<DateTime<Utc>>,
     pub event: EventKind,
+}
+
+/// The fields each system's tickets carry that a connector may import as labels, beside the
+/// tags/labels/category it always reads: Jira's issue type, priority and components, and
+/// ServiceNow's subcategory and priority.
+pub fn importable_fields(system: System) -> &'static [&'static str] {
+    match system {
+        System::Zendesk => &[],
+        System::Jira => &["issuetype", "priority", "components"],
+        System::ServiceNow => &["subcategory", "priority"],
+    }
 }
 
 /// What a delivery asks of us.

@@ -44,11 +44,35 @@ pub(crate) fn parse_issue(
         subject: lenient::text(fields.get("summary")).unwrap_or_default(),
         body: description(fields.get("description")),
         labels: lenient::labels(fields.get("labels")),
+        fields: classifying_fields(fields),
         updated_at: lenient::timestamp(fields.get("updated"))
             .or_else(|| lenient::timestamp(fallback_time)),
         created_at: lenient::timestamp(fields.get("created")),
         event,
     })
+}
+
+/// Issue type, priority and components by name (each an object with a `name`; a bare string
+/// is taken as the name; nulls and missing fields give nothing).
+fn classifying_fields(fields: &Value) -> Vec<(String, String)> {
+    let name = |value: &Value| match value {
+        Value::Object(_) => lenient::trimmed(value.get("name")),
+        other => lenient::trimmed(Some(other)),
+    };
+    let mut found = Vec::new();
+    for field in ["issuetype", "priority"] {
+        if let Some(value) = fields.get(field).and_then(name) {
+            found.push((field.to_string(), value));
+        }
+    }
+    if let Some(Value::Array(components)) = fields.get("components") {
+        for component in components {
+            if let Some(value) = name(component) {
+                found.push(("components".to_string(), value));
+            }
+        }
+    }
+    found
 }
 
 /// Wiki text as it is, an ADF document as its plain text, null as nothing.
@@ -63,6 +87,37 @@ fn description(value: Option<&Value>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn issue_type_priority_and_components_are_read_by_name() {
+        let value = json!({"webhookEvent": "jira:issue_updated",
+            "issue": {"id": "7", "fields": {"summary": "x",
+                "issuetype": {"name": "Bug "}, "priority": "High",
+                "components": [{"name": "Billing"}, {"id": "3"}, "Mobile"]}}});
+        let Ok(Delivery::Ticket(ticket)) = parse_webhook(&value) else {
+            panic!("an issue");
+        };
+        let pairs: Vec<(&str, &str)> = ticket
+            .fields
+            .iter()
+            .map(|(f, v)| (f.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("issuetype", "Bug"),
+                ("priority", "High"),
+                ("components", "Billing"),
+                ("components", "Mobile")
+            ]
+        );
+        let bare = json!({"webhookEvent": "jira:issue_created",
+            "issue": {"id": "8", "fields": {"issuetype": null, "components": null}}});
+        let Ok(Delivery::Ticket(ticket)) = parse_webhook(&bare) else {
+            panic!("an issue");
+        };
+        assert!(ticket.fields.is_empty());
+    }
 
     #[test]
     fn descriptions_may_be_wiki_text_adf_or_null() {

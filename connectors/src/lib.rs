@@ -16,7 +16,9 @@ mod writeback;
 mod zendesk;
 
 pub use backfill::{PAGE_SIZE, Page, page_request, parse_page};
-pub use delivery::{Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, parse_delivery};
+pub use delivery::{
+    Delivery, EventKind, IncomingTicket, ParseError, dedupe_key, importable_fields, parse_delivery,
+};
 pub use servicenow::parse_records as parse_servicenow_records;
 pub use signature::{
     SERVICENOW_SIGNATURE_HEADER, SERVICENOW_TIMESTAMP_HEADER, SignatureError, sign_jira,

@@ -85,6 +85,20 @@ pub(crate) fn parse_record(record: &Value, event: EventKind) -> Result<IncomingT
         labels: lenient::trimmed(record.get("category"))
             .into_iter()
             .collect(),
+        // Both shapes: a plain string, or `{display_value, value}` (the display value is what
+        // people call it, and what a project tag would be named after).
+        fields: ["subcategory", "priority"]
+            .into_iter()
+            .filter_map(|field| {
+                let value = record.get(field)?;
+                let text = match value {
+                    Value::Object(_) => lenient::trimmed(value.get("display_value"))
+                        .or_else(|| lenient::trimmed(value.get("value"))),
+                    other => lenient::trimmed(Some(other)),
+                }?;
+                Some((field.to_string(), text))
+            })
+            .collect(),
         updated_at: lenient::timestamp(record.get("sys_updated_on")),
         created_at: lenient::timestamp(record.get("sys_created_on")),
         event,

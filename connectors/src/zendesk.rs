@@ -98,6 +98,7 @@ fn ticket_from_object(ticket: &Value, event: EventKind) -> Result<IncomingTicket
             .unwrap_or_default(),
         body: lenient::text(ticket.get("description")).unwrap_or_default(),
         labels: lenient::labels(ticket.get("tags")),
+        fields: Vec::new(),
         updated_at: lenient::timestamp(ticket.get("updated_at")),
         created_at: lenient::timestamp(ticket.get("created_at")),
         event,

@@ -99,6 +99,11 @@ pub struct ConnectorSettings {
     /// unset; only while write-back is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrections: Option<bool>,
+    /// Fields beside the tags/labels/category whose values are imported as labels where they
+    /// match project tags (Jira `issuetype`, `priority`, `components`; ServiceNow
+    /// `subcategory`, `priority`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_fields: Vec<String>,
 }
 
 impl ConnectorSettings {

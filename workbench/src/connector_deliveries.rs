@@ -434,7 +434,15 @@ async fn imported_tags(
         })
         .unwrap_or_default();
     let mut tags: Vec<TagId> = Vec::new();
-    for label in &incoming.labels {
+    // The fields the connector was set to import count as labels (a Jira issue type "Bug"
+    // is the project's tag "Bug" as much as a label "bug" is).
+    let wanted = &connector.settings.import_fields;
+    let field_values = incoming
+        .fields
+        .iter()
+        .filter(|(field, _)| wanted.iter().any(|w| w == field))
+        .map(|(_, value)| value);
+    for label in incoming.labels.iter().chain(field_values) {
         if written.contains(&label.to_lowercase()) {
             continue;
         }
@@ -480,6 +488,7 @@ mod tests {
             subject: String::new(),
             body: "é".repeat(MAX_BODY_BYTES),
             labels: vec!["nul\0".into(), "y".repeat(300)],
+            fields: Vec::new(),
             updated_at: None,
             created_at: None,
             event: EventKind::Created,

@@ -23,6 +23,8 @@ pub struct ConnectorSpec {
     pub corrections: Option<bool>,
     pub field: Option<String>,
     pub requests_per_minute: Option<u32>,
+    /// Fields whose values are imported as labels too (`connectors::importable_fields`).
+    pub import_fields: Vec<String>,
 }
 
 /// Why a connector cannot be set up as asked.
@@ -57,6 +59,7 @@ pub fn new_connector(
     let table = table(spec.system, spec.table)?;
     let field = field(spec.system, spec.field)?;
     let requests_per_minute = requests_per_minute(spec.requests_per_minute)?;
+    let import_fields = import_fields(spec.system, spec.import_fields)?;
     let credentials = Credentials {
         webhook_secret: spec.webhook_secret,
         user: spec.user,
@@ -75,6 +78,7 @@ pub fn new_connector(
             requests_per_minute,
             mapping: Default::default(),
             corrections: spec.corrections,
+            import_fields,
         },
         sealed_credentials,
     })
@@ -89,6 +93,7 @@ pub struct ConnectorEdit {
     pub corrections: Option<bool>,
     pub field: Option<String>,
     pub requests_per_minute: Option<u32>,
+    pub import_fields: Option<Vec<String>>,
     pub webhook_secret: Option<String>,
     pub user: Option<String>,
     pub token: Option<String>,
@@ -114,6 +119,9 @@ pub fn edited(
     }
     if edit.requests_per_minute.is_some() {
         connector.settings.requests_per_minute = requests_per_minute(edit.requests_per_minute)?;
+    }
+    if let Some(fields) = edit.import_fields {
+        connector.settings.import_fields = import_fields(connector.system, fields)?;
     }
     if edit.webhook_secret.is_some() || edit.user.is_some() || edit.token.is_some() {
         let mut credentials = key.open(connector.name.as_str(), &connector.sealed_credentials)?;
@@ -187,6 +195,30 @@ fn field(system: System, field: Option<String>) -> Result<Option<String>, SetupE
     }
 }
 
+/// Field names as typed (trimmed, lower-case, duplicates dropped), each one the system has.
+fn import_fields(system: System, fields: Vec<String>) -> Result<Vec<String>, SetupError> {
+    let known = connectors::importable_fields(system);
+    let mut chosen: Vec<String> = Vec::new();
+    for field in fields {
+        let field = field.trim().to_lowercase();
+        if field.is_empty() || chosen.contains(&field) {
+            continue;
+        }
+        if !known.contains(&field.as_str()) {
+            return Err(SetupError::Invalid(if known.is_empty() {
+                format!("{system} connectors import their tags only, not {field:?}")
+            } else {
+                format!(
+                    "{system} has no importable field {field:?} (known: {})",
+                    known.join(", ")
+                )
+            }));
+        }
+        chosen.push(field);
+    }
+    Ok(chosen)
+}
+
 fn requests_per_minute(value: Option<u32>) -> Result<Option<u32>, SetupError> {
     match value {
         Some(n) if n == 0 || n > MAX_REQUESTS_PER_MINUTE => Err(SetupError::Invalid(format!(
@@ -218,7 +250,22 @@ mod tests {
             corrections: None,
             field: None,
             requests_per_minute: None,
+            import_fields: Vec::new(),
         }
+    }
+
+    #[test]
+    fn import_fields_are_those_the_system_has() {
+        let mut jira = spec(System::Jira);
+        jira.import_fields = vec![" IssueType".into(), "components".into(), "issuetype".into()];
+        let made = new_connector(ProjectId(1), jira, &key()).unwrap();
+        assert_eq!(made.settings.import_fields, ["issuetype", "components"]);
+        let mut zendesk = spec(System::Zendesk);
+        zendesk.import_fields = vec!["priority".into()];
+        assert!(new_connector(ProjectId(1), zendesk, &key()).is_err());
+        let mut unknown = spec(System::Jira);
+        unknown.import_fields = vec!["assignee".into()];
+        assert!(new_connector(ProjectId(1), unknown, &key()).is_err());
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct AddConnector {
     /// written back too.
     #[arg(long, value_enum, default_value = "on")]
     corrections: Switch,
+    /// Fields whose values are imported as labels where they match project tags, beside the
+    /// tags/labels/category: Jira issuetype, priority, components; ServiceNow subcategory,
+    /// priority (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    import_fields: Vec<String>,
     /// The ServiceNow field our tags are written to [default: u_auto_tags]; `work_notes`
     /// appends a work note instead.
     #[arg(long)]
@@ -110,6 +115,7 @@ impl fmt::Debug for AddConnector {
             .field("table", &self.table)
             .field("write_back", &self.write_back)
             .field("corrections", &self.corrections)
+            .field("import_fields", &self.import_fields)
             .field("field", &self.field)
             .field("requests_per_minute", &self.requests_per_minute)
             .finish_non_exhaustive()
@@ -164,6 +170,7 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         corrections: Some(add.corrections == Switch::On),
         field: add.field,
         requests_per_minute: add.requests_per_minute,
+        import_fields: add.import_fields,
     };
     let connector = new_connector(project.id, spec, &key)?;
     let name = connector.name.clone();

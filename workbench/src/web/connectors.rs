@@ -114,6 +114,8 @@ async fn connector_view(
         table => connector.settings.table.as_deref(),
         field => connector.settings.field.as_deref(),
         requests_per_minute => connector.settings.requests_per_minute,
+        import_fields => connector.settings.import_fields.join(", "),
+        importable => connectors::importable_fields(connector.system).join(", "),
         secret => secret,
         user => user,
         token => token,
@@ -192,6 +194,19 @@ pub struct CreateForm {
     write_back: Option<String>,
     corrections: Option<String>,
     requests_per_minute: Option<String>,
+    import_fields: Option<String>,
+}
+
+/// A comma-separated list of field names as typed.
+fn field_list(value: &Option<String>) -> Vec<String> {
+    value
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub async fn create(
@@ -219,6 +234,7 @@ pub async fn create(
         corrections: Some(form.corrections.as_deref() == Some("on")),
         field: non_empty(&form.field).map(str::to_string),
         requests_per_minute: optional_number(&form.requests_per_minute, "requests a minute")?,
+        import_fields: field_list(&form.import_fields),
     };
     let key = state
         .connectors
@@ -261,6 +277,7 @@ pub struct UpdateForm {
     corrections: Option<String>,
     field: Option<String>,
     requests_per_minute: Option<String>,
+    import_fields: Option<String>,
     webhook_secret: Option<String>,
     user: Option<String>,
     token: Option<String>,
@@ -292,6 +309,11 @@ pub async fn update(
         corrections,
         field: non_empty(&form.field).map(str::to_string),
         requests_per_minute: optional_number(&form.requests_per_minute, "requests a minute")?,
+        // Sent by every edit form (empty: none); absent only from a hand-made request.
+        import_fields: form
+            .import_fields
+            .as_ref()
+            .map(|_| field_list(&form.import_fields)),
         webhook_secret: secret(form.webhook_secret),
         user: non_empty(&form.user).map(str::to_string),
         token: secret(form.token),

@@ -609,6 +609,56 @@ async fn an_oversized_body_is_refused(store: AnyStore) {
     assert!(app.tickets().await.is_empty());
 }
 
+/// Jira's issue type and components become imported labels where the connector was set to
+/// import them and they match project tags; its priority, not chosen, does not.
+async fn chosen_jira_fields_are_imported_as_labels(store: AnyStore) {
+    let test = TestApp::new(store).await;
+    let mut connector = test.connector("jira-acme", System::Jira).await;
+    let issue = |id: &str| {
+        json!({"timestamp": 1_767_607_200_000_i64, "webhookEvent": "jira:issue_created",
+               "issue": {"id": id, "key": format!("SUP-{id}"), "fields": {
+                   "summary": "Export fails", "description": null, "labels": [],
+                   "issuetype": {"id": "10004", "name": "Bug"},
+                   "priority": {"name": "Billing"},
+                   "components": [{"name": "Billing"}, {"name": "Mobile"}],
+                   "updated": "2026-01-05T10:00:00.000+0000"}}})
+        .to_string()
+        .into_bytes()
+    };
+    let imported = |answer: &Value| answer["imported_labels"].as_u64().unwrap();
+    let body = issue("1");
+    let (status, answer) = test
+        .post("jira-acme", &signed(System::Jira, SECRET, &body), &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(imported(&answer), 0, "no field chosen: labels only");
+
+    connector.settings.import_fields = vec!["issuetype".into(), "components".into()];
+    test.store.update_connector(&connector).await.unwrap();
+    let body = issue("2");
+    let (status, answer) = test
+        .post("jira-acme", &signed(System::Jira, SECRET, &body), &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(imported(&answer), 2, "{answer}");
+    let ticket = test
+        .store
+        .ticket(
+            test.project.id,
+            TicketId(answer["ticket_id"].as_i64().unwrap()),
+        )
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = ticket
+        .labels
+        .iter()
+        .filter(|l| l.source == LabelSource::Import)
+        .map(|l| l.tag.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Billing", "Bug"]);
+}
+
 /// The Connectors page's edit on each database: the address and settings change, the name
 /// and system stay, and an invalid address or an unknown connector is refused.
 async fn a_connector_is_edited_in_place(store: AnyStore) {
@@ -648,6 +698,7 @@ async fn a_connector_is_edited_in_place(store: AnyStore) {
 
 datasets::on_both_backends!(
     a_connector_is_edited_in_place,
+    chosen_jira_fields_are_imported_as_labels,
     a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported,
     a_delivery_with_a_missing_or_wrong_signature_is_refused_and_nothing_stored,
     a_redelivery_makes_no_second_ticket_and_no_second_log_entry,
