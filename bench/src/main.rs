@@ -22,6 +22,7 @@
 
 mod active_learning;
 mod encoder;
+mod helpdesk;
 mod models;
 mod normalise;
 mod queue;
@@ -63,6 +64,8 @@ enum BenchCommand {
     ActiveLearning(active_learning::ActiveLearningBench),
     /// The MiniLM encoder against ONNX Runtime and PyTorch: inference, and fine-tuning steps.
     Encoder(encoder::EncoderBench),
+    /// A Zendesk connector against a fake: webhook latency, write-back delay, backfill rate.
+    Connectors(helpdesk::ConnectorsBench),
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
@@ -119,6 +122,7 @@ struct Bench {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::ActiveLearning(args) => active_learning::run(&args),
+        BenchCommand::Connectors(args) => helpdesk::run(&args),
         BenchCommand::Encoder(args) => encoder::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
