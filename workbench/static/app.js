@@ -16,10 +16,13 @@
     select.addEventListener("change", function () { select.form.submit(); });
   });
 
-  // Forms that cannot be undone (removing a connector) ask first; without scripts they
-  // submit directly, as every form does.
+  // Actions that cannot be undone (promote, roll back, revoke, merge, archive, remove) ask
+  // first: the button's data-confirm, else its form's. Without scripts they submit directly,
+  // as every form does.
   document.addEventListener("submit", function (event) {
-    var question = event.target && event.target.getAttribute && event.target.getAttribute("data-confirm");
+    var button = event.submitter;
+    var question = (button && button.getAttribute("data-confirm")) ||
+      (event.target && event.target.getAttribute && event.target.getAttribute("data-confirm"));
     if (question && !window.confirm(question)) event.preventDefault();
   });
 

@@ -367,19 +367,26 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
     assert_eq!(run.requested_by, "web:admin");
     assert!(run.version_id.is_some());
 
-    // Promote the better candidate.
+    // Promote the better candidate: the page asks first, and a "no" changes nothing.
     client.goto(&format!("{p}/models")).await.unwrap();
     shots.take(&client, "models").await;
-    client
-        .find(Locator::Css(&format!(
-            "button[data-promote=\"{}\"]",
-            candidate.id
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let promote = Locator::Css(&format!("button[data-promote=\"{}\"]", candidate.id));
+    client.find(promote).await.unwrap().click().await.unwrap();
+    let question = client.get_alert_text().await.unwrap();
+    assert!(question.contains("Promote version"), "{question}");
+    client.dismiss_alert().await.unwrap();
+    assert_eq!(
+        store
+            .promoted_model_version(project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        old.id,
+        "a dismissed confirmation promotes nothing"
+    );
+    client.find(promote).await.unwrap().click().await.unwrap();
+    client.accept_alert().await.unwrap();
     client
         .wait()
         .for_element(Locator::Css(".flash"))
@@ -402,6 +409,29 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         .await
         .unwrap();
     shots.take(&client, "compare").await;
+    // Compare promotes too (here the version no longer in service), after asking, through
+    // the same guard: the worse version is refused with the reason.
+    let back = Locator::Css(&format!("button[data-promote=\"{}\"]", old.id));
+    client.find(back).await.unwrap().click().await.unwrap();
+    client.accept_alert().await.unwrap();
+    let flash = client
+        .wait()
+        .for_element(Locator::Css(".flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(flash.contains("Not promoted"), "{flash}");
+    assert_eq!(
+        store
+            .promoted_model_version(project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        candidate.id
+    );
 
     // The dashboard draws its charts.
     client
