@@ -292,6 +292,14 @@ impl Store for AnyStore {
     }
 
     #[tracing::instrument(name = "store.ticket_submissions", skip_all, fields(project = %project, ticket = %ticket))]
+    async fn open_second_opinion(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> StoreResult<Option<String>> {
+        dispatch!(self, store => store.open_second_opinion(project, ticket))
+    }
+
     async fn ticket_submissions(
         &self,
         project: ProjectId,

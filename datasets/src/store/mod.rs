@@ -301,6 +301,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<Vec<crate::review::LabelSubmission>>> + Send;
+    /// Who gave the first answer of a ticket waiting for a blind second opinion (none: no
+    /// second opinion is open on it). Pages hide people's labels of such a ticket from other
+    /// labellers until it is answered.
+    fn open_second_opinion(
+        &self,
+        project: ProjectId,
+        ticket: TicketId,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     /// Every answer given to one ticket, oldest first (empty for a ticket of another project).
     fn ticket_submissions(
         &self,

@@ -187,6 +187,9 @@ pub(crate) fn now_millis() -> (DateTime<Utc>, i64) {
 
 /// Expands to the review-queue methods of `Store`; `$lock` is the row-locking clause of the
 /// candidate query (see the module comment).
+pub(crate) const OPEN_SECOND_OPINION: &str = "SELECT first_by FROM second_opinions \
+     WHERE project_id = $1 AND ticket_id = $2 AND answered_at IS NULL";
+
 macro_rules! review_store_methods {
     ($lock:literal) => {
         async fn replace_review_queue(
@@ -412,6 +415,18 @@ macro_rules! review_store_methods {
             .fetch_all(&self.pool)
             .await?;
             Ok($crate::store::review::submissions(rows))
+        }
+
+        async fn open_second_opinion(
+            &self,
+            project: ProjectId,
+            ticket: TicketId,
+        ) -> StoreResult<Option<String>> {
+            Ok(sqlx::query_scalar($crate::store::review::OPEN_SECOND_OPINION)
+                .bind(project)
+                .bind(ticket)
+                .fetch_optional(&self.pool)
+                .await?)
         }
 
         async fn ticket_submissions(

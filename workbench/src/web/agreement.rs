@@ -55,6 +55,9 @@ pub async fn show(
     user: CurrentUser,
     Path(project): Path<i64>,
 ) -> WebResult {
+    // Every person's answers are here: labellers, who may owe a blind second opinion on any
+    // of these tickets, do not see them.
+    super::require(&user, Role::MlEngineer)?;
     let project = load_project(&state, project).await?;
     let settings = state.store.review_settings(project.id).await?;
     let stats = state.store.review_queue_stats(project.id).await?;

@@ -215,10 +215,25 @@ pub async fn show(
 ) -> WebResult {
     let project = load_project(&state, project).await?;
     let ticket = state.store.ticket(project.id, TicketId(ticket)).await?;
-    let history = state
+    let mut history = state
         .store
         .label_history(project.id, ticket.ticket.id)
         .await?;
+    // A labeller who may be asked for the blind second opinion this ticket waits for sees no
+    // one's labels on it until it is answered: their answer must be their own. The first
+    // labeller, ML engineers and admins see everything.
+    let blind = !user.session.user.role.includes(Role::MlEngineer)
+        && state
+            .store
+            .open_second_opinion(project.id, ticket.ticket.id)
+            .await?
+            .is_some_and(|first| first != user.username());
+    let ticket = if blind {
+        history.retain(|event| event.source != LabelSource::Human);
+        ticket.without_human_labels()
+    } else {
+        ticket
+    };
     let taxonomy = state.store.list_tags(project.id).await?;
     let choices: Vec<Value> = taxonomy
         .iter()

@@ -1151,6 +1151,76 @@ async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_lea
 }
 
 #[tokio::test]
+async fn a_labeller_who_may_owe_a_second_opinion_sees_no_ones_labels() {
+    let app = WebApp::new().await;
+    let admin = app.login("admin").await;
+    app.submit(
+        &admin,
+        &app.p("/agreement/settings"),
+        &[("share_percent", "100")],
+    )
+    .await;
+    app.store
+        .create_user(&NewUser {
+            username: Username::parse("second").unwrap(),
+            role: Role::Labeler,
+            password_hash: workbench::web::hash_password(crate::support::PASSWORD).unwrap(),
+        })
+        .await
+        .unwrap();
+    let labeler = app.login("labeler").await;
+    let ticket = app.tickets[0];
+    let answered = app
+        .submit(
+            &labeler,
+            &app.p(&format!("/tickets/{ticket}/labels")),
+            &[("tags", "billing")],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    let page = app.p(&format!("/tickets/{ticket}"));
+    let checked = |body: &str| {
+        body.split("<input")
+            .find(|input| input.contains(r#"value="billing""#))
+            .and_then(|input| input.split('>').next())
+            .expect("a billing checkbox")
+            .contains("checked")
+    };
+    // Another labeller: no human label, no history of one, nothing pre-checked.
+    let second = app.login("second").await;
+    let blind = app.get(&page, Some(&second)).await;
+    assert_eq!(blind.status, StatusCode::OK);
+    assert!(!checked(&blind.body), "{}", blind.body);
+    assert!(!blind.body.contains("<td>human</td>"), "{}", blind.body);
+    assert!(!blind.body.contains("(human)"), "{}", blind.body);
+    // Nor the Agreement page, which lists every answer.
+    assert_eq!(
+        app.get(&app.p("/agreement"), Some(&second)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The first labeller and an ML engineer see the answer.
+    for who in [&labeler, &app.login("mlengineer").await] {
+        let open = app.get(&page, Some(who)).await;
+        assert!(checked(&open.body));
+        assert!(open.body.contains("<td>human</td>"));
+    }
+    // Once the second opinion is given, everyone sees the labels again.
+    let mlengineer = app.login("mlengineer").await;
+    let queue = app.get(&app.p("/review"), Some(&mlengineer)).await;
+    assert!(queue.body.contains("data-second-opinion"), "{}", queue.body);
+    let given = app
+        .submit(
+            &mlengineer,
+            &app.p(&format!("/review/{ticket}")),
+            &[("tags", "billing")],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
+    let after = app.get(&page, Some(&second)).await;
+    assert!(checked(&after.body), "{}", after.body);
+}
+
+#[tokio::test]
 async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled() {
     let app = WebApp::new().await;
     let admin = app.login("admin").await;
@@ -1211,7 +1281,12 @@ async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled
         labelled.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
         ["billing"]
     );
-    let agreement = app.get(&app.p("/agreement"), Some(&labeler)).await;
+    assert_eq!(
+        app.get(&app.p("/agreement"), Some(&labeler)).await.status,
+        StatusCode::FORBIDDEN,
+        "every answer is there: not for labellers"
+    );
+    let agreement = app.get(&app.p("/agreement"), Some(&mlengineer)).await;
     assert_eq!(agreement.status, StatusCode::OK);
     assert!(
         agreement.body.contains("1 disagreements to settle"),
@@ -1223,11 +1298,7 @@ async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled
             .body
             .contains(&format!("data-ticket=\"{ticket}\""))
     );
-    // A labeler sees the list but cannot settle; an ML engineer can.
-    assert!(!agreement.body.contains(&format!(
-        "action=\"/p/{}/agreement/{ticket}\"",
-        app.project.id
-    )));
+    // A labeler cannot settle; an ML engineer can.
     let refused = app
         .submit(
             &labeler,
