@@ -11,12 +11,12 @@
 //!   limit does not apply: the figure is ours.
 //! Writes a marked section of docs/benchmarks.md.
 
-use super::queue::{TaggerProcess, median, wait_until_ready};
+use super::queue::{TaggerCli, TaggerProcess, median, wait_until_ready};
 use super::{
     Markers, Postgres, ScratchDir, machine, redact, tagger_binary, with_database, write_csv,
     write_section,
 };
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::extract::{Query, State};
 use axum::routing::{get, put};
 use clap::Args;
@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,64 +157,23 @@ fn measure(
     backend: &str,
 ) -> anyhow::Result<Row> {
     let data_dir = dir.join("data");
-    let run_tagger = |args: &[&str]| -> anyhow::Result<String> {
-        let output = Command::new(tagger)
-            .current_dir(dir)
-            .env("TAGGER_DATA_DIR", &data_dir)
-            .args(["--database-url", url])
-            .args(args)
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "tagger {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let cli = TaggerCli {
+        binary: tagger,
+        dir,
+        data_dir: &data_dir,
+        url,
     };
+    let run_tagger = |args: &[&str]| cli.run(args);
     run_tagger(&["migrate"])?;
-    let import = |project: &str, file: &Path| {
-        run_tagger(&[
-            "import",
-            "--project",
-            project,
-            "--file",
-            &file.display().to_string(),
-            "--text-column",
-            "subject",
-            "--text-column",
-            "body",
-            "--label-column",
-            "tags",
-            "--label-separator",
-            ";",
-            "--id-column",
-            "id",
-        ])
-    };
-    import(PROJECT, csv)?;
+    cli.import(PROJECT, csv)?;
     run_tagger(&["train", "--project", PROJECT])?;
-    let versions = run_tagger(&["models", "list", "--project", PROJECT])?;
-    let first = versions
-        .lines()
-        .find_map(|l| l.split_whitespace().next()?.parse::<i64>().ok())
-        .context(format!("no version in `tagger models list`: {versions}"))?;
-    run_tagger(&[
-        "models",
-        "promote",
-        "--project",
-        PROJECT,
-        "--version",
-        &first.to_string(),
-        "--force",
-    ])?;
+    cli.promote_first(PROJECT)?;
     let key = run_tagger(&["keys", "create", "--project", PROJECT, "--name", "bench"])?
         .trim()
         .to_string();
     // The import baseline: the history's size stored from a CSV into a project of its own.
     let started = Instant::now();
-    import("baseline", history_csv)?;
+    cli.import("baseline", history_csv)?;
     let import_per_second = args.history as f64 / started.elapsed().as_secs_f64();
 
     let fake = Fake {

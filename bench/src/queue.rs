@@ -125,41 +125,15 @@ fn measure(
     repeats: usize,
 ) -> anyhow::Result<Row> {
     let data_dir = dir.join("data");
-    let run_tagger = |args: &[&str]| -> anyhow::Result<String> {
-        let output = Command::new(tagger)
-            .current_dir(dir)
-            .env("TAGGER_DATA_DIR", &data_dir)
-            .args(["--database-url", url])
-            .args(args)
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "tagger {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let cli = TaggerCli {
+        binary: tagger,
+        dir,
+        data_dir: &data_dir,
+        url,
     };
+    let run_tagger = |args: &[&str]| cli.run(args);
     run_tagger(&["migrate"])?;
-    let csv = csv.display().to_string();
-    run_tagger(&[
-        "import",
-        "--project",
-        PROJECT,
-        "--file",
-        &csv,
-        "--text-column",
-        "subject",
-        "--text-column",
-        "body",
-        "--label-column",
-        "tags",
-        "--label-separator",
-        ";",
-        "--id-column",
-        "id",
-    ])?;
+    cli.import(PROJECT, csv)?;
     // The baseline: the same training without queue, worker or server.
     let mut direct = Vec::new();
     for _ in 0..repeats {
@@ -168,20 +142,7 @@ fn measure(
         direct.push(started.elapsed().as_secs_f64());
     }
     // A first version in service, so promotions below are swaps, as in production.
-    let versions = run_tagger(&["models", "list", "--project", PROJECT])?;
-    let first = versions
-        .lines()
-        .find_map(|l| l.split_whitespace().next()?.parse::<i64>().ok())
-        .context(format!("no version in `tagger models list`: {versions}"))?;
-    run_tagger(&[
-        "models",
-        "promote",
-        "--project",
-        PROJECT,
-        "--version",
-        &first.to_string(),
-        "--force",
-    ])?;
+    cli.promote_first(PROJECT)?;
     let key = run_tagger(&["keys", "create", "--project", PROJECT, "--name", "bench"])?
         .trim()
         .to_string();
@@ -349,6 +310,74 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// A `tagger` child process, logging to a file, stopped with SIGTERM.
+/// The release `tagger` run as a script runs it, on one database and data directory.
+pub(crate) struct TaggerCli<'a> {
+    pub(crate) binary: &'a Path,
+    pub(crate) dir: &'a Path,
+    pub(crate) data_dir: &'a Path,
+    pub(crate) url: &'a str,
+}
+
+impl TaggerCli<'_> {
+    /// Runs `tagger ARGS`; its standard output, or its error output as the error.
+    pub(crate) fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(self.binary)
+            .current_dir(self.dir)
+            .env("TAGGER_DATA_DIR", self.data_dir)
+            .args(["--database-url", self.url])
+            .args(args)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "tagger {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Imports a CSV written by `write_csv` (labelled tickets) into `project`.
+    pub(crate) fn import(&self, project: &str, csv: &Path) -> anyhow::Result<String> {
+        self.run(&[
+            "import",
+            "--project",
+            project,
+            "--file",
+            &csv.display().to_string(),
+            "--text-column",
+            "subject",
+            "--text-column",
+            "body",
+            "--label-column",
+            "tags",
+            "--label-separator",
+            ";",
+            "--id-column",
+            "id",
+        ])
+    }
+
+    /// Puts the project's first listed version in service (forced: no guard to pass).
+    pub(crate) fn promote_first(&self, project: &str) -> anyhow::Result<()> {
+        let versions = self.run(&["models", "list", "--project", project])?;
+        let first = versions
+            .lines()
+            .find_map(|l| l.split_whitespace().next()?.parse::<i64>().ok())
+            .context(format!("no version in `tagger models list`: {versions}"))?;
+        self.run(&[
+            "models",
+            "promote",
+            "--project",
+            project,
+            "--version",
+            &first.to_string(),
+            "--force",
+        ])?;
+        Ok(())
+    }
+}
+
 pub(crate) struct TaggerProcess {
     child: Child,
     log: PathBuf,

@@ -256,6 +256,21 @@ pub async fn create(
     ))
 }
 
+/// The checks every action on one connector starts with: the form's CSRF token, the admin
+/// role, the project, and the connector, which must be the project's.
+async fn admin_connector(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &Option<String>,
+    (project, name): (i64, String),
+) -> WebResult<(Project, Connector)> {
+    user.check_csrf(non_empty(csrf))?;
+    super::require(user, Role::Admin)?;
+    let project = load_project(state, project).await?;
+    let connector = project_connector(state, &project, &name).await?;
+    Ok((project, connector))
+}
+
 /// The connector a URL names, refused when it belongs to another project.
 async fn project_connector(
     state: &AppState,
@@ -286,13 +301,10 @@ pub struct UpdateForm {
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path((project, name)): Path<(i64, String)>,
+    Path(path): Path<(i64, String)>,
     Form(form): Form<UpdateForm>,
 ) -> WebResult {
-    user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
-    let project = load_project(&state, project).await?;
-    let connector = project_connector(&state, &project, &name).await?;
+    let (project, connector) = admin_connector(&state, &user, &form.csrf, path).await?;
     let switch = |value: &Option<String>, what: &str| match value.as_deref() {
         None | Some("") => Ok(None),
         Some("on") => Ok(Some(true)),
@@ -344,13 +356,10 @@ pub struct ActionForm {
 pub async fn remove(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path((project, name)): Path<(i64, String)>,
+    Path(path): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
 ) -> WebResult {
-    user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
-    let project = load_project(&state, project).await?;
-    let connector = project_connector(&state, &project, &name).await?;
+    let (project, connector) = admin_connector(&state, &user, &form.csrf, path).await?;
     state.store.remove_connector(&connector.name).await?;
     Ok(redirect_with_flash(
         &page_path(&project),
@@ -367,13 +376,10 @@ pub async fn remove(
 pub async fn test(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path((project, name)): Path<(i64, String)>,
+    Path(path): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
 ) -> WebResult {
-    user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
-    let project = load_project(&state, project).await?;
-    let connector = project_connector(&state, &project, &name).await?;
+    let (project, connector) = admin_connector(&state, &user, &form.csrf, path).await?;
     let runner = ConnectorRunner::new(state.store.clone(), (*state.config).clone())
         .map_err(|e| WebError::Internal(format!("HTTP client: {e}")))?;
     let probe = connectors::probe_request(connector.system, connector.settings.table.as_deref());
@@ -407,13 +413,10 @@ pub async fn test(
 pub async fn backfill(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path((project, name)): Path<(i64, String)>,
+    Path(path): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
 ) -> WebResult {
-    user.check_csrf(non_empty(&form.csrf))?;
-    super::require(&user, Role::Admin)?;
-    let project = load_project(&state, project).await?;
-    let connector = project_connector(&state, &project, &name).await?;
+    let (project, connector) = admin_connector(&state, &user, &form.csrf, path).await?;
     let Some(queue) = state.jobs.clone() else {
         return Err(WebError::Unavailable {
             message: "this server runs no job queue; run `tagger connectors backfill` instead"
