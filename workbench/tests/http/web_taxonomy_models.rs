@@ -2,7 +2,7 @@
 //! page, through the real router (`oneshot`) on a real SQLite database.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use axum::http::{Method, StatusCode};
 use datasets::*;

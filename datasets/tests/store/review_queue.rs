@@ -5,7 +5,7 @@
 use datasets::*;
 use std::collections::HashSet;
 
-mod support;
+use crate::support;
 use support::{project_with_tickets, tag as tag_name};
 
 fn entry(ticket: TicketId, score: f32) -> NewQueueEntry {

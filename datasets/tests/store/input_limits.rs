@@ -3,7 +3,7 @@
 //! `TEST_DATABASE_URL` is set), never left for the database to fail on.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use datasets::limits::*;
 use datasets::store::ServerSecrets;

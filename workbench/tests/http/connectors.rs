@@ -5,8 +5,6 @@
 //! the `tagger connectors` commands.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use connectors::System;

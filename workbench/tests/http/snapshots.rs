@@ -6,11 +6,11 @@
 //! empty database and writes in the same order.
 //!
 //! A page changed on purpose: review the diff with `cargo insta review`, or accept every
-//! new snapshot with `INSTA_UPDATE=always cargo test -p workbench --test snapshots`
+//! new snapshot with `INSTA_UPDATE=always cargo test -p workbench --test http -- snapshots::`
 //! (docs/web.md, "Tests").
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, NaiveTime, Utc};
 use datasets::*;

@@ -5,7 +5,7 @@
 
 use datasets::*;
 
-mod support;
+use crate::support;
 use support::{project_with_tickets, tag};
 
 /// Project "Acme" with `count` tickets and the given double-labelled share.

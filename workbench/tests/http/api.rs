@@ -3,7 +3,7 @@
 //! the key their route needs (`api_auth.rs` checks the refusals).
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -5,7 +5,7 @@
 //! test runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -213,7 +213,7 @@ async fn every_route_but_the_open_ones_refuses_requests_without_a_fitting_key(st
         );
         match endpoint.access {
             Access::Open => unreachable!("open routes were skipped"),
-            // No key at all: the vendor's signature is checked (tests/connectors.rs).
+            // No key at all: the vendor's signature is checked (tests/http/connectors.rs).
             Access::VendorSignature => {}
             Access::Project(scope) => {
                 assert_refused(

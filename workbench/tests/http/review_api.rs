@@ -2,7 +2,7 @@
 //! between labellers (each a key), skips, rescoring behind an API key, and clear errors.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
