@@ -76,7 +76,7 @@ impl PartialSchema for ModelKind {
         ObjectBuilder::new()
             .schema_type(SchemaType::new(Type::String))
             .enum_values(Some(ModelKind::names()))
-            .default(Some(ModelKind::default().as_str().into()))
+            .default(Some(serde_json::Value::from(ModelKind::default().as_str())))
             .description(Some(format!("The kind of model. {}.", help.join("; "))))
             .into()
     }

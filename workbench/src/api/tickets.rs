@@ -141,7 +141,7 @@ pub struct SearchParams {
     /// Where the page starts: the `next_cursor` of the page before; the first page without.
     cursor: Option<String>,
     /// Superseded by `cursor`: the number of tickets to skip.
-    #[param(minimum = 0, maximum = 4294967295)]
+    #[param(minimum = 0, maximum = 4294967295.0)]
     offset: Option<u32>,
 }
 

@@ -6,10 +6,8 @@
 //!
 //! Also here: the behaviour Schemathesis checks that the document promises — cursor paging
 //! of the ticket search and the bounds of its parameters — on both databases.
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
-
+use crate::support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use datasets::{AnyStore, LabelMode, NewTicket, ProjectName, Split, Store};
