@@ -3,12 +3,12 @@
 //! own parser accepts, so a client generated from the document sends nothing it refuses.
 
 use crate::language::Language;
-use crate::model_kind::ModelKind;
 use crate::limits::{MAX_KEYWORD_CHARS, MAX_KEYWORDS_PER_TAG};
+use crate::model_kind::ModelKind;
 use crate::names::{MAX_NAME_CHARS, ProjectName, TagName};
 use crate::tag::KeywordRules;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 /// What `str::trim` removes: Unicode's White_Space characters.

@@ -318,7 +318,8 @@ pub struct TrainingParams {
     pub hidden: Option<usize>,
     /// `ngram`: an n-gram must occur in at least this many training tickets.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0)]
+    // Stated as int64: `u32`'s own schema says int32, whose bounds generators enforce.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295.0)]
     pub min_df: Option<u32>,
     /// `encoder-head`: L2 penalty on the head.
     #[serde(skip_serializing_if = "Option::is_none")]

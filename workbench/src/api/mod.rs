@@ -20,10 +20,10 @@ pub use tagging::MAX_TAG_BATCH;
 use crate::state::AppState;
 use auth::Access;
 use axum::Router;
-use axum::http::StatusCode;
-use openapi::Answer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use datasets::Scope;
+use openapi::Answer;
 
 /// The largest request body, in bytes: a full batch of tickets of ordinary size fits; a batch
 /// of maximum-size bodies must be split.

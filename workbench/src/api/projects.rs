@@ -11,8 +11,8 @@ use datasets::{
     TagUpdate,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use std::collections::HashSet;
+use utoipa::ToSchema;
 
 /// Finds a project by the name in the path.
 pub async fn find_project(store: &AnyStore, name: &str) -> Result<Project, ApiError> {

@@ -12,8 +12,8 @@ use datasets::{
     SECOND_OPINION_STRATEGY, Store, TagName, TicketId,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use trainer::active::{ScoreError, ScoreOptions, ScoreSummary, Strategy};
+use utoipa::{IntoParams, ToSchema};
 
 /// Most tickets one request may lease: one screen of work, not the whole queue.
 pub const MAX_LEASE_BATCH: u32 = 100;

@@ -10,8 +10,6 @@ use datasets::{
     LabelEvent, LabelledTicket, NewTicket, Split, Store, TagName, TicketId, TicketQuery,
     UpsertedTicket,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -139,9 +137,10 @@ pub struct SearchParams {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Where the page starts: the `next_cursor` of the page before; the first page without.
+    #[param(pattern = "^p[0-9]{1,9}$")]
     cursor: Option<String>,
-    /// Superseded by `cursor`: the number of tickets to skip.
-    #[param(minimum = 0, maximum = 4294967295.0)]
+    /// Superseded by `cursor` (ignored when one is given): the number of tickets to skip.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295.0)]
     offset: Option<u32>,
 }
 
@@ -154,18 +153,20 @@ pub struct TicketPage {
     next_cursor: Option<String>,
 }
 
-/// A page cursor: opaque to clients (`p` and the offset of the page's first ticket, in
-/// URL-safe base64), so the paging scheme can change without breaking them.
+/// A page cursor: `p` and the offset of the page's first ticket. Clients treat it as opaque
+/// (docs/api.md), so the paging scheme can change without breaking them; its pattern is in
+/// the document so that generated clients send only cursors of this form.
 fn encode_cursor(offset: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("p{offset}"))
+    format!("p{offset}")
 }
 
 fn decode_cursor(cursor: &str) -> Result<u32, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix('p')?.parse().ok())
+    cursor
+        .strip_prefix('p')
+        .filter(|digits| {
+            (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        })
+        .and_then(|digits| digits.parse().ok())
         .ok_or_else(|| {
             ApiError::invalid("cursor: not a cursor this server gave (use `next_cursor` as is)")
         })
@@ -184,14 +185,10 @@ pub async fn search(
             TicketQuery::MAX_LIMIT
         )));
     }
-    let offset = match (&params.cursor, params.offset) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give `cursor` or `offset`, not both (`cursor` supersedes `offset`)",
-            ));
-        }
-        (Some(cursor), None) => decode_cursor(cursor)?,
-        (None, offset) => offset.unwrap_or(0),
+    // The cursor supersedes `offset`, which old clients may still send alongside.
+    let offset = match &params.cursor {
+        Some(cursor) => decode_cursor(cursor)?,
+        None => params.offset.unwrap_or(0),
     };
     let tag = params
         .tag

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use datasets::{Store, TrainingRun, TrainingRunId};
 use inference::ModelKind;
 use serde::Deserialize;
-use utoipa::ToSchema;
 use trainer::jobs::{JobError, TrainingParams, submit_training};
+use utoipa::ToSchema;
 
 /// How many runs a listing returns.
 const LISTED_RUNS: u32 = 50;
