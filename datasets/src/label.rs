@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// Where a label came from, in the order of authority: a person beats an import beats a
 /// keyword rule or a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelSource {
     Human,
@@ -42,7 +42,7 @@ impl FromStr for LabelSource {
 }
 
 /// The current label of one source on one (ticket, tag).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Label {
     pub ticket_id: TicketId,
     pub tag_id: TagId,
@@ -57,7 +57,7 @@ pub struct Label {
 }
 
 /// Whether a change added or removed a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelAction {
     Added,
@@ -85,7 +85,7 @@ impl FromStr for LabelAction {
 }
 
 /// One entry of a ticket's label history; never changed once written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LabelEvent {
     pub ticket_id: TicketId,
     pub tag: TagName,

@@ -31,6 +31,7 @@ macro_rules! stored_enum {
 }
 
 pub mod api_key;
+pub mod api_schema;
 pub mod connector;
 pub mod demo;
 pub mod demo_project;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// Whether a ticket may carry several tags of the taxonomy or exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelMode {
     #[default]
@@ -39,7 +39,7 @@ impl FromStr for LabelMode {
 }
 
 /// A stored project.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Project {
     pub id: ProjectId,
     pub name: ProjectName,
@@ -52,7 +52,7 @@ pub struct Project {
 }
 
 /// A project with the sizes shown in listings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProjectSummary {
     #[serde(flatten)]
     pub project: Project,

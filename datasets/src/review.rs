@@ -25,7 +25,7 @@ pub struct NewQueueEntry {
 }
 
 /// A ticket in the queue with its rank (1 = label first) and who holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueEntry {
     pub ticket_id: TicketId,
     pub rank: i64,
@@ -37,7 +37,7 @@ pub struct QueueEntry {
 }
 
 /// Counts the retraining policy and the workbench read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct ReviewQueueStats {
     /// Entries nobody holds and nobody has labelled.
     pub pending: u64,
@@ -102,10 +102,11 @@ impl AnswerKind {
 pub const SECOND_OPINION_STRATEGY: &str = "second-opinion";
 
 /// How a project reviews: the share of labelled tickets a second person labels again.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewSettings {
     /// 0 (nobody double-labels) to 1 (every labelled ticket gets a second answer).
+    #[schema(minimum = 0, maximum = 1)]
     pub double_label_share: f64,
 }
 

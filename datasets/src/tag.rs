@@ -47,7 +47,7 @@ impl KeywordRules {
 }
 
 /// A tag of a project's taxonomy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tag {
     pub id: TagId,
     pub project_id: ProjectId,
@@ -60,12 +60,14 @@ pub struct Tag {
 }
 
 /// What is needed to add a tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewTag {
     pub name: TagName,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     #[serde(default = "default_color")]
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
     pub color: String,
     #[serde(default)]
     pub keywords: KeywordRules,
@@ -94,10 +96,12 @@ impl NewTag {
 }
 
 /// A partial change to a tag; absent fields stay as they are.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagUpdate {
     pub name: Option<TagName>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
     pub color: Option<String>,
     pub keywords: Option<KeywordRules>,
     pub archived: Option<bool>,

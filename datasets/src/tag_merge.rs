@@ -6,7 +6,7 @@ use crate::tag::{KeywordRules, Tag};
 use serde::Serialize;
 
 /// What a merge of `from` into `into` did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TagMerge {
     /// The merged tag, archived now.
     pub from: Tag,

@@ -13,7 +13,7 @@ pub use crate::limits::{MAX_BODY_BYTES, MAX_KEY_CHARS, MAX_SUBJECT_CHARS};
 
 /// Which half of the dataset a ticket belongs to; fixed when the ticket is first stored, so
 /// every model version is evaluated on the same held-out tickets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
@@ -41,7 +41,7 @@ impl FromStr for Split {
 }
 
 /// A stored ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ticket {
     pub id: TicketId,
     pub project_id: ProjectId,
@@ -153,7 +153,7 @@ fn validate_key(field: &'static str, value: &str) -> Result<(), ValidationError>
 }
 
 /// The result of storing one ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpsertedTicket {
     pub id: TicketId,
     /// False when a ticket with the same key was already stored and has been updated.
@@ -161,7 +161,7 @@ pub struct UpsertedTicket {
 }
 
 /// A ticket with its labels and the tags that currently apply to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LabelledTicket {
     #[serde(flatten)]
     pub ticket: Ticket,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 /// Where a run is in its life. `queued` → `running` → one of the three final states; a
 /// worker that stops mid-run (shutdown) puts it back to `queued` for another worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Queued,
@@ -61,7 +61,7 @@ impl FromStr for RunStatus {
 }
 
 /// A training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrainingRun {
     pub id: TrainingRunId,
     pub project_id: ProjectId,

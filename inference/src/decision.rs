@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// What a keyword rule did to a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleEffect {
     Added,
@@ -18,7 +18,7 @@ pub enum RuleEffect {
 }
 
 /// One tag's score for one ticket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TagScore {
     pub tag: TagName,
     pub probability: f32,
@@ -29,7 +29,7 @@ pub struct TagScore {
 }
 
 /// The verdict on one ticket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
     /// Highest probability first; equal probabilities by tag name, so the order is total
     /// and never depends on the taxonomy's order or on bits that differ between CPUs only
@@ -48,7 +48,7 @@ pub struct Decision {
 }
 
 /// Why a ticket goes to a person instead of being tagged automatically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewReason {
     /// The text has no letters at all (empty, emoji, punctuation, bare numbers): whatever

@@ -71,7 +71,7 @@ impl ServingModel {
 }
 
 /// The verdict on one text, with the version that gave it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Tagged {
     pub version: ModelVersionId,
     #[serde(flatten)]
@@ -142,7 +142,7 @@ impl Default for ServiceMetrics {
 }
 
 /// What `/readyz` and the status page show per project.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProjectStatus {
     pub project: ProjectId,
     pub version: Option<ModelVersionId>,

@@ -309,33 +309,42 @@ impl JobQueue {
 
 /// Hyper-parameters a training job may set; everything left out takes the kind's default.
 /// Unknown keys are refused so a typo is not silently ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub epochs: Option<usize>,
     /// Stop after this many epochs without a better validation loss.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub patience: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 10)]
     pub learning_rate: Option<f64>,
     /// `ngram`: width of the hidden layer (0: linear).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 4096)]
     pub hidden: Option<usize>,
     /// `ngram`: an n-gram must occur in at least this many training tickets.
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Stated as int64: `u32`'s own schema says int32, whose bounds generators enforce.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295.0)]
     pub min_df: Option<u32>,
     /// `encoder-head`: L2 penalty on the head.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub l2: Option<f64>,
     /// `encoder-head`: Hugging Face id of the encoder, read from the local cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
     /// `encoder-head`: encoder threads.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 256)]
     pub threads: Option<usize>,
     /// Precision auto-applied tags should reach (0 < p ≤ 1).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub target_precision: Option<f64>,
     /// Promote the new version when the promotion guard allows it (the retraining policy's
     /// runs); otherwise it stays a candidate for a person to promote.

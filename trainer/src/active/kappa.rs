@@ -58,7 +58,7 @@ pub fn fleiss_kappa(counts: &[Vec<u32>]) -> Option<f64> {
 }
 
 /// Agreement on one tag.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TagAgreement {
     pub tag: String,
     /// Tickets that enough people labelled to compare.
@@ -138,7 +138,7 @@ pub fn answers_by_ticket(
 }
 
 /// A ticket whose labellers gave different answers and that no adjudicator has settled since.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Disagreement {
     pub ticket_id: i64,
     /// Each person's latest answer (tag names).

@@ -51,7 +51,7 @@ impl Default for ScoreOptions {
 }
 
 /// What a scoring did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ScoreSummary {
     /// The strategy asked for.
     pub requested: Strategy,

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A way of choosing which tickets to label next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// 1 − the probability of the model's answer.

@@ -5,7 +5,23 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use datasets::{StoreError, StoreErrorKind};
-use serde_json::json;
+
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ApiErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong: a stable code for programs, a sentence for people.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `too_large`,
+    /// `unsupported_media_type`, `invalid`, `unavailable`, `internal`, or a code of the
+    /// operation's own (`no_model`, `guard`, …).
+    code: String,
+    message: String,
+}
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -35,7 +51,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ApiErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // A hint for well-behaved clients not to retry at once.

@@ -5,31 +5,60 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::Store;
-use serde_json::{Value, json};
+use inference::service::ProjectStatus;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-pub async fn alive() -> Json<Value> {
-    Json(json!({"status": "alive"}))
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `alive`.
+    status: &'static str,
+}
+
+pub async fn alive() -> Json<Alive> {
+    Json(Alive { status: "alive" })
+}
+
+/// The answer of `/readyz`, ready or not.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    database: &'static str,
+    /// When ready: each project's version in service and its last swap error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<Vec<ProjectStatus>>,
+    /// When unavailable: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 /// Ready when the database answers. Projects without a promoted model are ready too
 /// ("no model yet" is a state, not a failure); a failed swap is shown per project.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let database = state.store.backend_name();
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({
-                "status": "ready",
-                "database": state.store.backend_name(),
-                "models": state.tagging.statuses(),
-            })),
+            Json(Readiness {
+                status: "ready",
+                database,
+                models: Some(state.tagging.statuses()),
+                reason: None,
+            }),
         ),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"status": "unavailable", "database": state.store.backend_name(), "reason": "database unreachable"}),
-                ),
+                Json(Readiness {
+                    status: "unavailable",
+                    database,
+                    models: None,
+                    reason: Some("database unreachable"),
+                }),
             )
         }
     }

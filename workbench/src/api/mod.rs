@@ -9,6 +9,7 @@ mod models;
 pub mod openapi;
 pub mod projects;
 mod review;
+mod schemas;
 mod tagging;
 mod tickets;
 mod training;
@@ -20,13 +21,22 @@ use crate::state::AppState;
 use auth::Access;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use datasets::Scope;
+use openapi::Answer;
 
 /// The largest request body, in bytes: a full batch of tickets of ordinary size fits; a batch
 /// of maximum-size bodies must be split.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Every route with its summary and who may call it, in the order they are documented.
+const OK: StatusCode = StatusCode::OK;
+/// Link parameters: the id in the answer names what the linked operation acts on.
+const TICKET_ID: &[(&str, &str)] = &[("ticket", "$response.body#/id")];
+const TAG_ID: &[(&str, &str)] = &[("tag", "$response.body#/id")];
+const RUN_ID: &[(&str, &str)] = &[("run", "$response.body#/id")];
+
+/// Every route with its summary, who may call it, what it takes and what it answers (the
+/// handler's own request and response types), in the order they are documented.
 pub fn routes() -> openapi::Routes {
     openapi::Routes::new()
         .add(
@@ -36,6 +46,7 @@ pub fn routes() -> openapi::Routes {
             Access::Open,
             health::alive,
         )
+        .answers::<health::Alive>(OK)
         .add(
             "GET",
             "/readyz",
@@ -43,6 +54,8 @@ pub fn routes() -> openapi::Routes {
             Access::Open,
             health::ready,
         )
+        .answers::<health::Readiness>(OK)
+        .answers::<health::Readiness>(StatusCode::SERVICE_UNAVAILABLE)
         .add(
             "GET",
             "/metrics",
@@ -50,6 +63,7 @@ pub fn routes() -> openapi::Routes {
             Access::Open,
             health::metrics,
         )
+        .answers_without_json(OK, Answer::Text)
         .add(
             "GET",
             "/v1/openapi.json",
@@ -57,6 +71,7 @@ pub fn routes() -> openapi::Routes {
             Access::Open,
             openapi_document,
         )
+        .answers_object(OK)
         .add(
             "POST",
             "/v1/connectors/{name}/webhook",
@@ -64,6 +79,9 @@ pub fn routes() -> openapi::Routes {
             Access::VendorSignature,
             connector_webhooks::webhook,
         )
+        .answers_object(OK)
+        .answers_object(StatusCode::ACCEPTED)
+        .fails(&[StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE, StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects",
@@ -71,6 +89,7 @@ pub fn routes() -> openapi::Routes {
             Access::InstanceAdmin,
             projects::list,
         )
+        .answers_list::<datasets::ProjectSummary>(OK)
         .add(
             "POST",
             "/v1/projects",
@@ -78,6 +97,9 @@ pub fn routes() -> openapi::Routes {
             Access::InstanceAdmin,
             projects::create,
         )
+        .body::<projects::CreateProject>()
+        .answers::<projects::CreatedProject>(StatusCode::CREATED)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}",
@@ -85,6 +107,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             projects::show,
         )
+        .answers::<datasets::Project>(OK)
         .add(
             "PUT",
             "/v1/projects/{project}/languages",
@@ -92,6 +115,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             projects::set_languages,
         )
+        .body::<projects::SetLanguages>()
+        .answers::<datasets::Project>(OK)
         .add(
             "GET",
             "/v1/projects/{project}/tags",
@@ -99,6 +124,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             projects::list_tags,
         )
+        .answers_list::<datasets::Tag>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/tags",
@@ -106,6 +132,11 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             projects::create_tag,
         )
+        .body::<datasets::NewTag>()
+        .answers::<datasets::Tag>(StatusCode::CREATED)
+        .link("UpdateTag", "PATCH", "/v1/projects/{project}/tags/{tag}", TAG_ID)
+        .link("MergeTag", "POST", "/v1/projects/{project}/tags/{tag}/merge", TAG_ID)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "PATCH",
             "/v1/projects/{project}/tags/{tag}",
@@ -113,6 +144,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             projects::update_tag,
         )
+        .body::<datasets::TagUpdate>()
+        .answers::<datasets::Tag>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/tags/{tag}/merge",
@@ -120,6 +154,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             projects::merge_tag,
         )
+        .body::<projects::MergeRequest>()
+        .answers::<datasets::TagMerge>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/tickets",
@@ -127,6 +164,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             tickets::search,
         )
+        .query::<tickets::SearchParams>()
+        .answers::<tickets::TicketPage>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/tickets",
@@ -134,6 +173,15 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Tag),
             tickets::ingest_one,
         )
+        .body::<tickets::IngestTicket>()
+        .answers::<tickets::Ingested>(OK)
+        .answers::<tickets::Ingested>(StatusCode::CREATED)
+        .link("GetTicket", "GET", "/v1/projects/{project}/tickets/{ticket}", TICKET_ID)
+        .link("SetTicketLabels", "PUT", "/v1/projects/{project}/tickets/{ticket}/labels", TICKET_ID)
+        .link("GetTicketHistory", "GET", "/v1/projects/{project}/tickets/{ticket}/history", TICKET_ID)
+        .link("AdjudicateTicket", "POST", "/v1/projects/{project}/disagreements/{ticket}/adjudicate", TICKET_ID)
+        .link("ReleaseTicket", "POST", "/v1/projects/{project}/review-queue/{ticket}/release", TICKET_ID)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/tickets/batch",
@@ -141,6 +189,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Tag),
             tickets::ingest_batch,
         )
+        .body::<tickets::IngestBatch>()
+        .answers::<tickets::BatchIngested>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/tickets/ingest",
@@ -148,6 +199,15 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Tag),
             tagging::ingest_and_tag,
         )
+        .body::<tickets::IngestTicket>()
+        .answers::<tagging::IngestedAndTagged>(OK)
+        .answers::<tagging::IngestedAndTagged>(StatusCode::CREATED)
+        .link("GetTicket", "GET", "/v1/projects/{project}/tickets/{ticket}", TICKET_ID)
+        .link("SetTicketLabels", "PUT", "/v1/projects/{project}/tickets/{ticket}/labels", TICKET_ID)
+        .link("GetTicketHistory", "GET", "/v1/projects/{project}/tickets/{ticket}/history", TICKET_ID)
+        .link("AdjudicateTicket", "POST", "/v1/projects/{project}/disagreements/{ticket}/adjudicate", TICKET_ID)
+        .link("ReleaseTicket", "POST", "/v1/projects/{project}/review-queue/{ticket}/release", TICKET_ID)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/tickets/{ticket}",
@@ -155,6 +215,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             tickets::show,
         )
+        .answers::<datasets::LabelledTicket>(OK)
         .add(
             "PUT",
             "/v1/projects/{project}/tickets/{ticket}/labels",
@@ -162,6 +223,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Label),
             tickets::set_labels,
         )
+        .body::<tickets::SetLabels>()
+        .answers::<datasets::LabelledTicket>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/tickets/{ticket}/history",
@@ -169,6 +233,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             tickets::history,
         )
+        .answers_list::<datasets::LabelEvent>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/tag",
@@ -176,6 +241,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Tag),
             tagging::tag_one,
         )
+        .body::<tagging::TagRequest>()
+        .answers::<inference::service::Tagged>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/tag/batch",
@@ -183,6 +251,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Tag),
             tagging::tag_batch,
         )
+        .body::<tagging::TagBatchRequest>()
+        .answers::<tagging::TaggedBatch>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/models",
@@ -190,6 +261,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             models::list,
         )
+        .answers::<models::Registry>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/models/rollback",
@@ -197,6 +269,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             models::rollback,
         )
+        .answers::<models::PromotionResult>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/models/{version}/promote",
@@ -204,6 +278,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             models::promote,
         )
+        .optional_body::<models::PromoteRequest>()
+        .answers::<models::PromotionResult>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/models/{version}/evaluate",
@@ -211,6 +288,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             models::evaluate,
         )
+        .answers_without_json(StatusCode::ACCEPTED, Answer::Empty)
         .add(
             "GET",
             "/v1/projects/{project}/training-runs",
@@ -218,6 +296,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             training::list,
         )
+        .answers_list::<datasets::TrainingRun>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/training-runs",
@@ -225,7 +304,10 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             training::submit,
         )
-        .with_body("TrainingRunRequest")
+        .body::<training::TrainingRequest>()
+        .answers::<datasets::TrainingRun>(StatusCode::ACCEPTED)
+        .link("GetTrainingRun", "GET", "/v1/projects/{project}/training-runs/{run}", RUN_ID)
+        .link("CancelTrainingRun", "POST", "/v1/projects/{project}/training-runs/{run}/cancel", RUN_ID)
         .add(
             "GET",
             "/v1/projects/{project}/training-runs/{run}",
@@ -233,6 +315,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             training::show,
         )
+        .answers::<datasets::TrainingRun>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/training-runs/{run}/cancel",
@@ -240,6 +323,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             training::cancel,
         )
+        .answers::<datasets::TrainingRun>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "POST",
             "/v1/projects/{project}/review-queue/lease",
@@ -247,6 +332,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Label),
             review::lease,
         )
+        .optional_body::<review::LeaseRequest>()
+        .answers::<review::LeasedBatch>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/review-queue/score",
@@ -254,6 +341,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Train),
             review::score,
         )
+        .optional_body::<review::ScoreRequest>()
+        .answers::<trainer::active::ScoreSummary>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/review-queue/{ticket}/release",
@@ -261,6 +350,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Label),
             review::release,
         )
+        .optional_body::<review::ReleaseRequest>()
+        .answers_without_json(StatusCode::NO_CONTENT, Answer::Empty)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/agreement",
@@ -268,6 +360,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             review::agreement,
         )
+        .query::<review::AgreementQuery>()
+        .answers::<review::Agreement>(OK)
         .add(
             "GET",
             "/v1/projects/{project}/review-settings",
@@ -275,6 +369,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             review::settings,
         )
+        .answers::<datasets::ReviewSettings>(OK)
         .add(
             "PUT",
             "/v1/projects/{project}/review-settings",
@@ -282,6 +377,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             review::update_settings,
         )
+        .body::<datasets::ReviewSettings>()
+        .answers::<datasets::ReviewSettings>(OK)
         .add(
             "GET",
             "/v1/projects/{project}/disagreements",
@@ -289,6 +386,7 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Read),
             review::disagreements,
         )
+        .answers_list::<trainer::active::kappa::Disagreement>(OK)
         .add(
             "POST",
             "/v1/projects/{project}/disagreements/{ticket}/adjudicate",
@@ -296,6 +394,9 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Label),
             review::adjudicate,
         )
+        .body::<review::Adjudication>()
+        .answers::<datasets::LabelledTicket>(OK)
+        .fails(&[StatusCode::CONFLICT])
 }
 
 async fn openapi_document() -> axum::Json<serde_json::Value> {

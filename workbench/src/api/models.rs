@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use datasets::registry::check_guard;
 use datasets::{ModelVersion, ModelVersionId, Promotion, Store};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+/// A project's model versions and promotion history, newest first.
+#[derive(Serialize, ToSchema)]
 pub struct Registry {
     versions: Vec<ModelVersion>,
     history: Vec<Promotion>,
@@ -28,7 +30,8 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize, Default)]
+/// Promotion options (the body may be left out).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// Promote even if the guard would refuse.
@@ -36,7 +39,8 @@ pub struct PromoteRequest {
     force: bool,
 }
 
-#[derive(Serialize)]
+/// A promotion or rollback, and what this server serves now.
+#[derive(Serialize, ToSchema)]
 pub struct PromotionResult {
     #[serde(flatten)]
     promotion: Promotion,

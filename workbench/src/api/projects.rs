@@ -10,8 +10,9 @@ use datasets::{
     AnyStore, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagMerge,
     TagUpdate,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use utoipa::ToSchema;
 
 /// Finds a project by the name in the path.
 pub async fn find_project(store: &AnyStore, name: &str) -> Result<Project, ApiError> {
@@ -34,21 +35,29 @@ pub async fn show(authorized: Authorized<scope::Read>) -> Result<ApiJson<Project
     Ok(ApiJson(authorized.project))
 }
 
-#[derive(Deserialize)]
+/// A new project.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     name: ProjectName,
     #[serde(default)]
     label_mode: LabelMode,
-    /// Tags to start with; the default taxonomy when absent.
+    /// Tags to start with (names unique regardless of case); the default taxonomy when absent.
     tags: Option<Vec<NewTag>>,
+}
+
+/// A created project with its taxonomy.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedProject {
+    project: Project,
+    tags: Vec<Tag>,
 }
 
 pub async fn create(
     State(state): State<AppState>,
     _admin: InstanceAdmin,
     ApiJson(request): ApiJson<CreateProject>,
-) -> Result<(StatusCode, ApiJson<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, ApiJson<CreatedProject>), ApiError> {
     let tags = request.tags.unwrap_or_else(default_taxonomy);
     let (project, created) =
         create_project_with_tags(&state.store, &request.name, request.label_mode, &tags)
@@ -59,7 +68,10 @@ pub async fn create(
             })?;
     Ok((
         StatusCode::CREATED,
-        ApiJson(serde_json::json!({"project": project, "tags": created})),
+        ApiJson(CreatedProject {
+            project,
+            tags: created,
+        }),
     ))
 }
 
@@ -100,7 +112,7 @@ pub async fn create_project_with_tags(
 }
 
 /// The body of `PUT …/languages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetLanguages {
     languages: Vec<datasets::Language>,
@@ -157,7 +169,8 @@ pub async fn update_tag(
     ))
 }
 
-#[derive(Deserialize)]
+/// Where a merged tag's labels go.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeRequest {
     /// The tag that receives the labels.

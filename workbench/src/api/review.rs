@@ -13,21 +13,26 @@ use datasets::{
 };
 use serde::{Deserialize, Serialize};
 use trainer::active::{ScoreError, ScoreOptions, ScoreSummary, Strategy};
+use utoipa::{IntoParams, ToSchema};
 
 /// Most tickets one request may lease: one screen of work, not the whole queue.
 pub const MAX_LEASE_BATCH: u32 = 100;
 /// How long a lease lasts when the request does not say: long enough to label a batch.
 pub const DEFAULT_LEASE_SECONDS: u32 = 15 * 60;
 
-#[derive(Deserialize)]
+/// How many tickets to lease, and for how long.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     #[serde(default = "default_count")]
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     count: u32,
     #[serde(default = "default_lease_seconds")]
+    #[schema(minimum = 1, maximum = 86400, default = 900)]
     lease_seconds: u32,
     /// Refused when present: the labeller is the key.
     #[serde(default)]
+    #[schema(ignore)]
     user: Option<serde::de::IgnoredAny>,
 }
 
@@ -60,14 +65,15 @@ fn default_lease_seconds() -> u32 {
 
 /// A leased ticket: why it was chosen, and the ticket with its current labels (the model's
 /// suggestions among them).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LeasedTicket {
     #[serde(flatten)]
     entry: QueueEntry,
     ticket: LabelledTicket,
 }
 
-#[derive(Serialize)]
+/// The leased tickets, to whom, and the queue's state.
+#[derive(Serialize, ToSchema)]
 pub struct LeasedBatch {
     user: String,
     tickets: Vec<LeasedTicket>,
@@ -110,11 +116,13 @@ pub async fn lease(
     }))
 }
 
-#[derive(Deserialize, Default)]
+/// Nothing: only the key's own lease can be given back (`{}` or no body).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Refused when present: only the key's own lease can be given back.
     #[serde(default)]
+    #[schema(ignore)]
     user: Option<serde::de::IgnoredAny>,
 }
 
@@ -135,12 +143,17 @@ pub async fn release(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+/// How to rank the queue; every field optional.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
     /// `margin` unless given.
+    #[schema(value_type = Option<Strategy>)]
     strategy: Option<String>,
+    /// Tickets to keep in the queue.
+    #[schema(minimum = 1, maximum = 10000)]
     queue_size: Option<usize>,
+    /// The seed of the strategies that draw at random.
     seed: Option<u64>,
 }
 
@@ -188,11 +201,14 @@ pub async fn score(
     ))
 }
 
-#[derive(Deserialize)]
+/// Which tickets to compare.
+#[derive(Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AgreementQuery {
     /// Compare tickets labelled by exactly this many people (2: Cohen's kappa; more: Fleiss').
     #[serde(default = "default_raters")]
+    #[param(minimum = 2, maximum = 20, default = 2)]
     raters: usize,
 }
 
@@ -200,7 +216,8 @@ fn default_raters() -> usize {
     2
 }
 
-#[derive(Serialize)]
+/// Per-tag agreement between the people who answered the same tickets.
+#[derive(Serialize, ToSchema)]
 pub struct Agreement {
     raters: usize,
     /// Per tag: kappa, how many tickets it rests on, and the tickets where people disagreed
@@ -273,13 +290,16 @@ pub async fn disagreements(
     )))
 }
 
-#[derive(Deserialize)]
+/// The final labels of a disputed ticket.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Adjudication {
     /// The final tags.
+    #[schema(max_items = 100)]
     tags: Vec<TagName>,
     /// Refused when present: the adjudicator is the key.
     #[serde(default)]
+    #[schema(ignore)]
     user: Option<serde::de::IgnoredAny>,
 }
 

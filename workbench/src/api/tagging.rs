@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use datasets::TicketId;
 use inference::service::{ServiceError, Tagged};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The most texts one batch request may carry.
 pub const MAX_TAG_BATCH: usize = 64;
@@ -52,7 +53,8 @@ impl From<IngestError> for ApiError {
     }
 }
 
-/// Text to tag: a subject and body, as tickets have.
+/// Text to tag: a subject and body, as tickets have (its schema is written out in
+/// `api::schemas`: subject and body may not both be blank).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextToTag {
@@ -84,6 +86,7 @@ impl TextToTag {
     }
 }
 
+/// One text to tag.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagRequest {
@@ -112,18 +115,27 @@ pub async fn tag_one(
         .ok_or_else(|| ApiError::invalid("nothing was tagged"))
 }
 
-#[derive(Deserialize)]
+/// Texts to tag together.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagBatchRequest {
+    #[schema(max_items = 64)]
     tickets: Vec<TextToTag>,
+    /// Apply the taxonomy's keyword rules (default true).
     rules: Option<bool>,
+}
+
+/// The verdicts of a batch, in the order sent.
+#[derive(Serialize, ToSchema)]
+pub struct TaggedBatch {
+    results: Vec<Tagged>,
 }
 
 pub async fn tag_batch(
     State(state): State<AppState>,
     authorized: Authorized<scope::Tag>,
     ApiJson(request): ApiJson<TagBatchRequest>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
+) -> Result<ApiJson<TaggedBatch>, ApiError> {
     if request.tickets.len() > MAX_TAG_BATCH {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,10 +158,11 @@ pub async fn tag_batch(
         request.rules.unwrap_or(true),
     )
     .await?;
-    Ok(ApiJson(serde_json::json!({ "results": tagged })))
+    Ok(ApiJson(TaggedBatch { results: tagged }))
 }
 
-#[derive(Serialize)]
+/// A stored ticket and the verdict on it.
+#[derive(Serialize, ToSchema)]
 pub struct IngestedAndTagged {
     id: TicketId,
     created: bool,

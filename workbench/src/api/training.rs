@@ -10,16 +10,21 @@ use datasets::{Store, TrainingRun, TrainingRunId};
 use inference::ModelKind;
 use serde::Deserialize;
 use trainer::jobs::{JobError, TrainingParams, submit_training};
+use utoipa::ToSchema;
 
 /// How many runs a listing returns.
 const LISTED_RUNS: u32 = 50;
 
-#[derive(Deserialize)]
+/// A training run to queue.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TrainingRunRequest)]
 pub struct TrainingRequest {
     /// One of `ModelKind::ALL`'s names; parsed here so an unknown one is a 422 that lists
     /// the kinds (serde's own message would be a 400 about a variant).
+    #[schema(value_type = ModelKind)]
     kind: String,
+    /// Optional hyper-parameters; any left out take the kind's default.
     #[serde(default)]
     params: TrainingParams,
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod api;
 mod api_auth;
+mod api_contract;
 mod backup;
 mod bad_input;
 mod browser;
