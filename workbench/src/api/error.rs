@@ -37,7 +37,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::INSUFFICIENT_STORAGE
+        {
             // A hint for well-behaved clients not to retry at once.
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -84,6 +86,14 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the database is unavailable; try again",
+                )
+            }
+            StoreErrorKind::StorageFull => {
+                tracing::error!(error = %error, "database disk full");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the database's disk is full; nothing was stored. Retry once an operator has freed space",
                 )
             }
             StoreErrorKind::Internal => {

@@ -397,7 +397,7 @@ pub async fn promote(
         .promote_model_version(
             project.id,
             candidate.id,
-            &format!("web:{}", user.username()),
+            user.actor(),
         )
         .await?;
     Ok(redirect_with_flash(
@@ -418,7 +418,7 @@ pub async fn rollback(
     let project = load_project(&state, project).await?;
     let promotion = state
         .store
-        .rollback_model_version(project.id, &format!("web:{}", user.username()))
+        .rollback_model_version(project.id, user.actor())
         .await?;
     Ok(redirect_with_flash(
         &format!("/p/{}/models", project.id),

@@ -115,13 +115,20 @@ fn form_body(fields: &[(&str, &str)]) -> String {
 pub struct WebApp {
     pub router: axum::Router,
     pub store: AnyStore,
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
 }
 
 impl WebApp {
     pub async fn new() -> Self {
         let database = TestDatabase::sqlite().unwrap();
         let store = database.store().await.unwrap();
+        let mut app = Self::on(store).await;
+        app._database = Some(database);
+        app
+    }
+
+    /// The app on a store a test already has (`on_both_backends!`), with the same users.
+    pub async fn on(store: AnyStore) -> Self {
         let hash = workbench::web::hash_password(PASSWORD).unwrap();
         for (name, role) in [
             ("admin", Role::Admin),
@@ -140,7 +147,7 @@ impl WebApp {
         Self {
             router: app(AppState::new(store.clone(), Config::default())),
             store,
-            _database: database,
+            _database: None,
         }
     }
 
