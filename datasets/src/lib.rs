@@ -78,7 +78,8 @@ pub use review::{
     SECOND_OPINION_STRATEGY,
 };
 pub use store::{
-    AnyStore, AuditStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore, WriteBackStore,
+    AnyStore, AuditStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore,
+    WriteBackStore,
 };
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;

@@ -199,3 +199,137 @@ fn saving_never_overwrites_an_existing_version() {
     let (_root, dir, _) = saved(&model);
     assert!(model.save(&dir).is_err());
 }
+
+// Property tests: whatever the files of a model directory hold (once their hashes match, so
+// the content itself is judged) and whatever text reaches the tokenizer, the answer is a
+// model or a clear error, never a panic. Bounded case counts keep CI fast.
+mod properties {
+    use super::*;
+    use inference::encoder::tokenize::TextTokenizer;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Loads the model after `change` rewrote one of its files; a loaded model must score.
+    fn load_after(file: &str, bytes: &[u8], hidden: usize) -> Result<(), String> {
+        let (_root, dir, mut hashes) = saved(&tiny_model(hidden));
+        replace_and_rehash(&dir, &mut hashes, file, bytes);
+        match TaggingModel::load(&dir, &hashes) {
+            Ok(model) => {
+                let p = model.probabilities("I want a refund, the app crashed");
+                assert_eq!(p.len(), model.card.tags.len());
+                assert!(p.iter().all(|x| x.is_finite()), "{p:?}");
+                Ok(())
+            }
+            Err(error) => {
+                let message = error.to_string();
+                assert!(!message.is_empty());
+                Err(message)
+            }
+        }
+    }
+
+    fn card_json(hidden: usize) -> serde_json::Value {
+        serde_json::to_value(&tiny_model(hidden).card).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_weights_file_loads_or_is_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            hidden in prop_oneof![Just(0usize), Just(3usize)],
+        ) {
+            let _ = load_after(WEIGHTS_FILE, &bytes, hidden);
+        }
+
+        #[test]
+        fn any_card_bytes_load_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = load_after(CARD_FILE, &bytes, 0);
+        }
+
+        #[test]
+        fn a_card_with_any_field_replaced_loads_or_is_refused(
+            field in prop_oneof![
+                Just("format"), Just("kind"), Just("label_mode"), Just("tags"),
+                Just("temperature"), Just("thresholds"), Just("params"), Just("ngram"),
+                Just("encoder"), Just("training_fingerprint"),
+            ],
+            value in json_value(),
+            hidden in prop_oneof![Just(0usize), Just(3usize)],
+        ) {
+            let mut card = card_json(hidden);
+            card[field] = value;
+            let _ = load_after(CARD_FILE, &serde_json::to_vec(&card).unwrap(), hidden);
+        }
+
+        #[test]
+        fn numbers_inside_the_card_load_or_are_refused(
+            temperature in any::<f32>(),
+            thresholds in proptest::collection::vec(any::<f32>(), 0..4),
+            hash_bits in any::<u32>(),
+            outputs in 0usize..5,
+        ) {
+            let mut card = card_json(0);
+            card["temperature"] = serde_json::json!(temperature);
+            card["thresholds"] = serde_json::json!(thresholds);
+            card["ngram"]["features"]["hash_bits"] = serde_json::json!(hash_bits);
+            card["ngram"]["outputs"] = serde_json::json!(outputs);
+            let _ = load_after(CARD_FILE, &serde_json::to_vec(&card).unwrap(), 0);
+        }
+
+        #[test]
+        fn the_tokenizer_takes_any_text_within_its_budget(text in any::<String>(), budget in 2usize..40) {
+            let json = inference::encoder::testing::tokenizer().unwrap().to_string(false).unwrap();
+            let tokenizer = TextTokenizer::from_bytes(json.as_bytes(), budget).unwrap();
+            match tokenizer.encode(&text) {
+                Ok(tokens) => {
+                    prop_assert!(tokens.len() <= budget, "{} tokens for a budget of {budget}", tokens.len());
+                    prop_assert_eq!(tokens.ids.len(), tokens.type_ids.len());
+                }
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+
+        #[test]
+        fn a_loaded_model_scores_any_text(text in any::<String>()) {
+            let model = tiny_model(3);
+            let p = model.probabilities(&text);
+            prop_assert_eq!(p.len(), 2);
+            prop_assert!(p.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)), "{:?}", p);
+        }
+    }
+
+    #[test]
+    fn arbitrary_tokenizer_files_are_refused_with_a_reason() {
+        for bytes in [
+            &b""[..],
+            b"{}",
+            b"null",
+            b"{\"model\": 7}",
+            &[0xff, 0xfe, 0x00],
+        ] {
+            match TextTokenizer::from_bytes(bytes, 16) {
+                Ok(_) => panic!("{bytes:?} made a tokenizer"),
+                Err(reason) => assert!(!reason.is_empty()),
+            }
+        }
+    }
+}

@@ -52,7 +52,15 @@ pub async fn update_tag(
     if let Some(before) = before
         && let Some((action, details)) = tag_change(&before, &after)
     {
-        record(store, actor, action, Some(project), tag_target(&after), details).await;
+        record(
+            store,
+            actor,
+            action,
+            Some(project),
+            tag_target(&after),
+            details,
+        )
+        .await;
     }
     Ok(after)
 }
@@ -64,13 +72,21 @@ fn tag_change(before: &Tag, after: &Tag) -> Option<(AuditAction, Value)> {
             changed.insert(field.into(), json!({ "from": old, "to": new }));
         }
     };
-    note("name", before.name.as_str().into(), after.name.as_str().into());
+    note(
+        "name",
+        before.name.as_str().into(),
+        after.name.as_str().into(),
+    );
     note(
         "description",
         before.description.as_str().into(),
         after.description.as_str().into(),
     );
-    note("color", before.color.as_str().into(), after.color.as_str().into());
+    note(
+        "color",
+        before.color.as_str().into(),
+        after.color.as_str().into(),
+    );
     note(
         "keywords",
         serde_json::to_value(&before.keywords).unwrap_or_default(),
@@ -121,13 +137,29 @@ pub fn key_project(key: &datasets::ApiKey) -> Option<ProjectId> {
 /// Records a key just created (its grant, never its secret).
 pub async fn key_created(store: &impl AuditStore, actor: &Actor, key: &datasets::ApiKey) {
     let (project, target, details) = (key_project(key), key_target(key), key_details(key));
-    record(store, actor, AuditAction::KeyCreate, project, target, details).await;
+    record(
+        store,
+        actor,
+        AuditAction::KeyCreate,
+        project,
+        target,
+        details,
+    )
+    .await;
 }
 
 /// Records a key just revoked.
 pub async fn key_revoked(store: &impl AuditStore, actor: &Actor, key: &datasets::ApiKey) {
     let (project, target, details) = (key_project(key), key_target(key), key_details(key));
-    record(store, actor, AuditAction::KeyRevoke, project, target, details).await;
+    record(
+        store,
+        actor,
+        AuditAction::KeyRevoke,
+        project,
+        target,
+        details,
+    )
+    .await;
 }
 
 /// Records a project just created with its tags.

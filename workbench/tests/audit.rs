@@ -102,7 +102,11 @@ async fn every_audited_change_is_logged_with_its_actor(store: AnyStore) {
         &app,
         &admin,
         "/admin/users",
-        &[("username", "zoe"), ("role", "labeler"), ("password", PASSWORD)],
+        &[
+            ("username", "zoe"),
+            ("role", "labeler"),
+            ("password", PASSWORD),
+        ],
     )
     .await;
     let zoe = store
@@ -116,7 +120,13 @@ async fn every_audited_change_is_logged_with_its_actor(store: AnyStore) {
     admin_page_post(&app, &admin, &zoe_uri, &[("role", "ml-engineer")]).await;
     admin_page_post(&app, &admin, &zoe_uri, &[("password", new_password)]).await;
     let keys_uri = format!("/admin/projects/{}/keys", project.id);
-    admin_page_post(&app, &admin, &keys_uri, &[("name", "crm"), ("scope", "read")]).await;
+    admin_page_post(
+        &app,
+        &admin,
+        &keys_uri,
+        &[("name", "crm"), ("scope", "read")],
+    )
+    .await;
     let crm = store
         .api_keys(Some(project.id))
         .await
@@ -199,7 +209,12 @@ async fn every_audited_change_is_logged_with_its_actor(store: AnyStore) {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let (status, body) = app
-        .json(Method::POST, "/v1/projects/Acme/models/rollback", key, json!({}))
+        .json(
+            Method::POST,
+            "/v1/projects/Acme/models/rollback",
+            key,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -250,11 +265,10 @@ async fn every_audited_change_is_logged_with_its_actor(store: AnyStore) {
 
     // A refused change records nothing: promoting the version already in service.
     let serving = store.promoted_model_version(project.id).await.unwrap();
-    let uri = format!(
-        "/v1/projects/Acme/models/{}/promote",
-        serving.unwrap().id
-    );
-    let (status, _) = app.json(Method::POST, &uri, key, json!({"force": true})).await;
+    let uri = format!("/v1/projects/Acme/models/{}/promote", serving.unwrap().id);
+    let (status, _) = app
+        .json(Method::POST, &uri, key, json!({"force": true}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let after = all_entries(&store).await;
     assert_eq!(after.len(), entries.len());
@@ -456,16 +470,38 @@ async fn command_line_changes_are_logged_as_cli(database: &TestDatabase) {
     run_ok(
         url,
         dir,
-        &["users", "add", "--username", "ana", "--role", "labeler", "--password", PASSWORD],
+        &[
+            "users",
+            "add",
+            "--username",
+            "ana",
+            "--role",
+            "labeler",
+            "--password",
+            PASSWORD,
+        ],
     );
     let secret = run_ok(
         url,
         dir,
-        &["keys", "create", "--project", "Acme", "--name", "crm", "--scopes", "read"],
+        &[
+            "keys",
+            "create",
+            "--project",
+            "Acme",
+            "--name",
+            "crm",
+            "--scopes",
+            "read",
+        ],
     );
     let key = store.api_keys(Some(acme.id)).await.unwrap();
     let key_id = key.iter().find(|k| k.name == "crm").unwrap().id.to_string();
-    run_ok(url, dir, &["keys", "revoke", "--project", "Acme", "--id", &key_id]);
+    run_ok(
+        url,
+        dir,
+        &["keys", "revoke", "--project", "Acme", "--id", &key_id],
+    );
     let hook_secret = "a signing secret of some length";
     let added = run_ok(
         url,

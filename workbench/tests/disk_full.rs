@@ -31,10 +31,12 @@ async fn set_page_limit(store: &AnyStore, limit: Option<i64>) {
                 .await
                 .unwrap(),
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {limit}")))
-            .execute(&mut **connection)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {limit}"
+        )))
+        .execute(&mut **connection)
+        .await
+        .unwrap();
     }
 }
 
@@ -65,7 +67,9 @@ async fn writes_refused_on_a_full_disk_are_507_and_succeed_as_soon_as_there_is_r
     while refused < 12 {
         number += 1;
         assert!(number < 200, "the capped database never filled up");
-        let (status, body) = app.json(Method::POST, uri, Some(&key), ticket(number)).await;
+        let (status, body) = app
+            .json(Method::POST, uri, Some(&key), ticket(number))
+            .await;
         match status {
             StatusCode::CREATED => {}
             StatusCode::INSUFFICIENT_STORAGE => {
@@ -82,7 +86,11 @@ async fn writes_refused_on_a_full_disk_are_507_and_succeed_as_soon_as_there_is_r
         let (status, body) = app
             .json(Method::POST, uri, Some(&key), ticket(1000 + next))
             .await;
-        assert_eq!(status, StatusCode::CREATED, "write {next} after space returned: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "write {next} after space returned: {body}"
+        );
     }
 }
 
@@ -100,7 +108,9 @@ async fn postgres_connections_killed_under_the_pool_are_replaced_without_a_500()
     let key = support::project_key(&store, project.id, "ingest").await;
     let uri = "/v1/projects/Acme/tickets";
     for number in 0..8 {
-        let (status, _) = app.json(Method::POST, uri, Some(&key), ticket(number)).await;
+        let (status, _) = app
+            .json(Method::POST, uri, Some(&key), ticket(number))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
 
@@ -117,7 +127,9 @@ async fn postgres_connections_killed_under_the_pool_are_replaced_without_a_500()
     assert!(!killed.is_empty(), "the pool had connections to kill");
 
     for number in 100..120 {
-        let (status, body) = app.json(Method::POST, uri, Some(&key), ticket(number)).await;
+        let (status, body) = app
+            .json(Method::POST, uri, Some(&key), ticket(number))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "after the kill: {body}");
     }
     drop(admin);

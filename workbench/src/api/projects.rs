@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::demo::default_taxonomy;
 use datasets::{
-    AnyStore, AuditAction, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagMerge,
-    TagUpdate,
+    AnyStore, AuditAction, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag,
+    TagId, TagMerge, TagUpdate,
 };
 use serde::Deserialize;
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! `tagger keys`: API keys, bound to one project with scopes or instance-admin.
 
-use crate::cli::KeysCommand;
 use crate::audit_trail;
+use crate::cli::KeysCommand;
 use datasets::{Actor, AnyStore, KeyGrant, ProjectId, Scopes, Store};
 
 /// The project named on the command line, or `None` for `--instance-admin`.

@@ -117,9 +117,7 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
             actor: who,
         } => {
             let project = super::find_project(store, &project).await?;
-            let promotion = store
-                .rollback_model_version(project.id, actor(who))
-                .await?;
+            let promotion = store.rollback_model_version(project.id, actor(who)).await?;
             println!(
                 "rolled back {:?} to version {}{}",
                 project.name.as_str(),

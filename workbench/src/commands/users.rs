@@ -1,10 +1,10 @@
 //! `tagger users`: accounts of the web workbench. Passwords come from a prompt, standard
 //! input or a flag, and are stored only as argon2id hashes.
 
+use crate::audit_trail;
 use crate::cli::UsersCommand;
 use crate::web::{hash_password, new_password_problem};
 use anyhow::{Context, bail};
-use crate::audit_trail;
 use datasets::{Actor, AnyStore, AuditAction, NewUser, Role, Store, Username};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
@@ -67,7 +67,15 @@ pub async fn add_user(
             .set_user_password(existing.user.id, &password_hash)
             .await?;
         let details = json!({ "sessions_ended": true });
-        audit_trail::record(store, &cli, AuditAction::UserPassword, None, &*target, details).await;
+        audit_trail::record(
+            store,
+            &cli,
+            AuditAction::UserPassword,
+            None,
+            &*target,
+            details,
+        )
+        .await;
         let user = store.set_user_role(existing.user.id, role).await?;
         if existing.user.role != user.role {
             let details = json!({ "role": user.role.as_str() });

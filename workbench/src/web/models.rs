@@ -394,11 +394,7 @@ pub async fn promote(
     }
     let promotion = state
         .store
-        .promote_model_version(
-            project.id,
-            candidate.id,
-            user.actor(),
-        )
+        .promote_model_version(project.id, candidate.id, user.actor())
         .await?;
     Ok(redirect_with_flash(
         &back,
