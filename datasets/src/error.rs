@@ -58,6 +58,9 @@ pub enum StoreErrorKind {
     /// The database cannot be reached or is overloaded right now; the same request may
     /// succeed later.
     Unavailable,
+    /// The database's disk is full: nothing can be written until an operator frees space;
+    /// then the same request succeeds (the connection that saw the error is discarded).
+    StorageFull,
     /// A defect or a fault nobody can fix by retrying.
     Internal,
 }
@@ -104,14 +107,17 @@ fn database_code_kind(code: &str) -> StoreErrorKind {
     if code.len() < 5
         && let Ok(extended) = code.parse::<u32>()
     {
-        // SQLite: busy and locked after the busy timeout ran out, out of memory, disk I/O
-        // failed, disk full, file cannot be opened.
+        // SQLite: disk full (13); busy and locked after the busy timeout ran out, out of
+        // memory, disk I/O failed, file cannot be opened.
         return match extended & 0xff {
-            5 | 6 | 7 | 10 | 13 | 14 => StoreErrorKind::Unavailable,
+            13 => StoreErrorKind::StorageFull,
+            5 | 6 | 7 | 10 | 14 => StoreErrorKind::Unavailable,
             _ => StoreErrorKind::Internal,
         };
     }
     match code {
+        // PostgreSQL: disk_full.
+        "53100" => StoreErrorKind::StorageFull,
         // PostgreSQL: class 08 connection exceptions, 53 insufficient resources, 57P0x the
         // server shutting down or starting, 40001/40P01 serialization failure and deadlock
         // (the transaction was rolled back and may be retried).
@@ -159,6 +165,8 @@ mod tests {
         assert_eq!(database_code_kind("517"), StoreErrorKind::Unavailable);
         assert_eq!(database_code_kind("1"), StoreErrorKind::Internal);
         assert_eq!(database_code_kind("53300"), StoreErrorKind::Unavailable);
+        assert_eq!(database_code_kind("13"), StoreErrorKind::StorageFull);
+        assert_eq!(database_code_kind("53100"), StoreErrorKind::StorageFull);
         assert_eq!(database_code_kind("22021"), StoreErrorKind::Invalid);
         assert_eq!(database_code_kind("42P01"), StoreErrorKind::Internal);
         assert_eq!(

@@ -32,6 +32,7 @@ macro_rules! stored_enum {
 
 pub mod api_key;
 pub mod api_schema;
+pub mod audit;
 pub mod connector;
 pub mod demo;
 pub mod demo_project;
@@ -60,6 +61,7 @@ pub mod user;
 pub mod webhook;
 
 pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
+pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter, NewAuditEntry};
 pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
 pub use ids::{
     ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId,
@@ -77,7 +79,8 @@ pub use review::{
     SECOND_OPINION_STRATEGY,
 };
 pub use store::{
-    AnyStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore, WriteBackStore,
+    AnyStore, AuditStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore,
+    WriteBackStore,
 };
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;

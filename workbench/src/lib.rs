@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit_trail;
 pub mod cli;
 pub mod commands;
 pub mod config;

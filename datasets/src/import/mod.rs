@@ -139,13 +139,18 @@ pub struct ImportReport {
     pub skipped_count: u64,
 }
 
-/// Why an import failed; nothing was stored.
+/// Why an import failed. Batches committed before the failure stay (see `import_file`);
+/// a bad row says how many rows that was.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(transparent)]
     File(#[from] FileProblem),
-    #[error("line {}: {} (nothing was imported; use --on-bad-row skip to import the other rows)", .0.line, .0.reason)]
-    BadRow(RowProblem),
+    #[error("line {}: {} ({})", .problem.line, .problem.reason, bad_row_outcome(*.imported))]
+    BadRow {
+        problem: RowProblem,
+        /// Rows of earlier batches, already committed.
+        imported: u64,
+    },
     #[error("the file has a header but no rows")]
     NoRows,
     #[error("every row was bad; nothing was imported (first: line {}: {})", .0.line, .0.reason)]
@@ -154,7 +159,23 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Imports a file into the store, all or nothing.
+fn bad_row_outcome(imported: u64) -> String {
+    if imported == 0 {
+        "nothing was imported; use --on-bad-row skip to import the other rows".into()
+    } else {
+        format!(
+            "the {imported} rows before it were imported; fix the line and import the file \
+             again (stored tickets are updated, not duplicated), or use --on-bad-row skip"
+        )
+    }
+}
+
+/// Imports a file into the store. Rows are written in batches, each committed on its own so
+/// a long import never locks other writers out (SQLite has one writer at a time; see
+/// docs/operations.md, "Imports and concurrency"). A file that cannot be read or has no rows
+/// stores nothing; a bad row in abort mode or a failure stops the import there, keeping the
+/// batches already committed — re-importing the same file finishes it, since tickets are
+/// upserted by (source, external id) and labels replaced, not added twice.
 pub async fn import_file<S: Store, R: Read + Send + 'static>(
     store: &S,
     input: R,
@@ -229,7 +250,10 @@ pub async fn import_file<S: Store, R: Read + Send + 'static>(
                     rows.push(row);
                 }
                 Err(problem) if options.on_bad_row == OnBadRow::Abort => {
-                    return Err(ImportError::BadRow(problem));
+                    return Err(ImportError::BadRow {
+                        problem,
+                        imported: report.train + report.test - rows.len() as u64,
+                    });
                 }
                 Err(problem) => {
                     report.skipped_count += 1;

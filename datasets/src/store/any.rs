@@ -241,8 +241,9 @@ impl Store for AnyStore {
         project: ProjectId,
         from: TagId,
         into: TagId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> StoreResult<crate::tag_merge::TagMerge> {
+        let actor: crate::audit::Actor = actor.into();
         dispatch!(self, store => store.merge_tags(project, from, into, actor))
     }
 
@@ -446,8 +447,9 @@ impl Store for AnyStore {
         &self,
         project: ProjectId,
         version: ModelVersionId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> StoreResult<Promotion> {
+        let actor: crate::audit::Actor = actor.into();
         dispatch!(self, store => store.promote_model_version(project, version, actor))
     }
 
@@ -455,8 +457,9 @@ impl Store for AnyStore {
     async fn rollback_model_version(
         &self,
         project: ProjectId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> StoreResult<Promotion> {
+        let actor: crate::audit::Actor = actor.into();
         dispatch!(self, store => store.rollback_model_version(project, actor))
     }
 

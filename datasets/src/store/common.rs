@@ -609,14 +609,25 @@ macro_rules! common_store_methods {
             Ok(())
         }
 
-        async fn promote_model_version(&self, project: ProjectId, version: ModelVersionId, actor: &str) -> StoreResult<Promotion> {
+        async fn promote_model_version(
+            &self,
+            project: ProjectId,
+            version: ModelVersionId,
+            actor: impl Into<$crate::audit::Actor> + Send,
+        ) -> StoreResult<Promotion> {
+            let actor: $crate::audit::Actor = actor.into();
             let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-            let promotion = Self::switch_promoted(&mut tx, project, version, PromotionAction::Promote, actor).await?;
+            let promotion = Self::switch_promoted(&mut tx, project, version, PromotionAction::Promote, &actor).await?;
             tx.commit().await?;
             Ok(promotion)
         }
 
-        async fn rollback_model_version(&self, project: ProjectId, actor: &str) -> StoreResult<Promotion> {
+        async fn rollback_model_version(
+            &self,
+            project: ProjectId,
+            actor: impl Into<$crate::audit::Actor> + Send,
+        ) -> StoreResult<Promotion> {
+            let actor: $crate::audit::Actor = actor.into();
             let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             // The version in service came in by its latest promotion; roll back to what it replaced.
             let previous: Option<Option<i64>> = sqlx::query_scalar(
@@ -636,7 +647,7 @@ macro_rules! common_store_methods {
                 }
                 Some(Some(id)) => ModelVersionId(id),
             };
-            let promotion = Self::switch_promoted(&mut tx, project, target, PromotionAction::Rollback, actor).await?;
+            let promotion = Self::switch_promoted(&mut tx, project, target, PromotionAction::Rollback, &actor).await?;
             tx.commit().await?;
             Ok(promotion)
         }
@@ -873,8 +884,10 @@ macro_rules! common_store_helpers {
             project: ProjectId,
             target: ModelVersionId,
             action: PromotionAction,
-            actor: &str,
+            actor: &$crate::audit::Actor,
         ) -> StoreResult<Promotion> {
+            let history_name = actor.history_name();
+            $crate::limits::check_chars("actor", &history_name, $crate::limits::MAX_ACTOR_CHARS)?;
             let status: Option<String> =
                 sqlx::query_scalar("SELECT status FROM model_versions WHERE project_id = $1 AND id = $2")
                     .bind(project)
@@ -915,16 +928,28 @@ macro_rules! common_store_helpers {
             .bind(target)
             .bind(previous)
             .bind(action.as_str())
-            .bind(actor)
+            .bind(&history_name)
             .bind(at)
             .execute(&mut **tx)
             .await?;
+            let audit_action = match action {
+                PromotionAction::Promote => $crate::audit::AuditAction::ModelPromote,
+                PromotionAction::Rollback => $crate::audit::AuditAction::ModelRollback,
+            };
+            let entry = $crate::audit::NewAuditEntry::new(
+                actor,
+                audit_action,
+                Some(project),
+                format!("model version {target}"),
+                serde_json::json!({ "version": target.0, "previous": previous }),
+            );
+            $crate::store::audit_store::bind_audit_entry!(&entry).fetch_one(&mut **tx).await?;
             Ok(Promotion {
                 project_id: project,
                 version: target,
                 previous: previous.map(ModelVersionId),
                 action,
-                actor: actor.to_string(),
+                actor: history_name,
                 at,
             })
         }

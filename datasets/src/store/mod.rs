@@ -3,9 +3,11 @@
 //! dialects agree (see `common.rs`) and their own where speed needs it (bulk import).
 
 pub mod any;
+pub mod audit_store;
 pub mod backfill_store;
 mod common;
 pub mod connector_store;
+mod pool_hygiene;
 mod postgres;
 mod review;
 mod rows;
@@ -18,6 +20,7 @@ pub mod webhook_store;
 pub mod writeback_store;
 
 pub use any::{AnyImport, AnyStore};
+pub use audit_store::AuditStore;
 pub use backfill_store::BackfillStore;
 pub use connector_store::ConnectorStore;
 pub use postgres::{PgImport, PgStore};
@@ -62,8 +65,11 @@ pub struct ImportCounts {
     pub labels: u64,
 }
 
-/// A bulk import in progress: one database transaction. Nothing is visible to others until
-/// `commit`; dropping the writer rolls everything back.
+/// A bulk import in progress. Each `write` is committed in one or more short transactions
+/// (SQLite has a single write lock; holding it for a whole import would lock every other
+/// writer out), so rows become visible batch by batch; dropping the writer rolls back only
+/// what was written since the last commit (the project and tags it created before the first
+/// `write` included).
 pub trait ImportWriter: Send {
     /// The project being imported into (created inside this transaction when new).
     fn project(&self) -> &Project;
@@ -71,9 +77,10 @@ pub trait ImportWriter: Send {
     fn tags(&self) -> &HashMap<String, TagId>;
     /// Adds a tag found in the file.
     fn create_tag(&mut self, name: &TagName) -> impl Future<Output = StoreResult<TagId>> + Send;
-    /// Stores a batch of rows: upserts the tickets and replaces their imported labels.
+    /// Stores a batch of rows and commits them: upserts the tickets and replaces their
+    /// imported labels.
     fn write(&mut self, rows: Vec<ImportRow>) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Makes the whole import visible at once.
+    /// Commits what is left (tags created since the last `write`).
     fn commit(self) -> impl Future<Output = StoreResult<ImportCounts>> + Send;
 }
 
@@ -126,7 +133,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         project: ProjectId,
         from: TagId,
         into: TagId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> impl Future<Output = StoreResult<crate::tag_merge::TagMerge>> + Send;
 
     /// Stores tickets, updating those whose (source, external id) is already stored.
@@ -224,18 +231,19 @@ pub trait Store: Clone + Send + Sync + 'static {
         metrics: &serde_json::Value,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Puts a version in service, retiring the one it replaces; recorded with the actor.
+    /// Puts a version in service, retiring the one it replaces; recorded with the actor in
+    /// the promotion history and the audit log, in the same transaction.
     fn promote_model_version(
         &self,
         project: ProjectId,
         version: ModelVersionId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> impl Future<Output = StoreResult<Promotion>> + Send;
-    /// Puts back the version the one in service replaced.
+    /// Puts back the version the one in service replaced (recorded like a promotion).
     fn rollback_model_version(
         &self,
         project: ProjectId,
-        actor: &str,
+        actor: impl Into<crate::audit::Actor> + Send,
     ) -> impl Future<Output = StoreResult<Promotion>> + Send;
     fn promoted_model_version(
         &self,

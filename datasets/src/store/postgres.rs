@@ -42,6 +42,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|connection, _| Box::pin(super::pool_hygiene::fit_for_reuse(connection)))
             .connect(url)
             .await?;
         Ok(Self { pool })
@@ -130,6 +131,7 @@ impl Store for PgStore {
         .await?;
         let tags: Vec<Tag> = convert_all(tag_rows)?;
         Ok(PgImport {
+            pool: self.pool.clone(),
             tx,
             tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
             project: project_row,
@@ -139,8 +141,11 @@ impl Store for PgStore {
     }
 }
 
-/// A bulk import into PostgreSQL: each batch is a handful of `UNNEST` statements.
+/// A bulk import into PostgreSQL: each batch is a handful of `UNNEST` statements, committed
+/// on its own like SQLite's (`SqliteImport`), so an import behaves the same on both
+/// databases: visible batch by batch, and a failure keeps the batches before it.
 pub struct PgImport {
+    pool: PgPool,
     tx: Transaction<'static, Postgres>,
     project: Project,
     tags: HashMap<String, TagId>,
@@ -299,13 +304,15 @@ impl ImportWriter for PgImport {
             }
         }
 
+        // Counted only once the batch is committed.
+        let mut batch_counts = self.counts;
         let mut removed = LabelColumns::default();
         let mut added = LabelColumns::default();
         for (row, (id, inserted)) in rows.iter().zip(&stored) {
             if *inserted {
-                self.counts.created += 1;
+                batch_counts.created += 1;
             } else {
-                self.counts.updated += 1;
+                batch_counts.updated += 1;
             }
             let old = old_labels.remove(id).unwrap_or_default();
             let (gone, new) = label_changes(&old, &row.tags);
@@ -338,8 +345,13 @@ impl ImportWriter for PgImport {
             .execute(&mut *self.tx)
             .await?;
             self.insert_events(&added, LabelAction::Added, now).await?;
-            self.counts.labels += added.tickets.len() as u64;
+            batch_counts.labels += added.tickets.len() as u64;
         }
+        // Commit the batch. The next transaction begins first, so the import never has
+        // none; PostgreSQL has no single write lock for it to hold.
+        let next = self.pool.begin_with(BEGIN_WRITE).await?;
+        std::mem::replace(&mut self.tx, next).commit().await?;
+        self.counts = batch_counts;
         Ok(())
     }
 

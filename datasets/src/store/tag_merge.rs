@@ -11,8 +11,11 @@ macro_rules! tag_merge_store_methods {
             project: ProjectId,
             from: TagId,
             into: TagId,
-            actor: &str,
+            actor: impl Into<$crate::audit::Actor> + Send,
         ) -> StoreResult<$crate::tag_merge::TagMerge> {
+            let audit_actor: $crate::audit::Actor = actor.into();
+            let history_name = audit_actor.history_name();
+            let actor = history_name.as_str();
             if actor.trim().is_empty() {
                 return Err(ValidationError::field("actor", "is empty").into());
             }
@@ -140,6 +143,19 @@ macro_rules! tag_merge_store_methods {
                 .bind(from)
                 .execute(&mut *tx)
                 .await?;
+            let entry = $crate::audit::NewAuditEntry::new(
+                &audit_actor,
+                $crate::audit::AuditAction::TagMerge,
+                Some(project),
+                format!("tag {from} {:?}", source.name.as_str()),
+                serde_json::json!({
+                    "from": { "id": from.0, "name": source.name.as_str() },
+                    "into": { "id": into.0, "name": target.name.as_str() },
+                    "tickets": tickets,
+                    "labels_moved": moved,
+                }),
+            );
+            $crate::store::audit_store::bind_audit_entry!(&entry).fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok($crate::tag_merge::TagMerge {
                 from: Tag { archived: true, ..source },

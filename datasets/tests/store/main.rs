@@ -14,6 +14,7 @@ mod import_properties;
 mod input_limits;
 mod input_properties;
 mod merge_tags;
+mod pool_hygiene;
 mod review_queue;
 mod schema_twin;
 mod training_runs;

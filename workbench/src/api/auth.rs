@@ -74,11 +74,23 @@ impl<S> Authorized<S> {
     pub fn actor(&self) -> String {
         self.key.actor()
     }
+
+    /// The key as the actor of a change (the audit log names it by id).
+    pub fn audit_actor(&self) -> datasets::Actor {
+        datasets::Actor::api_key(&self.key)
+    }
 }
 
 /// A request made with an instance-admin key.
 pub struct InstanceAdmin {
     pub key: ApiKey,
+}
+
+impl InstanceAdmin {
+    /// The key as the actor of a change (the audit log names it by id).
+    pub fn audit_actor(&self) -> datasets::Actor {
+        datasets::Actor::api_key(&self.key)
+    }
 }
 
 fn unauthorized(message: &str) -> ApiError {

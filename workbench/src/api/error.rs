@@ -58,7 +58,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::INSUFFICIENT_STORAGE
+        {
             // A hint for well-behaved clients not to retry at once.
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -105,6 +107,14 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the database is unavailable; try again",
+                )
+            }
+            StoreErrorKind::StorageFull => {
+                tracing::error!(error = %error, "database disk full");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the database's disk is full; nothing was stored. Retry once an operator has freed space",
                 )
             }
             StoreErrorKind::Internal => {

@@ -1,6 +1,7 @@
 //! The JSON API under `/v1` and the health endpoints. Handlers are thin: they parse,
 //! call the store, and map errors.
 
+mod audit;
 pub mod auth;
 mod connector_webhooks;
 mod error;
@@ -100,6 +101,20 @@ pub fn routes() -> openapi::Routes {
         .body::<projects::CreateProject>()
         .answers::<projects::CreatedProject>(StatusCode::CREATED)
         .fails(&[StatusCode::CONFLICT])
+        .add(
+            "GET",
+            "/v1/audit",
+            "The audit log, newest first (?action=, ?actor=, ?project=, ?before= cursor, ?limit=): promotions, rollbacks, keys, taxonomy, users, connectors, webhooks.",
+            Access::InstanceAdmin,
+            audit::instance,
+        )
+        .add(
+            "GET",
+            "/v1/projects/{project}/audit",
+            "The project's audit log entries, newest first (?action=, ?actor=, ?before= cursor, ?limit=).",
+            Access::Project(Scope::Admin),
+            audit::project,
+        )
         .add(
             "GET",
             "/v1/projects/{project}",

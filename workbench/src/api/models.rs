@@ -103,7 +103,7 @@ pub async fn promote(
     }
     let promotion = state
         .store
-        .promote_model_version(project, candidate.id, &authorized.actor())
+        .promote_model_version(project, candidate.id, authorized.audit_actor())
         .await?;
     Ok(ApiJson(swap_now(&state, promotion).await))
 }
@@ -150,7 +150,7 @@ pub async fn rollback(
 ) -> Result<(StatusCode, ApiJson<PromotionResult>), ApiError> {
     let promotion = state
         .store
-        .rollback_model_version(authorized.project.id, &authorized.actor())
+        .rollback_model_version(authorized.project.id, authorized.audit_actor())
         .await?;
     Ok((StatusCode::OK, ApiJson(swap_now(&state, promotion).await)))
 }

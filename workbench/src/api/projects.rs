@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::demo::default_taxonomy;
 use datasets::{
-    AnyStore, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag, TagId, TagMerge,
-    TagUpdate,
+    AnyStore, AuditAction, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag,
+    TagId, TagMerge, TagUpdate,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -55,7 +55,7 @@ pub struct CreatedProject {
 
 pub async fn create(
     State(state): State<AppState>,
-    _admin: InstanceAdmin,
+    admin: InstanceAdmin,
     ApiJson(request): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, ApiJson<CreatedProject>), ApiError> {
     let tags = request.tags.unwrap_or_else(default_taxonomy);
@@ -66,6 +66,8 @@ pub async fn create(
                 CreateProjectError::Tags(message) => ApiError::invalid(message),
                 CreateProjectError::Store(error) => error.into(),
             })?;
+    crate::audit_trail::project_created(&state.store, &admin.audit_actor(), &project, &created)
+        .await;
     Ok((
         StatusCode::CREATED,
         ApiJson(CreatedProject {
@@ -128,10 +130,22 @@ pub async fn set_languages(
     let mut languages = request.languages;
     languages.sort_by_key(|l| l.code());
     languages.dedup();
+    let before = authorized.project.languages.clone();
     let project = state
         .store
         .set_project_languages(authorized.project.id, &languages)
         .await?;
+    if before != project.languages {
+        crate::audit_trail::record(
+            &state.store,
+            &authorized.audit_actor(),
+            AuditAction::ProjectLanguages,
+            Some(project.id),
+            format!("project {} {:?}", project.id, project.name.as_str()),
+            serde_json::json!({ "from": before, "to": project.languages }),
+        )
+        .await;
+    }
     if let Err(error) = state.tagging.sync_project(&state.store, project.id).await {
         // The setting is stored; the watcher applies it on its next look.
         tracing::warn!(project = %project.id, %error, "served languages not applied yet");
@@ -152,6 +166,15 @@ pub async fn create_tag(
     ApiJson(tag): ApiJson<NewTag>,
 ) -> Result<(StatusCode, ApiJson<Tag>), ApiError> {
     let tag = state.store.create_tag(authorized.project.id, &tag).await?;
+    crate::audit_trail::record(
+        &state.store,
+        &authorized.audit_actor(),
+        AuditAction::TagCreate,
+        Some(authorized.project.id),
+        crate::audit_trail::tag_target(&tag),
+        serde_json::json!({ "name": tag.name.as_str(), "color": tag.color }),
+    )
+    .await;
     Ok((StatusCode::CREATED, ApiJson(tag)))
 }
 
@@ -162,10 +185,14 @@ pub async fn update_tag(
     ApiJson(update): ApiJson<TagUpdate>,
 ) -> Result<ApiJson<Tag>, ApiError> {
     Ok(ApiJson(
-        state
-            .store
-            .update_tag(authorized.project.id, TagId(tag), &update)
-            .await?,
+        crate::audit_trail::update_tag(
+            &state.store,
+            &authorized.audit_actor(),
+            authorized.project.id,
+            TagId(tag),
+            &update,
+        )
+        .await?,
     ))
 }
 
@@ -191,7 +218,7 @@ pub async fn merge_tag(
                 authorized.project.id,
                 TagId(tag),
                 TagId(request.into),
-                &authorized.actor(),
+                authorized.audit_actor(),
             )
             .await?,
     ))

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use connectors::System;
 use datasets::connector::ConnectorName;
-use datasets::{AnyStore, ConnectorStore, Store, WriteBackStore};
+use datasets::{Actor, AnyStore, AuditAction, ConnectorStore, Store, WriteBackStore};
 use std::fmt;
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +122,11 @@ impl fmt::Debug for AddConnector {
     }
 }
 
+/// `connector 3 "zendesk-eu"`.
+fn connector_target(connector: &datasets::connector::Connector) -> String {
+    format!("connector {} {:?}", connector.id, connector.name.as_str())
+}
+
 /// The path a connector's webhook posts to.
 pub fn webhook_path(name: &ConnectorName) -> String {
     format!("/v1/connectors/{name}/webhook")
@@ -145,6 +150,15 @@ pub async fn run(
                 .remove_connector(&name)
                 .await
                 .with_context(|| format!("cannot remove connector {:?}", name.as_str()))?;
+            crate::audit_trail::record(
+                store,
+                &Actor::Cli(None),
+                AuditAction::ConnectorRemove,
+                Some(removed.project_id),
+                connector_target(&removed),
+                serde_json::json!({ "system": removed.system.to_string(), "base_url": removed.base_url }),
+            )
+            .await;
             println!(
                 "removed connector {} ({}); the tickets it delivered stay in the project",
                 removed.name, removed.system
@@ -178,6 +192,20 @@ async fn add_connector(store: &AnyStore, config: &Config, add: AddConnector) -> 
         .create_connector(&connector)
         .await
         .with_context(|| format!("cannot add connector {:?}", name.as_str()))?;
+    // The settings, never the credentials (sealed or not).
+    crate::audit_trail::record(
+        store,
+        &Actor::Cli(None),
+        AuditAction::ConnectorAdd,
+        Some(created.project_id),
+        connector_target(&created),
+        serde_json::json!({
+            "system": created.system.to_string(),
+            "base_url": created.base_url,
+            "write_back": created.settings.write_back,
+        }),
+    )
+    .await;
     println!("{}", webhook_path(&created.name));
     eprintln!(
         "connector {} ({}) feeds project {:?}: point the help desk's webhook at the path above \

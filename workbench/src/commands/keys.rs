@@ -1,7 +1,8 @@
 //! `tagger keys`: API keys, bound to one project with scopes or instance-admin.
 
+use crate::audit_trail;
 use crate::cli::KeysCommand;
-use datasets::{AnyStore, KeyGrant, ProjectId, Scopes, Store};
+use datasets::{Actor, AnyStore, KeyGrant, ProjectId, Scopes, Store};
 
 /// The project named on the command line, or `None` for `--instance-admin`.
 async fn owner(store: &AnyStore, project: Option<String>) -> anyhow::Result<Option<ProjectId>> {
@@ -27,6 +28,7 @@ pub async fn run(store: &AnyStore, command: KeysCommand) -> anyhow::Result<()> {
                 None => KeyGrant::InstanceAdmin,
             };
             let created = store.create_api_key(&grant, &name).await?;
+            audit_trail::key_created(store, &Actor::Cli(None), &created.key).await;
             println!("{}", created.secret);
             let what = match &created.key.grant {
                 KeyGrant::Project { scopes, .. } => format!("with scopes {scopes}"),
@@ -73,6 +75,7 @@ pub async fn run(store: &AnyStore, command: KeysCommand) -> anyhow::Result<()> {
         } => {
             let project = owner(store, project).await?;
             let key = store.revoke_api_key(project, id).await?;
+            audit_trail::key_revoked(store, &Actor::Cli(None), &key).await;
             println!("revoked API key {} ({:?})", key.id, key.name);
         }
     }

@@ -5,12 +5,12 @@ use crate::cli::ModelsCommand;
 use crate::config::Config;
 use anyhow::Context;
 use datasets::registry::check_guard;
-use datasets::{AnyStore, ModelVersionId, Store};
+use datasets::{Actor, AnyStore, ModelVersionId, Store};
 
-fn actor(given: Option<String>) -> String {
-    given
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".to_string())
+/// The command line as the actor: the history keeps the name given (or the OS user), the
+/// audit log says `cli` because nothing authenticated that name.
+fn actor(given: Option<String>) -> Actor {
+    Actor::Cli(given.or_else(|| std::env::var("USER").ok()))
 }
 
 fn figure(metrics: &serde_json::Value, key: &str) -> String {
@@ -100,7 +100,7 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
                 format!("version {version} cannot serve, so it was not promoted")
             })?;
             let promotion = store
-                .promote_model_version(project.id, candidate.id, &actor(who))
+                .promote_model_version(project.id, candidate.id, actor(who))
                 .await?;
             println!(
                 "promoted version {} of {:?}{}",
@@ -117,9 +117,7 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
             actor: who,
         } => {
             let project = super::find_project(store, &project).await?;
-            let promotion = store
-                .rollback_model_version(project.id, &actor(who))
-                .await?;
+            let promotion = store.rollback_model_version(project.id, actor(who)).await?;
             println!(
                 "rolled back {:?} to version {}{}",
                 project.name.as_str(),

@@ -1,10 +1,12 @@
 //! `tagger users`: accounts of the web workbench. Passwords come from a prompt, standard
 //! input or a flag, and are stored only as argon2id hashes.
 
+use crate::audit_trail;
 use crate::cli::UsersCommand;
 use crate::web::{hash_password, new_password_problem};
 use anyhow::{Context, bail};
-use datasets::{AnyStore, NewUser, Role, Store, Username};
+use datasets::{Actor, AnyStore, AuditAction, NewUser, Role, Store, Username};
+use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 
 /// The shortest password `users add` accepts (the web form asks the same).
@@ -58,19 +60,46 @@ pub async fn add_user(
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&owned))
         .await?
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    let cli = Actor::Cli(None);
     if replace && let Some(existing) = store.user_credentials(username).await? {
+        let target = audit_trail::user_target(existing.user.id, existing.user.username.as_str());
         store
             .set_user_password(existing.user.id, &password_hash)
             .await?;
-        return Ok(store.set_user_role(existing.user.id, role).await?);
+        let details = json!({ "sessions_ended": true });
+        audit_trail::record(
+            store,
+            &cli,
+            AuditAction::UserPassword,
+            None,
+            &*target,
+            details,
+        )
+        .await;
+        let user = store.set_user_role(existing.user.id, role).await?;
+        if existing.user.role != user.role {
+            let details = json!({ "role": user.role.as_str() });
+            audit_trail::record(store, &cli, AuditAction::UserRole, None, target, details).await;
+        }
+        return Ok(user);
     }
-    Ok(store
+    let user = store
         .create_user(&NewUser {
             username: username.clone(),
             role,
             password_hash,
         })
-        .await?)
+        .await?;
+    audit_trail::record(
+        store,
+        &cli,
+        AuditAction::UserCreate,
+        None,
+        audit_trail::user_target(user.id, user.username.as_str()),
+        json!({ "role": user.role.as_str() }),
+    )
+    .await;
+    Ok(user)
 }
 
 pub async fn run(store: &AnyStore, command: UsersCommand) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use crate::outgoing_webhooks::{sealing_name, secret_box};
 use anyhow::Context;
 use clap::Subcommand;
 use datasets::webhook::{EVENTS, NewWebhook, TICKET_TAGGED};
-use datasets::{AnyStore, WebhookId, WebhookStore};
+use datasets::{Actor, AnyStore, AuditAction, WebhookId, WebhookStore};
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
@@ -82,6 +82,16 @@ pub async fn run(
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{e} (known events: {})", EVENTS.join(", ")))?;
             let created = store.create_webhook(&webhook).await?;
+            // The URL and events, never the signing secret.
+            crate::audit_trail::record(
+                store,
+                &Actor::Cli(None),
+                AuditAction::WebhookAdd,
+                Some(created.project_id),
+                format!("webhook {}", created.id),
+                serde_json::json!({ "url": created.url, "events": created.events }),
+            )
+            .await;
             println!(
                 "webhook {} sends {} to {}",
                 created.id,
@@ -111,6 +121,15 @@ pub async fn run(
         }
         WebhooksCommand::Remove { id } => {
             let removed = store.remove_webhook(WebhookId(id)).await?;
+            crate::audit_trail::record(
+                store,
+                &Actor::Cli(None),
+                AuditAction::WebhookRemove,
+                Some(removed.project_id),
+                format!("webhook {}", removed.id),
+                serde_json::json!({ "url": removed.url, "events": removed.events }),
+            )
+            .await;
             println!("removed webhook {} ({})", removed.id, removed.url);
             Ok(())
         }

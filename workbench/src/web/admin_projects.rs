@@ -100,6 +100,7 @@ pub async fn create_project(
             CreateProjectError::Tags(message) => WebError::BadRequest(message),
             CreateProjectError::Store(error) => error.into(),
         })?;
+    crate::audit_trail::project_created(&state.store, &user.actor(), &project, &tags).await;
     Ok(redirect_with_flash(
         &format!("/p/{}/taxonomy", project.id),
         "ok",
@@ -162,6 +163,7 @@ pub async fn create_key(
         scopes,
     };
     let created = state.store.create_api_key(&grant, name).await?;
+    crate::audit_trail::key_created(&state.store, &user.actor(), &created.key).await;
     let new_key = context! {
         project => project.name.as_str(),
         name => created.key.name.as_str(),
@@ -187,6 +189,7 @@ pub async fn create_instance_key(
         .store
         .create_api_key(&KeyGrant::InstanceAdmin, name)
         .await?;
+    crate::audit_trail::key_created(&state.store, &user.actor(), &created.key).await;
     let new_key = context! {
         project => "the instance (instance-admin)",
         name => created.key.name.as_str(),
@@ -204,6 +207,7 @@ pub async fn revoke_instance_key(
     user.check_csrf(non_empty(&form.csrf))?;
     super::require(&user, Role::Admin)?;
     let revoked = state.store.revoke_api_key(None, key).await?;
+    crate::audit_trail::key_revoked(&state.store, &user.actor(), &revoked).await;
     Ok(redirect_with_flash(
         "/admin/projects",
         "ok",
@@ -223,6 +227,7 @@ pub async fn revoke_key(
         .store
         .revoke_api_key(Some(ProjectId(project)), key)
         .await?;
+    crate::audit_trail::key_revoked(&state.store, &user.actor(), &revoked).await;
     Ok(redirect_with_flash(
         "/admin/projects",
         "ok",

@@ -89,6 +89,11 @@ impl CurrentUser {
         self.session.user.username.as_str()
     }
 
+    /// The signed-in person as the actor of a change (histories, the audit log).
+    pub fn actor(&self) -> datasets::Actor {
+        datasets::Actor::User(self.username().to_string())
+    }
+
     /// Refuses a form whose CSRF token is missing or not this session's.
     pub fn check_csrf(&self, given: Option<&str>) -> WebResult<()> {
         match given {

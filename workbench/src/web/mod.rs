@@ -4,6 +4,7 @@
 
 mod admin_projects;
 mod agreement;
+mod audit;
 pub mod auth;
 mod charts;
 mod concern_clusters;
@@ -128,6 +129,7 @@ pub fn router() -> Router<AppState> {
             post(admin_projects::revoke_instance_key),
         )
         .route("/admin/users/{user}", post(users::update))
+        .route("/admin/audit", get(audit::show))
         .layer(axum::Extension(Arc::new(LoginLimiter::default())))
         .layer(axum::Extension(Arc::new(login_csrf::LoginCsrf::default())))
         .layer(axum::middleware::from_fn(security_headers))
@@ -188,6 +190,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "agreement.html",
         "admin_projects.html",
         "connectors.html",
+        "audit.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {
@@ -247,6 +250,13 @@ impl From<StoreError> for WebError {
             (StoreErrorKind::Conflict, other) => {
                 tracing::warn!(error = %other, "database constraint conflict");
                 Self::Conflict("the change conflicts with what is stored".into())
+            }
+            (StoreErrorKind::StorageFull, other) => {
+                tracing::error!(error = %other, "database disk full");
+                Self::Unavailable {
+                    message: "the database's disk is full; nothing was saved. Try again once an administrator has freed space".into(),
+                    retry_after_seconds: 60,
+                }
             }
             (StoreErrorKind::Unavailable, other) => {
                 tracing::error!(error = %other, "database unavailable");

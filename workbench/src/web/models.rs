@@ -394,11 +394,7 @@ pub async fn promote(
     }
     let promotion = state
         .store
-        .promote_model_version(
-            project.id,
-            candidate.id,
-            &format!("web:{}", user.username()),
-        )
+        .promote_model_version(project.id, candidate.id, user.actor())
         .await?;
     Ok(redirect_with_flash(
         &back,
@@ -418,7 +414,7 @@ pub async fn rollback(
     let project = load_project(&state, project).await?;
     let promotion = state
         .store
-        .rollback_model_version(project.id, &format!("web:{}", user.username()))
+        .rollback_model_version(project.id, user.actor())
         .await?;
     Ok(redirect_with_flash(
         &format!("/p/{}/models", project.id),

@@ -86,6 +86,15 @@ pub async fn create(
         tag.color = color.to_string();
     }
     let created = state.store.create_tag(project.id, &tag).await?;
+    crate::audit_trail::record(
+        &state.store,
+        &user.actor(),
+        datasets::AuditAction::TagCreate,
+        Some(project.id),
+        crate::audit_trail::tag_target(&created),
+        serde_json::json!({ "name": created.name.as_str(), "color": created.color }),
+    )
+    .await;
     Ok(redirect_with_flash(
         &format!("/p/{}/taxonomy/{}", project.id, created.id),
         "ok",
@@ -230,7 +239,7 @@ pub async fn update(
         return render_tag_page(&state, &user, &project, &taxonomy, tag, &shown, true).await;
     }
     super::require(&user, Role::Admin)?;
-    match save_tag(&state, &project, TagId(tag), &form).await {
+    match save_tag(&state, &user, &project, TagId(tag), &form).await {
         Ok(changed) => Ok(redirect_with_flash(
             &format!("/p/{}/taxonomy/{}", project.id, changed.id),
             "ok",
@@ -254,6 +263,7 @@ pub async fn update(
 
 async fn save_tag(
     state: &AppState,
+    user: &CurrentUser,
     project: &datasets::Project,
     tag: TagId,
     form: &UpdateForm,
@@ -282,7 +292,10 @@ async fn save_tag(
         keywords,
         archived,
     };
-    Ok(state.store.update_tag(project.id, tag, &update).await?)
+    Ok(
+        crate::audit_trail::update_tag(&state.store, &user.actor(), project.id, tag, &update)
+            .await?,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,7 +327,7 @@ pub async fn merge(
     let into = tag_param("to merge into", form.into.as_deref())?;
     let merged = state
         .store
-        .merge_tags(project.id, from, into, &format!("web:{}", user.username()))
+        .merge_tags(project.id, from, into, user.actor())
         .await?;
     Ok(redirect_with_flash(
         &format!("/p/{}/taxonomy", project.id),

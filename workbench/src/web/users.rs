@@ -5,7 +5,7 @@ use super::password_hashing::BUSY_RETRY_AFTER_SECONDS;
 use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
-use datasets::{NewUser, Role, Store, Username};
+use datasets::{AuditAction, NewUser, Role, Store, Username};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
@@ -99,6 +99,15 @@ pub async fn create(
             password_hash,
         })
         .await?;
+    crate::audit_trail::record(
+        &state.store,
+        &user.actor(),
+        AuditAction::UserCreate,
+        None,
+        crate::audit_trail::user_target(created.id, created.username.as_str()),
+        serde_json::json!({ "role": created.role.as_str() }),
+    )
+    .await;
     Ok(redirect_with_flash(
         "/admin/users",
         "ok",
@@ -121,6 +130,14 @@ pub async fn update(
 ) -> WebResult {
     user.check_csrf(non_empty(&form.csrf))?;
     super::require(&user, Role::Admin)?;
+    let before = state
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .find(|u| u.id == id)
+        .ok_or_else(|| WebError::NotFound(format!("user {id}")))?;
+    let target = crate::audit_trail::user_target(id, before.username.as_str());
     if let Some(role) = non_empty(&form.role) {
         let role: Role = role.parse().map_err(WebError::BadRequest)?;
         if id == user.session.user.id && role != Role::Admin {
@@ -129,12 +146,33 @@ pub async fn update(
                 "you cannot take away your own admin role".into(),
             ));
         }
-        state.store.set_user_role(id, role).await?;
+        let changed = state.store.set_user_role(id, role).await?;
+        if changed.role != before.role {
+            crate::audit_trail::record(
+                &state.store,
+                &user.actor(),
+                AuditAction::UserRole,
+                None,
+                &*target,
+                serde_json::json!({ "from": before.role.as_str(), "to": changed.role.as_str() }),
+            )
+            .await;
+        }
     }
     // Not `non_empty`, which trims: the password is checked as typed. Empty means unchanged.
     if let Some(password) = form.password.as_deref().filter(|p| !p.is_empty()) {
         let hash = new_password_hash(&state, password).await?;
         state.store.set_user_password(id, &hash).await?;
+        // Only that it was set: never the password or its hash.
+        crate::audit_trail::record(
+            &state.store,
+            &user.actor(),
+            AuditAction::UserPassword,
+            None,
+            target,
+            serde_json::json!({ "sessions_ended": true }),
+        )
+        .await;
     }
     Ok(redirect_with_flash("/admin/users", "ok", "User saved."))
 }

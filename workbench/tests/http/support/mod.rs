@@ -115,7 +115,7 @@ fn form_body(fields: &[(&str, &str)]) -> String {
 pub struct WebApp {
     pub router: axum::Router,
     pub store: AnyStore,
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
 }
 
 impl WebApp {
@@ -127,6 +127,17 @@ impl WebApp {
     pub async fn with_config(config: Config) -> Self {
         let database = TestDatabase::sqlite().unwrap();
         let store = database.store().await.unwrap();
+        let mut app = Self::on_with(store, config).await;
+        app._database = Some(database);
+        app
+    }
+
+    /// The app on a store a test already has (`on_both_backends!`), with the same users.
+    pub async fn on(store: AnyStore) -> Self {
+        Self::on_with(store, Config::default()).await
+    }
+
+    async fn on_with(store: AnyStore, config: Config) -> Self {
         let hash = workbench::web::hash_password(PASSWORD).unwrap();
         for (name, role) in [
             ("admin", Role::Admin),
@@ -145,7 +156,7 @@ impl WebApp {
         Self {
             router: app(AppState::new(store.clone(), config)),
             store,
-            _database: database,
+            _database: None,
         }
     }
 
