@@ -9,6 +9,7 @@
 //!   beside `tagger import` of the same number of tickets from CSV (the baseline: storing
 //!   without tagging or HTTP). The connector's request rate is set high so the vendor's rate
 //!   limit does not apply: the figure is ours.
+//!
 //! Writes a marked section of docs/benchmarks.md.
 
 use super::queue::{TaggerCli, TaggerProcess, median, wait_until_ready};

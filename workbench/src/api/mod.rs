@@ -108,6 +108,8 @@ pub fn routes() -> openapi::Routes {
             Access::InstanceAdmin,
             audit::instance,
         )
+        .answers_object(OK)
+        .fails(&[StatusCode::UNPROCESSABLE_ENTITY])
         .add(
             "GET",
             "/v1/projects/{project}/audit",
@@ -115,6 +117,8 @@ pub fn routes() -> openapi::Routes {
             Access::Project(Scope::Admin),
             audit::project,
         )
+        .answers_object(OK)
+        .fails(&[StatusCode::UNPROCESSABLE_ENTITY])
         .add(
             "GET",
             "/v1/projects/{project}",
