@@ -317,7 +317,7 @@ pub struct TrainingParams {
     pub epochs: Option<usize>,
     /// Stop after this many epochs without a better validation loss.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub patience: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0, maximum = 10)]
@@ -368,8 +368,8 @@ impl TrainingParams {
             request.finetune.epochs = epochs;
         }
         if let Some(patience) = self.patience {
-            if patience == 0 {
-                return Err("patience must be at least 1".into());
+            if !(1..=10_000).contains(&patience) {
+                return Err("patience must be 1 to 10000".into());
             }
             request.ngram.patience = patience;
             request.encoder_head.patience = patience;

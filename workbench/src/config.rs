@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "tagger.toml";
@@ -132,10 +133,54 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
-        figment
+        let config: Self = figment
             .merge(Env::prefixed("TAGGER_"))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        config
+            .check()
+            .map_err(|reason| Box::new(figment::Error::from(reason)))?;
+        Ok(config)
+    }
+
+    /// Refuses values the server would misbehave on rather than fail on: TOML and the
+    /// environment can say `inf`, `nan` or `-1` for a number of seconds, and a duration made
+    /// from them panics or never fires.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |key: &str, value: f64, low: f64, high: f64| {
+            if value.is_finite() && (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("{key} = {value} is outside {low}..={high}"))
+            }
+        };
+        within("model_watch_seconds", self.model_watch_seconds, 0.1, 3600.0)?;
+        within(
+            "worker_heartbeat_seconds",
+            self.worker_heartbeat_seconds,
+            0.2,
+            3600.0,
+        )?;
+        within(
+            "promotion_guard_margin",
+            self.promotion_guard_margin,
+            0.0,
+            1.0,
+        )?;
+        if self.max_batch == 0 {
+            return Err("max_batch = 0: a batch must be allowed at least one ticket".into());
+        }
+        Ok(())
+    }
+
+    /// How often a server looks for versions other processes promoted.
+    pub fn model_watch(&self) -> Duration {
+        Duration::from_secs_f64(self.model_watch_seconds.clamp(0.1, 3600.0))
+    }
+
+    /// How often a worker tells the queue it is alive.
+    pub fn worker_heartbeat(&self) -> Duration {
+        Duration::from_secs_f64(self.worker_heartbeat_seconds.clamp(0.2, 3600.0))
     }
 
     /// The database URL in force: the configured one, or the embedded SQLite file.
@@ -180,5 +225,84 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    use proptest::prelude::*;
+
+    /// A value TOML can hold for a key: numbers of every kind (including `inf` and `nan`),
+    /// strings, booleans, arrays.
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| format!("{x:?}")),
+            prop::sample::select(vec![
+                "inf", "-inf", "nan", "0", "-1", "0.0", "1e308", "true", "[]", "{}"
+            ])
+            .prop_map(str::to_string),
+            "[ -~]{0,20}".prop_map(|s| format!("{s:?}")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a config file says, loading it refuses it with a message naming what is
+        /// wrong, or gives a configuration every part of the server can use as it is.
+        #[test]
+        fn any_config_file_is_refused_or_usable(
+            lines in prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "database_url", "data_dir", "addr", "log", "log_format", "max_batch",
+                        "promotion_guard_margin", "model_watch_seconds", "secure_cookies",
+                        "with_worker", "worker_heartbeat_seconds", "retrain_after_labels",
+                        "retag_after_promotion", "max_concurrent_password_hashes", "encryption_key",
+                        "unknown_key",
+                    ]),
+                    toml_value(),
+                ),
+                0..6,
+            ),
+            garbage in prop::option::of("\\PC{0,40}"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tagger.toml");
+            let mut text: String = lines
+                .iter()
+                .map(|(key, value)| format!("{key} = {value}\n"))
+                .collect();
+            if let Some(garbage) = garbage {
+                text.push_str(&garbage);
+            }
+            std::fs::write(&path, &text).unwrap();
+            match Config::load(Some(&path)) {
+                Err(error) => prop_assert!(!error.to_string().is_empty()),
+                Ok(config) => {
+                    prop_assert!(config.check().is_ok());
+                    prop_assert!(config.model_watch() >= Duration::from_millis(100));
+                    prop_assert!(config.worker_heartbeat() >= Duration::from_millis(200));
+                    prop_assert!(config.max_batch >= 1);
+                    let _ = config.database_url();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seconds_that_make_no_duration_are_refused_with_the_key() {
+        for (key, value) in [
+            ("model_watch_seconds", "inf"),
+            ("model_watch_seconds", "nan"),
+            ("worker_heartbeat_seconds", "-1.0"),
+            ("worker_heartbeat_seconds", "1e300"),
+            ("promotion_guard_margin", "2.0"),
+            ("max_batch", "0"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tagger.toml");
+            std::fs::write(&path, format!("{key} = {value}\n")).unwrap();
+            let error = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(error.contains(key), "{key} = {value}: {error}");
+        }
     }
 }

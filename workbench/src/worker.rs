@@ -6,13 +6,12 @@ use anyhow::Context;
 use datasets::AnyStore;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 use trainer::jobs::{JobQueue, MaintenanceJob, QueueSettings, WorkerState};
 
 /// The queue settings the configuration asks for.
 pub fn queue_settings(config: &Config) -> QueueSettings {
     QueueSettings {
-        heartbeat: Duration::from_secs_f64(config.worker_heartbeat_seconds.max(0.2)),
+        heartbeat: config.worker_heartbeat(),
         ..QueueSettings::default()
     }
 }

@@ -3,7 +3,7 @@
 //! `Db` names the sqlx database and `self.pool` its pool, so the SQL exists once and each
 //! backend is still a plain, concrete type.
 
-use crate::error::{StoreError, ValidationError};
+use crate::error::StoreError;
 use crate::ids::{ProjectId, TagId};
 use crate::label::Label;
 use crate::label::tags_in_force;
@@ -92,36 +92,30 @@ pub(crate) fn resolve_tag_names(
     let mut ids = Vec::new();
     let mut seen = HashSet::new();
     for name in names {
+        // Well-formed names the taxonomy does not take are a conflict with the project's
+        // state (409), not a malformed request: adding the tag makes the same request work.
         let tag = by_key.get(&name.folded()).ok_or_else(|| {
-            ValidationError::field(
-                "tags",
-                format!(
-                    "unknown tag {:?} in project {:?}",
-                    name.as_str(),
-                    project.name.as_str()
-                ),
-            )
+            StoreError::Conflict(format!(
+                "tags: unknown tag {:?} in project {:?}",
+                name.as_str(),
+                project.name.as_str()
+            ))
         })?;
         if tag.archived {
-            return Err(ValidationError::field(
-                "tags",
-                format!("tag {:?} is archived", tag.name.as_str()),
-            )
-            .into());
+            return Err(StoreError::Conflict(format!(
+                "tags: tag {:?} is archived",
+                tag.name.as_str()
+            )));
         }
         if seen.insert(tag.id) {
             ids.push(tag.id);
         }
     }
     if project.label_mode == LabelMode::Single && ids.len() > 1 {
-        return Err(ValidationError::field(
-            "tags",
-            format!(
-                "project {:?} is single-label: give at most one tag",
-                project.name.as_str()
-            ),
-        )
-        .into());
+        return Err(StoreError::Conflict(format!(
+            "tags: project {:?} is single-label: give at most one tag",
+            project.name.as_str()
+        )));
     }
     Ok(ids)
 }

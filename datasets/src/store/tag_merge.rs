@@ -20,8 +20,10 @@ macro_rules! tag_merge_store_methods {
                 return Err(ValidationError::field("actor", "is empty").into());
             }
             $crate::limits::check_chars("actor", actor, $crate::limits::MAX_ACTOR_CHARS)?;
+            // The path's tag missing is a 404; what the body names clashing with the
+            // taxonomy (itself, another project's tag, an archived tag) is a conflict.
             if from == into {
-                return Err(ValidationError::field("into", "a tag cannot be merged into itself").into());
+                return Err(StoreError::Conflict("into: a tag cannot be merged into itself".into()));
             }
             let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             let rows: Vec<TagRow> = sqlx::query_as(concat!(
@@ -41,7 +43,10 @@ macro_rules! tag_merge_store_methods {
                     .cloned()
                     .ok_or_else(|| StoreError::NotFound(format!("tag {id} in project {project}")))
             };
-            let (source, target) = (find(from)?, find(into)?);
+            let source = find(from)?;
+            let target = find(into).map_err(|_| {
+                StoreError::Conflict(format!("into: project {project} has no tag {into}"))
+            })?;
             if target.archived {
                 return Err(StoreError::Conflict(format!(
                     "tag {:?} is archived: restore it before merging into it",

@@ -304,7 +304,7 @@ async fn rules_follow_the_labels_and_the_merged_tag_is_archived(store: AnyStore)
         .set_human_labels(f.project.id, f.tickets[0], &[name("Billing")], "ana")
         .await;
     assert!(
-        matches!(refused, Err(StoreError::Invalid(_))),
+        matches!(refused, Err(StoreError::Conflict(_))),
         "{refused:?}"
     );
 }
@@ -343,13 +343,21 @@ async fn refused_merges_change_nothing(store: AnyStore) {
     let itself = store
         .merge_tags(f.project.id, f.billing.id, f.billing.id, "web:admin")
         .await;
-    assert!(matches!(itself, Err(StoreError::Invalid(_))), "{itself:?}");
+    assert!(matches!(itself, Err(StoreError::Conflict(_))), "{itself:?}");
     let unknown = store
         .merge_tags(f.project.id, f.billing.id, TagId(999_999), "web:admin")
         .await;
     assert!(
-        matches!(unknown, Err(StoreError::NotFound(_))),
+        matches!(unknown, Err(StoreError::Conflict(_))),
         "{unknown:?}"
+    );
+    // The tag being merged missing is the one thing not found.
+    let missing = store
+        .merge_tags(f.project.id, TagId(999_999), f.billing.id, "web:admin")
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
     );
     // A tag of another project is unknown here.
     let elsewhere = store
@@ -364,7 +372,7 @@ async fn refused_merges_change_nothing(store: AnyStore) {
         .merge_tags(f.project.id, f.billing.id, foreign.id, "web:admin")
         .await;
     assert!(
-        matches!(foreign, Err(StoreError::NotFound(_))),
+        matches!(foreign, Err(StoreError::Conflict(_))),
         "{foreign:?}"
     );
     // Merging into an archived tag would hide the labels.

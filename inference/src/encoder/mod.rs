@@ -295,6 +295,18 @@ impl Encoder {
                     reason,
                 }
             })?;
+        // Every id the tokenizer can give must be a row of the embedding table: a tokenizer
+        // from another model would otherwise fail (or read wrong rows) on some texts only.
+        let pieces = tokenizer.vocab_size();
+        if pieces > config.vocab_size {
+            return Err(EncoderError::Tokenizer {
+                path: files.dir.join(TOKENIZER_FILE),
+                reason: format!(
+                    "its token ids run to {pieces} but config.json's vocab_size is {}: the tokenizer belongs to another model",
+                    config.vocab_size
+                ),
+            });
+        }
         let device = device();
         let tensors = files.tensors(&device)?;
         let bert = Bert::load(

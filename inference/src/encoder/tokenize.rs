@@ -36,7 +36,12 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Reads a `tokenizer.json`; the reason is returned as text for the caller's error.
     pub fn from_bytes(bytes: &[u8], max_tokens: usize) -> Result<Self, String> {
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
+        // tokenizers' own deserializer panics on some malformed files (an `expect` in its
+        // decoder section, 0.23): a damaged file is an error to report, not a crash.
+        let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes)).map_err(|_| {
+            "the file is not a tokenizer the tokenizers library can read".to_string()
+        })?;
+        let mut inner = parsed.map_err(|e| e.to_string())?;
         let pad_id = inner
             .get_padding()
             .map(|padding| padding.pad_id)
@@ -54,6 +59,12 @@ impl TextTokenizer {
             pad_id,
             max_tokens,
         })
+    }
+
+    /// One past the largest id the tokenizer can give (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        let largest = self.inner.get_vocab(true).into_values().max();
+        largest.map_or(0, |id| id as usize + 1)
     }
 
     pub fn max_tokens(&self) -> usize {

@@ -162,10 +162,74 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are answered in our error format.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections are answered in our error format, and which reads numbers
+/// as JSON Schema does: `25.0` is the integer 25 (generated clients and scripting languages
+/// send whole numbers as floats), so an integer field takes it while `25.5` stays a 422.
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // The content type, the size limit and the JSON syntax are axum's to check (415,
+        // 413, 400); only the data is ours to read.
+        let Json(value) = Json::<serde_json::Value>::from_request(request, state).await?;
+        from_json_value(value).map(ApiJson)
+    }
+}
+
+/// A request body's JSON value as `T`: whole floats read as integers, and a wrong value a
+/// 422 naming the field it is in (`params.threads: invalid type …`).
+pub fn from_json_value<T: serde::de::DeserializeOwned>(
+    mut value: serde_json::Value,
+) -> Result<T, ApiError> {
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            ApiError::invalid(inner.to_string())
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// A request body's bytes as `T` (for handlers that read the body themselves): bad JSON is a
+/// 400, a wrong value a 422, as `ApiJson` answers.
+pub fn from_json_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", error.to_string())
+    })?;
+    from_json_value(value)
+}
+
+/// Rewrites every float with no fractional part that an `i64` or `u64` holds exactly as that
+/// integer. Float fields read integers just the same, so nothing else changes.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => {
+            if let Some(x) = number.as_f64().filter(|_| number.is_f64())
+                && x.fract() == 0.0
+            {
+                // 2^63 and 2^64 are exact as floats; the ranges are half-open for that.
+                if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&x) {
+                    *value = Value::from(x as i64);
+                } else if (0.0..18_446_744_073_709_551_616.0).contains(&x) {
+                    *value = Value::from(x as u64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {

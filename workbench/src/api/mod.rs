@@ -15,7 +15,7 @@ mod tagging;
 mod tickets;
 mod training;
 
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, from_json_bytes, from_json_value};
 pub use tagging::MAX_TAG_BATCH;
 
 use crate::state::AppState;

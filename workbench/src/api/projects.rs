@@ -64,6 +64,9 @@ pub async fn create(
             .await
             .map_err(|error| match error {
                 CreateProjectError::Tags(message) => ApiError::invalid(message),
+                CreateProjectError::DuplicateTag(message) => {
+                    ApiError::new(StatusCode::CONFLICT, "conflict", message)
+                }
                 CreateProjectError::Store(error) => error.into(),
             })?;
     crate::audit_trail::project_created(&state.store, &admin.audit_actor(), &project, &created)
@@ -82,6 +85,10 @@ pub async fn create(
 pub enum CreateProjectError {
     #[error("{0}")]
     Tags(String),
+    /// Two tags of the request share a name (as the taxonomy compares names): a clash, like
+    /// adding a tag whose name is taken.
+    #[error("{0}")]
+    DuplicateTag(String),
     #[error(transparent)]
     Store(#[from] datasets::StoreError),
 }
@@ -99,7 +106,7 @@ pub async fn create_project_with_tags(
         tag.validate()
             .map_err(|e| CreateProjectError::Tags(e.to_string()))?;
         if !seen.insert(tag.name.folded()) {
-            return Err(CreateProjectError::Tags(format!(
+            return Err(CreateProjectError::DuplicateTag(format!(
                 "tag {:?} is listed twice",
                 tag.name.as_str()
             )));

@@ -3,7 +3,7 @@
 //! the double-labelling share, agreement, and the disagreements an adjudicator settles.
 
 use super::auth::{Authorized, refuse_user_field, scope};
-use super::{ApiError, ApiJson, ApiPath, ApiQuery};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, from_json_value};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -51,7 +51,9 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
     if body.iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid(e.to_string()))
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::invalid(e.to_string()))?;
+        from_json_value(value)
     }
 }
 
@@ -153,8 +155,10 @@ pub struct ScoreRequest {
     /// Tickets to keep in the queue.
     #[schema(minimum = 1, maximum = 10000)]
     queue_size: Option<usize>,
-    /// The seed of the strategies that draw at random.
-    seed: Option<u64>,
+    /// The seed of the strategies that draw at random (0 to 2^63 − 1: the document's
+    /// integers are 64-bit signed, and clients in most languages hold no more).
+    #[schema(minimum = 0)]
+    seed: Option<i64>,
 }
 
 impl From<ScoreError> for ApiError {
@@ -192,7 +196,11 @@ pub async fn score(
     let defaults = ScoreOptions::default();
     let options = ScoreOptions {
         queue_size: request.queue_size.unwrap_or(defaults.queue_size),
-        seed: request.seed.unwrap_or(defaults.seed),
+        seed: match request.seed {
+            None => defaults.seed,
+            Some(seed) => u64::try_from(seed)
+                .map_err(|_| ApiError::invalid(format!("seed: {seed} is negative")))?,
+        },
         ..defaults
     };
     Ok(ApiJson(

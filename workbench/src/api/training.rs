@@ -2,7 +2,7 @@
 //! done by whichever worker takes the job (`tagger worker`, `serve --with-worker`, `demo`).
 
 use super::auth::{Authorized, scope};
-use super::{ApiError, ApiJson, ApiPath};
+use super::{ApiError, ApiJson, ApiPath, from_json_bytes};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,8 +34,7 @@ pub async fn submit(
     authorized: Authorized<scope::Train>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<TrainingRun>), ApiError> {
-    let request: TrainingRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let request: TrainingRequest = from_json_bytes(&body)?;
     let kind: ModelKind = request
         .kind
         .parse()

@@ -29,7 +29,7 @@ pub fn apply_args(config: &mut Config, args: ServeArgs) {
 /// model and follows promotions made elsewhere.
 pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<Application> {
     let addr = config.addr;
-    let watch = std::time::Duration::from_secs_f64(config.model_watch_seconds.max(0.1));
+    let watch = config.model_watch();
     // Every server can queue training jobs; only some also run them.
     let queue = crate::worker::open_queue(&store, &config).await?;
     let worker = if config.with_worker {

@@ -167,7 +167,7 @@ async fn a_project_with_a_duplicate_tag_is_refused_and_not_created() {
     let app = TestApp::new().await;
     let request = json!({"name": "Dup", "tags": [{"name": "Bug"}, {"name": "bug "}]});
     let (status, body) = app.call(Method::POST, "/v1/projects", Some(request)).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["message"], "tag \"bug\" is listed twice");
     let (status, projects) = app.call(Method::GET, "/v1/projects", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -413,7 +413,7 @@ async fn labels_set_by_a_person_are_checked_against_the_taxonomy_and_kept_in_his
     let (status, body) = app
         .call(Method::PUT, &labels, Some(json!({"tags": ["Refunds"]})))
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         body["error"]["message"],
         "tags: unknown tag \"Refunds\" in project \"Acme\""

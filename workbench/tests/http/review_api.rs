@@ -255,6 +255,59 @@ async fn bad_lease_requests_get_clear_errors() {
     }
 }
 
+/// Numbers as JSON Schema reads them: `2.0` is the integer 2 (generated clients send whole
+/// numbers as floats), `2.5` is not an integer, and a seed must fit the document's int64.
+#[tokio::test]
+async fn whole_floats_are_integers_and_out_of_range_seeds_are_refused() {
+    let app = TestApp::new(12).await;
+    let key = app.key("ana").await;
+    let lease = "/v1/projects/acme/review-queue/lease";
+    let (status, body) = app
+        .call(
+            Method::POST,
+            lease,
+            Some(json!({"count": 2.0, "lease_seconds": 60.0})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .call(Method::POST, lease, Some(json!({"count": 2.5})), Some(&key))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("count: "),
+        "the field is named: {message}"
+    );
+
+    let score = "/v1/projects/acme/review-queue/score";
+    for seed in [json!(-1), json!(9_223_372_036_854_775_808_u64), json!(1.5)] {
+        let (status, body) = app
+            .call(Method::POST, score, Some(json!({"seed": seed})), Some(&key))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "seed {seed}: {body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("seed"),
+            "{body}"
+        );
+    }
+    let (status, body) = app
+        .call(
+            Method::POST,
+            score,
+            Some(json!({"seed": 9.0, "queue_size": 5.0})),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queued"], 5);
+}
+
 #[tokio::test]
 async fn scoring_needs_a_key_and_fills_the_queue() {
     let app = TestApp::new(12).await;
@@ -501,7 +554,7 @@ async fn double_labelling_over_the_api_hands_a_blind_second_opinion_and_settles_
             Some(&lee_key),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = app
         .call(
             Method::POST,

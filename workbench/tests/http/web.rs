@@ -697,7 +697,7 @@ async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
     let unknown = app
         .submit(&browser, &format!("{uri}/labels"), &[("tags", "nope")])
         .await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.status, StatusCode::CONFLICT);
 }
 
 #[tokio::test]

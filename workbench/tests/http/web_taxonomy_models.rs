@@ -149,11 +149,17 @@ async fn a_labeler_cannot_merge_tags_and_an_admin_can_only_with_the_csrf_token()
         after.body
     );
 
-    // Merging a tag into itself is a bad request, not a crash.
+    // Merging a tag into itself is refused with the reason (a conflict with the taxonomy,
+    // as the API answers it), not a crash.
     let itself = app
         .submit(&admin, &uri, &[("from", &into), ("into", &into)])
         .await;
-    assert_eq!(itself.status, StatusCode::BAD_REQUEST);
+    assert_eq!(itself.status, StatusCode::CONFLICT);
+    assert!(
+        itself.body.contains("merged into itself"),
+        "{}",
+        itself.body
+    );
 }
 
 #[tokio::test]

@@ -443,7 +443,11 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
         Some(json!({"kind": "ngram", "params": {"epoch": 3}})),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown parameter: {body}");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown parameter: {body}"
+    );
     let (status, body) = call(
         &router,
         Method::POST,
