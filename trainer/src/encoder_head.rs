@@ -687,6 +687,13 @@ mod tests {
         }
     }
 
+    fn model_encoder(model: &TaggingModel) -> Arc<Encoder> {
+        match &model.scorer {
+            Scorer::EncoderHead(scorer) => scorer.encoder.clone(),
+            Scorer::Ngram(_) => panic!("not an encoder model"),
+        }
+    }
+
     fn embedded(progress: &[Progress]) -> EmbeddingReport {
         progress
             .iter()
@@ -745,6 +752,27 @@ mod tests {
         assert_eq!(spec.files.len(), 3);
         let cache_file = cache_path(models.path(), &spec, project.id);
         assert!(cache_file.is_file(), "{}", cache_file.display());
+
+        // Evaluating again reads every embedding from the cache training filled, and gives
+        // the recorded figures; the cache keeps every ticket it had.
+        let taxonomy = store.list_tags(project.id).await.unwrap();
+        let (again, _, report) =
+            crate::run::evaluate_model_cached(&loaded, &data, &taxonomy, Some(&cache_file))
+                .unwrap();
+        let report = report.expect("an encoder-head model reads the cache");
+        assert_eq!((report.computed, report.cached), (0, examples));
+        assert_eq!(again.accuracy, outcome.evaluation.accuracy);
+        let (_, rewritten) = embed_examples(
+            &model_encoder(&loaded),
+            &data.train.iter().collect::<Vec<_>>(),
+            &cache_file,
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(
+            rewritten.computed, 0,
+            "the training tickets are still cached"
+        );
 
         // Scores from a fresh embedding match scores from the cached embeddings, and the
         // reloaded model evaluates to the recorded figures.

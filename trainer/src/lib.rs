@@ -16,6 +16,6 @@ pub mod thresholds;
 
 pub use evaluate::Evaluation;
 pub use run::{
-    Progress, TrainError, TrainOutcome, TrainRequest, evaluate_version, find_version, load_version,
-    train,
+    Progress, TrainError, TrainOutcome, TrainRequest, evaluate_version, evaluate_version_with,
+    find_version, load_version, train,
 };

@@ -461,17 +461,70 @@ pub async fn evaluate_version(
     project: &Project,
     version: &ModelVersion,
 ) -> Result<(Evaluation, TaxonomyDrift), TrainError> {
+    let (evaluation, drift, _) = evaluate_version_with(store, project, version, None).await?;
+    Ok((evaluation, drift))
+}
+
+/// `evaluate_version` that reads an `encoder-head` model's embeddings from the project's
+/// embedding cache under `models_dir` (the one training fills), embedding only tickets
+/// whose text is new; it reports what it embedded. Other kinds score as they always do.
+pub async fn evaluate_version_with(
+    store: &AnyStore,
+    project: &Project,
+    version: &ModelVersion,
+    models_dir: Option<&Path>,
+) -> Result<(Evaluation, TaxonomyDrift, Option<EmbeddingReport>), TrainError> {
     let model = load_version(version)?;
     let mut data = load_training_data(store, project).await?;
     let taxonomy = store.list_tags(project.id).await?;
     // The model's outputs, not today's taxonomy, index the targets.
     remap_targets(&mut data, &model);
-    let test = data.test;
-    Ok(
-        tokio::task::spawn_blocking(move || evaluate_model(&model, &test, &taxonomy))
-            .await
-            .map_err(|e| TrainError::Worker(e.to_string()))??,
-    )
+    let cache_file = match (&model.scorer, models_dir) {
+        // A fine-tuned encoder embeds differently from the cached one it started from.
+        (Scorer::EncoderHead(head), Some(dir)) if model.card.kind == ModelKind::EncoderHead => {
+            Some(crate::encoder_head::cache_path(
+                dir,
+                head.encoder.spec(),
+                project.id,
+            ))
+        }
+        _ => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        evaluate_model_cached(&model, &data, &taxonomy, cache_file.as_deref())
+    })
+    .await
+    .map_err(|e| TrainError::Worker(e.to_string()))?
+}
+
+/// Evaluates a model on `data.test`; with a cache file, an encoder-head model's embeddings
+/// come from it. Every example of `data` goes through the cache, as in training, so the
+/// cache keeps the training tickets it holds (it is rewritten with the examples asked for).
+pub fn evaluate_model_cached(
+    model: &TaggingModel,
+    data: &TrainingData,
+    taxonomy: &[datasets::Tag],
+    cache_file: Option<&Path>,
+) -> Result<(Evaluation, TaxonomyDrift, Option<EmbeddingReport>), TrainError> {
+    if let (Some(cache_file), Scorer::EncoderHead(scorer)) = (cache_file, &model.scorer) {
+        let everything: Vec<&Example> = data
+            .train
+            .iter()
+            .chain(&data.validation)
+            .chain(&data.test)
+            .collect();
+        let (embeddings, report) = crate::encoder_head::embed_examples(
+            &scorer.encoder,
+            &everything,
+            cache_file,
+            |_, _| {},
+        )?;
+        let logits = crate::encoder_head::head_logits(&scorer.head, &data.test, &embeddings);
+        let (evaluation, drift) = evaluate_logits(model, &data.test, &logits, taxonomy);
+        return Ok((evaluation, drift, Some(report)));
+    }
+    let (evaluation, drift) = evaluate_model(model, &data.test, taxonomy)?;
+    Ok((evaluation, drift, None))
 }
 
 fn remap_targets(data: &mut TrainingData, model: &TaggingModel) {

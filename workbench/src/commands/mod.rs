@@ -40,7 +40,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&open_store(&config).await?, args).await,
         Command::Projects => list_projects(&open_store(&config).await?).await,
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
-        Command::Eval(args) => models::eval(&open_store(&config).await?, args).await,
+        Command::Eval(args) => models::eval(&open_store(&config).await?, &config, args).await,
         Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,
         // Needs no database: it fills the encoder cache.
         Command::Models(ModelsCommand::Pull(args)) => pull::run(args).await,

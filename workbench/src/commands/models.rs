@@ -134,12 +134,22 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     print_evaluation(&outcome.evaluation, &outcome.drift, args.format)
 }
 
-pub async fn eval(store: &AnyStore, args: EvalArgs) -> anyhow::Result<()> {
+pub async fn eval(store: &AnyStore, config: &Config, args: EvalArgs) -> anyhow::Result<()> {
     let project = super::find_project(store, &args.project).await?;
     let version = trainer::find_version(store, &project, args.version.map(ModelVersionId)).await?;
-    let (evaluation, drift) = trainer::evaluate_version(store, &project, &version)
-        .await
-        .with_context(|| format!("cannot evaluate model version {}", version.id))?;
+    let models_dir = std::path::absolute(config.data_dir.join("models"))
+        .context("cannot resolve the data directory")?;
+    let (evaluation, drift, embedded) =
+        trainer::evaluate_version_with(store, &project, &version, Some(&models_dir))
+            .await
+            .with_context(|| format!("cannot evaluate model version {}", version.id))?;
+    if let Some(report) = embedded {
+        // On stderr: `--format json` keeps stdout one JSON document.
+        eprintln!(
+            "embeddings: {} from the cache, {} computed ({:.1} s)",
+            report.cached, report.computed, report.seconds
+        );
+    }
     if args.format == OutputFormat::Table {
         println!(
             "model version {} ({}), trained {}",
