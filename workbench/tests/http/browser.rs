@@ -768,5 +768,52 @@ async fn pages_fit_800_and_1280_px_with_one_row_of_navigation_and_confirm_above_
             }
         }
     }
+
+    // A file uploaded from the import page, as the browser sends it (multipart, the CSRF
+    // token first): the good row is stored, the bad one reported.
+    let upload = tempfile::tempdir().unwrap();
+    let csv = upload.path().join("more-tickets.csv");
+    std::fs::write(
+        &csv,
+        "text,label,created_at\nMy parcel never came,Billing,\nBroken row,Billing,yesterday\n",
+    )
+    .unwrap();
+    client.goto(&format!("{d}/import")).await.unwrap();
+    client
+        .find(Locator::Css("input[type=file]"))
+        .await
+        .unwrap()
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[data-upload]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = client
+        .wait()
+        .for_element(Locator::Css("#import-report"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(report.contains("Imported 1 of 2 rows"), "{report}");
+    assert!(report.contains("created_at is not an RFC 3339"), "{report}");
+    let found = store
+        .browse_tickets(
+            demo.id,
+            &datasets::store::TicketFilter {
+                text: Some("parcel never came".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.tickets.len(), 1);
     client.close().await.unwrap();
 }
