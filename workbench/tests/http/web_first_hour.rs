@@ -193,10 +193,17 @@ async fn an_empty_project_names_the_import_and_a_csv_upload_stores_good_rows_and
     );
     let import = format!("/p/{}/import", project.id);
     assert!(dashboard.body.contains(&format!("href=\"{import}\"")));
-    let tickets = app
-        .get(&format!("/p/{}/tickets", project.id), Some(&engineer))
-        .await;
-    assert!(tickets.body.contains(&format!("href=\"{import}\"")));
+    for page in ["tickets", "review", "models"] {
+        let empty = app
+            .get(&format!("/p/{}/{page}", project.id), Some(&engineer))
+            .await;
+        assert_eq!(empty.status, StatusCode::OK);
+        assert!(
+            empty.body.contains(&format!("href=\"{import}\"")),
+            "the empty {page} page does not point at the import: {}",
+            empty.body
+        );
+    }
     let form = app.get(&import, Some(&engineer)).await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.body.contains("enctype=\"multipart/form-data\""));
