@@ -17,12 +17,16 @@
 //! `bench encoder` (in `encoder.rs`): the candle encoder against ONNX Runtime and PyTorch in
 //! one run (inference), and a short fine-tuning slice's step time against PyTorch's.
 //!
+//! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
+//! same process under a short tagging load.
+//!
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
 
 mod active_learning;
 mod encoder;
 mod helpdesk;
+mod idle;
 mod models;
 mod normalise;
 mod queue;
@@ -66,6 +70,8 @@ enum BenchCommand {
     Encoder(encoder::EncoderBench),
     /// A Zendesk connector against a fake: webhook latency, write-back delay, backfill rate.
     Connectors(helpdesk::ConnectorsBench),
+    /// CPU of an idle `tagger demo` after start-up, against the same process tagging.
+    Idle(idle::IdleBench),
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
@@ -124,6 +130,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::ActiveLearning(args) => active_learning::run(&args),
         BenchCommand::Connectors(args) => helpdesk::run(&args),
         BenchCommand::Encoder(args) => encoder::run(&args),
+        BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Normalise(args) => normalise::run(&args),

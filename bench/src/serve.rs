@@ -589,7 +589,7 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
 }
 
 /// User and system CPU seconds of a process (all its threads) from /proc/<pid>/stat.
-fn cpu_seconds(pid: &str, ticks_per_second: f64) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: &str, ticks_per_second: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; the fields after it are plain numbers.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

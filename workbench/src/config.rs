@@ -13,6 +13,10 @@ use std::time::Duration;
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "tagger.toml";
 
+/// 32 MiB: the import page holds an upload in memory while it imports; BANKING77's 10,003
+/// tickets are under 1 MiB as CSV.
+pub const DEFAULT_UPLOAD_MAX_BYTES: usize = 32 << 20;
+
 /// How many tickets a promotion tags again by default: every ticket of a small project, and a
 /// job of a minute or less for a large one (the newest tickets are the ones people look at).
 pub const DEFAULT_RETAG_AFTER_PROMOTION: u32 = 5000;
@@ -61,6 +65,9 @@ pub struct Config {
     /// base64 (`TAGGER_ENCRYPTION_KEY`). When unset, a key is generated on first use and kept
     /// in `<data_dir>/encryption.key` (fine for a laptop; servers set it from a secret store).
     pub encryption_key: Option<String>,
+    /// The largest ticket file the workbench's import page accepts, in bytes; larger files
+    /// are refused with 413 (`tagger import` streams files of any size).
+    pub upload_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -81,6 +88,7 @@ impl Default for Config {
             retag_after_promotion: DEFAULT_RETAG_AFTER_PROMOTION,
             max_concurrent_password_hashes: 0,
             encryption_key: None,
+            upload_max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
         }
     }
 }
@@ -113,6 +121,7 @@ impl std::fmt::Debug for Config {
                 "encryption_key",
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("upload_max_bytes", &self.upload_max_bytes)
             .finish()
     }
 }

@@ -26,6 +26,25 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // On a narrow screen the navigation scrolls sideways: keep the current page's link in view.
+  var current = document.querySelector(".mainnav [aria-current]");
+  if (current && current.parentNode.scrollWidth > current.parentNode.clientWidth) {
+    current.parentNode.scrollLeft = current.offsetLeft - current.parentNode.offsetLeft - 16;
+  }
+
+  // The import page: a file over the server's limit is refused before it is sent (the server
+  // refuses it too, with 413, but only after the browser has sent it).
+  document.querySelectorAll("input[type=file][data-max-bytes]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var max = Number(input.getAttribute("data-max-bytes"));
+      var file = input.files && input.files[0];
+      input.setCustomValidity(file && file.size > max
+        ? "This file is larger than the " + Math.round(max / 1048576) + " MiB the server accepts; use tagger import for it."
+        : "");
+      input.reportValidity();
+    });
+  });
+
   // "/" jumps to search, on every page.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "/" || typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;

@@ -574,6 +574,15 @@ impl Store for AnyStore {
         dispatch!(self, store => store.labelling_totals(project))
     }
 
+    async fn labelling_totals_between(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<super::web::LabellingTotals> {
+        dispatch!(self, store => store.labelling_totals_between(project, from, until))
+    }
+
     #[tracing::instrument(name = "store.rebuild_dashboard_counts", skip_all, fields(project = %project))]
     async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()> {
         dispatch!(self, store => store.rebuild_dashboard_counts(project))

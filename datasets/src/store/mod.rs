@@ -418,6 +418,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         project: ProjectId,
     ) -> impl Future<Output = StoreResult<web::LabellingTotals>> + Send;
+    /// The same figures over the tickets created in `[from, until)` (whole UTC days, as
+    /// `tag_volume` counts them): the dashboard's tiles for its chosen period.
+    fn labelling_totals_between(
+        &self,
+        project: ProjectId,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = StoreResult<web::LabellingTotals>> + Send;
     /// Recounts the project's dashboard counts from its labels and tickets, replacing the
     /// ones triggers keep current (a repair; the counts never need it in normal running).
     fn rebuild_dashboard_counts(

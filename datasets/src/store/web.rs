@@ -691,6 +691,29 @@ macro_rules! web_store_methods {
                 .await?)
         }
 
+        async fn labelling_totals_between(
+            &self,
+            project: ProjectId,
+            from: chrono::DateTime<Utc>,
+            until: chrono::DateTime<Utc>,
+        ) -> StoreResult<super::web::LabellingTotals> {
+            super::web::$dialect::fold_count_changes(&self.pool, project).await?;
+            let (first, end) = super::web::day_range(from, until);
+            let sql = format!(
+                "SELECT CAST(COALESCE(SUM(tickets), 0) AS BIGINT) AS tickets, \
+                 CAST(COALESCE(SUM(auto_tagged), 0) AS BIGINT) AS auto_tagged, \
+                 CAST(COALESCE(SUM(human_labelled), 0) AS BIGINT) AS human_labelled \
+                 FROM {} c WHERE project_id = $1 AND day >= $2 AND day < $3",
+                super::web::$dialect::PROJECT_DAY_COUNTS
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(project)
+                .bind(first)
+                .bind(end)
+                .fetch_one(&self.pool)
+                .await?)
+        }
+
         async fn ticket_fits(
             &self,
             project: ProjectId,

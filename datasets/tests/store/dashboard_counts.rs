@@ -368,4 +368,34 @@ async fn counts_follow_the_definitions_of_the_dashboard(store: AnyStore) {
         (totals.tickets, totals.auto_tagged, totals.human_labelled),
         (5, 4, 2)
     );
+    // The same figures for the tickets of a period (whole days, as the volume counts).
+    let between = |from, until| store.labelling_totals_between(project.id, from, until);
+    let first_day = between(start(), start() + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first_day.tickets,
+            first_day.auto_tagged,
+            first_day.human_labelled
+        ),
+        (3, 3, 2),
+        "tickets 0, 1 and 2"
+    );
+    let second_day = between(start() + Duration::days(1), start() + Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            second_day.tickets,
+            second_day.auto_tagged,
+            second_day.human_labelled
+        ),
+        (2, 1, 0),
+        "tickets 3 and 4"
+    );
+    let later = between(start() + Duration::days(5), start() + Duration::days(9))
+        .await
+        .unwrap();
+    assert_eq!(later.tickets, 0);
 }

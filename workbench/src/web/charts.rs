@@ -45,14 +45,19 @@ fn nice_scale(max: f64, ticks: usize) -> (f64, f64) {
     (step * ticks as f64, step)
 }
 
+/// Decimals that write every multiple of `step` exactly: 0.25 needs two ("0.25", not the
+/// "0.2" one decimal rounds it to), 2.5 one, 50 none. At most four.
+fn step_decimals(step: f64) -> usize {
+    (0..4)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d as i32);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.abs().max(1.0)
+        })
+        .unwrap_or(4)
+}
+
 fn tick_label(value: f64, step: f64) -> String {
-    if step >= 1.0 {
-        format!("{value:.0}")
-    } else if step >= 0.1 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
+    format!("{value:.*}", step_decimals(step))
 }
 
 /// One bar of a bar chart.
@@ -221,6 +226,41 @@ pub fn line_chart(title: &str, axis_label: &str, days: &[String], series: &[Seri
     svg
 }
 
+/// Radius of an x–y chart's dots, in px.
+const DOT_RADIUS: f64 = 3.0;
+
+/// Moves dots that would cover one another (two versions trained on the same number of
+/// labels, macro-F1 equal to accuracy) sideways, a dot's width apart and centred on their
+/// true place, so each stays visible and keeps its tooltip; lines follow the moved dots.
+/// Input and output: per series, its points in px.
+fn dodge(series: Vec<Vec<(f64, f64)>>) -> Vec<Vec<(f64, f64)>> {
+    let gap = 2.0 * DOT_RADIUS + 1.0;
+    // Groups of dots closer than a dot's width, in drawing order.
+    let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
+    for (s, points) in series.iter().enumerate() {
+        for (p, (x, y)) in points.iter().enumerate() {
+            let near = groups.iter_mut().find(|group| {
+                group.iter().any(|&(gs, gp)| {
+                    let (gx, gy) = series[gs][gp];
+                    (gx - x).abs() < gap && (gy - y).abs() < gap
+                })
+            });
+            match near {
+                Some(group) => group.push((s, p)),
+                None => groups.push(vec![(s, p)]),
+            }
+        }
+    }
+    let mut placed = series.clone();
+    for group in groups.iter().filter(|g| g.len() > 1) {
+        let middle = (group.len() - 1) as f64 / 2.0;
+        for (i, &(s, p)) in group.iter().enumerate() {
+            placed[s][p].0 += (i as f64 - middle) * gap;
+        }
+    }
+    placed
+}
+
 /// One line of an x–y chart: points (x, y), drawn in the order given.
 pub struct XySeries {
     pub name: String,
@@ -286,25 +326,25 @@ pub fn xy_chart(title: &str, x_label: &str, y_label: &str, series: &[XySeries]) 
         top + plot_height / 2.0,
         escape(y_label)
     );
-    for s in series {
-        let color = colour(&s.color);
-        let points: Vec<String> = s
-            .points
+    let placed = dodge(
+        series
             .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", x_of(*x), y_of(*y)))
-            .collect();
+            .map(|s| s.points.iter().map(|(x, y)| (x_of(*x), y_of(*y))).collect())
+            .collect(),
+    );
+    for (s, at) in series.iter().zip(&placed) {
+        let color = colour(&s.color);
+        let points: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
             points.join(" "),
             escape(&s.name)
         );
-        for (x, y) in &s.points {
+        for ((x, y), (cx, cy)) in s.points.iter().zip(at) {
             let _ = write!(
                 svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {} at {}</title></circle>"#,
-                x_of(*x),
-                y_of(*y),
+                r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{DOT_RADIUS}" fill="{color}"><title>{}: {} at {}</title></circle>"#,
                 escape(&s.name),
                 tick_label(*y, 0.01),
                 tick_label(*x, 1.0)
@@ -378,6 +418,68 @@ mod tests {
         );
         assert!(svg.contains("Curve &lt;b&gt;"));
         assert!(svg.contains("ngram: 0.50 at 50"));
+    }
+
+    #[test]
+    fn ticks_in_quarters_are_labelled_exactly() {
+        assert_eq!(tick_label(0.25, 0.25), "0.25");
+        assert_eq!(tick_label(0.75, 0.25), "0.75");
+        assert_eq!(tick_label(1.0, 0.25), "1.00");
+        assert_eq!(tick_label(5.0, 2.5), "5.0");
+        assert_eq!(tick_label(40.0, 10.0), "40");
+        assert_eq!(tick_label(0.3, 0.1), "0.3");
+        // A chart whose values reach 0.83 is drawn on quarters, each labelled as such.
+        let svg = line_chart(
+            "Share",
+            "share",
+            &["2026-03-01".into(), "2026-03-02".into()],
+            &[Series {
+                name: "a".into(),
+                color: "#123456".into(),
+                values: vec![0.5, 0.83],
+            }],
+        );
+        for label in [">0.25<", ">0.50<", ">0.75<", ">1.00<"] {
+            assert!(svg.contains(label), "{label} missing: {svg}");
+        }
+        assert!(!svg.contains(">0.2<") && !svg.contains(">0.8<"), "{svg}");
+    }
+
+    #[test]
+    fn dots_at_the_same_place_are_drawn_side_by_side() {
+        // Two versions trained on 100 labels with the same macro-F1, and an accuracy equal to
+        // it: three dots at one place.
+        let svg = xy_chart(
+            "Curve",
+            "labels",
+            "figure",
+            &[
+                XySeries {
+                    name: "macro-F1".into(),
+                    color: "#2563eb".into(),
+                    points: vec![(100.0, 0.5), (100.0, 0.5), (200.0, 0.9)],
+                },
+                XySeries {
+                    name: "accuracy".into(),
+                    color: "#16a34a".into(),
+                    points: vec![(100.0, 0.5)],
+                },
+            ],
+        );
+        let centres: Vec<&str> = svg
+            .match_indices("<circle cx=\"")
+            .map(|(at, _)| {
+                let rest = &svg[at + 12..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect();
+        assert_eq!(centres.len(), 4);
+        let mut distinct = centres.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "stacked dots: {centres:?}");
+        // A lone dot stays where its value says: x 200 of 0..250 over 640 px from 56.
+        assert!(centres.contains(&"568.0"), "{centres:?}");
     }
 
     #[test]

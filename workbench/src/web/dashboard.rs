@@ -62,7 +62,10 @@ struct Data {
     days: Vec<String>,
     volume: Vec<TagVolume>,
     outcomes: Vec<TagOutcome>,
+    /// Over the tickets created in the period.
     totals: LabellingTotals,
+    /// Every ticket of the project, whenever created: none means an empty project.
+    project_tickets: i64,
     performance: Vec<(String, f64, f64, f64, f64)>,
     promoted: Option<i64>,
     names: HashMap<i64, (String, String)>,
@@ -89,7 +92,11 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
             .await?
     };
     let outcomes = state.store.tag_outcomes(project.id).await?;
-    let totals = state.store.labelling_totals(project.id).await?;
+    let totals = state
+        .store
+        .labelling_totals_between(project.id, from, until)
+        .await?;
+    let project_tickets = state.store.labelling_totals(project.id).await?.tickets;
     let fits = state
         .store
         .ticket_fits(project.id, from, until, CLUSTER_SAMPLE)
@@ -125,6 +132,7 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
         volume,
         outcomes,
         totals,
+        project_tickets,
         performance,
         promoted: promoted.map(|v| v.id.0),
         names,
@@ -173,34 +181,19 @@ impl Data {
         values
     }
 
-    /// Tags whose last 7 days run at `RISING_FACTOR` times their daily rate of the 28 days
-    /// before, with at least 5 tickets in the last week.
     fn rising(&self) -> Vec<Value> {
         let last_week = (Utc::now().date_naive() - Duration::days(6))
             .format("%Y-%m-%d")
             .to_string();
-        let mut recent: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for row in &self.recent_volume {
-            let entry = recent.entry(row.tag_id).or_default();
-            if row.day >= last_week {
-                entry.0 += row.tickets;
-            } else {
-                entry.1 += row.tickets;
-            }
-        }
-        recent
+        rising_tags(&self.recent_volume, &last_week)
             .into_iter()
-            .filter_map(|(tag, (week, before))| {
-                let week_rate = week as f64 / 7.0;
-                let before_rate = before as f64 / 28.0;
-                (week >= 5 && week_rate >= RISING_FACTOR * before_rate.max(1.0 / 28.0)).then(|| {
-                    context! {
-                        tag => self.name(tag),
-                        week => week,
-                        before => before,
-                        factor => if before == 0 { None } else { Some(week_rate / before_rate) },
-                    }
-                })
+            .map(|(tag, week, before)| {
+                context! {
+                    tag => self.name(tag),
+                    week => week,
+                    before => before,
+                    factor => (week as f64 / 7.0) / (before as f64 / 28.0),
+                }
             })
             .collect()
     }
@@ -260,6 +253,32 @@ impl Data {
             })
             .collect()
     }
+}
+
+/// Tags whose last 7 days (from `last_week`, a `YYYY-MM-DD` day) run at `RISING_FACTOR`
+/// times their daily rate of the 28 days before, with at least 5 tickets in the last week:
+/// (tag, tickets in the week, tickets in the 28 days before). A tag with no ticket in the 28
+/// days before is left out: its first tickets (a new tag, an import) have no history to rise
+/// against, and "rising against 0" for every tag of an import is noise, not a concern.
+fn rising_tags(recent_volume: &[TagVolume], last_week: &str) -> Vec<(i64, i64, i64)> {
+    let mut recent: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for row in recent_volume {
+        let entry = recent.entry(row.tag_id).or_default();
+        if row.day.as_str() >= last_week {
+            entry.0 += row.tickets;
+        } else {
+            entry.1 += row.tickets;
+        }
+    }
+    recent
+        .into_iter()
+        .filter(|(_, (week, before))| {
+            *before > 0
+                && *week >= 5
+                && *week as f64 / 7.0 >= RISING_FACTOR * (*before as f64 / 28.0)
+        })
+        .map(|(tag, (week, before))| (tag, week, before))
+        .collect()
 }
 
 pub async fn show(
@@ -360,6 +379,7 @@ pub async fn show(
             high_corrections => high_corrections,
             unfit_clusters => data.unfit_clusters(),
             sampled => data.fits.len(),
+            project_tickets => data.project_tickets,
         },
     )
     .await
@@ -422,4 +442,32 @@ pub async fn csv(
         other => return Err(WebError::NotFound(format!("export {other:?}"))),
     }
     Ok(super::csv::download(out, &file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(day: &str, tag_id: i64, tickets: i64) -> TagVolume {
+        TagVolume {
+            day: day.into(),
+            tag_id,
+            tickets,
+        }
+    }
+
+    #[test]
+    fn a_tags_first_tickets_are_not_an_alarm_and_a_real_rise_is() {
+        let volume = [
+            // Tag 1: imported this week, nothing before: no history to rise against.
+            day("2026-03-25", 1, 40),
+            // Tag 2: 4 tickets in the 28 days before, 12 this week: 12/7 ≥ 2 × 4/28.
+            day("2026-03-01", 2, 4),
+            day("2026-03-26", 2, 12),
+            // Tag 3: steady.
+            day("2026-03-10", 3, 28),
+            day("2026-03-26", 3, 7),
+        ];
+        assert_eq!(rising_tags(&volume, "2026-03-24"), [(2, 12, 4)]);
+    }
 }

@@ -8,9 +8,11 @@ mod audit;
 pub mod auth;
 mod charts;
 mod concern_clusters;
+mod confusion;
 mod connectors;
 mod csv;
 mod dashboard;
+mod import;
 pub mod login_csrf;
 pub mod login_limits;
 mod models;
@@ -50,6 +52,13 @@ pub fn router() -> Router<AppState> {
         .route("/p/{project}/review/{ticket}", post(review::label))
         .route("/p/{project}/review/{ticket}/skip", post(review::skip))
         .route("/p/{project}/tickets", get(tickets::browse))
+        .route(
+            "/p/{project}/import",
+            // The handler bounds the file (`upload_max_bytes`) and every other field itself.
+            get(import::show)
+                .post(import::upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/p/{project}/tickets/{ticket}", get(tickets::show))
         .route("/p/{project}/tickets/{ticket}/labels", post(tickets::label))
         .route(
@@ -191,6 +200,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "admin_projects.html",
         "connectors.html",
         "audit.html",
+        "import.html",
     ) {
         // A template that does not parse is a build defect; the tests render every page.
         if let Err(error) = env.add_template(name, source) {

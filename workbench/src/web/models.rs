@@ -4,6 +4,7 @@
 
 use super::auth::{CsrfForm, CurrentUser};
 use super::charts::{XySeries, xy_chart};
+use super::confusion;
 use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
@@ -313,24 +314,11 @@ pub async fn compare(
             }
         })
         .collect();
-    // Confusion rows follow the model's own tag order, which `per_tag` lists.
-    let confusion = |label: String, v: &ModelVersion| {
-        let names: Vec<String> = v
-            .metrics
-            .get("per_tag")
-            .and_then(serde_json::Value::as_array)
-            .map(|tags| {
-                tags.iter()
-                    .filter_map(|t| Some(t.get("tag")?.as_str()?.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        context! {
-            label => label,
-            matrix => Value::from(Serde(v.metrics.get("confusion").cloned().unwrap_or_default())),
-            names => names,
-        }
-    };
+    let single = project.label_mode == datasets::LabelMode::Single;
+    let confusions = [
+        confusion(format!("A #{}", a.id), &a, single),
+        confusion(format!("B #{}", b.id), &b, single),
+    ];
     let versions: Vec<Value> = state
         .store
         .model_versions(project.id)
@@ -349,12 +337,75 @@ pub async fn compare(
             b => version_row(&b),
             summary => summary,
             tags => rows,
-            confusions => [confusion(format!("A #{}", a.id), &a), confusion(format!("B #{}", b.id), &b)],
-            single => project.label_mode == datasets::LabelMode::Single,
+            confusions => confusions,
+            single => single,
             versions => versions,
         },
     )
     .await
+}
+
+/// Tags up to which the compare page also prints the whole matrix as a table; past that a
+/// table of zeros is unreadable and the heat-map and the pairs say it better.
+const FULL_TABLE_TAGS: usize = 12;
+
+/// One version's confusion as the compare page shows it: for one tag per ticket the most
+/// confused pairs and a heat-map of the tags with errors (and the full table while it is
+/// small); for several, the per-tag `[tp, fp, fn, tn]` rows.
+fn confusion(label: String, version: &ModelVersion, single: bool) -> Value {
+    // Rows follow the model's own tag order, which `per_tag` lists.
+    let names: Vec<String> = version
+        .metrics
+        .get("per_tag")
+        .and_then(serde_json::Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|t| Some(t.get("tag")?.as_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let recorded = version
+        .metrics
+        .get("confusion")
+        .cloned()
+        .unwrap_or_default();
+    let square = single
+        .then(|| confusion::square_matrix(&recorded))
+        .flatten();
+    let Some(matrix) = square else {
+        return context! {
+            label => label,
+            matrix => Value::from(Serde(recorded)),
+            names => names,
+        };
+    };
+    let pairs: Vec<Value> = confusion::confused_pairs(&matrix, &names, confusion::PAIRS_SHOWN)
+        .iter()
+        .map(|p| {
+            context! {
+                truth => p.truth.as_str(),
+                predicted => p.predicted.as_str(),
+                truth_query => super::encode_component(&p.truth),
+                predicted_query => super::encode_component(&p.predicted),
+                count => p.count,
+                share_of_truth => p.share_of_truth,
+                share_of_errors => p.share_of_errors,
+            }
+        })
+        .collect();
+    let heat_map = confusion::heat_map(&matrix, &names, confusion::HEAT_MAP_TAGS);
+    context! {
+        label => label,
+        tags => matrix.len(),
+        errors => matrix.iter().enumerate().map(|(i, row)| row.iter().sum::<usize>() - row[i]).sum::<usize>(),
+        examples => matrix.iter().flatten().sum::<usize>(),
+        pairs => pairs,
+        heat_map => heat_map.as_ref().map(|h| Value::from_safe_string(h.svg.clone())),
+        heat_map_tags => heat_map.as_ref().map(|h| h.tags),
+        heat_map_left_out => heat_map.as_ref().map(|h| h.left_out),
+        matrix => (matrix.len() <= FULL_TABLE_TAGS).then(|| Value::from(Serde(&matrix))),
+        names => names,
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -178,6 +178,11 @@ pub async fn show(
             ..page
         };
     }
+    if ticket_id.is_none() {
+        // An empty queue of an empty project says how tickets get in, not "nothing waits".
+        let tickets = state.store.labelling_totals(project.id).await?.tickets;
+        page = context! { project_tickets => tickets, ..page };
+    }
     render_page(&state, &user, Some(&project), "review", "review.html", page).await
 }
 

@@ -196,6 +196,8 @@ pub async fn browse(
         "tickets.html",
         context! {
             tickets => rows,
+            // Whether the empty state is "nothing matches" or "nothing here yet".
+            filtered => filter != TicketFilter { offset: filter.offset, limit: filter.limit, ..TicketFilter::default() },
             query => Serde(&query),
             tags => tags,
             sources => sources,

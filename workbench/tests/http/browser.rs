@@ -536,3 +536,284 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
     assert_eq!(chosen, ["intent 09", "intent 63"]);
     client.close().await.unwrap();
 }
+
+/// chromedriver on a free port and a headless chromium session of `width` × `height`.
+async fn headless_chromium(width: u32, height: u32) -> Option<(Driver, fantoccini::Client)> {
+    let Some(driver_path) = chromedriver() else {
+        eprintln!(
+            "skipped the browser test: chromedriver is not installed \
+             (apt-get install chromium chromium-driver; .ci/run does this)"
+        );
+        return None;
+    };
+    let port = free_port();
+    let driver = Driver(
+        Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--window-size={width},{height}")]
+        }),
+    );
+    for _ in 0..50 {
+        if let Ok(client) =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+        {
+            return Some((driver, client));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// What a page's layout measures in the browser: how wide the document is against the
+/// window, whether the top bar's parts sit on one row, and where the review page's Confirm
+/// button ends.
+async fn measure(client: &fantoccini::Client) -> serde_json::Value {
+    client
+        .execute(
+            r"const bar = document.querySelector('header.topbar').getBoundingClientRect();
+              const middles = Array.from(document.querySelectorAll('header.topbar > *'))
+                .filter(e => e.getBoundingClientRect().height > 0)
+                .map(e => { const r = e.getBoundingClientRect(); return (r.top + r.bottom) / 2; });
+              const confirm = document.querySelector('button[value=confirm]');
+              return {
+                scroll_width: document.documentElement.scrollWidth,
+                inner_width: window.innerWidth,
+                inner_height: window.innerHeight,
+                bar_height: bar.height,
+                bar_rows_spread: Math.max(...middles) - Math.min(...middles),
+                confirm_bottom: confirm ? confirm.getBoundingClientRect().bottom : null,
+              };",
+            Vec::new(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_fit_800_and_1280_px_with_one_row_of_navigation_and_confirm_above_the_fold() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let demo = datasets::demo_project::install_demo_project(
+        &store,
+        &ProjectName::parse("Demo").unwrap(),
+        LabelMode::Multi,
+        120,
+        7,
+    )
+    .await
+    .unwrap();
+    store
+        .create_user(&NewUser {
+            username: Username::parse("admin").unwrap(),
+            role: Role::Admin,
+            password_hash: workbench::web::hash_password(PASSWORD).unwrap(),
+        })
+        .await
+        .unwrap();
+    let old = version(&store, demo.id, 0.70).await;
+    let new = version(&store, demo.id, 0.80).await;
+    // A single-label project of 77 intents with long names, a confused model and a queue.
+    let intents = store
+        .create_project(
+            &ProjectName::parse("Intents of a bank").unwrap(),
+            LabelMode::Single,
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..77)
+        .map(|i| format!("intent number {i:02} about a card payment"))
+        .collect();
+    for name in &names {
+        store
+            .create_tag(intents.id, &NewTag::named(TagName::parse(name).unwrap()))
+            .await
+            .unwrap();
+    }
+    let confusion: Vec<Vec<usize>> = (0..77)
+        .map(|t| {
+            (0..77)
+                .map(|p| usize::from(t == p) * 8 + usize::from((t + 1) % 77 == p))
+                .collect()
+        })
+        .collect();
+    let confused = store
+        .create_model_version(
+            intents.id,
+            &NewModelVersion {
+                kind: datasets::ModelKind::Ngram,
+                metrics: serde_json::json!({
+                    "examples": 693, "accuracy": 0.89, "micro_f1": 0.89, "macro_f1": 0.88, "ece": 0.05,
+                    "per_tag": names.iter().map(|n| serde_json::json!({"tag": n, "precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 9, "threshold": 0.5})).collect::<Vec<_>>(),
+                    "confusion": confusion,
+                    "coverage": {"auto_tagged_share": 0.6, "precision": 0.95, "review_share": 0.4}
+                }),
+                ..NewModelVersion::default()
+            },
+        )
+        .await
+        .unwrap();
+    for project in [demo.id, intents.id] {
+        if project == intents.id {
+            store
+                .upsert_tickets(
+                    intents.id,
+                    &[NewTicket {
+                        source: "api".into(),
+                        external_id: "I-1".into(),
+                        subject: "Where is my card?".into(),
+                        body: "It was sent two weeks ago and has not arrived. ".repeat(6),
+                        metadata: serde_json::json!({}),
+                        created_at: None,
+                        split: Split::Train,
+                    }],
+                )
+                .await
+                .unwrap();
+        }
+        let first = store.tickets_after(project, None, 3).await.unwrap();
+        let queue: Vec<NewQueueEntry> = first
+            .iter()
+            .map(|t| NewQueueEntry {
+                ticket_id: t.ticket.id,
+                score: 1.0,
+                strategy: "margin".into(),
+                reason: "margin 0.01 between the two best tags".into(),
+            })
+            .collect();
+        store.replace_review_queue(project, &queue).await.unwrap();
+    }
+
+    let application = Application::bind(
+        AppState::new(store.clone(), Config::default()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", application.local_addr().unwrap());
+    tokio::spawn(application.run_until_stopped());
+    let Some((_driver, client)) = headless_chromium(1280, 720).await else {
+        return;
+    };
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    let password = client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap();
+    password.send_keys(PASSWORD).await.unwrap();
+    password.send_keys(ENTER).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("header.topbar"))
+        .await
+        .unwrap();
+
+    let d = format!("{base}/p/{}", demo.id);
+    let i = format!("{base}/p/{}", intents.id);
+    let pages = [
+        format!("{d}/dashboard"),
+        format!("{d}/tickets"),
+        format!("{d}/models"),
+        format!("{d}/models/compare?a={}&b={}", old.id, new.id),
+        format!("{d}/review"),
+        format!("{d}/import"),
+        format!("{i}/models/compare?a={}&b={}", confused.id, confused.id),
+        format!("{i}/review"),
+    ];
+    for (width, height) in [(1280, 720), (800, 720)] {
+        client.set_window_size(width, height).await.unwrap();
+        for page in &pages {
+            client.goto(page).await.unwrap();
+            client
+                .wait()
+                .for_element(Locator::Css("header.topbar"))
+                .await
+                .unwrap();
+            let m = measure(&client).await;
+            let at = format!("{page} at {width} px: {m}");
+            assert!(
+                m["scroll_width"].as_f64().unwrap() <= m["inner_width"].as_f64().unwrap(),
+                "the page scrolls sideways: {at}"
+            );
+            assert!(
+                m["bar_rows_spread"].as_f64().unwrap() < 8.0
+                    && m["bar_height"].as_f64().unwrap() < 64.0,
+                "the top bar takes more than one row: {at}"
+            );
+            if page.ends_with("/review") {
+                let bottom = m["confirm_bottom"].as_f64().expect("no Confirm button");
+                assert!(
+                    bottom <= m["inner_height"].as_f64().unwrap(),
+                    "Confirm is below the fold: {at}"
+                );
+            }
+        }
+    }
+
+    // A file uploaded from the import page, as the browser sends it (multipart, the CSRF
+    // token first): the good row is stored, the bad one reported.
+    let upload = tempfile::tempdir().unwrap();
+    let csv = upload.path().join("more-tickets.csv");
+    std::fs::write(
+        &csv,
+        "text,label,created_at\nMy parcel never came,Billing,\nBroken row,Billing,yesterday\n",
+    )
+    .unwrap();
+    client.goto(&format!("{d}/import")).await.unwrap();
+    client
+        .find(Locator::Css("input[type=file]"))
+        .await
+        .unwrap()
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[data-upload]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = client
+        .wait()
+        .for_element(Locator::Css("#import-report"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(report.contains("Imported 1 of 2 rows"), "{report}");
+    assert!(report.contains("created_at is not an RFC 3339"), "{report}");
+    let found = store
+        .browse_tickets(
+            demo.id,
+            &datasets::store::TicketFilter {
+                text: Some("parcel never came".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.tickets.len(), 1);
+    client.close().await.unwrap();
+}

@@ -25,6 +25,7 @@ mod review_api;
 mod snapshots;
 mod tagging;
 mod web;
+mod web_first_hour;
 mod web_taxonomy_models;
 mod web_training;
 mod worker;
