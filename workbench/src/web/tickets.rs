@@ -277,6 +277,23 @@ pub async fn show(
         })
         .collect();
     let metadata = serde_json::to_string_pretty(&ticket.ticket.metadata).unwrap_or_default();
+    // What the models read (quoted replies, signatures and markup removed, traces compacted)
+    // and its language, as tagging decides it; the stored text stays as it came.
+    let clean = datasets::ticket::model_text(&ticket.ticket.subject, &ticket.ticket.body);
+    let language = datasets::language::detect_language(&clean).map(|language| {
+        context! {
+            name => language.english_name(),
+            code => language.code(),
+            served => project.languages.is_empty() || project.languages.contains(&language),
+        }
+    });
+    let cleaned = clean.trim()
+        != format!(
+            "{}\n{}",
+            ticket.ticket.subject.trim(),
+            ticket.ticket.body.trim()
+        )
+        .trim();
     render_page(
         &state,
         &user,
@@ -289,6 +306,9 @@ pub async fn show(
             external_id => ticket.ticket.external_id.as_str(),
             split => ticket.ticket.split.as_str(),
             metadata => metadata,
+            clean => cleaned.then_some(clean.trim()),
+            language => language,
+            served_languages => project.languages.iter().map(|l| l.english_name()).collect::<Vec<_>>(),
             choices => choices,
             single => project.label_mode == datasets::LabelMode::Single,
             labels => labels,

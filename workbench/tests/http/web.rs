@@ -661,6 +661,87 @@ async fn the_ticket_browser_searches_and_filters() {
     assert_eq!(bad_date.status, StatusCode::BAD_REQUEST);
 }
 
+/// The ticket page shows the language tagging decided on and, beside the text as it came,
+/// the text the models read (issue 18): quoted replies and signatures gone.
+#[tokio::test]
+async fn a_ticket_page_shows_its_language_and_the_text_the_models_read() {
+    let app = WebApp::new().await;
+    let browser = app.login("labeler").await;
+    let body = "Die Anwendung stürzt jedes Mal ab, wenn ich eine Rechnung als PDF exportieren \
+                möchte. Bitte helfen Sie mir schnell, wir brauchen die Rechnungen heute.\n\n\
+                On Mon, 3 Mar 2025 at 10:00, Support <help@example.com> wrote:\n\
+                > Thanks for reaching out, we are looking into it.\n";
+    let stored = app
+        .store
+        .upsert_tickets(
+            app.project.id,
+            &[NewTicket {
+                source: "api".into(),
+                external_id: "de-1".into(),
+                subject: "Absturz beim Export".into(),
+                body: body.into(),
+                metadata: serde_json::json!({}),
+                created_at: None,
+                split: Split::Train,
+            }],
+        )
+        .await
+        .unwrap();
+    let uri = app.p(&format!("/tickets/{}", stored[0].id));
+    let page = app.get(&uri, Some(&browser)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("German (deu)"), "{}", page.body);
+    assert!(!page.body.contains("not a language this project"));
+    let clean = page
+        .body
+        .split("The text the models read")
+        .nth(1)
+        .expect("the clean text is shown");
+    assert!(clean.contains("stürzt jedes Mal ab"));
+    assert!(
+        !clean.contains("looking into it"),
+        "the quoted reply is dropped"
+    );
+
+    // A project whose model serves English only says why this ticket is not tagged.
+    app.store
+        .set_project_languages(app.project.id, &[Language::parse("eng").unwrap()])
+        .await
+        .unwrap();
+    let page = app.get(&uri, Some(&browser)).await;
+    assert!(
+        page.body
+            .contains("not a language this project&#x27;s model serves")
+            || page
+                .body
+                .contains("not a language this project's model serves"),
+        "{}",
+        page.body
+    );
+    // Too little text for a decision is said, not guessed.
+    let short = app
+        .store
+        .upsert_tickets(
+            app.project.id,
+            &[NewTicket {
+                source: "api".into(),
+                external_id: "short".into(),
+                subject: "Hi".into(),
+                body: "ok".into(),
+                metadata: serde_json::json!({}),
+                created_at: None,
+                split: Split::Train,
+            }],
+        )
+        .await
+        .unwrap();
+    let page = app
+        .get(&app.p(&format!("/tickets/{}", short[0].id)), Some(&browser))
+        .await;
+    assert!(page.body.contains("language not told"), "{}", page.body);
+    assert!(!page.body.contains("The text the models read"));
+}
+
 #[tokio::test]
 async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
     let app = WebApp::new().await;
