@@ -545,12 +545,7 @@ pub(crate) fn fit(
         &params.encoder_options(),
     )?);
     let spec = encoder.spec().clone();
-    let everything: Vec<&Example> = data
-        .train
-        .iter()
-        .chain(&data.validation)
-        .chain(&data.test)
-        .collect();
+    let everything = data.all();
     let (embeddings, report) = embed_examples(
         &encoder,
         &everything,

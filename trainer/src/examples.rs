@@ -62,6 +62,17 @@ pub struct TrainingData {
     pub held_out: HeldOut,
 }
 
+impl TrainingData {
+    /// Every example: train, validation, then test (what an embedding cache holds).
+    pub fn all(&self) -> Vec<&Example> {
+        self.train
+            .iter()
+            .chain(&self.validation)
+            .chain(&self.test)
+            .collect()
+    }
+}
+
 /// The tags people gave a ticket and whose word it is, or `None` if no person's or import's
 /// label is on it.
 fn truth(ticket: &LabelledTicket) -> Option<(LabelSource, Vec<datasets::TagId>)> {

@@ -507,12 +507,7 @@ pub fn evaluate_model_cached(
     cache_file: Option<&Path>,
 ) -> Result<(Evaluation, TaxonomyDrift, Option<EmbeddingReport>), TrainError> {
     if let (Some(cache_file), Scorer::EncoderHead(scorer)) = (cache_file, &model.scorer) {
-        let everything: Vec<&Example> = data
-            .train
-            .iter()
-            .chain(&data.validation)
-            .chain(&data.test)
-            .collect();
+        let everything = data.all();
         let (embeddings, report) = crate::encoder_head::embed_examples(
             &scorer.encoder,
             &everything,

@@ -100,25 +100,7 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         );
         return;
     };
-    let database = TestDatabase::sqlite().unwrap();
-    let store = database.store().await.unwrap();
-    let project = datasets::demo_project::install_demo_project(
-        &store,
-        &ProjectName::parse("Demo").unwrap(),
-        LabelMode::Multi,
-        300,
-        7,
-    )
-    .await
-    .unwrap();
-    store
-        .create_user(&NewUser {
-            username: Username::parse("admin").unwrap(),
-            role: Role::Admin,
-            password_hash: workbench::web::hash_password(PASSWORD).unwrap(),
-        })
-        .await
-        .unwrap();
+    let (_database, store, project) = demo_with_admin(300).await;
     let old = version(&store, project.id, 0.70).await;
     store
         .promote_model_version(project.id, old.id, "setup")
@@ -604,25 +586,7 @@ async fn measure(client: &fantoccini::Client) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_fit_800_and_1280_px_with_one_row_of_navigation_and_confirm_above_the_fold() {
-    let database = TestDatabase::sqlite().unwrap();
-    let store = database.store().await.unwrap();
-    let demo = datasets::demo_project::install_demo_project(
-        &store,
-        &ProjectName::parse("Demo").unwrap(),
-        LabelMode::Multi,
-        120,
-        7,
-    )
-    .await
-    .unwrap();
-    store
-        .create_user(&NewUser {
-            username: Username::parse("admin").unwrap(),
-            role: Role::Admin,
-            password_hash: workbench::web::hash_password(PASSWORD).unwrap(),
-        })
-        .await
-        .unwrap();
+    let (_database, store, demo) = demo_with_admin(120).await;
     let old = version(&store, demo.id, 0.70).await;
     let new = version(&store, demo.id, 0.80).await;
     // A single-label project of 77 intents with long names, a confused model and a queue.
@@ -816,4 +780,29 @@ async fn pages_fit_800_and_1280_px_with_one_row_of_navigation_and_confirm_above_
         .unwrap();
     assert_eq!(found.tickets.len(), 1);
     client.close().await.unwrap();
+}
+
+/// A SQLite database with the demo project of `tickets` tickets and an admin who signs in
+/// with `PASSWORD`.
+async fn demo_with_admin(tickets: usize) -> (TestDatabase, AnyStore, Project) {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = datasets::demo_project::install_demo_project(
+        &store,
+        &ProjectName::parse("Demo").unwrap(),
+        LabelMode::Multi,
+        tickets,
+        7,
+    )
+    .await
+    .unwrap();
+    store
+        .create_user(&NewUser {
+            username: Username::parse("admin").unwrap(),
+            role: Role::Admin,
+            password_hash: workbench::web::hash_password(PASSWORD).unwrap(),
+        })
+        .await
+        .unwrap();
+    (database, store, project)
 }
