@@ -41,6 +41,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List projects with their ticket and tag counts.
     Projects,
+    /// Show or set the languages a project's model serves (others go to review).
+    Languages(crate::commands::languages::LanguagesArgs),
     /// Train a new model version on the project's labelled tickets and evaluate it.
     Train(TrainArgs),
     /// Evaluate a model version on the project's held-out tickets.

@@ -5,6 +5,7 @@ pub mod demo;
 mod export;
 mod import;
 mod keys;
+pub mod languages;
 mod models;
 mod pull;
 mod registry;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Import(args) => import::run(&open_store(&config).await?, args).await,
         Command::Export(args) => export::run(&open_store(&config).await?, args).await,
         Command::Projects => list_projects(&open_store(&config).await?).await,
+        Command::Languages(args) => languages::run(&open_store(&config).await?, args).await,
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
         Command::Eval(args) => models::eval(&open_store(&config).await?, &config, args).await,
         Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,

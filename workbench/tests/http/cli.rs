@@ -295,6 +295,50 @@ fn demo_csv(dir: &Path, tickets: usize) -> PathBuf {
 }
 
 #[test]
+fn a_projects_languages_are_shown_set_refused_when_unknown_and_cleared() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_csv(dir.path(), 30);
+    assert!(import(&database.url, &file, &["--id-column", "id"]).ok);
+    let languages = |args: &[&str]| {
+        let mut all = vec!["languages", "--project", "Support"];
+        all.extend_from_slice(args);
+        tagger(&database.url, &all)
+    };
+    let shown = languages(&[]);
+    assert!(shown.ok, "{}", shown.stderr);
+    assert!(
+        shown.stdout.contains("serves every language"),
+        "{}",
+        shown.stdout
+    );
+    let set = languages(&["--set", "deu,eng,eng"]);
+    assert!(set.ok, "{}", set.stderr);
+    assert!(
+        set.stdout.contains(
+            "serves German (deu), English (eng); tickets in other languages go to review"
+        ),
+        "{}",
+        set.stdout
+    );
+    let unknown = languages(&["--set", "xx1"]);
+    assert!(!unknown.ok);
+    assert!(unknown.stderr.contains("xx1"), "{}", unknown.stderr);
+    // The refusal changed nothing.
+    assert!(
+        languages(&[])
+            .stdout
+            .contains("German (deu), English (eng)")
+    );
+    let cleared = languages(&["--all"]);
+    assert!(
+        cleared.stdout.contains("serves every language"),
+        "{}",
+        cleared.stdout
+    );
+}
+
+#[test]
 fn train_eval_and_predict_from_the_command_line() {
     let database = TestDatabase::sqlite().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -590,7 +634,15 @@ fn every_command_takes_the_data_directory_and_creates_no_database_elsewhere() {
         !elsewhere.path().join("data").exists(),
         "a second database was created in the working directory"
     );
-    for command in ["demo", "serve", "worker", "train", "keys", "models"] {
+    for command in [
+        "demo",
+        "serve",
+        "worker",
+        "train",
+        "keys",
+        "models",
+        "languages",
+    ] {
         let help = tagger_in(elsewhere.path(), &[command, "--help"]);
         assert!(
             help.stdout.contains("--data-dir"),
