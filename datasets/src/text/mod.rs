@@ -3,6 +3,7 @@
 //! Each step is its own pure function; [`normalise_body`] runs them in order. The stored
 //! ticket keeps its raw text: only what models read (`ticket::model_text`) is normalised.
 
+pub mod entities;
 pub mod html;
 pub mod quoted;
 pub mod traces;

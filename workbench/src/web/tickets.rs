@@ -287,6 +287,11 @@ pub async fn show(
             served => project.languages.is_empty() || project.languages.contains(&language),
         }
     });
+    let entities: Vec<Value> =
+        datasets::text::entities::ticket_entities(&ticket.ticket.subject, &ticket.ticket.body)
+            .into_iter()
+            .map(|entity| context! { kind => entity.kind.label(), text => entity.text })
+            .collect();
     let cleaned = clean.trim()
         != format!(
             "{}\n{}",
@@ -308,6 +313,7 @@ pub async fn show(
             metadata => metadata,
             clean => cleaned.then_some(clean.trim()),
             language => language,
+            entities => entities,
             served_languages => project.languages.iter().map(|l| l.english_name()).collect::<Vec<_>>(),
             choices => choices,
             single => project.label_mode == datasets::LabelMode::Single,

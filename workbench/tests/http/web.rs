@@ -667,7 +667,7 @@ async fn the_ticket_browser_searches_and_filters() {
 async fn a_ticket_page_shows_its_language_and_the_text_the_models_read() {
     let app = WebApp::new().await;
     let browser = app.login("labeler").await;
-    let body = "Die Anwendung stürzt jedes Mal ab, wenn ich eine Rechnung als PDF exportieren \
+    let body = "Die Anwendung stürzt mit ERR_PDF_EXPORT unter Windows 11 ab, wenn ich eine Rechnung als PDF exportieren \
                 möchte. Bitte helfen Sie mir schnell, wir brauchen die Rechnungen heute.\n\n\
                 On Mon, 3 Mar 2025 at 10:00, Support <help@example.com> wrote:\n\
                 > Thanks for reaching out, we are looking into it.\n";
@@ -697,11 +697,23 @@ async fn a_ticket_page_shows_its_language_and_the_text_the_models_read() {
         .split("The text the models read")
         .nth(1)
         .expect("the clean text is shown");
-    assert!(clean.contains("stürzt jedes Mal ab"));
+    assert!(clean.contains("stürzt mit ERR_PDF_EXPORT"));
     assert!(
         !clean.contains("looking into it"),
         "the quoted reply is dropped"
     );
+    // Entities come from the customer's words, not the quoted reply's.
+    assert!(
+        page.body.contains("<code>ERR_PDF_EXPORT</code>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<code>Windows 11</code>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<code>help@example.com</code>"));
 
     // A project whose model serves English only says why this ticket is not tagged.
     app.store
