@@ -6,8 +6,8 @@
 use super::any::AnyStore;
 use super::{PgStore, SqliteStore};
 use crate::connector::{
-    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, DeliveryClaim, DeliveryRecord,
-    DeliveryStatus, NewConnector, System,
+    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, ConnectorTicketStored,
+    ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus, NewConnector, System,
 };
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
@@ -91,6 +91,16 @@ pub trait ConnectorStore {
         vendor_updated_at: Option<DateTime<Utc>>,
         imported: &[TagId],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores a help desk's tickets in one transaction, each as `record_connector_ticket`
+    /// would after an ingest: the ticket (idempotent on the connector and its vendor id), its
+    /// model labels when given, its imported labels and the vendor's change time. A ticket
+    /// whose stored change time is newer is left as it is (`Stale`). One answer per ticket,
+    /// in order.
+    fn store_connector_tickets(
+        &self,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+    ) -> impl Future<Output = StoreResult<Vec<ConnectorTicketStored>>> + Send;
     /// The connector a stored ticket came from, with the help desk's id for it.
     fn ticket_connector(
         &self,
@@ -141,6 +151,8 @@ const SELECT_DELIVERIES: &str = "SELECT id, connector_id, dedupe_key, event, sta
 const SELECT_CONNECTOR_TICKET: &str = "SELECT ticket_id, vendor_updated_at, written_labels \
      FROM connector_tickets WHERE connector_id = $1 AND external_id = $2";
 const TICKET_PROJECT: &str = "SELECT project_id FROM tickets WHERE id = $1";
+const CONNECTOR_TICKET_CHANGED: &str = "SELECT ticket_id, vendor_updated_at FROM connector_tickets \
+     WHERE connector_id = $1 AND external_id = $2";
 const PROJECT_TAGS: &str = "SELECT id FROM tags WHERE project_id = $1";
 // The newer change time wins, so a late, older delivery never moves the clock back.
 const UPSERT_CONNECTOR_TICKET: &str = "INSERT INTO connector_tickets \
@@ -473,50 +485,86 @@ macro_rules! connector_store_methods {
                 )
                 .into());
             }
-            let current: Vec<i64> = sqlx::query_scalar(SELECT_IMPORT_LABELS)
-                .bind(ticket)
-                .fetch_all(&mut *tx)
-                .await?;
-            let current: Vec<TagId> = current.into_iter().map(TagId).collect();
-            let (removed, added) = super::common::label_changes(&current, imported);
-            let set_by = set_by(connector);
-            for tag in removed {
-                sqlx::query(DELETE_IMPORT_LABEL).bind(ticket).bind(tag).execute(&mut *tx).await?;
-                sqlx::query(INSERT_LABEL_EVENT)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind("removed")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for tag in added {
-                sqlx::query(UPSERT_IMPORT_LABEL)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(INSERT_LABEL_EVENT)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind("added")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(UPSERT_CONNECTOR_TICKET)
-                .bind(connector.id)
-                .bind(external_id)
-                .bind(ticket)
-                .bind(vendor_updated_at)
-                .execute(&mut *tx)
-                .await?;
+            Self::record_connector_ticket_in(
+                &mut tx,
+                connector,
+                external_id,
+                ticket,
+                vendor_updated_at,
+                imported,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector.name, tickets = tickets.len()))]
+        async fn store_connector_tickets(
+            &self,
+            connector: &Connector,
+            tickets: &[ConnectorTicketWrite],
+        ) -> StoreResult<Vec<ConnectorTicketStored>> {
+            for write in tickets {
+                write.ticket.validate()?;
+            }
+            let now = Utc::now();
+            let mut tx = self.pool().begin_with($begin_write).await?;
+            let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
+                .bind(connector.project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            let mut unknown: Option<TagId> = None;
+            for write in tickets {
+                let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
+                let tags = write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag));
+                for tag in tags {
+                    if unknown.is_none() && !taxonomy.contains(&tag.0) {
+                        unknown = Some(tag);
+                    }
+                }
+            }
+            if let Some(unknown) = unknown {
+                return Err(ValidationError::field(
+                    "tags",
+                    format!("tag {unknown} is not in project {}", connector.project_id),
+                )
+                .into());
+            }
+            let mut stored = Vec::with_capacity(tickets.len());
+            for write in tickets {
+                let known: Option<(i64, Option<DateTime<Utc>>)> =
+                    sqlx::query_as(CONNECTOR_TICKET_CHANGED)
+                        .bind(connector.id)
+                        .bind(&write.ticket.external_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((ticket, Some(known))) = known
+                    && write.vendor_updated_at.is_some_and(|incoming| incoming < known)
+                {
+                    stored.push(ConnectorTicketStored::Stale(TicketId(ticket)));
+                    continue;
+                }
+                let upserted = Self::upsert_ticket_in(&mut tx, connector.project_id, &write.ticket, now).await?;
+                if let Some((version, applied)) = &write.model_labels {
+                    Self::write_model_labels_in(&mut tx, upserted.id, *version, applied, now).await?;
+                }
+                Self::record_connector_ticket_in(
+                    &mut tx,
+                    connector,
+                    &write.ticket.external_id,
+                    upserted.id,
+                    write.vendor_updated_at,
+                    &write.imported,
+                    now,
+                )
+                .await?;
+                stored.push(ConnectorTicketStored::Stored(upserted));
+            }
+            tx.commit().await?;
+            Ok(stored)
         }
 
         #[tracing::instrument(skip_all, fields(connector = %connector))]
@@ -541,6 +589,79 @@ macro_rules! connector_store_methods {
             Ok(())
         }
     };
+}
+
+/// Expands to the inherent helper both backends' methods share.
+macro_rules! connector_store_helpers {
+    ($db:ty) => {
+        /// In `tx`: the ticket's imported labels become `imported` (with their history), and
+        /// the connector's row for it keeps the newer vendor change time.
+        async fn record_connector_ticket_in(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            connector: &Connector,
+            external_id: &str,
+            ticket: TicketId,
+            vendor_updated_at: Option<DateTime<Utc>>,
+            imported: &[TagId],
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let current: Vec<i64> = sqlx::query_scalar(SELECT_IMPORT_LABELS)
+                .bind(ticket)
+                .fetch_all(&mut **tx)
+                .await?;
+            let current: Vec<TagId> = current.into_iter().map(TagId).collect();
+            let (removed, added) = super::common::label_changes(&current, imported);
+            let set_by = set_by(connector);
+            for tag in removed {
+                sqlx::query(DELETE_IMPORT_LABEL)
+                    .bind(ticket)
+                    .bind(tag)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("removed")
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for tag in added {
+                sqlx::query(UPSERT_IMPORT_LABEL)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("added")
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query(UPSERT_CONNECTOR_TICKET)
+                .bind(connector.id)
+                .bind(external_id)
+                .bind(ticket)
+                .bind(vendor_updated_at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+impl SqliteStore {
+    connector_store_helpers!(sqlx::Sqlite);
+}
+
+impl PgStore {
+    connector_store_helpers!(sqlx::Postgres);
 }
 
 impl ConnectorStore for SqliteStore {
@@ -623,6 +744,13 @@ impl ConnectorStore for AnyStore {
         imported: &[TagId],
     ) -> StoreResult<()> {
         dispatch!(self, store => store.record_connector_ticket(connector, external_id, ticket, vendor_updated_at, imported))
+    }
+    async fn store_connector_tickets(
+        &self,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        dispatch!(self, store => store.store_connector_tickets(connector, tickets))
     }
     async fn record_written_labels(
         &self,

@@ -1,5 +1,5 @@
 //! Connector webhooks end to end over the real router, on both databases: signed deliveries
-//! from Zendesk, Jira and ServiceNow are stored (and tagged when a model is in service),
+//! from Zendesk, Jira and ServiceNow are stored at once and tagged by a queued job,
 //! refused without a valid signature, deduplicated, kept in the vendor's order, ignored when
 //! not about tickets, and our own write-back's echo is not taken for people's labels. Then
 //! the `tagger connectors` commands.
@@ -182,7 +182,17 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
         .promote_model_version(project.id, version.id, "test")
         .await
         .unwrap();
-    let app = TestApp::with_project(store, project);
+    let queue = trainer::jobs::JobQueue::open(&store, &trainer::jobs::QueueSettings::default())
+        .await
+        .unwrap();
+    let mut app = TestApp::with_project(store, project);
+    let config = Config {
+        encryption_key: Some(KEY.into()),
+        ..Config::default()
+    };
+    app.router = workbench::app::app(
+        AppState::new(app.store.clone(), config.clone()).with_jobs(queue.clone()),
+    );
     app.connector("jira-acme", System::Jira).await;
     let body = jira_issue(
         "jira:issue_created",
@@ -196,19 +206,23 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "stored");
-    assert_eq!(answer["tagged"], true);
+    assert_eq!(answer["tagging"], "queued", "tagged later, by a job");
     assert_eq!(
         answer["imported_labels"], 1,
         "billing matches a tag, vip does not"
     );
-    let ticket = app
-        .store
-        .ticket(
-            app.project.id,
-            TicketId(answer["ticket_id"].as_i64().unwrap()),
-        )
-        .await
-        .unwrap();
+    let ticket_id = TicketId(answer["ticket_id"].as_i64().unwrap());
+    let untagged = app.store.ticket(app.project.id, ticket_id).await.unwrap();
+    assert!(
+        untagged
+            .labels
+            .iter()
+            .all(|l| l.source != LabelSource::Model),
+        "no model ran while the help desk waited: {:?}",
+        untagged.labels
+    );
+    let ticket =
+        run_worker_until_tagged(&app.store, &queue, config, app.project.id, ticket_id).await;
     assert_eq!(ticket.ticket.source, "jira-acme");
     assert_eq!(ticket.ticket.external_id, "10042");
     assert_eq!(ticket.ticket.subject, "Charged twice this month");
@@ -245,6 +259,50 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
     assert_eq!(log[0].status, datasets::connector::DeliveryStatus::Stored);
     assert_eq!(log[0].event, "created");
     assert_eq!(log[0].ticket_id, Some(ticket.ticket.id));
+}
+
+/// Runs a worker until the ticket has the model's labels (its tagging job ran); the ticket.
+async fn run_worker_until_tagged(
+    store: &AnyStore,
+    queue: &trainer::jobs::JobQueue,
+    config: Config,
+    project: ProjectId,
+    ticket: TicketId,
+) -> LabelledTicket {
+    let runner = workbench::connector_jobs::ConnectorRunner::new(store.clone(), config).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue.clone(),
+        trainer::jobs::WorkerState {
+            store: store.clone(),
+            models_dir: models.path().join("models"),
+            name: "connectors-test".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+            retag_after_promotion: 0,
+            connector_jobs: Some(std::sync::Arc::new(runner)),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let tagged = loop {
+        let labelled = store.ticket(project, ticket).await.unwrap();
+        if labelled
+            .labels
+            .iter()
+            .any(|l| l.source == LabelSource::Model)
+        {
+            break labelled;
+        }
+        assert!(std::time::Instant::now() < deadline, "never tagged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    tagged
 }
 
 async fn a_delivery_with_a_missing_or_wrong_signature_is_refused_and_nothing_stored(
