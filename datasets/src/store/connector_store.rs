@@ -73,6 +73,14 @@ pub trait ConnectorStore {
         connector: ConnectorId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<DeliveryRecord>>> + Send;
+    /// A page of the connector's deliveries older than `before` (all when `None`), newest
+    /// first: keyset paging, so a page never repeats or skips a delivery logged meanwhile.
+    fn deliveries_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DeliveryRecord>>> + Send;
 
     /// What is stored of the ticket the vendor knows as `external_id`.
     fn connector_ticket(
@@ -146,7 +154,8 @@ const DELETE_DELIVERY: &str = "DELETE FROM connector_deliveries WHERE id = $1";
 const FINISH_DELIVERY: &str =
     "UPDATE connector_deliveries SET status = $1, ticket_id = $2 WHERE id = $3";
 const SELECT_DELIVERIES: &str = "SELECT id, connector_id, dedupe_key, event, status, ticket_id, \
-     received_at FROM connector_deliveries WHERE connector_id = $1 ORDER BY id DESC LIMIT $2";
+     received_at FROM connector_deliveries WHERE connector_id = $1 AND id < $2 \
+     ORDER BY id DESC LIMIT $3";
 
 const SELECT_CONNECTOR_TICKET: &str = "SELECT ticket_id, vendor_updated_at, written_labels \
      FROM connector_tickets WHERE connector_id = $1 AND external_id = $2";
@@ -423,10 +432,20 @@ macro_rules! connector_store_methods {
             Ok(())
         }
 
-        #[tracing::instrument(skip_all, fields(connector = %connector))]
         async fn deliveries(&self, connector: ConnectorId, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+            self.deliveries_before(connector, None, limit).await
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn deliveries_before(
+            &self,
+            connector: ConnectorId,
+            before: Option<DeliveryId>,
+            limit: u32,
+        ) -> StoreResult<Vec<DeliveryRecord>> {
             let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_DELIVERIES)
                 .bind(connector)
+                .bind(before.map_or(i64::MAX, |id| id.0))
                 .bind(i64::from(limit.min(MAX_DELIVERIES_PAGE)))
                 .fetch_all(self.pool())
                 .await?;
@@ -727,6 +746,14 @@ impl ConnectorStore for AnyStore {
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>> {
         dispatch!(self, store => store.deliveries(connector, limit))
+    }
+    async fn deliveries_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        dispatch!(self, store => store.deliveries_before(connector, before, limit))
     }
     async fn connector_ticket(
         &self,

@@ -656,6 +656,126 @@ async fn a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate
     ));
 }
 
+/// `GET` with a key; the status and JSON answer.
+async fn get_json(router: &axum::Router, uri: &str, key: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// An admin key of the project pages through the connector's deliveries and write-backs,
+/// newest first; a key without `admin`, or another project's connector, sees nothing.
+async fn the_connector_logs_are_paged_for_the_projects_admins(store: AnyStore) {
+    let app = TestApp::new(store).await;
+    let jira = app.connector("jira-acme", System::Jira).await;
+    for id in 1..=5 {
+        let body = jira_issue(
+            "jira:issue_created",
+            &id.to_string(),
+            "Export times out",
+            &[],
+            "2026-01-05T10:00:00.000+0000",
+        );
+        let (status, answer) = app
+            .post("jira-acme", &signed(System::Jira, SECRET, &body), &body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let ticket = app.tickets().await[0].ticket.id;
+    for external_id in ["1", "2", "3"] {
+        app.store
+            .queue_writeback(
+                jira.id,
+                external_id,
+                ticket,
+                &[format!("label-{external_id}")],
+            )
+            .await
+            .unwrap();
+    }
+    let admin = crate::support::project_key(&app.store, app.project.id, "admin").await;
+    let base = "/v1/projects/Acme/connectors/jira-acme";
+    let (status, first) =
+        get_json(&app.router, &format!("{base}/deliveries?limit=2"), &admin).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let mut seen: Vec<i64> = Vec::new();
+    let mut page = first;
+    loop {
+        for delivery in page["deliveries"].as_array().unwrap() {
+            assert_eq!(delivery["status"], "stored", "{delivery}");
+            assert_eq!(delivery["event"], "created", "{delivery}");
+            seen.push(delivery["id"].as_i64().unwrap());
+        }
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        let (status, next) = get_json(
+            &app.router,
+            &format!("{base}/deliveries?limit=2&cursor={cursor}"),
+            &admin,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        page = next;
+    }
+    let mut newest_first = seen.clone();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, newest_first);
+    assert_eq!(seen.len(), 5, "every delivery once: {seen:?}");
+
+    let (status, writes) = get_json(&app.router, &format!("{base}/write-backs"), &admin).await;
+    assert_eq!(status, StatusCode::OK, "{writes}");
+    let labels: Vec<&str> = writes["write_backs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|write| write["labels"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec!["label-3", "label-2", "label-1"]);
+    assert_eq!(writes["write_backs"][0]["status"], "pending");
+    assert!(writes["next_cursor"].is_null(), "{writes}");
+
+    let (status, refused) =
+        get_json(&app.router, &format!("{base}/deliveries?cursor=p2"), &admin).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let reader = app
+        .store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: app.project.id,
+                scopes: "read".parse().unwrap(),
+            },
+            "reader",
+        )
+        .await
+        .unwrap()
+        .secret;
+    let (status, _) = get_json(&app.router, &format!("{base}/deliveries"), &reader).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let other = app
+        .store
+        .create_project(&ProjectName::parse("Other").unwrap(), LabelMode::Multi)
+        .await
+        .unwrap();
+    let other_admin = crate::support::project_key(&app.store, other.id, "other").await;
+    let (status, _) = get_json(
+        &app.router,
+        "/v1/projects/Other/connectors/jira-acme/deliveries",
+        &other_admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another project's connector");
+}
+
 async fn an_oversized_body_is_refused(store: AnyStore) {
     let app = TestApp::new(store).await;
     app.connector("jira-acme", System::Jira).await;
@@ -766,6 +886,7 @@ datasets::on_both_backends!(
     real_captured_payloads_are_accepted_through_the_endpoint,
     a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate,
     an_oversized_body_is_refused,
+    the_connector_logs_are_paged_for_the_projects_admins,
 );
 
 struct Run {
