@@ -296,17 +296,23 @@ pub async fn store_incoming(
     connector: &Connector,
     incoming: &IncomingTicket,
 ) -> Result<Option<StoredIncoming>, DeliveryError> {
-    let known = store
-        .connector_ticket(connector.id, &incoming.external_id)
-        .await?;
-    if let Some(known) = &known
-        && is_older(incoming, known)
-    {
-        return Ok(None);
-    }
-    let taxonomy = live_tags(store, connector).await?;
-    let written = known.map(|known| known.written_labels).unwrap_or_default();
-    let imported = imported_tags(connector, &taxonomy, incoming, &written);
+    // A delivery without labels (most tickets as they are created) has nothing to map: no
+    // taxonomy or echo read for it; its order is checked in the write's transaction.
+    let imported = if carries_labels(connector, incoming) {
+        let known = store
+            .connector_ticket(connector.id, &incoming.external_id)
+            .await?;
+        if let Some(known) = &known
+            && is_older(incoming, known)
+        {
+            return Ok(None);
+        }
+        let taxonomy = live_tags(store, connector).await?;
+        let written = known.map(|known| known.written_labels).unwrap_or_default();
+        imported_tags(connector, &taxonomy, incoming, &written)
+    } else {
+        Vec::new()
+    };
     let write = ConnectorTicketWrite {
         ticket: ticket_to_store(connector, incoming),
         vendor_updated_at: incoming.updated_at,
@@ -359,16 +365,21 @@ pub async fn store_page(
             counts.skipped += 1;
             continue;
         }
-        // Labels our write-back put on a ticket a webhook brought are not imported.
-        let written = store
-            .connector_ticket(connector.id, &incoming.external_id)
-            .await?
-            .map(|known| known.written_labels)
-            .unwrap_or_default();
+        let imported = if carries_labels(connector, incoming) {
+            // Labels our write-back put on a ticket a webhook brought are not imported.
+            let written = store
+                .connector_ticket(connector.id, &incoming.external_id)
+                .await?
+                .map(|known| known.written_labels)
+                .unwrap_or_default();
+            imported_tags(connector, &taxonomy, incoming, &written)
+        } else {
+            Vec::new()
+        };
         writes.push(ConnectorTicketWrite {
             ticket,
             vendor_updated_at: incoming.updated_at,
-            imported: imported_tags(connector, &taxonomy, incoming, &written),
+            imported,
             model_labels: None,
         });
     }
@@ -411,6 +422,18 @@ pub async fn store_page(
         }
     }
     Ok(counts)
+}
+
+/// Whether the delivery carries labels or imported fields that may map to project tags.
+fn carries_labels(connector: &Connector, incoming: &IncomingTicket) -> bool {
+    !incoming.labels.is_empty()
+        || incoming.fields.iter().any(|(field, _)| {
+            connector
+                .settings
+                .import_fields
+                .iter()
+                .any(|wanted| wanted == field)
+        })
 }
 
 /// The project's tags that are not archived: the ones a vendor's label may stand for.

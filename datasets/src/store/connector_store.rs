@@ -11,6 +11,7 @@ use crate::connector::{
 };
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
+use crate::ticket::UpsertedTicket;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use std::collections::HashSet;
@@ -504,11 +505,13 @@ macro_rules! connector_store_methods {
                 )
                 .into());
             }
+            // An existing ticket: its imported labels are compared with the ones stored.
+            let existing = UpsertedTicket { id: ticket, created: false };
             Self::record_connector_ticket_in(
                 &mut tx,
                 connector,
                 external_id,
-                ticket,
+                existing,
                 vendor_updated_at,
                 imported,
                 now,
@@ -529,21 +532,23 @@ macro_rules! connector_store_methods {
             }
             let now = Utc::now();
             let mut tx = self.pool().begin_with($begin_write).await?;
-            let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
-                .bind(connector.project_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
+            let tags: Vec<TagId> = tickets
+                .iter()
+                .flat_map(|write| {
+                    let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
+                    write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag))
+                })
                 .collect();
             let mut unknown: Option<TagId> = None;
-            for write in tickets {
-                let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
-                let tags = write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag));
-                for tag in tags {
-                    if unknown.is_none() && !taxonomy.contains(&tag.0) {
-                        unknown = Some(tag);
-                    }
-                }
+            // Most live deliveries carry no label to check: no taxonomy read for them.
+            if !tags.is_empty() {
+                let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
+                    .bind(connector.project_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                unknown = tags.into_iter().find(|tag| !taxonomy.contains(&tag.0));
             }
             if let Some(unknown) = unknown {
                 return Err(ValidationError::field(
@@ -574,7 +579,7 @@ macro_rules! connector_store_methods {
                     &mut tx,
                     connector,
                     &write.ticket.external_id,
-                    upserted.id,
+                    upserted,
                     write.vendor_updated_at,
                     &write.imported,
                     now,
@@ -619,15 +624,21 @@ macro_rules! connector_store_helpers {
             tx: &mut sqlx::Transaction<'static, $db>,
             connector: &Connector,
             external_id: &str,
-            ticket: TicketId,
+            stored: UpsertedTicket,
             vendor_updated_at: Option<DateTime<Utc>>,
             imported: &[TagId],
             now: DateTime<Utc>,
         ) -> StoreResult<()> {
-            let current: Vec<i64> = sqlx::query_scalar(SELECT_IMPORT_LABELS)
-                .bind(ticket)
-                .fetch_all(&mut **tx)
-                .await?;
+            let ticket = stored.id;
+            // A ticket created in this transaction has no labels yet.
+            let current: Vec<i64> = if stored.created {
+                Vec::new()
+            } else {
+                sqlx::query_scalar(SELECT_IMPORT_LABELS)
+                    .bind(ticket)
+                    .fetch_all(&mut **tx)
+                    .await?
+            };
             let current: Vec<TagId> = current.into_iter().map(TagId).collect();
             let (removed, added) = super::common::label_changes(&current, imported);
             let set_by = set_by(connector);
