@@ -14,7 +14,7 @@ use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
 use crate::ticket::UpsertedTicket;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 /// The most deliveries one listing returns.
@@ -557,36 +557,7 @@ macro_rules! connector_store_methods {
                 )
                 .into());
             }
-            let mut stored = Vec::with_capacity(tickets.len());
-            for write in tickets {
-                let known: Option<(i64, Option<DateTime<Utc>>)> =
-                    sqlx::query_as(CONNECTOR_TICKET_CHANGED)
-                        .bind(connector.id)
-                        .bind(&write.ticket.external_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some((ticket, Some(known))) = known
-                    && write.vendor_updated_at.is_some_and(|incoming| incoming < known)
-                {
-                    stored.push(ConnectorTicketStored::Stale(TicketId(ticket)));
-                    continue;
-                }
-                let upserted = Self::upsert_ticket_in(&mut tx, connector.project_id, &write.ticket, now).await?;
-                if let Some((version, applied)) = &write.model_labels {
-                    Self::write_model_labels_in(&mut tx, upserted.id, *version, applied, now).await?;
-                }
-                Self::record_connector_ticket_in(
-                    &mut tx,
-                    connector,
-                    &write.ticket.external_id,
-                    upserted,
-                    write.vendor_updated_at,
-                    &write.imported,
-                    now,
-                )
-                .await?;
-                stored.push(ConnectorTicketStored::Stored(upserted));
-            }
+            let stored = Self::store_connector_tickets_in(&mut tx, connector, tickets, now).await?;
             tx.commit().await?;
             Ok(stored)
         }
@@ -618,6 +589,45 @@ macro_rules! connector_store_methods {
 /// Expands to the inherent helper both backends' methods share.
 macro_rules! connector_store_helpers {
     ($db:ty) => {
+        /// In `tx`: one help desk's ticket as `store_connector_tickets` stores it, left as it
+        /// is when the stored version is newer.
+        async fn store_connector_ticket_in(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            connector: &Connector,
+            write: &ConnectorTicketWrite,
+            now: DateTime<Utc>,
+        ) -> StoreResult<ConnectorTicketStored> {
+            let known: Option<(i64, Option<DateTime<Utc>>)> =
+                sqlx::query_as(CONNECTOR_TICKET_CHANGED)
+                    .bind(connector.id)
+                    .bind(&write.ticket.external_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if let Some((ticket, Some(known))) = known
+                && write
+                    .vendor_updated_at
+                    .is_some_and(|incoming| incoming < known)
+            {
+                return Ok(ConnectorTicketStored::Stale(TicketId(ticket)));
+            }
+            let upserted =
+                Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, now).await?;
+            if let Some((version, applied)) = &write.model_labels {
+                Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+            }
+            Self::record_connector_ticket_in(
+                tx,
+                connector,
+                &write.ticket.external_id,
+                upserted,
+                write.vendor_updated_at,
+                &write.imported,
+                now,
+            )
+            .await?;
+            Ok(ConnectorTicketStored::Stored(upserted))
+        }
+
         /// In `tx`: the ticket's imported labels become `imported` (with their history), and
         /// the connector's row for it keeps the newer vendor change time.
         async fn record_connector_ticket_in(
@@ -688,11 +698,228 @@ macro_rules! connector_store_helpers {
 
 impl SqliteStore {
     connector_store_helpers!(sqlx::Sqlite);
+
+    /// One statement per row: in-process SQLite runs them as fast as a batch.
+    async fn store_connector_tickets_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        let mut stored = Vec::with_capacity(tickets.len());
+        for write in tickets {
+            stored.push(Self::store_connector_ticket_in(tx, connector, write, now).await?);
+        }
+        Ok(stored)
+    }
 }
 
 impl PgStore {
     connector_store_helpers!(sqlx::Postgres);
+
+    /// New tickets in a few statements per page (`UNNEST`): the label triggers that keep the
+    /// dashboard's counts run once per statement, so a statement per row costs milliseconds
+    /// each. Tickets stored before (and a page naming a ticket twice) take the row-by-row
+    /// path, which diffs their labels.
+    async fn store_connector_tickets_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        let external_ids: Vec<&str> = tickets
+            .iter()
+            .map(|w| w.ticket.external_id.as_str())
+            .collect();
+        let unique: HashSet<&str> = external_ids.iter().copied().collect();
+        let known: Vec<(String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(PG_KNOWN_TICKETS)
+            .bind(connector.id)
+            .bind(&external_ids)
+            .fetch_all(&mut **tx)
+            .await?;
+        if unique.len() != tickets.len() || !known.is_empty() {
+            let mut stored = Vec::with_capacity(tickets.len());
+            for write in tickets {
+                stored.push(Self::store_connector_ticket_in(tx, connector, write, now).await?);
+            }
+            return Ok(stored);
+        }
+        let mut sources = Vec::with_capacity(tickets.len());
+        let mut subjects = Vec::with_capacity(tickets.len());
+        let mut bodies = Vec::with_capacity(tickets.len());
+        let mut metadata = Vec::with_capacity(tickets.len());
+        let mut splits = Vec::with_capacity(tickets.len());
+        let mut created = Vec::with_capacity(tickets.len());
+        for write in tickets {
+            let ticket = &write.ticket;
+            sources.push(ticket.source.as_str());
+            subjects.push(ticket.subject.as_str());
+            bodies.push(ticket.body.as_str());
+            metadata.push(ticket.metadata.to_string());
+            splits.push(ticket.split.as_str());
+            created.push(ticket.created_at.unwrap_or(now));
+        }
+        let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(PG_UPSERT_TICKETS)
+            .bind(connector.project_id)
+            .bind(&sources)
+            .bind(&external_ids)
+            .bind(&subjects)
+            .bind(&bodies)
+            .bind(&metadata)
+            .bind(&splits)
+            .bind(&created)
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await?;
+        // RETURNING promises no order: rows are matched back by their key.
+        let by_key: HashMap<(String, String), (i64, bool)> = rows
+            .into_iter()
+            .map(|(id, source, external_id, inserted)| ((source, external_id), (id, inserted)))
+            .collect();
+        let mut stored = Vec::with_capacity(tickets.len());
+        let mut labels = PgLabelRows::default();
+        let mut ticket_ids = Vec::with_capacity(tickets.len());
+        let mut changed = Vec::with_capacity(tickets.len());
+        let set_by = set_by(connector);
+        for write in tickets {
+            let key = (
+                write.ticket.source.clone(),
+                write.ticket.external_id.clone(),
+            );
+            let &(id, inserted) = by_key.get(&key).ok_or_else(|| {
+                StoreError::Conflict("a ticket of the page was not stored".into())
+            })?;
+            let upserted = UpsertedTicket {
+                id: TicketId(id),
+                created: inserted,
+            };
+            if inserted {
+                if let Some((version, applied)) = &write.model_labels {
+                    let model = format!("model:{version}");
+                    let mut applied = applied.clone();
+                    applied.sort_by_key(|(tag, _)| *tag);
+                    for (tag, confidence) in applied {
+                        labels.push(id, tag, "model", &model, Some(confidence));
+                    }
+                }
+                for tag in &write.imported {
+                    labels.push(id, *tag, "import", &set_by, None);
+                }
+                ticket_ids.push(id);
+                changed.push(write.vendor_updated_at);
+            } else {
+                // Stored by another writer since the look above: diffed row by row.
+                if let Some((version, applied)) = &write.model_labels {
+                    Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+                }
+                Self::record_connector_ticket_in(
+                    tx,
+                    connector,
+                    &write.ticket.external_id,
+                    upserted,
+                    write.vendor_updated_at,
+                    &write.imported,
+                    now,
+                )
+                .await?;
+            }
+            stored.push(ConnectorTicketStored::Stored(upserted));
+        }
+        labels.insert(tx, now).await?;
+        let new_ids: Vec<&str> = tickets
+            .iter()
+            .zip(&stored)
+            .filter(|(_, outcome)| matches!(outcome, ConnectorTicketStored::Stored(t) if t.created))
+            .map(|(write, _)| write.ticket.external_id.as_str())
+            .collect();
+        sqlx::query(PG_UPSERT_CONNECTOR_TICKETS)
+            .bind(connector.id)
+            .bind(&new_ids)
+            .bind(&ticket_ids)
+            .bind(&changed)
+            .execute(&mut **tx)
+            .await?;
+        Ok(stored)
+    }
 }
+
+/// New labels of a page as parallel columns for `UNNEST`, with their history.
+#[derive(Default)]
+struct PgLabelRows {
+    tickets: Vec<i64>,
+    tags: Vec<i64>,
+    sources: Vec<&'static str>,
+    set_by: Vec<String>,
+    confidences: Vec<Option<f32>>,
+}
+
+impl PgLabelRows {
+    fn push(
+        &mut self,
+        ticket: i64,
+        tag: TagId,
+        source: &'static str,
+        set_by: &str,
+        confidence: Option<f32>,
+    ) {
+        self.tickets.push(ticket);
+        self.tags.push(tag.0);
+        self.sources.push(source);
+        self.set_by.push(set_by.to_string());
+        self.confidences.push(confidence);
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if self.tickets.is_empty() {
+            return Ok(());
+        }
+        for statement in [PG_INSERT_LABELS, PG_INSERT_LABEL_EVENTS] {
+            sqlx::query(statement)
+                .bind(&self.tickets)
+                .bind(&self.tags)
+                .bind(&self.sources)
+                .bind(&self.set_by)
+                .bind(&self.confidences)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+const PG_KNOWN_TICKETS: &str = "SELECT external_id, ticket_id, vendor_updated_at \
+     FROM connector_tickets WHERE connector_id = $1 AND external_id = ANY($2)";
+const PG_UPSERT_TICKETS: &str = "INSERT INTO tickets \
+     (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
+     SELECT $1, u.source, u.external_id, u.subject, u.body, u.metadata::jsonb, u.split, u.created_at, $9 \
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) \
+     AS u(source, external_id, subject, body, metadata, split, created_at) \
+     ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
+     body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
+     RETURNING id, source, external_id, (xmax = 0) AS inserted";
+const PG_INSERT_LABELS: &str = "INSERT INTO labels \
+     (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+     SELECT u.ticket_id, u.tag_id, u.source, u.set_by, u.confidence, TRUE, $6 \
+     FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float4[]) \
+     AS u(ticket_id, tag_id, source, set_by, confidence)";
+const PG_INSERT_LABEL_EVENTS: &str = "INSERT INTO label_events \
+     (ticket_id, tag_id, source, set_by, confidence, action, at) \
+     SELECT u.ticket_id, u.tag_id, u.source, u.set_by, u.confidence, 'added', $6 \
+     FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float4[]) \
+     AS u(ticket_id, tag_id, source, set_by, confidence)";
+const PG_UPSERT_CONNECTOR_TICKETS: &str = "INSERT INTO connector_tickets \
+     (connector_id, external_id, ticket_id, vendor_updated_at, written_labels) \
+     SELECT $1, u.external_id, u.ticket_id, u.vendor_updated_at, '[]' \
+     FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[]) AS u(external_id, ticket_id, vendor_updated_at) \
+     ON CONFLICT (connector_id, external_id) DO UPDATE SET ticket_id = excluded.ticket_id, \
+     vendor_updated_at = CASE WHEN connector_tickets.vendor_updated_at IS NULL \
+     OR excluded.vendor_updated_at > connector_tickets.vendor_updated_at \
+     THEN excluded.vendor_updated_at ELSE connector_tickets.vendor_updated_at END";
 
 impl ConnectorStore for SqliteStore {
     // An immediate transaction takes SQLite's write lock up front (see sqlite.rs).

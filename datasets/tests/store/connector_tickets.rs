@@ -107,6 +107,24 @@ async fn a_page_is_stored_with_its_labels_and_older_versions_are_left(store: Any
             .labels
             .is_empty()
     );
+    let history: Vec<(String, LabelSource, String)> = store
+        .label_history(project.id, ids[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| (event.tag.as_str().to_string(), event.source, event.set_by))
+        .collect();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history.contains(&(
+        "Billing".into(),
+        LabelSource::Import,
+        "connector:desk".into()
+    )));
+    assert!(history.contains(&(
+        "Outage".into(),
+        LabelSource::Model,
+        format!("model:{}", version.id)
+    )));
     let known = store
         .connector_ticket(connector.id, "1")
         .await
