@@ -378,7 +378,13 @@ impl ConnectorRunner {
             .await
             .map_err(|e| e.to_string())?
         {
-            push(&queue, id, Duration::ZERO).await;
+            // Sent from this job at once rather than through a job of its own: one queue hop
+            // less per delivery. A retry it needs is queued by `write_back` itself; a store
+            // fault leaves the write pending, so a job of its own is queued for it.
+            if let Err(error) = self.write_back(id, queue.clone()).await {
+                tracing::warn!(writeback = %id, %error, "the write-back is queued to be tried again");
+                push(&queue, id, Duration::ZERO).await;
+            }
         }
         Ok(())
     }
