@@ -83,6 +83,8 @@ struct Row {
     writeback_p50_ms: f64,
     writeback_p99_ms: f64,
     written: usize,
+    /// Delivered tickets the model applied at least one tag to (each has a write to make).
+    tagged: usize,
     backfill_per_second: f64,
     import_per_second: f64,
 }
@@ -317,10 +319,11 @@ fn measure(
                 .collect()
         };
         to_writeback.sort_by(f64::total_cmp);
-        anyhow::Ok((baseline, webhook, to_writeback))
+        let tagged = count_tagged(&client, addr, &key).await?;
+        anyhow::Ok((baseline, webhook, to_writeback, tagged))
     });
     server.stop();
-    let (baseline, webhook, to_writeback) = measured?;
+    let (baseline, webhook, to_writeback, tagged) = measured?;
 
     // The backfill in the foreground, as an admin runs it.
     let started = Instant::now();
@@ -333,6 +336,7 @@ fn measure(
         writeback_p50_ms: percentile(&to_writeback, 0.5),
         writeback_p99_ms: percentile(&to_writeback, 0.99),
         written: to_writeback.len(),
+        tagged,
         backfill_per_second,
         import_per_second,
     })
@@ -351,6 +355,47 @@ fn zendesk_event(id: &str, subject: &str, body: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// How many of the connector's tickets carry a tag the model applied, read page by page
+/// through the API: the write-backs there are to make.
+async fn count_tagged(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    key: &str,
+) -> anyhow::Result<usize> {
+    let mut tagged = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url =
+            format!("http://{addr}/v1/projects/{PROJECT}/tickets?source={CONNECTOR}&limit=500");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: serde_json::Value = client
+            .get(&url)
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let tickets = page["tickets"].as_array().cloned().unwrap_or_default();
+        tagged += tickets
+            .iter()
+            .filter(|ticket| {
+                ticket["labels"].as_array().is_some_and(|labels| {
+                    labels
+                        .iter()
+                        .any(|label| label["source"] == "model" && label["present"] == true)
+                })
+            })
+            .count();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(tagged),
+        }
+    }
 }
 
 /// Sends `count` requests at `rate` a second, each on its own schedule (open loop); the
@@ -467,9 +512,10 @@ fn section(args: &ConnectorsBench, rows: &[Row]) -> String {
          **baseline** offers the same tickets at the same rate to our own \
          `POST /v1/projects/{{p}}/tickets`, which tags inline before it answers (without \
          signature, dedupe and delivery log). **To write-back** is from sending a delivery to \
-         the fake receiving its tags (the tagging job, then the write-back job); **written** \
-         counts the deliveries whose tags reached the fake (a ticket the model gives no tag has \
-         nothing to write). **Backfill** reads {history} tickets from the fake's incremental \
+         the fake receiving its tags (the tagging job, which sends the write); **written / \
+         tagged / sent**: the deliveries whose tags reached the fake, the delivered tickets the \
+         model gave at least one tag (read back through the API; one it gives none, a doubtful \
+         one left to review, has nothing to write), and the deliveries sent. **Backfill** reads {history} tickets from the fake's incremental \
          export (pages of {page}) with `tagger connectors backfill`, each page tagged in one \
          batch and stored in one transaction; its baseline is `tagger import` of as many \
          tickets from a CSV (stored, not tagged). The connector's request rate is set to \
@@ -484,13 +530,13 @@ fn section(args: &ConnectorsBench, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         text,
-        "| database | webhook p50 / p99 (ms) | baseline API p50 / p99 (ms) | failed (webhook / API) | generator behind (ms) | to write-back p50 / p99 (ms) | written | backfill tickets/s | baseline import tickets/s |\n\
+        "| database | webhook p50 / p99 (ms) | baseline API p50 / p99 (ms) | failed (webhook / API) | generator behind (ms) | to write-back p50 / p99 (ms) | written / tagged / sent | backfill tickets/s | baseline import tickets/s |\n\
          |---|---|---|---|---|---|---|---|---|"
     );
     for row in rows {
         let _ = writeln!(
             text,
-            "| {} | {:.1} / {:.1} | {:.1} / {:.1} | {} / {} | {:.0} | {:.0} / {:.0} | {} of {} | {:.0} | {:.0} |",
+            "| {} | {:.1} / {:.1} | {:.1} / {:.1} | {} / {} | {:.0} | {:.0} / {:.0} | {} / {} / {} | {:.0} | {:.0} |",
             row.backend,
             row.webhook.p50_ms,
             row.webhook.p99_ms,
@@ -502,6 +548,7 @@ fn section(args: &ConnectorsBench, rows: &[Row]) -> String {
             row.writeback_p50_ms,
             row.writeback_p99_ms,
             row.written,
+            row.tagged,
             row.webhook.sent,
             row.backfill_per_second,
             row.import_per_second,

@@ -1,6 +1,7 @@
-//! The one ingest path: a ticket from any source (the `/v1` API, the connectors' webhooks)
-//! is tagged with the project's promoted model and stored together with the model's labels
-//! in one transaction. No other module stores a ticket with its verdict.
+//! The one ingest path: a ticket from any source is built by `new_ticket` and tagged here.
+//! The `/v1` API's ticket is tagged with the project's promoted model and stored together
+//! with the model's labels in one transaction; a help desk's ticket, stored at once by its
+//! connector, is tagged by a job (`tag_stored`) with the same verdict, labels and events.
 
 use chrono::{DateTime, Utc};
 use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
@@ -133,8 +134,8 @@ pub async fn ingest_and_tag(
 }
 
 /// Validates and stores one ticket without a verdict (idempotent on its source and external
-/// id): a help desk's delivery is stored at once and tagged later by a job (`tag_stored`).
-pub async fn store_untagged(
+/// id): a project without a model keeps the ticket as training data.
+async fn store_untagged(
     store: &AnyStore,
     project: ProjectId,
     ticket: &NewTicket,
