@@ -247,6 +247,28 @@ pub struct ConnectorTicket {
     pub written_labels: Vec<String>,
 }
 
+/// A help desk's ticket to store, with what its connector knows of it.
+#[derive(Debug, Clone)]
+pub struct ConnectorTicketWrite {
+    pub ticket: crate::NewTicket,
+    /// The vendor's change time: a ticket stored with a newer one is left as it is.
+    pub vendor_updated_at: Option<DateTime<Utc>>,
+    /// The project tags the vendor's labels stand for (imported labels, set by the connector).
+    pub imported: Vec<crate::TagId>,
+    /// The model's verdict when the ticket is tagged as it is stored (a backfill): the
+    /// version and the applied tags with their probabilities. `None`: tagged later by a job.
+    pub model_labels: Option<(crate::ModelVersionId, Vec<(crate::TagId, f32)>)>,
+}
+
+/// What storing a help desk's ticket did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorTicketStored {
+    /// Stored (created or updated).
+    Stored(crate::UpsertedTicket),
+    /// A newer version was stored already: nothing changed.
+    Stale(crate::TicketId),
+}
+
 /// Where a write-back stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -89,6 +89,13 @@ pub enum ConnectorJob {
         delivery_id: datasets::DeliveryId,
         attempt: u32,
     },
+    /// Tag a help desk's ticket that a webhook (or a fetch) stored untagged, then queue the
+    /// write-back of the model's tags: the vendor's request was answered before any tagging.
+    TagTicket {
+        ticket_id: datasets::TicketId,
+        /// Whether the delivery created the ticket (told to the project's webhooks).
+        created: bool,
+    },
     /// Write a ticket's tags as they are now to the help desk it came from, if it came from
     /// one whose write-back is on: after a person's correction, or a re-tag by a newly
     /// promoted version. Labels already written are not written again.

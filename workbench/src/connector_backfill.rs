@@ -1,11 +1,11 @@
 //! Backfilling a help desk's history: every ticket created since a date, page by page
-//! through the vendor's paginated API, each stored through the same path as a webhook's
-//! ticket (tagged when a model is in service, the vendor's matching labels imported as
-//! training data), but never written back. The cursor is stored after every page, so a
+//! through the vendor's paginated API, each page tagged in one batch when a model is in
+//! service and stored in one transaction with the vendor's matching labels imported as
+//! training data, but never written back. The cursor is stored after every page, so a
 //! backfill stopped by a crash, Ctrl-C or a help desk that kept failing resumes where it
 //! stopped. `tagger connectors backfill` runs it in the foreground; a worker runs the same.
 
-use crate::connector_deliveries::{WriteBack, store_incoming};
+use crate::connector_deliveries::store_page;
 use crate::connector_jobs::{ConnectorRunner, MAX_WRITE_ATTEMPTS};
 use chrono::{DateTime, Utc};
 use connectors::WriteOutcome;
@@ -90,22 +90,20 @@ pub async fn run(
                 return Err(BackfillError::HelpDesk(reason));
             }
         };
-        let mut stored = 0u64;
-        let mut skipped = page.skipped as u64;
-        for ticket in &page.tickets {
-            match store_incoming(store, tagging, connector, ticket, WriteBack::Never).await {
-                Ok(Some(_)) => stored += 1,
-                // A newer version is stored already (a webhook got there first).
-                Ok(None) => skipped += 1,
-                Err(crate::connector_deliveries::DeliveryError::Store(error)) => {
-                    return Err(error.into());
-                }
-                Err(error) => {
-                    tracing::warn!(ticket = %ticket.external_id, %error, "a backfilled ticket was not stored");
-                    skipped += 1;
-                }
+        let counts = match store_page(store, tagging, connector, &page.tickets).await {
+            Ok(counts) => counts,
+            Err(crate::connector_deliveries::DeliveryError::Store(error)) => {
+                return Err(error.into());
             }
-        }
+            // The model failed on this page: stopped and recorded; running it again resumes
+            // from this page.
+            Err(error) => {
+                let reason = format!("the page could not be tagged: {error}");
+                store.fail_backfill(connector.id, &reason).await?;
+                return Err(BackfillError::HelpDesk(reason));
+            }
+        };
+        let (stored, skipped) = (counts.stored, counts.skipped + page.skipped as u64);
         state = store
             .record_backfill_page(connector.id, page.next.as_deref(), stored, skipped)
             .await?;

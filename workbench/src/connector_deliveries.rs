@@ -1,21 +1,23 @@
 //! Receiving help desks' webhook deliveries, before any HTTP concern: verify the signature,
 //! read the payload, deduplicate, keep deliveries in the vendor's order, store the ticket
-//! through the one ingest path (tagged inline when a model is in service), import the
-//! vendor's labels that match project tags, and log the delivery.
+//! through the one ingest path with the vendor's labels that match project tags, queue the
+//! job that tags it and writes the tags back, and log the delivery. The vendor is answered
+//! once the ticket and its job are stored; no model runs while it waits.
 
 use crate::config::Config;
 use crate::credentials::{CredentialError, CredentialKey};
-use crate::ingest::{self, IngestError, WithoutModel};
+use crate::ingest::{self, IngestError};
 use crate::state::AppState;
 use connectors::{Delivery, IncomingTicket, ParseError};
 use datasets::connector::{
-    Connector, ConnectorName, ConnectorTicket, DeliveryClaim, DeliveryStatus,
+    Connector, ConnectorName, ConnectorTicket, ConnectorTicketStored, ConnectorTicketWrite,
+    DeliveryClaim, DeliveryStatus,
 };
 use datasets::limits::{MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
 use datasets::{
     AnyStore, ConnectorId, ConnectorStore, DeliveryId, Store, StoreError, TagId, TicketId,
 };
-use inference::service::TaggingService;
+use inference::service::{ServiceError, TaggingService};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -78,11 +80,12 @@ impl ConnectorRuntime {
 /// What became of a delivery that was accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
-    /// The ticket was stored (and tagged when `tagged`).
+    /// The ticket was stored untagged; a job tags it and writes the tags back (queued when
+    /// `tag_queued`: a process without a job queue only stores).
     Stored {
         ticket: TicketId,
         created: bool,
-        tagged: bool,
+        tag_queued: bool,
         imported_labels: usize,
     },
     /// Delivered before (a vendor's retry): nothing new stored.
@@ -112,6 +115,8 @@ pub enum DeliveryError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the tagging job could not be queued: {0}")]
+    Queue(String),
 }
 
 /// Handles one delivery to the connector called `name`; `header` looks a request header up
@@ -216,14 +221,7 @@ async fn process(
         .connectors
         .ticket_lock(connector.id, &incoming.external_id);
     let _one_at_a_time = lock.lock().await;
-    let stored = store_incoming(
-        &state.store,
-        &state.tagging,
-        connector,
-        &incoming,
-        WriteBack::Queue,
-    )
-    .await?;
+    let stored = store_incoming(&state.store, connector, &incoming).await?;
     let Some(stored) = stored else {
         let known = state
             .store
@@ -238,40 +236,47 @@ async fn process(
             ticket: known.ticket_id,
         });
     };
+    // Queued before the delivery is settled: a process killed in between leaves the delivery
+    // claimed but unfinished, so the vendor's retry stores and queues it again (the stored
+    // ticket is the same; a second tag job finds the tags already written).
+    let tag_queued = match &state.jobs {
+        Some(queue) => push_tag_job(queue, stored.ticket, stored.created).await?,
+        None => {
+            tracing::warn!(ticket = %stored.ticket, "no job queue in this process: the ticket waits untagged");
+            false
+        }
+    };
     state
         .store
         .finish_delivery(claimed, DeliveryStatus::Stored, Some(stored.ticket))
         .await?;
-    if let Some(queue) = &state.jobs {
-        crate::outgoing_webhooks::push_all(queue, &stored.webhook_deliveries).await;
-    }
-    // Queued after the delivery is settled: the vendor's answer never waits on the queue.
-    if let Some(writeback) = stored.writeback {
-        match &state.jobs {
-            Some(queue) => {
-                crate::connector_jobs::push(queue, writeback, std::time::Duration::ZERO).await
-            }
-            None => {
-                tracing::warn!(%writeback, "no job queue in this process: the write-back waits for a worker")
-            }
-        }
-    }
     Ok(Received::Stored {
         ticket: stored.ticket,
         created: stored.created,
-        tagged: stored.tagged,
+        tag_queued,
         imported_labels: stored.imported_labels,
     })
 }
 
-/// Whether storing a help desk's ticket queues the write-back of the model's tags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteBack {
-    /// A live ticket (a webhook, a fetch): the connector's write-back setting decides.
-    Queue,
-    /// History read by a backfill: its tickets were handled by people long ago; the model's
-    /// tags are kept here but never written to them.
-    Never,
+/// Queues the job that tags a stored ticket and writes its tags back. A failed push fails
+/// the delivery (released, so the vendor's retry queues it again): a ticket must never be
+/// left stored with nothing to tag it.
+pub async fn push_tag_job(
+    queue: &trainer::jobs::JobQueue,
+    ticket: TicketId,
+    created: bool,
+) -> Result<bool, DeliveryError> {
+    queue
+        .push_connector(
+            trainer::jobs::ConnectorJob::TagTicket {
+                ticket_id: ticket,
+                created,
+            },
+            std::time::Duration::ZERO,
+        )
+        .await
+        .map_err(|error| DeliveryError::Queue(error.to_string()))?;
+    Ok(true)
 }
 
 /// A help desk's ticket as stored.
@@ -279,80 +284,169 @@ pub enum WriteBack {
 pub struct StoredIncoming {
     pub ticket: TicketId,
     pub created: bool,
-    pub tagged: bool,
     pub imported_labels: usize,
-    /// A write-back queued for the model's tags; its job is the caller's to push.
-    pub writeback: Option<datasets::WriteBackId>,
-    /// Events queued for the project's webhooks; their jobs are the caller's to push.
-    pub webhook_deliveries: Vec<datasets::WebhookDeliveryId>,
 }
 
-/// Stores a help desk's ticket through the one ingest path, wherever it came from (a
-/// webhook, a fetch after a trigger, a backfill): tagged when a model is in service, the
-/// vendor's labels that match project tags imported (our own echoes left out), the vendor's
-/// change time kept, and the model's tags queued for write-back when the connector writes
-/// back. `None` when the stored version is newer (nothing changed).
+/// Stores a live help desk's ticket (a webhook's, a fetch's) untagged, in one transaction with
+/// the vendor's labels that match project tags (our own echoes left out) and the vendor's
+/// change time; the caller queues the job that tags it (`push_tag_job`). `None` when the
+/// stored version is newer (nothing changed).
 pub async fn store_incoming(
+    store: &AnyStore,
+    connector: &Connector,
+    incoming: &IncomingTicket,
+) -> Result<Option<StoredIncoming>, DeliveryError> {
+    // A delivery without labels (most tickets as they are created) has nothing to map: no
+    // taxonomy or echo read for it; its order is checked in the write's transaction.
+    let imported = if carries_labels(connector, incoming) {
+        let known = store
+            .connector_ticket(connector.id, &incoming.external_id)
+            .await?;
+        if let Some(known) = &known
+            && is_older(incoming, known)
+        {
+            return Ok(None);
+        }
+        let taxonomy = live_tags(store, connector).await?;
+        let written = known.map(|known| known.written_labels).unwrap_or_default();
+        imported_tags(connector, &taxonomy, incoming, &written)
+    } else {
+        Vec::new()
+    };
+    let write = ConnectorTicketWrite {
+        ticket: ticket_to_store(connector, incoming),
+        vendor_updated_at: incoming.updated_at,
+        imported: imported.clone(),
+        model_labels: None,
+    };
+    write.ticket.validate().map_err(IngestError::from)?;
+    let stored = store
+        .store_connector_tickets(connector, std::slice::from_ref(&write))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound("the ticket just stored".into()))?;
+    Ok(match stored {
+        ConnectorTicketStored::Stored(stored) => Some(StoredIncoming {
+            ticket: stored.id,
+            created: stored.created,
+            imported_labels: imported.len(),
+        }),
+        // A newer delivery was stored between the look and the write.
+        ConnectorTicketStored::Stale(_) => None,
+    })
+}
+
+/// What a page of history did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageStored {
+    pub stored: u64,
+    /// Tickets left out: a newer version stored already, or not storable.
+    pub skipped: u64,
+}
+
+/// Stores a page of a help desk's history (a backfill, already a job): the page's texts
+/// tagged in one batch when a model is in service, and every ticket stored with its model
+/// labels and imported labels in one transaction. History is never written back: its
+/// tickets were handled by people long ago.
+#[tracing::instrument(skip_all, fields(connector = %connector.name, tickets = page.len()))]
+pub async fn store_page(
     store: &AnyStore,
     tagging: &TaggingService,
     connector: &Connector,
-    incoming: &IncomingTicket,
-    write_back: WriteBack,
-) -> Result<Option<StoredIncoming>, DeliveryError> {
-    let known = store
-        .connector_ticket(connector.id, &incoming.external_id)
-        .await?;
-    if let Some(known) = &known
-        && is_older(incoming, known)
-    {
-        return Ok(None);
-    }
-    let ticket = ticket_to_store(connector, incoming);
-    let stored = ingest::ingest_and_tag(
-        store,
-        tagging,
-        connector.project_id,
-        &ticket,
-        WithoutModel::StoreUntagged,
-    )
-    .await?;
-    let imported = imported_tags(store, connector, incoming, known.as_ref()).await?;
-    store
-        .record_connector_ticket(
-            connector,
-            &incoming.external_id,
-            stored.id,
-            incoming.updated_at,
-            &imported,
-        )
-        .await?;
-    let writeback = match &stored.tagged {
-        Some(tagged) if write_back == WriteBack::Queue => {
-            let applied: Vec<String> = tagged
-                .decision
-                .applied
-                .iter()
-                .map(|tag| tag.as_str().to_string())
-                .collect();
-            crate::connector_jobs::queue_for_ticket(
-                store,
-                connector,
-                &incoming.external_id,
-                stored.id,
-                &applied,
-            )
-            .await?
+    page: &[IncomingTicket],
+) -> Result<PageStored, DeliveryError> {
+    let mut counts = PageStored::default();
+    let taxonomy = live_tags(store, connector).await?;
+    let mut writes = Vec::with_capacity(page.len());
+    for incoming in page {
+        let ticket = ticket_to_store(connector, incoming);
+        if let Err(error) = ticket.validate() {
+            tracing::warn!(ticket = %incoming.external_id, %error, "a backfilled ticket was not stored");
+            counts.skipped += 1;
+            continue;
         }
-        _ => None,
+        let imported = if carries_labels(connector, incoming) {
+            // Labels our write-back put on a ticket a webhook brought are not imported.
+            let written = store
+                .connector_ticket(connector.id, &incoming.external_id)
+                .await?
+                .map(|known| known.written_labels)
+                .unwrap_or_default();
+            imported_tags(connector, &taxonomy, incoming, &written)
+        } else {
+            Vec::new()
+        };
+        writes.push(ConnectorTicketWrite {
+            ticket,
+            vendor_updated_at: incoming.updated_at,
+            imported,
+            model_labels: None,
+        });
+    }
+    let texts: Vec<String> = writes.iter().map(|write| write.ticket.text()).collect();
+    let verdicts = if texts.is_empty() {
+        Vec::new()
+    } else {
+        match ingest::tag(store, tagging, connector.project_id, texts, true).await {
+            Ok(verdicts) => verdicts,
+            Err(ServiceError::NoModel(_)) => Vec::new(),
+            Err(error) => return Err(IngestError::from(error).into()),
+        }
     };
-    Ok(Some(StoredIncoming {
-        ticket: stored.id,
-        created: stored.created,
-        tagged: stored.tagged.is_some(),
-        imported_labels: imported.len(),
-        writeback,
-        webhook_deliveries: stored.webhook_deliveries,
-    }))
+    let all_tags = store.list_tags(connector.project_id).await?;
+    for (write, verdict) in writes.iter_mut().zip(&verdicts) {
+        write.model_labels = Some((verdict.version, ingest::applied_tags(&all_tags, verdict)));
+    }
+    let stored = store.store_connector_tickets(connector, &writes).await?;
+    let notify = ingest::notifies_tagged(store, connector.project_id).await?;
+    for (index, outcome) in stored.iter().enumerate() {
+        match outcome {
+            ConnectorTicketStored::Stored(ticket) => {
+                counts.stored += 1;
+                if let (true, Some(verdict)) = (notify, verdicts.get(index)) {
+                    let write = &writes[index];
+                    // Their jobs are pushed by the next worker that starts (`requeue_lost_jobs`).
+                    ingest::queue_tagged_event(
+                        store,
+                        connector.project_id,
+                        ticket.id,
+                        &write.ticket.source,
+                        &write.ticket.external_id,
+                        ticket.created,
+                        verdict,
+                    )
+                    .await?;
+                }
+            }
+            ConnectorTicketStored::Stale(_) => counts.skipped += 1,
+        }
+    }
+    Ok(counts)
+}
+
+/// Whether the delivery carries labels or imported fields that may map to project tags.
+fn carries_labels(connector: &Connector, incoming: &IncomingTicket) -> bool {
+    !incoming.labels.is_empty()
+        || incoming.fields.iter().any(|(field, _)| {
+            connector
+                .settings
+                .import_fields
+                .iter()
+                .any(|wanted| wanted == field)
+        })
+}
+
+/// The project's tags that are not archived: the ones a vendor's label may stand for.
+async fn live_tags(
+    store: &AnyStore,
+    connector: &Connector,
+) -> Result<Vec<datasets::Tag>, StoreError> {
+    Ok(store
+        .list_tags(connector.project_id)
+        .await?
+        .into_iter()
+        .filter(|tag| !tag.archived)
+        .collect())
 }
 
 /// Whether the delivery describes an older state of the ticket than the one stored. A
@@ -409,30 +503,16 @@ fn ticket_to_store(connector: &Connector, incoming: &IncomingTicket) -> datasets
 }
 
 /// The project tags the vendor's labels stand for, through the connector's mapping. Labels
-/// our own write-back put there are left out: they are the model's tags coming back, not a
-/// person's judgement, and must not become imported labels (the echo-loop guard).
-async fn imported_tags(
-    store: &AnyStore,
+/// our own write-back put there (`written`) are left out: they are the model's tags coming
+/// back, not a person's judgement, and must not become imported labels (the echo-loop guard).
+fn imported_tags(
     connector: &Connector,
+    taxonomy: &[datasets::Tag],
     incoming: &IncomingTicket,
-    known: Option<&ConnectorTicket>,
-) -> Result<Vec<TagId>, StoreError> {
-    let taxonomy: Vec<datasets::Tag> = store
-        .list_tags(connector.project_id)
-        .await?
-        .into_iter()
-        .filter(|tag| !tag.archived)
-        .collect();
+    written: &[String],
+) -> Vec<TagId> {
     let names: Vec<&str> = taxonomy.iter().map(|tag| tag.name.as_str()).collect();
-    let written: Vec<String> = known
-        .map(|known| {
-            known
-                .written_labels
-                .iter()
-                .map(|l| l.to_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
+    let written: Vec<String> = written.iter().map(|l| l.to_lowercase()).collect();
     let mut tags: Vec<TagId> = Vec::new();
     // The fields the connector was set to import count as labels (a Jira issue type "Bug"
     // is the project's tag "Bug" as much as a label "bug" is).
@@ -460,7 +540,7 @@ async fn imported_tags(
             tags.push(tag.id);
         }
     }
-    Ok(tags)
+    tags
 }
 
 #[cfg(test)]

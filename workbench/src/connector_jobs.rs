@@ -1,7 +1,7 @@
-//! The worker's help-desk jobs: fetching a ticket a webhook only named, and writing the
-//! model's tags back.
+//! The worker's help-desk jobs: tagging a ticket a webhook stored, fetching a ticket a
+//! webhook only named, and writing the model's tags back.
 //!
-//! Write-back: a delivery that was tagged queues a write
+//! Write-back: a delivery's tagging job queues a write
 //! (`queue_for_ticket`); the worker's connector queue sends it (`ConnectorRunner`), honouring
 //! the vendor's `429`/`Retry-After`, a per-connector request rate, and backoff on faults that
 //! may heal; answers that will not heal (bad credentials, no such ticket, a refused field)
@@ -308,9 +308,85 @@ impl ConnectorRunner {
         Ok(())
     }
 
+    /// Shares a running tagging service (the server's, beside which this worker runs), so
+    /// the process loads each model once and follows promotions through its watcher.
+    pub fn with_tagging(self, tagging: Arc<TaggingService>) -> Self {
+        let _ = self.tagging.set(tagging);
+        self
+    }
+
+    /// The tagging service: the one shared with `with_tagging`, else one of this worker's own,
+    /// started on first use (a worker that never tags loads no model) with a watcher that
+    /// follows promotions made elsewhere.
     pub fn tagging(&self) -> &TaggingService {
-        self.tagging
-            .get_or_init(|| TaggingService::start(inference::service::BatchConfig::default()))
+        self.tagging.get_or_init(|| {
+            let service = TaggingService::start(inference::service::BatchConfig::default());
+            let watch = Duration::from_secs_f64(self.config.model_watch_seconds.max(0.1));
+            // Called from a job, so inside the worker's runtime.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                service.spawn_watcher(self.store.clone(), watch);
+            }
+            service
+        })
+    }
+
+    /// Tags a ticket a delivery stored (the `TagTicket` job), tells the project's webhooks,
+    /// and queues the write-back of the applied tags. A redelivered ticket tagged before
+    /// queues nothing new: its labels are already written (or pending).
+    #[tracing::instrument(skip_all, fields(ticket = %ticket))]
+    async fn tag_ticket(
+        &self,
+        ticket: TicketId,
+        created: bool,
+        queue: JobQueue,
+    ) -> Result<(), String> {
+        let Some((connector, external_id)) = self
+            .store
+            .ticket_connector(ticket)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        let stored = match self.store.ticket(connector.project_id, ticket).await {
+            Ok(stored) => stored.ticket,
+            // Deleted since the job was queued: nothing to tag.
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error.to_string()),
+        };
+        let tagged = crate::ingest::tag_stored(
+            &self.store,
+            self.tagging(),
+            connector.project_id,
+            &stored,
+            created,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let Some(tagged) = tagged else {
+            tracing::debug!("no model in service: the ticket stays untagged");
+            return Ok(());
+        };
+        crate::outgoing_webhooks::push_all(&queue, &tagged.webhook_deliveries).await;
+        let applied: Vec<String> = tagged
+            .tagged
+            .iter()
+            .flat_map(|tagged| tagged.decision.applied.iter())
+            .map(|tag| tag.as_str().to_string())
+            .collect();
+        if let Some(id) = queue_for_ticket(&self.store, &connector, &external_id, ticket, &applied)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            // Sent from this job at once rather than through a job of its own: one queue hop
+            // less per delivery. A retry it needs is queued by `write_back` itself; a store
+            // fault leaves the write pending, so a job of its own is queued for it.
+            if let Err(error) = self.write_back(id, queue.clone()).await {
+                tracing::warn!(writeback = %id, %error, "the write-back is queued to be tried again");
+                push(&queue, id, Duration::ZERO).await;
+            }
+        }
+        Ok(())
     }
 
     async fn connector(&self, id: ConnectorId) -> Result<Option<Connector>, String> {
@@ -389,32 +465,25 @@ impl ConnectorRunner {
                 return Ok(());
             }
         };
-        let stored = crate::connector_deliveries::store_incoming(
-            &self.store,
-            self.tagging(),
-            &connector,
-            &incoming,
-            crate::connector_deliveries::WriteBack::Queue,
-        )
-        .await
-        .map_err(|error| error.to_string())?;
-        let (status, ticket, writeback, events) = match stored {
-            Some(stored) => (
-                DeliveryStatus::Stored,
-                Some(stored.ticket),
-                stored.writeback,
-                stored.webhook_deliveries,
-            ),
-            None => (DeliveryStatus::Stale, None, None, Vec::new()),
+        let stored =
+            crate::connector_deliveries::store_incoming(&self.store, &connector, &incoming)
+                .await
+                .map_err(|error| error.to_string())?;
+        let (status, ticket) = match stored {
+            Some(stored) => {
+                // Before the delivery is settled, as for a webhook: a failed push makes the
+                // queue run this fetch again.
+                crate::connector_deliveries::push_tag_job(&queue, stored.ticket, stored.created)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                (DeliveryStatus::Stored, Some(stored.ticket))
+            }
+            None => (DeliveryStatus::Stale, None),
         };
-        crate::outgoing_webhooks::push_all(&queue, &events).await;
         self.store
             .finish_delivery(delivery, status, ticket)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(writeback) = writeback {
-            push(&queue, writeback, Duration::ZERO).await;
-        }
         tracing::info!(connector = %connector.name, status = status.as_str(), "named ticket fetched");
         Ok(())
     }
@@ -629,6 +698,9 @@ impl ConnectorJobs for ConnectorRunner {
                 } => {
                     self.fetch(connector_id, &external_id, delivery_id, attempt, queue)
                         .await
+                }
+                ConnectorJob::TagTicket { ticket_id, created } => {
+                    self.tag_ticket(ticket_id, created, queue).await
                 }
                 ConnectorJob::DeliverWebhook { delivery_id } => {
                     crate::outgoing_webhooks::deliver(self, delivery_id, queue).await

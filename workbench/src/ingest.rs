@@ -1,6 +1,7 @@
-//! The one ingest path: a ticket from any source (the `/v1` API, the connectors' webhooks)
-//! is tagged with the project's promoted model and stored together with the model's labels
-//! in one transaction. No other module stores a ticket with its verdict.
+//! The one ingest path: a ticket from any source is built by `new_ticket` and tagged here.
+//! The `/v1` API's ticket is tagged with the project's promoted model and stored together
+//! with the model's labels in one transaction; a help desk's ticket, stored at once by its
+//! connector, is tagged by a job (`tag_stored`) with the same verdict, labels and events.
 
 use chrono::{DateTime, Utc};
 use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
@@ -101,11 +102,7 @@ pub async fn ingest_and_tag(
         Err(error) => return Err(error.into()),
     };
     let Some(tagged) = tagged else {
-        let stored = store
-            .upsert_tickets(project, std::slice::from_ref(ticket))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound("the ticket just stored".into()))?;
+        let stored = store_untagged(store, project, ticket).await?;
         return Ok(Ingested {
             id: stored.id,
             created: stored.created,
@@ -113,8 +110,93 @@ pub async fn ingest_and_tag(
             webhook_deliveries: Vec::new(),
         });
     };
-    let taxonomy = store.list_tags(project).await?;
-    let applied: Vec<(TagId, f32)> = tagged
+    let applied = applied_tag_ids(store, project, &tagged).await?;
+    // One transaction: a crash never leaves the ticket stored without its model labels.
+    let stored = store
+        .upsert_ticket_with_model_labels(project, ticket, tagged.version, &applied)
+        .await?;
+    let webhook_deliveries = queue_tagged_event(
+        store,
+        project,
+        stored.id,
+        &ticket.source,
+        &ticket.external_id,
+        stored.created,
+        &tagged,
+    )
+    .await?;
+    Ok(Ingested {
+        id: stored.id,
+        created: stored.created,
+        tagged: Some(tagged),
+        webhook_deliveries,
+    })
+}
+
+/// Validates and stores one ticket without a verdict (idempotent on its source and external
+/// id): a project without a model keeps the ticket as training data.
+async fn store_untagged(
+    store: &AnyStore,
+    project: ProjectId,
+    ticket: &NewTicket,
+) -> Result<datasets::UpsertedTicket, IngestError> {
+    ticket.validate()?;
+    Ok(store
+        .upsert_tickets(project, std::slice::from_ref(ticket))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound("the ticket just stored".into()))?)
+}
+
+/// Tags a stored ticket with the project's model in service and replaces its model labels
+/// (the job that follows a help desk's delivery); `None` when no model is in service.
+#[tracing::instrument(skip_all, fields(project = %project, ticket = %ticket.id))]
+pub async fn tag_stored(
+    store: &AnyStore,
+    tagging: &TaggingService,
+    project: ProjectId,
+    ticket: &datasets::Ticket,
+    created: bool,
+) -> Result<Option<Ingested>, IngestError> {
+    let tagged = match tag(store, tagging, project, vec![ticket.text()], true).await {
+        Ok(mut tagged) => tagged.pop().ok_or(IngestError::NothingTagged)?,
+        Err(ServiceError::NoModel(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let applied = applied_tag_ids(store, project, &tagged).await?;
+    store
+        .set_model_labels(project, ticket.id, tagged.version, &applied)
+        .await?;
+    let webhook_deliveries = queue_tagged_event(
+        store,
+        project,
+        ticket.id,
+        &ticket.source,
+        &ticket.external_id,
+        created,
+        &tagged,
+    )
+    .await?;
+    Ok(Some(Ingested {
+        id: ticket.id,
+        created,
+        tagged: Some(tagged),
+        webhook_deliveries,
+    }))
+}
+
+/// The project tags a verdict applies, with their probabilities.
+async fn applied_tag_ids(
+    store: &AnyStore,
+    project: ProjectId,
+    tagged: &Tagged,
+) -> Result<Vec<(TagId, f32)>, StoreError> {
+    Ok(applied_tags(&store.list_tags(project).await?, tagged))
+}
+
+/// The tags of `taxonomy` (the project's) a verdict applies, with their probabilities.
+pub fn applied_tags(taxonomy: &[datasets::Tag], tagged: &Tagged) -> Vec<(TagId, f32)> {
+    tagged
         .decision
         .scores
         .iter()
@@ -123,18 +205,37 @@ pub async fn ingest_and_tag(
             let tag = taxonomy.iter().find(|t| t.name == score.tag)?;
             Some((tag.id, score.probability))
         })
-        .collect();
-    // One transaction: a crash never leaves the ticket stored without its model labels.
-    let stored = store
-        .upsert_ticket_with_model_labels(project, ticket, tagged.version, &applied)
-        .await?;
+        .collect()
+}
+
+/// Whether any of the project's webhooks listens for `ticket.tagged` (a batch asks once).
+pub async fn notifies_tagged(store: &AnyStore, project: ProjectId) -> Result<bool, StoreError> {
+    Ok(store.webhooks(Some(project)).await?.iter().any(|webhook| {
+        webhook
+            .events
+            .iter()
+            .any(|e| e == datasets::webhook::TICKET_TAGGED)
+    }))
+}
+
+/// Queues the `ticket.tagged` event for the project's webhooks, after the verdict is
+/// committed: a subscriber never hears of a ticket that is not stored.
+pub async fn queue_tagged_event(
+    store: &AnyStore,
+    project: ProjectId,
+    ticket: TicketId,
+    source: &str,
+    external_id: &str,
+    created: bool,
+    tagged: &Tagged,
+) -> Result<Vec<datasets::WebhookDeliveryId>, StoreError> {
     let payload = serde_json::json!({
         "project_id": project,
         "ticket": {
-            "id": stored.id,
-            "source": ticket.source,
-            "external_id": ticket.external_id,
-            "created": stored.created,
+            "id": ticket,
+            "source": source,
+            "external_id": external_id,
+            "created": created,
         },
         "model_version": tagged.version,
         "applied": tagged.decision.applied,
@@ -142,14 +243,7 @@ pub async fn ingest_and_tag(
         "review_reason": tagged.decision.review_reason,
         "scores": tagged.decision.scores,
     });
-    // After the commit: a subscriber never hears of a ticket that is not stored.
-    let webhook_deliveries = store
+    store
         .queue_webhook_event(project, datasets::webhook::TICKET_TAGGED, &payload)
-        .await?;
-    Ok(Ingested {
-        id: stored.id,
-        created: stored.created,
-        tagged: Some(tagged),
-        webhook_deliveries,
-    })
+        .await
 }

@@ -23,8 +23,14 @@ pub async fn open_queue(store: &AnyStore, config: &Config) -> anyhow::Result<Job
         .context("cannot open the job queue")
 }
 
-/// A worker's state: its name is the host and process, so runs show who took them.
-pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerState> {
+/// A worker's state: its name is the host and process, so runs show who took them. Beside a
+/// server, `tagging` is the server's service, so help-desk tickets are tagged by the models
+/// it already holds.
+pub fn worker_state(
+    store: AnyStore,
+    config: &Config,
+    tagging: Option<Arc<inference::service::TaggingService>>,
+) -> anyhow::Result<WorkerState> {
     let models_dir = std::path::absolute(config.data_dir.join("models"))
         .context("cannot resolve the data directory")?;
     let host = std::fs::read_to_string("/etc/hostname")
@@ -32,7 +38,11 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    let store_for_jobs = store.clone();
+    let mut runner = crate::connector_jobs::ConnectorRunner::new(store.clone(), config.clone())
+        .context("cannot set up the help-desk HTTP client")?;
+    if let Some(tagging) = tagging {
+        runner = runner.with_tagging(tagging);
+    }
     Ok(WorkerState {
         store,
         models_dir,
@@ -40,10 +50,7 @@ pub fn worker_state(store: AnyStore, config: &Config) -> anyhow::Result<WorkerSt
         stopping: Arc::new(AtomicBool::new(false)),
         guard_margin: config.promotion_guard_margin,
         retag_after_promotion: config.retag_after_promotion,
-        connector_jobs: Some(Arc::new(
-            crate::connector_jobs::ConnectorRunner::new(store_for_jobs, config.clone())
-                .context("cannot set up the help-desk HTTP client")?,
-        )),
+        connector_jobs: Some(Arc::new(runner)),
     })
 }
 

@@ -758,7 +758,7 @@ pub(crate) use common_store_methods;
 macro_rules! common_store_helpers {
     () => {
         /// Inserts or updates one ticket (idempotent on source and external id) in `tx`.
-        async fn upsert_ticket_in(
+        pub(super) async fn upsert_ticket_in(
             tx: &mut sqlx::Transaction<'static, Db>,
             project: ProjectId,
             ticket: &NewTicket,
@@ -798,7 +798,7 @@ macro_rules! common_store_helpers {
 
         /// Replaces a ticket's model labels with `tags` from `version` in `tx`, with their
         /// history (tags the caller has checked belong to the ticket's project).
-        async fn write_model_labels_in(
+        pub(super) async fn write_model_labels_in(
             tx: &mut sqlx::Transaction<'static, Db>,
             ticket: TicketId,
             version: ModelVersionId,

@@ -6,14 +6,15 @@
 use super::any::AnyStore;
 use super::{PgStore, SqliteStore};
 use crate::connector::{
-    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, DeliveryClaim, DeliveryRecord,
-    DeliveryStatus, NewConnector, System,
+    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, ConnectorTicketStored,
+    ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus, NewConnector, System,
 };
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
+use crate::ticket::UpsertedTicket;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 /// The most deliveries one listing returns.
@@ -73,6 +74,14 @@ pub trait ConnectorStore {
         connector: ConnectorId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<DeliveryRecord>>> + Send;
+    /// A page of the connector's deliveries older than `before` (all when `None`), newest
+    /// first: keyset paging, so a page never repeats or skips a delivery logged meanwhile.
+    fn deliveries_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DeliveryRecord>>> + Send;
 
     /// What is stored of the ticket the vendor knows as `external_id`.
     fn connector_ticket(
@@ -91,6 +100,16 @@ pub trait ConnectorStore {
         vendor_updated_at: Option<DateTime<Utc>>,
         imported: &[TagId],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores a help desk's tickets in one transaction, each as `record_connector_ticket`
+    /// would after an ingest: the ticket (idempotent on the connector and its vendor id), its
+    /// model labels when given, its imported labels and the vendor's change time. A ticket
+    /// whose stored change time is newer is left as it is (`Stale`). One answer per ticket,
+    /// in order.
+    fn store_connector_tickets(
+        &self,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+    ) -> impl Future<Output = StoreResult<Vec<ConnectorTicketStored>>> + Send;
     /// The connector a stored ticket came from, with the help desk's id for it.
     fn ticket_connector(
         &self,
@@ -136,11 +155,14 @@ const DELETE_DELIVERY: &str = "DELETE FROM connector_deliveries WHERE id = $1";
 const FINISH_DELIVERY: &str =
     "UPDATE connector_deliveries SET status = $1, ticket_id = $2 WHERE id = $3";
 const SELECT_DELIVERIES: &str = "SELECT id, connector_id, dedupe_key, event, status, ticket_id, \
-     received_at FROM connector_deliveries WHERE connector_id = $1 ORDER BY id DESC LIMIT $2";
+     received_at FROM connector_deliveries WHERE connector_id = $1 AND id < $2 \
+     ORDER BY id DESC LIMIT $3";
 
 const SELECT_CONNECTOR_TICKET: &str = "SELECT ticket_id, vendor_updated_at, written_labels \
      FROM connector_tickets WHERE connector_id = $1 AND external_id = $2";
 const TICKET_PROJECT: &str = "SELECT project_id FROM tickets WHERE id = $1";
+const CONNECTOR_TICKET_CHANGED: &str = "SELECT ticket_id, vendor_updated_at FROM connector_tickets \
+     WHERE connector_id = $1 AND external_id = $2";
 const PROJECT_TAGS: &str = "SELECT id FROM tags WHERE project_id = $1";
 // The newer change time wins, so a late, older delivery never moves the clock back.
 const UPSERT_CONNECTOR_TICKET: &str = "INSERT INTO connector_tickets \
@@ -411,10 +433,20 @@ macro_rules! connector_store_methods {
             Ok(())
         }
 
-        #[tracing::instrument(skip_all, fields(connector = %connector))]
         async fn deliveries(&self, connector: ConnectorId, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+            self.deliveries_before(connector, None, limit).await
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn deliveries_before(
+            &self,
+            connector: ConnectorId,
+            before: Option<DeliveryId>,
+            limit: u32,
+        ) -> StoreResult<Vec<DeliveryRecord>> {
             let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_DELIVERIES)
                 .bind(connector)
+                .bind(before.map_or(i64::MAX, |id| id.0))
                 .bind(i64::from(limit.min(MAX_DELIVERIES_PAGE)))
                 .fetch_all(self.pool())
                 .await?;
@@ -473,50 +505,61 @@ macro_rules! connector_store_methods {
                 )
                 .into());
             }
-            let current: Vec<i64> = sqlx::query_scalar(SELECT_IMPORT_LABELS)
-                .bind(ticket)
-                .fetch_all(&mut *tx)
-                .await?;
-            let current: Vec<TagId> = current.into_iter().map(TagId).collect();
-            let (removed, added) = super::common::label_changes(&current, imported);
-            let set_by = set_by(connector);
-            for tag in removed {
-                sqlx::query(DELETE_IMPORT_LABEL).bind(ticket).bind(tag).execute(&mut *tx).await?;
-                sqlx::query(INSERT_LABEL_EVENT)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind("removed")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for tag in added {
-                sqlx::query(UPSERT_IMPORT_LABEL)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(INSERT_LABEL_EVENT)
-                    .bind(ticket)
-                    .bind(tag)
-                    .bind(&set_by)
-                    .bind("added")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(UPSERT_CONNECTOR_TICKET)
-                .bind(connector.id)
-                .bind(external_id)
-                .bind(ticket)
-                .bind(vendor_updated_at)
-                .execute(&mut *tx)
-                .await?;
+            // An existing ticket: its imported labels are compared with the ones stored.
+            let existing = UpsertedTicket { id: ticket, created: false };
+            Self::record_connector_ticket_in(
+                &mut tx,
+                connector,
+                external_id,
+                existing,
+                vendor_updated_at,
+                imported,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector.name, tickets = tickets.len()))]
+        async fn store_connector_tickets(
+            &self,
+            connector: &Connector,
+            tickets: &[ConnectorTicketWrite],
+        ) -> StoreResult<Vec<ConnectorTicketStored>> {
+            for write in tickets {
+                write.ticket.validate()?;
+            }
+            let now = Utc::now();
+            let mut tx = self.pool().begin_with($begin_write).await?;
+            let tags: Vec<TagId> = tickets
+                .iter()
+                .flat_map(|write| {
+                    let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
+                    write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag))
+                })
+                .collect();
+            let mut unknown: Option<TagId> = None;
+            // Most live deliveries carry no label to check: no taxonomy read for them.
+            if !tags.is_empty() {
+                let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
+                    .bind(connector.project_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                unknown = tags.into_iter().find(|tag| !taxonomy.contains(&tag.0));
+            }
+            if let Some(unknown) = unknown {
+                return Err(ValidationError::field(
+                    "tags",
+                    format!("tag {unknown} is not in project {}", connector.project_id),
+                )
+                .into());
+            }
+            let stored = Self::store_connector_tickets_in(&mut tx, connector, tickets, now).await?;
+            tx.commit().await?;
+            Ok(stored)
         }
 
         #[tracing::instrument(skip_all, fields(connector = %connector))]
@@ -542,6 +585,341 @@ macro_rules! connector_store_methods {
         }
     };
 }
+
+/// Expands to the inherent helper both backends' methods share.
+macro_rules! connector_store_helpers {
+    ($db:ty) => {
+        /// In `tx`: one help desk's ticket as `store_connector_tickets` stores it, left as it
+        /// is when the stored version is newer.
+        async fn store_connector_ticket_in(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            connector: &Connector,
+            write: &ConnectorTicketWrite,
+            now: DateTime<Utc>,
+        ) -> StoreResult<ConnectorTicketStored> {
+            let known: Option<(i64, Option<DateTime<Utc>>)> =
+                sqlx::query_as(CONNECTOR_TICKET_CHANGED)
+                    .bind(connector.id)
+                    .bind(&write.ticket.external_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if let Some((ticket, Some(known))) = known
+                && write
+                    .vendor_updated_at
+                    .is_some_and(|incoming| incoming < known)
+            {
+                return Ok(ConnectorTicketStored::Stale(TicketId(ticket)));
+            }
+            let upserted =
+                Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, now).await?;
+            if let Some((version, applied)) = &write.model_labels {
+                Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+            }
+            Self::record_connector_ticket_in(
+                tx,
+                connector,
+                &write.ticket.external_id,
+                upserted,
+                write.vendor_updated_at,
+                &write.imported,
+                now,
+            )
+            .await?;
+            Ok(ConnectorTicketStored::Stored(upserted))
+        }
+
+        /// In `tx`: the ticket's imported labels become `imported` (with their history), and
+        /// the connector's row for it keeps the newer vendor change time.
+        async fn record_connector_ticket_in(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            connector: &Connector,
+            external_id: &str,
+            stored: UpsertedTicket,
+            vendor_updated_at: Option<DateTime<Utc>>,
+            imported: &[TagId],
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let ticket = stored.id;
+            // A ticket created in this transaction has no labels yet.
+            let current: Vec<i64> = if stored.created {
+                Vec::new()
+            } else {
+                sqlx::query_scalar(SELECT_IMPORT_LABELS)
+                    .bind(ticket)
+                    .fetch_all(&mut **tx)
+                    .await?
+            };
+            let current: Vec<TagId> = current.into_iter().map(TagId).collect();
+            let (removed, added) = super::common::label_changes(&current, imported);
+            let set_by = set_by(connector);
+            for tag in removed {
+                sqlx::query(DELETE_IMPORT_LABEL)
+                    .bind(ticket)
+                    .bind(tag)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("removed")
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for tag in added {
+                sqlx::query(UPSERT_IMPORT_LABEL)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(INSERT_LABEL_EVENT)
+                    .bind(ticket)
+                    .bind(tag)
+                    .bind(&set_by)
+                    .bind("added")
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query(UPSERT_CONNECTOR_TICKET)
+                .bind(connector.id)
+                .bind(external_id)
+                .bind(ticket)
+                .bind(vendor_updated_at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+impl SqliteStore {
+    connector_store_helpers!(sqlx::Sqlite);
+
+    /// One statement per row: in-process SQLite runs them as fast as a batch.
+    async fn store_connector_tickets_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        let mut stored = Vec::with_capacity(tickets.len());
+        for write in tickets {
+            stored.push(Self::store_connector_ticket_in(tx, connector, write, now).await?);
+        }
+        Ok(stored)
+    }
+}
+
+impl PgStore {
+    connector_store_helpers!(sqlx::Postgres);
+
+    /// New tickets in a few statements per page (`UNNEST`): the label triggers that keep the
+    /// dashboard's counts run once per statement, so a statement per row costs milliseconds
+    /// each. Tickets stored before (and a page naming a ticket twice) take the row-by-row
+    /// path, which diffs their labels.
+    async fn store_connector_tickets_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        let external_ids: Vec<&str> = tickets
+            .iter()
+            .map(|w| w.ticket.external_id.as_str())
+            .collect();
+        let unique: HashSet<&str> = external_ids.iter().copied().collect();
+        let known: Vec<(String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(PG_KNOWN_TICKETS)
+            .bind(connector.id)
+            .bind(&external_ids)
+            .fetch_all(&mut **tx)
+            .await?;
+        if unique.len() != tickets.len() || !known.is_empty() {
+            let mut stored = Vec::with_capacity(tickets.len());
+            for write in tickets {
+                stored.push(Self::store_connector_ticket_in(tx, connector, write, now).await?);
+            }
+            return Ok(stored);
+        }
+        let mut sources = Vec::with_capacity(tickets.len());
+        let mut subjects = Vec::with_capacity(tickets.len());
+        let mut bodies = Vec::with_capacity(tickets.len());
+        let mut metadata = Vec::with_capacity(tickets.len());
+        let mut splits = Vec::with_capacity(tickets.len());
+        let mut created = Vec::with_capacity(tickets.len());
+        for write in tickets {
+            let ticket = &write.ticket;
+            sources.push(ticket.source.as_str());
+            subjects.push(ticket.subject.as_str());
+            bodies.push(ticket.body.as_str());
+            metadata.push(ticket.metadata.to_string());
+            splits.push(ticket.split.as_str());
+            created.push(ticket.created_at.unwrap_or(now));
+        }
+        let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(PG_UPSERT_TICKETS)
+            .bind(connector.project_id)
+            .bind(&sources)
+            .bind(&external_ids)
+            .bind(&subjects)
+            .bind(&bodies)
+            .bind(&metadata)
+            .bind(&splits)
+            .bind(&created)
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await?;
+        // RETURNING promises no order: rows are matched back by their key.
+        let by_key: HashMap<(String, String), (i64, bool)> = rows
+            .into_iter()
+            .map(|(id, source, external_id, inserted)| ((source, external_id), (id, inserted)))
+            .collect();
+        let mut stored = Vec::with_capacity(tickets.len());
+        let mut labels = PgLabelRows::default();
+        let mut ticket_ids = Vec::with_capacity(tickets.len());
+        let mut changed = Vec::with_capacity(tickets.len());
+        let set_by = set_by(connector);
+        for write in tickets {
+            let key = (
+                write.ticket.source.clone(),
+                write.ticket.external_id.clone(),
+            );
+            let &(id, inserted) = by_key.get(&key).ok_or_else(|| {
+                StoreError::Conflict("a ticket of the page was not stored".into())
+            })?;
+            let upserted = UpsertedTicket {
+                id: TicketId(id),
+                created: inserted,
+            };
+            if inserted {
+                if let Some((version, applied)) = &write.model_labels {
+                    let model = format!("model:{version}");
+                    let mut applied = applied.clone();
+                    applied.sort_by_key(|(tag, _)| *tag);
+                    for (tag, confidence) in applied {
+                        labels.push(id, tag, "model", &model, Some(confidence));
+                    }
+                }
+                for tag in &write.imported {
+                    labels.push(id, *tag, "import", &set_by, None);
+                }
+                ticket_ids.push(id);
+                changed.push(write.vendor_updated_at);
+            } else {
+                // Stored by another writer since the look above: diffed row by row.
+                if let Some((version, applied)) = &write.model_labels {
+                    Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+                }
+                Self::record_connector_ticket_in(
+                    tx,
+                    connector,
+                    &write.ticket.external_id,
+                    upserted,
+                    write.vendor_updated_at,
+                    &write.imported,
+                    now,
+                )
+                .await?;
+            }
+            stored.push(ConnectorTicketStored::Stored(upserted));
+        }
+        labels.insert(tx, now).await?;
+        let new_ids: Vec<&str> = tickets
+            .iter()
+            .zip(&stored)
+            .filter(|(_, outcome)| matches!(outcome, ConnectorTicketStored::Stored(t) if t.created))
+            .map(|(write, _)| write.ticket.external_id.as_str())
+            .collect();
+        sqlx::query(PG_UPSERT_CONNECTOR_TICKETS)
+            .bind(connector.id)
+            .bind(&new_ids)
+            .bind(&ticket_ids)
+            .bind(&changed)
+            .execute(&mut **tx)
+            .await?;
+        Ok(stored)
+    }
+}
+
+/// New labels of a page as parallel columns for `UNNEST`, with their history.
+#[derive(Default)]
+struct PgLabelRows {
+    tickets: Vec<i64>,
+    tags: Vec<i64>,
+    sources: Vec<&'static str>,
+    set_by: Vec<String>,
+    confidences: Vec<Option<f32>>,
+}
+
+impl PgLabelRows {
+    fn push(
+        &mut self,
+        ticket: i64,
+        tag: TagId,
+        source: &'static str,
+        set_by: &str,
+        confidence: Option<f32>,
+    ) {
+        self.tickets.push(ticket);
+        self.tags.push(tag.0);
+        self.sources.push(source);
+        self.set_by.push(set_by.to_string());
+        self.confidences.push(confidence);
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if self.tickets.is_empty() {
+            return Ok(());
+        }
+        for statement in [PG_INSERT_LABELS, PG_INSERT_LABEL_EVENTS] {
+            sqlx::query(statement)
+                .bind(&self.tickets)
+                .bind(&self.tags)
+                .bind(&self.sources)
+                .bind(&self.set_by)
+                .bind(&self.confidences)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+const PG_KNOWN_TICKETS: &str = "SELECT external_id, ticket_id, vendor_updated_at \
+     FROM connector_tickets WHERE connector_id = $1 AND external_id = ANY($2)";
+const PG_UPSERT_TICKETS: &str = "INSERT INTO tickets \
+     (project_id, source, external_id, subject, body, metadata, split, created_at, updated_at) \
+     SELECT $1, u.source, u.external_id, u.subject, u.body, u.metadata::jsonb, u.split, u.created_at, $9 \
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) \
+     AS u(source, external_id, subject, body, metadata, split, created_at) \
+     ON CONFLICT (project_id, source, external_id) DO UPDATE SET subject = excluded.subject, \
+     body = excluded.body, metadata = excluded.metadata, updated_at = excluded.updated_at \
+     RETURNING id, source, external_id, (xmax = 0) AS inserted";
+const PG_INSERT_LABELS: &str = "INSERT INTO labels \
+     (ticket_id, tag_id, source, set_by, confidence, present, updated_at) \
+     SELECT u.ticket_id, u.tag_id, u.source, u.set_by, u.confidence, TRUE, $6 \
+     FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float4[]) \
+     AS u(ticket_id, tag_id, source, set_by, confidence)";
+const PG_INSERT_LABEL_EVENTS: &str = "INSERT INTO label_events \
+     (ticket_id, tag_id, source, set_by, confidence, action, at) \
+     SELECT u.ticket_id, u.tag_id, u.source, u.set_by, u.confidence, 'added', $6 \
+     FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float4[]) \
+     AS u(ticket_id, tag_id, source, set_by, confidence)";
+const PG_UPSERT_CONNECTOR_TICKETS: &str = "INSERT INTO connector_tickets \
+     (connector_id, external_id, ticket_id, vendor_updated_at, written_labels) \
+     SELECT $1, u.external_id, u.ticket_id, u.vendor_updated_at, '[]' \
+     FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[]) AS u(external_id, ticket_id, vendor_updated_at) \
+     ON CONFLICT (connector_id, external_id) DO UPDATE SET ticket_id = excluded.ticket_id, \
+     vendor_updated_at = CASE WHEN connector_tickets.vendor_updated_at IS NULL \
+     OR excluded.vendor_updated_at > connector_tickets.vendor_updated_at \
+     THEN excluded.vendor_updated_at ELSE connector_tickets.vendor_updated_at END";
 
 impl ConnectorStore for SqliteStore {
     // An immediate transaction takes SQLite's write lock up front (see sqlite.rs).
@@ -607,6 +985,14 @@ impl ConnectorStore for AnyStore {
     ) -> StoreResult<Vec<DeliveryRecord>> {
         dispatch!(self, store => store.deliveries(connector, limit))
     }
+    async fn deliveries_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        dispatch!(self, store => store.deliveries_before(connector, before, limit))
+    }
     async fn connector_ticket(
         &self,
         connector: ConnectorId,
@@ -623,6 +1009,13 @@ impl ConnectorStore for AnyStore {
         imported: &[TagId],
     ) -> StoreResult<()> {
         dispatch!(self, store => store.record_connector_ticket(connector, external_id, ticket, vendor_updated_at, imported))
+    }
+    async fn store_connector_tickets(
+        &self,
+        connector: &Connector,
+        tickets: &[ConnectorTicketWrite],
+    ) -> StoreResult<Vec<ConnectorTicketStored>> {
+        dispatch!(self, store => store.store_connector_tickets(connector, tickets))
     }
     async fn record_written_labels(
         &self,

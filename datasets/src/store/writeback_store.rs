@@ -42,6 +42,14 @@ pub trait WriteBackStore {
         connector: ConnectorId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<WriteBack>>> + Send;
+    /// A page of the connector's write-backs older than `before` (all when `None`), newest
+    /// first (keyset paging).
+    fn writebacks_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<WriteBackId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WriteBack>>> + Send;
     /// Pending write-backs due before `before`, oldest first: the ones whose job was lost
     /// (a queue push that failed) are found here and queued again.
     fn overdue_writebacks(
@@ -62,7 +70,7 @@ macro_rules! select_writebacks {
 }
 const SELECT_WRITEBACK: &str = select_writebacks!("WHERE id = $1");
 const SELECT_RECENT_WRITEBACKS: &str =
-    select_writebacks!("WHERE connector_id = $1 ORDER BY id DESC LIMIT $2");
+    select_writebacks!("WHERE connector_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
 const SELECT_OVERDUE_WRITEBACKS: &str = select_writebacks!(
     "WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at, id LIMIT $2"
 );
@@ -274,14 +282,24 @@ macro_rules! writeback_store_methods {
             row.try_into()
         }
 
-        #[tracing::instrument(skip_all, fields(connector = %connector))]
         async fn writebacks(
             &self,
             connector: ConnectorId,
             limit: u32,
         ) -> StoreResult<Vec<WriteBack>> {
+            self.writebacks_before(connector, None, limit).await
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector))]
+        async fn writebacks_before(
+            &self,
+            connector: ConnectorId,
+            before: Option<WriteBackId>,
+            limit: u32,
+        ) -> StoreResult<Vec<WriteBack>> {
             let rows: Vec<WriteBackRow> = sqlx::query_as(SELECT_RECENT_WRITEBACKS)
                 .bind(connector)
+                .bind(before.map_or(i64::MAX, |id| id.0))
                 .bind(i64::from(limit.min(MAX_WRITEBACKS_PAGE)))
                 .fetch_all(self.pool())
                 .await?;
@@ -341,6 +359,14 @@ impl WriteBackStore for AnyStore {
         attempt: &WriteBackAttempt,
     ) -> StoreResult<WriteBack> {
         dispatch!(self, store => store.record_writeback_attempt(id, attempt))
+    }
+    async fn writebacks_before(
+        &self,
+        connector: ConnectorId,
+        before: Option<WriteBackId>,
+        limit: u32,
+    ) -> StoreResult<Vec<WriteBack>> {
+        dispatch!(self, store => store.writebacks_before(connector, before, limit))
     }
     async fn writebacks(&self, connector: ConnectorId, limit: u32) -> StoreResult<Vec<WriteBack>> {
         dispatch!(self, store => store.writebacks(connector, limit))

@@ -8,6 +8,7 @@ mod support;
 
 mod api_key_migration;
 mod conformance;
+mod connector_tickets;
 mod dashboard_counts;
 mod double_labelling;
 mod import_properties;

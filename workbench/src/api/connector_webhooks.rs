@@ -30,6 +30,15 @@ impl From<DeliveryError> for ApiError {
             }
             DeliveryError::Ingest(ingest) => ingest.into(),
             DeliveryError::Store(store) => store.into(),
+            DeliveryError::Queue(reason) => {
+                tracing::error!(%reason, "a delivery's tagging job could not be queued");
+                // 503: the vendor retries, and the retry stores and queues it again.
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the delivery could not be queued; try again",
+                )
+            }
         }
     }
 }
@@ -57,12 +66,13 @@ pub async fn webhook(
         Received::Stored {
             ticket,
             created,
-            tagged,
+            tag_queued,
             imported_labels,
         } => (
             StatusCode::OK,
             json!({"status": "stored", "ticket_id": ticket, "created": created,
-                   "tagged": tagged, "imported_labels": imported_labels}),
+                   "tagging": if tag_queued { "queued" } else { "not_queued" },
+                   "imported_labels": imported_labels}),
         ),
         Received::Duplicate { status, ticket } => (
             StatusCode::OK,

@@ -4,6 +4,7 @@
 mod audit;
 pub mod auth;
 mod connector_webhooks;
+mod connectors_log;
 mod error;
 mod health;
 mod models;
@@ -83,6 +84,26 @@ pub fn routes() -> openapi::Routes {
         .answers_object(OK)
         .answers_object(StatusCode::ACCEPTED)
         .fails(&[StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE, StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT])
+        .add(
+            "GET",
+            "/v1/projects/{project}/connectors/{name}/deliveries",
+            "The connector's webhook deliveries, newest first (?cursor=, ?limit=).",
+            Access::Project(Scope::Admin),
+            connectors_log::deliveries,
+        )
+        .query::<connectors_log::LogParams>()
+        .answers::<connectors_log::DeliveryPage>(OK)
+        .fails(&[StatusCode::UNPROCESSABLE_ENTITY])
+        .add(
+            "GET",
+            "/v1/projects/{project}/connectors/{name}/write-backs",
+            "The connector's write-backs of our tags to its help desk, newest first, failures with the help desk's reason (?cursor=, ?limit=).",
+            Access::Project(Scope::Admin),
+            connectors_log::write_backs,
+        )
+        .query::<connectors_log::LogParams>()
+        .answers::<connectors_log::WriteBackPage>(OK)
+        .fails(&[StatusCode::UNPROCESSABLE_ENTITY])
         .add(
             "GET",
             "/v1/projects",

@@ -32,12 +32,17 @@ pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<A
     let watch = config.model_watch();
     // Every server can queue training jobs; only some also run them.
     let queue = crate::worker::open_queue(&store, &config).await?;
-    let worker = if config.with_worker {
-        Some(crate::worker::worker_state(store.clone(), &config)?)
+    let with_worker = config.with_worker;
+    let state = AppState::new(store.clone(), config).with_jobs(queue.clone());
+    let worker = if with_worker {
+        Some(crate::worker::worker_state(
+            store.clone(),
+            &state.config,
+            Some(state.tagging.clone()),
+        )?)
     } else {
         None
     };
-    let state = AppState::new(store.clone(), config).with_jobs(queue.clone());
     if let Err(error) = state.tagging.sync_all(&store).await {
         tracing::warn!(%error, "could not load the promoted models at start-up");
     }

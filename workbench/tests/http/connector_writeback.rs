@@ -170,8 +170,10 @@ struct Setup {
     router: axum::Router,
     connector: Connector,
     queue: JobQueue,
+    config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     worker: Option<tokio::task::JoinHandle<Result<(), trainer::jobs::JobError>>>,
+    workers_started: usize,
     _models: tempfile::TempDir,
 }
 
@@ -239,15 +241,43 @@ impl Setup {
         let router = workbench::app::app(
             workbench::state::AppState::new(store.clone(), config.clone()).with_jobs(queue.clone()),
         );
-        let runner =
-            workbench::connector_jobs::ConnectorRunner::new(store.clone(), config).unwrap();
+        let mut setup = Self {
+            store,
+            router,
+            connector,
+            queue,
+            config,
+            stop: None,
+            worker: None,
+            workers_started: 0,
+            _models: models,
+        };
+        setup.start_worker();
+        setup
+    }
+
+    /// The same, with no worker running until `start_worker`: jobs wait in the queue.
+    async fn without_worker(store: AnyStore, system: System, base_url: &str) -> Self {
+        let mut setup = Self::new(store, system, base_url, true).await;
+        setup.stop_worker().await;
+        setup
+    }
+
+    /// Starts a worker whose connector queue tags, fetches and writes back.
+    fn start_worker(&mut self) {
+        let runner = workbench::connector_jobs::ConnectorRunner::new(
+            self.store.clone(),
+            self.config.clone(),
+        )
+        .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(trainer::jobs::run_worker(
-            queue.clone(),
+            self.queue.clone(),
             WorkerState {
-                store: store.clone(),
-                models_dir: models.path().join("models"),
-                name: "writeback-test".into(),
+                store: self.store.clone(),
+                models_dir: self._models.path().join("models"),
+                // A fresh name per start, as a restarted process has (its pid).
+                name: format!("writeback-test-{}", self.workers_started),
                 stopping: Default::default(),
                 guard_margin: 0.02,
                 retag_after_promotion: 0,
@@ -257,14 +287,17 @@ impl Setup {
                 let _ = stopped.await;
             },
         ));
-        Self {
-            store,
-            router,
-            connector,
-            queue,
-            stop: Some(stop),
-            worker: Some(worker),
-            _models: models,
+        self.stop = Some(stop);
+        self.worker = Some(worker);
+        self.workers_started += 1;
+    }
+
+    async fn stop_worker(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(worker) = self.worker.take() {
+            worker.await.unwrap().unwrap();
         }
     }
 
@@ -340,8 +373,9 @@ impl Setup {
         }
     }
 
-    /// The project tags applied to the delivered ticket by the model (and its rules).
-    async fn applied_tags(&self, ticket: TicketId) -> Vec<String> {
+    /// The project tags applied to the delivered ticket by the model (and its rules) as
+    /// they are now.
+    async fn model_tags(&self, ticket: TicketId) -> Vec<String> {
         let ticket = self
             .store
             .ticket(self.connector.project_id, ticket)
@@ -355,9 +389,21 @@ impl Setup {
             .collect()
     }
 
+    /// The model's tags on the delivered ticket, once its tagging job has run.
+    async fn applied_tags(&self, ticket: TicketId) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tags = self.model_tags(ticket).await;
+            if !tags.is_empty() {
+                return tags;
+            }
+            assert!(Instant::now() < deadline, "ticket {ticket} never tagged");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.worker.take().unwrap().await.unwrap().unwrap();
+        self.stop_worker().await;
     }
 }
 
@@ -411,7 +457,7 @@ async fn a_tagged_delivery_is_written_back_once_and_its_echo_ignored(
     let setup = Setup::new(store, system, &base, true).await;
     let answer = setup.deliver(delivery(system, external_id, &[], 0)).await;
     assert_eq!(answer["status"], "stored", "{answer}");
-    assert_eq!(answer["tagged"], true, "{answer}");
+    assert_eq!(answer["tagging"], "queued", "{answer}");
     let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
     let applied = setup.applied_tags(ticket).await;
     assert!(
@@ -509,6 +555,52 @@ async fn a_tagged_delivery_is_written_back_once_and_its_echo_ignored(
         "{:?}",
         ticket.labels
     );
+    setup.stop().await;
+}
+
+/// The vendor is answered before any model runs: with no worker, the delivered ticket is
+/// stored untagged and its tagging job waits in the durable queue (as after a worker killed
+/// with `kill -9`); a redelivery queues nothing more. The worker that starts next tags the
+/// ticket and writes its tags back, once.
+async fn the_webhook_answers_before_tagging_and_the_next_worker_tags_and_writes_back_once(
+    store: AnyStore,
+) {
+    let desk = FakeDesk::new(System::Jira);
+    let base = served(&desk).await;
+    let mut setup = Setup::without_worker(store, System::Jira, &base).await;
+    let body = delivery(System::Jira, "10077", &[], 0);
+    let answer = setup.deliver(body.clone()).await;
+    assert_eq!(answer["status"], "stored", "{answer}");
+    assert_eq!(answer["tagging"], "queued", "{answer}");
+    let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
+    let again = setup.deliver(body).await;
+    assert_eq!(again["status"], "duplicate", "{again}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        setup.model_tags(ticket).await.is_empty(),
+        "tagged without a worker"
+    );
+    assert!(setup.writebacks().await.is_empty());
+    assert!(desk.received().is_empty());
+
+    setup.start_worker();
+    let tags = setup.applied_tags(ticket).await;
+    let written = setup.settled(Duration::from_secs(30)).await;
+    assert_eq!(written.status, WriteBackStatus::Written, "{written:?}");
+    assert_eq!(written.ticket_id, ticket);
+    let expected: Vec<String> = tags
+        .iter()
+        .map(|tag| connectors::vendor_label(System::Jira, tag))
+        .collect();
+    assert_eq!(written.labels, expected);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        desk.received().len(),
+        1,
+        "written once: {:?}",
+        desk.received()
+    );
+    assert_eq!(setup.writebacks().await.len(), 1);
     setup.stop().await;
 }
 
@@ -636,7 +728,10 @@ async fn with_write_back_off_nothing_is_sent(store: AnyStore) {
     let base = served(&desk).await;
     let setup = Setup::new(store, System::Zendesk, &base, false).await;
     let answer = setup.deliver(delivery(System::Zendesk, "9", &[], 0)).await;
-    assert_eq!(answer["tagged"], true, "{answer}");
+    assert_eq!(answer["tagging"], "queued", "{answer}");
+    setup
+        .applied_tags(TicketId(answer["ticket_id"].as_i64().unwrap()))
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(setup.writebacks().await.is_empty());
     assert!(desk.received().is_empty());
@@ -734,6 +829,7 @@ async fn a_retag_writes_the_new_tags_back(store: AnyStore) {
     let setup = Setup::new(store, System::Zendesk, &base, false).await;
     let answer = setup.deliver(delivery(System::Zendesk, "78", &[], 0)).await;
     let ticket = TicketId(answer["ticket_id"].as_i64().unwrap());
+    setup.applied_tags(ticket).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(setup.writebacks().await.is_empty());
     let mut connector = setup.connector.clone();
@@ -847,6 +943,7 @@ async fn a_delivery_whose_job_was_lost_is_queued_again(store: AnyStore) {
 }
 
 datasets::on_both_backends!(
+    the_webhook_answers_before_tagging_and_the_next_worker_tags_and_writes_back_once,
     a_persons_correction_is_written_back_unless_switched_off,
     a_retag_writes_the_new_tags_back,
     a_persons_labels_are_sent_as_labels_changed,

@@ -1,5 +1,5 @@
 //! Connector webhooks end to end over the real router, on both databases: signed deliveries
-//! from Zendesk, Jira and ServiceNow are stored (and tagged when a model is in service),
+//! from Zendesk, Jira and ServiceNow are stored at once and tagged by a queued job,
 //! refused without a valid signature, deduplicated, kept in the vendor's order, ignored when
 //! not about tickets, and our own write-back's echo is not taken for people's labels. Then
 //! the `tagger connectors` commands.
@@ -182,7 +182,17 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
         .promote_model_version(project.id, version.id, "test")
         .await
         .unwrap();
-    let app = TestApp::with_project(store, project);
+    let queue = trainer::jobs::JobQueue::open(&store, &trainer::jobs::QueueSettings::default())
+        .await
+        .unwrap();
+    let mut app = TestApp::with_project(store, project);
+    let config = Config {
+        encryption_key: Some(KEY.into()),
+        ..Config::default()
+    };
+    app.router = workbench::app::app(
+        AppState::new(app.store.clone(), config.clone()).with_jobs(queue.clone()),
+    );
     app.connector("jira-acme", System::Jira).await;
     let body = jira_issue(
         "jira:issue_created",
@@ -196,19 +206,23 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "stored");
-    assert_eq!(answer["tagged"], true);
+    assert_eq!(answer["tagging"], "queued", "tagged later, by a job");
     assert_eq!(
         answer["imported_labels"], 1,
         "billing matches a tag, vip does not"
     );
-    let ticket = app
-        .store
-        .ticket(
-            app.project.id,
-            TicketId(answer["ticket_id"].as_i64().unwrap()),
-        )
-        .await
-        .unwrap();
+    let ticket_id = TicketId(answer["ticket_id"].as_i64().unwrap());
+    let untagged = app.store.ticket(app.project.id, ticket_id).await.unwrap();
+    assert!(
+        untagged
+            .labels
+            .iter()
+            .all(|l| l.source != LabelSource::Model),
+        "no model ran while the help desk waited: {:?}",
+        untagged.labels
+    );
+    let ticket =
+        run_worker_until_tagged(&app.store, &queue, config, app.project.id, ticket_id).await;
     assert_eq!(ticket.ticket.source, "jira-acme");
     assert_eq!(ticket.ticket.external_id, "10042");
     assert_eq!(ticket.ticket.subject, "Charged twice this month");
@@ -245,6 +259,50 @@ async fn a_signed_delivery_is_stored_tagged_and_its_matching_labels_imported(sto
     assert_eq!(log[0].status, datasets::connector::DeliveryStatus::Stored);
     assert_eq!(log[0].event, "created");
     assert_eq!(log[0].ticket_id, Some(ticket.ticket.id));
+}
+
+/// Runs a worker until the ticket has the model's labels (its tagging job ran); the ticket.
+async fn run_worker_until_tagged(
+    store: &AnyStore,
+    queue: &trainer::jobs::JobQueue,
+    config: Config,
+    project: ProjectId,
+    ticket: TicketId,
+) -> LabelledTicket {
+    let runner = workbench::connector_jobs::ConnectorRunner::new(store.clone(), config).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(trainer::jobs::run_worker(
+        queue.clone(),
+        trainer::jobs::WorkerState {
+            store: store.clone(),
+            models_dir: models.path().join("models"),
+            name: "connectors-test".into(),
+            stopping: Default::default(),
+            guard_margin: 0.02,
+            retag_after_promotion: 0,
+            connector_jobs: Some(std::sync::Arc::new(runner)),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let tagged = loop {
+        let labelled = store.ticket(project, ticket).await.unwrap();
+        if labelled
+            .labels
+            .iter()
+            .any(|l| l.source == LabelSource::Model)
+        {
+            break labelled;
+        }
+        assert!(std::time::Instant::now() < deadline, "never tagged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    tagged
 }
 
 async fn a_delivery_with_a_missing_or_wrong_signature_is_refused_and_nothing_stored(
@@ -598,6 +656,126 @@ async fn a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate
     ));
 }
 
+/// `GET` with a key; the status and JSON answer.
+async fn get_json(router: &axum::Router, uri: &str, key: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// An admin key of the project pages through the connector's deliveries and write-backs,
+/// newest first; a key without `admin`, or another project's connector, sees nothing.
+async fn the_connector_logs_are_paged_for_the_projects_admins(store: AnyStore) {
+    let app = TestApp::new(store).await;
+    let jira = app.connector("jira-acme", System::Jira).await;
+    for id in 1..=5 {
+        let body = jira_issue(
+            "jira:issue_created",
+            &id.to_string(),
+            "Export times out",
+            &[],
+            "2026-01-05T10:00:00.000+0000",
+        );
+        let (status, answer) = app
+            .post("jira-acme", &signed(System::Jira, SECRET, &body), &body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let ticket = app.tickets().await[0].ticket.id;
+    for external_id in ["1", "2", "3"] {
+        app.store
+            .queue_writeback(
+                jira.id,
+                external_id,
+                ticket,
+                &[format!("label-{external_id}")],
+            )
+            .await
+            .unwrap();
+    }
+    let admin = crate::support::project_key(&app.store, app.project.id, "admin").await;
+    let base = "/v1/projects/Acme/connectors/jira-acme";
+    let (status, first) =
+        get_json(&app.router, &format!("{base}/deliveries?limit=2"), &admin).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let mut seen: Vec<i64> = Vec::new();
+    let mut page = first;
+    loop {
+        for delivery in page["deliveries"].as_array().unwrap() {
+            assert_eq!(delivery["status"], "stored", "{delivery}");
+            assert_eq!(delivery["event"], "created", "{delivery}");
+            seen.push(delivery["id"].as_i64().unwrap());
+        }
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        let (status, next) = get_json(
+            &app.router,
+            &format!("{base}/deliveries?limit=2&cursor={cursor}"),
+            &admin,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        page = next;
+    }
+    let mut newest_first = seen.clone();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, newest_first);
+    assert_eq!(seen.len(), 5, "every delivery once: {seen:?}");
+
+    let (status, writes) = get_json(&app.router, &format!("{base}/write-backs"), &admin).await;
+    assert_eq!(status, StatusCode::OK, "{writes}");
+    let labels: Vec<&str> = writes["write_backs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|write| write["labels"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec!["label-3", "label-2", "label-1"]);
+    assert_eq!(writes["write_backs"][0]["status"], "pending");
+    assert!(writes["next_cursor"].is_null(), "{writes}");
+
+    let (status, refused) =
+        get_json(&app.router, &format!("{base}/deliveries?cursor=p2"), &admin).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let reader = app
+        .store
+        .create_api_key(
+            &KeyGrant::Project {
+                project_id: app.project.id,
+                scopes: "read".parse().unwrap(),
+            },
+            "reader",
+        )
+        .await
+        .unwrap()
+        .secret;
+    let (status, _) = get_json(&app.router, &format!("{base}/deliveries"), &reader).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let other = app
+        .store
+        .create_project(&ProjectName::parse("Other").unwrap(), LabelMode::Multi)
+        .await
+        .unwrap();
+    let other_admin = crate::support::project_key(&app.store, other.id, "other").await;
+    let (status, _) = get_json(
+        &app.router,
+        "/v1/projects/Other/connectors/jira-acme/deliveries",
+        &other_admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another project's connector");
+}
+
 async fn an_oversized_body_is_refused(store: AnyStore) {
     let app = TestApp::new(store).await;
     app.connector("jira-acme", System::Jira).await;
@@ -708,6 +886,7 @@ datasets::on_both_backends!(
     real_captured_payloads_are_accepted_through_the_endpoint,
     a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate,
     an_oversized_body_is_refused,
+    the_connector_logs_are_paged_for_the_projects_admins,
 );
 
 struct Run {
