@@ -28,7 +28,7 @@ pub struct LogParams {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Where the page starts: the `next_cursor` of the page before; the first page without.
-    #[param(pattern = "^b[0-9]{1,18}$")]
+    #[param(pattern = "^b[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
