@@ -46,6 +46,24 @@ impl BertConfig {
         if self.hidden_size == 0 || self.num_attention_heads == 0 {
             return Err("hidden_size and num_attention_heads must be positive".into());
         }
+        // Room for [CLS] and [SEP] at least: the token budget is clamped to this table.
+        if self.max_position_embeddings < 2 {
+            return Err(format!(
+                "max_position_embeddings {} leaves no room for a text",
+                self.max_position_embeddings
+            ));
+        }
+        // LayerNorm divides by sqrt(variance + eps): zero, negative or non-finite values
+        // give NaN embeddings (real checkpoints use 1e-12 to 1e-5).
+        if !(self.layer_norm_eps.is_finite()
+            && self.layer_norm_eps > 0.0
+            && self.layer_norm_eps <= 0.1)
+        {
+            return Err(format!(
+                "layer_norm_eps {} is not a small positive number",
+                self.layer_norm_eps
+            ));
+        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
