@@ -1,10 +1,12 @@
 //! `tagger export`: a project's tickets with the tags in force, one per CSV row or JSON line,
-//! read page by page so memory stays flat. The CSV re-imports with
+//! read page by page so memory stays flat. E-mail addresses, phone numbers and card numbers
+//! are masked unless the caller keeps them ([`Personal`]). The CSV re-imports with
 //! `--text-column subject --text-column body --label-column tags --label-separator ";"
 //! --id-column external_id`.
 
 use crate::import::FileFormat;
 use crate::store::Store;
+use crate::text::entities::mask_personal;
 use crate::ticket::LabelledTicket;
 use crate::{ProjectId, StoreError};
 use std::io::Write;
@@ -35,11 +37,22 @@ const CSV_HEADER: [&str; 7] = [
     "created_at",
 ];
 
+/// Whether an export keeps personal data (e-mail addresses, phone numbers, card numbers) in
+/// ticket texts and metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Personal {
+    /// Masked (`[email]`, `[phone]`, `[card]`): the default, since exports leave the product.
+    Masked,
+    /// Kept as stored, when an admin asks for it (a backup, a move to another instance).
+    Kept,
+}
+
 /// Writes every ticket of the project; returns how many.
 pub async fn export_project<S: Store, W: Write>(
     store: &S,
     project: ProjectId,
     format: FileFormat,
+    personal: Personal,
     output: W,
 ) -> Result<u64, ExportError> {
     let mut sink = match format {
@@ -59,12 +72,33 @@ pub async fn export_project<S: Store, W: Write>(
         let Some(last) = page.last() else { break };
         after = Some(last.ticket.id);
         for ticket in &page {
-            sink.write(ticket)?;
+            match personal {
+                Personal::Kept => sink.write(ticket)?,
+                Personal::Masked => sink.write(&masked(ticket))?,
+            }
             written += 1;
         }
     }
     sink.finish()?;
     Ok(written)
+}
+
+/// The ticket with personal data masked in its subject, body and metadata's strings.
+fn masked(labelled: &LabelledTicket) -> LabelledTicket {
+    fn mask_strings(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = mask_personal(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(mask_strings),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(mask_strings),
+            _ => {}
+        }
+    }
+    let mut labelled = labelled.clone();
+    let ticket = &mut labelled.ticket;
+    ticket.subject = mask_personal(&ticket.subject);
+    ticket.body = mask_personal(&ticket.body);
+    mask_strings(&mut ticket.metadata);
+    labelled
 }
 
 enum Sink<W: Write> {

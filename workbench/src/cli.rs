@@ -313,6 +313,10 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Keep e-mail addresses, phone numbers and card numbers as stored (they are masked
+    /// unless this is given): for a backup or a move to another instance.
+    #[arg(long)]
+    pub unmasked: bool,
 }
 
 #[cfg(test)]

@@ -168,10 +168,37 @@ pub fn ticket_entities(subject: &str, body: &str) -> Vec<Entity> {
     ))
 }
 
-/// `text` with every e-mail address and phone number replaced by a mask that keeps the kind
-/// (`[email]`, `[phone]`), for logs and exports.
+/// Runs of 13 to 19 digits (spaces or dashes between groups allowed): card-number shaped.
+static CARD_LIKE: LazyLock<regex::Regex> = LazyLock::new(|| pattern(r"\b\d(?:[ -]?\d){12,18}\b"));
+
+/// Whether the digits pass the Luhn check every payment card number passes.
+fn luhn(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| match (i % 2, d * 2) {
+            (0, _) => d,
+            (_, doubled) if doubled > 9 => doubled - 9,
+            (_, doubled) => doubled,
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// `text` with every e-mail address, phone number and card number (13 to 19 digits that
+/// pass the Luhn check) replaced by a mask that keeps the kind (`[email]`, `[phone]`,
+/// `[card]`), for exports and anything else that leaves the product.
 pub fn mask_personal(text: &str) -> String {
-    let mut masked = text.to_string();
+    let masked = CARD_LIKE.replace_all(text, |caps: &regex::Captures<'_>| {
+        let digits: Vec<u32> = caps[0].chars().filter_map(|c| c.to_digit(10)).collect();
+        if luhn(&digits) {
+            "[card]".to_string()
+        } else {
+            caps[0].to_string()
+        }
+    });
+    let mut masked = masked.into_owned();
     for (kind, regex) in PATTERNS.iter().filter(|(kind, _)| kind.is_personal()) {
         let mask = match kind {
             EntityKind::Email => "[email]",
@@ -291,6 +318,14 @@ mod tests {
         let found = ticket_entities("Export broken", body);
         let texts: Vec<&str> = found.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(texts, ["ERR_EXPORT_TIMEOUT", "Firefox 121"], "{found:?}");
+    }
+
+    #[test]
+    fn card_numbers_are_masked_only_when_they_pass_the_luhn_check() {
+        let masked =
+            mask_personal("Card 4111 1111 1111 1111 was charged; order 1234567890123 not.");
+        assert_eq!(masked, "Card [card] was charged; order 1234567890123 not.");
+        assert_eq!(mask_personal("4111-1111-1111-1111"), "[card]");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `TEST_DATABASE_URL` is set), each in a fresh database, and both must behave the same.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use datasets::export::export_project;
+use datasets::export::{Personal, export_project};
 use datasets::import::{
     ColumnMap, FileFormat, ImportError, ImportOptions, OnBadRow, SplitChoice, import_file,
 };
@@ -530,9 +530,15 @@ async fn export_then_import_gives_the_same_tickets_and_tags(store: AnyStore) {
         .unwrap()
         .unwrap();
     let mut exported = Vec::new();
-    let count = export_project(&store, source.id, FileFormat::Csv, &mut exported)
-        .await
-        .unwrap();
+    let count = export_project(
+        &store,
+        source.id,
+        FileFormat::Csv,
+        Personal::Kept,
+        &mut exported,
+    )
+    .await
+    .unwrap();
     assert_eq!(count, 4);
 
     let mut reimport = csv_import_options("Copy");
@@ -564,13 +570,53 @@ async fn export_then_import_gives_the_same_tickets_and_tags(store: AnyStore) {
     assert_eq!(essence(&original), essence(&copied));
 
     let mut jsonl = Vec::new();
-    export_project(&store, source.id, FileFormat::Jsonl, &mut jsonl)
-        .await
-        .unwrap();
+    export_project(
+        &store,
+        source.id,
+        FileFormat::Jsonl,
+        Personal::Masked,
+        &mut jsonl,
+    )
+    .await
+    .unwrap();
     let first: serde_json::Value =
         serde_json::from_str(String::from_utf8(jsonl).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(first["tags"], serde_json::json!(["Account Access"]));
     assert_eq!(first["split"], "test");
+
+    // Personal data leaves masked unless kept: texts and metadata's strings alike.
+    let mut personal = new_ticket("P-1", "Card problem");
+    personal.body =
+        "Write to ana@example.com or call +1 555 123 4567; card 4111 1111 1111 1111.".into();
+    personal.metadata = serde_json::json!({"requester": {"email": "ana@example.com"}, "seats": 3});
+    store.upsert_tickets(source.id, &[personal]).await.unwrap();
+    let line = |personal: Personal| {
+        let store = store.clone();
+        async move {
+            let mut out = Vec::new();
+            export_project(&store, source.id, FileFormat::Jsonl, personal, &mut out)
+                .await
+                .unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.contains("\"P-1\""))
+                .unwrap()
+                .to_string();
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()
+        }
+    };
+    let masked = line(Personal::Masked).await;
+    assert_eq!(
+        masked["body"],
+        "Write to [email] or call [phone]; card [card]."
+    );
+    assert_eq!(
+        masked["metadata"],
+        serde_json::json!({"requester": {"email": "[email]"}, "seats": 3})
+    );
+    let kept = line(Personal::Kept).await;
+    assert!(kept["body"].as_str().unwrap().contains("ana@example.com"));
 }
 
 async fn search_filters_by_text_tag_split_and_labelled_state(store: AnyStore) {
