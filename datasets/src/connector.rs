@@ -236,6 +236,18 @@ pub enum DeliveryClaim {
     Duplicate(DeliveryRecord),
 }
 
+/// The outcome of claiming a delivery and storing its ticket together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimedTicket {
+    /// First time seen: claimed, and its ticket stored (or left as it was, when `Stale`).
+    New {
+        delivery: DeliveryId,
+        stored: ConnectorTicketStored,
+    },
+    /// Seen before (a vendor's retry or a duplicate): nothing stored.
+    Duplicate(DeliveryRecord),
+}
+
 /// What the store remembers of a ticket a connector delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorTicket {

@@ -206,7 +206,9 @@ impl JobQueue {
     pub async fn open(store: &AnyStore, settings: &QueueSettings) -> Result<Self, JobError> {
         Ok(match store {
             AnyStore::Sqlite(sqlite) => {
-                let pool = sqlite.pool();
+                // The store's write connection: the queue's polls, locks and acknowledgements
+                // are writes, and take their turn with the store's (see `SqliteStore::writer`).
+                let pool = sqlite.writer();
                 // apalis keeps its migration history in the same `_sqlx_migrations` table as
                 // ours on SQLite: each migrator must ignore the other's entries.
                 let mut migrator = SqliteStorage::<()>::migrations();

@@ -10,8 +10,8 @@ use crate::ingest::{self, IngestError};
 use crate::state::AppState;
 use connectors::{Delivery, IncomingTicket, ParseError};
 use datasets::connector::{
-    Connector, ConnectorName, ConnectorTicket, ConnectorTicketStored, ConnectorTicketWrite,
-    DeliveryClaim, DeliveryStatus,
+    ClaimedTicket, Connector, ConnectorName, ConnectorTicket, ConnectorTicketStored,
+    ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus,
 };
 use datasets::limits::{MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
 use datasets::{
@@ -151,45 +151,66 @@ pub async fn receive<'h>(
         Delivery::TicketReference { event, .. } => event.as_str().to_string(),
         Delivery::Ignored { event } => event.clone(),
     };
+    let without_ticket = match delivery {
+        Delivery::Ticket(incoming) => {
+            return receive_ticket(state, &connector, &dedupe_key, &event, &incoming).await;
+        }
+        Delivery::Ignored { event } => WithoutTicket::Ignored { event },
+        Delivery::TicketReference { external_id, .. } => WithoutTicket::Reference { external_id },
+    };
     let claimed = match state
         .store
         .claim_delivery(connector.id, &dedupe_key, &event, ABANDONED_AFTER)
         .await?
     {
         DeliveryClaim::New(claimed) => claimed,
-        DeliveryClaim::Duplicate(earlier) => {
-            tracing::info!(status = earlier.status.as_str(), "redelivery acknowledged");
-            return Ok(Received::Duplicate {
-                status: earlier.status,
-                ticket: earlier.ticket_id,
-            });
-        }
+        DeliveryClaim::Duplicate(earlier) => return Ok(duplicate(earlier)),
     };
-    let outcome = process(state, &connector, claimed, delivery).await;
+    let outcome = settle_without_ticket(state, &connector, claimed, without_ticket).await;
     if outcome.is_err() {
-        // Forget the claim, so the vendor's retry of this delivery is processed in full.
-        if let Err(error) = state.store.release_delivery(claimed).await {
-            tracing::warn!(%error, "could not release a failed delivery");
-        }
+        release(state, claimed).await;
     }
     outcome
 }
 
-async fn process(
+fn duplicate(earlier: DeliveryRecord) -> Received {
+    tracing::info!(status = earlier.status.as_str(), "redelivery acknowledged");
+    Received::Duplicate {
+        status: earlier.status,
+        ticket: earlier.ticket_id,
+    }
+}
+
+/// Forgets a claim, so the vendor's retry of this delivery is processed in full.
+async fn release(state: &AppState, claimed: DeliveryId) {
+    if let Err(error) = state.store.release_delivery(claimed).await {
+        tracing::warn!(%error, "could not release a failed delivery");
+    }
+}
+
+/// A delivery that carries no ticket.
+enum WithoutTicket {
+    /// Not about a ticket.
+    Ignored { event: String },
+    /// Names its ticket only; the worker fetches it.
+    Reference { external_id: String },
+}
+
+async fn settle_without_ticket(
     state: &AppState,
     connector: &Connector,
     claimed: DeliveryId,
-    delivery: Delivery,
+    delivery: WithoutTicket,
 ) -> Result<Received, DeliveryError> {
-    let incoming = match delivery {
-        Delivery::Ignored { event } => {
+    match delivery {
+        WithoutTicket::Ignored { event } => {
             state
                 .store
                 .finish_delivery(claimed, DeliveryStatus::Ignored, None)
                 .await?;
-            return Ok(Received::Ignored { event });
+            Ok(Received::Ignored { event })
         }
-        Delivery::TicketReference { external_id, .. } => {
+        WithoutTicket::Reference { external_id } => {
             // The body names the ticket only (a Zendesk trigger): the worker fetches it over
             // REST, so the help desk's request is answered at once.
             state
@@ -213,15 +234,62 @@ async fn process(
                     "no job queue in this process: the ticket named by the delivery is not fetched"
                 ),
             }
-            return Ok(Received::AwaitingFetch { external_id });
+            Ok(Received::AwaitingFetch { external_id })
         }
-        Delivery::Ticket(incoming) => incoming,
-    };
+    }
+}
+
+/// A delivery that carries its ticket: claimed and stored in one transaction (a retry of a
+/// delivery whose transaction failed finds nothing claimed), then its tagging job queued and
+/// the delivery settled.
+async fn receive_ticket(
+    state: &AppState,
+    connector: &Connector,
+    dedupe_key: &str,
+    event: &str,
+    incoming: &IncomingTicket,
+) -> Result<Received, DeliveryError> {
     let lock = state
         .connectors
         .ticket_lock(connector.id, &incoming.external_id);
     let _one_at_a_time = lock.lock().await;
-    let stored = store_incoming(&state.store, connector, &incoming).await?;
+    let (claimed, stored) = match incoming_write(&state.store, connector, incoming).await? {
+        Some(write) => {
+            match state
+                .store
+                .claim_and_store_delivery(connector, dedupe_key, event, ABANDONED_AFTER, &write)
+                .await?
+            {
+                ClaimedTicket::Duplicate(earlier) => return Ok(duplicate(earlier)),
+                ClaimedTicket::New { delivery, stored } => {
+                    (delivery, stored_incoming(stored, write.imported.len()))
+                }
+            }
+        }
+        // Older than the version stored: claimed, so a retry is known as one, and settled.
+        None => match state
+            .store
+            .claim_delivery(connector.id, dedupe_key, event, ABANDONED_AFTER)
+            .await?
+        {
+            DeliveryClaim::Duplicate(earlier) => return Ok(duplicate(earlier)),
+            DeliveryClaim::New(claimed) => (claimed, None),
+        },
+    };
+    let outcome = settle_ticket(state, connector, claimed, incoming, stored).await;
+    if outcome.is_err() {
+        release(state, claimed).await;
+    }
+    outcome
+}
+
+async fn settle_ticket(
+    state: &AppState,
+    connector: &Connector,
+    claimed: DeliveryId,
+    incoming: &IncomingTicket,
+    stored: Option<StoredIncoming>,
+) -> Result<Received, DeliveryError> {
     let Some(stored) = stored else {
         let known = state
             .store
@@ -296,6 +364,24 @@ pub async fn store_incoming(
     connector: &Connector,
     incoming: &IncomingTicket,
 ) -> Result<Option<StoredIncoming>, DeliveryError> {
+    let Some(write) = incoming_write(store, connector, incoming).await? else {
+        return Ok(None);
+    };
+    let stored = store
+        .store_connector_tickets(connector, std::slice::from_ref(&write))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound("the ticket just stored".into()))?;
+    Ok(stored_incoming(stored, write.imported.len()))
+}
+
+/// The write that stores a live help desk's ticket with the vendor's labels that match
+/// project tags (our own echoes left out); `None` when the stored version is newer.
+async fn incoming_write(
+    store: &AnyStore,
+    connector: &Connector,
+    incoming: &IncomingTicket,
+) -> Result<Option<ConnectorTicketWrite>, DeliveryError> {
     // A delivery without labels (most tickets as they are created) has nothing to map: no
     // taxonomy or echo read for it; its order is checked in the write's transaction.
     let imported = if carries_labels(connector, incoming) {
@@ -316,24 +402,23 @@ pub async fn store_incoming(
     let write = ConnectorTicketWrite {
         ticket: ticket_to_store(connector, incoming),
         vendor_updated_at: incoming.updated_at,
-        imported: imported.clone(),
+        imported,
         model_labels: None,
     };
     write.ticket.validate().map_err(IngestError::from)?;
-    let stored = store
-        .store_connector_tickets(connector, std::slice::from_ref(&write))
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::NotFound("the ticket just stored".into()))?;
-    Ok(match stored {
+    Ok(Some(write))
+}
+
+fn stored_incoming(stored: ConnectorTicketStored, imported_labels: usize) -> Option<StoredIncoming> {
+    match stored {
         ConnectorTicketStored::Stored(stored) => Some(StoredIncoming {
             ticket: stored.id,
             created: stored.created,
-            imported_labels: imported.len(),
+            imported_labels,
         }),
         // A newer delivery was stored between the look and the write.
         ConnectorTicketStored::Stale(_) => None,
-    })
+    }
 }
 
 /// What a page of history did.

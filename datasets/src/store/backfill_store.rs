@@ -125,7 +125,7 @@ macro_rules! backfill_store_methods {
                     .bind(since)
                     .bind(now)
             };
-            query.execute(self.pool()).await?;
+            query.execute(self.writer()).await?;
             self.backfill(connector)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("backfill of connector {connector}")))
@@ -151,7 +151,7 @@ macro_rules! backfill_store_methods {
                 .bind(count(skipped))
                 .bind(Utc::now())
                 .bind(connector)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             self.backfill(connector)
                 .await?
@@ -168,7 +168,7 @@ macro_rules! backfill_store_methods {
                 .bind(error)
                 .bind(Utc::now())
                 .bind(connector)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             self.backfill(connector)
                 .await?

@@ -230,7 +230,7 @@ macro_rules! common_store_methods {
 
         async fn update_tag(&self, project: ProjectId, tag: TagId, update: &TagUpdate) -> StoreResult<Tag> {
             update.validate()?;
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let current: Option<TagRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 tag_columns!(),
@@ -279,7 +279,7 @@ macro_rules! common_store_methods {
                 ticket.validate()?;
             }
             self.project(project).await?;
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let mut stored = Vec::with_capacity(tickets.len());
             let now = Utc::now();
             for ticket in tickets {
@@ -300,7 +300,7 @@ macro_rules! common_store_methods {
             self.project(project).await?;
             self.check_tags_in_project(project, tags).await?;
             let now = Utc::now();
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let stored = Self::upsert_ticket_in(&mut tx, project, ticket, now).await?;
             Self::write_model_labels_in(&mut tx, stored.id, version, tags, now).await?;
             tx.commit().await?;
@@ -405,7 +405,7 @@ macro_rules! common_store_methods {
             let current = self.ticket(project, ticket).await?;
             let settings = self.review_settings(project).await?;
             let now = Utc::now();
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             // The holder of a second-opinion lease answers blind and for the record only: the
             // labels stay as the first person left them until an adjudicator decides. Their
             // later answers on the ticket (undo, reopen) stay second opinions too.
@@ -525,7 +525,7 @@ macro_rules! common_store_methods {
         ) -> StoreResult<()> {
             self.ticket(project, ticket).await?;
             self.check_tags_in_project(project, tags).await?;
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             Self::write_model_labels_in(&mut tx, ticket, version, tags, Utc::now()).await?;
             tx.commit().await?;
             Ok(())
@@ -594,7 +594,7 @@ macro_rules! common_store_methods {
                 .bind(Json(metrics))
                 .bind(project)
                 .bind(version)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?
                 .rows_affected();
             if updated == 0 {
@@ -610,7 +610,7 @@ macro_rules! common_store_methods {
             actor: impl Into<$crate::audit::Actor> + Send,
         ) -> StoreResult<Promotion> {
             let actor: $crate::audit::Actor = actor.into();
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let promotion = Self::switch_promoted(&mut tx, project, version, PromotionAction::Promote, &actor).await?;
             tx.commit().await?;
             Ok(promotion)
@@ -622,7 +622,7 @@ macro_rules! common_store_methods {
             actor: impl Into<$crate::audit::Actor> + Send,
         ) -> StoreResult<Promotion> {
             let actor: $crate::audit::Actor = actor.into();
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             // The version in service came in by its latest promotion; roll back to what it replaced.
             let previous: Option<Option<i64>> = sqlx::query_scalar(
                 "SELECT p.previous_version_id FROM model_promotions p \

@@ -7,7 +7,7 @@ use super::any::AnyStore;
 use super::{PgStore, SqliteStore};
 use crate::connector::{
     Connector, ConnectorName, ConnectorSettings, ConnectorTicket, ConnectorTicketStored,
-    ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus, NewConnector, System,
+    ClaimedTicket, ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus, NewConnector, System,
 };
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
@@ -110,6 +110,17 @@ pub trait ConnectorStore {
         connector: &Connector,
         tickets: &[ConnectorTicketWrite],
     ) -> impl Future<Output = StoreResult<Vec<ConnectorTicketStored>>> + Send;
+    /// Claims a delivery as `claim_delivery` does and, when it is new, stores its ticket as
+    /// `store_connector_tickets` does, in one transaction: a live delivery costs one commit
+    /// less, and a claim is never left without its ticket.
+    fn claim_and_store_delivery(
+        &self,
+        connector: &Connector,
+        dedupe_key: &str,
+        event: &str,
+        abandoned_after: chrono::Duration,
+        write: &ConnectorTicketWrite,
+    ) -> impl Future<Output = StoreResult<ClaimedTicket>> + Send;
     /// The connector a stored ticket came from, with the help desk's id for it.
     fn ticket_connector(
         &self,
@@ -288,7 +299,7 @@ macro_rules! connector_store_methods {
                 .bind(Json(&connector.settings))
                 .bind(connector.sealed_credentials.as_slice())
                 .bind(Utc::now())
-                .fetch_one(self.pool())
+                .fetch_one(self.writer())
                 .await
                 .map_err(|e| conflict_on_unique(e, connector_conflict(&connector.name)))?;
             let row: ConnectorRow = sqlx::query_as(SELECT_CONNECTOR_BY_ID)
@@ -329,7 +340,7 @@ macro_rules! connector_store_methods {
                 .bind(connector.base_url.trim())
                 .bind(Json(&connector.settings))
                 .bind(connector.sealed_credentials.as_slice())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             if updated.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("connector {:?}", connector.name.as_str())));
@@ -368,7 +379,7 @@ macro_rules! connector_store_methods {
                 .ok_or_else(|| StoreError::NotFound(format!("connector {:?}", name.as_str())))?;
             sqlx::query(DELETE_CONNECTOR)
                 .bind(connector.id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             Ok(connector)
         }
@@ -381,39 +392,42 @@ macro_rules! connector_store_methods {
             event: &str,
             abandoned_after: chrono::Duration,
         ) -> StoreResult<DeliveryClaim> {
+            let mut connection = self.writer().acquire().await?;
+            Self::claim_delivery_on(&mut connection, connector, dedupe_key, event, abandoned_after)
+                .await
+        }
+
+        #[tracing::instrument(skip_all, fields(connector = %connector.name))]
+        async fn claim_and_store_delivery(
+            &self,
+            connector: &Connector,
+            dedupe_key: &str,
+            event: &str,
+            abandoned_after: chrono::Duration,
+            write: &ConnectorTicketWrite,
+        ) -> StoreResult<ClaimedTicket> {
+            write.ticket.validate()?;
             let now = Utc::now();
-            let claimed: Option<i64> = sqlx::query_scalar(CLAIM_DELIVERY)
-                .bind(connector)
-                .bind(dedupe_key)
-                .bind(event)
-                .bind(now)
-                .fetch_optional(self.pool())
-                .await?;
-            if let Some(id) = claimed {
-                return Ok(DeliveryClaim::New(DeliveryId(id)));
-            }
-            let reclaimed: Option<i64> = sqlx::query_scalar(RECLAIM_ABANDONED_DELIVERY)
-                .bind(now)
-                .bind(connector)
-                .bind(dedupe_key)
-                .bind(now - abandoned_after)
-                .fetch_optional(self.pool())
-                .await?;
-            if let Some(id) = reclaimed {
-                tracing::warn!(delivery = id, "an abandoned delivery is processed again");
-                return Ok(DeliveryClaim::New(DeliveryId(id)));
-            }
-            let row: DeliveryRow = sqlx::query_as(DELIVERY_COLUMNS_BY_KEY)
-                .bind(connector)
-                .bind(dedupe_key)
-                .fetch_one(self.pool())
-                .await?;
-            Ok(DeliveryClaim::Duplicate(row.try_into()?))
+            let mut tx = self.writer().begin_with($begin_write).await?;
+            let claim =
+                Self::claim_delivery_on(&mut tx, connector.id, dedupe_key, event, abandoned_after)
+                    .await?;
+            let delivery = match claim {
+                DeliveryClaim::New(delivery) => delivery,
+                DeliveryClaim::Duplicate(earlier) => {
+                    tx.rollback().await?;
+                    return Ok(ClaimedTicket::Duplicate(earlier));
+                }
+            };
+            Self::check_connector_tags_in(&mut tx, connector, std::slice::from_ref(write)).await?;
+            let stored = Self::store_connector_ticket_in(&mut tx, connector, write, now).await?;
+            tx.commit().await?;
+            Ok(ClaimedTicket::New { delivery, stored })
         }
 
         #[tracing::instrument(skip_all, fields(delivery = %delivery))]
         async fn release_delivery(&self, delivery: DeliveryId) -> StoreResult<()> {
-            sqlx::query(DELETE_DELIVERY).bind(delivery).execute(self.pool()).await?;
+            sqlx::query(DELETE_DELIVERY).bind(delivery).execute(self.writer()).await?;
             Ok(())
         }
 
@@ -428,7 +442,7 @@ macro_rules! connector_store_methods {
                 .bind(status.as_str())
                 .bind(ticket)
                 .bind(delivery)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             Ok(())
         }
@@ -481,7 +495,7 @@ macro_rules! connector_store_methods {
             imported: &[TagId],
         ) -> StoreResult<()> {
             let now = Utc::now();
-            let mut tx = self.pool().begin_with($begin_write).await?;
+            let mut tx = self.writer().begin_with($begin_write).await?;
             let project: Option<i64> = sqlx::query_scalar(TICKET_PROJECT)
                 .bind(ticket)
                 .fetch_optional(&mut *tx)
@@ -531,32 +545,8 @@ macro_rules! connector_store_methods {
                 write.ticket.validate()?;
             }
             let now = Utc::now();
-            let mut tx = self.pool().begin_with($begin_write).await?;
-            let tags: Vec<TagId> = tickets
-                .iter()
-                .flat_map(|write| {
-                    let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
-                    write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag))
-                })
-                .collect();
-            let mut unknown: Option<TagId> = None;
-            // Most live deliveries carry no label to check: no taxonomy read for them.
-            if !tags.is_empty() {
-                let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
-                    .bind(connector.project_id)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-                unknown = tags.into_iter().find(|tag| !taxonomy.contains(&tag.0));
-            }
-            if let Some(unknown) = unknown {
-                return Err(ValidationError::field(
-                    "tags",
-                    format!("tag {unknown} is not in project {}", connector.project_id),
-                )
-                .into());
-            }
+            let mut tx = self.writer().begin_with($begin_write).await?;
+            Self::check_connector_tags_in(&mut tx, connector, tickets).await?;
             let stored = Self::store_connector_tickets_in(&mut tx, connector, tickets, now).await?;
             tx.commit().await?;
             Ok(stored)
@@ -573,7 +563,7 @@ macro_rules! connector_store_methods {
                 .bind(Json(labels))
                 .bind(connector)
                 .bind(external_id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?
                 .rows_affected();
             if updated == 0 {
@@ -589,6 +579,79 @@ macro_rules! connector_store_methods {
 /// Expands to the inherent helper both backends' methods share.
 macro_rules! connector_store_helpers {
     ($db:ty) => {
+        /// On `connection`: claims a delivery's dedupe key (see `claim_delivery`).
+        async fn claim_delivery_on(
+            connection: &mut <$db as sqlx::Database>::Connection,
+            connector: ConnectorId,
+            dedupe_key: &str,
+            event: &str,
+            abandoned_after: chrono::Duration,
+        ) -> StoreResult<DeliveryClaim> {
+            let now = Utc::now();
+            let claimed: Option<i64> = sqlx::query_scalar(CLAIM_DELIVERY)
+                .bind(connector)
+                .bind(dedupe_key)
+                .bind(event)
+                .bind(now)
+                .fetch_optional(&mut *connection)
+                .await?;
+            if let Some(id) = claimed {
+                return Ok(DeliveryClaim::New(DeliveryId(id)));
+            }
+            let reclaimed: Option<i64> = sqlx::query_scalar(RECLAIM_ABANDONED_DELIVERY)
+                .bind(now)
+                .bind(connector)
+                .bind(dedupe_key)
+                .bind(now - abandoned_after)
+                .fetch_optional(&mut *connection)
+                .await?;
+            if let Some(id) = reclaimed {
+                tracing::warn!(delivery = id, "an abandoned delivery is processed again");
+                return Ok(DeliveryClaim::New(DeliveryId(id)));
+            }
+            let row: DeliveryRow = sqlx::query_as(DELIVERY_COLUMNS_BY_KEY)
+                .bind(connector)
+                .bind(dedupe_key)
+                .fetch_one(&mut *connection)
+                .await?;
+            Ok(DeliveryClaim::Duplicate(row.try_into()?))
+        }
+
+        /// In `tx`: refuses writes whose imported or model labels name a tag the connector's
+        /// project does not have.
+        async fn check_connector_tags_in(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            connector: &Connector,
+            tickets: &[ConnectorTicketWrite],
+        ) -> StoreResult<()> {
+            let tags: Vec<TagId> = tickets
+                .iter()
+                .flat_map(|write| {
+                    let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
+                    write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag))
+                })
+                .collect();
+            let mut unknown: Option<TagId> = None;
+            // Most live deliveries carry no label to check: no taxonomy read for them.
+            if !tags.is_empty() {
+                let taxonomy: HashSet<i64> = sqlx::query_scalar(PROJECT_TAGS)
+                    .bind(connector.project_id)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                unknown = tags.into_iter().find(|tag| !taxonomy.contains(&tag.0));
+            }
+            if let Some(unknown) = unknown {
+                return Err(ValidationError::field(
+                    "tags",
+                    format!("tag {unknown} is not in project {}", connector.project_id),
+                )
+                .into());
+            }
+            Ok(())
+        }
+
         /// In `tx`: one help desk's ticket as `store_connector_tickets` stores it, left as it
         /// is when the stored version is newer.
         async fn store_connector_ticket_in(
@@ -966,6 +1029,16 @@ impl ConnectorStore for AnyStore {
         abandoned_after: chrono::Duration,
     ) -> StoreResult<DeliveryClaim> {
         dispatch!(self, store => store.claim_delivery(connector, dedupe_key, event, abandoned_after))
+    }
+    async fn claim_and_store_delivery(
+        &self,
+        connector: &Connector,
+        dedupe_key: &str,
+        event: &str,
+        abandoned_after: chrono::Duration,
+        write: &ConnectorTicketWrite,
+    ) -> StoreResult<ClaimedTicket> {
+        dispatch!(self, store => store.claim_and_store_delivery(connector, dedupe_key, event, abandoned_after, write))
     }
     async fn release_delivery(&self, delivery: DeliveryId) -> StoreResult<()> {
         dispatch!(self, store => store.release_delivery(delivery))

@@ -53,6 +53,12 @@ impl PgStore {
         &self.pool
     }
 
+    /// The pool of write transactions: the one pool, since PostgreSQL has no single write
+    /// lock to queue for (SQLite's store keeps one connection for writes).
+    pub(super) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// A listener that hears the project id of every promotion and rollback, from any process.
     pub async fn listen_for_promotions(&self) -> StoreResult<sqlx::postgres::PgListener> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
@@ -85,7 +91,7 @@ impl Store for PgStore {
         create: Option<LabelMode>,
         set_by: &str,
     ) -> StoreResult<PgImport> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
         // Two imports into a new project of the same name must not both create it.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(format!("import:{}", project.folded()))

@@ -201,7 +201,7 @@ macro_rules! review_store_methods {
             validate_entries(entries)?;
             self.project(project).await?;
             let (now, now_ms) = now_millis();
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             // Live leases survive a rescoring: a labeller halfway through a batch keeps it.
             let leases: Vec<(i64, String, i64)> = sqlx::query_as(
                 "SELECT ticket_id, leased_by, lease_expires_ms FROM review_queue \
@@ -287,7 +287,7 @@ macro_rules! review_store_methods {
                 .bind(until)
                 .bind(now_ms)
                 .bind(i64::from(count))
-                .fetch_all(&self.pool)
+                .fetch_all(self.writer())
                 .await?,
             );
             if leased.len() < count as usize {
@@ -373,7 +373,7 @@ macro_rules! review_store_methods {
             .bind(project)
             .bind(ticket)
             .bind(user)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
             if released_second_opinion > 0 {
@@ -386,7 +386,7 @@ macro_rules! review_store_methods {
             .bind(project)
             .bind(ticket)
             .bind(user)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
             if released == 0 {
@@ -484,7 +484,7 @@ macro_rules! review_store_methods {
             )
             .bind(project)
             .bind(settings.double_label_share)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
             Ok(*settings)
         }

@@ -50,7 +50,7 @@ macro_rules! server_secret_method {
                 .bind(name)
                 .bind(new_secret()?)
                 .bind(Utc::now())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             let value: String = sqlx::query_scalar(SELECT_SECRET)
                 .bind(name)

@@ -35,12 +35,26 @@ const PROMOTION_NOTIFY: Option<&str> = None;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection that every write transaction of this process takes in turn. SQLite has
+    /// one writer at a time; writers on several connections wait for it in SQLite's busy
+    /// handler, which sleeps 1, 2, 5 … 50, 100 ms between tries, so under a steady write load
+    /// a few unlucky writers waited 100 ms and more while the lock was free most of the
+    /// time. Waiting for this pool's connection is a queue instead: first come, first
+    /// served, woken the moment the last writer commits.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
     /// The connection pool, for the job queue that shares this database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The pool of write transactions: one connection, taken in turn. The job queue writes
+    /// through it too (every poll, lock and acknowledgement is a write), so its writers queue
+    /// with the store's instead of meeting them in SQLite's busy handler.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Opens (and creates if missing) the database at a `sqlite://` URL.
@@ -54,9 +68,17 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .after_release(|connection, _| Box::pin(super::pool_hygiene::fit_for_reuse(connection)))
+            .connect_with(options.clone())
+            .await?;
+        // Still a busy timeout of its own: other processes (a `tagger worker`, an import) and
+        // the job queue write through connections of their own.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(|connection, _| Box::pin(super::pool_hygiene::fit_for_reuse(connection)))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     common_store_helpers!();
@@ -86,7 +108,7 @@ impl Store for SqliteStore {
         set_by: &str,
     ) -> StoreResult<SqliteImport> {
         // BEGIN IMMEDIATE would be ideal; a plain transaction that writes first gets the same lock.
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
         let existing: Option<ProjectRow> = sqlx::query_as(concat!(
             "SELECT ",
             project_columns!(),
@@ -127,7 +149,7 @@ impl Store for SqliteStore {
         .await?;
         let tags: Vec<Tag> = convert_all(tag_rows)?;
         Ok(SqliteImport {
-            pool: self.pool.clone(),
+            pool: self.writer.clone(),
             tx: Some(tx),
             tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
             project: project_row,

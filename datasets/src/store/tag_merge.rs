@@ -25,7 +25,7 @@ macro_rules! tag_merge_store_methods {
             if from == into {
                 return Err(StoreError::Conflict("into: a tag cannot be merged into itself".into()));
             }
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let rows: Vec<TagRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 tag_columns!(),

@@ -116,7 +116,7 @@ macro_rules! training_run_store_methods {
             .bind(run)
             .bind(Json(progress))
             .bind(Utc::now())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?;
             cancel.ok_or_else(|| $crate::store::training_runs::run_not_found(project, run))
         }

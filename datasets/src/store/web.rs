@@ -379,7 +379,7 @@ macro_rules! web_store_methods {
             .bind(user.role.as_str())
             .bind(&user.password_hash)
             .bind(Utc::now())
-            .fetch_one(&self.pool)
+            .fetch_one(self.writer())
             .await
             .map_err(|e| {
                 conflict_on_unique(e, || format!("a user named {:?} already exists", user.username.as_str()))
@@ -420,7 +420,7 @@ macro_rules! web_store_methods {
             )
             .bind(role.as_str())
             .bind(user)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?;
             row.ok_or_else(|| StoreError::NotFound(format!("user {user}")))?.try_into()
         }
@@ -429,7 +429,7 @@ macro_rules! web_store_methods {
             if password_hash.is_empty() {
                 return Err(ValidationError::field("password", "no password hash given").into());
             }
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user)
@@ -452,7 +452,7 @@ macro_rules! web_store_methods {
             // Expired sessions go whenever someone logs in, so the table never grows unbounded.
             sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
             sqlx::query(
                 "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
@@ -463,7 +463,7 @@ macro_rules! web_store_methods {
             .bind(&session.csrf_token)
             .bind(now)
             .bind(session.expires_at)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
             Ok(())
         }
@@ -495,7 +495,7 @@ macro_rules! web_store_methods {
         async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                 .bind(token_hash)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
             Ok(())
         }
@@ -741,7 +741,7 @@ macro_rules! web_store_methods {
 
         async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()> {
             self.project(project).await?;
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             for statement in super::web::$dialect::REBUILD_PREPARE {
                 sqlx::query(sqlx::AssertSqlSafe(*statement))
                     .bind(project)

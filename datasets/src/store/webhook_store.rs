@@ -179,7 +179,7 @@ macro_rules! webhook_store_methods {
                 .bind(webhook.sealed_secret.as_slice())
                 .bind(Json(&webhook.events))
                 .bind(Utc::now())
-                .fetch_one(self.pool())
+                .fetch_one(self.writer())
                 .await?;
             self.webhook(WebhookId(id))
                 .await?
@@ -221,7 +221,7 @@ macro_rules! webhook_store_methods {
                 .ok_or_else(|| StoreError::NotFound(format!("webhook {id}")))?;
             sqlx::query(DELETE_WEBHOOK)
                 .bind(id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             Ok(webhook)
         }
@@ -244,7 +244,7 @@ macro_rules! webhook_store_methods {
                     .bind(event)
                     .bind(Json(payload))
                     .bind(now)
-                    .fetch_one(self.pool())
+                    .fetch_one(self.writer())
                     .await?;
                 queued.push(WebhookDeliveryId(id));
             }
@@ -294,7 +294,7 @@ macro_rules! webhook_store_methods {
                 .bind(next)
                 .bind(now)
                 .bind(id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             Ok(())
         }

@@ -155,7 +155,7 @@ macro_rules! writeback_store_methods {
             labels: &[String],
         ) -> StoreResult<WriteBackQueued> {
             let now = Utc::now();
-            let mut tx = self.pool().begin_with($begin_write).await?;
+            let mut tx = self.writer().begin_with($begin_write).await?;
             let written: Option<Json<Vec<String>>> = sqlx::query_scalar(SELECT_WRITTEN_LABELS)
                 .bind(connector)
                 .bind(external_id)
@@ -225,7 +225,7 @@ macro_rules! writeback_store_methods {
             attempt: &WriteBackAttempt,
         ) -> StoreResult<WriteBack> {
             let now = Utc::now();
-            let mut tx = self.pool().begin_with($begin_write).await?;
+            let mut tx = self.writer().begin_with($begin_write).await?;
             let row: Option<WriteBackRow> = sqlx::query_as(SELECT_WRITEBACK)
                 .bind(id)
                 .fetch_optional(&mut *tx)
