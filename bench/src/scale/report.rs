@@ -326,16 +326,24 @@ fn throughput_finding(steps: &[Step], connections: usize, cores: f64) -> String 
             );
         }
     }
-    if let Some(step) = steps.last() {
+    let per_answer = |step: &Step| {
         let rate = rate(step);
-        let server_ms = cpu_ms_per_answer(step.cores.servers, rate);
+        (
+            cpu_ms_per_answer(step.cores.servers, rate),
+            cpu_ms_per_answer(step.cores.postgres, rate),
+        )
+    };
+    if let (Some(one), Some(all)) = (steps.first(), steps.last()) {
+        let ((one_server_ms, _), (server_ms, postgres_ms)) = (per_answer(one), per_answer(all));
         let _ = write!(
             text,
-            " Per answer the servers spent {server_ms:.3} ms of CPU and PostgreSQL {:.3} ms (every request \
-             reads its API key and its project from the database), so one core of servers answers about {} \
-             requests/s.",
-            cpu_ms_per_answer(step.cores.postgres, rate),
+            " Per answer the servers spent {one_server_ms:.3} ms of CPU with 1 server and {server_ms:.3} ms with {}, \
+             and PostgreSQL {postgres_ms:.3} ms (every request reads its API key and its project from the \
+             database): one core of servers answers about {} requests/s and one core of PostgreSQL serves \
+             about {}.",
+            all.servers,
             thousands(1000.0 / server_ms.max(1e-9)),
+            thousands(1000.0 / postgres_ms.max(1e-9)),
         );
     }
     text
@@ -398,8 +406,9 @@ fn handover_finding(results: &Results) -> String {
     let problems = results.ledger.problems(Some(h.run));
     let runs = results.ledger.rows.len();
     format!(
-        "{victim} was SIGKILLed at epoch {epoch} of run {run}; {heir} took the run {taken:.1} s later (three missed \
-         {HEARTBEAT_SECONDS} s heartbeats and the queue's poll) and it ended {status} {done:.1} s after the kill. {ledger}",
+        "{victim} was SIGKILLed at epoch {epoch} of run {run}; {heir} took the run {taken:.1} s later (the queue \
+         hands a job on after three missed {HEARTBEAT_SECONDS} s heartbeats, counted from the last beat before the \
+         kill) and it ended {status} {done:.1} s after the kill. {ledger}",
         victim = worker_label(&results.workers, &h.victim),
         epoch = h.killed_at_epoch,
         run = h.run,
@@ -614,12 +623,19 @@ mod tests {
             text.contains("saturated from 2 servers on (1.90 busy"),
             "{text}"
         );
-        // 1.0 server cores for 500 answers/s: 2 ms each, so 500 answers per core.
+        // 1.0 server cores for 400 and 500 answers/s: 2.5 and 2 ms each.
         assert!(
-            text.contains("the servers spent 2.000 ms of CPU and PostgreSQL 1.000 ms"),
+            text.contains(
+                "the servers spent 2.500 ms of CPU with 1 server and 2.000 ms with 2, and PostgreSQL 1.000 ms"
+            ),
             "{text}"
         );
-        assert!(text.contains("about 500 requests/s"), "{text}");
+        assert!(
+            text.contains(
+                "answers about 500 requests/s and one core of PostgreSQL serves about 1,000."
+            ),
+            "{text}"
+        );
         let idle = throughput_finding(&steps[..1], 32, 2.0);
         assert!(
             idle.contains("never saturated (at most 1.50 busy)"),
