@@ -134,7 +134,7 @@ fn sample(pid: &str, ticks: f64, seconds: u64) -> anyhow::Result<Usage> {
 }
 
 /// The ticks `/proc` counts CPU time in, per second.
-fn ticks_per_second() -> anyhow::Result<f64> {
+pub(crate) fn ticks_per_second() -> anyhow::Result<f64> {
     let output = Command::new("getconf").arg("CLK_TCK").output()?;
     String::from_utf8_lossy(&output.stdout)
         .trim()

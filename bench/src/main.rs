@@ -22,6 +22,9 @@
 //!
 //! `bench serve` (in `serve.rs`): loads the release `tagger serve` on loopback with an
 //! open-loop generator (fixed rate, highest rate, hot swaps) next to its `/healthz` floor.
+//!
+//! `bench scale` (in `scale.rs`): three `tagger serve` and two `tagger worker` processes on
+//! one PostgreSQL: throughput as servers are added, promotions, killed workers and servers.
 
 mod active_learning;
 mod encoder;
@@ -30,6 +33,7 @@ mod idle;
 mod models;
 mod normalise;
 mod queue;
+mod scale;
 mod serve;
 mod serve_encoder;
 mod web;
@@ -82,6 +86,8 @@ enum BenchCommand {
     Serve(serve::ServeBench),
     /// A training job end to end: submitted, run by a worker, promoted, serving.
     Queue(queue::QueueBench),
+    /// Three servers and two workers on one PostgreSQL: throughput, swaps, kills, exactly once.
+    Scale(scale::ScaleBench),
     /// Throughput of an `encoder-head` model through `tagger serve` against the raw model.
     ServeEncoder(serve_encoder::ServeEncoderBench),
     /// Server time of the workbench pages on 100,000 tickets.
@@ -136,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Normalise(args) => normalise::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),
+        BenchCommand::Scale(args) => scale::run(&args),
         BenchCommand::ServeEncoder(args) => serve_encoder::run(&args),
         BenchCommand::Web(args) => web::run(&args),
     }

@@ -391,13 +391,26 @@ impl TaggerProcess {
         args: &[&str],
         name: &str,
     ) -> anyhow::Result<Self> {
+        // Promotions made elsewhere are followed within this; the promote call swaps at once.
+        let watch = [("TAGGER_MODEL_WATCH_SECONDS", "0.5")];
+        Self::spawn_with_env(tagger, dir, data_dir, args, name, &watch)
+    }
+
+    /// Like `spawn`, with these environment variables instead of the short model watch.
+    pub(crate) fn spawn_with_env(
+        tagger: &Path,
+        dir: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(tagger)
             .current_dir(dir)
             .env("TAGGER_DATA_DIR", data_dir)
-            // Promotions made elsewhere are followed within this; the promote call swaps at once.
-            .env("TAGGER_MODEL_WATCH_SECONDS", "0.5")
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
@@ -407,8 +420,33 @@ impl TaggerProcess {
         Ok(Self { child, log })
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The file its standard output and error go to.
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGKILL, as a crash or a lost node would end it: no shutdown code runs.
+    pub(crate) fn kill(&mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .context("cannot SIGKILL a tagger process")?;
+        self.child
+            .wait()
+            .context("cannot reap a killed tagger process")?;
+        Ok(())
+    }
+
+    /// How it exited, if it has.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub(crate) fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
+        if self.exited().is_some() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("a tagger process had exited early; its log:\n{log}");
             return;

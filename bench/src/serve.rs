@@ -30,8 +30,8 @@ const MARKERS: Markers = Markers {
 /// A new serving section goes right after the models section.
 const AFTER_MARKER: &str = "<!-- bench:models:end -->";
 const PROJECT: &str = "bench";
-const TICKETS: usize = 2400;
-const SEED: u64 = 42;
+pub(crate) const TICKETS: usize = 2400;
+pub(crate) const SEED: u64 = 42;
 /// The target: p99 under 25 ms with no errors.
 const TARGET_P99: Duration = Duration::from_millis(25);
 /// Requests in flight at once; one more finds no slot and is counted as not sent.
@@ -110,7 +110,8 @@ pub fn run(args: &ServeBench) -> anyhow::Result<()> {
         .0
         .canonicalize()
         .context(format!("cannot resolve {}", work.0.display()))?;
-    let setup = set_up(&tagger, &work_dir)?;
+    let url = format!("sqlite://{}", work_dir.join("tagger.db").display());
+    let setup = set_up(&tagger, &work_dir, url)?;
     // Declared after `work`, so it is dropped (the server stopped) before the folder goes.
     let mut server = Server::start(&tagger, &work_dir, &setup.url)?;
     // One thread: the generator can take at most one of the cores it shares with the server.
@@ -139,28 +140,29 @@ pub fn run(args: &ServeBench) -> anyhow::Result<()> {
 }
 
 /// The project the server is measured on.
-struct Setup {
+pub(crate) struct Setup {
     /// The machine's 1-minute load average before anything started.
-    load_average: String,
-    url: String,
-    data_dir: PathBuf,
-    key: String,
+    pub(crate) load_average: String,
+    pub(crate) url: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) key: String,
     /// The two trained versions, the first promoted at start.
-    versions: [i64; 2],
+    pub(crate) versions: [i64; 2],
     /// Request bodies, `{"subject", "body"}` of the synthetic tickets.
-    bodies: Arc<Vec<String>>,
+    pub(crate) bodies: Arc<Vec<String>>,
 }
 
-/// A fresh SQLite database with a project of synthetic tickets, two trained versions, the
-/// first promoted, and an API key: everything through the release `tagger`, as a user would.
-fn set_up(tagger: &Path, work: &Path) -> anyhow::Result<Setup> {
+/// A fresh database at `url` (the serve bench's SQLite file, the scale bench's PostgreSQL)
+/// with a project of synthetic tickets, two trained versions, the first promoted, and an API
+/// key: everything through the release `tagger`, as a user would.
+pub(crate) fn set_up(tagger: &Path, work: &Path, url: String) -> anyhow::Result<Setup> {
     let load_average = load_average();
     let now = chrono::Utc::now();
     let csv = work.join("tickets.csv");
     write_csv(&csv, TICKETS, now)?;
     let setup = Setup {
         load_average,
-        url: format!("sqlite://{}", work.join("tagger.db").display()),
+        url,
         data_dir: work.join("data"),
         key: String::new(),
         versions: [0, 0],
@@ -236,7 +238,7 @@ fn set_up(tagger: &Path, work: &Path) -> anyhow::Result<Setup> {
 }
 
 /// N from "model version N (ngram) trained in X s; files in …".
-fn trained_version(stdout: &str) -> Option<i64> {
+pub(crate) fn trained_version(stdout: &str) -> Option<i64> {
     stdout
         .lines()
         .find_map(|line| line.trim().strip_prefix("model version "))
@@ -566,7 +568,7 @@ impl Usage {
 }
 
 /// Busy CPU seconds of all cores together, from the first line of /proc/stat.
-fn machine_cpu_seconds(ticks_per_second: f64) -> Option<f64> {
+pub(crate) fn machine_cpu_seconds(ticks_per_second: f64) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<f64> = stat
         .lines()
@@ -591,15 +593,23 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
 /// User and system CPU seconds of a process (all its threads) from /proc/<pid>/stat.
 pub(crate) fn cpu_seconds(pid: &str, ticks_per_second: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are plain numbers.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (_, ticks) = command_and_cpu_ticks(&stat)?;
+    Some(ticks / ticks_per_second)
+}
+
+/// The command name and the user + system CPU ticks in the text of a /proc/<pid>/stat.
+pub(crate) fn command_and_cpu_ticks(stat: &str) -> Option<(&str, f64)> {
+    // The command name may hold spaces and parentheses; the fields after it are plain numbers.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let command = head.split_once('(')?.1;
+    let fields: Vec<&str> = tail.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     // utime and stime are fields 14 and 15; the list starts at field 3.
-    Some((ticks(11)? + ticks(12)?) / ticks_per_second)
+    Some((command, ticks(11)? + ticks(12)?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     /// `POST /v1/projects/P/tag` with the API key.
     Tag,
     /// `GET /healthz`: no model, no database.
@@ -607,17 +617,17 @@ enum Target {
 }
 
 /// What every request of the generator needs.
-struct Load {
-    client: reqwest::Client,
-    tag_url: String,
-    health_url: String,
-    key: String,
-    bodies: Arc<Vec<String>>,
+pub(crate) struct Load {
+    pub(crate) client: reqwest::Client,
+    pub(crate) tag_url: String,
+    pub(crate) health_url: String,
+    pub(crate) key: String,
+    pub(crate) bodies: Arc<Vec<String>>,
 }
 
 /// What happened to one request.
 #[derive(Debug, Clone, PartialEq)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// 200; for tagging, the model version that answered.
     Ok(Option<i64>),
     /// An error status or a transport failure, by kind (e.g. "HTTP 503 unavailable").
@@ -627,18 +637,18 @@ enum Outcome {
 }
 
 #[derive(Debug, Clone)]
-struct Sample {
+pub(crate) struct Sample {
     /// When it was due, from the start of its phase.
-    due: Duration,
+    pub(crate) due: Duration,
     /// How long after its due time it was sent.
-    lag: Duration,
+    pub(crate) lag: Duration,
     /// From sending it to the last byte of the answer.
-    latency: Duration,
-    outcome: Outcome,
+    pub(crate) latency: Duration,
+    pub(crate) outcome: Outcome,
 }
 
 impl Sample {
-    fn sent(&self) -> Duration {
+    pub(crate) fn sent(&self) -> Duration {
         self.due + self.lag
     }
 }
@@ -712,7 +722,7 @@ impl Load {
         }
     }
 
-    fn request(&self, target: Target, i: usize) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, target: Target, i: usize) -> reqwest::RequestBuilder {
         match target {
             Target::Health => self.client.get(&self.health_url),
             Target::Tag => self
@@ -725,7 +735,7 @@ impl Load {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     target: Target,
     due: Duration,
@@ -781,26 +791,26 @@ fn transport_error(error: &reqwest::Error) -> String {
 
 /// The figures of a set of requests; latencies are those of successful requests.
 #[derive(Debug, Clone, Default)]
-struct Stats {
-    due: usize,
-    ok: usize,
-    failed: usize,
+pub(crate) struct Stats {
+    pub(crate) due: usize,
+    pub(crate) ok: usize,
+    pub(crate) failed: usize,
     not_sent: usize,
     late: usize,
     /// Sent later than TARGET_P99 after their due time.
     very_late: usize,
     max_lag: Duration,
-    p50: Duration,
+    pub(crate) p50: Duration,
     p90: Duration,
-    p99: Duration,
-    max: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
     /// Successful answers per second of the phase.
-    answered_per_second: f64,
+    pub(crate) answered_per_second: f64,
     errors: BTreeMap<String, usize>,
 }
 
 impl Stats {
-    fn of<'a>(samples: impl Iterator<Item = &'a Sample>, duration: Duration) -> Self {
+    pub(crate) fn of<'a>(samples: impl Iterator<Item = &'a Sample>, duration: Duration) -> Self {
         let mut stats = Self::default();
         let mut latencies = Vec::new();
         for sample in samples {
@@ -834,11 +844,11 @@ impl Stats {
     }
 
     /// Failed or not sent: every request that did not get its answer.
-    fn unanswered(&self) -> usize {
+    pub(crate) fn unanswered(&self) -> usize {
         self.failed + self.not_sent
     }
 
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{} due, {} ok, {} failed, {} not sent, {} late; p50 {} p99 {} max {} ms",
             self.due,
@@ -853,7 +863,7 @@ impl Stats {
     }
 
     /// "none", or "3 × HTTP 503 unavailable, 1 × cannot connect".
-    fn error_kinds(&self) -> String {
+    pub(crate) fn error_kinds(&self) -> String {
         let mut kinds: Vec<String> = self
             .errors
             .iter()
@@ -882,7 +892,7 @@ fn percentile(sorted: &[Duration], share: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(duration: Duration) -> String {
+pub(crate) fn ms(duration: Duration) -> String {
     format!("{:.2}", duration.as_secs_f64() * 1000.0)
 }
 
@@ -1001,7 +1011,7 @@ async fn hot_swap(
 }
 
 /// The version the server says it serves after the promotion.
-async fn promote(client: &reqwest::Client, url: &str, key: &str) -> Result<i64, String> {
+pub(crate) async fn promote(client: &reqwest::Client, url: &str, key: &str) -> Result<i64, String> {
     let response = client
         .post(url)
         .bearer_auth(key)
@@ -1450,6 +1460,11 @@ mod tests {
         assert_eq!(metric_value(text, "tagger_queue_seconds_count"), Some(10.0));
         assert_eq!(metric_value(text, "tagger_queue_seconds"), None);
         assert!(cpu_seconds("self", 100.0).is_some_and(|s| s >= 0.0));
+        let stat = "42 (postgres: a (b)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0";
+        assert_eq!(
+            command_and_cpu_ticks(stat),
+            Some(("postgres: a (b)", 300.0))
+        );
         let before = Counters {
             at: Some(Instant::now()),
             jobs: 10.0,
