@@ -26,11 +26,11 @@ use datasets::{
     TrainingRun, TrainingRunId,
 };
 use inference::Decider;
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::ModelKind;
 use inference::calibration::probabilities;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -508,8 +508,8 @@ pub async fn submit_training(
 #[derive(Clone)]
 pub struct WorkerState {
     pub store: AnyStore,
-    /// Where model files go (absolute: versions record it).
-    pub models_dir: PathBuf,
+    /// Where model files go and are found (its local directory absolute: versions record it).
+    pub artifacts: ArtifactStore,
     /// The worker's name, recorded on the runs it takes.
     pub name: String,
     /// Set when the worker has been asked to shut down: training stops at the next epoch.
@@ -667,10 +667,10 @@ async fn maintenance_job(
     match job {
         MaintenanceJob::Score { strategy, .. } => score_job(&state, project, &strategy).await,
         MaintenanceJob::Evaluate { version_id, .. } => {
-            evaluate_job(&state.store, project, version_id).await
+            evaluate_job(&state.store, &state.artifacts, project, version_id).await
         }
         MaintenanceJob::Retag { limit, .. } => {
-            retag_job(&state.store, &queue, project, limit).await
+            retag_job(&state.store, &state.artifacts, &queue, project, limit).await
         }
     }
 }
@@ -679,6 +679,7 @@ async fn maintenance_job(
 #[tracing::instrument(skip_all, fields(version = %version))]
 async fn evaluate_job(
     store: &AnyStore,
+    artifacts: &ArtifactStore,
     project: ProjectId,
     version: datasets::ModelVersionId,
 ) -> Result<(), BoxDynError> {
@@ -692,6 +693,7 @@ async fn evaluate_job(
         Err(StoreError::NotFound(what)) => return Err(abort(format!("{what} not found"))),
         Err(error) => return Err(Box::new(error)),
     };
+    let version = artifacts.fetch(&version).await.map_err(fetch_failed)?;
     let (evaluation, _) = crate::run::evaluate_version(store, &project, &version)
         .await
         .map_err(|error| match error {
@@ -711,6 +713,7 @@ async fn evaluate_job(
 #[tracing::instrument(skip_all, fields(limit = limit))]
 async fn retag_job(
     store: &AnyStore,
+    artifacts: &ArtifactStore,
     queue: &JobQueue,
     project: ProjectId,
     limit: u32,
@@ -718,6 +721,7 @@ async fn retag_job(
     let Some(version) = store.promoted_model_version(project).await? else {
         return Ok(());
     };
+    let version = artifacts.fetch(&version).await.map_err(fetch_failed)?;
     let model = crate::run::load_version(&version).map_err(|e| abort(e.to_string()))?;
     let taxonomy = store.list_tags(project).await?;
     let languages = store.project(project).await?.languages;
@@ -811,7 +815,11 @@ async fn score_job(
     strategy: &str,
 ) -> Result<(), BoxDynError> {
     let strategy: Strategy = strategy.parse().map_err(|e| abort(format!("{e}")))?;
-    match score_project(&state.store, project, strategy, &ScoreOptions::default()).await {
+    let options = ScoreOptions {
+        artifacts: state.artifacts.clone(),
+        ..ScoreOptions::default()
+    };
+    match score_project(&state.store, project, strategy, &options).await {
         Ok(summary) => {
             tracing::info!(%project, queued = summary.queued, strategy = %summary.strategy.as_str(), "review queue scored");
             Ok(())
@@ -826,6 +834,10 @@ async fn score_job(
             tracing::warn!(%project, %error, "scoring failed");
             Err(abort(error.to_string()))
         }
+        Err(ScoreError::Artifacts(error)) if error.is_lasting() => {
+            tracing::warn!(%project, %error, "scoring failed");
+            Err(abort(error.to_string()))
+        }
         Err(error) => Err(Box::new(error)),
     }
 }
@@ -833,6 +845,24 @@ async fn score_job(
 /// Why a job ended without success, as apalis should treat it.
 fn abort(reason: impl Into<String>) -> BoxDynError {
     Box::new(AbortError::new(reason.into()))
+}
+
+/// Whether a failed run may succeed when tried again.
+fn worth_retrying(error: &TrainError) -> bool {
+    match error {
+        TrainError::Store(_) | TrainError::Worker(_) => true,
+        TrainError::Artifacts(error) => !error.is_lasting(),
+        _ => false,
+    }
+}
+
+/// A refused or missing model file ends the job; a network fault is tried again.
+fn fetch_failed(error: ArtifactStoreError) -> BoxDynError {
+    if error.is_lasting() {
+        abort(error.to_string())
+    } else {
+        Box::new(error)
+    }
 }
 
 /// One training job. `Ok` and aborts end the job; any other error makes apalis run it again
@@ -957,7 +987,7 @@ async fn train_job(
             ControlFlow::Continue(())
         }
     };
-    let result = train_until(store, &project, &request, &state.models_dir, progress).await;
+    let result = train_until(store, &project, &request, &state.artifacts, progress).await;
     let _ = writer.await;
 
     match result {
@@ -999,10 +1029,9 @@ async fn train_job(
             finish(RunOutcome::Requeued(reason.clone())).await;
             Err(reason.into())
         }
-        // The database or the training thread: worth another attempt while any are left.
-        Err(error @ (TrainError::Store(_) | TrainError::Worker(_)))
-            if (run.attempts as usize) < MAX_ATTEMPTS =>
-        {
+        // The database, the training thread or an upload's network: worth another attempt
+        // while any are left.
+        Err(error) if worth_retrying(&error) && (run.attempts as usize) < MAX_ATTEMPTS => {
             let reason = error.to_string();
             finish(RunOutcome::Requeued(reason.clone())).await;
             Err(reason.into())
