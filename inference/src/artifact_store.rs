@@ -69,7 +69,9 @@ pub enum ArtifactStoreError {
         expected: String,
         actual: String,
     },
-    #[error("the model version lists {name:?}, which is not a file name a model directory can hold")]
+    #[error(
+        "the model version lists {name:?}, which is not a file name a model directory can hold"
+    )]
     BadFileName { name: String },
     #[error("cannot read or write {}: {source}", .path.display())]
     Io {
@@ -120,9 +122,9 @@ impl StoreUrl {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             // S3's own bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
             let valid_bucket = (3..=63).contains(&bucket.len())
-                && bucket
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'));
+                && bucket.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')
+                });
             if !valid_bucket {
                 return Err(refuse(
                     "the bucket name must be 3 to 63 lowercase letters, digits, dots or hyphens",
@@ -256,7 +258,12 @@ impl ArtifactStore {
             url: url.to_string(),
             source,
         })?;
-        Ok(Self::with_objects(models_dir, bucket, prefix, Arc::new(objects)))
+        Ok(Self::with_objects(
+            models_dir,
+            bucket,
+            prefix,
+            Arc::new(objects),
+        ))
     }
 
     /// A store over any object store client (tests use an in-memory one).
@@ -288,14 +295,15 @@ impl ArtifactStore {
     }
 
     fn describe(&self) -> String {
-        self.url().unwrap_or_else(|| {
-            format!("the local directory {}", self.models_dir.display())
-        })
+        self.url()
+            .unwrap_or_else(|| format!("the local directory {}", self.models_dir.display()))
     }
 
     /// Where training writes a new version of `project` before it is published.
     pub fn version_dir(&self, project: ProjectId, name: &str) -> PathBuf {
-        self.models_dir.join(format!("project-{project}")).join(name)
+        self.models_dir
+            .join(format!("project-{project}"))
+            .join(name)
     }
 
     /// Makes a saved version (`dir`, holding `files`) reachable by every process and returns
@@ -365,7 +373,9 @@ impl ArtifactStore {
         for file in version.files.keys() {
             check_name(file)?;
         }
-        let parent = self.models_dir.join(format!("project-{}", version.project_id));
+        let parent = self
+            .models_dir
+            .join(format!("project-{}", version.project_id));
         let target = parent.join(name);
         tokio::fs::create_dir_all(&parent)
             .await
@@ -398,7 +408,15 @@ impl ArtifactStore {
                 .map_err(io_error(&staging))?;
             for (file, expected) in &version.files {
                 let object = object_path(key, file, location)?;
-                download(remote, &object, &staging.join(file), file, location, expected).await?;
+                download(
+                    remote,
+                    &object,
+                    &staging.join(file),
+                    file,
+                    location,
+                    expected,
+                )
+                .await?;
             }
             if tokio::fs::try_exists(&target).await.unwrap_or(false) {
                 tokio::fs::remove_dir_all(&target)
@@ -554,8 +572,15 @@ async fn download(
             source,
         },
     };
-    let mut stream = remote.objects.get(object).await.map_err(fail)?.into_stream();
-    let mut out = tokio::fs::File::create(path).await.map_err(io_error(path))?;
+    let mut stream = remote
+        .objects
+        .get(object)
+        .await
+        .map_err(fail)?
+        .into_stream();
+    let mut out = tokio::fs::File::create(path)
+        .await
+        .map_err(io_error(path))?;
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(fail)?;
@@ -726,7 +751,11 @@ mod tests {
             matches!(&error, ArtifactStoreError::Missing { file, .. } if file == CARD_FILE),
             "{error}"
         );
-        assert!(error.to_string().contains("s3://models/tagger/prod/project-7/ngram-1"));
+        assert!(
+            error
+                .to_string()
+                .contains("s3://models/tagger/prod/project-7/ngram-1")
+        );
     }
 
     #[tokio::test]
@@ -762,10 +791,16 @@ mod tests {
         let mut version = published(&setup.trainer, "ngram-1", 1.0).await;
         let local_only = ArtifactStore::local(setup.server.models_dir());
         let error = local_only.fetch(&version).await.unwrap_err();
-        assert!(matches!(error, ArtifactStoreError::NotConfigured { .. }), "{error}");
+        assert!(
+            matches!(error, ArtifactStoreError::NotConfigured { .. }),
+            "{error}"
+        );
         version.artifact_path = "s3://elsewhere/project-7/ngram-1".into();
         let error = setup.server.fetch(&version).await.unwrap_err();
-        assert!(error.to_string().contains("TAGGER_ARTIFACT_STORE"), "{error}");
+        assert!(
+            error.to_string().contains("TAGGER_ARTIFACT_STORE"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
@@ -774,7 +809,10 @@ mod tests {
         let mut version = published(&setup.trainer, "ngram-1", 1.0).await;
         version.files.insert("../../escape".into(), "00".into());
         let error = setup.server.fetch(&version).await.unwrap_err();
-        assert!(matches!(error, ArtifactStoreError::BadFileName { .. }), "{error}");
+        assert!(
+            matches!(error, ArtifactStoreError::BadFileName { .. }),
+            "{error}"
+        );
         assert!(!setup.server.models_dir().join("escape").exists());
     }
 
@@ -823,7 +861,10 @@ mod tests {
             "s3://models/a//b",
             "file://",
         ] {
-            assert!(StoreUrl::parse(refused).is_err(), "{refused:?} was accepted");
+            assert!(
+                StoreUrl::parse(refused).is_err(),
+                "{refused:?} was accepted"
+            );
         }
     }
 }

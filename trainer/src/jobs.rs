@@ -26,8 +26,8 @@ use datasets::{
     TrainingRun, TrainingRunId,
 };
 use inference::Decider;
-use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::ModelKind;
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::calibration::probabilities;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;

@@ -4,8 +4,8 @@
 use crate::logging::LogFormat;
 use datasets::store::any::redact_password;
 use figment::Figment;
-use inference::artifact_store::{ArtifactStore, ArtifactStoreError, StoreUrl};
 use figment::providers::{Env, Format, Serialized, Toml};
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError, StoreUrl};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -266,14 +266,19 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TAGGER_DATA_DIR", "/srv/tagger");
             let local = Config::load(None).map_err(|e| *e)?;
-            let store = local.artifact_store_with(Vec::new()).map_err(|e| e.to_string())?;
+            let store = local
+                .artifact_store_with(Vec::new())
+                .map_err(|e| e.to_string())?;
             assert_eq!(store.url(), None);
             assert_eq!(store.models_dir(), Path::new("/srv/tagger/models"));
 
             jail.set_env("TAGGER_ARTIFACT_STORE", "s3://models/tagger/");
             let remote = Config::load(None).map_err(|e| *e)?;
             let env = [
-                ("AWS_ENDPOINT_URL".to_string(), "http://127.0.0.1:9".to_string()),
+                (
+                    "AWS_ENDPOINT_URL".to_string(),
+                    "http://127.0.0.1:9".to_string(),
+                ),
                 ("AWS_REGION".to_string(), "eu-west-1".to_string()),
                 ("HOME".to_string(), "/root".to_string()),
             ];
@@ -309,8 +314,19 @@ mod tests {
             any::<i64>().prop_map(|n| n.to_string()),
             any::<f64>().prop_map(|x| format!("{x:?}")),
             prop::sample::select(vec![
-                "inf", "-inf", "nan", "0", "-1", "0.0", "1e308", "true", "[]", "{}",
-                "\"s3://models/tagger\"", "\"s3://x\"", "\"file://\""
+                "inf",
+                "-inf",
+                "nan",
+                "0",
+                "-1",
+                "0.0",
+                "1e308",
+                "true",
+                "[]",
+                "{}",
+                "\"s3://models/tagger\"",
+                "\"s3://x\"",
+                "\"file://\""
             ])
             .prop_map(str::to_string),
             "[ -~]{0,20}".prop_map(|s| format!("{s:?}")),

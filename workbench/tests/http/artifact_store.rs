@@ -201,7 +201,9 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_version_trained_into_s3_is_served_by_a_server_with_an_empty_data_dir() {
-    let Some(s3) = s3_server("a_version_trained_into_s3_is_served_by_a_server_with_an_empty_data_dir").await else {
+    let Some(s3) =
+        s3_server("a_version_trained_into_s3_is_served_by_a_server_with_an_empty_data_dir").await
+    else {
         return;
     };
     let database = TestDatabase::sqlite().unwrap();
@@ -209,13 +211,20 @@ async fn a_version_trained_into_s3_is_served_by_a_server_with_an_empty_data_dir(
     let project = demo_project(&store).await;
     let trainer_dir = tempfile::tempdir().unwrap();
     let version = train(&store, &project, &s3.store(trainer_dir.path())).await;
-    let location = format!("s3://{BUCKET}/ci/project-{}/{}", project.id, dir_name(&version));
+    let location = format!(
+        "s3://{BUCKET}/ci/project-{}/{}",
+        project.id,
+        dir_name(&version)
+    );
     assert_eq!(version.artifact_path, location);
     // Every recorded file is in the bucket, where the location says.
     let client = s3.client();
     for file in version.files.keys() {
         let key = format!("ci/project-{}/{}/{file}", project.id, dir_name(&version));
-        client.head(&object_store::path::Path::from(key)).await.unwrap();
+        client
+            .head(&object_store::path::Path::from(key))
+            .await
+            .unwrap();
     }
     store
         .promote_model_version(project.id, version.id, "ops")
@@ -243,7 +252,8 @@ async fn a_version_trained_into_s3_is_served_by_a_server_with_an_empty_data_dir(
 
 #[tokio::test]
 async fn a_changed_object_is_refused_and_the_old_version_keeps_serving() {
-    let Some(s3) = s3_server("a_changed_object_is_refused_and_the_old_version_keeps_serving").await else {
+    let Some(s3) = s3_server("a_changed_object_is_refused_and_the_old_version_keeps_serving").await
+    else {
         return;
     };
     let database = TestDatabase::sqlite().unwrap();
@@ -266,8 +276,8 @@ async fn a_changed_object_is_refused_and_the_old_version_keeps_serving() {
     state.tagging.sync_all(&store).await.unwrap();
     assert_eq!(state.tagging.serving(project.id).unwrap().version, first.id);
 
-    // Someone overwrites the second version's weights in the bucket with other bytes: the
-    // first version's, a well-formed model that is not the one recorded.
+    // Someone overwrites the second version's weights in the bucket with other bytes: one
+    // bit of one weight flipped, still a well-formed safetensors file.
     let client = s3.client();
     let weights = |version: &ModelVersion| -> object_store::path::Path {
         format!(
@@ -278,7 +288,15 @@ async fn a_changed_object_is_refused_and_the_old_version_keeps_serving() {
         )
         .into()
     };
-    let other = client.get(&weights(&first)).await.unwrap().bytes().await.unwrap();
+    let mut other = client
+        .get(&weights(&second))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    *other.last_mut().unwrap() ^= 1;
     client.put(&weights(&second), other.into()).await.unwrap();
     store
         .promote_model_version(project.id, second.id, "ops")
@@ -290,7 +308,10 @@ async fn a_changed_object_is_refused_and_the_old_version_keeps_serving() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("does not match the hash recorded"), "{error}");
+    assert!(
+        error.contains("does not match the hash recorded"),
+        "{error}"
+    );
     assert_eq!(state.tagging.serving(project.id).unwrap().version, first.id);
     let key = support::project_key(&store, project.id, "tests").await;
     let (status, tagged) = tag(&state, &key).await;
@@ -303,7 +324,11 @@ async fn a_changed_object_is_refused_and_the_old_version_keeps_serving() {
         .find(|s| s.project == project.id)
         .unwrap();
     assert!(
-        status.last_error.as_deref().unwrap().contains(dir_name(&second)),
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains(dir_name(&second)),
         "{status:?}"
     );
     // Neither the refused file nor a staging directory is left for anyone to pick up.
@@ -336,7 +361,11 @@ async fn an_interrupted_download_is_cleaned_up_and_done_again() {
         .join(format!("project-{}", project.id));
     let staging = cached.join(format!(".{}.partial", dir_name(&version)));
     std::fs::create_dir_all(&staging).unwrap();
-    std::fs::write(staging.join(inference::artifact::WEIGHTS_FILE), b"the first hal").unwrap();
+    std::fs::write(
+        staging.join(inference::artifact::WEIGHTS_FILE),
+        b"the first hal",
+    )
+    .unwrap();
 
     let state = AppState::with_artifacts(
         store.clone(),
@@ -344,7 +373,10 @@ async fn an_interrupted_download_is_cleaned_up_and_done_again() {
         s3.store(server_dir.path()),
     );
     state.tagging.sync_all(&store).await.unwrap();
-    assert_eq!(state.tagging.serving(project.id).unwrap().version, version.id);
+    assert_eq!(
+        state.tagging.serving(project.id).unwrap().version,
+        version.id
+    );
     assert_eq!(entries(&cached), [".fetch.lock", dir_name(&version)]);
 }
 
@@ -370,7 +402,9 @@ fn tagger(s3: &S3Server, database_url: &str, data_dir: &Path, args: &[&str]) -> 
 
 #[tokio::test]
 async fn the_command_line_trains_into_the_configured_bucket_and_promotes_from_it() {
-    let Some(s3) = s3_server("the_command_line_trains_into_the_configured_bucket_and_promotes_from_it").await else {
+    let Some(s3) =
+        s3_server("the_command_line_trains_into_the_configured_bucket_and_promotes_from_it").await
+    else {
         return;
     };
     let database = TestDatabase::sqlite().unwrap();
@@ -415,7 +449,12 @@ async fn the_command_line_trains_into_the_configured_bucket_and_promotes_from_it
         &s3,
         &database.url,
         other_dir.path(),
-        &["predict", "--project", "Acme", "I was charged twice, please refund"],
+        &[
+            "predict",
+            "--project",
+            "Acme",
+            "I was charged twice, please refund",
+        ],
     );
     assert!(ok, "{output}");
     assert!(output.contains(&format!("model version {id}")), "{output}");
