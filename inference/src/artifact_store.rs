@@ -27,7 +27,8 @@ pub const S3_SCHEME: &str = "s3://";
 /// the same staging directory. An OS lock: a killed process releases it.
 const FETCH_LOCK_FILE: &str = ".fetch.lock";
 
-/// Why a version's files could not be stored or fetched.
+/// Why a version's files could not be stored or fetched. The object store's errors are
+/// boxed: they are large, and this error travels inside others (a failed model swap).
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactStoreError {
     #[error(
@@ -37,7 +38,7 @@ pub enum ArtifactStoreError {
     #[error("cannot open the artifact store {url}: {source}")]
     Open {
         url: String,
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error(
         "model files are kept at {location}, but this process's artifact store is {configured}: set artifact_store (TAGGER_ARTIFACT_STORE) to that bucket"
@@ -50,13 +51,13 @@ pub enum ArtifactStoreError {
     Upload {
         file: String,
         location: String,
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("cannot download {file} from {location}: {source}")]
     Download {
         file: String,
         location: String,
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("model file {file} is missing from {location}")]
     Missing { file: String, location: String },
@@ -256,7 +257,7 @@ impl ArtifactStore {
         }
         let objects = builder.build().map_err(|source| ArtifactStoreError::Open {
             url: url.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self::with_objects(
             models_dir,
@@ -518,7 +519,7 @@ impl UploadError {
             Self::Store(source) => ArtifactStoreError::Upload {
                 file: file.to_string(),
                 location: location.to_string(),
-                source,
+                source: Box::new(source),
             },
         }
     }
@@ -569,7 +570,7 @@ async fn download(
         source => ArtifactStoreError::Download {
             file: file.to_string(),
             location: location.to_string(),
-            source,
+            source: Box::new(source),
         },
     };
     let mut stream = remote
