@@ -3,6 +3,7 @@
 //! a person. Training lives in `trainer`; this crate is what serving needs.
 
 pub mod artifact;
+pub mod artifact_store;
 pub mod calibration;
 pub mod card;
 pub mod decision;

@@ -3,10 +3,12 @@
 //! the model was busy, up to a text budget. Each project's model in service
 //! sits behind an `ArcSwap`: promotion loads and smoke-tests the new version beside the old
 //! one and swaps the pointer, so a batch in flight finishes on the model it started with and
-//! no request is dropped. A version that fails to load is reported and the old one keeps
-//! serving.
+//! no request is dropped. A version kept in object storage is fetched into the local
+//! models directory first (hash-checked, see `artifact_store`). A version that fails to
+//! fetch or load is reported and the old one keeps serving.
 
 use crate::ModelError;
+use crate::artifact_store::{ArtifactStore, ArtifactStoreError};
 use crate::calibration::probabilities;
 use crate::decision::{Decider, Decision};
 use crate::metrics::{BATCH_BOUNDS, Histogram, LATENCY_BOUNDS, describe};
@@ -87,6 +89,11 @@ pub enum ServiceError {
     Overloaded,
     #[error("the tagging service has stopped")]
     Stopped,
+    #[error("model version {version} could not be fetched: {source}")]
+    Fetch {
+        version: ModelVersionId,
+        source: ArtifactStoreError,
+    },
     #[error("model version {version} could not be loaded: {source}")]
     Load {
         version: ModelVersionId,
@@ -160,12 +167,14 @@ pub struct TaggingService {
     syncing: tokio::sync::Mutex<()>,
     errors: Mutex<HashMap<ProjectId, String>>,
     queue: SyncSender<(Job, Instant)>,
+    /// Where promoted versions' files are found (and fetched from, when kept in a bucket).
+    artifacts: ArtifactStore,
     pub metrics: Arc<ServiceMetrics>,
 }
 
 impl TaggingService {
-    /// Starts the model thread.
-    pub fn start(config: BatchConfig) -> Arc<Self> {
+    /// Starts the model thread; versions' files are found through `artifacts`.
+    pub fn start(config: BatchConfig, artifacts: ArtifactStore) -> Arc<Self> {
         let (queue, receiver) = std::sync::mpsc::sync_channel(config.queue_depth);
         let metrics = Arc::new(ServiceMetrics::default());
         let thread_metrics = Arc::clone(&metrics);
@@ -179,8 +188,14 @@ impl TaggingService {
             syncing: tokio::sync::Mutex::new(()),
             errors: Mutex::new(HashMap::new()),
             queue,
+            artifacts,
             metrics,
         })
+    }
+
+    /// Where this service finds versions' files; jobs of the same process load through it.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
     fn slot(&self, project: ProjectId) -> Slot {
@@ -250,12 +265,18 @@ impl TaggingService {
             return Ok(current);
         }
         let taxonomy = store.list_tags(project).await?;
-        match tokio::task::spawn_blocking(move || {
-            load_and_check(&version, &taxonomy).map(|serving| serving.with_languages(&languages))
-        })
-        .await
-        .map_err(|_| ServiceError::Stopped)?
-        {
+        let loaded = match self.artifacts.fetch(&version).await {
+            Ok(local) => tokio::task::spawn_blocking(move || {
+                load_and_check(&local, &taxonomy).map(|serving| serving.with_languages(&languages))
+            })
+            .await
+            .map_err(|_| ServiceError::Stopped)?,
+            Err(source) => Err(ServiceError::Fetch {
+                version: version.id,
+                source,
+            }),
+        };
+        match loaded {
             Ok(serving) => {
                 let id = serving.version;
                 slot.store(Some(Arc::new(serving)));
@@ -454,7 +475,8 @@ impl TaggingService {
 /// The text the smoke test scores: any well-formed model gives finite probabilities for it.
 const SMOKE_TEXT: &str = "Smoke test: I cannot log in and was charged twice.";
 
-/// Loads a version's files (hash-checked) and makes sure it scores before it may serve.
+/// Loads a version's files (hash-checked) and makes sure it scores before it may serve. The
+/// files must be local: see [`ArtifactStore::fetch`].
 pub fn load_and_check(
     version: &ModelVersion,
     taxonomy: &[Tag],

@@ -27,10 +27,10 @@ use datasets::{
 };
 use inference::Decider;
 use inference::ModelKind;
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::calibration::probabilities;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -510,8 +510,8 @@ pub async fn submit_training(
 #[derive(Clone)]
 pub struct WorkerState {
     pub store: AnyStore,
-    /// Where model files go (absolute: versions record it).
-    pub models_dir: PathBuf,
+    /// Where model files go and are found (its local directory absolute: versions record it).
+    pub artifacts: ArtifactStore,
     /// The worker's name, recorded on the runs it takes.
     pub name: String,
     /// Set when the worker has been asked to shut down: training stops at the next epoch.
@@ -669,10 +669,10 @@ async fn maintenance_job(
     match job {
         MaintenanceJob::Score { strategy, .. } => score_job(&state, project, &strategy).await,
         MaintenanceJob::Evaluate { version_id, .. } => {
-            evaluate_job(&state.store, project, version_id).await
+            evaluate_job(&state.store, &state.artifacts, project, version_id).await
         }
         MaintenanceJob::Retag { limit, .. } => {
-            retag_job(&state.store, &queue, project, limit).await
+            retag_job(&state.store, &state.artifacts, &queue, project, limit).await
         }
     }
 }
@@ -681,6 +681,7 @@ async fn maintenance_job(
 #[tracing::instrument(skip_all, fields(version = %version))]
 async fn evaluate_job(
     store: &AnyStore,
+    artifacts: &ArtifactStore,
     project: ProjectId,
     version: datasets::ModelVersionId,
 ) -> Result<(), BoxDynError> {
@@ -694,6 +695,7 @@ async fn evaluate_job(
         Err(StoreError::NotFound(what)) => return Err(abort(format!("{what} not found"))),
         Err(error) => return Err(Box::new(error)),
     };
+    let version = artifacts.fetch(&version).await.map_err(fetch_failed)?;
     let (evaluation, _) = crate::run::evaluate_version(store, &project, &version)
         .await
         .map_err(|error| match error {
@@ -713,6 +715,7 @@ async fn evaluate_job(
 #[tracing::instrument(skip_all, fields(limit = limit))]
 async fn retag_job(
     store: &AnyStore,
+    artifacts: &ArtifactStore,
     queue: &JobQueue,
     project: ProjectId,
     limit: u32,
@@ -720,6 +723,7 @@ async fn retag_job(
     let Some(version) = store.promoted_model_version(project).await? else {
         return Ok(());
     };
+    let version = artifacts.fetch(&version).await.map_err(fetch_failed)?;
     let model = crate::run::load_version(&version).map_err(|e| abort(e.to_string()))?;
     let taxonomy = store.list_tags(project).await?;
     let languages = store.project(project).await?.languages;
@@ -813,7 +817,11 @@ async fn score_job(
     strategy: &str,
 ) -> Result<(), BoxDynError> {
     let strategy: Strategy = strategy.parse().map_err(|e| abort(format!("{e}")))?;
-    match score_project(&state.store, project, strategy, &ScoreOptions::default()).await {
+    let options = ScoreOptions {
+        artifacts: state.artifacts.clone(),
+        ..ScoreOptions::default()
+    };
+    match score_project(&state.store, project, strategy, &options).await {
         Ok(summary) => {
             tracing::info!(%project, queued = summary.queued, strategy = %summary.strategy.as_str(), "review queue scored");
             Ok(())
@@ -828,6 +836,10 @@ async fn score_job(
             tracing::warn!(%project, %error, "scoring failed");
             Err(abort(error.to_string()))
         }
+        Err(ScoreError::Artifacts(error)) if error.is_lasting() => {
+            tracing::warn!(%project, %error, "scoring failed");
+            Err(abort(error.to_string()))
+        }
         Err(error) => Err(Box::new(error)),
     }
 }
@@ -835,6 +847,24 @@ async fn score_job(
 /// Why a job ended without success, as apalis should treat it.
 fn abort(reason: impl Into<String>) -> BoxDynError {
     Box::new(AbortError::new(reason.into()))
+}
+
+/// Whether a failed run may succeed when tried again.
+fn worth_retrying(error: &TrainError) -> bool {
+    match error {
+        TrainError::Store(_) | TrainError::Worker(_) => true,
+        TrainError::Artifacts(error) => !error.is_lasting(),
+        _ => false,
+    }
+}
+
+/// A refused or missing model file ends the job; a network fault is tried again.
+fn fetch_failed(error: ArtifactStoreError) -> BoxDynError {
+    if error.is_lasting() {
+        abort(error.to_string())
+    } else {
+        Box::new(error)
+    }
 }
 
 /// One training job. `Ok` and aborts end the job; any other error makes apalis run it again
@@ -959,7 +989,7 @@ async fn train_job(
             ControlFlow::Continue(())
         }
     };
-    let result = train_until(store, &project, &request, &state.models_dir, progress).await;
+    let result = train_until(store, &project, &request, &state.artifacts, progress).await;
     let _ = writer.await;
 
     match result {
@@ -1001,10 +1031,9 @@ async fn train_job(
             finish(RunOutcome::Requeued(reason.clone())).await;
             Err(reason.into())
         }
-        // The database or the training thread: worth another attempt while any are left.
-        Err(error @ (TrainError::Store(_) | TrainError::Worker(_)))
-            if (run.attempts as usize) < MAX_ATTEMPTS =>
-        {
+        // The database, the training thread or an upload's network: worth another attempt
+        // while any are left.
+        Err(error) if worth_retrying(&error) && (run.attempts as usize) < MAX_ATTEMPTS => {
             let reason = error.to_string();
             finish(RunOutcome::Requeued(reason.clone())).await;
             Err(reason.into())

@@ -1,6 +1,7 @@
 //! A training run from start to finish: read the labelled tickets, fit the model, calibrate
 //! it and choose thresholds on validation tickets, evaluate it on the test split, write its
-//! files and record the version. And the same evaluation for a stored version.
+//! files, publish them to the artifact store and record the version. And the same
+//! evaluation for a stored version.
 
 use crate::calibrate::fit_temperature;
 use crate::encoder_head::{EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError};
@@ -12,6 +13,7 @@ use crate::thresholds::choose_thresholds;
 use datasets::{
     AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, Store, StoreError,
 };
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::calibration::probabilities;
 use inference::card::{CARD_FORMAT, ModelCard, ModelKind};
 use inference::encoder::EncoderSpec;
@@ -104,6 +106,8 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
+    Artifacts(#[from] ArtifactStoreError),
+    #[error(transparent)]
     EncoderHead(#[from] TrainEncoderHeadError),
     #[error(transparent)]
     Finetune(#[from] TrainFinetuneError),
@@ -144,15 +148,16 @@ fn check_enough(data: &TrainingData) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Trains, evaluates and records a new candidate version of the project's model.
+/// Trains, evaluates and records a new candidate version of the project's model, its files
+/// kept in `artifacts` (a plain directory is a local store).
 pub async fn train(
     store: &AnyStore,
     project: &Project,
     request: &TrainRequest,
-    models_dir: &Path,
+    artifacts: impl Into<ArtifactStore>,
     mut progress: impl FnMut(Progress) + Send + 'static,
 ) -> Result<TrainOutcome, TrainError> {
-    train_until(store, project, request, models_dir, move |event| {
+    train_until(store, project, request, artifacts, move |event| {
         progress(event);
         ControlFlow::Continue(())
     })
@@ -162,13 +167,15 @@ pub async fn train(
 /// `train` whose progress callback may say stop (a cancelled job, a worker shutting down):
 /// the run ends at the next epoch boundary with `TrainError::Stopped` and records nothing —
 /// no model files are written before the last step, so there is never a half-written version.
+/// The version is recorded only after its files reached the artifact store.
 pub async fn train_until(
     store: &AnyStore,
     project: &Project,
     request: &TrainRequest,
-    models_dir: &Path,
+    artifacts: impl Into<ArtifactStore>,
     mut progress: impl FnMut(Progress) -> ControlFlow<()> + Send + 'static,
 ) -> Result<TrainOutcome, TrainError> {
+    let artifacts: ArtifactStore = artifacts.into();
     let data = load_training_data(store, project).await?;
     check_enough(&data)?;
     if let HeldOut::TopUpFromTraining { from_training } = data.held_out {
@@ -190,16 +197,17 @@ pub async fn train_until(
         return Err(TrainError::Stopped);
     }
     let taxonomy = store.list_tags(project.id).await?;
-    let directory = models_dir
-        .join(format!("project-{}", project.id))
-        .join(format!(
+    let directory = artifacts.version_dir(
+        project.id,
+        &format!(
             "{}-{}",
             request.kind,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
-        ));
+        ),
+    );
     let request = request.clone();
-    let artifact_path = directory.clone();
-    let models_dir = models_dir.to_path_buf();
+    let saved_dir = directory.clone();
+    let models_dir = artifacts.models_dir().to_path_buf();
     let project_id = project.id;
     // Training is seconds of pure CPU: keep it off the async workers.
     let (model, files, evaluation, drift, train_seconds) = tokio::task::spawn_blocking(move || {
@@ -297,6 +305,14 @@ pub async fn train_until(
     })
     .await
     .map_err(|e| TrainError::Worker(e.to_string()))??;
+    let location = match artifacts.publish(project.id, &saved_dir, &files).await {
+        Ok(location) => location,
+        Err(error) => {
+            // Never recorded, so never loaded: the local copy would only take disk.
+            let _ = tokio::fs::remove_dir_all(&saved_dir).await;
+            return Err(error.into());
+        }
+    };
     let metrics =
         serde_json::to_value(&evaluation).map_err(|e| TrainError::Worker(e.to_string()))?;
     let version = store
@@ -306,7 +322,7 @@ pub async fn train_until(
                 kind: model.card.kind,
                 metrics,
                 params: model.card.params.clone(),
-                artifact_path: artifact_path.to_string_lossy().into_owned(),
+                artifact_path: location,
                 files,
                 training_fingerprint: model.card.training_fingerprint.clone(),
             },
@@ -428,7 +444,8 @@ pub fn evaluate_logits(
     (evaluation, decider.drift)
 }
 
-/// Loads a stored version, checking its files against the recorded hashes.
+/// Loads a stored version whose files are on this machine, checking them against the
+/// recorded hashes (a version kept in a bucket: [`ArtifactStore::fetch`] it first).
 pub fn load_version(version: &ModelVersion) -> Result<TaggingModel, ModelError> {
     TaggingModel::load(Path::new(&version.artifact_path), &version.files)
 }

@@ -5,6 +5,7 @@ use crate::logging::LogFormat;
 use datasets::store::any::redact_password;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError, StoreUrl};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,11 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Where the embedded database and model files live.
     pub data_dir: PathBuf,
+    /// Where model versions' files are kept (`TAGGER_ARTIFACT_STORE`): unset, in
+    /// `<data_dir>/models`; a directory (or `file://` URL), there; `s3://bucket/prefix`, in
+    /// an S3-compatible bucket reached with the standard `AWS_*` variables, each process
+    /// keeping a hash-checked copy in `<data_dir>/models`.
+    pub artifact_store: Option<String>,
     /// The address the server listens on.
     pub addr: SocketAddr,
     /// A `tracing` filter, e.g. `info` or `workbench=debug,sqlx=warn` (`TAGGER_LOG`; the
@@ -75,6 +81,7 @@ impl Default for Config {
         Self {
             database_url: None,
             data_dir: PathBuf::from("data"),
+            artifact_store: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log: "info,sqlx=warn".into(),
             log_format: LogFormat::default(),
@@ -102,6 +109,7 @@ impl std::fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_password),
             )
             .field("data_dir", &self.data_dir)
+            .field("artifact_store", &self.artifact_store)
             .field("addr", &self.addr)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
@@ -179,7 +187,38 @@ impl Config {
         if self.max_batch == 0 {
             return Err("max_batch = 0: a batch must be allowed at least one ticket".into());
         }
+        if let Some(url) = &self.artifact_store {
+            StoreUrl::parse(url).map_err(|error| format!("artifact_store: {error}"))?;
+        }
         Ok(())
+    }
+
+    /// The artifact store in force, its S3 client set up from this process's `AWS_*`
+    /// environment variables.
+    pub fn artifact_store(&self) -> Result<ArtifactStore, ArtifactStoreError> {
+        // Variables that are not Unicode cannot be AWS settings: skipped, not a panic.
+        let env = std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)));
+        self.artifact_store_with(env)
+    }
+
+    /// `artifact_store` with the `AWS_*` settings given (tests pass a local server's).
+    pub fn artifact_store_with(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ArtifactStore, ArtifactStoreError> {
+        // Absolute: a version records the directory its files were written to.
+        let absolute = |path: PathBuf| {
+            std::path::absolute(&path).map_err(|source| ArtifactStoreError::Io { path, source })
+        };
+        let models_dir = absolute(self.data_dir.join("models"))?;
+        let Some(url) = &self.artifact_store else {
+            return Ok(ArtifactStore::local(models_dir));
+        };
+        match StoreUrl::parse(url)? {
+            StoreUrl::Directory(dir) => Ok(ArtifactStore::local(absolute(dir)?)),
+            StoreUrl::S3 { .. } => ArtifactStore::s3(url, models_dir, env),
+        }
     }
 
     /// How often a server looks for versions other processes promoted.
@@ -222,6 +261,36 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn the_artifact_store_comes_from_the_environment_and_defaults_to_the_data_directory() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TAGGER_DATA_DIR", "/srv/tagger");
+            let local = Config::load(None).map_err(|e| *e)?;
+            let store = local
+                .artifact_store_with(Vec::new())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(store.url(), None);
+            assert_eq!(store.models_dir(), Path::new("/srv/tagger/models"));
+
+            jail.set_env("TAGGER_ARTIFACT_STORE", "s3://models/tagger/");
+            let remote = Config::load(None).map_err(|e| *e)?;
+            let env = [
+                (
+                    "AWS_ENDPOINT_URL".to_string(),
+                    "http://127.0.0.1:9".to_string(),
+                ),
+                ("AWS_REGION".to_string(), "eu-west-1".to_string()),
+                ("HOME".to_string(), "/root".to_string()),
+            ];
+            let store = remote.artifact_store_with(env).map_err(|e| e.to_string())?;
+            assert_eq!(store.url().as_deref(), Some("s3://models/tagger"));
+            // Fetched copies are kept where local versions are.
+            assert_eq!(store.models_dir(), Path::new("/srv/tagger/models"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_missing_config_file_given_explicitly_is_an_error() {
         let error = Config::load(Some(Path::new("/nonexistent/tagger.toml"))).unwrap_err();
         assert!(error.to_string().contains("does not exist"));
@@ -245,7 +314,19 @@ mod tests {
             any::<i64>().prop_map(|n| n.to_string()),
             any::<f64>().prop_map(|x| format!("{x:?}")),
             prop::sample::select(vec![
-                "inf", "-inf", "nan", "0", "-1", "0.0", "1e308", "true", "[]", "{}"
+                "inf",
+                "-inf",
+                "nan",
+                "0",
+                "-1",
+                "0.0",
+                "1e308",
+                "true",
+                "[]",
+                "{}",
+                "\"s3://models/tagger\"",
+                "\"s3://x\"",
+                "\"file://\""
             ])
             .prop_map(str::to_string),
             "[ -~]{0,20}".prop_map(|s| format!("{s:?}")),
@@ -262,7 +343,7 @@ mod tests {
             lines in prop::collection::vec(
                 (
                     prop::sample::select(vec![
-                        "database_url", "data_dir", "addr", "log", "log_format", "max_batch",
+                        "database_url", "data_dir", "artifact_store", "addr", "log", "log_format", "max_batch",
                         "promotion_guard_margin", "model_watch_seconds", "secure_cookies",
                         "with_worker", "worker_heartbeat_seconds", "retrain_after_labels",
                         "retag_after_promotion", "max_concurrent_password_hashes", "encryption_key",
@@ -291,6 +372,7 @@ mod tests {
                     prop_assert!(config.model_watch() >= Duration::from_millis(100));
                     prop_assert!(config.worker_heartbeat() >= Duration::from_millis(200));
                     prop_assert!(config.max_batch >= 1);
+                    prop_assert!(config.artifact_store_with(Vec::new()).is_ok());
                     let _ = config.database_url();
                 }
             }
@@ -306,6 +388,9 @@ mod tests {
             ("worker_heartbeat_seconds", "1e300"),
             ("promotion_guard_margin", "2.0"),
             ("max_batch", "0"),
+            ("artifact_store", "\"gs://models/tagger\""),
+            ("artifact_store", "\"s3://No_Such_Bucket\""),
+            ("artifact_store", "\"\""),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("tagger.toml");

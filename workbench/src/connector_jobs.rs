@@ -22,6 +22,7 @@ use datasets::{
     AnyStore, ConnectorId, ConnectorStore, DeliveryId, StoreError, TicketId, WriteBackId,
     WriteBackStore,
 };
+use inference::artifact_store::ArtifactStore;
 use inference::service::TaggingService;
 use std::collections::HashMap;
 use std::future::Future;
@@ -206,6 +207,8 @@ pub struct ConnectorRunner {
     buckets: Mutex<HashMap<ConnectorId, TokenBucket>>,
     /// Tags fetched tickets; started on first use (a worker that never fetches loads no model).
     tagging: OnceLock<Arc<TaggingService>>,
+    /// Where that tagging service finds model files.
+    artifacts: ArtifactStore,
 }
 
 impl ConnectorRunner {
@@ -217,12 +220,20 @@ impl ConnectorRunner {
             .build()?;
         Ok(Self {
             store,
-            config,
             key: OnceLock::new(),
             client,
             buckets: Mutex::new(HashMap::new()),
             tagging: OnceLock::new(),
+            artifacts: ArtifactStore::local(config.data_dir.join("models")),
+            config,
         })
+    }
+
+    /// Where this runner's own tagging service finds model files (by default
+    /// `<data_dir>/models` only); a server's shared service (`with_tagging`) has its own.
+    pub fn with_artifacts(mut self, artifacts: ArtifactStore) -> Self {
+        self.artifacts = artifacts;
+        self
     }
 
     pub(crate) fn key(&self) -> Result<CredentialKey, String> {
@@ -320,7 +331,10 @@ impl ConnectorRunner {
     /// follows promotions made elsewhere.
     pub fn tagging(&self) -> &TaggingService {
         self.tagging.get_or_init(|| {
-            let service = TaggingService::start(inference::service::BatchConfig::default());
+            let service = TaggingService::start(
+                inference::service::BatchConfig::default(),
+                self.artifacts.clone(),
+            );
             let watch = Duration::from_secs_f64(self.config.model_watch_seconds.max(0.1));
             // Called from a job, so inside the worker's runtime.
             if tokio::runtime::Handle::try_current().is_ok() {

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::http_metrics::HttpMetrics;
 use crate::web::PasswordHashing;
 use datasets::AnyStore;
+use inference::artifact_store::ArtifactStore;
 use inference::service::TaggingService;
 use std::sync::Arc;
 
@@ -23,13 +24,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with a fresh tagging service (its model thread started) and no models loaded.
+    /// State with a fresh tagging service (its model thread started) and no models loaded,
+    /// finding model files in `<data_dir>/models` only (tests, benchmarks). A server opens
+    /// the configured artifact store and passes it to [`AppState::with_artifacts`].
     pub fn new(store: AnyStore, config: Config) -> Self {
+        let models_dir = config.data_dir.join("models");
+        Self::with_artifacts(store, config, ArtifactStore::local(models_dir))
+    }
+
+    /// State whose tagging service finds model files through `artifacts`.
+    pub fn with_artifacts(store: AnyStore, config: Config, artifacts: ArtifactStore) -> Self {
         Self {
             store,
             password_hashing: PasswordHashing::new(config.max_concurrent_password_hashes),
             config: Arc::new(config),
-            tagging: TaggingService::start(inference::service::BatchConfig::default()),
+            tagging: TaggingService::start(inference::service::BatchConfig::default(), artifacts),
             http_metrics: Arc::new(HttpMetrics::default()),
             jobs: None,
             connectors: Arc::default(),

@@ -25,27 +25,33 @@ pub async fn open_queue(store: &AnyStore, config: &Config) -> anyhow::Result<Job
 
 /// A worker's state: its name is the host and process, so runs show who took them. Beside a
 /// server, `tagging` is the server's service, so help-desk tickets are tagged by the models
-/// it already holds.
+/// it already holds, and its artifact store is shared; on its own, the worker opens the
+/// configured one.
 pub fn worker_state(
     store: AnyStore,
     config: &Config,
     tagging: Option<Arc<inference::service::TaggingService>>,
 ) -> anyhow::Result<WorkerState> {
-    let models_dir = std::path::absolute(config.data_dir.join("models"))
-        .context("cannot resolve the data directory")?;
+    let artifacts = match &tagging {
+        Some(tagging) => tagging.artifacts().clone(),
+        None => config
+            .artifact_store()
+            .context("cannot open the artifact store (artifact_store)")?,
+    };
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     let mut runner = crate::connector_jobs::ConnectorRunner::new(store.clone(), config.clone())
-        .context("cannot set up the help-desk HTTP client")?;
+        .context("cannot set up the help-desk HTTP client")?
+        .with_artifacts(artifacts.clone());
     if let Some(tagging) = tagging {
         runner = runner.with_tagging(tagging);
     }
     Ok(WorkerState {
         store,
-        models_dir,
+        artifacts,
         name: format!("{host}-{}", std::process::id()),
         stopping: Arc::new(AtomicBool::new(false)),
         guard_margin: config.promotion_guard_margin,

@@ -13,6 +13,7 @@ use datasets::{
     AnyStore, LabelSource, LabelledTicket, ModelVersionId, NewQueueEntry, ProjectId, Split, Store,
     StoreError, Tag, TicketId,
 };
+use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::calibration::probabilities;
 use inference::decision::{ReviewReason, RuleEffect};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
@@ -37,6 +38,9 @@ pub struct ScoreOptions {
     pub seed: u64,
     /// Where to find the sentence encoder for a cold start; the environment's when unset.
     pub hub_cache: Option<PathBuf>,
+    /// Where the promoted version's files are found (fetched from, when kept in a bucket);
+    /// by default only versions whose files are on this machine load.
+    pub artifacts: ArtifactStore,
 }
 
 impl Default for ScoreOptions {
@@ -46,6 +50,7 @@ impl Default for ScoreOptions {
             max_candidates: 20_000,
             seed: 42,
             hub_cache: None,
+            artifacts: ArtifactStore::default(),
         }
     }
 }
@@ -74,6 +79,8 @@ pub enum ScoreError {
     Store(#[from] StoreError),
     #[error("cannot load the promoted model: {0}")]
     Model(#[from] ModelError),
+    #[error("cannot fetch the promoted model: {0}")]
+    Artifacts(#[from] ArtifactStoreError),
     #[error("cannot embed the tickets: {0}")]
     Encoder(#[from] EncoderError),
     #[error(transparent)]
@@ -260,7 +267,10 @@ pub async fn score_project(
     }
     let started = Instant::now();
     let languages = store.project(project).await?.languages;
-    let version = store.promoted_model_version(project).await?;
+    let version = match store.promoted_model_version(project).await? {
+        Some(version) if strategy.needs_model() => Some(options.artifacts.fetch(&version).await?),
+        other => other,
+    };
     let used = match (&version, strategy.needs_model()) {
         (None, true) => Strategy::ColdStart,
         _ => strategy,

@@ -168,7 +168,10 @@ impl From<ScoreError> for ApiError {
             ScoreError::Select(_) | ScoreError::QueueSize { .. } => {
                 ApiError::invalid(error.to_string())
             }
-            ScoreError::Model(_) | ScoreError::Encoder(_) | ScoreError::Worker(_) => {
+            ScoreError::Model(_)
+            | ScoreError::Artifacts(_)
+            | ScoreError::Encoder(_)
+            | ScoreError::Worker(_) => {
                 tracing::error!(error = %error, "scoring the review queue failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,6 +204,7 @@ pub async fn score(
             Some(seed) => u64::try_from(seed)
                 .map_err(|_| ApiError::invalid(format!("seed: {seed} is negative")))?,
         },
+        artifacts: state.tagging.artifacts().clone(),
         ..defaults
     };
     Ok(ApiJson(

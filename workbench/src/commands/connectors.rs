@@ -324,7 +324,12 @@ async fn backfill(
         None => crate::connector_backfill::default_since(store, &connector).await?,
     };
     let runner = crate::connector_jobs::ConnectorRunner::new(store.clone(), config.clone())
-        .context("cannot set up the help-desk HTTP client")?;
+        .context("cannot set up the help-desk HTTP client")?
+        .with_artifacts(
+            config
+                .artifact_store()
+                .context("cannot open the artifact store (artifact_store)")?,
+        );
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let outcome = crate::connector_backfill::run(

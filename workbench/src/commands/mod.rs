@@ -43,7 +43,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Languages(args) => languages::run(&open_store(&config).await?, args).await,
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
         Command::Eval(args) => models::eval(&open_store(&config).await?, &config, args).await,
-        Command::Predict(args) => models::predict(&open_store(&config).await?, args).await,
+        Command::Predict(args) => models::predict(&open_store(&config).await?, &config, args).await,
         // Needs no database: it fills the encoder cache.
         Command::Models(ModelsCommand::Pull(args)) => pull::run(args).await,
         Command::Models(command) => {

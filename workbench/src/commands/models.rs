@@ -3,11 +3,31 @@
 use crate::cli::{EvalArgs, OutputFormat, PredictArgs, TrainArgs};
 use crate::config::Config;
 use anyhow::Context;
-use datasets::{AnyStore, ModelVersionId, Store};
+use datasets::{AnyStore, ModelVersion, ModelVersionId, Store};
 use indicatif::{ProgressBar, ProgressStyle};
+use inference::artifact_store::ArtifactStore;
 use inference::{Decider, TaxonomyDrift};
 use std::io::Read as _;
 use trainer::{Evaluation, Progress};
+
+/// The configured artifact store; its local directory is absolute, so recorded paths do not
+/// depend on the directory a later command or server runs from.
+pub(crate) fn open_artifacts(config: &Config) -> anyhow::Result<ArtifactStore> {
+    config
+        .artifact_store()
+        .context("cannot open the artifact store (artifact_store)")
+}
+
+/// The version with its files on this machine (downloaded when kept in a bucket).
+pub(crate) async fn fetch(
+    artifacts: &ArtifactStore,
+    version: &ModelVersion,
+) -> anyhow::Result<ModelVersion> {
+    artifacts
+        .fetch(version)
+        .await
+        .with_context(|| format!("cannot fetch the files of model version {}", version.id))
+}
 
 pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow::Result<()> {
     let project = super::find_project(store, &args.project).await?;
@@ -38,15 +58,13 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     bar.set_message("reading tickets");
     let reporter = bar.clone();
     let by_steps = request.reports_steps();
-    // Recorded paths must not depend on the directory a later command or server runs from.
-    let models_dir = std::path::absolute(config.data_dir.join("models"))
-        .context("cannot resolve the data directory")?;
+    let artifacts = open_artifacts(config)?;
     let outcome =
         trainer::train(
             store,
             &project,
             &request,
-            &models_dir,
+            &artifacts,
             move |progress| match progress {
                 Progress::Loaded {
                     train,
@@ -137,10 +155,10 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
 pub async fn eval(store: &AnyStore, config: &Config, args: EvalArgs) -> anyhow::Result<()> {
     let project = super::find_project(store, &args.project).await?;
     let version = trainer::find_version(store, &project, args.version.map(ModelVersionId)).await?;
-    let models_dir = std::path::absolute(config.data_dir.join("models"))
-        .context("cannot resolve the data directory")?;
+    let artifacts = open_artifacts(config)?;
+    let version = fetch(&artifacts, &version).await?;
     let (evaluation, drift, embedded) =
-        trainer::evaluate_version_with(store, &project, &version, Some(&models_dir))
+        trainer::evaluate_version_with(store, &project, &version, Some(artifacts.models_dir()))
             .await
             .with_context(|| format!("cannot evaluate model version {}", version.id))?;
     if let Some(report) = embedded {
@@ -161,9 +179,10 @@ pub async fn eval(store: &AnyStore, config: &Config, args: EvalArgs) -> anyhow::
     print_evaluation(&evaluation, &drift, args.format)
 }
 
-pub async fn predict(store: &AnyStore, args: PredictArgs) -> anyhow::Result<()> {
+pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> anyhow::Result<()> {
     let project = super::find_project(store, &args.project).await?;
     let version = trainer::find_version(store, &project, args.version.map(ModelVersionId)).await?;
+    let version = fetch(&open_artifacts(config)?, &version).await?;
     let model = trainer::load_version(&version)
         .with_context(|| format!("cannot load model version {}", version.id))?;
     let taxonomy = store.list_tags(project.id).await?;

@@ -33,7 +33,10 @@ pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<A
     // Every server can queue training jobs; only some also run them.
     let queue = crate::worker::open_queue(&store, &config).await?;
     let with_worker = config.with_worker;
-    let state = AppState::new(store.clone(), config).with_jobs(queue.clone());
+    let artifacts = config
+        .artifact_store()
+        .context("cannot open the artifact store (artifact_store)")?;
+    let state = AppState::with_artifacts(store.clone(), config, artifacts).with_jobs(queue.clone());
     let worker = if with_worker {
         Some(crate::worker::worker_state(
             store.clone(),

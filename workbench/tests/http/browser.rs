@@ -148,7 +148,7 @@ async fn a_person_labels_by_keyboard_edits_a_tag_promotes_and_sees_the_dashboard
         queue,
         trainer::jobs::WorkerState {
             store: store.clone(),
-            models_dir: data.path().join("models"),
+            artifacts: inference::artifact_store::ArtifactStore::local(data.path().join("models")),
             name: "browser-test".into(),
             stopping: Default::default(),
             guard_margin: 0.02,

@@ -275,7 +275,9 @@ impl Setup {
             self.queue.clone(),
             WorkerState {
                 store: self.store.clone(),
-                models_dir: self._models.path().join("models"),
+                artifacts: inference::artifact_store::ArtifactStore::local(
+                    self._models.path().join("models"),
+                ),
                 // A fresh name per start, as a restarted process has (its pid).
                 name: format!("writeback-test-{}", self.workers_started),
                 stopping: Default::default(),

@@ -276,7 +276,9 @@ async fn run_worker_until_tagged(
         queue.clone(),
         trainer::jobs::WorkerState {
             store: store.clone(),
-            models_dir: models.path().join("models"),
+            artifacts: inference::artifact_store::ArtifactStore::local(
+                models.path().join("models"),
+            ),
             name: "connectors-test".into(),
             stopping: Default::default(),
             guard_margin: 0.02,

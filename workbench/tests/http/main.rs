@@ -9,6 +9,7 @@ mod support;
 mod api;
 mod api_auth;
 mod api_contract;
+mod artifact_store;
 mod audit;
 mod backup;
 mod bad_input;

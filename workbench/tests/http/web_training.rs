@@ -151,7 +151,7 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
         queue,
         WorkerState {
             store: store.clone(),
-            models_dir: dir.path().join("models"),
+            artifacts: inference::artifact_store::ArtifactStore::local(dir.path().join("models")),
             name: "web-test".into(),
             stopping: Default::default(),
             guard_margin: 0.02,

@@ -60,7 +60,7 @@ impl InProcessWorker {
             queue,
             WorkerState {
                 store: store.clone(),
-                models_dir: data_dir.join("models"),
+                artifacts: inference::artifact_store::ArtifactStore::local(data_dir.join("models")),
                 name: "in-process".into(),
                 stopping: Default::default(),
                 guard_margin: 0.02,
