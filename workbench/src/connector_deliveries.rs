@@ -409,7 +409,10 @@ async fn incoming_write(
     Ok(Some(write))
 }
 
-fn stored_incoming(stored: ConnectorTicketStored, imported_labels: usize) -> Option<StoredIncoming> {
+fn stored_incoming(
+    stored: ConnectorTicketStored,
+    imported_labels: usize,
+) -> Option<StoredIncoming> {
     match stored {
         ConnectorTicketStored::Stored(stored) => Some(StoredIncoming {
             ticket: stored.id,

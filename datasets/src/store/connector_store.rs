@@ -6,8 +6,9 @@
 use super::any::AnyStore;
 use super::{PgStore, SqliteStore};
 use crate::connector::{
-    Connector, ConnectorName, ConnectorSettings, ConnectorTicket, ConnectorTicketStored,
-    ClaimedTicket, ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus, NewConnector, System,
+    ClaimedTicket, Connector, ConnectorName, ConnectorSettings, ConnectorTicket,
+    ConnectorTicketStored, ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus,
+    NewConnector, System,
 };
 use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
 use crate::ids::{ConnectorId, DeliveryId, ProjectId, TagId, TicketId};
@@ -165,6 +166,13 @@ const DELIVERY_COLUMNS_BY_KEY: &str = "SELECT id, connector_id, dedupe_key, even
 const DELETE_DELIVERY: &str = "DELETE FROM connector_deliveries WHERE id = $1";
 const FINISH_DELIVERY: &str =
     "UPDATE connector_deliveries SET status = $1, ticket_id = $2 WHERE id = $3";
+/// Settling a delivery (its status after the ticket is stored and its job queued) does not
+/// wait for PostgreSQL to flush its log: the claim and the ticket were committed durably
+/// before, and a settlement lost to a database crash leaves the delivery claimed, which the
+/// vendor's retry processes again (idempotently). The webhook answers one flush sooner.
+/// SQLite's store runs with `synchronous = NORMAL` already, which flushes at checkpoints.
+const PG_SETTLE_WITHOUT_FLUSH: &str = "SET LOCAL synchronous_commit TO OFF";
+const NO_SETTINGS: [&str; 0] = [];
 const SELECT_DELIVERIES: &str = "SELECT id, connector_id, dedupe_key, event, status, ticket_id, \
      received_at FROM connector_deliveries WHERE connector_id = $1 AND id < $2 \
      ORDER BY id DESC LIMIT $3";
@@ -279,7 +287,7 @@ fn set_by(connector: &Connector) -> String {
 }
 
 macro_rules! connector_store_methods {
-    ($begin_write:expr) => {
+    ($begin_write:expr, $settle_settings:expr) => {
         #[tracing::instrument(skip_all, fields(connector = %connector.name, project = %connector.project_id))]
         async fn create_connector(&self, connector: &NewConnector) -> StoreResult<Connector> {
             connector.validate()?;
@@ -438,12 +446,17 @@ macro_rules! connector_store_methods {
             status: DeliveryStatus,
             ticket: Option<TicketId>,
         ) -> StoreResult<()> {
+            let mut tx = self.writer().begin_with($begin_write).await?;
+            for setting in $settle_settings {
+                sqlx::query(setting).execute(&mut *tx).await?;
+            }
             sqlx::query(FINISH_DELIVERY)
                 .bind(status.as_str())
                 .bind(ticket)
                 .bind(delivery)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(())
         }
 
@@ -627,8 +640,16 @@ macro_rules! connector_store_helpers {
             let tags: Vec<TagId> = tickets
                 .iter()
                 .flat_map(|write| {
-                    let model = write.model_labels.as_ref().map(|(_, applied)| applied.as_slice()).unwrap_or_default();
-                    write.imported.iter().copied().chain(model.iter().map(|(tag, _)| *tag))
+                    let model = write
+                        .model_labels
+                        .as_ref()
+                        .map(|(_, applied)| applied.as_slice())
+                        .unwrap_or_default();
+                    write
+                        .imported
+                        .iter()
+                        .copied()
+                        .chain(model.iter().map(|(tag, _)| *tag))
                 })
                 .collect();
             let mut unknown: Option<TagId> = None;
@@ -986,11 +1007,11 @@ const PG_UPSERT_CONNECTOR_TICKETS: &str = "INSERT INTO connector_tickets \
 
 impl ConnectorStore for SqliteStore {
     // An immediate transaction takes SQLite's write lock up front (see sqlite.rs).
-    connector_store_methods!("BEGIN IMMEDIATE");
+    connector_store_methods!("BEGIN IMMEDIATE", NO_SETTINGS);
 }
 
 impl ConnectorStore for PgStore {
-    connector_store_methods!("BEGIN");
+    connector_store_methods!("BEGIN", [PG_SETTLE_WITHOUT_FLUSH]);
 }
 
 macro_rules! dispatch {

@@ -33,6 +33,12 @@ async fn a_connection_whose_transaction_sqlite_ended_is_never_reused() {
     for tx in open {
         tx.rollback().await.unwrap();
     }
+    // The same on the one connection kept for writes: the store's next write gets a healthy
+    // connection, not the poisoned one.
+    let mut tx = sqlite.writer().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+    drop(tx);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // And the store writes.
     store
         .create_project(&ProjectName::parse("Acme").unwrap(), LabelMode::Multi)

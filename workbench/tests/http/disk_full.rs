@@ -12,16 +12,18 @@ use datasets::*;
 use serde_json::json;
 use support::WebApp;
 
-/// Sets `PRAGMA max_page_count` on every connection of the pool (a per-connection setting):
-/// `None` caps the file at its current size, as a full disk would.
+/// Sets `PRAGMA max_page_count` on every connection of the store's pools, the reading one and
+/// the one for writes (a per-connection setting): `None` caps the file at its current size,
+/// as a full disk would.
 async fn set_page_limit(store: &AnyStore, limit: Option<i64>) {
     let AnyStore::Sqlite(sqlite) = store else {
         unreachable!("a SQLite store")
     };
-    let pool = sqlite.pool();
     let mut connections = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        connections.push(pool.acquire().await.unwrap());
+    for pool in [sqlite.pool(), sqlite.writer()] {
+        for _ in 0..pool.options().get_max_connections() {
+            connections.push(pool.acquire().await.unwrap());
+        }
     }
     for connection in &mut connections {
         let limit = match limit {
