@@ -302,7 +302,7 @@ macro_rules! common_store_methods {
             let now = Utc::now();
             let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
             let stored = Self::upsert_ticket_in(&mut tx, project, ticket, now).await?;
-            Self::write_model_labels_in(&mut tx, stored.id, version, tags, now).await?;
+            Self::write_model_labels_in(&mut tx, stored, version, tags, now).await?;
             tx.commit().await?;
             Ok(stored)
         }
@@ -526,7 +526,8 @@ macro_rules! common_store_methods {
             self.ticket(project, ticket).await?;
             self.check_tags_in_project(project, tags).await?;
             let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
-            Self::write_model_labels_in(&mut tx, ticket, version, tags, Utc::now()).await?;
+            let existing = UpsertedTicket { id: ticket, created: false };
+            Self::write_model_labels_in(&mut tx, existing, version, tags, Utc::now()).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -800,19 +801,26 @@ macro_rules! common_store_helpers {
         /// history (tags the caller has checked belong to the ticket's project).
         pub(super) async fn write_model_labels_in(
             tx: &mut sqlx::Transaction<'static, Db>,
-            ticket: TicketId,
+            stored: UpsertedTicket,
             version: ModelVersionId,
             tags: &[(TagId, f32)],
             now: chrono::DateTime<Utc>,
         ) -> StoreResult<()> {
+            let ticket = stored.id;
             let set_by = format!("model:{version}");
             let new_tags: HashSet<TagId> = tags.iter().map(|(tag, _)| *tag).collect();
-            let current: Vec<i64> = sqlx::query_scalar(
-                "SELECT tag_id FROM labels WHERE ticket_id = $1 AND source = 'model' ORDER BY tag_id",
-            )
-            .bind(ticket)
-            .fetch_all(&mut **tx)
-            .await?;
+            // A ticket created in this transaction has no labels yet: one read less per new
+            // ticket (a backfill page stores a thousand).
+            let current: Vec<i64> = if stored.created {
+                Vec::new()
+            } else {
+                sqlx::query_scalar(
+                    "SELECT tag_id FROM labels WHERE ticket_id = $1 AND source = 'model' ORDER BY tag_id",
+                )
+                .bind(ticket)
+                .fetch_all(&mut **tx)
+                .await?
+            };
             for old in current.into_iter().map(TagId).filter(|tag| !new_tags.contains(tag)) {
                 sqlx::query("DELETE FROM labels WHERE ticket_id = $1 AND tag_id = $2 AND source = 'model'")
                     .bind(ticket)

@@ -697,7 +697,7 @@ macro_rules! connector_store_helpers {
             let upserted =
                 Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, now).await?;
             if let Some((version, applied)) = &write.model_labels {
-                Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+                Self::write_model_labels_in(tx, upserted, *version, applied, now).await?;
             }
             Self::record_connector_ticket_in(
                 tx,
@@ -894,7 +894,7 @@ impl PgStore {
             } else {
                 // Stored by another writer since the look above: diffed row by row.
                 if let Some((version, applied)) = &write.model_labels {
-                    Self::write_model_labels_in(tx, upserted.id, *version, applied, now).await?;
+                    Self::write_model_labels_in(tx, upserted, *version, applied, now).await?;
                 }
                 Self::record_connector_ticket_in(
                     tx,
