@@ -11,7 +11,8 @@ use super::{
 };
 use anyhow::{Context, bail};
 use clap::Args;
-use datasets::{ProjectName, Store};
+use datasets::ProjectName;
+use datasets::store::prelude::*;
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::{ModelKind, TaggingModel};
 use serde::Deserialize;

@@ -5,8 +5,9 @@
 
 use anyhow::Context;
 use clap::Args;
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
-use datasets::{AnyStore, LabelMode, NewQueueEntry, NewUser, ProjectName, Role, Store, Username};
+use datasets::{AnyStore, LabelMode, NewQueueEntry, NewUser, ProjectName, Role, Username};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use workbench::app::Application;

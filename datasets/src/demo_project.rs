@@ -52,9 +52,16 @@ pub async fn install_demo_project<S: Store>(
                 split,
             },
             tags,
+            verdict: None,
         });
     }
-    writer.write(rows).await?;
+    // The one batch ingest path; the demo's project has no model yet.
+    crate::ingest::write_batch(&mut writer, rows, &crate::ingest::Untagged)
+        .await
+        .map_err(|error| match error {
+            crate::ingest::BatchError::Store(error) => error,
+            crate::ingest::BatchError::Tagging(error) => StoreError::Conflict(error.to_string()),
+        })?;
     let project = writer.project().clone();
     writer.commit().await?;
     // An import names tags only; descriptions, colours and keyword rules come after.

@@ -5,7 +5,7 @@
 //! --id-column external_id`.
 
 use crate::import::FileFormat;
-use crate::store::Store;
+use crate::store::TicketStore;
 use crate::text::entities::mask_personal;
 use crate::ticket::LabelledTicket;
 use crate::{ProjectId, StoreError};
@@ -48,7 +48,7 @@ pub enum Personal {
 }
 
 /// Writes every ticket of the project; returns how many.
-pub async fn export_project<S: Store, W: Write>(
+pub async fn export_project<S: TicketStore, W: Write>(
     store: &S,
     project: ProjectId,
     format: FileFormat,

@@ -40,6 +40,7 @@ pub mod error;
 pub mod export;
 pub mod ids;
 pub mod import;
+pub mod ingest;
 pub mod label;
 pub mod language;
 pub mod limits;
@@ -78,10 +79,8 @@ pub use review::{
     AnswerKind, LabelSubmission, NewQueueEntry, QueueEntry, ReviewQueueStats, ReviewSettings,
     SECOND_OPINION_STRATEGY,
 };
-pub use store::{
-    AnyStore, AuditStore, BackfillStore, ConnectorStore, ImportWriter, Store, WebhookStore,
-    WriteBackStore,
-};
+pub use store::AnyStore;
+pub use store::prelude::*;
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};

@@ -1,8 +1,9 @@
 //! Fresh databases for tests: a new SQLite file, or a new PostgreSQL database on the server
 //! named by `TEST_DATABASE_URL`, so tests run in parallel without seeing each other's rows.
 
+use crate::StoreResult;
 use crate::store::AnyStore;
-use crate::{Store, StoreResult};
+use crate::store::SchemaStore;
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
 

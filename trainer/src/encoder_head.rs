@@ -624,6 +624,7 @@ mod tests {
     use crate::examples::load_training_data;
     use crate::run::{TrainRequest, evaluate_model, train};
     use datasets::split::StratifiedSplitter;
+    use datasets::store::prelude::*;
     use datasets::store::{ImportRow, ImportWriter};
     use datasets::test_db::TestDatabase;
     use datasets::{AnyStore, NewTicket, Project, ProjectName, Store, TagId};
@@ -650,6 +651,7 @@ mod tests {
                     tags.truncate(1);
                 }
                 ImportRow {
+                    verdict: None,
                     ticket: NewTicket {
                         source: "demo".into(),
                         split: splitter

@@ -7,8 +7,9 @@
 //! tickets the same way, in memory: the tickets keep their split in the store.
 
 use datasets::split::stable_hash;
+use datasets::store::prelude::*;
 use datasets::{
-    AnyStore, LabelMode, LabelSource, LabelledTicket, Project, Split, Store, StoreError, TicketId,
+    AnyStore, LabelMode, LabelSource, LabelledTicket, Project, Split, StoreError, TicketId,
 };
 use inference::TagRef;
 use sha2::{Digest, Sha256};

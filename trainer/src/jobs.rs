@@ -21,9 +21,10 @@ use crate::run::{Progress, TrainError, TrainRequest, train_until};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
+use datasets::store::prelude::*;
 use datasets::{
-    AnyStore, ConnectorStore, NewTrainingRun, ProjectId, RunOutcome, Store, StoreError,
-    TrainingRun, TrainingRunId,
+    AnyStore, ConnectorStore, NewTrainingRun, ProjectId, RunOutcome, StoreError, TrainingRun,
+    TrainingRunId,
 };
 use inference::Decider;
 use inference::ModelKind;

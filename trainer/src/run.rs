@@ -10,9 +10,8 @@ use crate::examples::{Example, HeldOut, MIN_HELD_OUT, TrainingData, load_trainin
 use crate::finetune::{FinetuneParams, StepReport, TrainFinetuneError};
 use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
 use crate::thresholds::choose_thresholds;
-use datasets::{
-    AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, Store, StoreError,
-};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, StoreError};
 use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
 use inference::calibration::probabilities;
 use inference::card::{CARD_FORMAT, ModelCard, ModelKind};

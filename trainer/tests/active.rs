@@ -3,6 +3,7 @@
 //! tickets that must never be queued (labelled, imported, test split).
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::calibration::probabilities;

@@ -4,6 +4,7 @@
 //! and a stop request ends the run with nothing written.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::artifact::sha256_hex;

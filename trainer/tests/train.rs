@@ -3,6 +3,7 @@
 //! tampering and too little data are refused.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::ModelKind;
@@ -168,6 +169,7 @@ async fn train_split_only_project(store: &AnyStore, name: &str, tickets: usize) 
     let rows = datasets::demo::generate(tickets, 7, chrono::Utc::now())
         .into_iter()
         .map(|t| datasets::store::ImportRow {
+            verdict: None,
             tags: t
                 .tags
                 .iter()

@@ -3,9 +3,10 @@
 //! the change succeeded. Promotions, rollbacks and tag merges are recorded by the store in
 //! their own transaction and never come here.
 
+use datasets::store::prelude::*;
 use datasets::tag::{Tag, TagUpdate};
 use datasets::{
-    Actor, AnyStore, AuditAction, AuditStore, KeyGrant, NewAuditEntry, ProjectId, Scope, Store,
+    Actor, AnyStore, AuditAction, AuditStore, KeyGrant, NewAuditEntry, ProjectId, Scope,
     StoreResult, TagId,
 };
 use serde_json::{Map, Value, json};

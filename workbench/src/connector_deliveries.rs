@@ -14,9 +14,8 @@ use datasets::connector::{
     ConnectorTicketWrite, DeliveryClaim, DeliveryRecord, DeliveryStatus,
 };
 use datasets::limits::{MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
-use datasets::{
-    AnyStore, ConnectorId, ConnectorStore, DeliveryId, Store, StoreError, TagId, TicketId,
-};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, ConnectorId, ConnectorStore, DeliveryId, StoreError, TagId, TicketId};
 use inference::service::{ServiceError, TaggingService};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

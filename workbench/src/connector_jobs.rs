@@ -15,9 +15,9 @@
 use crate::config::Config;
 use crate::credentials::CredentialKey;
 use connectors::{ServiceNowTarget, TokenBucket, WriteOutcome};
-use datasets::Store;
 use datasets::connector::DeliveryStatus;
 use datasets::connector::{Connector, WriteBack, WriteBackAttempt, WriteBackQueued};
+use datasets::store::prelude::*;
 use datasets::{
     AnyStore, ConnectorId, ConnectorStore, DeliveryId, StoreError, TicketId, WriteBackId,
     WriteBackStore,

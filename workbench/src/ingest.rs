@@ -1,12 +1,16 @@
 //! The one ingest path: a ticket from any source is built by `new_ticket` and tagged here.
 //! The `/v1` API's ticket is tagged with the project's promoted model and stored together
 //! with the model's labels in one transaction; a help desk's ticket, stored at once by its
-//! connector, is tagged by a job (`tag_stored`) with the same verdict, labels and events.
+//! connector, is tagged by a job (`tag_stored`) with the same verdict, labels and events;
+//! batches (a file import, the browser's upload, the demo) go through
+//! `datasets::ingest::write_batch`, which stores each ticket with the verdict
+//! `ServiceVerdicts` gives, in the batch's transaction.
 
 use chrono::{DateTime, Utc};
 use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
+use datasets::store::prelude::*;
 use datasets::ticket::replace_nul_characters;
-use datasets::{AnyStore, NewTicket, ProjectId, Store, StoreError, TagId, TicketId, WebhookStore};
+use datasets::{AnyStore, NewTicket, ProjectId, StoreError, TagId, TicketId, WebhookStore};
 use inference::service::{ServiceError, Tagged, TaggingService};
 
 /// A ticket as any source hands it in, made ready to store: NUL characters (which neither
@@ -68,6 +72,45 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("the model returned no verdict")]
     NothingTagged,
+}
+
+/// The verdicts of the project's model in service for a batch of tickets, for
+/// `datasets::ingest::write_batch`: the same tagging, rules and applied tags as a ticket from
+/// the API.
+pub struct ServiceVerdicts<'a> {
+    pub store: &'a AnyStore,
+    pub tagging: &'a TaggingService,
+}
+
+impl datasets::ingest::Verdicts for ServiceVerdicts<'_> {
+    async fn verdicts(
+        &self,
+        project: &datasets::Project,
+        tickets: &[NewTicket],
+    ) -> Result<Option<Vec<datasets::ingest::ModelVerdict>>, datasets::ingest::VerdictError> {
+        let failed =
+            |error: &dyn std::fmt::Display| datasets::ingest::VerdictError(error.to_string());
+        let texts = tickets.iter().map(NewTicket::text).collect();
+        let tagged = match tag(self.store, self.tagging, project.id, texts, true).await {
+            Ok(tagged) => tagged,
+            Err(ServiceError::NoModel(_)) => return Ok(None),
+            Err(error) => return Err(failed(&error)),
+        };
+        let taxonomy = self
+            .store
+            .list_tags(project.id)
+            .await
+            .map_err(|error| failed(&error))?;
+        Ok(Some(
+            tagged
+                .iter()
+                .map(|tagged| datasets::ingest::ModelVerdict {
+                    version: tagged.version,
+                    tags: applied_tags(&taxonomy, tagged),
+                })
+                .collect(),
+        ))
+    }
 }
 
 /// Tags texts with the project's model in service. A project this process has not loaded yet

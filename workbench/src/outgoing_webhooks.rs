@@ -8,6 +8,7 @@ use crate::connector_jobs::{
     ConnectorRunner, FIRST_BACKOFF, MAX_ANSWER_BYTES, MAX_WRITE_ATTEMPTS, read_limited, without_url,
 };
 use crate::credentials::Credentials;
+use datasets::store::prelude::*;
 use datasets::webhook::{WebhookAttempt, WebhookDeliveryStatus};
 use datasets::{AnyStore, StoreError, WebhookDeliveryId, WebhookStore};
 use std::time::Duration;
@@ -37,7 +38,6 @@ pub async fn queue_labels_changed(
     ticket: datasets::TicketId,
     actor: &str,
 ) -> Vec<WebhookDeliveryId> {
-    use datasets::Store;
     let queued = async {
         let labelled = store.ticket(project, ticket).await?;
         let tags = |present: bool| -> Vec<&str> {

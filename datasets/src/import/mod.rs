@@ -14,6 +14,7 @@ pub use reader::{
 
 use crate::error::StoreError;
 use crate::ids::TagId;
+use crate::ingest::{BatchError, VerdictError, Verdicts, write_batch};
 use crate::names::{ProjectName, TagName};
 use crate::project::LabelMode;
 use crate::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, StratifiedSplitter};
@@ -157,6 +158,9 @@ pub enum ImportError {
     AllRowsBad(RowProblem),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The project's model failed on a batch; the batches before it were imported.
+    #[error(transparent)]
+    Tagging(#[from] VerdictError),
 }
 
 fn bad_row_outcome(imported: u64) -> String {
@@ -176,10 +180,11 @@ fn bad_row_outcome(imported: u64) -> String {
 /// stores nothing; a bad row in abort mode or a failure stops the import there, keeping the
 /// batches already committed — re-importing the same file finishes it, since tickets are
 /// upserted by (source, external id) and labels replaced, not added twice.
-pub async fn import_file<S: Store, R: Read + Send + 'static>(
+pub async fn import_file<S: Store, V: Verdicts, R: Read + Send + 'static>(
     store: &S,
     input: R,
     options: &ImportOptions,
+    verdicts: &V,
 ) -> Result<ImportReport, ImportError> {
     let records = open_records(input, options.format, options.columns.clone())?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Vec<_>, FileProblem>>(4);
@@ -263,7 +268,12 @@ pub async fn import_file<S: Store, R: Read + Send + 'static>(
                 }
             }
         }
-        writer.write(rows).await?;
+        write_batch(&mut writer, rows, verdicts)
+            .await
+            .map_err(|error| match error {
+                BatchError::Store(error) => ImportError::Store(error),
+                BatchError::Tagging(error) => ImportError::Tagging(error),
+            })?;
     }
     reading
         .await
@@ -387,7 +397,11 @@ impl RowConverter<'_> {
         if let Err(error) = ticket.validate() {
             return Ok(Err(problem(error.to_string())));
         }
-        Ok(Ok(ImportRow { ticket, tags }))
+        Ok(Ok(ImportRow {
+            ticket,
+            tags,
+            verdict: None,
+        }))
     }
 
     fn tag_names(&self, cell: &LabelCell) -> Result<Vec<TagName>, String> {

@@ -2,26 +2,36 @@
 //! `UNNEST` batches for bulk import, so one round trip stores a thousand tickets.
 
 use super::common::*;
-use super::rows::*;
-use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
-use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
-use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
-use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
-use crate::label::{LabelAction, LabelEvent, LabelSource};
-use crate::model_version::{ModelVersion, NewModelVersion};
+use super::{ImportCounts, ImportRow, ImportWriter, SchemaStore, Store};
+use crate::error::{StoreError, StoreResult, conflict_on_unique};
+use crate::ids::TagId;
+use crate::label::LabelAction;
 use crate::names::{ProjectName, TagName};
-use crate::project::{LabelMode, Project, ProjectSummary};
-use crate::registry::{Promotion, PromotionAction};
-use crate::tag::{NewTag, Tag, TagUpdate};
-use crate::ticket::{LabelledTicket, NewTicket, Ticket, TicketQuery, UpsertedTicket};
+use crate::project::{LabelMode, Project};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
+/// The shared SQL of `sql/`, compiled for this backend (see the SQLite backend).
+#[path = "sql/mod.rs"]
+// Loading `sql/` once per backend is the design, not an accident.
+#[allow(clippy::duplicate_mod)]
+mod sql;
+
 type Db = Postgres;
+type Backend = PgStore;
+/// The full-text search and calendar-day SQL of PostgreSQL.
+use super::dashboard::postgres_dialect as dialect;
+/// The review queue's lease query skips rows another transaction is leasing.
+const REVIEW_LOCK: &str = "FOR UPDATE OF q SKIP LOCKED";
+/// Settling a delivery (its status after the ticket is stored and its job queued) does not
+/// wait for PostgreSQL to flush its log: the claim and the ticket were committed durably
+/// before, and a settlement lost to a database crash leaves the delivery claimed, which the
+/// vendor's retry processes again (idempotently). The webhook answers one flush sooner.
+/// SQLite's store runs with `synchronous = NORMAL` already, which flushes at checkpoints.
+const SETTLE_SETTINGS: &[&str] = &["SET LOCAL synchronous_commit TO OFF"];
 
 /// The channel on which promotions are announced; see `PgStore::listen_for_promotions`.
 pub const PROMOTION_CHANNEL: &str = "tagger_model_promotions";
@@ -65,13 +75,9 @@ impl PgStore {
         listener.listen(PROMOTION_CHANNEL).await?;
         Ok(listener)
     }
-
-    common_store_helpers!();
 }
 
-impl Store for PgStore {
-    type Import = PgImport;
-
+impl SchemaStore for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
@@ -79,11 +85,14 @@ impl Store for PgStore {
         Ok(())
     }
 
-    common_store_methods!();
-    super::tag_merge::tag_merge_store_methods!();
-    super::training_runs::training_run_store_methods!();
-    super::web::web_store_methods!(postgres_dialect);
-    super::review::review_store_methods!("FOR UPDATE OF q SKIP LOCKED");
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl Store for PgStore {
+    type Import = PgImport;
 
     async fn begin_import(
         &self,
@@ -97,49 +106,11 @@ impl Store for PgStore {
             .bind(format!("import:{}", project.folded()))
             .execute(&mut *tx)
             .await?;
-        let existing: Option<ProjectRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            project_columns!(),
-            " FROM projects WHERE name_key = $1"
-        ))
-        .bind(project.folded())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let project_row: Project = match (existing, create) {
-            (Some(row), _) => row.try_into()?,
-            (None, Some(mode)) => {
-                let row: ProjectRow = sqlx::query_as(concat!(
-                    "INSERT INTO projects (name, name_key, label_mode, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
-                    project_columns!()
-                ))
-                .bind(project.as_str())
-                .bind(project.folded())
-                .bind(mode.as_str())
-                .bind(Utc::now())
-                .fetch_one(&mut *tx)
-                .await?;
-                row.try_into()?
-            }
-            (None, None) => {
-                return Err(StoreError::NotFound(format!(
-                    "project {:?}",
-                    project.as_str()
-                )));
-            }
-        };
-        let tag_rows: Vec<TagRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            tag_columns!(),
-            " FROM tags WHERE project_id = $1"
-        ))
-        .bind(project_row.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let tags: Vec<Tag> = convert_all(tag_rows)?;
+        let (project_row, tags) = Self::import_target_in(&mut tx, project, create).await?;
         Ok(PgImport {
             pool: self.pool.clone(),
             tx,
-            tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
+            tags,
             project: project_row,
             set_by: set_by.to_string(),
             counts: ImportCounts::default(),
@@ -352,6 +323,22 @@ impl ImportWriter for PgImport {
             .await?;
             self.insert_events(&added, LabelAction::Added, now).await?;
             batch_counts.labels += added.tickets.len() as u64;
+        }
+        for (row, (id, inserted)) in rows.iter().zip(&stored) {
+            if let Some(verdict) = &row.verdict {
+                let stored = crate::ticket::UpsertedTicket {
+                    id: crate::ids::TicketId(*id),
+                    created: *inserted,
+                };
+                PgStore::write_model_labels_in(
+                    &mut self.tx,
+                    stored,
+                    verdict.version,
+                    &verdict.tags,
+                    now,
+                )
+                .await?;
+            }
         }
         // Commit the batch. The next transaction begins first, so the import never has
         // none; PostgreSQL has no single write lock for it to hold.

@@ -2,34 +2,33 @@
 //! login-form CSRF tokens: 256 random bits, created on first use and shared by every process
 //! on the database. The SQL is the same on both backends.
 
-use super::any::AnyStore;
-use super::{PgStore, SqliteStore};
+use super::capability::store_capability;
 use crate::error::{StoreError, StoreResult};
-use chrono::Utc;
-use std::future::Future;
 
 /// Bytes in a newly created secret.
 pub const SECRET_BYTES: usize = 32;
 
-/// The capability to read (and on first use create) a named server secret.
-pub trait ServerSecrets {
-    /// The secret called `name`: created at random if none exists yet. Two processes racing
-    /// to create it both end up with the one stored first.
-    fn server_secret(&self, name: &str) -> impl Future<Output = StoreResult<Vec<u8>>> + Send;
+store_capability! {
+    /// The capability to read (and on first use create) a named server secret.
+    pub trait ServerSecrets {
+        /// The secret called `name`: created at random if none exists yet. Two processes racing
+        /// to create it both end up with the one stored first.
+        async fn server_secret(&self, name: &str) -> StoreResult<Vec<u8>>;
+    }
 }
 
-const INSERT_SECRET: &str = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+pub(crate) const INSERT_SECRET: &str = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
                              ON CONFLICT (name) DO NOTHING";
-const SELECT_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
+pub(crate) const SELECT_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
 
-fn new_secret() -> StoreResult<String> {
+pub(crate) fn new_secret() -> StoreResult<String> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes)
         .map_err(|e| StoreError::Secret(format!("no randomness for a new secret: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn decode(name: &str, hex: &str) -> StoreResult<Vec<u8>> {
+pub(crate) fn decode(name: &str, hex: &str) -> StoreResult<Vec<u8>> {
     let bytes: Option<Vec<u8>> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
@@ -39,42 +38,6 @@ fn decode(name: &str, hex: &str) -> StoreResult<Vec<u8>> {
         _ => Err(StoreError::Secret(format!(
             "{name:?} is not hex of at least 16 bytes"
         ))),
-    }
-}
-
-macro_rules! server_secret_method {
-    () => {
-        #[tracing::instrument(skip_all, fields(name = %name))]
-        async fn server_secret(&self, name: &str) -> StoreResult<Vec<u8>> {
-            sqlx::query(INSERT_SECRET)
-                .bind(name)
-                .bind(new_secret()?)
-                .bind(Utc::now())
-                .execute(self.writer())
-                .await?;
-            let value: String = sqlx::query_scalar(SELECT_SECRET)
-                .bind(name)
-                .fetch_one(self.pool())
-                .await?;
-            decode(name, &value)
-        }
-    };
-}
-
-impl ServerSecrets for SqliteStore {
-    server_secret_method!();
-}
-
-impl ServerSecrets for PgStore {
-    server_secret_method!();
-}
-
-impl ServerSecrets for AnyStore {
-    async fn server_secret(&self, name: &str) -> StoreResult<Vec<u8>> {
-        match self {
-            Self::Sqlite(store) => store.server_secret(name).await,
-            Self::Postgres(store) => store.server_secret(name).await,
-        }
     }
 }
 

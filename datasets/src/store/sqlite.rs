@@ -1,35 +1,42 @@
 //! The embedded backend: one SQLite file, WAL mode, so `tagger demo` needs no server.
 
 use super::common::*;
-use super::rows::*;
-use super::{ImportCounts, ImportRow, ImportWriter, MAX_PAGE, Store};
-use crate::api_key::{ApiKey, CreatedApiKey, KeyGrant};
-use crate::error::{StoreError, StoreResult, ValidationError, conflict_on_unique};
-use crate::ids::{ModelVersionId, ProjectId, TagId, TicketId};
-use crate::label::{LabelAction, LabelEvent, LabelSource};
-use crate::model_version::{ModelVersion, NewModelVersion};
+use super::{ImportCounts, ImportRow, ImportWriter, SchemaStore, Store};
+use crate::error::{StoreError, StoreResult, conflict_on_unique};
+use crate::ids::{ProjectId, TagId};
+use crate::label::LabelAction;
 use crate::names::{ProjectName, TagName};
-use crate::project::{LabelMode, Project, ProjectSummary};
-use crate::registry::{Promotion, PromotionAction};
-use crate::tag::{NewTag, Tag, TagUpdate};
-use crate::ticket::{LabelledTicket, NewTicket, Ticket, TicketQuery, UpsertedTicket};
+use crate::project::{LabelMode, Project};
 use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-type Db = Sqlite;
+/// The shared SQL of `sql/`, compiled for this backend: `Db`, `Backend` and the constants below
+/// are what it asks of each backend.
+#[path = "sql/mod.rs"]
+// Loading `sql/` once per backend is the design, not an accident.
+#[allow(clippy::duplicate_mod)]
+mod sql;
 
-/// SQLite has no notifications: servers notice promotions by polling.
+type Db = Sqlite;
+type Backend = SqliteStore;
+/// The full-text search and calendar-day SQL of SQLite.
+use super::dashboard::sqlite_dialect as dialect;
+
 /// How a write transaction starts. SQLite's default (deferred) takes the write lock only at
 /// the first write, and fails with "database is locked" at once, without waiting, when
 /// another connection wrote since this one's first read (the job queue's heartbeats do, every
 /// few seconds); an immediate transaction takes the lock up front and waits its turn.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// SQLite has no notifications: servers notice promotions by polling.
 const PROMOTION_NOTIFY: Option<&str> = None;
+/// The review queue's lease query needs no row lock: SQLite has one writer at a time.
+const REVIEW_LOCK: &str = "";
+/// Statements run at the start of a delivery's settling transaction: none on SQLite.
+const SETTLE_SETTINGS: &[&str] = &[];
 
 /// The store on a SQLite file.
 #[derive(Clone, Debug)]
@@ -80,13 +87,9 @@ impl SqliteStore {
             .await?;
         Ok(Self { pool, writer })
     }
-
-    common_store_helpers!();
 }
 
-impl Store for SqliteStore {
-    type Import = SqliteImport;
-
+impl SchemaStore for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         let mut migrator = sqlx::migrate!("../migrations/sqlite");
         // The job queue (apalis) records its own migrations in the same table on SQLite.
@@ -95,11 +98,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    common_store_methods!();
-    super::tag_merge::tag_merge_store_methods!();
-    super::training_runs::training_run_store_methods!();
-    super::web::web_store_methods!(sqlite_dialect);
-    super::review::review_store_methods!("");
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    type Import = SqliteImport;
 
     async fn begin_import(
         &self,
@@ -107,51 +113,12 @@ impl Store for SqliteStore {
         create: Option<LabelMode>,
         set_by: &str,
     ) -> StoreResult<SqliteImport> {
-        // BEGIN IMMEDIATE would be ideal; a plain transaction that writes first gets the same lock.
         let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
-        let existing: Option<ProjectRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            project_columns!(),
-            " FROM projects WHERE name_key = $1"
-        ))
-        .bind(project.folded())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let project_row: Project = match (existing, create) {
-            (Some(row), _) => row.try_into()?,
-            (None, Some(mode)) => {
-                let row: ProjectRow = sqlx::query_as(concat!(
-                    "INSERT INTO projects (name, name_key, label_mode, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
-                    project_columns!()
-                ))
-                .bind(project.as_str())
-                .bind(project.folded())
-                .bind(mode.as_str())
-                .bind(Utc::now())
-                .fetch_one(&mut *tx)
-                .await?;
-                row.try_into()?
-            }
-            (None, None) => {
-                return Err(StoreError::NotFound(format!(
-                    "project {:?}",
-                    project.as_str()
-                )));
-            }
-        };
-        let tag_rows: Vec<TagRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            tag_columns!(),
-            " FROM tags WHERE project_id = $1"
-        ))
-        .bind(project_row.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let tags: Vec<Tag> = convert_all(tag_rows)?;
+        let (project_row, tags) = Self::import_target_in(&mut tx, project, create).await?;
         Ok(SqliteImport {
             pool: self.writer.clone(),
             tx: Some(tx),
-            tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
+            tags,
             project: project_row,
             set_by: set_by.to_string(),
             counts: ImportCounts::default(),
@@ -247,6 +214,10 @@ impl SqliteImport {
             .await?;
             Self::record_event(tx, set_by, id, tag, LabelAction::Added, now).await?;
             counts.labels += 1;
+        }
+        if let Some(verdict) = &row.verdict {
+            SqliteStore::write_model_labels_in(tx, stored, verdict.version, &verdict.tags, now)
+                .await?;
         }
         Ok(())
     }

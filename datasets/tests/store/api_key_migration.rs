@@ -2,8 +2,9 @@
 //! existed keeps working, with every project scope, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
-use datasets::{KeyGrant, Scopes, Store};
+use datasets::{KeyGrant, Scopes};
 use sqlx::Connection;
 
 /// The last migration before keys had scopes.

@@ -6,6 +6,7 @@ use datasets::export::{Personal, export_project};
 use datasets::import::{
     ColumnMap, FileFormat, ImportError, ImportOptions, OnBadRow, SplitChoice, import_file,
 };
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 
@@ -65,6 +66,7 @@ async fn import_csv(
         store,
         std::io::Cursor::new(csv.as_bytes().to_vec()),
         options,
+        &datasets::ingest::Untagged,
     )
     .await
 }

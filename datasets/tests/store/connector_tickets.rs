@@ -8,6 +8,7 @@ use datasets::connector::{
     ConnectorName, ConnectorSettings, ConnectorTicketStored, ConnectorTicketWrite, NewConnector,
     System,
 };
+use datasets::store::prelude::*;
 use datasets::*;
 
 fn write(external_id: &str, minute: u32, imported: Vec<TagId>) -> ConnectorTicketWrite {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use datasets::store::prelude::*;
 use datasets::store::{ImportRow, LabellingTotals, TagCount, TagOutcome, TagVolume};
 use datasets::*;
 
@@ -140,6 +141,7 @@ async fn counts_equal_a_recount_after_ingest_import_relabel_removal_and_archive(
         .write(
             (20..40)
                 .map(|i| ImportRow {
+                    verdict: None,
                     ticket: ticket(i),
                     tags: if i.is_multiple_of(2) {
                         vec![billing.id, bug.id]
@@ -161,6 +163,7 @@ async fn counts_equal_a_recount_after_ingest_import_relabel_removal_and_archive(
         .write(
             (20..30)
                 .map(|i| ImportRow {
+                    verdict: None,
                     ticket: ticket(i),
                     tags: vec![bug.id],
                 })

@@ -3,6 +3,7 @@
 //! adjudicator, whose answer sets the labels and is not counted as a rater.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::*;
 
 use crate::support;

@@ -240,8 +240,12 @@ fn an_import_of_hostile_rows_stores_or_reports_every_row() {
             let mut options = ImportOptions::new(name, FileFormat::Csv, columns, "hostile.csv");
             options.on_bad_row = OnBadRow::Skip;
             options.label_separator = Some("|".into());
-            let imported =
-                runtime.block_on(import_file(&store, std::io::Cursor::new(bytes), &options));
+            let imported = runtime.block_on(import_file(
+                &store,
+                std::io::Cursor::new(bytes),
+                &options,
+                &datasets::ingest::Untagged,
+            ));
             match imported {
                 Ok(report) => {
                     prop_assert_eq!(report.rows_read, rows.len() as u64);

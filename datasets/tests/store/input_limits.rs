@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
 use datasets::limits::*;
 use datasets::store::ServerSecrets;

@@ -4,6 +4,7 @@
 //! merge changes nothing.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::*;
 
 fn name(text: &str) -> TagName {
@@ -62,14 +63,17 @@ async fn fixture(store: &AnyStore) -> Fixture {
         .unwrap();
     let rows = vec![
         store::ImportRow {
+            verdict: None,
             ticket: ticket("0"),
             tags: vec![billing.id],
         },
         store::ImportRow {
+            verdict: None,
             ticket: ticket("1"),
             tags: vec![billing.id, payments.id],
         },
         store::ImportRow {
+            verdict: None,
             ticket: ticket("5"),
             tags: vec![payments.id],
         },

@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use datasets::store::AnyStore;
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
-use datasets::{LabelMode, ProjectName, Store};
+use datasets::{LabelMode, ProjectName};
 
 #[tokio::test]
 async fn a_connection_whose_transaction_sqlite_ended_is_never_reused() {

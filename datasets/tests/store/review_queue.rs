@@ -2,6 +2,7 @@
 //! leaving the queue, skips, and the counts the retraining policy reads.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::*;
 use std::collections::HashSet;
 

@@ -3,6 +3,7 @@
 //! deciding its fate.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::*;
 
 async fn project(store: &AnyStore) -> Project {

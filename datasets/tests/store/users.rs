@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use chrono::{Duration, TimeZone, Utc};
+use datasets::store::prelude::*;
 use datasets::store::{TicketFilter, TicketPage};
 use datasets::*;
 

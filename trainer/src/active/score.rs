@@ -9,8 +9,9 @@
 use super::diversity::hashed_ngram_vectors;
 use super::select::{Pool, RuleConflict, SelectError, Selection, Strategy, select};
 use super::uncertainty::ModelView;
+use datasets::store::prelude::*;
 use datasets::{
-    AnyStore, LabelSource, LabelledTicket, ModelVersionId, NewQueueEntry, ProjectId, Split, Store,
+    AnyStore, LabelSource, LabelledTicket, ModelVersionId, NewQueueEntry, ProjectId, Split,
     StoreError, Tag, TicketId,
 };
 use inference::artifact_store::{ArtifactStore, ArtifactStoreError};

@@ -10,7 +10,8 @@ use crate::state::AppState;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use datasets::{ApiKey, KeyGrant, Project, Scope, Store};
+use datasets::store::prelude::*;
+use datasets::{ApiKey, KeyGrant, Project, Scope};
 use std::marker::PhantomData;
 
 /// Who may call a route.

@@ -4,7 +4,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use datasets::Store;
+use datasets::store::prelude::*;
 use inference::service::ProjectStatus;
 use serde::Serialize;
 use utoipa::ToSchema;

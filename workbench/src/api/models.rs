@@ -8,7 +8,8 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::registry::check_guard;
-use datasets::{ModelVersion, ModelVersionId, Promotion, Store};
+use datasets::store::prelude::*;
+use datasets::{ModelVersion, ModelVersionId, Promotion};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

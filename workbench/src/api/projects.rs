@@ -6,9 +6,10 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::demo::default_taxonomy;
+use datasets::store::prelude::*;
 use datasets::{
-    AnyStore, AuditAction, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Store, Tag,
-    TagId, TagMerge, TagUpdate,
+    AnyStore, AuditAction, LabelMode, NewTag, Project, ProjectName, ProjectSummary, Tag, TagId,
+    TagMerge, TagUpdate,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

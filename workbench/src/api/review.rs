@@ -7,9 +7,10 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, from_json_value};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use datasets::store::prelude::*;
 use datasets::{
     AnswerKind, LabelledTicket, QueueEntry, ReviewQueueStats, ReviewSettings,
-    SECOND_OPINION_STRATEGY, Store, TagName, TicketId,
+    SECOND_OPINION_STRATEGY, TagName, TicketId,
 };
 use serde::{Deserialize, Serialize};
 use trainer::active::{ScoreError, ScoreOptions, ScoreSummary, Strategy};

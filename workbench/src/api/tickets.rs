@@ -6,9 +6,9 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use datasets::store::prelude::*;
 use datasets::{
-    LabelEvent, LabelledTicket, NewTicket, Split, Store, TagName, TicketId, TicketQuery,
-    UpsertedTicket,
+    LabelEvent, LabelledTicket, NewTicket, Split, TagName, TicketId, TicketQuery, UpsertedTicket,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

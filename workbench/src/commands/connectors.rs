@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use connectors::System;
 use datasets::connector::ConnectorName;
-use datasets::{Actor, AnyStore, AuditAction, ConnectorStore, Store, WriteBackStore};
+use datasets::store::prelude::*;
+use datasets::{Actor, AnyStore, AuditAction, ConnectorStore, WriteBackStore};
 use std::fmt;
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,8 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use anyhow::Context;
 use datasets::split::DEFAULT_SPLIT_SEED;
-use datasets::{AnyStore, LabelMode, ProjectName, Store};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, LabelMode, ProjectName};
 
 /// The demo project's name.
 pub const DEMO_PROJECT: &str = "Demo";

@@ -4,7 +4,8 @@ use crate::cli::ExportArgs;
 use anyhow::Context;
 use datasets::export::{Personal, export_project};
 use datasets::import::FileFormat;
-use datasets::{AnyStore, ProjectName, Store};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, ProjectName};
 use std::io::Write;
 
 pub async fn run(store: &AnyStore, args: ExportArgs) -> anyhow::Result<()> {

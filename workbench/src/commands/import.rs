@@ -1,12 +1,14 @@
 //! `tagger import`: a CSV or JSON Lines file into a project.
 
 use crate::cli::ImportArgs;
+use crate::config::Config;
 use anyhow::Context;
 use datasets::AnyStore;
 use datasets::ProjectName;
 use datasets::import::{ColumnMap, FileFormat, ImportOptions, import_file};
+use inference::service::{BatchConfig, TaggingService};
 
-pub async fn run(store: &AnyStore, args: ImportArgs) -> anyhow::Result<()> {
+pub async fn run(store: &AnyStore, config: &Config, args: ImportArgs) -> anyhow::Result<()> {
     let project = ProjectName::parse(&args.project)?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
@@ -37,10 +39,21 @@ pub async fn run(store: &AnyStore, args: ImportArgs) -> anyhow::Result<()> {
     options.test_fraction = args.test_fraction;
 
     let started = std::time::Instant::now();
+    // New tickets are tagged by the project's model in service, as the API's are; the model
+    // is loaded only if the project has one.
+    let tagging = TaggingService::start(
+        BatchConfig::default(),
+        super::models::open_artifacts(config)?,
+    );
+    let verdicts = crate::ingest::ServiceVerdicts {
+        store,
+        tagging: &tagging,
+    };
     let report = import_file(
         store,
         std::io::BufReader::with_capacity(1 << 20, file),
         &options,
+        &verdicts,
     )
     .await
     .with_context(|| format!("import of {} failed", args.file.display()))?;

@@ -2,7 +2,8 @@
 
 use crate::audit_trail;
 use crate::cli::KeysCommand;
-use datasets::{Actor, AnyStore, KeyGrant, ProjectId, Scopes, Store};
+use datasets::store::prelude::*;
+use datasets::{Actor, AnyStore, KeyGrant, ProjectId, Scopes};
 
 /// The project named on the command line, or `None` for `--instance-admin`.
 async fn owner(store: &AnyStore, project: Option<String>) -> anyhow::Result<Option<ProjectId>> {

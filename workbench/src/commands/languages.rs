@@ -3,7 +3,8 @@
 //! `PUT /v1/projects/{project}/languages`, applied by running servers on their next look.
 
 use anyhow::Context;
-use datasets::{Actor, AnyStore, AuditAction, Language, Store};
+use datasets::store::prelude::*;
+use datasets::{Actor, AnyStore, AuditAction, Language};
 
 #[derive(Debug, clap::Args)]
 pub struct LanguagesArgs {

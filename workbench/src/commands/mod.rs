@@ -18,7 +18,8 @@ mod worker;
 use crate::cli::{Cli, Command, ModelsCommand};
 use crate::config::Config;
 use anyhow::Context;
-use datasets::{AnyStore, Store};
+use datasets::AnyStore;
+use datasets::store::prelude::*;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
@@ -37,7 +38,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend_name());
             Ok(())
         }
-        Command::Import(args) => import::run(&open_store(&config).await?, args).await,
+        Command::Import(args) => import::run(&open_store(&config).await?, &config, args).await,
         Command::Export(args) => export::run(&open_store(&config).await?, args).await,
         Command::Projects => list_projects(&open_store(&config).await?).await,
         Command::Languages(args) => languages::run(&open_store(&config).await?, args).await,

@@ -3,7 +3,8 @@
 use crate::cli::{EvalArgs, OutputFormat, PredictArgs, TrainArgs};
 use crate::config::Config;
 use anyhow::Context;
-use datasets::{AnyStore, ModelVersion, ModelVersionId, Store};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, ModelVersion, ModelVersionId};
 use indicatif::{ProgressBar, ProgressStyle};
 use inference::artifact_store::ArtifactStore;
 use inference::{Decider, TaxonomyDrift};

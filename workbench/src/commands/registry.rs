@@ -5,7 +5,8 @@ use crate::cli::ModelsCommand;
 use crate::config::Config;
 use anyhow::Context;
 use datasets::registry::check_guard;
-use datasets::{Actor, AnyStore, ModelVersionId, Store};
+use datasets::store::prelude::*;
+use datasets::{Actor, AnyStore, ModelVersionId};
 
 /// The command line as the actor: the history keeps the name given (or the OS user), the
 /// audit log says `cli` because nothing authenticated that name.

@@ -5,7 +5,8 @@ use crate::audit_trail;
 use crate::cli::UsersCommand;
 use crate::web::{hash_password, new_password_problem};
 use anyhow::{Context, bail};
-use datasets::{Actor, AnyStore, AuditAction, NewUser, Role, Store, Username};
+use datasets::store::prelude::*;
+use datasets::{Actor, AnyStore, AuditAction, NewUser, Role, Username};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -8,7 +8,8 @@ use crate::api::projects::{CreateProjectError, create_project_with_tags};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
 use datasets::demo::default_taxonomy;
-use datasets::{ApiKey, KeyGrant, LabelMode, ProjectId, ProjectName, Role, Scope, Store};
+use datasets::store::prelude::*;
+use datasets::{ApiKey, KeyGrant, LabelMode, ProjectId, ProjectName, Role, Scope};
 use minijinja::{Value, context};
 use serde::Deserialize;
 

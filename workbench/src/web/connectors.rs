@@ -13,7 +13,8 @@ use crate::state::AppState;
 use axum::extract::{Form, Path, State};
 use connectors::{System, WriteOutcome};
 use datasets::connector::{Connector, ConnectorName};
-use datasets::{BackfillStore, ConnectorStore, Project, Role, Store, WriteBackStore};
+use datasets::store::prelude::*;
+use datasets::{BackfillStore, ConnectorStore, Project, Role, WriteBackStore};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
@@ -199,14 +200,7 @@ pub struct CreateForm {
 
 /// A comma-separated list of field names as typed.
 fn field_list(value: &Option<String>) -> Vec<String> {
-    value
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect()
+    super::list_field(value.as_deref(), &[','])
 }
 
 pub async fn create(

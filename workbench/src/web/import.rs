@@ -13,7 +13,8 @@ use datasets::import::{
     ColumnMap, FileFormat, ImportError, ImportOptions, ImportReport, OnBadRow, SplitChoice,
     import_file,
 };
-use datasets::{Project, Role, Store};
+use datasets::store::prelude::*;
+use datasets::{Project, Role};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -368,7 +369,18 @@ async fn import(
         format = ?options.format,
         "import from the browser"
     );
-    match import_file(&state.store, std::io::Cursor::new(upload.bytes), &options).await {
+    let verdicts = crate::ingest::ServiceVerdicts {
+        store: &state.store,
+        tagging: &state.tagging,
+    };
+    match import_file(
+        &state.store,
+        std::io::Cursor::new(upload.bytes),
+        &options,
+        &verdicts,
+    )
+    .await
+    {
         Ok(report) => Ok(Ok(report)),
         Err(ImportError::Store(error)) => Err(error.into()),
         Err(ImportError::BadRow { problem, imported }) => bad(format!(

@@ -35,6 +35,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use datasets::store::prelude::*;
 use datasets::{Project, ProjectId, Role, StoreError, StoreErrorKind};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Value, context};
@@ -372,7 +373,6 @@ pub async fn render_page(
     template: &str,
     page: Value,
 ) -> WebResult {
-    use datasets::Store;
     let projects: Vec<ProjectLink> = state
         .store
         .project_list()
@@ -435,7 +435,6 @@ pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Loads the project a URL names.
 pub async fn load_project(state: &AppState, id: i64) -> WebResult<Project> {
-    use datasets::Store;
     Ok(state.store.project(ProjectId(id)).await?)
 }
 
@@ -453,4 +452,24 @@ pub fn require(user: &CurrentUser, need: Role) -> WebResult<()> {
 /// A form field that may be left empty: empty means absent.
 pub fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A field holding a row id a select list offered (a tag, a model version); `missing` says
+/// what to choose when it is absent or not a number.
+pub fn id_field(value: Option<&str>, missing: impl FnOnce() -> String) -> WebResult<i64> {
+    value
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .ok_or_else(|| WebError::BadRequest(missing()))
+}
+
+/// The items of a list typed into one field, split on any of `separators`, trimmed, empty
+/// ones dropped.
+pub fn list_field(value: Option<&str>, separators: &[char]) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(separators)
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -5,11 +5,12 @@
 use super::auth::{CsrfForm, CurrentUser};
 use super::charts::{XySeries, xy_chart};
 use super::confusion;
-use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
+use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use datasets::registry::check_guard;
-use datasets::{ModelKind, ModelVersion, ModelVersionId, Role, Store};
+use datasets::store::prelude::*;
+use datasets::{ModelKind, ModelVersion, ModelVersionId, Role};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -240,10 +241,7 @@ pub struct CompareQuery {
 }
 
 fn version_param(name: &str, value: Option<&str>) -> WebResult<ModelVersionId> {
-    value
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .map(ModelVersionId)
-        .ok_or_else(|| WebError::BadRequest(format!("choose version {name} to compare")))
+    super::id_field(value, || format!("choose version {name} to compare")).map(ModelVersionId)
 }
 
 pub async fn compare(

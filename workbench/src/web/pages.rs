@@ -6,7 +6,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use datasets::Store;
+use datasets::store::prelude::*;
 use minijinja::context;
 use rust_embed::RustEmbed;
 

@@ -12,7 +12,8 @@ use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
-use datasets::{AnswerKind, LabelSource, Role, SECOND_OPINION_STRATEGY, Store, TicketId};
+use datasets::store::prelude::*;
+use datasets::{AnswerKind, LabelSource, Role, SECOND_OPINION_STRATEGY, TicketId};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -9,19 +9,15 @@ use super::tickets::preview_rows;
 use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
-use datasets::{KeywordRules, NewTag, Role, Store, TagId, TagName, TagUpdate};
+use datasets::store::prelude::*;
+use datasets::{KeywordRules, NewTag, Role, TagId, TagName, TagUpdate};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
 /// Phrases typed one per line (or separated by commas).
 fn phrases(text: Option<&str>) -> Vec<String> {
-    text.unwrap_or_default()
-        .split(['\n', ','])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
+    super::list_field(text, &['\n', ','])
 }
 
 pub async fn list(
@@ -306,10 +302,7 @@ pub struct MergeForm {
 }
 
 fn tag_param(name: &str, value: Option<&str>) -> WebResult<TagId> {
-    value
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .map(TagId)
-        .ok_or_else(|| WebError::BadRequest(format!("choose the tag {name}")))
+    super::id_field(value, || format!("choose the tag {name}")).map(TagId)
 }
 
 /// Merges one tag into another (admins): its labels move, its rules are appended, it is

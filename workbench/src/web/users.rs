@@ -5,7 +5,8 @@ use super::password_hashing::BUSY_RETRY_AFTER_SECONDS;
 use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
-use datasets::{AuditAction, NewUser, Role, Store, Username};
+use datasets::store::prelude::*;
+use datasets::{AuditAction, NewUser, Role, Username};
 use minijinja::{Value, context};
 use serde::Deserialize;
 

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use datasets::test_db::TestDatabase;
-use datasets::{AnyStore, ProjectName, Store};
-use http_body_util::BodyExt;
+use datasets::{AnyStore, ProjectName};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -80,15 +80,8 @@ impl TestApp {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri);
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        self.send(request).await
+        self.send(support::json_request(method, uri, None, body.as_ref()))
+            .await
     }
 
     /// Sends a request as built, adding the key its path needs.
@@ -98,16 +91,7 @@ impl TestApp {
                 .headers_mut()
                 .insert("authorization", format!("Bearer {key}").parse().unwrap());
         }
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        (status, value)
+        support::send_json(&self.router, request).await
     }
 
     async fn with_project(self) -> Self {

@@ -6,14 +6,12 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use datasets::*;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use support::{instance_admin_key, project_key, scoped_key};
-use tower::ServiceExt;
 use workbench::api::auth::Access;
 use workbench::app::app;
 use workbench::config::Config;
@@ -66,23 +64,8 @@ impl TestApp {
         authorization: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(authorization) = authorization {
-            request = request.header("authorization", authorization);
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        let request = support::json_request(method, uri, authorization, body.as_ref());
+        support::send_json(&self.router, request).await
     }
 
     async fn call(

@@ -10,7 +10,8 @@
 use crate::support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use datasets::{AnyStore, LabelMode, NewTicket, ProjectName, Split, Store};
+use datasets::store::prelude::*;
+use datasets::{AnyStore, LabelMode, NewTicket, ProjectName, Split};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,8 +13,9 @@
 use crate::support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
-use datasets::{AnyStore, LabelMode, ModelVersion, Project, ProjectName, Store};
+use datasets::{AnyStore, LabelMode, ModelVersion, Project, ProjectName};
 use http_body_util::BodyExt;
 use inference::artifact_store::ArtifactStore;
 use object_store::ObjectStoreExt;

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use datasets::Store;
 use datasets::test_db::TestDatabase;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

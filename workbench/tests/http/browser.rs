@@ -6,6 +6,7 @@
 //! Skips (with a message) when chromedriver is not installed; `.ci/run` installs it.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use fantoccini::{ClientBuilder, Locator};

@@ -13,6 +13,7 @@ use connectors::System;
 use datasets::connector::{
     BackfillStatus, Connector, ConnectorName, ConnectorSettings, NewConnector,
 };
+use datasets::store::prelude::*;
 use datasets::*;
 use serde_json::{Value, json};
 use std::collections::VecDeque;

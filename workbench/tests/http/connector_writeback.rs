@@ -14,6 +14,7 @@ use connectors::System;
 use datasets::connector::{
     Connector, ConnectorName, ConnectorSettings, NewConnector, WriteBack, WriteBackStatus,
 };
+use datasets::store::prelude::*;
 use datasets::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

@@ -5,17 +5,17 @@
 //! the `tagger connectors` commands.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use crate::support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use connectors::System;
 use datasets::connector::{
     Connector, ConnectorName, ConnectorSettings, DeliveryClaim, DeliveryStatus, NewConnector,
 };
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use workbench::app::app;
 use workbench::config::Config;
 use workbench::credentials::{CredentialKey, Credentials};
@@ -89,18 +89,11 @@ impl TestApp {
         for (header, value) in headers {
             request = request.header(*header, value);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(body.to_vec())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        support::send_json(
+            &self.router,
+            request.body(Body::from(body.to_vec())).unwrap(),
         )
+        .await
     }
 
     async fn tickets(&self) -> Vec<LabelledTicket> {
@@ -660,18 +653,7 @@ async fn a_delivery_abandoned_mid_way_is_claimed_again_not_taken_for_a_duplicate
 
 /// `GET` with a key; the status and JSON answer.
 async fn get_json(router: &axum::Router, uri: &str, key: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::empty())
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    support::call_api(router, Method::GET, uri, Some(key), None).await
 }
 
 /// An admin key of the project pages through the connector's deliveries and write-backs,

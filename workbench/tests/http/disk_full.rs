@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
 use axum::http::{Method, StatusCode};
 use datasets::test_db::TestDatabase;

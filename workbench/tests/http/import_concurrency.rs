@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
 use axum::http::{Method, StatusCode};
 use datasets::import::{ColumnMap, FileFormat, ImportOptions, import_file};
@@ -58,6 +59,7 @@ async fn api_writes_succeed_at_once_during_a_long_import(store: AnyStore) {
             &importer,
             std::io::Cursor::new(generated_csv(IMPORTED)),
             &options,
+            &datasets::ingest::Untagged,
         )
         .await
     });

@@ -4,6 +4,7 @@
 //! password is taken exactly as typed.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use reqwest::StatusCode;

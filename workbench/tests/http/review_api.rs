@@ -3,16 +3,12 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use datasets::test_db::TestDatabase;
-use datasets::{
-    AnyStore, NewQueueEntry, NewTicket, ProjectId, ProjectName, Split, Store, TicketId,
-};
-use http_body_util::BodyExt;
+use datasets::{AnyStore, NewQueueEntry, NewTicket, ProjectId, ProjectName, Split, TicketId};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use workbench::app::app;
 use workbench::config::Config;
 use workbench::state::AppState;
@@ -85,26 +81,7 @@ impl TestApp {
         body: Option<Value>,
         key: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(key) = key {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, value)
+        support::call_api(&self.router, method, uri, key, body).await
     }
 
     /// A key of the project with every scope; its holder acts as `api-key:<name>`.

@@ -4,15 +4,13 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::support;
+use datasets::store::prelude::*;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use datasets::test_db::TestDatabase;
-use datasets::{AnyStore, LabelMode, LabelSource, Project, ProjectName, Store};
-use http_body_util::BodyExt;
+use datasets::{AnyStore, LabelMode, LabelSource, Project, ProjectName};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use tower::ServiceExt;
 use workbench::app::app;
 use workbench::config::Config;
 use workbench::state::AppState;
@@ -73,23 +71,7 @@ impl Harness {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(key) = key {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        support::call_api(&self.router, method, uri, key, body).await
     }
 
     async fn tag(&self, subject: &str) -> (StatusCode, Value) {
@@ -611,4 +593,112 @@ async fn on_postgres_a_promotion_is_heard_at_once_without_polling() {
     watcher.abort();
     drop(state);
     database.drop_database().await.unwrap();
+}
+
+/// A file imported into a project with a model in service is tagged on the way in, through
+/// the same tagging as the API, and each ticket is stored with the model's labels.
+async fn an_imported_file_is_tagged_by_the_model_in_service(database: TestDatabase) {
+    let harness = Harness::on(database).await;
+    let version = train_version(&harness.store, &harness.project, harness.models.path()).await;
+    harness
+        .store
+        .promote_model_version(harness.project.id, version.id, "test")
+        .await
+        .unwrap();
+    let texts = [
+        (
+            "IMP-1",
+            "Charged twice this month",
+            "My card was charged twice. Please refund.",
+        ),
+        (
+            "IMP-2",
+            "Cannot log in",
+            "The password reset link never arrives in my inbox.",
+        ),
+    ];
+    let mut csv = String::from("id,subject,body\n");
+    for (id, subject, body) in texts {
+        csv.push_str(&format!("{id},{subject},{body}\n"));
+    }
+    let options = datasets::import::ImportOptions::new(
+        ProjectName::parse("Acme").unwrap(),
+        datasets::import::FileFormat::Csv,
+        datasets::import::ColumnMap {
+            text: vec!["subject".into(), "body".into()],
+            label: None,
+            id: Some("id".into()),
+        },
+        "history.csv",
+    );
+    let state = AppState::new(harness.store.clone(), Config::default());
+    let verdicts = workbench::ingest::ServiceVerdicts {
+        store: &harness.store,
+        tagging: &state.tagging,
+    };
+    let report = datasets::import::import_file(
+        &harness.store,
+        std::io::Cursor::new(csv.into_bytes()),
+        &options,
+        &verdicts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.created, 2);
+
+    let stored = harness
+        .store
+        .search_tickets(harness.project.id, &datasets::TicketQuery::default())
+        .await
+        .unwrap();
+    for (external_id, subject, body) in texts {
+        let ticket = stored
+            .iter()
+            .find(|t| t.ticket.external_id == external_id)
+            .unwrap();
+        let (status, verdict) = harness
+            .call(
+                Method::POST,
+                "/v1/projects/Acme/tag",
+                Some(&harness.key),
+                Some(json!({"subject": subject, "body": body})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{verdict}");
+        let applied: BTreeSet<String> = verdict["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        let model_labels: Vec<_> = ticket
+            .labels
+            .iter()
+            .filter(|l| l.source == LabelSource::Model)
+            .collect();
+        let labelled: BTreeSet<String> = model_labels
+            .iter()
+            .map(|l| l.tag.as_str().to_string())
+            .collect();
+        assert_eq!(labelled, applied, "{external_id}: {verdict}");
+        assert!(
+            model_labels
+                .iter()
+                .all(|l| l.set_by == format!("model:{}", version.id)),
+            "{model_labels:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_sqlite_an_imported_file_is_tagged_by_the_model_in_service() {
+    an_imported_file_is_tagged_by_the_model_in_service(TestDatabase::sqlite().unwrap()).await;
+}
+
+#[tokio::test]
+async fn on_postgres_an_imported_file_is_tagged_by_the_model_in_service() {
+    let test = "on_postgres_an_imported_file_is_tagged_by_the_model_in_service";
+    if let Some(database) = TestDatabase::postgres(test).await.unwrap() {
+        an_imported_file_is_tagged_by_the_model_in_service(database).await;
+    }
 }

@@ -2,12 +2,12 @@
 //! role against every action, escaping of untrusted ticket text and tag names, and each page.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use crate::support::{Page, read};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use axum::response::Response;
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 use workbench::app::app;
 use workbench::config::Config;
@@ -24,50 +24,6 @@ struct WebApp {
     project: Project,
     tickets: Vec<TicketId>,
     _database: TestDatabase,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    cookies: Vec<String>,
-    body: String,
-}
-
-impl Page {
-    /// The CSRF token of the first form on the page.
-    fn csrf(&self) -> String {
-        let start = self.body.find("name=\"csrf\" value=\"").unwrap() + 19;
-        let end = start + self.body[start..].find('"').unwrap();
-        self.body[start..end].to_string()
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies
-            .iter()
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .cloned()
-    }
-}
-
-async fn read(response: Response) -> Page {
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_string());
-    let cookies = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Page {
-        status,
-        location,
-        cookies,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
 }
 
 /// A logged-in browser: its session cookie and the CSRF token its pages carry.
@@ -178,7 +134,7 @@ impl WebApp {
     async fn try_login(&self, username: &str, password: &str) -> Page {
         let form = self.get("/login", None).await;
         assert_eq!(form.status, StatusCode::OK);
-        let csrf_cookie = form.cookie("tagger_login_csrf").unwrap();
+        let csrf_cookie = form.set_cookie("tagger_login_csrf").unwrap();
         let cookie = csrf_cookie.split(';').next().unwrap().to_string();
         self.post(
             "/login",
@@ -197,7 +153,7 @@ impl WebApp {
         let page = self.try_login(username, PASSWORD).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         let cookie = page
-            .cookie("tagger_session")
+            .set_cookie("tagger_session")
             .unwrap()
             .split(';')
             .next()
@@ -234,7 +190,7 @@ async fn logging_in_sets_a_session_cookie_that_is_httponly_and_samesite() {
     let app = WebApp::new().await;
     let page = app.try_login("admin", PASSWORD).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
-    let cookie = page.cookie("tagger_session").unwrap();
+    let cookie = page.set_cookie("tagger_session").unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
@@ -268,7 +224,11 @@ async fn cookies_are_secure_when_the_config_says_tls_is_in_front() {
     })
     .await;
     let page = app.try_login("admin", PASSWORD).await;
-    assert!(page.cookie("tagger_session").unwrap().contains("; Secure"));
+    assert!(
+        page.set_cookie("tagger_session")
+            .unwrap()
+            .contains("; Secure")
+    );
 }
 
 #[tokio::test]
@@ -279,7 +239,7 @@ async fn a_wrong_password_or_unknown_user_is_refused_alike() {
     for page in [&wrong, &unknown] {
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
         assert!(page.body.contains("Wrong username or password."));
-        assert!(page.cookie("tagger_session").is_none());
+        assert!(page.set_cookie("tagger_session").is_none());
     }
 }
 
@@ -294,7 +254,7 @@ async fn login_is_refused_after_five_failures_even_with_the_right_password() {
     }
     let page = app.try_login("labeler", PASSWORD).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(page.cookie("tagger_session").is_none());
+    assert!(page.set_cookie("tagger_session").is_none());
     // Other usernames are not locked out by someone guessing this one.
     assert_eq!(
         app.try_login("admin", PASSWORD).await.status,
@@ -775,7 +735,7 @@ async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
     let tags: Vec<&str> = ticket.tags.iter().map(TagName::as_str).collect();
     assert_eq!(tags, vec!["billing", "login"]);
     assert!(ticket.labels.iter().all(|l| l.set_by == "labeler"));
-    let flash = page.cookie("tagger_flash").unwrap();
+    let flash = page.set_cookie("tagger_flash").unwrap();
     let shown = app
         .get(
             &uri,
@@ -1027,7 +987,7 @@ async fn a_version_evaluated_on_no_held_out_tickets_is_promoted_only_when_forced
     let refused = app.submit(&browser, &promote, &[]).await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
     // The page the refusal leads back to says why.
-    let flash = refused.cookie("tagger_flash").unwrap();
+    let flash = refused.set_cookie("tagger_flash").unwrap();
     let back = app
         .send(
             axum::http::Request::builder()

@@ -4,11 +4,11 @@
 //! CSRF token is refused.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use crate::support::Page;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use datasets::test_db::TestDatabase;
 use datasets::*;
-use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
@@ -17,52 +17,8 @@ use workbench::state::AppState;
 
 const PASSWORD: &str = "a long test password";
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    cookies: Vec<String>,
-    body: String,
-}
-
-impl Page {
-    fn csrf(&self) -> String {
-        let start = self.body.find("name=\"csrf\" value=\"").unwrap() + 19;
-        let end = start + self.body[start..].find('"').unwrap();
-        self.body[start..end].to_string()
-    }
-
-    fn cookie(&self, name: &str) -> String {
-        self.cookies
-            .iter()
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string()
-    }
-}
-
 async fn send(router: &axum::Router, request: Request<Body>) -> Page {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_string());
-    let cookies = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Page {
-        status,
-        location,
-        cookies,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    crate::support::read(router.clone().oneshot(request).await.unwrap()).await
 }
 
 async fn get(router: &axum::Router, uri: &str, cookie: &str) -> Page {
@@ -96,7 +52,7 @@ async fn login(router: &axum::Router, username: &str) -> (String, String) {
     let page = post(
         router,
         "/login",
-        &form.cookie("tagger_login_csrf"),
+        &form.cookie("tagger_login_csrf").unwrap(),
         &[
             ("csrf", &form.csrf()),
             ("username", username),
@@ -106,7 +62,7 @@ async fn login(router: &axum::Router, username: &str) -> (String, String) {
     )
     .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let cookie = page.cookie("tagger_session");
+    let cookie = page.cookie("tagger_session").unwrap();
     let home = get(router, "/", &cookie).await;
     (cookie, home.csrf())
 }

@@ -7,6 +7,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use http_body_util::BodyExt;

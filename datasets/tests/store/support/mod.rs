@@ -1,6 +1,7 @@
 //! What the store suites share: a small project with tags Bug and Billing and its tickets.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use datasets::store::prelude::*;
 use datasets::*;
 
 /// A tag name the test knows is valid.

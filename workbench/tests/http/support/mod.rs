@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
+use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use http_body_util::BodyExt;
@@ -16,6 +17,62 @@ use workbench::config::Config;
 use workbench::state::AppState;
 
 pub const PASSWORD: &str = "a long test password";
+
+/// A request to the JSON API: the body (if any) as `application/json`, the `Authorization`
+/// header word for word (`Bearer …`, or a malformed one a test wants refused).
+pub fn json_request(
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap()
+}
+
+/// Sends a request through the router: the status and the JSON answer (`Null` when the body
+/// is empty, the text as a JSON string when it is not JSON).
+pub async fn send_json(
+    router: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, serde_json::Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    (status, value)
+}
+
+/// A JSON API call with an optional bearer key.
+pub async fn call_api(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let authorization = key.map(|key| format!("Bearer {key}"));
+    send_json(
+        router,
+        json_request(method, uri, authorization.as_deref(), body.as_ref()),
+    )
+    .await
+}
 
 /// A key of `project` with the given scopes (`"tag,read"`); its secret.
 pub async fn scoped_key(store: &AnyStore, project: ProjectId, name: &str, scopes: &str) -> String {
@@ -68,9 +125,18 @@ impl Page {
             .find(|c| c.starts_with(&format!("{name}=")))
             .map(|c| c.split(';').next().unwrap().to_string())
     }
+
+    /// The whole `Set-Cookie` header for a cookie, with its attributes.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .cloned()
+    }
 }
 
-async fn read(response: Response) -> Page {
+/// The response as a browser reads it.
+pub async fn read(response: Response) -> Page {
     let status = response.status();
     let header_text = |name| {
         response
