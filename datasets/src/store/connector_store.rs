@@ -372,19 +372,7 @@ impl PgStore {
                 changed.push(write.vendor_updated_at);
             } else {
                 // Stored by another writer since the look above: diffed row by row.
-                if let Some((version, applied)) = &write.model_labels {
-                    Self::write_model_labels_in(tx, upserted, *version, applied, now).await?;
-                }
-                Self::record_connector_ticket_in(
-                    tx,
-                    connector,
-                    &write.ticket.external_id,
-                    upserted,
-                    write.vendor_updated_at,
-                    &write.imported,
-                    now,
-                )
-                .await?;
+                Self::settle_connector_ticket_in(tx, connector, write, upserted, now).await?;
             }
             stored.push(ConnectorTicketStored::Stored(upserted));
         }

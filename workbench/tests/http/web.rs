@@ -2,46 +2,36 @@
 //! role against every action, escaping of untrusted ticket text and tag names, and each page.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use crate::support::{Page, read};
+use crate::support::{self, Browser, PASSWORD};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use tower::ServiceExt;
-use workbench::app::app;
 use workbench::config::Config;
-use workbench::state::AppState;
 
-const PASSWORD: &str = "a long test password";
 const XSS_SUBJECT: &str = "<script>alert('subject')</script>";
 const XSS_BODY: &str = "<img src=x onerror=alert('body')>";
 const XSS_TAG: &str = "<svg onload=alert('tag')>";
 
-struct WebApp {
-    router: axum::Router,
-    store: AnyStore,
+/// The workbench with project "Acme": three tags and three tickets, one carrying markup in
+/// every field; the users and the browser plumbing are `support::WebApp`'s.
+struct AcmeApp {
+    web: support::WebApp,
     project: Project,
     tickets: Vec<TicketId>,
-    _database: TestDatabase,
 }
 
-/// A logged-in browser: its session cookie and the CSRF token its pages carry.
-#[derive(Clone)]
-struct Browser {
-    cookie: String,
-    csrf: String,
+impl std::ops::Deref for AcmeApp {
+    type Target = support::WebApp;
+
+    fn deref(&self) -> &support::WebApp {
+        &self.web
+    }
 }
 
-fn form_body(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-impl WebApp {
+impl AcmeApp {
     async fn new() -> Self {
         Self::with_config(Config::default()).await
     }
@@ -76,97 +66,11 @@ impl WebApp {
         })
         .collect();
         let stored = store.upsert_tickets(project.id, &tickets).await.unwrap();
-        let hash = workbench::web::hash_password(PASSWORD).unwrap();
-        for (name, role) in [
-            ("admin", Role::Admin),
-            ("mlengineer", Role::MlEngineer),
-            ("labeler", Role::Labeler),
-        ] {
-            store
-                .create_user(&NewUser {
-                    username: Username::parse(name).unwrap(),
-                    role,
-                    password_hash: hash.clone(),
-                })
-                .await
-                .unwrap();
-        }
         Self {
-            router: app(AppState::new(store.clone(), config)),
-            store,
+            web: support::WebApp::on_database(database, config).await,
             project,
             tickets: stored.iter().map(|t| t.id).collect(),
-            _database: database,
         }
-    }
-
-    async fn send(&self, request: Request<Body>) -> Page {
-        read(self.router.clone().oneshot(request).await.unwrap()).await
-    }
-
-    async fn get(&self, uri: &str, browser: Option<&Browser>) -> Page {
-        let mut request = Request::builder().uri(uri);
-        if let Some(browser) = browser {
-            request = request.header(header::COOKIE, &browser.cookie);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    async fn post(&self, uri: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Page {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(cookie) = cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        self.send(request.body(Body::from(form_body(fields))).unwrap())
-            .await
-    }
-
-    /// A form post from a logged-in browser with its CSRF token.
-    async fn submit(&self, browser: &Browser, uri: &str, fields: &[(&str, &str)]) -> Page {
-        let mut all = vec![("csrf", browser.csrf.as_str())];
-        all.extend_from_slice(fields);
-        self.post(uri, Some(&browser.cookie), &all).await
-    }
-
-    async fn try_login(&self, username: &str, password: &str) -> Page {
-        let form = self.get("/login", None).await;
-        assert_eq!(form.status, StatusCode::OK);
-        let csrf_cookie = form.set_cookie("tagger_login_csrf").unwrap();
-        let cookie = csrf_cookie.split(';').next().unwrap().to_string();
-        self.post(
-            "/login",
-            Some(&cookie),
-            &[
-                ("csrf", &form.csrf()),
-                ("username", username),
-                ("password", password),
-                ("next", "/"),
-            ],
-        )
-        .await
-    }
-
-    async fn login(&self, username: &str) -> Browser {
-        let page = self.try_login(username, PASSWORD).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        let cookie = page
-            .set_cookie("tagger_session")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let mut browser = Browser {
-            cookie,
-            csrf: String::new(),
-        };
-        let home = self.get("/", Some(&browser)).await;
-        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-        browser.csrf = home.csrf();
-        browser
     }
 
     fn p(&self, rest: &str) -> String {
@@ -187,7 +91,7 @@ impl WebApp {
 
 #[tokio::test]
 async fn logging_in_sets_a_session_cookie_that_is_httponly_and_samesite() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let page = app.try_login("admin", PASSWORD).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     let cookie = page.set_cookie("tagger_session").unwrap();
@@ -218,7 +122,7 @@ async fn logging_in_sets_a_session_cookie_that_is_httponly_and_samesite() {
 
 #[tokio::test]
 async fn cookies_are_secure_when_the_config_says_tls_is_in_front() {
-    let app = WebApp::with_config(Config {
+    let app = AcmeApp::with_config(Config {
         secure_cookies: true,
         ..Config::default()
     })
@@ -233,7 +137,7 @@ async fn cookies_are_secure_when_the_config_says_tls_is_in_front() {
 
 #[tokio::test]
 async fn a_wrong_password_or_unknown_user_is_refused_alike() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let wrong = app.try_login("admin", "not the password").await;
     let unknown = app.try_login("nobody", PASSWORD).await;
     for page in [&wrong, &unknown] {
@@ -245,7 +149,7 @@ async fn a_wrong_password_or_unknown_user_is_refused_alike() {
 
 #[tokio::test]
 async fn login_is_refused_after_five_failures_even_with_the_right_password() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     for _ in 0..5 {
         assert_eq!(
             app.try_login("labeler", "guess").await.status,
@@ -264,7 +168,7 @@ async fn login_is_refused_after_five_failures_even_with_the_right_password() {
 
 #[tokio::test]
 async fn a_login_form_without_its_csrf_token_is_refused() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let page = app
         .post(
             "/login",
@@ -289,7 +193,7 @@ async fn a_login_form_without_its_csrf_token_is_refused() {
 
 #[tokio::test]
 async fn pages_send_anonymous_visitors_to_the_login_page_and_back() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let uri = app.p("/tickets?q=invoice");
     let page = app.get(&uri, None).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -311,7 +215,7 @@ async fn pages_send_anonymous_visitors_to_the_login_page_and_back() {
 
 #[tokio::test]
 async fn logging_out_ends_the_session() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     let page = app.submit(&browser, "/logout", &[]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -322,7 +226,7 @@ async fn logging_out_ends_the_session() {
 
 #[tokio::test]
 async fn ticket_text_and_tag_names_render_as_text_never_as_markup() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("admin").await;
     app.store
         .set_human_labels(
@@ -362,7 +266,7 @@ async fn ticket_text_and_tag_names_render_as_text_never_as_markup() {
 
 #[tokio::test]
 async fn pages_carry_a_content_security_policy() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let response = app
         .router
         .clone()
@@ -383,7 +287,7 @@ async fn pages_carry_a_content_security_policy() {
 
 /// Every form the workbench has, with valid fields.
 async fn every_action(
-    app: &WebApp,
+    app: &AcmeApp,
 ) -> Vec<(&'static str, String, Vec<(&'static str, String)>, Role)> {
     let billing = app.tag_id("billing").await;
     let versions = app.store.model_versions(app.project.id).await.unwrap();
@@ -468,7 +372,7 @@ async fn every_action(
     ]
 }
 
-async fn with_two_versions(app: &WebApp) {
+async fn with_two_versions(app: &AcmeApp) {
     for f1 in [0.7, 0.8] {
         app.store
             .create_model_version(
@@ -492,7 +396,7 @@ async fn with_two_versions(app: &WebApp) {
 #[tokio::test]
 async fn each_role_can_do_exactly_what_it_is_allowed_to() {
     for role in Role::ALL {
-        let app = WebApp::new().await;
+        let app = AcmeApp::new().await;
         with_two_versions(&app).await;
         let username = match role {
             Role::Admin => "admin",
@@ -531,7 +435,7 @@ async fn each_role_can_do_exactly_what_it_is_allowed_to() {
 
 #[tokio::test]
 async fn refused_actions_change_nothing() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     with_two_versions(&app).await;
     let browser = app.login("labeler").await;
     let before = app.store.list_tags(app.project.id).await.unwrap();
@@ -568,7 +472,7 @@ async fn refused_actions_change_nothing() {
 
 #[tokio::test]
 async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     with_two_versions(&app).await;
     let browser = app.login("admin").await;
     let mut actions = every_action(&app).await;
@@ -598,7 +502,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
 
 #[tokio::test]
 async fn the_ticket_browser_searches_and_filters() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     let page = app.get(&app.p("/tickets?q=charged"), Some(&browser)).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -625,7 +529,7 @@ async fn the_ticket_browser_searches_and_filters() {
 /// the text the models read (issue 18): quoted replies and signatures gone.
 #[tokio::test]
 async fn a_ticket_page_shows_its_language_and_the_text_the_models_read() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     let body = "Die Anwendung stürzt mit ERR_PDF_EXPORT unter Windows 11 ab, wenn ich eine Rechnung als PDF exportieren \
                 möchte. Bitte helfen Sie mir schnell, wir brauchen die Rechnungen heute.\n\n\
@@ -716,7 +620,7 @@ async fn a_ticket_page_shows_its_language_and_the_text_the_models_read() {
 
 #[tokio::test]
 async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     let uri = app.p(&format!("/tickets/{}", app.tickets[1]));
     let page = app
@@ -755,7 +659,7 @@ async fn labelling_a_ticket_records_the_person_and_shows_in_its_history() {
 
 #[tokio::test]
 async fn an_admin_edits_a_tag_and_previews_its_keyword_rule() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("admin").await;
     let billing = app.tag_id("billing").await;
     let uri = app.p(&format!("/taxonomy/{billing}"));
@@ -808,7 +712,7 @@ async fn an_admin_edits_a_tag_and_previews_its_keyword_rule() {
 
 #[tokio::test]
 async fn a_preview_is_posted_keeps_what_was_typed_and_a_refused_rename_loses_nothing() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("admin").await;
     let billing = app.tag_id("billing").await;
     let uri = app.p(&format!("/taxonomy/{billing}"));
@@ -897,7 +801,7 @@ async fn a_preview_is_posted_keeps_what_was_typed_and_a_refused_rename_loses_not
 
 #[tokio::test]
 async fn promotion_from_the_web_goes_through_the_guard() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     for f1 in [0.80, 0.60] {
         app.store
             .create_model_version(
@@ -967,7 +871,7 @@ async fn promotion_from_the_web_goes_through_the_guard() {
 
 #[tokio::test]
 async fn a_version_evaluated_on_no_held_out_tickets_is_promoted_only_when_forced() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     // What `tagger train` recorded for a project imported with `--split train` only, before
     // runs held tickets out themselves.
     let unjudged = app
@@ -1026,7 +930,7 @@ async fn a_version_evaluated_on_no_held_out_tickets_is_promoted_only_when_forced
 
 #[tokio::test]
 async fn the_dashboard_draws_charts_and_exports_their_tables() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     app.store
         .set_human_labels(
@@ -1057,7 +961,7 @@ async fn the_dashboard_draws_charts_and_exports_their_tables() {
 
 #[tokio::test]
 async fn static_files_are_served_from_the_binary() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let css = app.get("/static/app.css", None).await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.body.contains(".topbar"));
@@ -1069,7 +973,7 @@ async fn static_files_are_served_from_the_binary() {
 
 #[tokio::test]
 async fn unknown_pages_and_wrong_methods_get_a_page_that_says_so() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let missing = app.get("/no-such-page", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(
@@ -1101,7 +1005,7 @@ async fn unknown_pages_and_wrong_methods_get_a_page_that_says_so() {
 
 #[tokio::test]
 async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_leave() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let billing = app.tag_id("billing").await;
     let version = app
         .store
@@ -1205,7 +1109,7 @@ async fn the_review_queue_shows_one_ticket_with_its_reason_and_labelled_ones_lea
 
 #[tokio::test]
 async fn a_labeller_who_may_owe_a_second_opinion_sees_no_ones_labels() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let admin = app.login("admin").await;
     app.submit(
         &admin,
@@ -1275,7 +1179,7 @@ async fn a_labeller_who_may_owe_a_second_opinion_sees_no_ones_labels() {
 
 #[tokio::test]
 async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let admin = app.login("admin").await;
     let page = app
         .submit(
@@ -1383,7 +1287,7 @@ async fn a_double_labelled_ticket_is_answered_blind_and_its_disagreement_settled
 
 #[tokio::test]
 async fn the_dashboard_points_at_a_new_topic_that_no_tag_fits() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let browser = app.login("labeler").await;
     let tags = app.store.list_tags(app.project.id).await.unwrap();
     let billing = tags.iter().find(|t| t.name.as_str() == "billing").unwrap();
@@ -1472,7 +1376,7 @@ async fn the_dashboard_points_at_a_new_topic_that_no_tag_fits() {
 
 #[tokio::test]
 async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     for role in ["labeler", "mlengineer"] {
         let browser = app.login(role).await;
         assert_eq!(
@@ -1620,7 +1524,7 @@ async fn an_admin_creates_a_project_and_an_api_key_shown_once_then_revokes_it() 
 
 #[tokio::test]
 async fn only_an_admin_creates_an_instance_admin_key_and_revokes_it() {
-    let app = WebApp::new().await;
+    let app = AcmeApp::new().await;
     let labeler = app.login("labeler").await;
     let refused = app
         .submit(&labeler, "/admin/keys", &[("name", "provisioning")])

@@ -4,68 +4,14 @@
 //! CSRF token is refused.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use crate::support::Page;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use crate::support;
+use axum::http::StatusCode;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
 use trainer::jobs::{JobQueue, QueueSettings, WorkerState};
 use workbench::config::Config;
 use workbench::state::AppState;
-
-const PASSWORD: &str = "a long test password";
-
-async fn send(router: &axum::Router, request: Request<Body>) -> Page {
-    crate::support::read(router.clone().oneshot(request).await.unwrap()).await
-}
-
-async fn get(router: &axum::Router, uri: &str, cookie: &str) -> Page {
-    let request = Request::builder()
-        .uri(uri)
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    send(router, request).await
-}
-
-async fn post(router: &axum::Router, uri: &str, cookie: &str, fields: &[(&str, &str)]) -> Page {
-    let body = fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", workbench::web::encode_component(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::COOKIE, cookie)
-        .body(Body::from(body))
-        .unwrap();
-    send(router, request).await
-}
-
-/// Logs in; answers the session cookie and the CSRF token of its pages.
-async fn login(router: &axum::Router, username: &str) -> (String, String) {
-    let form = send(router, Request::get("/login").body(Body::empty()).unwrap()).await;
-    let page = post(
-        router,
-        "/login",
-        &form.cookie("tagger_login_csrf").unwrap(),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", username),
-            ("password", PASSWORD),
-            ("next", "/"),
-        ],
-    )
-    .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let cookie = page.cookie("tagger_session").unwrap();
-    let home = get(router, "/", &cookie).await;
-    (cookie, home.csrf())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
@@ -80,17 +26,6 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
     )
     .await
     .unwrap();
-    let hash = workbench::web::hash_password(PASSWORD).unwrap();
-    for (name, role) in [("ml", Role::MlEngineer), ("lab", Role::Labeler)] {
-        store
-            .create_user(&NewUser {
-                username: Username::parse(name).unwrap(),
-                role,
-                password_hash: hash.clone(),
-            })
-            .await
-            .unwrap();
-    }
     let settings = QueueSettings {
         poll_interval: Duration::from_millis(100),
         ..QueueSettings::default()
@@ -102,6 +37,7 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
         ..Config::default()
     };
     let router = workbench::app::app(AppState::new(store.clone(), config).with_jobs(queue.clone()));
+    let app = support::WebApp::with_router(store.clone(), router).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(trainer::jobs::run_worker(
         queue,
@@ -121,17 +57,17 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
     let base = format!("/p/{}/training", project.id);
 
     // A labeler sees the page but neither the form nor the right to post it.
-    let (lab, lab_csrf) = login(&router, "lab").await;
-    let page = get(&router, &base, &lab).await;
+    let lab = app.login("labeler").await;
+    let page = app.get(&base, Some(&lab)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(!page.body.contains("Start training"));
-    let refused = post(
-        &router,
-        &base,
-        &lab,
-        &[("csrf", &lab_csrf), ("kind", "ngram")],
-    )
-    .await;
+    let refused = app
+        .post(
+            &base,
+            Some(&lab.cookie),
+            &[("csrf", &lab.csrf), ("kind", "ngram")],
+        )
+        .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(
         store
@@ -141,8 +77,8 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
             .is_empty()
     );
 
-    let (ml, csrf) = login(&router, "ml").await;
-    let page = get(&router, &base, &ml).await;
+    let ml = app.login("mlengineer").await;
+    let page = app.get(&base, Some(&ml)).await;
     assert!(page.body.contains("Start training"), "{}", page.body);
     // The form offers every registered kind, the default one selected.
     for kind in ModelKind::ALL {
@@ -158,7 +94,13 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
         assert!(page.body.contains(&option), "{option} in {}", page.body);
     }
     // An unknown kind is refused with the list of kinds, nothing queued.
-    let unknown = post(&router, &base, &ml, &[("csrf", &csrf), ("kind", "bert")]).await;
+    let unknown = app
+        .post(
+            &base,
+            Some(&ml.cookie),
+            &[("csrf", &ml.csrf), ("kind", "bert")],
+        )
+        .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert!(
         unknown.body.contains("ngram, encoder-head, finetune"),
@@ -166,16 +108,18 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
         unknown.body
     );
     // Without the CSRF token nothing is queued.
-    let forged = post(&router, &base, &ml, &[("kind", "ngram")]).await;
+    let forged = app
+        .post(&base, Some(&ml.cookie), &[("kind", "ngram")])
+        .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // A bad parameter is refused with the reason, nothing queued.
-    let bad = post(
-        &router,
-        &base,
-        &ml,
-        &[("csrf", &csrf), ("kind", "ngram"), ("epochs", "0")],
-    )
-    .await;
+    let bad = app
+        .post(
+            &base,
+            Some(&ml.cookie),
+            &[("csrf", &ml.csrf), ("kind", "ngram"), ("epochs", "0")],
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::SEE_OTHER);
     assert!(
         store
@@ -185,27 +129,27 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
             .is_empty()
     );
 
-    let started = post(
-        &router,
-        &base,
-        &ml,
-        &[("csrf", &csrf), ("kind", "ngram"), ("epochs", "4")],
-    )
-    .await;
+    let started = app
+        .post(
+            &base,
+            Some(&ml.cookie),
+            &[("csrf", &ml.csrf), ("kind", "ngram"), ("epochs", "4")],
+        )
+        .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     let run_page = started.location.unwrap();
     let run = store.training_runs(project.id, 1).await.unwrap()[0].clone();
     assert_eq!(run_page, format!("{base}/{}", run.id));
-    assert_eq!(run.requested_by, "web:ml");
+    assert_eq!(run.requested_by, "web:mlengineer");
     assert_eq!(run.params["epochs"], 4);
-    let page = get(&router, &run_page, &ml).await;
+    let page = app.get(&run_page, Some(&ml)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&format!("Training run #{}", run.id)));
 
     // The live JSON follows the run to its end.
     let deadline = Instant::now() + Duration::from_secs(120);
     let last = loop {
-        let progress = get(&router, &format!("{run_page}/progress"), &ml).await;
+        let progress = app.get(&format!("{run_page}/progress"), Some(&ml)).await;
         assert_eq!(progress.status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&progress.body).unwrap();
         if json["final"] == true {
@@ -216,25 +160,27 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
     };
     assert_eq!(last["status"], "succeeded", "{last}");
     let version = last["version_id"].as_i64().unwrap();
-    let page = get(&router, &run_page, &ml).await;
+    let page = app.get(&run_page, Some(&ml)).await;
     assert!(
         page.body.contains(&format!("Version #{version}")),
         "{}",
         page.body
     );
-    let list = get(&router, &base, &ml).await;
+    let list = app.get(&base, Some(&ml)).await;
     assert!(list.body.contains("succeeded"));
 
     // An ended run cannot be cancelled; the labeler cannot cancel at all.
     let cancel = format!("{run_page}/cancel");
     assert_eq!(
-        post(&router, &cancel, &lab, &[("csrf", &lab_csrf)])
+        app.post(&cancel, Some(&lab.cookie), &[("csrf", &lab.csrf)])
             .await
             .status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        post(&router, &cancel, &ml, &[("csrf", &csrf)]).await.status,
+        app.post(&cancel, Some(&ml.cookie), &[("csrf", &ml.csrf)])
+            .await
+            .status,
         StatusCode::CONFLICT
     );
     let _ = stop.send(());

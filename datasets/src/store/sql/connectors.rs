@@ -110,6 +110,19 @@ impl Backend {
             return Ok(ConnectorTicketStored::Stale(TicketId(ticket)));
         }
         let upserted = Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, now).await?;
+        Self::settle_connector_ticket_in(tx, connector, write, upserted, now).await?;
+        Ok(ConnectorTicketStored::Stored(upserted))
+    }
+
+    /// What follows a connector ticket's upsert, row by row: the model's labels, then the
+    /// imported labels diffed and the ticket's link to the help desk recorded.
+    pub(crate) async fn settle_connector_ticket_in(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        connector: &Connector,
+        write: &ConnectorTicketWrite,
+        upserted: UpsertedTicket,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         if let Some((version, applied)) = &write.model_labels {
             Self::write_model_labels_in(tx, upserted, *version, applied, now).await?;
         }
@@ -122,8 +135,7 @@ impl Backend {
             &write.imported,
             now,
         )
-        .await?;
-        Ok(ConnectorTicketStored::Stored(upserted))
+        .await
     }
 
     /// In `tx`: the ticket's imported labels become `imported` (with their history), and

@@ -203,7 +203,21 @@ impl WebApp {
         Self::on_with(store, Config::default()).await
     }
 
+    /// The app on a database a test has filled, served with `config`; it keeps the database.
+    pub async fn on_database(database: TestDatabase, config: Config) -> Self {
+        let store = database.store().await.unwrap();
+        let mut app = Self::on_with(store, config).await;
+        app._database = Some(database);
+        app
+    }
+
     async fn on_with(store: AnyStore, config: Config) -> Self {
+        let router = app(AppState::new(store.clone(), config));
+        Self::with_router(store, router).await
+    }
+
+    /// A router a test built itself (with a job queue, say) on `store`, with the same users.
+    pub async fn with_router(store: AnyStore, router: axum::Router) -> Self {
         let hash = workbench::web::hash_password(PASSWORD).unwrap();
         for (name, role) in [
             ("admin", Role::Admin),
@@ -220,7 +234,7 @@ impl WebApp {
                 .unwrap();
         }
         Self {
-            router: app(AppState::new(store.clone(), config)),
+            router,
             store,
             _database: None,
         }
@@ -257,22 +271,26 @@ impl WebApp {
         self.post(uri, Some(&browser.cookie), &all).await
     }
 
-    pub async fn login(&self, username: &str) -> Browser {
+    /// Posts the login form as a browser would (its CSRF cookie and token); the answer.
+    pub async fn try_login(&self, username: &str, password: &str) -> Page {
         let form = self.get("/login", None).await;
         assert_eq!(form.status, StatusCode::OK);
         let cookie = form.cookie("tagger_login_csrf").unwrap();
-        let page = self
-            .post(
-                "/login",
-                Some(&cookie),
-                &[
-                    ("csrf", &form.csrf()),
-                    ("username", username),
-                    ("password", PASSWORD),
-                    ("next", "/"),
-                ],
-            )
-            .await;
+        self.post(
+            "/login",
+            Some(&cookie),
+            &[
+                ("csrf", &form.csrf()),
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str) -> Browser {
+        let page = self.try_login(username, PASSWORD).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         let mut browser = Browser {
             cookie: page.cookie("tagger_session").unwrap(),
