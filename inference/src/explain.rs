@@ -193,7 +193,13 @@ fn exact(model: &NgramModel, text: &str, outputs: &[usize], top_k: usize) -> Vec
             continue;
         };
         let count = per_bucket.get(&occurrence.bucket).copied().unwrap_or(1) as f32;
-        let owners = owners(&mut units, &mut totals, occurrence, outputs.len());
+        let owners = owners(
+            &mut units,
+            &mut totals,
+            words_total,
+            occurrence,
+            outputs.len(),
+        );
         let share = count * owners.len() as f32;
         for owner in owners {
             for (total, value) in totals[owner].iter_mut().zip(contribution) {
@@ -262,26 +268,28 @@ fn row_contribution(model: &NgramModel, row: u32, value: f32, outputs: &[usize])
 }
 
 /// The units an occurrence's share goes to (see `exact`); adds a unit for a token that has
-/// no word.
+/// no word. The first `words` units are the words, disjoint and in text order, so the ones a
+/// span touches are found by binary search; the units after them are word-less tokens.
 fn owners(
     units: &mut Vec<Unit>,
     totals: &mut Vec<Vec<f32>>,
+    words: usize,
     occurrence: &Occurrence,
     columns: usize,
 ) -> Vec<usize> {
-    let overlaps = |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
-    let overlapping: Vec<usize> = units
-        .iter()
-        .enumerate()
-        .filter(|(_, unit)| overlaps(&unit.lowered, &occurrence.span))
-        .map(|(index, _)| index)
-        .collect();
+    // The words that end after `range` starts and start before it ends: a run.
+    let touching = |units: &[Unit], range: &Range<usize>| -> Vec<usize> {
+        let first = units[..words].partition_point(|unit| unit.lowered.end <= range.start);
+        (first..words)
+            .take_while(|&index| units[index].lowered.start < range.end)
+            .collect()
+    };
+    let overlapping = touching(units, &occurrence.span);
     if !overlapping.is_empty() || occurrence.family == Family::Word {
         return overlapping;
     }
-    let within = |unit: &Unit| {
-        occurrence.token.start <= unit.lowered.start && unit.lowered.end <= occurrence.token.end
-    };
+    // No word under a character n-gram: the nearest word of its token (words never cross
+    // whitespace, so the words touching the token lie within it).
     let distance = |unit: &Unit| {
         if unit.lowered.end <= occurrence.span.start {
             occurrence.span.start - unit.lowered.end
@@ -289,13 +297,17 @@ fn owners(
             unit.lowered.start.saturating_sub(occurrence.span.end)
         }
     };
-    if let Some((index, _)) = units
-        .iter()
-        .enumerate()
-        .filter(|(_, unit)| within(unit))
-        .min_by_key(|(_, unit)| distance(unit))
+    if let Some(index) = touching(units, &occurrence.token)
+        .into_iter()
+        .min_by_key(|&index| distance(&units[index]))
     {
         return vec![index];
+    }
+    if let Some(offset) = units[words..]
+        .iter()
+        .position(|unit| unit.lowered == occurrence.token)
+    {
+        return vec![words + offset];
     }
     units.push(Unit {
         lowered: occurrence.token.clone(),
@@ -624,6 +636,104 @@ mod tests {
         let text = "the LOGIN screen of my account";
         let explained = model.explain(text, &[1], 1).unwrap();
         assert_eq!(explained[0].words[0].phrase, "LOGIN", "{explained:?}");
+    }
+
+    /// A one-output model whose only weight (1.0, IDF 1) is on the features `keep` picks.
+    fn model_of(
+        features: FeatureConfig,
+        text: &str,
+        keep: impl Fn(&Occurrence) -> bool,
+    ) -> TaggingModel {
+        let mut model = random_ngram("", 0, 1, 1);
+        model.shape.features = features;
+        for occurrence in features.occurrences(text).iter().filter(|o| keep(o)) {
+            if !model.rows.contains_key(&occurrence.bucket) {
+                model
+                    .rows
+                    .insert(occurrence.bucket, model.buckets.len() as u32);
+                model.buckets.push(occurrence.bucket);
+                model.families.push(occurrence.family);
+                model.idf.push(1.0);
+                model.table.push(1.0);
+            }
+        }
+        model.bias = vec![0.0];
+        ngram_model(model, &["a"])
+    }
+
+    fn contributions(model: &TaggingModel, text: &str) -> Vec<(String, f32)> {
+        let mut words: Vec<(String, f32)> = model.explain(text, &[0], usize::MAX).unwrap()[0]
+            .words
+            .iter()
+            .filter(|w| w.contribution.abs() > 1e-6)
+            .map(|w| (w.phrase.clone(), (w.contribution * 1000.0).round() / 1000.0))
+            .collect();
+        words.sort_by(|a, b| a.0.cmp(&b.0));
+        words
+    }
+
+    #[test]
+    fn each_ngram_goes_to_the_words_it_was_read_from() {
+        let words_only = FeatureConfig {
+            hash_bits: 18,
+            word_ngrams: 2,
+            char_min: 0,
+            char_max: 0,
+        };
+        // A word pair: half to each word (one feature, unit length: 1.0 in all).
+        let text = "please refund now";
+        let pair = model_of(words_only, text, |o| o.span == (0..13));
+        assert_eq!(
+            contributions(&pair, text),
+            [("please".into(), 0.5), ("refund".into(), 0.5)]
+        );
+        // A repeated word: its feature (tf 1 + ln 2, the only one: 1.0) split evenly.
+        let text = "refund, refund";
+        let twice = model_of(words_only, text, |o| o.span == (0..6));
+        let explained = twice.explain(text, &[0], usize::MAX).unwrap();
+        let shares: Vec<(usize, f32)> = explained[0]
+            .words
+            .iter()
+            .map(|w| (w.start, w.contribution))
+            .collect();
+        assert_eq!(shares.len(), 2);
+        assert!(
+            shares.iter().all(|(_, c)| (c - 0.5).abs() < 1e-6),
+            "{shares:?}"
+        );
+
+        let trigrams = FeatureConfig {
+            hash_bits: 18,
+            word_ngrams: 1,
+            char_min: 3,
+            char_max: 3,
+        };
+        // "'t " lies under no word: it goes to the nearest word of its token, "can".
+        let text = "can't stop";
+        let tail = model_of(trigrams, text, |o| {
+            o.family == Family::Char && o.span == (3..5)
+        });
+        assert_eq!(contributions(&tail, text), [("can".into(), 1.0)]);
+        // "n't" overlaps "can" only ("n"): all of it to "can".
+        let across = model_of(trigrams, text, |o| {
+            o.family == Family::Char && o.span == (2..5)
+        });
+        assert_eq!(contributions(&across, text), [("can".into(), 1.0)]);
+        // "g-i" of "log-in" overlaps both words: half each.
+        let text = "log-in";
+        let both = model_of(trigrams, text, |o| {
+            o.family == Family::Char && o.span == (2..5)
+        });
+        assert_eq!(
+            contributions(&both, text),
+            [("in".into(), 0.5), ("log".into(), 0.5)]
+        );
+        // A token without words stands for itself: its three trigrams, 1/√3 each.
+        let text = "help !!! now";
+        let bangs = model_of(trigrams, text, |o| {
+            o.family == Family::Char && o.token == (5..8)
+        });
+        assert_eq!(contributions(&bangs, text), [("!!!".into(), 1.732)]);
     }
 
     #[test]
