@@ -17,6 +17,9 @@
 //! `bench encoder` (in `encoder.rs`): the candle encoder against ONNX Runtime and PyTorch in
 //! one run (inference), and a short fine-tuning slice's step time against PyTorch's.
 //!
+//! `bench explain` (in `explain.rs`): what explaining a verdict costs per ticket for each
+//! model kind, against plain scoring of the same ticket.
+//!
 //! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
 //! same process under a short tagging load.
 //!
@@ -28,6 +31,7 @@
 
 mod active_learning;
 mod encoder;
+mod explain;
 mod helpdesk;
 mod idle;
 mod models;
@@ -72,6 +76,8 @@ enum BenchCommand {
     ActiveLearning(active_learning::ActiveLearningBench),
     /// The MiniLM encoder against ONNX Runtime and PyTorch: inference, and fine-tuning steps.
     Encoder(encoder::EncoderBench),
+    /// Explaining a verdict (the words behind each tag) per ticket, against plain scoring.
+    Explain(explain::ExplainBench),
     /// A Zendesk connector against a fake: webhook latency, write-back delay, backfill rate.
     Connectors(helpdesk::ConnectorsBench),
     /// CPU of an idle `tagger demo` after start-up, against the same process tagging.
@@ -136,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::ActiveLearning(args) => active_learning::run(&args),
         BenchCommand::Connectors(args) => helpdesk::run(&args),
         BenchCommand::Encoder(args) => encoder::run(&args),
+        BenchCommand::Explain(args) => explain::run(&args),
         BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Models(args) => models::run(&args),

@@ -177,6 +177,14 @@ impl Decider {
         &self.languages
     }
 
+    /// The model output that scores `tag` today; `None` when the model does not know the tag
+    /// or the tag is retired.
+    pub fn output_of(&self, tag: &TagName) -> Option<usize> {
+        self.outputs
+            .iter()
+            .position(|name| name.as_ref() == Some(tag))
+    }
+
     /// Decides for one ticket; `with_rules` false gives the model's own verdict.
     pub fn decide(&self, text: &str, probabilities: &[f32], with_rules: bool) -> Decision {
         let content = has_content(text);

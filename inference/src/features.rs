@@ -5,6 +5,7 @@
 use datasets::split::stable_hash;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Which n-grams to extract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +108,120 @@ impl FeatureConfig {
     }
 }
 
+/// One n-gram of a text and where it lies, for explanations (`crate::explain`): the same
+/// n-grams, in the same buckets, as `extract` counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occurrence {
+    pub bucket: u32,
+    pub family: Family,
+    /// Bytes of the lower-cased text (`text.to_lowercase()`) the n-gram covers; a character
+    /// n-gram's padding is not part of it (a 1-gram of padding alone covers nothing).
+    pub span: Range<usize>,
+    /// Bytes of the whitespace-separated token a character n-gram was taken from; for a
+    /// word n-gram, `span` again.
+    pub token: Range<usize>,
+}
+
+impl FeatureConfig {
+    /// Every n-gram occurrence of the text, with its place in the lower-cased text. Counted
+    /// by bucket they are `extract`'s counts (a test holds the two together); kept apart
+    /// from `extract`, which serving and training call on every ticket and which needs no
+    /// places.
+    pub fn occurrences(&self, text: &str) -> Vec<Occurrence> {
+        let lowered = text.to_lowercase();
+        let mut found = Vec::new();
+        let words = word_spans(&lowered);
+        for word in &words {
+            found.push(Occurrence {
+                bucket: self.bucket(WORD_SEED, &lowered[word.clone()]),
+                family: Family::Word,
+                span: word.clone(),
+                token: word.clone(),
+            });
+        }
+        if self.word_ngrams >= 2 {
+            for pair in words.windows(2) {
+                let text = format!(
+                    "{} {}",
+                    &lowered[pair[0].clone()],
+                    &lowered[pair[1].clone()]
+                );
+                found.push(Occurrence {
+                    bucket: self.bucket(PAIR_SEED, &text),
+                    family: Family::Word,
+                    span: pair[0].start..pair[1].end,
+                    token: pair[0].start..pair[1].end,
+                });
+            }
+        }
+        if self.char_max >= self.char_min && self.char_min > 0 {
+            for token in token_spans(&lowered) {
+                let padded = format!(" {} ", &lowered[token.clone()]);
+                let starts: Vec<usize> = padded
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .chain(std::iter::once(padded.len()))
+                    .collect();
+                let chars = starts.len() - 1;
+                // Padded byte `i` is byte `token.start + i - 1` of the text; the two spaces
+                // are clipped off.
+                let inner = 1..padded.len() - 1;
+                for n in usize::from(self.char_min)..=usize::from(self.char_max) {
+                    if n > chars {
+                        break;
+                    }
+                    for i in 0..=chars - n {
+                        let (from, to) = (starts[i], starts[i + n]);
+                        let clipped = from.max(inner.start)..to.min(inner.end);
+                        let span = if clipped.start < clipped.end {
+                            token.start + clipped.start - 1..token.start + clipped.end - 1
+                        } else {
+                            let at = token.start + clipped.start.min(inner.end) - 1;
+                            at..at
+                        };
+                        found.push(Occurrence {
+                            bucket: self.bucket(CHAR_SEED, &padded[from..to]),
+                            family: Family::Char,
+                            span,
+                            token: token.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Byte ranges of the words `FeatureConfig::words` reads: runs of two or more letters,
+/// digits or underscores.
+pub fn word_spans(text: &str) -> Vec<Range<usize>> {
+    runs(text, |c| c.is_alphanumeric() || c == '_')
+        .filter(|run| text[run.clone()].chars().nth(1).is_some())
+        .collect()
+}
+
+/// Byte ranges of the whitespace-separated tokens character n-grams are taken from.
+fn token_spans(text: &str) -> Vec<Range<usize>> {
+    runs(text, |c| !c.is_whitespace()).collect()
+}
+
+/// Maximal runs of characters that `keep`.
+fn runs(text: &str, keep: impl Fn(char) -> bool) -> impl Iterator<Item = Range<usize>> {
+    let mut start: Option<usize> = None;
+    text.char_indices()
+        .map(Some)
+        .chain(std::iter::once(None))
+        .filter_map(move |item| match item {
+            Some((i, c)) if keep(c) => {
+                start.get_or_insert(i);
+                None
+            }
+            Some((i, _)) => start.take().map(|s| s..i),
+            None => start.take().map(|s| s..text.len()),
+        })
+}
+
 /// A sparse vector over a model's rows.
 pub type SparseVector = Vec<(u32, f32)>;
 
@@ -177,6 +292,78 @@ mod tests {
         let b = config.extract("Payment failed twice, café");
         assert_eq!(a, b);
         assert!(a.keys().all(|bucket| *bucket < (1 << config.hash_bits)));
+    }
+
+    /// `occurrences` counted by bucket is `extract` before the sublinear weighting.
+    fn occurrence_counts(config: &FeatureConfig, text: &str) -> FeatureCounts {
+        let mut counts: HashMap<u32, (Family, u32)> = HashMap::new();
+        for occurrence in config.occurrences(text) {
+            counts
+                .entry(occurrence.bucket)
+                .or_insert((occurrence.family, 0))
+                .1 += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(bucket, (family, count))| (bucket, (family, 1.0 + libm::logf(count as f32))))
+            .collect()
+    }
+
+    #[test]
+    fn occurrences_are_the_extracted_features_with_their_places() {
+        let config = FeatureConfig::default();
+        for text in [
+            "I can't LOG-in to v2, ΣΊΣΥΦΟΣ  said: İstanbul café!!",
+            "refund refund refund",
+            "a b c",
+            "",
+            "  \t\n ",
+        ] {
+            assert_eq!(
+                occurrence_counts(&config, text),
+                config.extract(text),
+                "{text:?}"
+            );
+            let lowered = text.to_lowercase();
+            for occurrence in config.occurrences(text) {
+                assert!(occurrence.span.end <= lowered.len());
+                assert!(lowered.is_char_boundary(occurrence.span.start));
+                assert!(lowered.is_char_boundary(occurrence.span.end));
+                assert!(occurrence.token.start <= occurrence.span.start);
+                assert!(occurrence.span.end <= occurrence.token.end);
+            }
+        }
+        let words: Vec<String> = word_spans("I can't LOG-in to v2")
+            .into_iter()
+            .map(|span| "I can't LOG-in to v2"[span].to_lowercase())
+            .collect();
+        assert_eq!(words, FeatureConfig::words("I can't LOG-in to v2"));
+    }
+
+    #[test]
+    fn a_character_ngram_covers_its_letters_without_the_padding() {
+        let config = FeatureConfig {
+            word_ngrams: 1,
+            char_min: 3,
+            char_max: 3,
+            ..FeatureConfig::default()
+        };
+        let spans: Vec<_> = config
+            .occurrences("x ab")
+            .into_iter()
+            .filter(|o| o.family == Family::Char)
+            .map(|o| (o.span, o.token))
+            .collect();
+        // " x " covers x; " ab" covers a and b, "ab " too.
+        assert_eq!(spans, [(0..1, 0..1), (2..4, 2..4), (2..4, 2..4)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn occurrences_and_extract_agree_on_any_text(text in "\\PC{0,60}") {
+            let config = FeatureConfig { hash_bits: 12, ..FeatureConfig::default() };
+            proptest::prop_assert_eq!(occurrence_counts(&config, &text), config.extract(&text));
+        }
     }
 
     #[test]

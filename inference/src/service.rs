@@ -11,12 +11,13 @@ use crate::ModelError;
 use crate::artifact_store::{ArtifactStore, ArtifactStoreError};
 use crate::calibration::probabilities;
 use crate::decision::{Decider, Decision};
+use crate::explain::Explanation;
 use crate::metrics::{BATCH_BOUNDS, Histogram, LATENCY_BOUNDS, describe};
 use crate::model::TaggingModel;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use datasets::store::prelude::*;
-use datasets::{AnyStore, ModelKind, ModelVersion, ModelVersionId, ProjectId, Tag};
+use datasets::{AnyStore, ModelKind, ModelVersion, ModelVersionId, ProjectId, Tag, TagName};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -79,6 +80,35 @@ pub struct Tagged {
     pub version: ModelVersionId,
     #[serde(flatten)]
     pub decision: Decision,
+    /// The words behind the tags, when asked for (`TaggingService::tag_explained`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explained>,
+}
+
+/// What to explain along with a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainRequest {
+    /// Words listed per tag.
+    pub top_k: usize,
+    /// The tags to explain; `None` for the applied ones, or the best-scored one when none is
+    /// applied. Tags the model does not know are left out.
+    pub tags: Option<Vec<TagName>>,
+}
+
+/// The words behind a verdict's tags.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Explained {
+    /// The text the model read (the ticket normalised); word offsets count its characters.
+    pub text: String,
+    pub tags: Vec<TagExplanation>,
+}
+
+/// The words behind one tag.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TagExplanation {
+    pub tag: TagName,
+    #[serde(flatten)]
+    pub explanation: Explanation,
 }
 
 /// Why a text could not be tagged.
@@ -118,6 +148,7 @@ struct Job {
     project: ProjectId,
     texts: Vec<String>,
     with_rules: bool,
+    explain: Option<ExplainRequest>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<Tagged>, ServiceError>>,
 }
 
@@ -219,6 +250,28 @@ impl TaggingService {
         texts: Vec<String>,
         with_rules: bool,
     ) -> Result<Vec<Tagged>, ServiceError> {
+        self.submit(project, texts, with_rules, None).await
+    }
+
+    /// Tags texts and explains each verdict (see `crate::explain`): on the model thread like
+    /// any tagging, so an encoder's occlusion passes never run on the async workers.
+    pub async fn tag_explained(
+        &self,
+        project: ProjectId,
+        texts: Vec<String>,
+        with_rules: bool,
+        explain: ExplainRequest,
+    ) -> Result<Vec<Tagged>, ServiceError> {
+        self.submit(project, texts, with_rules, Some(explain)).await
+    }
+
+    async fn submit(
+        &self,
+        project: ProjectId,
+        texts: Vec<String>,
+        with_rules: bool,
+        explain: Option<ExplainRequest>,
+    ) -> Result<Vec<Tagged>, ServiceError> {
         let slot = self.slot(project);
         if slot.load().is_none() {
             return Err(ServiceError::NoModel(project));
@@ -229,6 +282,7 @@ impl TaggingService {
             project,
             texts,
             with_rules,
+            explain,
             reply,
         };
         match self.queue.try_send((job, Instant::now())) {
@@ -593,12 +647,53 @@ fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) 
                     &metrics.auto_tagged
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                Tagged {
+                let explanation = match &job.explain {
+                    Some(request) => Some(explain(&serving, text, &decision, request)?),
+                    None => None,
+                };
+                Ok(Tagged {
                     version: serving.version,
                     decision,
-                }
+                    explanation,
+                })
             })
             .collect();
-        let _ = job.reply.send(Ok(tagged));
+        let _ = job.reply.send(tagged);
     }
+}
+
+/// The words behind a verdict's tags (the ones `request` names, or the applied ones).
+fn explain(
+    serving: &ServingModel,
+    text: &str,
+    decision: &Decision,
+    request: &ExplainRequest,
+) -> Result<Explained, ServiceError> {
+    let _span = tracing::debug_span!("explain", kind = %serving.kind).entered();
+    let names = match &request.tags {
+        Some(tags) => tags.clone(),
+        None if !decision.applied.is_empty() => decision.applied.clone(),
+        None => decision
+            .scores
+            .first()
+            .map(|score| vec![score.tag.clone()])
+            .unwrap_or_default(),
+    };
+    let known: Vec<(TagName, usize)> = names
+        .into_iter()
+        .filter_map(|name| Some((name.clone(), serving.decider.output_of(&name)?)))
+        .collect();
+    let outputs: Vec<usize> = known.iter().map(|(_, output)| *output).collect();
+    let explanations = serving
+        .model
+        .explain(text, &outputs, request.top_k)
+        .map_err(|error| ServiceError::Scoring(error.to_string()))?;
+    Ok(Explained {
+        text: text.to_string(),
+        tags: known
+            .into_iter()
+            .zip(explanations)
+            .map(|((tag, _), explanation)| TagExplanation { tag, explanation })
+            .collect(),
+    })
 }

@@ -474,7 +474,7 @@ pub async fn store_page(
     let verdicts = if texts.is_empty() {
         Vec::new()
     } else {
-        match ingest::tag(store, tagging, connector.project_id, texts, true).await {
+        match ingest::tag(store, tagging, connector.project_id, texts, true, None).await {
             Ok(verdicts) => verdicts,
             Err(ServiceError::NoModel(_)) => Vec::new(),
             Err(error) => return Err(IngestError::from(error).into()),

@@ -11,7 +11,7 @@ use datasets::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, split_by_key};
 use datasets::store::prelude::*;
 use datasets::ticket::replace_nul_characters;
 use datasets::{AnyStore, NewTicket, ProjectId, StoreError, TagId, TicketId, WebhookStore};
-use inference::service::{ServiceError, Tagged, TaggingService};
+use inference::service::{ExplainRequest, ServiceError, Tagged, TaggingService};
 
 /// A ticket as any source hands it in, made ready to store: NUL characters (which neither
 /// database stores) replaced, and its split fixed by its key so it never changes.
@@ -91,7 +91,7 @@ impl datasets::ingest::Verdicts for ServiceVerdicts<'_> {
         let failed =
             |error: &dyn std::fmt::Display| datasets::ingest::VerdictError(error.to_string());
         let texts = tickets.iter().map(NewTicket::text).collect();
-        let tagged = match tag(self.store, self.tagging, project.id, texts, true).await {
+        let tagged = match tag(self.store, self.tagging, project.id, texts, true, None).await {
             Ok(tagged) => tagged,
             Err(ServiceError::NoModel(_)) => return Ok(None),
             Err(error) => return Err(failed(&error)),
@@ -113,22 +113,28 @@ impl datasets::ingest::Verdicts for ServiceVerdicts<'_> {
     }
 }
 
-/// Tags texts with the project's model in service. A project this process has not loaded yet
-/// (promoted elsewhere since start-up, before the watcher's next look) is loaded on demand.
+/// Tags texts with the project's model in service, explaining the verdicts when `explain`
+/// asks. A project this process has not loaded yet (promoted elsewhere since start-up, before
+/// the watcher's next look) is loaded on demand.
 pub async fn tag(
     store: &AnyStore,
     tagging: &TaggingService,
     project: ProjectId,
     texts: Vec<String>,
     rules: bool,
+    explain: Option<ExplainRequest>,
 ) -> Result<Vec<Tagged>, ServiceError> {
     if tagging.serving(project).is_none() {
         tagging.sync_project(store, project).await?;
     }
-    tagging.tag(project, texts, rules).await
+    match explain {
+        Some(explain) => tagging.tag_explained(project, texts, rules, explain).await,
+        None => tagging.tag(project, texts, rules).await,
+    }
 }
 
-/// Validates, tags and stores one ticket (idempotent on its source and external id).
+/// Validates, tags and stores one ticket (idempotent on its source and external id); the
+/// verdict is explained when `explain` asks.
 #[tracing::instrument(skip_all, fields(project = %project))]
 pub async fn ingest_and_tag(
     store: &AnyStore,
@@ -136,10 +142,11 @@ pub async fn ingest_and_tag(
     project: ProjectId,
     ticket: &NewTicket,
     without_model: WithoutModel,
+    explain: Option<ExplainRequest>,
 ) -> Result<Ingested, IngestError> {
     ticket.validate()?;
     // Tag first: a ticket is stored only with the verdict, so the two never disagree.
-    let tagged = match tag(store, tagging, project, vec![ticket.text()], true).await {
+    let tagged = match tag(store, tagging, project, vec![ticket.text()], true, explain).await {
         Ok(mut tagged) => Some(tagged.pop().ok_or(IngestError::NothingTagged)?),
         Err(ServiceError::NoModel(_)) if without_model == WithoutModel::StoreUntagged => None,
         Err(error) => return Err(error.into()),
@@ -201,7 +208,7 @@ pub async fn tag_stored(
     ticket: &datasets::Ticket,
     created: bool,
 ) -> Result<Option<Ingested>, IngestError> {
-    let tagged = match tag(store, tagging, project, vec![ticket.text()], true).await {
+    let tagged = match tag(store, tagging, project, vec![ticket.text()], true, None).await {
         Ok(mut tagged) => tagged.pop().ok_or(IngestError::NothingTagged)?,
         Err(ServiceError::NoModel(_)) => return Ok(None),
         Err(error) => return Err(error.into()),

@@ -240,6 +240,7 @@ pub fn routes() -> openapi::Routes {
             tagging::ingest_and_tag,
         )
         .body::<tickets::IngestTicket>()
+        .query::<tagging::ExplainParams>()
         .answers::<tagging::IngestedAndTagged>(OK)
         .answers::<tagging::IngestedAndTagged>(StatusCode::CREATED)
         .link("GetTicket", "GET", "/v1/projects/{project}/tickets/{ticket}", TICKET_ID)
@@ -282,6 +283,7 @@ pub fn routes() -> openapi::Routes {
             tagging::tag_one,
         )
         .body::<tagging::TagRequest>()
+        .query::<tagging::ExplainParams>()
         .answers::<inference::service::Tagged>(OK)
         .fails(&[StatusCode::CONFLICT])
         .add(
@@ -292,6 +294,7 @@ pub fn routes() -> openapi::Routes {
             tagging::tag_batch,
         )
         .body::<tagging::TagBatchRequest>()
+        .query::<tagging::ExplainParams>()
         .answers::<tagging::TaggedBatch>(OK)
         .fails(&[StatusCode::CONFLICT])
         .add(

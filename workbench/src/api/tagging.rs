@@ -1,20 +1,58 @@
 //! Tagging: one text, a batch, or "ingest and tag" — a ticket from any system is stored,
 //! tagged with the promoted model in the same request, and its auto-applied tags recorded.
+//! Each takes `?explain=true` for the words behind the tags (`inference::explain`).
 
 use super::auth::{Authorized, scope};
 use super::tickets::IngestTicket;
-use super::{ApiError, ApiJson};
+use super::{ApiError, ApiJson, ApiQuery};
 use crate::ingest::{self, IngestError, WithoutModel};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use datasets::TicketId;
-use inference::service::{ServiceError, Tagged};
+use inference::explain::DEFAULT_TOP_WORDS;
+use inference::service::{ExplainRequest, ServiceError, Tagged};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// The most texts one batch request may carry.
 pub const MAX_TAG_BATCH: usize = 64;
+
+/// The most words `explain_words` may ask for per tag.
+pub const MAX_EXPLAIN_WORDS: u32 = 20;
+
+/// Whether to explain the verdicts (off unless asked: an encoder model's explanation costs a
+/// forward pass per word).
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExplainParams {
+    /// Add `explanation`: the words of the model text behind each applied tag (the
+    /// best-scored tag when none is applied).
+    explain: Option<bool>,
+    /// Words listed per tag, 1 to 20 (5 unless given).
+    #[param(minimum = 1, maximum = 20)]
+    explain_words: Option<u32>,
+}
+
+impl ExplainParams {
+    /// What to explain, if anything.
+    fn request(&self) -> Result<Option<ExplainRequest>, ApiError> {
+        let top_k = match self.explain_words {
+            Some(words) if (1..=MAX_EXPLAIN_WORDS).contains(&words) => words as usize,
+            Some(_) => {
+                return Err(ApiError::invalid(format!(
+                    "explain_words: must be 1 to {MAX_EXPLAIN_WORDS}"
+                )));
+            }
+            None => DEFAULT_TOP_WORDS,
+        };
+        Ok(self
+            .explain
+            .unwrap_or(false)
+            .then_some(ExplainRequest { top_k, tags: None }))
+    }
+}
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
@@ -38,8 +76,9 @@ async fn tag(
     project: datasets::ProjectId,
     texts: Vec<String>,
     rules: bool,
+    explain: Option<ExplainRequest>,
 ) -> Result<Vec<Tagged>, ApiError> {
-    Ok(crate::ingest::tag(&state.store, &state.tagging, project, texts, rules).await?)
+    Ok(crate::ingest::tag(&state.store, &state.tagging, project, texts, rules, explain).await?)
 }
 
 impl From<IngestError> for ApiError {
@@ -99,14 +138,17 @@ pub struct TagRequest {
 pub async fn tag_one(
     State(state): State<AppState>,
     authorized: Authorized<scope::Tag>,
+    ApiQuery(params): ApiQuery<ExplainParams>,
     ApiJson(request): ApiJson<TagRequest>,
 ) -> Result<ApiJson<Tagged>, ApiError> {
+    let explain = params.request()?;
     let text = request.text.text()?;
     let mut tagged = tag(
         &state,
         authorized.project.id,
         vec![text],
         request.rules.unwrap_or(true),
+        explain,
     )
     .await?;
     tagged
@@ -134,8 +176,10 @@ pub struct TaggedBatch {
 pub async fn tag_batch(
     State(state): State<AppState>,
     authorized: Authorized<scope::Tag>,
+    ApiQuery(params): ApiQuery<ExplainParams>,
     ApiJson(request): ApiJson<TagBatchRequest>,
 ) -> Result<ApiJson<TaggedBatch>, ApiError> {
+    let explain = params.request()?;
     if request.tickets.len() > MAX_TAG_BATCH {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,6 +200,7 @@ pub async fn tag_batch(
         authorized.project.id,
         texts,
         request.rules.unwrap_or(true),
+        explain,
     )
     .await?;
     Ok(ApiJson(TaggedBatch { results: tagged }))
@@ -173,8 +218,10 @@ pub struct IngestedAndTagged {
 pub async fn ingest_and_tag(
     State(state): State<AppState>,
     authorized: Authorized<scope::Tag>,
+    ApiQuery(params): ApiQuery<ExplainParams>,
     ApiJson(request): ApiJson<IngestTicket>,
 ) -> Result<(StatusCode, ApiJson<IngestedAndTagged>), ApiError> {
+    let explain = params.request()?;
     let ticket = request.into_new_ticket();
     let stored = ingest::ingest_and_tag(
         &state.store,
@@ -182,6 +229,7 @@ pub async fn ingest_and_tag(
         authorized.project.id,
         &ticket,
         WithoutModel::Refuse,
+        explain,
     )
     .await?;
     if let Some(queue) = &state.jobs {

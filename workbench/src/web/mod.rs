@@ -23,6 +23,7 @@ mod taxonomy;
 mod tickets;
 mod training;
 mod users;
+mod why;
 
 pub use auth::{hash_password, verify_password};
 pub use login_limits::LoginLimiter;
@@ -188,6 +189,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "error.html",
         "tickets.html",
         "ticket.html",
+        "_why.html",
         "taxonomy.html",
         "tag.html",
         "models.html",

@@ -7,7 +7,8 @@
 //! blind (without the first person's labels).
 
 use super::auth::{CsrfForm, CurrentUser};
-use super::tickets::{record_label_form, tag_chip};
+use super::tickets::{asks_to_explain, record_label_form, tag_chip};
+use super::why::{self, Offer};
 use super::{WebResult, load_project, non_empty, redirect_with_flash, render_page};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
@@ -30,6 +31,8 @@ pub struct ReviewQuery {
     ticket: Option<String>,
     /// The ticket labelled just before, offered for undo.
     last: Option<String>,
+    /// `true`: show the words behind the suggested tags even for an encoder model.
+    explain: Option<String>,
 }
 
 /// Letters that choose tags after the first nine; `s` (skip) and `u` (undo) are taken.
@@ -115,10 +118,34 @@ pub async fn show(
             .filter(|l| l.source == LabelSource::Human)
             .collect();
         // A second opinion is blind to the model too: its guess would steer the answer.
-        let live = if second_opinion {
-            HashMap::new()
-        } else {
-            live_scores(&state, project.id, &ticket.ticket).await
+        let offer = match second_opinion {
+            true => Offer::Nothing,
+            false => Offer::for_project(&state, project.id, asks_to_explain(&query.explain)),
+        };
+        let (live, why, why_link) = match offer {
+            Offer::Nothing if second_opinion => (HashMap::new(), None, None),
+            Offer::Nothing => (
+                live_scores(&state, project.id, &ticket.ticket).await,
+                None,
+                None,
+            ),
+            Offer::Link => (
+                live_scores(&state, project.id, &ticket.ticket).await,
+                None,
+                Some(format!("/p/{}/review?explain=true", project.id)),
+            ),
+            Offer::Explain => {
+                // One pass tags and explains: the suggestions and their words agree.
+                let tagged =
+                    why::explain_ticket(&state, project.id, ticket.ticket.text(), &[]).await;
+                let why = tagged
+                    .as_ref()
+                    .and_then(|tagged| tagged.explanation.as_ref())
+                    .filter(|explained| !explained.tags.is_empty())
+                    .map(|explained| why::view(explained, &taxonomy));
+                let live = tagged.map(scores_by_tag).unwrap_or_default();
+                (live, why, None)
+            }
         };
         let choices: Vec<Value> = taxonomy
             .iter()
@@ -173,6 +200,8 @@ pub async fn show(
             },
             entry => entry.map(|e| context! { reason => e.reason, strategy => e.strategy, score => e.score, rank => e.rank }),
             reopened => reopen.is_some(),
+            why => why,
+            why_link => why_link,
             second_opinion => second_opinion,
             choices => choices,
             single => project.label_mode == datasets::LabelMode::Single,
@@ -201,16 +230,23 @@ async fn live_scores(
         Ok(tagged) => tagged
             .into_iter()
             .next()
-            .map(|t| t.decision.scores)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|score| (score.tag.to_string(), score))
-            .collect(),
+            .map(scores_by_tag)
+            .unwrap_or_default(),
         Err(error) => {
             tracing::warn!(%error, %project, "no live suggestions for the review page");
             HashMap::new()
         }
     }
+}
+
+/// A verdict's scores by tag name.
+fn scores_by_tag(tagged: inference::service::Tagged) -> HashMap<String, inference::TagScore> {
+    tagged
+        .decision
+        .scores
+        .into_iter()
+        .map(|score| (score.tag.to_string(), score))
+        .collect()
 }
 
 pub async fn label(

@@ -2,6 +2,7 @@
 //! label history, and the labelling form.
 
 use super::auth::CurrentUser;
+use super::why::{self, Offer};
 use super::{
     WebError, WebResult, encode_component, load_project, non_empty, redirect_with_flash,
     render_page,
@@ -211,10 +212,23 @@ pub async fn browse(
     .await
 }
 
+/// The ticket page's query: `?explain=true` asks for the words behind the tags when the
+/// model's explanations are not shown unasked (see `why::explains_unasked`).
+#[derive(Debug, Default, Deserialize)]
+pub struct TicketQuery {
+    pub explain: Option<String>,
+}
+
+/// Whether a page's `explain` field asks for explanations.
+pub fn asks_to_explain(explain: &Option<String>) -> bool {
+    matches!(non_empty(explain), Some("true" | "1" | "on"))
+}
+
 pub async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
     Path((project, ticket)): Path<(i64, i64)>,
+    Query(query): Query<TicketQuery>,
 ) -> WebResult {
     let project = load_project(&state, project).await?;
     let ticket = state.store.ticket(project.id, TicketId(ticket)).await?;
@@ -293,6 +307,30 @@ pub async fn show(
             .into_iter()
             .map(|entity| context! { kind => entity.kind.label(), text => entity.text })
             .collect();
+    // The words behind the tags in force (the model's own when none is): not for a labeller
+    // answering blind, whom the model's view would steer.
+    let (why, why_link) =
+        match Offer::for_project(&state, project.id, asks_to_explain(&query.explain)) {
+            _ if blind => (None, None),
+            Offer::Nothing => (None, None),
+            Offer::Link => (
+                None,
+                Some(format!(
+                    "/p/{}/tickets/{}?explain=true",
+                    project.id, ticket.ticket.id
+                )),
+            ),
+            Offer::Explain => {
+                let tagged =
+                    why::explain_ticket(&state, project.id, ticket.ticket.text(), &ticket.tags)
+                        .await;
+                let view = tagged
+                    .and_then(|tagged| tagged.explanation)
+                    .filter(|explained| !explained.tags.is_empty())
+                    .map(|explained| why::view(&explained, &taxonomy));
+                (view, None)
+            }
+        };
     let cleaned = clean.trim()
         != format!(
             "{}\n{}",
@@ -320,6 +358,8 @@ pub async fn show(
             single => project.label_mode == datasets::LabelMode::Single,
             labels => labels,
             history => events,
+            why => why,
+            why_link => why_link,
         },
     )
     .await
