@@ -17,6 +17,9 @@
 //! `bench encoder` (in `encoder.rs`): the candle encoder against ONNX Runtime and PyTorch in
 //! one run (inference), and a short fine-tuning slice's step time against PyTorch's.
 //!
+//! `bench ood` (in `ood.rs`): out-of-scope queries on CLINC150, in-scope accepted-and-right
+//! at out-of-scope recall 0.8, against TF-IDF + LR in the same run.
+//!
 //! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
 //! same process under a short tagging load.
 //!
@@ -32,6 +35,7 @@ mod helpdesk;
 mod idle;
 mod models;
 mod normalise;
+mod ood;
 mod queue;
 mod scale;
 mod serve;
@@ -80,6 +84,8 @@ enum BenchCommand {
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
+    /// Out-of-scope queries on CLINC150: accepted-and-right at out-of-scope recall 0.8.
+    Ood(ood::OodBench),
     /// Ticket text normalisation: cost per ticket and its effect on accuracy.
     Normalise(normalise::NormaliseBench),
     /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
@@ -138,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Encoder(args) => encoder::run(&args),
         BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
+        BenchCommand::Ood(args) => ood::run(&args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Normalise(args) => normalise::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
