@@ -27,7 +27,7 @@ impl Scorer {
     /// The out-of-distribution signals this scorer reports, in the order of [`Scored`]'s.
     pub fn signals(&self) -> Vec<Signal> {
         match self {
-            Self::Ngram(_) => vec![Signal::Energy, Signal::UnseenFeatures],
+            Self::Ngram(_) => vec![Signal::Uncertainty, Signal::UnseenFeatures],
             Self::EncoderHead(model) if model.centroids.is_empty() => vec![Signal::Energy],
             Self::EncoderHead(_) => vec![Signal::Energy, Signal::CentroidDistance],
         }
@@ -43,10 +43,11 @@ pub struct Scored {
 }
 
 impl Scored {
-    /// An `ngram` model's scores: the energy of its logits and the share of unseen features.
+    /// An `ngram` model's scores: the uncertainty of its logits and the share of unseen
+    /// features.
     pub fn ngram(model: &NgramModel, text: &str, mode: LabelMode) -> Self {
         let (logits, unseen) = model.logits_and_unseen_share(text);
-        let signals = vec![out_of_distribution::energy(&logits, mode), unseen];
+        let signals = vec![out_of_distribution::uncertainty(&logits, mode), unseen];
         Self { logits, signals }
     }
 

@@ -23,6 +23,11 @@ pub enum Signal {
     /// ln(1 + exp(logit))` for several (Liu et al., 2020; Wang et al., 2021). Low when some
     /// tag scores high, whatever the other tags do.
     Energy,
+    /// One minus the highest probability at temperature 1 (softmax for one tag per
+    /// ticket, per-tag sigmoid for several). For `ngram`, whose logits grow with a ticket's
+    /// length, it separates out-of-scope queries far better than the energy (CLINC150
+    /// validation, docs/benchmarks.md).
+    Uncertainty,
     /// The share of the ticket's distinct n-gram features the model has no weight for
     /// (seen in fewer than `min_df` training tickets, or never).
     UnseenFeatures,
@@ -146,6 +151,12 @@ pub fn energy(logits: &[f32], mode: LabelMode) -> f32 {
     }
 }
 
+/// One minus the highest probability at temperature 1 (see [`Signal::Uncertainty`]).
+pub fn uncertainty(logits: &[f32], mode: LabelMode) -> f32 {
+    let probabilities = crate::calibration::probabilities(logits, 1.0, mode);
+    1.0 - probabilities.iter().copied().fold(0.0, f32::max)
+}
+
 /// Unit-length tag centroids (`outputs × dim`, row-major) from embeddings and their tags;
 /// a tag without examples gets a zero row, which is never the nearest.
 pub fn centroids(
@@ -252,6 +263,13 @@ mod tests {
         let multi_none = energy(&[-9.0, -9.0], LabelMode::Multi);
         assert!(multi_sure < multi_none);
         assert!(energy(&[1e4, -1e4], LabelMode::Multi).is_finite());
+    }
+
+    #[test]
+    fn uncertainty_is_low_when_one_tag_is_likely() {
+        assert!(uncertainty(&[9.0, 0.0, 0.0], LabelMode::Single) < 0.01);
+        assert!((uncertainty(&[0.0, 0.0], LabelMode::Single) - 0.5).abs() < 1e-6);
+        assert!(uncertainty(&[-9.0, -9.0], LabelMode::Multi) > 0.99);
     }
 
     #[test]
