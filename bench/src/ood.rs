@@ -222,7 +222,12 @@ pub fn run(args: &OodBench) -> anyhow::Result<()> {
         .inspect_err(|error| println!("scikit-learn baseline failed: {error:#}"))
         .ok();
     let load_after = load_average();
-    let section = section(args, &outcomes, baseline.as_ref(), (&load_before, &load_after));
+    let section = section(
+        args,
+        &outcomes,
+        baseline.as_ref(),
+        (&load_before, &load_after),
+    );
     println!("\n{section}");
     write_section(&args.output, &section, MARKERS, Some(AFTER_MARKER))
 }
@@ -248,7 +253,8 @@ async fn import(url: &str, files: &Files) -> anyhow::Result<(AnyStore, datasets:
         );
         options.split = split;
         options.create_tags = true;
-        let reader = std::fs::File::open(file).context(format!("cannot open {}", file.display()))?;
+        let reader =
+            std::fs::File::open(file).context(format!("cannot open {}", file.display()))?;
         let report = import_file(&store, std::io::BufReader::new(reader), &options)
             .await
             .context(format!("import of {}", file.display()))?;
@@ -363,7 +369,8 @@ fn measure(
         .iter()
         .enumerate()
         .map(|(i, kind)| {
-            let column = |queries: &[Query]| -> Vec<f32> { queries.iter().map(|q| q.scores[i]).collect() };
+            let column =
+                |queries: &[Query]| -> Vec<f32> { queries.iter().map(|q| q.scores[i]).collect() };
             let rights: Vec<bool> = test.iter().map(|q| q.right).collect();
             let (in_scope, out_of_scope) = (column(&test), column(&oos_test));
             let threshold = threshold_at_recall(&column(&oos_validation), RECALL);
@@ -382,7 +389,10 @@ fn measure(
         })
         .collect();
     let product = Point {
-        recall: share(oos_test.iter().filter(|q| q.reviewed).count(), oos_test.len()),
+        recall: share(
+            oos_test.iter().filter(|q| q.reviewed).count(),
+            oos_test.len(),
+        ),
         accepted_and_right: share(
             test.iter().filter(|q| q.right && !q.reviewed).count(),
             test.len(),
@@ -413,7 +423,11 @@ fn share(part: usize, whole: usize) -> f64 {
 /// The highest threshold at which at least `recall` of the out-of-scope scores are at or
 /// above it (flagged).
 fn threshold_at_recall(out_of_scope: &[f32], recall: f64) -> f32 {
-    let mut sorted: Vec<f32> = out_of_scope.iter().copied().filter(|s| !s.is_nan()).collect();
+    let mut sorted: Vec<f32> = out_of_scope
+        .iter()
+        .copied()
+        .filter(|s| !s.is_nan())
+        .collect();
     sorted.sort_by(|a, b| b.total_cmp(a));
     if sorted.is_empty() {
         return f32::INFINITY;
@@ -647,7 +661,9 @@ fn section(
             _ => None,
         })
         .map(|row| row.scores[0].at_test_recall.accepted_and_right)
-        .fold(None, |best: Option<f64>, v| Some(best.map_or(v, |b| b.max(v))));
+        .fold(None, |best: Option<f64>, v| {
+            Some(best.map_or(v, |b| b.max(v)))
+        });
     out.push_str(&match encoder_best {
         Some(best) => format!(
             "\nIssue 17's target for an encoder kind, accepted and right ≥ {TARGET_ACCEPTED_AND_RIGHT} at recall ≥ 0.8 with the version's detector: {:.3}, {}.\n",

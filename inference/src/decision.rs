@@ -476,7 +476,10 @@ mod tests {
             let decision = decider.decide_scored("???", &[0.97, 0.01], Some(beyond), true);
             assert_eq!(decision.review_reason, Some(ReviewReason::NoContent));
             // No detector (older versions): tagged as before.
-            assert_eq!(names(&decider.decide(text, &[0.97, 0.01], true)), ["Billing"]);
+            assert_eq!(
+                names(&decider.decide(text, &[0.97, 0.01], true)),
+                ["Billing"]
+            );
         }
     }
 

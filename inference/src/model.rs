@@ -53,7 +53,12 @@ impl Scored {
 
     /// An encoder model's scores: the energy of its logits and, when the version has tag
     /// centroids, the distance of the embedding to the nearest.
-    pub fn encoder(logits: Vec<f32>, embedding: &[f32], centroids: &[f32], mode: LabelMode) -> Self {
+    pub fn encoder(
+        logits: Vec<f32>,
+        embedding: &[f32],
+        centroids: &[f32],
+        mode: LabelMode,
+    ) -> Self {
         let mut signals = vec![out_of_distribution::energy(&logits, mode)];
         if !centroids.is_empty() {
             signals.push(out_of_distribution::centroid_distance(embedding, centroids));

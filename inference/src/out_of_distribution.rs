@@ -180,8 +180,13 @@ pub fn centroids(
     sums.chunks_exact(dim.max(1))
         .flat_map(|row| {
             let length = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-            row.iter()
-                .map(move |v| if length > 0.0 { (v / length) as f32 } else { 0.0 })
+            row.iter().map(move |v| {
+                if length > 0.0 {
+                    (v / length) as f32
+                } else {
+                    0.0
+                }
+            })
         })
         .collect()
 }

@@ -234,9 +234,8 @@ mod tests {
         // 200 underconfident.
         let gap = 9f32.ln();
         let mut logits: Vec<Vec<f32>> = (0..200).map(|_| vec![gap, 0.0]).collect();
-        let mut targets: Vec<Vec<usize>> = (0..200)
-            .map(|i| vec![usize::from(i % 10 == 9)])
-            .collect();
+        let mut targets: Vec<Vec<usize>> =
+            (0..200).map(|i| vec![usize::from(i % 10 == 9)]).collect();
         for _ in 0..10 {
             logits.push(vec![12.0, 0.0]);
             targets.push(vec![1]);

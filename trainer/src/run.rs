@@ -19,8 +19,8 @@ use inference::calibration::probabilities;
 use inference::card::{CARD_FORMAT, ModelCard, ModelKind};
 use inference::encoder::EncoderSpec;
 use inference::model::{Scored, Scorer};
-use inference::out_of_distribution::{DEFAULT_QUANTILE, OodDetector};
 use inference::ngram::NgramShape;
+use inference::out_of_distribution::{DEFAULT_QUANTILE, OodDetector};
 use inference::{Decider, ModelError, TaggingModel, TaxonomyDrift};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -303,11 +303,13 @@ pub async fn train_until(
                 Err(TrainEncoderHeadError::Stopped) => return Err(TrainError::Stopped),
                 other => other?,
             },
-            ModelKind::Ngram => {
-                fit_ngram(&data, plan, &held_out, &request.ngram, &mut progress)?
-            }
+            ModelKind::Ngram => fit_ngram(&data, plan, &held_out, &request.ngram, &mut progress)?,
         };
-        let logits: Vec<Vec<f32>> = fitted.calibration.iter().map(|s| s.logits.clone()).collect();
+        let logits: Vec<Vec<f32>> = fitted
+            .calibration
+            .iter()
+            .map(|s| s.logits.clone())
+            .collect();
         let train_seconds = started.elapsed().as_secs_f64();
         if progress(Progress::Evaluating).is_break() {
             return Err(TrainError::Stopped);
@@ -326,7 +328,11 @@ pub async fn train_until(
             data.tags.len(),
             request.target_precision,
         );
-        let signals: Vec<Vec<f32>> = fitted.calibration.iter().map(|s| s.signals.clone()).collect();
+        let signals: Vec<Vec<f32>> = fitted
+            .calibration
+            .iter()
+            .map(|s| s.signals.clone())
+            .collect();
         let detector = OodDetector::fit(fitted.scorer.signals(), &signals, DEFAULT_QUANTILE);
         let mut params = serde_json::json!({
             "target_precision": request.target_precision,

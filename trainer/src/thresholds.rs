@@ -113,8 +113,7 @@ pub fn choose_thresholds(
     (0..tags)
         .map(|tag| {
             let own = candidates(probabilities, targets, mode, tag);
-            if let Some(threshold) = lowest_precise_threshold(own.clone(), target_precision, mode)
-            {
+            if let Some(threshold) = lowest_precise_threshold(own.clone(), target_precision, mode) {
                 return threshold;
             }
             let borrows = own.len() < MIN_SUPPORT

@@ -18,7 +18,7 @@ use inference::calibration::probabilities;
 use inference::decision::{ReviewReason, RuleEffect};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderError, EncoderOptions};
-use inference::model::{Scored, Scorer};
+use inference::model::Scorer;
 use inference::{Decider, ModelError, TaggingModel};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -26,10 +26,6 @@ use std::time::Instant;
 
 /// Width of the hashed n-gram vectors used when there are no embeddings.
 const NGRAM_VECTOR_WIDTH: usize = 1024;
-/// At most this share of the queue goes to tickets unlike the model's training tickets
-/// (most unlike first): about one ticket in twenty is beyond the threshold by design, and
-/// a backlog's worth of them must not push out the strategy's own choice.
-const UNFAMILIAR_SHARE_OF_QUEUE: f64 = 0.25;
 
 /// How a scoring runs.
 #[derive(Debug, Clone)]
@@ -169,11 +165,6 @@ fn rule_conflict(decider: &Decider, text: &str, probabilities: &[f32]) -> Option
         .max_by(|a, b| a.strength.total_cmp(&b.strength))
 }
 
-/// What ranking the candidates gives: the strategy's selection, the vectors it compared, and
-/// the candidates the model finds unlike its training tickets (index and score, most unlike
-/// first).
-type Ranked = (Vec<Selection>, Option<&'static str>, Vec<(usize, f32)>);
-
 /// Scores, vectors and conflicts computed off the async runtime, then the ranking.
 fn rank(
     model: Option<&TaggingModel>,
@@ -181,42 +172,27 @@ fn rank(
     texts: &[&str],
     strategy: Strategy,
     options: &ScoreOptions,
-) -> Result<Ranked, ScoreError> {
+) -> Result<(Vec<Selection>, Option<&'static str>), ScoreError> {
     let wants_vectors = matches!(strategy, Strategy::Diverse | Strategy::ColdStart);
     let mut vectors: Option<(Vec<Vec<f32>>, &'static str)> = None;
-    let mut unfamiliar = Vec::new();
     let (probs, tags, thresholds, mode) = match model {
         Some(model) => {
             let card = &model.card;
-            let scores: Vec<Scored> = match &model.scorer {
-                // Embed once: the same embeddings give the scores and the diversity.
+            let logits = match &model.scorer {
+                // Embed once: the same embeddings give the logits and the diversity.
                 Scorer::EncoderHead(head) => {
                     let embeddings = head.encoder.embed(texts)?;
-                    let scores = embeddings
-                        .iter()
-                        .map(|e| {
-                            Scored::encoder(head.head.logits(e), e, &head.centroids, card.label_mode)
-                        })
-                        .collect();
+                    let logits = embeddings.iter().map(|e| head.head.logits(e)).collect();
                     if wants_vectors {
                         vectors = Some((embeddings, "embeddings"));
                     }
-                    scores
+                    logits
                 }
-                Scorer::Ngram(_) => model.score_batch(texts)?,
+                Scorer::Ngram(_) => model.logits_batch(texts)?,
             };
-            unfamiliar = scores
+            let probs: Vec<Vec<f32>> = logits
                 .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    let verdict = model.unfamiliarity(s)?;
-                    verdict.is_beyond().then_some((i, verdict.score))
-                })
-                .collect();
-            unfamiliar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let probs: Vec<Vec<f32>> = scores
-                .iter()
-                .map(|s| probabilities(&s.logits, card.temperature, card.label_mode))
+                .map(|l| probabilities(l, card.temperature, card.label_mode))
                 .collect();
             let tags: Vec<String> = card
                 .tags
@@ -272,7 +248,7 @@ fn rank(
         conflicts: conflicts.as_deref(),
     };
     let selected = select(strategy, &pool, options.queue_size, options.seed)?;
-    Ok((selected, vectors.map(|(_, kind)| kind), unfamiliar))
+    Ok((selected, vectors.map(|(_, kind)| kind)))
 }
 
 /// Recomputes the project's review queue with `strategy` (see the module comment).
@@ -323,7 +299,7 @@ pub async fn score_project(
     let options_for_worker = options.clone();
     let version_for_worker = version.clone();
     let texts: Vec<String> = candidates.iter().map(|(_, text)| text.clone()).collect();
-    let (selected, vectors, mut unfamiliar) = tokio::task::spawn_blocking(move || {
+    let (selected, vectors) = tokio::task::spawn_blocking(move || {
         let model = match (&version_for_worker, used.needs_model()) {
             (Some(version), true) => Some(crate::run::load_version(version)?),
             _ => None,
@@ -353,32 +329,14 @@ pub async fn score_project(
             ),
         })
     });
-    // Tickets unlike anything the model learned from come next, most unlike first, up to a
-    // share of the queue; the rest stay in the strategy's ranking.
-    let unfamiliar_places = (options.queue_size as f64 * UNFAMILIAR_SHARE_OF_QUEUE) as usize;
-    unfamiliar.truncate(unfamiliar_places);
-    let queued_unfamiliar: std::collections::HashSet<usize> =
-        unfamiliar.iter().map(|(i, _)| *i).collect();
-    let unlike = unfamiliar.iter().map(|(i, _)| NewQueueEntry {
-        ticket_id: candidates[*i].0,
-        score: top,
-        strategy: used.as_str().to_string(),
-        reason: ReviewReason::Unfamiliar.describe().to_string(),
-    });
     let entries: Vec<NewQueueEntry> = junk
         .chain(foreign)
-        .chain(unlike)
-        .chain(
-            selected
-                .into_iter()
-                .filter(|s| !queued_unfamiliar.contains(&s.index))
-                .map(|s| NewQueueEntry {
+        .chain(selected.into_iter().map(|s| NewQueueEntry {
             ticket_id: candidates[s.index].0,
             score: s.score,
             strategy: used.as_str().to_string(),
-                    reason: s.reason,
-                }),
-        )
+            reason: s.reason,
+        }))
         .take(options.queue_size)
         .collect();
     let queued = store.replace_review_queue(project, &entries).await?;

@@ -347,15 +347,7 @@ fn print_evaluation(
         .map_or_else(|| "-".to_string(), |t| format!("{t:.2}"));
     println!(
         "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9} {:>7} {:>8} {:>8}",
-        "TAG",
-        "PRECISION",
-        "RECALL",
-        "F1",
-        "SUPPORT",
-        "THRESHOLD",
-        "TARGET",
-        "REALISED",
-        "APPLIED"
+        "TAG", "PRECISION", "RECALL", "F1", "SUPPORT", "THRESHOLD", "TARGET", "REALISED", "APPLIED"
     );
     for tag in &evaluation.per_tag {
         let threshold = if tag.threshold > 1.0 {
