@@ -26,6 +26,9 @@ impl LinearHead {
     }
 }
 
+/// A text's scores and its embedding.
+pub type LogitsAndEmbedding = (Vec<f32>, Vec<f32>);
+
 /// A loaded `encoder-head` model.
 #[derive(Debug, Clone)]
 pub struct EncoderHeadModel {
@@ -61,7 +64,7 @@ impl EncoderHeadModel {
     pub fn logits_and_embeddings(
         &self,
         texts: &[&str],
-    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>, EncoderError> {
+    ) -> Result<Vec<LogitsAndEmbedding>, EncoderError> {
         Ok(self
             .encoder
             .embed(texts)?
