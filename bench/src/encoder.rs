@@ -438,6 +438,7 @@ fn finetune(
     let model = EncoderHeadModel {
         encoder: Arc::new(tuned),
         head: trained.head,
+        centroids: Vec::new(),
     };
     let test_texts_ref: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();
     let logits = model.logits(&test_texts_ref)?;

@@ -329,6 +329,7 @@ impl Data {
             training_fingerprint: String::new(),
             ngram: None,
             encoder: None,
+            out_of_distribution: None,
         })
     }
 
@@ -424,6 +425,7 @@ fn encoder_scorer(encoder: Encoder, head: LinearHead) -> Scorer {
     Scorer::EncoderHead(EncoderHeadModel {
         encoder: Arc::new(encoder),
         head,
+        centroids: Vec::new(),
     })
 }
 

@@ -19,6 +19,8 @@
 //!
 //! `bench explain` (in `explain.rs`): what explaining a verdict costs per ticket for each
 //! model kind, against plain scoring of the same ticket.
+//! `bench ood` (in `ood.rs`): out-of-scope queries on CLINC150, in-scope accepted-and-right
+//! at out-of-scope recall 0.8, against TF-IDF + LR in the same run.
 //!
 //! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
 //! same process under a short tagging load.
@@ -36,6 +38,7 @@ mod helpdesk;
 mod idle;
 mod models;
 mod normalise;
+mod ood;
 mod queue;
 mod scale;
 mod serve;
@@ -86,6 +89,8 @@ enum BenchCommand {
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
+    /// Out-of-scope queries on CLINC150: accepted-and-right at out-of-scope recall 0.8.
+    Ood(ood::OodBench),
     /// Ticket text normalisation: cost per ticket and its effect on accuracy.
     Normalise(normalise::NormaliseBench),
     /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
@@ -145,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Explain(args) => explain::run(&args),
         BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
+        BenchCommand::Ood(args) => ood::run(&args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::Normalise(args) => normalise::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),

@@ -625,6 +625,7 @@ mod tests {
             training_fingerprint: String::new(),
             ngram: None,
             encoder: None,
+            out_of_distribution: None,
         }
     }
 

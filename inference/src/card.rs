@@ -2,6 +2,7 @@
 
 use crate::encoder::EncoderSpec;
 use crate::ngram::NgramShape;
+use crate::out_of_distribution::OodDetector;
 use datasets::{LabelMode, TagId, TagName};
 use serde::{Deserialize, Serialize};
 
@@ -39,4 +40,21 @@ pub struct ModelCard {
     /// or the one a `finetune` model was tuned from, with the hashes of its tuned files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSpec>,
+    /// How unlike its training tickets a ticket is allowed to be before the model's scores
+    /// on it are not trusted (fitted on held-out tickets); absent in versions trained before
+    /// detectors existed, which tag every ticket they are sure of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_distribution: Option<OodDetector>,
+}
+
+impl ModelCard {
+    /// Per output: the realised precision of its threshold on the test split, as the
+    /// training run recorded it in `params.realised_precision` (by tag name at training).
+    pub fn realised_precision(&self) -> Vec<Option<f64>> {
+        let recorded = self.params.get("realised_precision");
+        self.tags
+            .iter()
+            .map(|tag| recorded?.get(tag.name.as_str())?.as_f64())
+            .collect()
+    }
 }

@@ -4,6 +4,7 @@
 //! the model serves.
 
 use crate::card::TagRef;
+use crate::out_of_distribution::Unfamiliarity;
 use datasets::language::{Language, detect_language};
 use datasets::{LabelMode, Tag, TagId, TagName};
 use serde::Serialize;
@@ -23,6 +24,10 @@ pub struct TagScore {
     pub tag: TagName,
     pub probability: f32,
     pub threshold: f32,
+    /// How precise this tag's threshold turned out on the test split when the version was
+    /// trained (absent for older versions, or a tag it never applied there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realised_precision: Option<f64>,
     /// Applied without a person: above threshold (or added by a rule, and not vetoed).
     pub applied: bool,
     pub rule: Option<RuleEffect>,
@@ -45,6 +50,10 @@ pub struct Decision {
     /// the text is long and clear enough to tell (`datasets::language::detect_language`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<Language>,
+    /// How unlike the model's training tickets this one is, against the model's threshold
+    /// (absent for versions trained without a detector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unfamiliarity: Option<Unfamiliarity>,
 }
 
 /// Why a ticket goes to a person instead of being tagged automatically.
@@ -59,6 +68,10 @@ pub enum ReviewReason {
     /// The ticket is written in a language the project's model does not serve: its scores
     /// would be confident guesses, so no tag is applied, not even by a keyword rule.
     UnsupportedLanguage,
+    /// The ticket is unlike the tickets the model learned from (its out-of-distribution
+    /// score is beyond the threshold fitted at training time): its scores would be
+    /// confident guesses about a subject no tag may cover, so no tag is applied.
+    Unfamiliar,
 }
 
 impl ReviewReason {
@@ -70,6 +83,7 @@ impl ReviewReason {
             Self::UnsupportedLanguage => {
                 "unsupported language: the model does not serve the ticket's language"
             }
+            Self::Unfamiliar => "unlike the tickets this model learned from",
         }
     }
 }
@@ -97,6 +111,8 @@ pub struct Decider {
     /// Per model output: today's name, or `None` when the tag is retired.
     outputs: Vec<Option<TagName>>,
     thresholds: Vec<f32>,
+    /// Per output: the threshold's realised precision on the test split, when known.
+    realised_precision: Vec<Option<f64>>,
     rules: Vec<(usize, Vec<String>, Vec<String>)>,
     /// The languages the model serves; empty for every language (nothing is detected).
     languages: Vec<Language>,
@@ -156,6 +172,7 @@ impl Decider {
             mode,
             outputs,
             thresholds: thresholds.to_vec(),
+            realised_precision: Vec::new(),
             rules,
             languages: Vec::new(),
             drift: TaxonomyDrift {
@@ -172,6 +189,13 @@ impl Decider {
         self
     }
 
+    /// The same decisions, each tag's score shown with its threshold's realised precision
+    /// (per model output, as [`crate::ModelCard::realised_precision`] gives them).
+    pub fn with_realised_precision(mut self, realised: Vec<Option<f64>>) -> Self {
+        self.realised_precision = realised;
+        self
+    }
+
     /// The languages the model serves (empty: all).
     pub fn languages(&self) -> &[Language] {
         &self.languages
@@ -185,9 +209,24 @@ impl Decider {
             .position(|name| name.as_ref() == Some(tag))
     }
 
-    /// Decides for one ticket; `with_rules` false gives the model's own verdict.
+    /// Decides for one ticket without an out-of-distribution verdict (see
+    /// [`Decider::decide_scored`]); `with_rules` false gives the model's own verdict.
     pub fn decide(&self, text: &str, probabilities: &[f32], with_rules: bool) -> Decision {
+        self.decide_scored(text, probabilities, None, with_rules)
+    }
+
+    /// Decides for one ticket, given how unfamiliar the model found it
+    /// ([`crate::TaggingModel::unfamiliarity`]); `with_rules` false gives the model's own
+    /// verdict.
+    pub fn decide_scored(
+        &self,
+        text: &str,
+        probabilities: &[f32],
+        unfamiliarity: Option<Unfamiliarity>,
+        with_rules: bool,
+    ) -> Decision {
         let content = has_content(text);
+        let unfamiliar = unfamiliarity.is_some_and(|u| u.is_beyond());
         // Detection costs tens of microseconds: only projects that chose languages pay it.
         let language = match content && !self.languages.is_empty() {
             true => detect_language(text),
@@ -205,11 +244,12 @@ impl Decider {
                 }
             }
         }
-        // A text without content, or in a language the model does not serve, gets no tag at
-        // all, not even from a keyword rule.
+        // A text without content, in a language the model does not serve, or unlike anything
+        // it learned from gets no tag at all, not even from a keyword rule.
         let live = |i: usize| {
             content
                 && !unsupported
+                && !unfamiliar
                 && self.outputs[i].is_some()
                 && effects[i] != Some(RuleEffect::Vetoed)
         };
@@ -251,6 +291,7 @@ impl Decider {
                     tag: name.clone()?,
                     probability: probabilities[i],
                     threshold: self.thresholds[i],
+                    realised_precision: self.realised_precision.get(i).copied().flatten(),
                     applied: applied[i],
                     rule: effects[i],
                 })
@@ -266,16 +307,22 @@ impl Decider {
             .filter(|s| s.applied)
             .map(|s| s.tag.clone())
             .collect();
-        let review_reason = match (content, unsupported, applied_names.is_empty()) {
-            (false, _, _) => Some(ReviewReason::NoContent),
-            (true, true, _) => Some(ReviewReason::UnsupportedLanguage),
-            (true, false, true) => Some(ReviewReason::NotConfident),
-            (true, false, false) => None,
+        let review_reason = if !content {
+            Some(ReviewReason::NoContent)
+        } else if unsupported {
+            Some(ReviewReason::UnsupportedLanguage)
+        } else if unfamiliar {
+            Some(ReviewReason::Unfamiliar)
+        } else if applied_names.is_empty() {
+            Some(ReviewReason::NotConfident)
+        } else {
+            None
         };
         Decision {
             needs_review: review_reason.is_some(),
             review_reason,
             language,
+            unfamiliarity,
             applied: applied_names,
             scores,
         }
@@ -404,6 +451,43 @@ mod tests {
             let decision = served.decide("Rechnung doppelt", &[0.95, 0.1], true);
             assert_eq!(names(&decision), ["Billing"]);
             assert_eq!(decision.language, None);
+        }
+    }
+
+    #[test]
+    fn a_ticket_unlike_the_training_tickets_goes_to_review_untagged() {
+        let taxonomy = [
+            tag(1, "Billing", false, &["invoice"], &[]),
+            tag(2, "Bug", false, &[], &[]),
+        ];
+        let outputs = [known(1, "Billing"), known(2, "Bug")];
+        let text = "invoice for the llama rental";
+        for mode in [LabelMode::Single, LabelMode::Multi] {
+            let decider = Decider::new(mode, &outputs, &[0.5, 0.5], &taxonomy);
+            let beyond = Unfamiliarity {
+                score: 3.0,
+                threshold: 2.0,
+            };
+            let decision = decider.decide_scored(text, &[0.97, 0.01], Some(beyond), true);
+            assert!(decision.applied.is_empty(), "not even the keyword rule");
+            assert_eq!(decision.review_reason, Some(ReviewReason::Unfamiliar));
+            assert_eq!(decision.unfamiliarity, Some(beyond));
+            assert_eq!(decision.scores.len(), 2, "scores are still shown");
+            let within = Unfamiliarity {
+                score: 1.0,
+                threshold: 2.0,
+            };
+            let decision = decider.decide_scored(text, &[0.97, 0.01], Some(within), true);
+            assert_eq!(names(&decision), ["Billing"]);
+            assert_eq!(decision.review_reason, None);
+            // Content comes first: a wordless text is no_content whatever its score.
+            let decision = decider.decide_scored("???", &[0.97, 0.01], Some(beyond), true);
+            assert_eq!(decision.review_reason, Some(ReviewReason::NoContent));
+            // No detector (older versions): tagged as before.
+            assert_eq!(
+                names(&decider.decide(text, &[0.97, 0.01], true)),
+                ["Billing"]
+            );
         }
     }
 

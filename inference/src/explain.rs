@@ -433,6 +433,7 @@ mod tests {
             training_fingerprint: String::new(),
             ngram: None,
             encoder: None,
+            out_of_distribution: None,
         }
     }
 
@@ -773,6 +774,7 @@ mod tests {
             scorer: Scorer::EncoderHead(EncoderHeadModel {
                 encoder: Arc::new(encoder),
                 head,
+                centroids: Vec::new(),
             }),
         };
         (root, model)

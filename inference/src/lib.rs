@@ -14,6 +14,7 @@ pub mod features;
 pub mod metrics;
 pub mod model;
 pub mod ngram;
+pub mod out_of_distribution;
 pub mod service;
 pub mod simd;
 

@@ -9,6 +9,8 @@ use crate::encoder::{Encoder, EncoderError, EncoderFiles, EncoderOptions};
 use crate::error::ModelError;
 use crate::features::Family;
 use crate::ngram::NgramModel;
+use crate::out_of_distribution::{self, Signal, Unfamiliarity};
+use datasets::LabelMode;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,50 @@ use std::sync::Arc;
 pub enum Scorer {
     Ngram(NgramModel),
     EncoderHead(EncoderHeadModel),
+}
+
+impl Scorer {
+    /// The out-of-distribution signals this scorer reports, in the order of [`Scored`]'s.
+    pub fn signals(&self) -> Vec<Signal> {
+        match self {
+            Self::Ngram(_) => vec![Signal::Uncertainty, Signal::UnseenFeatures],
+            Self::EncoderHead(model) if model.centroids.is_empty() => vec![Signal::Energy],
+            Self::EncoderHead(_) => vec![Signal::Energy, Signal::CentroidDistance],
+        }
+    }
+}
+
+/// A text's raw scores and the model's out-of-distribution signals on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub logits: Vec<f32>,
+    /// In the order of [`TaggingModel::signals`].
+    pub signals: Vec<f32>,
+}
+
+impl Scored {
+    /// An `ngram` model's scores: the uncertainty of its logits and the share of unseen
+    /// features.
+    pub fn ngram(model: &NgramModel, text: &str, mode: LabelMode) -> Self {
+        let (logits, unseen) = model.logits_and_unseen_share(text);
+        let signals = vec![out_of_distribution::uncertainty(&logits, mode), unseen];
+        Self { logits, signals }
+    }
+
+    /// An encoder model's scores: the energy of its logits and, when the version has tag
+    /// centroids, the distance of the embedding to the nearest.
+    pub fn encoder(
+        logits: Vec<f32>,
+        embedding: &[f32],
+        centroids: &[f32],
+        mode: LabelMode,
+    ) -> Self {
+        let mut signals = vec![out_of_distribution::energy(&logits, mode)];
+        if !centroids.is_empty() {
+            signals.push(out_of_distribution::centroid_distance(embedding, centroids));
+        }
+        Self { logits, signals }
+    }
 }
 
 /// A model version, loaded.
@@ -50,6 +96,38 @@ impl TaggingModel {
             Scorer::Ngram(model) => Ok(texts.iter().map(|text| model.logits(text)).collect()),
             Scorer::EncoderHead(model) => model.logits(texts).map_err(encoder_error),
         }
+    }
+
+    /// The out-of-distribution signals this model reports, in order.
+    pub fn signals(&self) -> Vec<Signal> {
+        self.scorer.signals()
+    }
+
+    /// Raw scores and out-of-distribution signals for many texts (encoders in sorted
+    /// batches, as `logits_batch`).
+    pub fn score_batch(&self, texts: &[&str]) -> Result<Vec<Scored>, ModelError> {
+        let mode = self.card.label_mode;
+        match &self.scorer {
+            Scorer::Ngram(model) => Ok(texts
+                .iter()
+                .map(|text| Scored::ngram(model, text, mode))
+                .collect()),
+            Scorer::EncoderHead(model) => Ok(model
+                .logits_and_embeddings(texts)
+                .map_err(encoder_error)?
+                .into_iter()
+                .map(|(logits, embedding)| {
+                    Scored::encoder(logits, &embedding, &model.centroids, mode)
+                })
+                .collect()),
+        }
+    }
+
+    /// How unfamiliar a scored text is, when the version has a detector.
+    pub fn unfamiliarity(&self, scored: &Scored) -> Option<Unfamiliarity> {
+        let detector = self.card.out_of_distribution.as_ref()?;
+        // A detector fitted on other signals (a damaged card) says nothing.
+        (detector.signals.len() == scored.signals.len()).then(|| detector.judge(&scored.signals))
     }
 
     /// Calibrated probabilities, one per tag of the card.
@@ -123,6 +201,7 @@ impl TaggingModel {
         Ok(Self {
             card,
             scorer: Scorer::EncoderHead(EncoderHeadModel {
+                centroids: centroids(&head, &tensors)?,
                 encoder: Arc::new(encoder),
                 head,
             }),
@@ -178,6 +257,12 @@ impl TaggingModel {
                 tensors
                     .f32s
                     .insert(HEAD_BIAS.into(), (vec![head.outputs], head.bias.clone()));
+                if !model.centroids.is_empty() {
+                    tensors.f32s.insert(
+                        CENTROIDS.into(),
+                        (vec![head.outputs, head.dim], model.centroids.clone()),
+                    );
+                }
             }
         }
         tensors
@@ -297,6 +382,8 @@ impl TaggingModel {
 
 const HEAD_WEIGHT: &str = "head.weight";
 const HEAD_BIAS: &str = "head.bias";
+/// Tag centroids of an encoder model's training embeddings (optional).
+const CENTROIDS: &str = "ood.centroids";
 
 /// An `encoder-head` model's head, checked against its card.
 fn encoder_head(card: &ModelCard, tensors: &Tensors) -> Result<LinearHead, ModelError> {
@@ -327,6 +414,23 @@ fn encoder_head(card: &ModelCard, tensors: &Tensors) -> Result<LinearHead, Model
         weight: weight.clone(),
         bias: bias.clone(),
     })
+}
+
+/// An encoder model's tag centroids, checked against its head; empty when it has none.
+fn centroids(head: &LinearHead, tensors: &Tensors) -> Result<Vec<f32>, ModelError> {
+    let Some((shape, values)) = tensors.f32s.get(CENTROIDS) else {
+        return Ok(Vec::new());
+    };
+    if shape != &vec![head.outputs, head.dim] || values.len() != head.outputs * head.dim {
+        return Err(ModelError::corrupt(
+            WEIGHTS_FILE,
+            format!(
+                "{CENTROIDS} has shape {shape:?}, expected [{}, {}]",
+                head.outputs, head.dim
+            ),
+        ));
+    }
+    Ok(values.clone())
 }
 
 /// Encoder failures in the error type model loading reports. A missing encoder is a file

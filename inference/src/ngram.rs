@@ -49,10 +49,14 @@ impl NgramModel {
 
     /// The text's TF-IDF vector over this model's rows; unseen features are dropped.
     pub fn vectorize(&self, text: &str) -> SparseVector {
-        let mut features: Vec<_> = self
-            .shape
-            .features
-            .extract(text)
+        self.vectorize_counting(text).0
+    }
+
+    /// `vectorize`, and how many distinct features the text had, seen or not.
+    fn vectorize_counting(&self, text: &str) -> (SparseVector, usize) {
+        let extracted = self.shape.features.extract(text);
+        let total = extracted.len();
+        let mut features: Vec<_> = extracted
             .into_iter()
             .filter_map(|(bucket, (family, tf))| {
                 let row = *self.rows.get(&bucket)?;
@@ -61,7 +65,7 @@ impl NgramModel {
             .collect();
         // A fixed order keeps floating-point sums (norms, bags) identical from run to run.
         features.sort_unstable_by_key(|(row, _, _)| *row);
-        normalise(features)
+        (normalise(features), total)
     }
 
     /// The bag: the weighted sum of the vector's table rows.
@@ -101,5 +105,16 @@ impl NgramModel {
     pub fn logits(&self, text: &str) -> Vec<f32> {
         let vector = self.vectorize(text);
         self.logits_of_bag(&self.bag(&vector))
+    }
+
+    /// Raw scores and the share of the text's distinct features this model has no row for
+    /// (1 for a text with no features at all: nothing in it was learned from).
+    pub fn logits_and_unseen_share(&self, text: &str) -> (Vec<f32>, f32) {
+        let (vector, total) = self.vectorize_counting(text);
+        let unseen = match total {
+            0 => 1.0,
+            _ => (total - vector.len()) as f32 / total as f32,
+        };
+        (self.logits_of_bag(&self.bag(&vector)), unseen)
     }
 }

@@ -362,6 +362,7 @@ impl TaggingService {
         if let Some(serving) = slot.load_full() {
             let card = &serving.model.card;
             let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy)
+                .with_realised_precision(card.realised_precision())
                 .with_languages(serving.decider.languages());
             slot.store(Some(Arc::new(ServingModel {
                 version: serving.version,
@@ -555,7 +556,8 @@ pub fn load_and_check(
         });
     }
     let card = &model.card;
-    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
+    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy)
+        .with_realised_precision(card.realised_precision());
     Ok(ServingModel {
         version: version.id,
         kind: version.kind,
@@ -620,8 +622,8 @@ fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) 
         .iter()
         .flat_map(|(job, _)| job.texts.iter().map(String::as_str))
         .collect();
-    let logits = match serving.model.logits_batch(&texts) {
-        Ok(logits) => logits,
+    let scored = match serving.model.score_batch(&texts) {
+        Ok(scored) => scored,
         Err(error) => {
             let reason = error.to_string();
             for (job, _) in group {
@@ -631,15 +633,19 @@ fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) 
         }
     };
     let card = &serving.model.card;
-    let mut rows = logits.into_iter();
+    let mut rows = scored.into_iter();
     for (job, _) in group {
         let tagged = job
             .texts
             .iter()
             .zip(rows.by_ref())
-            .map(|(text, logits)| {
-                let p = probabilities(&logits, card.temperature, card.label_mode);
-                let decision = serving.decider.decide(text, &p, job.with_rules);
+            .map(|(text, scored)| {
+                let p = probabilities(&scored.logits, card.temperature, card.label_mode);
+                let unfamiliarity = serving.model.unfamiliarity(&scored);
+                let decision =
+                    serving
+                        .decider
+                        .decide_scored(text, &p, unfamiliarity, job.with_rules);
                 metrics.texts.fetch_add(1, Ordering::Relaxed);
                 let counter = if decision.needs_review {
                     &metrics.sent_to_review

@@ -81,6 +81,7 @@ fn tiny_model(hidden: usize) -> TaggingModel {
                 outputs: 2,
             }),
             encoder: None,
+            out_of_distribution: None,
         },
         scorer: Scorer::Ngram(model),
     }

@@ -7,7 +7,7 @@
 use crate::examples::{Example, TrainingData};
 use crate::ngram::EpochReport;
 use crate::random::Random;
-use crate::run::{Fitted, Progress};
+use crate::run::{Fitted, HeldOutScores, Progress};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use datasets::{LabelMode, ProjectId, TicketId};
@@ -16,7 +16,7 @@ use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{
     DEFAULT_BATCH_SIZE, DEFAULT_THREADS, Encoder, EncoderError, EncoderOptions, EncoderSpec,
 };
-use inference::model::Scorer;
+use inference::model::{Scored, Scorer};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -528,12 +528,48 @@ pub fn head_logits(
         .collect()
 }
 
+/// Scores and out-of-distribution signals of examples whose embeddings are known.
+pub fn head_scores(
+    head: &LinearHead,
+    centroids: &[f32],
+    mode: LabelMode,
+    examples: &[Example],
+    embeddings: &HashMap<TicketId, Vec<f32>>,
+) -> Vec<Scored> {
+    examples
+        .iter()
+        .map(|e| match embeddings.get(&e.ticket) {
+            Some(row) => Scored::encoder(head.logits(row), row, centroids, mode),
+            None => Scored {
+                logits: vec![f32::NAN; head.outputs],
+                signals: vec![f32::NAN; if centroids.is_empty() { 1 } else { 2 }],
+            },
+        })
+        .collect()
+}
+
+/// Tag centroids of the examples' embeddings.
+fn tag_centroids(
+    examples: &[&Example],
+    embeddings: &HashMap<TicketId, Vec<f32>>,
+    outputs: usize,
+    dim: usize,
+) -> Vec<f32> {
+    let (rows, targets): (Vec<&[f32]>, Vec<&[usize]>) = examples
+        .iter()
+        .filter_map(|e| Some((embeddings.get(&e.ticket)?.as_slice(), e.targets.as_slice())))
+        .unzip();
+    inference::out_of_distribution::centroids(&rows, &targets, outputs, dim)
+}
+
 /// An `encoder-head` training run's model-specific part: embed every ticket (cached), fit
-/// the head with early stopping, score the calibration tickets with that head, then refit
-/// on all labelled tickets for the best number of epochs.
+/// the head with early stopping, score the held-out tickets (with that head, or out of
+/// fold with heads fitted without each fold), then refit on all labelled tickets for the
+/// best number of epochs.
 pub(crate) fn fit(
     data: &TrainingData,
-    calibration_set: &[Example],
+    plan: HeldOutScores,
+    held_out: &[Example],
     params: &EncoderHeadParams,
     models_dir: &Path,
     project: ProjectId,
@@ -562,7 +598,7 @@ pub(crate) fn fit(
     let train: Vec<&Example> = data.train.iter().collect();
     let validation: Vec<&Example> = data.validation.iter().collect();
     // The head's matrix multiplies run on the encoder's threads too.
-    let (head, best_epoch, calibration_logits) = encoder
+    let (head, best_epoch, calibration) = encoder
         .install(|| {
             let first = fit_head_until(
                 data.mode,
@@ -578,7 +614,50 @@ pub(crate) fn fit(
             if first.stopped {
                 return Ok(None);
             }
-            let calibration_logits = head_logits(&first.head, calibration_set, &embeddings);
+            let calibration = match plan {
+                HeldOutScores::OutOfFold { folds, .. } => {
+                    let mut scores: Vec<Option<Scored>> = vec![None; held_out.len()];
+                    for fold in 0..folds {
+                        let _ = progress(Progress::Refitting {
+                            epochs: first.best_epoch,
+                        });
+                        let (inside, outside): (Vec<usize>, Vec<usize>) = (0..held_out.len())
+                            .partition(|&i| {
+                                crate::examples::fold_of(held_out[i].ticket, folds) == fold
+                            });
+                        let outside: Vec<&Example> =
+                            outside.iter().map(|&i| &held_out[i]).collect();
+                        let fold_head = fit_head(
+                            data.mode,
+                            outputs,
+                            spec.dim,
+                            &embeddings,
+                            &outside,
+                            &[],
+                            params,
+                            first.best_epoch,
+                            |_| {},
+                        )?
+                        .head;
+                        let centroids = tag_centroids(&outside, &embeddings, outputs, spec.dim);
+                        for i in inside {
+                            let scored = head_scores(
+                                &fold_head,
+                                &centroids,
+                                data.mode,
+                                std::slice::from_ref(&held_out[i]),
+                                &embeddings,
+                            );
+                            scores[i] = scored.into_iter().next();
+                        }
+                    }
+                    scores.into_iter().flatten().collect()
+                }
+                HeldOutScores::Validation { .. } | HeldOutScores::Training { .. } => {
+                    let centroids = tag_centroids(&train, &embeddings, outputs, spec.dim);
+                    head_scores(&first.head, &centroids, data.mode, held_out, &embeddings)
+                }
+            };
             let head = if params.refit && !validation.is_empty() {
                 let _ = progress(Progress::Refitting {
                     epochs: first.best_epoch,
@@ -599,17 +678,28 @@ pub(crate) fn fit(
             } else {
                 first.head
             };
-            Ok::<_, candle_core::Error>(Some((head, first.best_epoch, calibration_logits)))
+            Ok::<_, candle_core::Error>(Some((head, first.best_epoch, calibration)))
         })?
         .ok_or(TrainEncoderHeadError::Stopped)?;
-    let test_logits = head_logits(&head, &data.test, &embeddings);
+    // The final centroids come from every ticket the final head learned from.
+    let learned: Vec<&Example> = if params.refit && !validation.is_empty() {
+        train.iter().chain(&validation).copied().collect()
+    } else {
+        train.clone()
+    };
+    let centroids = tag_centroids(&learned, &embeddings, outputs, spec.dim);
+    let test_scores = head_scores(&head, &centroids, data.mode, &data.test, &embeddings);
     let mut recorded = serde_json::json!(params);
     recorded["best_epoch"] = best_epoch.into();
     recorded["embedding"] = serde_json::json!(report);
     Ok(Fitted {
-        calibration_logits,
-        test_logits: Some(test_logits),
-        scorer: Scorer::EncoderHead(EncoderHeadModel { encoder, head }),
+        calibration,
+        test_scores: Some(test_scores),
+        scorer: Scorer::EncoderHead(EncoderHeadModel {
+            encoder,
+            head,
+            centroids,
+        }),
         params: recorded,
         ngram: None,
         encoder: Some(spec),

@@ -1,11 +1,13 @@
 //! Honest evaluation on held-out tickets: accuracy, micro/macro F1, per-tag precision,
 //! recall, F1 and support, confusion, calibration error, and what the thresholds do —
 //! how many tickets are tagged without a person and how precise those tags are, with and
-//! without the keyword rules.
+//! without the keyword rules, and how precise each tag's threshold turned out against the
+//! precision it was chosen for.
 
 use crate::examples::Example;
 use datasets::LabelMode;
 use inference::Decider;
+use inference::out_of_distribution::Unfamiliarity;
 use serde::{Deserialize, Serialize};
 
 /// One tag's figures.
@@ -17,6 +19,14 @@ pub struct TagMetrics {
     pub f1: f64,
     pub support: usize,
     pub threshold: f32,
+    /// Test tickets the model applied this tag to without a person (its threshold, no
+    /// keyword rules, nothing sent to review).
+    #[serde(default)]
+    pub applied: usize,
+    /// The share of those that were right: the threshold's realised precision, to read
+    /// against the run's target; `None` when it applied the tag to no test ticket.
+    #[serde(default)]
+    pub realised_precision: Option<f64>,
 }
 
 /// What the thresholds do on the test tickets.
@@ -46,6 +56,14 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
     pub coverage: Coverage,
     pub coverage_with_rules: Coverage,
+    /// The precision the thresholds were chosen for (versions recorded before it was kept
+    /// with the evaluation have none).
+    #[serde(default)]
+    pub target_precision: Option<f64>,
+    /// Share of test tickets the out-of-distribution detector found unlike the training
+    /// tickets (sent to review untagged); `None` for a version without a detector.
+    #[serde(default)]
+    pub unfamiliar_share: Option<f64>,
 }
 
 fn f1(precision: f64, recall: f64) -> f64 {
@@ -82,35 +100,50 @@ pub fn predicted_set(probabilities: &[f32], mode: LabelMode) -> Vec<usize> {
     }
 }
 
-fn coverage(
+/// What the thresholds did: coverage, and per tag how often it was applied and right.
+struct Applied {
+    coverage: Coverage,
+    per_tag: Vec<(usize, usize)>,
+}
+
+fn applied(
     examples: &[Example],
     probabilities: &[Vec<f32>],
-    decider: &Decider,
-    tag_names: &[String],
+    inputs: &EvaluationInputs<'_>,
     with_rules: bool,
-) -> Coverage {
+) -> Applied {
     let mut auto_tagged = 0;
     let mut applied = 0;
     let mut right = 0;
-    for (example, p) in examples.iter().zip(probabilities) {
-        let decision = decider.decide(&example.text, p, with_rules);
+    let mut per_tag = vec![(0usize, 0usize); inputs.tag_names.len()];
+    for (i, (example, p)) in examples.iter().zip(probabilities).enumerate() {
+        let unfamiliarity = inputs.unfamiliarity.get(i).copied().flatten();
+        let decision = inputs
+            .decider
+            .decide_scored(&example.text, p, unfamiliarity, with_rules);
         if decision.needs_review {
             continue;
         }
         auto_tagged += 1;
         for tag in &decision.applied {
             applied += 1;
-            if let Some(index) = tag_names.iter().position(|n| n == tag.as_str())
-                && example.targets.contains(&index)
-            {
+            let Some(index) = inputs.tag_names.iter().position(|n| n == tag.as_str()) else {
+                continue;
+            };
+            per_tag[index].0 += 1;
+            if example.targets.contains(&index) {
                 right += 1;
+                per_tag[index].1 += 1;
             }
         }
     }
-    Coverage {
-        auto_tagged_share: ratio(auto_tagged, examples.len()),
-        precision: ratio(right, applied),
-        review_share: ratio(examples.len() - auto_tagged, examples.len()),
+    Applied {
+        coverage: Coverage {
+            auto_tagged_share: ratio(auto_tagged, examples.len()),
+            precision: ratio(right, applied),
+            review_share: ratio(examples.len() - auto_tagged, examples.len()),
+        },
+        per_tag,
     }
 }
 
@@ -121,6 +154,9 @@ pub struct EvaluationInputs<'a> {
     pub thresholds: &'a [f32],
     pub temperature: f32,
     pub decider: &'a Decider,
+    /// Per example, how unfamiliar the model found it (empty: no detector).
+    pub unfamiliarity: &'a [Option<Unfamiliarity>],
+    pub target_precision: Option<f64>,
 }
 
 /// Scores a model on examples from its calibrated and uncalibrated probabilities.
@@ -167,8 +203,10 @@ pub fn evaluate(
             confusion[truth][guess] += 1;
         }
     }
+    let model_only = applied(examples, probabilities, inputs, false);
     let per_tag: Vec<TagMetrics> = (0..tags)
         .map(|tag| {
+            let (applied, right) = model_only.per_tag[tag];
             let precision = ratio(tp[tag], tp[tag] + fp[tag]);
             let recall = ratio(tp[tag], tp[tag] + fn_[tag]);
             TagMetrics {
@@ -178,6 +216,8 @@ pub fn evaluate(
                 f1: f1(precision, recall),
                 support: tp[tag] + fn_[tag],
                 threshold: inputs.thresholds[tag],
+                applied,
+                realised_precision: (applied > 0).then(|| ratio(right, applied)),
             }
         })
         .collect();
@@ -211,19 +251,18 @@ pub fn evaluate(
         temperature: inputs.temperature,
         per_tag,
         confusion,
-        coverage: coverage(
-            examples,
-            probabilities,
-            inputs.decider,
-            inputs.tag_names,
-            false,
-        ),
-        coverage_with_rules: coverage(
-            examples,
-            probabilities,
-            inputs.decider,
-            inputs.tag_names,
-            true,
-        ),
+        coverage: model_only.coverage,
+        coverage_with_rules: applied(examples, probabilities, inputs, true).coverage,
+        target_precision: inputs.target_precision,
+        unfamiliar_share: (!inputs.unfamiliarity.is_empty()
+            && inputs.unfamiliarity.iter().any(Option::is_some))
+        .then(|| {
+            let beyond = inputs
+                .unfamiliarity
+                .iter()
+                .filter(|u| u.is_some_and(|u| u.is_beyond()))
+                .count();
+            ratio(beyond, examples.len())
+        }),
     }
 }

@@ -222,6 +222,15 @@ fn top_up_held_out(data: &mut TrainingData) {
     };
 }
 
+/// Seed of the hash that deals tickets into out-of-fold folds (independent of the others).
+const FOLD_SEED: u64 = 13;
+
+/// The fold, of `folds`, a ticket's out-of-fold score comes from: a stable hash of its id,
+/// so a ticket keeps its fold from run to run.
+pub fn fold_of(ticket: TicketId, folds: usize) -> usize {
+    (stable_hash(FOLD_SEED, &ticket.0.to_string()) % folds.max(1) as u64) as usize
+}
+
 fn is_validation(ticket: TicketId) -> bool {
     (stable_hash(7, &ticket.0.to_string()) % 1000) as f64 / 1000.0 < VALIDATION_FRACTION
 }

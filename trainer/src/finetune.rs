@@ -25,7 +25,7 @@ use inference::encoder::tokenize::Tokens;
 use inference::encoder::{
     DEFAULT_BATCH_SIZE, DEFAULT_THREADS, Encoder, EncoderError, EncoderFiles, EncoderOptions,
 };
-use inference::model::Scorer;
+use inference::model::{Scored, Scorer};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -748,13 +748,20 @@ pub(crate) fn fit(
     let model = EncoderHeadModel {
         encoder: Arc::new(tuned),
         head: trained.head,
+        centroids: Vec::new(),
     };
+    // No tag centroids for a tuned encoder (they would need the training tickets embedded
+    // again): its out-of-distribution signal is the energy of its scores alone.
     let score = |examples: &[Example]| {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        model.logits(&texts)
+        model.logits(&texts).map(|rows| {
+            rows.into_iter()
+                .map(|logits| Scored::encoder(logits, &[], &[], data.mode))
+                .collect::<Vec<_>>()
+        })
     };
-    let calibration_logits = score(calibration_set)?;
-    let test_logits = score(&data.test)?;
+    let calibration = score(calibration_set)?;
+    let test_scores = score(&data.test)?;
     let mut recorded = serde_json::json!(params);
     recorded["best_epoch"] = trained.best_epoch.into();
     recorded["steps"] = trained.steps.into();
@@ -767,8 +774,8 @@ pub(crate) fn fit(
     };
     Ok(FittedFinetune {
         fitted: Fitted {
-            calibration_logits,
-            test_logits: Some(test_logits),
+            calibration,
+            test_scores: Some(test_scores),
             scorer: Scorer::EncoderHead(model),
             params: recorded,
             ngram: None,

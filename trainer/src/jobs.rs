@@ -762,14 +762,15 @@ async fn retag_job(
             .chunks(64)
             .map(|chunk| {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                let logits = model.logits_batch(&refs)?;
+                let scores = model.score_batch(&refs)?;
                 Ok(refs
                     .iter()
-                    .zip(logits)
-                    .map(|(text, logits)| {
+                    .zip(scores)
+                    .map(|(text, scored)| {
                         let probabilities =
-                            probabilities(&logits, card.temperature, card.label_mode);
-                        decider.decide(text, &probabilities, true)
+                            probabilities(&scored.logits, card.temperature, card.label_mode);
+                        let unfamiliarity = model.unfamiliarity(&scored);
+                        decider.decide_scored(text, &probabilities, unfamiliarity, true)
                     })
                     .collect::<Vec<_>>())
             })

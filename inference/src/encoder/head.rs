@@ -26,18 +26,26 @@ impl LinearHead {
     }
 }
 
+/// A text's scores and its embedding.
+pub type LogitsAndEmbedding = (Vec<f32>, Vec<f32>);
+
 /// A loaded `encoder-head` model.
 #[derive(Debug, Clone)]
 pub struct EncoderHeadModel {
     /// Shared: several versions trained on the same encoder need it in memory once.
     pub encoder: Arc<Encoder>,
     pub head: LinearHead,
+    /// Unit-length centroids of each tag's training embeddings (`outputs × dim`), for the
+    /// out-of-distribution signal; empty when the version has none (`finetune`, or older).
+    pub centroids: Vec<f32>,
 }
 
 impl PartialEq for EncoderHeadModel {
     /// Two models are the same when their heads are and their encoders are the same files.
     fn eq(&self, other: &Self) -> bool {
-        self.head == other.head && self.encoder.spec() == other.encoder.spec()
+        self.head == other.head
+            && self.centroids == other.centroids
+            && self.encoder.spec() == other.encoder.spec()
     }
 }
 
@@ -49,6 +57,19 @@ impl EncoderHeadModel {
             .embed(texts)?
             .iter()
             .map(|embedding| self.head.logits(embedding))
+            .collect())
+    }
+
+    /// Scores and embeddings for many texts (one encoder pass).
+    pub fn logits_and_embeddings(
+        &self,
+        texts: &[&str],
+    ) -> Result<Vec<LogitsAndEmbedding>, EncoderError> {
+        Ok(self
+            .encoder
+            .embed(texts)?
+            .into_iter()
+            .map(|embedding| (self.head.logits(&embedding), embedding))
             .collect())
     }
 }

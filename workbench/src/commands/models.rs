@@ -193,10 +193,21 @@ pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> an
         &model.card.thresholds,
         &taxonomy,
     )
+    .with_realised_precision(model.card.realised_precision())
     .with_languages(&project.languages);
     // The text is a ticket's body, read as every model reads a ticket.
     let text = datasets::ticket::model_text("", &predict_text(&args)?);
-    let decision = decider.decide(&text, &model.probabilities(&text), true);
+    let scored = model
+        .score_batch(&[text.as_str()])?
+        .pop()
+        .context("the model gave no scores")?;
+    let probabilities = inference::calibration::probabilities(
+        &scored.logits,
+        model.card.temperature,
+        model.card.label_mode,
+    );
+    let unfamiliarity = model.unfamiliarity(&scored);
+    let decision = decider.decide_scored(&text, &probabilities, unfamiliarity, true);
     println!("model version {} ({})", version.id, version.kind);
     if let Some(language) = decision.language {
         println!("language: {} ({language})", language.english_name());
@@ -208,11 +219,20 @@ pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> an
             (false, Some(inference::decision::RuleEffect::Vetoed)) => "vetoed by keyword rule",
             (false, _) => "suggested",
         };
+        let realised = score
+            .realised_precision
+            .map_or_else(String::new, |p| format!(" (precision {p:.2} on test)"));
         println!(
-            "  {:<32} {:>6.3}  threshold {:>5.2}  {verdict}",
+            "  {:<32} {:>6.3}  threshold {:>5.2}{realised}  {verdict}",
             score.tag.as_str(),
             score.probability,
             score.threshold.min(1.0)
+        );
+    }
+    if let Some(unfamiliarity) = decision.unfamiliarity {
+        println!(
+            "unlike the training tickets: {:.2} (threshold {:.2})",
+            unfamiliarity.score, unfamiliarity.threshold
         );
     }
     if let Some(reason) = decision.review_reason {
@@ -316,9 +336,19 @@ fn print_evaluation(
             coverage.review_share * 100.0
         );
     }
+    if let Some(share) = evaluation.unfamiliar_share {
+        println!(
+            "unlike the training tickets (sent to review untagged): {:.1}%",
+            share * 100.0
+        );
+    }
+    // The precision each threshold was chosen for, beside what it gave on the test split.
+    let target = evaluation
+        .target_precision
+        .map_or_else(|| "-".to_string(), |t| format!("{t:.2}"));
     println!(
-        "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9}",
-        "TAG", "PRECISION", "RECALL", "F1", "SUPPORT", "THRESHOLD"
+        "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9} {:>7} {:>8} {:>8}",
+        "TAG", "PRECISION", "RECALL", "F1", "SUPPORT", "THRESHOLD", "TARGET", "REALISED", "APPLIED"
     );
     for tag in &evaluation.per_tag {
         let threshold = if tag.threshold > 1.0 {
@@ -326,9 +356,20 @@ fn print_evaluation(
         } else {
             format!("{:.2}", tag.threshold)
         };
+        let realised = tag
+            .realised_precision
+            .map_or_else(|| "-".to_string(), |p| format!("{p:.3}"));
         println!(
-            "{:<40} {:>9.3} {:>7.3} {:>7.3} {:>8} {:>9}",
-            tag.tag, tag.precision, tag.recall, tag.f1, tag.support, threshold
+            "{:<40} {:>9.3} {:>7.3} {:>7.3} {:>8} {:>9} {:>7} {:>8} {:>8}",
+            tag.tag,
+            tag.precision,
+            tag.recall,
+            tag.f1,
+            tag.support,
+            threshold,
+            target,
+            realised,
+            tag.applied
         );
     }
     print_drift(drift);
