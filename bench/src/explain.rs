@@ -268,8 +268,8 @@ struct Data {
 
 impl Data {
     fn read(dir: &Path, text_column: &str, label_column: &str) -> anyhow::Result<Self> {
-        let train = read_rows(&dir.join("train.csv"), text_column, label_column)?;
-        let test = read_rows(&dir.join("test.csv"), text_column, label_column)?;
+        let train = crate::normalise::read_rows(&dir.join("train.csv"), text_column, label_column)?;
+        let test = crate::normalise::read_rows(&dir.join("test.csv"), text_column, label_column)?;
         let classes: BTreeSet<&str> = train.iter().map(|(_, label)| label.as_str()).collect();
         let index: BTreeMap<&str, usize> =
             classes.iter().enumerate().map(|(i, c)| (*c, i)).collect();
@@ -427,26 +427,6 @@ fn encoder_scorer(encoder: Encoder, head: LinearHead) -> Scorer {
         head,
         centroids: Vec::new(),
     })
-}
-
-fn read_rows(path: &Path, text: &str, label: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut reader =
-        csv::Reader::from_path(path).context(format!("cannot open {}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .context(format!("{} has no column {name:?}", path.display()))
-    };
-    let (text, label) = (column(text)?, column(label)?);
-    reader
-        .records()
-        .map(|record| {
-            let record = record?;
-            Ok((record[text].to_string(), record[label].to_string()))
-        })
-        .collect()
 }
 
 fn human(seconds: f64) -> String {

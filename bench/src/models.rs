@@ -757,13 +757,22 @@ fn sklearn_baseline(
         "{}: scikit-learn TF-IDF + LR, {REPEATS} fits",
         dataset.folder
     );
-    let output = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(&script)
         .arg(train_csv)
         .arg(test_csv)
         .args([dataset.text_column, dataset.label_column])
-        .args([REPEATS, BASELINE_SINGLE_TEXTS, BATCH].map(|n| n.to_string()))
-        // Single-threaded like the tagger's numbers and the BASELINES.md table.
+        .args([REPEATS, BASELINE_SINGLE_TEXTS, BATCH].map(|n| n.to_string()));
+    run_sklearn_script(command)
+}
+
+/// Runs a scikit-learn reference script single-threaded (like the tagger's numbers and the
+/// BASELINES.md table) and reads the JSON object it prints last.
+pub(crate) fn run_sklearn_script<T: serde::de::DeserializeOwned>(
+    mut command: Command,
+) -> anyhow::Result<T> {
+    let output = command
         .envs(
             ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"].map(|name| (name, "1")),
         )

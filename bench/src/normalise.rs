@@ -163,7 +163,12 @@ fn human(duration: Duration) -> String {
     }
 }
 
-fn read_rows(path: &Path, text: &str, label: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// A dataset file's text and label columns, by name, in file order.
+pub(crate) fn read_rows(
+    path: &Path,
+    text: &str,
+    label: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut reader =
         csv::Reader::from_path(path).context(format!("cannot open {}", path.display()))?;
     let headers = reader.headers()?.clone();

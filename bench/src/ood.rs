@@ -549,27 +549,15 @@ fn sklearn_baseline(folder: &Path, files: &Files) -> anyhow::Result<Baseline> {
     std::fs::write(&script, SKLEARN_SCRIPT)
         .context(format!("cannot write {}", script.display()))?;
     eprintln!("scikit-learn TF-IDF + LR on CLINC150");
-    let output = Command::new("python3")
-        .arg(&script)
-        .args([
-            &files.train,
-            &files.test,
-            &files.validation,
-            &files.oos_test,
-            &files.oos_validation,
-        ])
-        .envs(
-            ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"].map(|name| (name, "1")),
-        )
-        .output()
-        .context("cannot run python3")?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("python3 failed ({}): {}", output.status, stderr.trim());
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).context(format!("the scikit-learn script printed {stdout:?}"))
+    let mut command = Command::new("python3");
+    command.arg(&script).args([
+        &files.train,
+        &files.test,
+        &files.validation,
+        &files.oos_test,
+        &files.oos_validation,
+    ]);
+    crate::models::run_sklearn_script(command)
 }
 
 fn section(

@@ -9,7 +9,10 @@ use datasets::store::prelude::*;
 use datasets::{AnyStore, LabelMode, Project, ProjectName, TicketId};
 use serde_json::{Value, json};
 
-/// A ticket whose only Billing word is "refund", among words no tag owns.
+/// A ticket whose only Billing word is "refund", among words no tag owns. Whether the demo's
+/// model applies a tag to it, or sends it to review as unlike its tickets, is the model's
+/// business: these tests check the explanation of whichever tag the verdict explains (that the
+/// top word of a crafted ticket is the obvious one is the inference crate's tests' job).
 const SUBJECT: &str = "Hello team";
 const BODY: &str = "I hope you are doing well today. I need a refund, thanks a lot and have \
     a nice weekend.";
@@ -42,6 +45,16 @@ fn chars(text: &str, start: &Value, end: &Value) -> String {
         end.as_u64().unwrap() as usize,
     );
     text.chars().skip(start).take(end - start).collect()
+}
+
+/// The tag a verdict explains first, and its explanation.
+fn first_explained(verdict: &Value) -> (String, &Value) {
+    let first = &verdict["explanation"]["tags"][0];
+    let tag = first["tag"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no explained tag: {verdict}"))
+        .to_string();
+    (tag, first)
 }
 
 /// The explanation of `tag` in a verdict.
@@ -87,21 +100,19 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         verdict["applied"], plain["applied"],
         "explaining changes no verdict"
     );
-    assert!(
-        verdict["applied"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("Billing")),
-        "{verdict}"
-    );
     let text = verdict["explanation"]["text"].as_str().unwrap();
     assert_eq!(text, datasets::ticket::model_text(SUBJECT, BODY));
-    let billing = explanation_of(&verdict, "Billing");
+    let (tag, billing) = first_explained(&verdict);
     assert_eq!(billing["method"], "exact");
     let words = billing["words"].as_array().unwrap();
     assert_eq!(words.len(), 5, "five words unless asked: {billing}");
-    assert_eq!(words[0]["phrase"], "refund", "{billing}");
-    assert_eq!(chars(text, &words[0]["start"], &words[0]["end"]), "refund");
+    for word in words {
+        assert_eq!(
+            chars(text, &word["start"], &word["end"]),
+            word["phrase"].as_str().unwrap(),
+            "{billing}"
+        );
+    }
     // Exact: the bias, the listed words and the rest add up to the logit.
     let sum = billing["bias"].as_f64().unwrap()
         + words
@@ -114,7 +125,7 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         (sum - logit).abs() < 1e-3 * (1.0 + logit.abs()),
         "{sum} against {logit}"
     );
-    // Every applied tag is explained, and only those.
+    // Every applied tag is explained, and only those; with none applied, the best-scored one.
     let explained: Vec<&Value> = verdict["explanation"]["tags"]
         .as_array()
         .unwrap()
@@ -122,7 +133,22 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         .map(|t| &t["tag"])
         .collect();
     let applied: Vec<&Value> = verdict["applied"].as_array().unwrap().iter().collect();
-    assert_eq!(explained, applied);
+    if applied.is_empty() {
+        let best = verdict["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .max_by(|a, b| {
+                a["probability"]
+                    .as_f64()
+                    .unwrap()
+                    .total_cmp(&b["probability"].as_f64().unwrap())
+            })
+            .unwrap();
+        assert_eq!(explained, vec![&best["tag"]], "{verdict}");
+    } else {
+        assert_eq!(explained, applied);
+    }
 
     let (status, two) = app
         .json(
@@ -134,7 +160,7 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         .await;
     assert_eq!(status, StatusCode::OK, "{two}");
     assert_eq!(
-        explanation_of(&two, "Billing")["words"]
+        explanation_of(&two, &tag)["words"]
             .as_array()
             .unwrap()
             .len(),
@@ -175,8 +201,8 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         "{batch}"
     );
     assert_eq!(
-        explanation_of(&results[0], "Billing")["words"][0]["phrase"],
-        "refund"
+        explanation_of(&results[0], &tag)["words"][0],
+        billing["words"][0]
     );
 
     let (status, ingested) = app
@@ -189,8 +215,8 @@ async fn the_api_explains_on_request_and_the_words_add_up(store: AnyStore) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ingested}");
     assert_eq!(
-        explanation_of(&ingested, "Billing")["words"][0]["phrase"],
-        "refund"
+        explanation_of(&ingested, &tag)["words"][0],
+        billing["words"][0]
     );
     let stored = store
         .ticket(project.id, TicketId(ingested["id"].as_i64().unwrap()))
@@ -252,6 +278,26 @@ async fn the_ticket_and_review_pages_mark_the_word_behind_a_tag(store: AnyStore)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ingested}");
     let id = ingested["id"].as_i64().unwrap();
+    // What the API says the tag's words are, for the same text.
+    let (status, verdict) = app
+        .json(
+            Method::POST,
+            "/v1/projects/Acme/tag?explain=true",
+            Some(&key),
+            json!({"subject": SUBJECT, "body": BODY}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{verdict}");
+    let (tag, explanation) = first_explained(&verdict);
+    // The pages list the words that pushed the tag up.
+    let words: Vec<String> = explanation["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["contribution"].as_f64().unwrap() > 0.0)
+        .map(|w| w["phrase"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!words.is_empty(), "{verdict}");
     let browser = app.login("labeler").await;
 
     let page = app
@@ -259,13 +305,13 @@ async fn the_ticket_and_review_pages_mark_the_word_behind_a_tag(store: AnyStore)
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Why these tags"), "{}", page.body);
-    assert_eq!(listed_words(&page.body, "Billing")[0], "refund");
+    assert_eq!(listed_words(&page.body, &tag), words);
     let marked = marked_words(&page.body);
     let (_, title) = marked
         .iter()
-        .find(|(word, _)| word == "refund")
-        .unwrap_or_else(|| panic!("refund is not marked: {marked:?}"));
-    assert!(title.contains("Billing +"), "{title}");
+        .find(|(word, _)| word == &words[0])
+        .unwrap_or_else(|| panic!("{} is not marked: {marked:?}", words[0]));
+    assert!(title.contains(&format!("{tag} +")), "{title}");
 
     // The review page (reopening the ticket) marks it too, for the model's own suggestion.
     let page = app
@@ -275,11 +321,11 @@ async fn the_ticket_and_review_pages_mark_the_word_behind_a_tag(store: AnyStore)
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert_eq!(listed_words(&page.body, "Billing")[0], "refund");
+    assert_eq!(listed_words(&page.body, &tag), words);
     assert!(
         marked_words(&page.body)
             .iter()
-            .any(|(word, _)| word == "refund"),
+            .any(|(word, _)| word == &words[0]),
         "{}",
         page.body
     );
