@@ -7,6 +7,7 @@ use datasets::store::prelude::*;
 use datasets::test_db::TestDatabase;
 use datasets::*;
 use inference::calibration::probabilities;
+use inference::decision::ReviewReason;
 use std::collections::HashSet;
 use trainer::active::uncertainty::{ModelView, margin};
 use trainer::active::{ScoreOptions, Strategy, score_project};
@@ -155,7 +156,29 @@ async fn with_the_promoted_model_margin_ranks_unlabelled_train_tickets_closest_f
         })
         .collect();
     expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (entry, (score, _)) in batch.iter().zip(&expected) {
+    // Tickets unlike the training data lead (at most a quarter of the queue), each beyond the
+    // version's threshold; the rest are the best margins of the other candidates, in order.
+    let unfamiliar = ReviewReason::Unfamiliar.describe();
+    let strange: Vec<TicketId> = batch
+        .iter()
+        .take_while(|e| e.reason.starts_with(unfamiliar))
+        .map(|e| e.ticket_id)
+        .collect();
+    assert!(strange.len() <= 2, "{batch:?}");
+    assert_eq!(summary.unfamiliar, strange.len());
+    for id in &strange {
+        let text = tickets
+            .iter()
+            .find(|t| t.ticket.id == *id)
+            .unwrap()
+            .ticket
+            .text();
+        let scored = model.score_batch(&[text.as_str()]).unwrap();
+        assert!(model.unfamiliarity(&scored[0]).unwrap().is_beyond());
+    }
+    expected.retain(|(_, id)| !strange.contains(id));
+    let ranked = &batch[strange.len()..];
+    for (entry, (score, _)) in ranked.iter().zip(&expected) {
         assert!(
             (entry.score - score).abs() < 1e-4,
             "{} vs {score}",
@@ -164,7 +187,7 @@ async fn with_the_promoted_model_margin_ranks_unlabelled_train_tickets_closest_f
         assert!(entry.reason.starts_with("margin "), "{}", entry.reason);
         assert!(entry.reason.contains(" between "), "{}", entry.reason);
     }
-    assert!(batch.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(ranked.windows(2).all(|w| w[0].score >= w[1].score));
     assert_ne!(batch[0].ticket_id, labelled_now.ticket.id);
     let by_id: std::collections::HashMap<TicketId, &LabelledTicket> =
         tickets.iter().map(|t| (t.ticket.id, t)).collect();
@@ -239,10 +262,11 @@ async fn disagreement_queues_tickets_where_a_keyword_rule_and_the_model_differ()
         .iter()
         .find(|e| e.ticket_id == zebra)
         .expect("the zebra ticket is queued");
+    // (After "unlike the tickets this model learned from; " when the ticket is also that.)
     assert!(
         entry
             .reason
-            .starts_with("a keyword rule adds Billing, the model gives it"),
+            .contains("a keyword rule adds Billing, the model gives it"),
         "{}",
         entry.reason
     );
@@ -388,4 +412,78 @@ async fn a_queue_size_of_zero_is_refused() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("queue size"), "{error}");
+}
+
+#[tokio::test]
+async fn tickets_unlike_the_training_data_lead_the_queue_up_to_a_quarter_of_it() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo(&store, LabelMode::Single).await;
+    let models = tempfile::tempdir().unwrap();
+    let version = train_and_promote(&store, &project, models.path()).await;
+    let model = load_version(&version).unwrap();
+    // Tickets about nothing a help desk of this product ever saw.
+    let subjects = [
+        "Lattice gauge renormalisation of gluon propagators",
+        "Phylogenetic bootstrap of mitochondrial haplogroups",
+        "Baroque fugue counterpoint in the Goldberg variations",
+        "Tectonic subduction and ophiolite obduction rates",
+        "Sonnet meter: iambic pentameter versus alexandrine",
+        "Mycorrhizal hyphae exchange phosphorus with conifers",
+    ];
+    let stored = store
+        .upsert_tickets(
+            project.id,
+            &subjects
+                .iter()
+                .enumerate()
+                .map(|(i, subject)| NewTicket {
+                    source: "api".into(),
+                    external_id: format!("X-{i}"),
+                    subject: (*subject).into(),
+                    body: String::new(),
+                    metadata: serde_json::json!({}),
+                    created_at: None,
+                    split: Split::Train,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let strange: HashSet<TicketId> = stored.iter().map(|s| s.id).collect();
+    // The model itself finds them beyond its threshold (else this test proves nothing).
+    let beyond = subjects
+        .iter()
+        .filter(|subject| {
+            let text = datasets::ticket::model_text(subject, "");
+            let scored = model.score_batch(&[text.as_str()]).unwrap();
+            model.unfamiliarity(&scored[0]).unwrap().is_beyond()
+        })
+        .count();
+    assert!(
+        beyond >= 3,
+        "only {beyond} of them are unfamiliar to the model"
+    );
+
+    // A queue of 12 gives them 3 places, the most unfamiliar first; the strategy fills the rest.
+    let (options, _cache) = offline(12);
+    let summary = score_project(&store, project.id, Strategy::Margin, &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.unfamiliar, 3);
+    let batch = store
+        .lease_review_tickets(project.id, "ana", 12, 600)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 12);
+    let unfamiliar = ReviewReason::Unfamiliar.describe();
+    for entry in &batch[..3] {
+        assert!(strange.contains(&entry.ticket_id), "{batch:?}");
+        assert!(entry.reason.starts_with(unfamiliar), "{}", entry.reason);
+    }
+    assert!(
+        batch[3..].iter().all(|e| !e.reason.starts_with(unfamiliar)),
+        "{batch:?}"
+    );
+    assert!(batch[3..].iter().all(|e| e.reason.starts_with("margin ")));
 }

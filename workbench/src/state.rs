@@ -21,6 +21,8 @@ pub struct AppState {
     pub password_hashing: PasswordHashing,
     /// The connectors' credentials key and per-ticket delivery order.
     pub connectors: Arc<crate::connector_deliveries::ConnectorRuntime>,
+    /// Key phrases counted for the pages, kept a few minutes.
+    pub phrases: Arc<crate::web::key_phrases::PhraseCache>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             http_metrics: Arc::new(HttpMetrics::default()),
             jobs: None,
             connectors: Arc::default(),
+            phrases: Arc::default(),
         }
     }
 

@@ -106,6 +106,56 @@ pub struct TagOutcome {
     pub corrected: i64,
 }
 
+/// Which tickets a text sample takes, by one tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagCondition {
+    /// Every ticket.
+    Any,
+    /// Tickets with the tag in force: a present label from any source that no person removed.
+    With(TagId),
+    /// Tickets without it in force.
+    Without(TagId),
+}
+
+/// A sample of ticket texts: the newest `limit` tickets created in `[from, until)` that meet
+/// `tag`. Key phrases are counted on such samples, so their cost is bounded by `limit`, not by
+/// the project's size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextSample {
+    pub tag: TagCondition,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub limit: u32,
+}
+
+impl TextSample {
+    /// The newest `limit` tickets meeting `tag`, whenever created. (Years 1 to 9999: both
+    /// databases store them, and SQLite compares its text timestamps right within them.)
+    pub fn any_time(tag: TagCondition, limit: u32) -> Self {
+        use chrono::TimeZone;
+        TextSample {
+            tag,
+            from: Utc
+                .with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+            until: Utc
+                .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+                .single()
+                .unwrap_or_default(),
+            limit,
+        }
+    }
+}
+
+/// One sampled ticket's text.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SampledText {
+    pub id: i64,
+    pub subject: String,
+    pub body: String,
+}
+
 /// Project-wide labelling figures.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, sqlx::FromRow)]
 pub struct LabellingTotals {
@@ -428,5 +478,11 @@ store_capability! {
         /// Recounts the project's dashboard counts from its labels and tickets, replacing the
         /// ones triggers keep current (a repair; the counts never need it in normal running).
         async fn rebuild_dashboard_counts(&self, project: ProjectId) -> StoreResult<()>;
+        /// The texts of a sample of the project's tickets, newest first.
+        async fn sample_texts(
+            &self,
+            project: ProjectId,
+            sample: &TextSample,
+        ) -> StoreResult<Vec<SampledText>>;
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod entities;
 pub mod html;
+pub mod key_phrases;
 pub mod quoted;
 pub mod traces;
 pub mod whitespace;

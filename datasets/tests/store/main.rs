@@ -18,5 +18,6 @@ mod merge_tags;
 mod pool_hygiene;
 mod review_queue;
 mod schema_twin;
+mod text_samples;
 mod training_runs;
 mod users;

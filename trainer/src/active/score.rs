@@ -19,7 +19,7 @@ use inference::calibration::probabilities;
 use inference::decision::{ReviewReason, RuleEffect};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderError, EncoderOptions};
-use inference::model::Scorer;
+use inference::model::{Scored, Scorer};
 use inference::{Decider, ModelError, TaggingModel};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -70,6 +70,9 @@ pub struct ScoreSummary {
     pub queued: u64,
     /// `embeddings` or `ngrams`, for strategies that compare tickets.
     pub vectors: Option<&'static str>,
+    /// Tickets queued ahead of the strategy's choice because they are unlike the tickets the
+    /// model learned from (at most a quarter of the queue, the most unfamiliar first).
+    pub unfamiliar: usize,
     pub seconds: f64,
 }
 
@@ -173,27 +176,48 @@ fn rank(
     texts: &[&str],
     strategy: Strategy,
     options: &ScoreOptions,
-) -> Result<(Vec<Selection>, Option<&'static str>), ScoreError> {
+) -> Result<Ranked, ScoreError> {
     let wants_vectors = matches!(strategy, Strategy::Diverse | Strategy::ColdStart);
     let mut vectors: Option<(Vec<Vec<f32>>, &'static str)> = None;
+    let mut unfamiliar = Vec::new();
     let (probs, tags, thresholds, mode) = match model {
         Some(model) => {
             let card = &model.card;
-            let logits = match &model.scorer {
-                // Embed once: the same embeddings give the logits and the diversity.
+            let scored: Vec<Scored> = match &model.scorer {
+                // Embed once: the same embeddings give the scores and the diversity.
                 Scorer::EncoderHead(head) => {
                     let embeddings = head.encoder.embed(texts)?;
-                    let logits = embeddings.iter().map(|e| head.head.logits(e)).collect();
+                    let scored = embeddings
+                        .iter()
+                        .map(|e| {
+                            Scored::encoder(
+                                head.head.logits(e),
+                                e,
+                                &head.centroids,
+                                card.label_mode,
+                            )
+                        })
+                        .collect();
                     if wants_vectors {
                         vectors = Some((embeddings, "embeddings"));
                     }
-                    logits
+                    scored
                 }
-                Scorer::Ngram(_) => model.logits_batch(texts)?,
+                Scorer::Ngram(_) => model.score_batch(texts)?,
             };
-            let probs: Vec<Vec<f32>> = logits
+            unfamiliar = scored
                 .iter()
-                .map(|l| probabilities(l, card.temperature, card.label_mode))
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let judged = model.unfamiliarity(s)?;
+                    judged
+                        .is_beyond()
+                        .then_some((i, judged.score - judged.threshold))
+                })
+                .collect();
+            let probs: Vec<Vec<f32>> = scored
+                .iter()
+                .map(|s| probabilities(&s.logits, card.temperature, card.label_mode))
                 .collect();
             let tags: Vec<String> = card
                 .tags
@@ -249,8 +273,29 @@ fn rank(
         conflicts: conflicts.as_deref(),
     };
     let selected = select(strategy, &pool, options.queue_size, options.seed)?;
-    Ok((selected, vectors.map(|(_, kind)| kind)))
+    // The most unfamiliar first.
+    unfamiliar.sort_by(|a: &(usize, f32), b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(Ranked {
+        selected,
+        vectors: vectors.map(|(_, kind)| kind),
+        unfamiliar: unfamiliar.into_iter().map(|(i, _)| i).collect(),
+    })
 }
+
+/// What [`rank`] found.
+struct Ranked {
+    selected: Vec<Selection>,
+    /// Which vectors spread the batch (`embeddings`, `ngrams`), when any did.
+    vectors: Option<&'static str>,
+    /// Candidates beyond the model's out-of-distribution threshold, most unfamiliar first.
+    unfamiliar: Vec<usize>,
+}
+
+/// The most of the queue that tickets unlike the training data take ahead of the strategy's
+/// choice. They come first because every one of them is a ticket the model cannot tag and
+/// may be a topic the taxonomy lacks; the cap keeps a flood of them (a product launch, a
+/// spam wave) from crowding out the tickets that teach the model most.
+pub const UNFAMILIAR_SHARE: f64 = 0.25;
 
 /// Recomputes the project's review queue with `strategy` (see the module comment).
 pub async fn score_project(
@@ -300,7 +345,7 @@ pub async fn score_project(
     let options_for_worker = options.clone();
     let version_for_worker = version.clone();
     let texts: Vec<String> = candidates.iter().map(|(_, text)| text.clone()).collect();
-    let (selected, vectors) = tokio::task::spawn_blocking(move || {
+    let ranked = tokio::task::spawn_blocking(move || {
         let model = match (&version_for_worker, used.needs_model()) {
             (Some(version), true) => Some(crate::run::load_version(version)?),
             _ => None,
@@ -310,8 +355,34 @@ pub async fn score_project(
     })
     .await
     .map_err(|e| ScoreError::Worker(e.to_string()))??;
+    let Ranked {
+        selected,
+        vectors,
+        unfamiliar,
+    } = ranked;
     // The queue is read in rank order; the score shown beside them is the batch's highest.
     let top = selected.iter().map(|s| s.score).fold(1.0, f32::max);
+    let unfamiliar_cap = (options.queue_size as f64 * UNFAMILIAR_SHARE).floor() as usize;
+    let unfamiliar: Vec<usize> = unfamiliar.into_iter().take(unfamiliar_cap).collect();
+    let placed: std::collections::HashSet<usize> = unfamiliar.iter().copied().collect();
+    // An unfamiliar ticket the strategy chose too keeps the strategy's reason after its own.
+    let also: std::collections::HashMap<usize, &str> = selected
+        .iter()
+        .filter(|s| placed.contains(&s.index))
+        .map(|s| (s.index, s.reason.as_str()))
+        .collect();
+    let strange: Vec<NewQueueEntry> = unfamiliar
+        .iter()
+        .map(|i| NewQueueEntry {
+            ticket_id: candidates[*i].0,
+            score: top,
+            strategy: used.as_str().to_string(),
+            reason: match also.get(i) {
+                Some(reason) => format!("{}; {reason}", ReviewReason::Unfamiliar.describe()),
+                None => ReviewReason::Unfamiliar.describe().to_string(),
+            },
+        })
+        .collect();
     let junk = no_content.iter().map(|(ticket_id, _)| NewQueueEntry {
         ticket_id: *ticket_id,
         score: top,
@@ -332,12 +403,18 @@ pub async fn score_project(
     });
     let entries: Vec<NewQueueEntry> = junk
         .chain(foreign)
-        .chain(selected.into_iter().map(|s| NewQueueEntry {
-            ticket_id: candidates[s.index].0,
-            score: s.score,
-            strategy: used.as_str().to_string(),
-            reason: s.reason,
-        }))
+        .chain(strange)
+        .chain(
+            selected
+                .into_iter()
+                .filter(|s| !placed.contains(&s.index))
+                .map(|s| NewQueueEntry {
+                    ticket_id: candidates[s.index].0,
+                    score: s.score,
+                    strategy: used.as_str().to_string(),
+                    reason: s.reason,
+                }),
+        )
         .take(options.queue_size)
         .collect();
     let queued = store.replace_review_queue(project, &entries).await?;
@@ -348,6 +425,7 @@ pub async fn score_project(
         candidates: total_candidates,
         queued,
         vectors,
+        unfamiliar: unfamiliar.len(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

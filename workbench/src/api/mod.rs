@@ -176,6 +176,7 @@ pub fn routes() -> openapi::Routes {
         .answers::<datasets::Tag>(StatusCode::CREATED)
         .link("UpdateTag", "PATCH", "/v1/projects/{project}/tags/{tag}", TAG_ID)
         .link("MergeTag", "POST", "/v1/projects/{project}/tags/{tag}/merge", TAG_ID)
+        .link("GetTagKeyPhrases", "GET", "/v1/projects/{project}/tags/{tag}/key-phrases", TAG_ID)
         .fails(&[StatusCode::CONFLICT])
         .add(
             "PATCH",
@@ -197,6 +198,14 @@ pub fn routes() -> openapi::Routes {
         .body::<projects::MergeRequest>()
         .answers::<datasets::TagMerge>(OK)
         .fails(&[StatusCode::CONFLICT])
+        .add(
+            "GET",
+            "/v1/projects/{project}/tags/{tag}/key-phrases",
+            "The words and phrases that set the tag's tickets apart from the project's other tickets, strongest first.",
+            Access::Project(Scope::Read),
+            projects::tag_key_phrases,
+        )
+        .answers::<projects::TagKeyPhrases>(OK)
         .add(
             "GET",
             "/v1/projects/{project}/tickets",

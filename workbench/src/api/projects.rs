@@ -204,6 +204,37 @@ pub async fn update_tag(
     ))
 }
 
+/// A tag's key phrases.
+#[derive(Serialize, ToSchema)]
+pub struct TagKeyPhrases {
+    pub tag: datasets::TagName,
+    /// The words and two-word phrases the tag's tickets use far more than the project's other
+    /// tickets (log-odds ratio with an informative Dirichlet prior, z ≥ 1.96, in 3 or more
+    /// of the tag's tickets), strongest first; among the newest 2,000 tickets of each group.
+    pub phrases: Vec<datasets::text::key_phrases::KeyPhrase>,
+}
+
+/// The tag's key phrases, as its page in the workbench lists them.
+pub async fn tag_key_phrases(
+    State(state): State<AppState>,
+    authorized: Authorized<scope::Read>,
+    ApiPath((_, tag)): ApiPath<(String, i64)>,
+) -> Result<ApiJson<TagKeyPhrases>, ApiError> {
+    let project = authorized.project.id;
+    let tag = state
+        .store
+        .list_tags(project)
+        .await?
+        .into_iter()
+        .find(|t| t.id == TagId(tag))
+        .ok_or_else(|| ApiError::not_found(format!("tag {tag} not found")))?;
+    let phrases = crate::web::key_phrases::for_tag(&state, project, tag.id).await?;
+    Ok(ApiJson(TagKeyPhrases {
+        tag: tag.name,
+        phrases: phrases.as_ref().clone(),
+    }))
+}
+
 /// Where a merged tag's labels go.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,6 +4,7 @@
 //! any model exists, costs a few milliseconds for a thousand tickets, and every cluster is
 //! explained by the words that formed it.
 
+use datasets::text::key_phrases::is_stopword;
 use std::collections::{HashMap, HashSet};
 
 /// One ticket of the period as the clustering sees it.
@@ -53,16 +54,6 @@ impl Default for ClusterSettings {
     }
 }
 
-/// Words of support tickets that say nothing about the topic, sorted (binary search).
-const STOPWORDS: &[&str] = &[
-    "about", "after", "again", "all", "also", "and", "any", "are", "been", "but", "can", "cannot",
-    "could", "did", "does", "dont", "for", "from", "get", "got", "had", "has", "have", "hello",
-    "help", "her", "here", "him", "his", "how", "its", "just", "know", "like", "not", "now", "our",
-    "out", "please", "regards", "she", "should", "since", "some", "thank", "thanks", "that", "the",
-    "their", "them", "then", "there", "they", "this", "today", "too", "was", "way", "were", "what",
-    "when", "where", "which", "while", "who", "why", "will", "with", "would", "yet", "you", "your",
-];
-
 /// The distinct words of a text that can name a topic: lower case, three letters or more,
 /// not only digits, not a stopword.
 /// Sorted, each once.
@@ -71,7 +62,7 @@ pub fn terms(text: &str) -> Vec<String> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 3 && !w.chars().all(|c| c.is_ascii_digit()))
         .map(str::to_lowercase)
-        .filter(|w| STOPWORDS.binary_search(&w.as_str()).is_err())
+        .filter(|w| !is_stopword(w))
         .collect();
     found.sort_unstable();
     found.dedup();
@@ -269,11 +260,6 @@ mod tests {
             .map(|i| (i, "vpn tunnel drops".to_string(), true))
             .collect();
         assert!(find_clusters(&texts(&tickets), &ClusterSettings::default()).is_empty());
-    }
-
-    #[test]
-    fn stopwords_are_sorted_for_binary_search() {
-        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use chrono::{Duration, NaiveDate, Utc};
 use datasets::Project;
+use datasets::ids::{ProjectId, TagId};
 use datasets::store::prelude::*;
 use datasets::store::{LabellingTotals, TagCount, TagOutcome, TagVolume, TicketFit};
 use minijinja::{Value, context};
@@ -30,6 +31,8 @@ const MIN_REVIEWED: i64 = 5;
 const CLUSTER_SAMPLE: u32 = 800;
 /// Example tickets linked per cluster.
 const CLUSTER_EXAMPLES: usize = 3;
+/// Phrases shown of what is new in a rising tag.
+const RISING_PHRASES: usize = 5;
 
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -182,21 +185,31 @@ impl Data {
         values
     }
 
-    fn rising(&self) -> Vec<Value> {
-        let last_week = (Utc::now().date_naive() - Duration::days(6))
-            .format("%Y-%m-%d")
-            .to_string();
-        rising_tags(&self.recent_volume, &last_week)
-            .into_iter()
-            .map(|(tag, week, before)| {
-                context! {
-                    tag => self.name(tag),
-                    week => week,
-                    before => before,
-                    factor => (week as f64 / 7.0) / (before as f64 / 28.0),
-                }
-            })
-            .collect()
+    /// Tags rising against their own history (from `week_start`, the first of the last seven
+    /// days), each with what is new in it: the phrases of its last week against the four
+    /// weeks before.
+    async fn rising(
+        &self,
+        state: &AppState,
+        project: ProjectId,
+        week_start: NaiveDate,
+    ) -> WebResult<Vec<Value>> {
+        let last_week = week_start.format("%Y-%m-%d").to_string();
+        let mut rising = Vec::new();
+        for (tag, week, before) in rising_tags(&self.recent_volume, &last_week) {
+            let name = self.name(tag);
+            let new =
+                super::key_phrases::new_in_tag(state, project, TagId(tag), week_start).await?;
+            let new = &new[..new.len().min(RISING_PHRASES)];
+            rising.push(context! {
+                tag => name.as_str(),
+                week => week,
+                before => before,
+                factor => (week as f64 / 7.0) / (before as f64 / 28.0),
+                new_phrases => super::key_phrases::view(new, project, Some(&name)),
+            });
+        }
+        Ok(rising)
     }
 
     /// Clusters of tickets no tag fits, each with its words, size and newest examples.
@@ -350,6 +363,8 @@ pub async fn show(
             }
         })
         .collect();
+    let week_start = Utc::now().date_naive() - Duration::days(6);
+    let rising = data.rising(&state, project.id, week_start).await?;
     let totals = data.totals;
     let share = |part: i64| (totals.tickets > 0).then(|| part as f64 / totals.tickets as f64);
     render_page(
@@ -376,7 +391,7 @@ pub async fn show(
                 auto_share => share(totals.auto_tagged),
                 human_share => share(totals.human_labelled),
             },
-            rising => data.rising(),
+            rising => rising,
             high_corrections => high_corrections,
             unfit_clusters => data.unfit_clusters(),
             sampled => data.fits.len(),

@@ -13,6 +13,7 @@ mod connectors;
 mod csv;
 mod dashboard;
 mod import;
+pub mod key_phrases;
 pub mod login_csrf;
 pub mod login_limits;
 mod models;

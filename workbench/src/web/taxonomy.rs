@@ -183,6 +183,7 @@ async fn render_tag_page(
         exclude: phrases(Some(&shown.exclude)),
     };
     let (matches, more) = preview_rows(state, project.id, rules, taxonomy).await?;
+    let phrases = super::key_phrases::for_tag(state, project.id, tag.id).await?;
     render_page(
         state,
         user,
@@ -200,6 +201,8 @@ async fn render_tag_page(
             previewing => previewing,
             matches => matches,
             more => more,
+            phrases => super::key_phrases::view(&phrases, project.id, Some(tag.name.as_str())),
+            phrase_sample => super::key_phrases::SAMPLE,
         },
     )
     .await

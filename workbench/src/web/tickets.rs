@@ -331,6 +331,8 @@ pub async fn show(
                 (view, None)
             }
         };
+    let phrases =
+        super::key_phrases::for_ticket(&state, project.id, ticket.ticket.id, clean.clone()).await?;
     let cleaned = clean.trim()
         != format!(
             "{}\n{}",
@@ -360,6 +362,7 @@ pub async fn show(
             history => events,
             why => why,
             why_link => why_link,
+            key_phrases => super::key_phrases::view(&phrases, project.id, None),
         },
     )
     .await

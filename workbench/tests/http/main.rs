@@ -22,6 +22,7 @@ mod connectors_page;
 mod disk_full;
 mod explain;
 mod import_concurrency;
+mod key_phrases;
 mod login_limits;
 mod review_api;
 mod snapshots;

@@ -141,4 +141,52 @@ impl DashboardStore for Backend {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn sample_texts(
+        &self,
+        project: ProjectId,
+        sample: &TextSample,
+    ) -> StoreResult<Vec<SampledText>> {
+        // Walks the newest tickets of the period (tickets_project_created) and probes each
+        // one's labels by the primary key; `With` starts from the tag's labels instead
+        // (labels_tag_source), as a rare tag would otherwise walk the whole project.
+        const SELECT: &str = "SELECT t.id, t.subject, t.body FROM tickets t \
+             WHERE t.project_id = $1 AND t.created_at >= $2 AND t.created_at < $3";
+        const ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC LIMIT $4";
+        const NOT_REMOVED: &str = "NOT EXISTS (SELECT 1 FROM labels h WHERE h.ticket_id = t.id \
+             AND h.tag_id = $5 AND h.source = 'human' AND NOT h.present)";
+        let (sql, tag) = match sample.tag {
+            TagCondition::Any => (const_str::concat!(SELECT, ORDER), None),
+            TagCondition::With(tag) => (
+                const_str::concat!(
+                    SELECT,
+                    " AND t.id IN (SELECT l.ticket_id FROM labels l WHERE l.tag_id = $5 \
+                     AND l.present) AND ",
+                    NOT_REMOVED,
+                    ORDER
+                ),
+                Some(tag),
+            ),
+            TagCondition::Without(tag) => (
+                const_str::concat!(
+                    SELECT,
+                    " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = t.id \
+                     AND l.tag_id = $5 AND l.present AND ",
+                    NOT_REMOVED,
+                    ")",
+                    ORDER
+                ),
+                Some(tag),
+            ),
+        };
+        let mut query = sqlx::query_as(sql)
+            .bind(project)
+            .bind(sample.from)
+            .bind(sample.until)
+            .bind(i64::from(sample.limit));
+        if let Some(tag) = tag {
+            query = query.bind(tag);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
 }
