@@ -403,6 +403,7 @@ fn finetune(
     };
     let options = EncoderOptions {
         max_tokens: params.max_tokens,
+        windows: 1,
         batch_size: BATCH,
         threads: args.threads,
     };

@@ -32,6 +32,10 @@ pub struct EncoderHeadParams {
     pub encoder: String,
     /// Token budget per text, special tokens included.
     pub max_tokens: usize,
+    /// Windows of `max_tokens` a long ticket is read in, their embeddings averaged (see
+    /// docs/models.md "Long tickets"); 1 cuts a ticket at `max_tokens`.
+    #[serde(default = "default_windows")]
+    pub windows: usize,
     /// Texts per encoder forward pass.
     pub batch_size: usize,
     /// Threads for the encoder and the head's training.
@@ -56,11 +60,19 @@ pub struct EncoderHeadParams {
     pub hub_cache: Option<PathBuf>,
 }
 
+/// Four windows of 128 tokens: a ticket is read to its 512th token (BERT's own limit).
+pub const DEFAULT_WINDOWS: usize = 4;
+
+fn default_windows() -> usize {
+    DEFAULT_WINDOWS
+}
+
 impl Default for EncoderHeadParams {
     fn default() -> Self {
         Self {
             encoder: DEFAULT_ENCODER_REPO.to_string(),
             max_tokens: inference::encoder::tokenize::DEFAULT_MAX_TOKENS,
+            windows: DEFAULT_WINDOWS,
             batch_size: DEFAULT_BATCH_SIZE,
             threads: DEFAULT_THREADS,
             epochs: 100,
@@ -87,6 +99,7 @@ impl EncoderHeadParams {
     pub fn encoder_options(&self) -> EncoderOptions {
         EncoderOptions {
             max_tokens: self.max_tokens,
+            windows: self.windows,
             batch_size: self.batch_size,
             threads: self.threads,
         }
@@ -129,6 +142,7 @@ const TICKETS: &str = "ticket";
 const TEXT_HASHES: &str = "text_sha256";
 const EMBEDDINGS: &str = "embedding";
 const MAX_TOKENS_KEY: &str = "max_tokens";
+const WINDOWS_KEY: &str = "windows";
 
 /// Reads a cache file; anything unreadable or made with other settings counts as empty.
 fn read_cache(path: &Path, spec: &EncoderSpec) -> Cached {
@@ -141,8 +155,14 @@ fn read_cache(path: &Path, spec: &EncoderSpec) -> Cached {
 fn parse_cache(bytes: &[u8], spec: &EncoderSpec) -> Option<Cached> {
     let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
     let max_tokens = metadata.metadata().as_ref()?.get(MAX_TOKENS_KEY)?;
-    // The token budget changes what a long text embeds to.
-    if max_tokens != &spec.max_tokens.to_string() {
+    // The token budget and the windows change what a long text embeds to (a cache written
+    // before windows existed read one).
+    let windows = metadata
+        .metadata()
+        .as_ref()?
+        .get(WINDOWS_KEY)
+        .map_or("1", String::as_str);
+    if max_tokens != &spec.max_tokens.to_string() || windows != spec.windows.to_string() {
         return None;
     }
     let file = safetensors::SafeTensors::deserialize(bytes).ok()?;
@@ -212,6 +232,7 @@ fn write_cache(
     ];
     let metadata = HashMap::from([
         (MAX_TOKENS_KEY.to_string(), spec.max_tokens.to_string()),
+        (WINDOWS_KEY.to_string(), spec.windows.to_string()),
         ("encoder".to_string(), spec.repo.clone()),
         ("revision".to_string(), spec.revision.clone()),
     ]);
@@ -962,6 +983,12 @@ mod tests {
         // A different token budget makes the whole cache stale.
         let spec = EncoderSpec {
             max_tokens: 16,
+            ..encoder.spec().clone()
+        };
+        assert!(read_cache(&file, &spec).is_empty());
+        // So do other windows.
+        let spec = EncoderSpec {
+            windows: encoder.spec().windows + 1,
             ..encoder.spec().clone()
         };
         assert!(read_cache(&file, &spec).is_empty());

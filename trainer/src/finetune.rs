@@ -112,6 +112,8 @@ impl FinetuneParams {
     pub fn encoder_options(&self) -> EncoderOptions {
         EncoderOptions {
             max_tokens: self.max_tokens,
+            // Fine-tuning trains on one window per ticket; serving reads what it trained on.
+            windows: 1,
             batch_size: self.batch_size,
             threads: self.threads,
         }

@@ -352,6 +352,11 @@ pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 256)]
     pub threads: Option<usize>,
+    /// `encoder-head`: how many windows of 128 tokens a long ticket is read in, their
+    /// embeddings averaged (1 cuts it at 128 tokens; the default 4 reads 512).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 8)]
+    pub windows: Option<usize>,
     /// Precision auto-applied tags should reach (0 < p ≤ 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0, maximum = 1)]
@@ -418,6 +423,15 @@ impl TrainingParams {
             }
             request.encoder_head.threads = threads;
             request.finetune.threads = threads;
+        }
+        if let Some(windows) = self.windows {
+            let most = inference::encoder::tokenize::MAX_WINDOWS;
+            if !(1..=most).contains(&windows) {
+                return Err(format!(
+                    "windows must be between 1 and {most}, not {windows}"
+                ));
+            }
+            request.encoder_head.windows = windows;
         }
         if let Some(precision) = self.target_precision {
             if !(precision > 0.0 && precision <= 1.0) {

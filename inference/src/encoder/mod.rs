@@ -132,8 +132,17 @@ pub struct EncoderSpec {
     pub normalize: bool,
     /// Token budget per text, special tokens included.
     pub max_tokens: usize,
+    /// How many windows of `max_tokens` a long text is read in; their embeddings are
+    /// averaged (weighted by their tokens). 1, what versions made before it existed did:
+    /// a long text is cut at `max_tokens`.
+    #[serde(default = "one_window")]
+    pub windows: usize,
     /// File name → SHA-256 of the encoder's files.
     pub files: BTreeMap<String, String>,
+}
+
+fn one_window() -> usize {
+    1
 }
 
 /// Run-time choices that do not change what the encoder computes.
@@ -141,6 +150,8 @@ pub struct EncoderSpec {
 pub struct EncoderOptions {
     /// Token budget per text (only for a newly loaded encoder; a model's card fixes its own).
     pub max_tokens: usize,
+    /// Windows of `max_tokens` a long text is read in (as `max_tokens`: a card fixes its own).
+    pub windows: usize,
     pub batch_size: usize,
     pub threads: usize,
 }
@@ -149,6 +160,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         Self {
             max_tokens: DEFAULT_MAX_TOKENS,
+            windows: 1,
             batch_size: DEFAULT_BATCH_SIZE,
             threads: DEFAULT_THREADS,
         }
@@ -211,6 +223,7 @@ impl Encoder {
         let snapshot = cache.encoder_snapshot(&spec.repo, Some(&spec.revision))?;
         let options = EncoderOptions {
             max_tokens: spec.max_tokens,
+            windows: spec.windows,
             ..*options
         };
         let encoder = Self::from_snapshot(&snapshot, Some(&spec.files), &options)?;
@@ -264,6 +277,7 @@ impl Encoder {
         }
         let options = EncoderOptions {
             max_tokens: spec.max_tokens,
+            windows: spec.windows,
             ..*options
         };
         let encoder = Self::from_files(&files, &options)?;
@@ -338,6 +352,7 @@ impl Encoder {
                 pooling: Pooling::Mean,
                 normalize: true,
                 max_tokens,
+                windows: options.windows.clamp(1, tokenize::MAX_WINDOWS),
                 files: files.hashes.clone(),
             },
             bert,
@@ -416,17 +431,30 @@ impl Encoder {
         texts: &[&str],
         mut progress: impl FnMut(usize) + Send,
     ) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let tokens = texts
-            .iter()
-            .map(|text| self.tokenize(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
+        // A long text is read in several windows: each is embedded as a text of its own and
+        // the windows' embeddings are pooled back below.
+        let windows = self.spec.windows;
+        let mut tokens: Vec<Tokens> = Vec::with_capacity(texts.len());
+        let mut owner: Vec<usize> = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            let pieces = if windows > 1 {
+                self.tokenizer
+                    .encode_windows(text, windows)
+                    .map_err(EncoderError::Tokenize)?
+            } else {
+                vec![self.tokenize(text)?]
+            };
+            owner.extend(std::iter::repeat_n(index, pieces.len()));
+            tokens.extend(pieces);
+        }
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
         if self.packed.is_none() {
             order.sort_by_key(|&index| std::cmp::Reverse(tokens[index].len()));
         }
-        let mut embeddings = vec![Vec::new(); texts.len()];
+        let mut rows_of: Vec<Vec<f32>> = vec![Vec::new(); tokens.len()];
         self.install(|| {
             let mut done = 0;
+            let mut last_reported = 0;
             for chunk in order.chunks(self.batch_size) {
                 let batch: Vec<&Tokens> = chunk.iter().map(|&index| &tokens[index]).collect();
                 let rows = match &self.packed {
@@ -439,15 +467,63 @@ impl Encoder {
                     }
                 };
                 for (&index, row) in chunk.iter().zip(rows) {
-                    embeddings[index] = row;
+                    rows_of[index] = row;
                 }
                 done += chunk.len();
-                progress(done);
+                // Progress counts texts: windows are an inner detail.
+                let texts_done = done * texts.len() / tokens.len().max(1);
+                if texts_done > last_reported || done == tokens.len() {
+                    last_reported = texts_done;
+                    progress(texts_done);
+                }
             }
             Ok::<_, EncoderError>(())
         })?;
-        Ok(embeddings)
+        if tokens.len() == texts.len() {
+            return Ok(rows_of);
+        }
+        Ok(pool_windows(
+            &rows_of,
+            &tokens,
+            &owner,
+            texts.len(),
+            self.spec.normalize,
+        ))
     }
+}
+
+/// One embedding per text from its windows' embeddings: their average weighted by each
+/// window's tokens (mean pooling over the whole text read, as one window pools its tokens),
+/// scaled to unit length again when the encoder normalises.
+fn pool_windows(
+    rows: &[Vec<f32>],
+    tokens: &[Tokens],
+    owner: &[usize],
+    texts: usize,
+    normalize: bool,
+) -> Vec<Vec<f32>> {
+    let dim = rows.first().map_or(0, Vec::len);
+    let mut pooled = vec![vec![0f32; dim]; texts];
+    let mut weights = vec![0f32; texts];
+    for ((row, tokens), &text) in rows.iter().zip(tokens).zip(owner) {
+        let weight = tokens.len() as f32;
+        weights[text] += weight;
+        for (sum, value) in pooled[text].iter_mut().zip(row) {
+            *sum += weight * value;
+        }
+    }
+    for (vector, weight) in pooled.iter_mut().zip(weights) {
+        if weight > 0.0 {
+            vector.iter_mut().for_each(|v| *v /= weight);
+        }
+        if normalize {
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                vector.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+    }
+    pooled
 }
 
 /// An encoder's three files, read (and hash-checked when hashes were given) but not yet

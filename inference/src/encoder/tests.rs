@@ -430,3 +430,96 @@ fn packed_embeddings_match_padded_ones(tiny: TinyBert) {
         }
     }
 }
+
+/// A ticket of `words` words of the tiny vocabulary.
+fn long_text(words: usize) -> String {
+    let vocabulary = [
+        "charged", "twice", "refund", "login", "fails", "app", "crashes",
+    ];
+    (0..words)
+        .map(|i| vocabulary[(i * 7 + i / 3) % vocabulary.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_long_text_is_cut_into_windows_each_wrapped_in_the_special_tokens() {
+    let (_root, cache) = tiny_cache(TinyBert::default());
+    let encoder = Encoder::load(&cache, TINY_REPO, &options()).unwrap();
+    let tokenizer = encoder.tokenizer();
+    let max = tokenizer.max_tokens();
+    // A short text: one window, exactly what plain encoding gives.
+    let short = "login fails";
+    assert_eq!(
+        tokenizer.encode_windows(short, 4).unwrap(),
+        vec![tokenizer.encode(short).unwrap()]
+    );
+    // A long one: consecutive pieces, each within the budget and framed like a whole text.
+    let text = long_text(1000);
+    let one = tokenizer.encode(&text).unwrap();
+    assert_eq!(one.len(), max);
+    let (first, last) = (one.ids[0], one.ids[max - 1]);
+    let windows = tokenizer.encode_windows(&text, 3).unwrap();
+    assert_eq!(windows.len(), 3);
+    for window in &windows {
+        assert_eq!(window.len(), max);
+        assert_eq!(window.ids[0], first);
+        assert_eq!(window.ids[max - 1], last);
+        assert!(window.type_ids.iter().all(|&t| t == 0));
+    }
+    // The first window is the plain encoding; the next ones go on where it stopped.
+    assert_eq!(windows[0], one);
+    let content = |t: &Tokens| t.ids[1..t.len() - 1].to_vec();
+    let whole: Vec<u32> = windows.iter().flat_map(content).collect();
+    let plain = tokenizer.encode_windows(&text, 1).unwrap();
+    assert_eq!(plain, vec![one.clone()]);
+    assert_eq!(&whole[..max - 2], &content(&one)[..]);
+    assert_ne!(windows[1], windows[0]);
+}
+
+#[test]
+fn windows_change_a_long_texts_embedding_only() {
+    let (_root, cache) = tiny_cache(TinyBert::default());
+    let one = Encoder::load(&cache, TINY_REPO, &options()).unwrap();
+    let three = Encoder::load(
+        &cache,
+        TINY_REPO,
+        &EncoderOptions {
+            windows: 3,
+            ..options()
+        },
+    )
+    .unwrap();
+    assert_eq!((one.spec().windows, three.spec().windows), (1, 3));
+    // Its second half differs: read in windows, the whole text counts.
+    let long = format!("{} {}", long_text(60), "refund ".repeat(200));
+    let texts = ["login fails", long.as_str()];
+    let (a, b) = (one.embed(&texts).unwrap(), three.embed(&texts).unwrap());
+    assert!(
+        max_abs_diff(&a[0], &b[0]) < 1e-6,
+        "a short text is unchanged"
+    );
+    assert!(
+        max_abs_diff(&a[1], &b[1]) > 1e-3,
+        "a long text reads further"
+    );
+    let norm: f32 = b[1].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+    // The pooled embedding is the windows' token-weighted mean, scaled to unit length.
+    let windows = three.tokenizer().encode_windows(&long, 3).unwrap();
+    let rows: Vec<Vec<f32>> = match &three.packed {
+        Some(packed) => {
+            let refs: Vec<&Tokens> = windows.iter().collect();
+            three.install(|| packed.embed(&refs, true)).unwrap()
+        }
+        None => return,
+    };
+    let owner = vec![0; windows.len()];
+    let expected = pool_windows(&rows, &windows, &owner, 1, true);
+    assert!(max_abs_diff(&expected[0], &b[1]) < 1e-5);
+    // A card written before windows existed reads as one window.
+    let mut card = serde_json::to_value(three.spec()).unwrap();
+    card.as_object_mut().unwrap().remove("windows");
+    let old: EncoderSpec = serde_json::from_value(card).unwrap();
+    assert_eq!(old.windows, 1);
+}

@@ -25,10 +25,19 @@ impl Tokens {
     }
 }
 
+/// Most windows a long text is read in (see [`TextTokenizer::encode_windows`]): 4 windows of
+/// 128 tokens read 512, BERT's own position limit.
+pub const MAX_WINDOWS: usize = 8;
+
 /// A tokenizer configured for embedding: truncation on, padding off.
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// The same without truncation, for texts read in several windows.
+    whole: Tokenizer,
+    /// The special tokens around one text (`[CLS]` … `[SEP]` for BERT): ids before and after.
+    before: Vec<u32>,
+    after: Vec<u32>,
     pad_id: u32,
     max_tokens: usize,
 }
@@ -48,6 +57,9 @@ impl TextTokenizer {
             .or_else(|| inner.token_to_id("[PAD]"))
             .unwrap_or(0);
         inner.with_padding(None);
+        let mut whole = inner.clone();
+        whole.with_truncation(None).map_err(|e| e.to_string())?;
+        let (before, after) = special_tokens(&whole)?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
@@ -56,6 +68,9 @@ impl TextTokenizer {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             inner,
+            whole,
+            before,
+            after,
             pad_id,
             max_tokens,
         })
@@ -84,6 +99,51 @@ impl TextTokenizer {
         })
     }
 
+    /// The word pieces of a text read in up to `windows` windows of `max_tokens` each (special
+    /// tokens included in each): a text that fits one window gives exactly [`Self::encode`];
+    /// a longer one is cut into consecutive pieces of its words, each wrapped in the special
+    /// tokens, the rest after `windows` pieces dropped. Embeddings of the windows are pooled
+    /// by the encoder, so a long ticket is read to its 512th token, not its 128th.
+    pub fn encode_windows(&self, text: &str, windows: usize) -> Result<Vec<Tokens>, String> {
+        let windows = windows.clamp(1, MAX_WINDOWS);
+        let first = self.encode(text)?;
+        let room = self
+            .max_tokens
+            .saturating_sub(self.before.len() + self.after.len())
+            .max(1);
+        if windows == 1 || first.len() < self.max_tokens {
+            return Ok(vec![first]);
+        }
+        // Tokenizing the whole of a very long text would cost far more than the windows read:
+        // a word piece is rarely under one byte, so this many bytes always cover the windows.
+        let mut end = (room * windows * 16).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let encoding = self
+            .whole
+            .encode_fast(&text[..end], false)
+            .map_err(|e| e.to_string())?;
+        Ok(encoding
+            .get_ids()
+            .chunks(room)
+            .take(windows)
+            .map(|piece| {
+                let ids: Vec<u32> = self
+                    .before
+                    .iter()
+                    .chain(piece)
+                    .chain(&self.after)
+                    .copied()
+                    .collect();
+                Tokens {
+                    type_ids: vec![0; ids.len()],
+                    ids,
+                }
+            })
+            .collect())
+    }
+
     /// Pads texts to the longest among them: ids and type ids `[batch, length]` (u32) and
     /// the attention mask (f32: 1 for a token, 0 for padding).
     pub fn pad(&self, texts: &[&Tokens], device: &Device) -> candle_core::Result<Batch> {
@@ -107,6 +167,28 @@ impl TextTokenizer {
             mask: Tensor::from_vec(mask, shape, device)?,
         })
     }
+}
+
+/// The special tokens a tokenizer puts before and after one text, found by encoding a word
+/// with and without them (the tokenizer's own template says where they go).
+fn special_tokens(tokenizer: &Tokenizer) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let with = tokenizer
+        .encode_fast("a", true)
+        .map_err(|e| e.to_string())?;
+    let without = tokenizer
+        .encode_fast("a", false)
+        .map_err(|e| e.to_string())?;
+    let (with, without) = (with.get_ids(), without.get_ids());
+    let start = with
+        .windows(without.len().max(1))
+        .position(|w| w == without)
+        .ok_or_else(|| {
+            "the tokenizer's special tokens wrap a text in an unknown way".to_string()
+        })?;
+    Ok((
+        with[..start].to_vec(),
+        with[start + without.len()..].to_vec(),
+    ))
 }
 
 /// A padded batch, ready for the encoder.

@@ -41,6 +41,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         l2: args.l2,
         encoder: args.encoder.clone(),
         threads: args.threads,
+        windows: args.windows,
         target_precision: Some(args.target_precision),
         ..Default::default()
     };
