@@ -31,6 +31,28 @@ pub fn not_blank_pattern() -> String {
     format!("[^{WHITE_SPACE}]")
 }
 
+/// An entity filter as `EntityFilter::from_str` accepts it: a kind's stored name, then
+/// optionally a colon and a value with something besides white space in it.
+pub fn entity_filter_pattern() -> String {
+    let kinds: Vec<&str> = crate::text::entities::EntityKind::ALL
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect();
+    format!(
+        r"^(?:{})(?::[\s\S]*[^{WHITE_SPACE}][\s\S]*)?$",
+        kinds.join("|")
+    )
+}
+
+/// The schema of the `entity` query parameter.
+pub fn entity_filter_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .pattern(Some(entity_filter_pattern()))
+        .max_length(Some(crate::limits::MAX_SEARCH_CHARS))
+        .into()
+}
+
 fn name_schema(description: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::String))

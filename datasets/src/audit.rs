@@ -15,6 +15,7 @@ use serde::Serialize;
 pub enum AuditAction {
     ProjectCreate,
     ProjectLanguages,
+    ProjectGlossary,
     ModelPromote,
     ModelRollback,
     KeyCreate,
@@ -37,6 +38,7 @@ pub enum AuditAction {
 stored_enum!(AuditAction, "audit action", {
     ProjectCreate => "project.create",
     ProjectLanguages => "project.languages",
+    ProjectGlossary => "project.glossary",
     ModelPromote => "model.promote",
     ModelRollback => "model.rollback",
     KeyCreate => "key.create",

@@ -193,6 +193,9 @@ pub struct TicketQuery {
     /// Only tickets with no label at all.
     #[serde(default)]
     pub unlabelled: bool,
+    /// Tickets with this entity (`kind` or `kind:value`).
+    #[serde(default)]
+    pub entity: Option<crate::text::entities::EntityFilter>,
     /// Newest first; at most this many (capped at 500).
     pub limit: Option<u32>,
     pub offset: Option<u32>,

@@ -43,6 +43,9 @@ pub enum Command {
     Projects,
     /// Show or set the languages a project's model serves (others go to review).
     Languages(crate::commands::languages::LanguagesArgs),
+    /// Stored ticket entities: extract them again (`rebuild`).
+    #[command(subcommand)]
+    Entities(crate::commands::entities::EntitiesCommand),
     /// Train a new model version on the project's labelled tickets and evaluate it.
     Train(TrainArgs),
     /// Evaluate a model version on the project's held-out tickets.

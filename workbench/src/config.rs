@@ -74,6 +74,10 @@ pub struct Config {
     /// The largest ticket file the workbench's import page accepts, in bytes; larger files
     /// are refused with 413 (`tagger import` streams files of any size).
     pub upload_max_bytes: usize,
+    /// Keep e-mail addresses, phone numbers and card numbers in log lines
+    /// (`TAGGER_LOG_PERSONAL_DATA`); by default they are masked (`[email]`, `[phone]`,
+    /// `[card]`), as exports mask them unless `--unmasked` is given.
+    pub log_personal_data: bool,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             max_concurrent_password_hashes: 0,
             encryption_key: None,
             upload_max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
+            log_personal_data: false,
         }
     }
 }
@@ -130,6 +135,7 @@ impl std::fmt::Debug for Config {
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
             .field("upload_max_bytes", &self.upload_max_bytes)
+            .field("log_personal_data", &self.log_personal_data)
             .finish()
     }
 }

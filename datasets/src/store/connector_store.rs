@@ -339,6 +339,22 @@ impl PgStore {
             .into_iter()
             .map(|(id, source, external_id, inserted)| ((source, external_id), (id, inserted)))
             .collect();
+        let glossary = Self::glossary_in(tx, connector.project_id).await?;
+        let mut texts = Vec::with_capacity(tickets.len());
+        for write in tickets {
+            let key = (
+                write.ticket.source.clone(),
+                write.ticket.external_id.clone(),
+            );
+            if let Some(&(id, _)) = by_key.get(&key) {
+                texts.push((
+                    id,
+                    write.ticket.subject.as_str(),
+                    write.ticket.body.as_str(),
+                ));
+            }
+        }
+        Self::write_entities_bulk_in(tx, connector.project_id, &texts, &glossary).await?;
         let mut stored = Vec::with_capacity(tickets.len());
         let mut labels = PgLabelRows::default();
         let mut ticket_ids = Vec::with_capacity(tickets.len());

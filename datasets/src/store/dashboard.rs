@@ -37,6 +37,8 @@ pub struct TicketFilter {
     pub from: Option<DateTime<Utc>>,
     /// Created before.
     pub until: Option<DateTime<Utc>>,
+    /// Tickets with this entity stored (of its kind, and of its value in any case).
+    pub entity: Option<crate::text::entities::EntityFilter>,
     pub offset: u32,
     /// Page size, at most `MAX_BROWSE_PAGE`.
     pub limit: u32,

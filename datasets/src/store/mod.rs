@@ -10,6 +10,7 @@ mod capability;
 mod common;
 pub mod connector_store;
 pub mod dashboard;
+pub mod entity_store;
 pub mod labels;
 mod pool_hygiene;
 mod postgres;
@@ -37,6 +38,7 @@ pub use dashboard::{
     LabellingTotals, MAX_BROWSE_PAGE, TagCount, TagOutcome, TagVolume, TicketFilter, TicketFit,
     TicketPage,
 };
+pub use entity_store::EntityStore;
 pub use labels::LabelStore;
 pub use postgres::{PgImport, PgStore};
 pub use projects::ProjectStore;
@@ -133,8 +135,9 @@ pub trait Store:
 /// Every capability trait, for code that calls store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        ApiKeyStore, AuditStore, BackfillStore, ConnectorStore, DashboardStore, ImportWriter,
-        LabelStore, ProjectStore, RegistryStore, ReviewStore, SchemaStore, ServerSecrets, Store,
-        TagStore, TicketStore, TrainingRunStore, UserStore, WebhookStore, WriteBackStore,
+        ApiKeyStore, AuditStore, BackfillStore, ConnectorStore, DashboardStore, EntityStore,
+        ImportWriter, LabelStore, ProjectStore, RegistryStore, ReviewStore, SchemaStore,
+        ServerSecrets, Store, TagStore, TicketStore, TrainingRunStore, UserStore, WebhookStore,
+        WriteBackStore,
     };
 }

@@ -77,6 +77,61 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Replaces the entities of a batch of stored tickets ((id, subject, body)) with those
+    /// found with `glossary`, in two `UNNEST` statements: the bulk twin of
+    /// `write_entities_in`.
+    pub(crate) async fn write_entities_bulk_in(
+        tx: &mut Transaction<'static, Postgres>,
+        project: crate::ids::ProjectId,
+        tickets: &[(i64, &str, &str)],
+        glossary: &crate::text::glossary::Glossary,
+    ) -> StoreResult<()> {
+        if tickets.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = tickets.iter().map(|(id, _, _)| *id).collect();
+        sqlx::query("DELETE FROM ticket_entities WHERE ticket_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+        let mut owners = Vec::new();
+        let mut kinds = Vec::new();
+        let mut values = Vec::new();
+        let mut keys = Vec::new();
+        let mut positions = Vec::new();
+        for (id, subject, body) in tickets {
+            let entities = crate::text::entities::ticket_entities(subject, body, glossary);
+            for (kind, value, key, position) in super::entity_store::entity_rows(&entities) {
+                owners.push(*id);
+                kinds.push(kind);
+                values.push(value.to_string());
+                keys.push(key);
+                positions.push(position);
+            }
+        }
+        if owners.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO ticket_entities (ticket_id, project_id, kind, value, value_key, position) \
+             SELECT u.ticket_id, $1, u.kind, u.value, u.value_key, u.position \
+             FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[]) \
+             AS u(ticket_id, kind, value, value_key, position) \
+             ON CONFLICT (ticket_id, kind, value_key) DO NOTHING",
+        )
+        .bind(project)
+        .bind(&owners)
+        .bind(&kinds)
+        .bind(&values)
+        .bind(&keys)
+        .bind(&positions)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl SchemaStore for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("../migrations/postgres")
@@ -262,6 +317,13 @@ impl ImportWriter for PgImport {
         let rows = last_row_per_key(rows);
         let now = Utc::now();
         let stored = self.upsert_tickets(&rows, now).await?;
+        let glossary = PgStore::glossary_in(&mut self.tx, self.project.id).await?;
+        let texts: Vec<(i64, &str, &str)> = rows
+            .iter()
+            .zip(&stored)
+            .map(|(row, (id, _))| (*id, row.ticket.subject.as_str(), row.ticket.body.as_str()))
+            .collect();
+        PgStore::write_entities_bulk_in(&mut self.tx, self.project.id, &texts, &glossary).await?;
 
         let updated: Vec<i64> = stored
             .iter()

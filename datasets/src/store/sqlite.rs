@@ -172,11 +172,11 @@ impl SqliteImport {
         project: ProjectId,
         set_by: &str,
         counts: &mut ImportCounts,
-        row: &ImportRow,
+        (row, glossary): (&ImportRow, &crate::text::glossary::Glossary),
         now: chrono::DateTime<Utc>,
     ) -> StoreResult<()> {
         // The same upsert as every other ingest path.
-        let stored = SqliteStore::upsert_ticket_in(tx, project, &row.ticket, now).await?;
+        let stored = SqliteStore::upsert_ticket_in(tx, project, &row.ticket, glossary, now).await?;
         let id = stored.id.0;
         let old: Vec<TagId> = if !stored.created {
             counts.updated += 1;
@@ -285,8 +285,9 @@ impl ImportWriter for SqliteImport {
             let set_by = self.set_by.clone();
             let mut counts = self.counts;
             let tx = self.transaction().await?;
+            let glossary = SqliteStore::glossary_in(tx, project).await?;
             for row in chunk {
-                Self::write_row(tx, project, &set_by, &mut counts, row, now).await?;
+                Self::write_row(tx, project, &set_by, &mut counts, (row, &glossary), now).await?;
             }
             self.counts = counts;
             self.commit_batch(started.elapsed()).await?;

@@ -2,14 +2,18 @@
 //! strings, operating systems and browsers, URLs, e-mail addresses and phone numbers. Found
 //! by patterns (no model): each kind is one small, tested pattern, and every entity keeps
 //! the exact text it was found as, in the order of first appearance, without repeats.
+//! Product and component names come from the project's own glossary (`glossary.rs`).
 
-use serde::Serialize;
+use super::glossary::Glossary;
+use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 /// What an entity is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
+    /// A product or component name from the project's glossary (`Acme Sync`, `Billing Portal`).
+    Product,
     /// An exception or error type (`NullPointerException`, `KeyError`, `TypeError`).
     Exception,
     /// An error code (`ERR_CONNECTION_REFUSED`, `0x80070005`, `E1234`, `HTTP 503`, `ORA-00942`).
@@ -29,6 +33,7 @@ impl EntityKind {
     /// How the ticket page names the kind.
     pub fn label(self) -> &'static str {
         match self {
+            Self::Product => "product",
             Self::Exception => "exception",
             Self::ErrorCode => "error code",
             Self::Version => "version",
@@ -43,6 +48,95 @@ impl EntityKind {
     /// Personal data: masked wherever text leaves the product (logs, exports) by default.
     pub fn is_personal(self) -> bool {
         matches!(self, Self::Email | Self::Phone)
+    }
+}
+
+stored_enum!(EntityKind, "entity kind", {
+    Product => "product",
+    Exception => "exception",
+    ErrorCode => "error_code",
+    Version => "version",
+    OperatingSystem => "operating_system",
+    Browser => "browser",
+    Url => "url",
+    Email => "email",
+    Phone => "phone",
+});
+
+/// The form an entity's value is compared in (filters match it in any case).
+pub fn value_key(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+/// Tickets with an entity of `kind`, and of `value` (in any case) when given. Written
+/// `kind` or `kind:value` (`error_code:E1234`, `product`), in URLs and the API alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EntityFilter {
+    pub kind: EntityKind,
+    pub value: Option<String>,
+}
+
+impl EntityFilter {
+    /// The value as stored for matching, if any.
+    pub fn value_key(&self) -> Option<String> {
+        self.value.as_deref().map(value_key)
+    }
+}
+
+impl std::str::FromStr for EntityFilter {
+    type Err = crate::error::ValidationError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        use crate::error::ValidationError;
+        crate::limits::check_chars("entity", text, crate::limits::MAX_SEARCH_CHARS)?;
+        // A value may hold colons itself (a URL): only the first one separates. The kind is
+        // taken as written (`api_schema::entity_filter_pattern` says so to clients).
+        let (kind, value) = match text.split_once(':') {
+            Some((kind, value)) => (kind, Some(value)),
+            None => (text, None),
+        };
+        let kind = kind.parse::<EntityKind>().map_err(|_| {
+            let known: Vec<&str> = EntityKind::ALL.iter().map(|k| k.as_str()).collect();
+            ValidationError::field(
+                "entity",
+                format!(
+                    "{kind:?} is no entity kind; write KIND or KIND:VALUE with KIND one of {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let value = match value {
+            Some(value) if value.trim().is_empty() => {
+                return Err(ValidationError::field(
+                    "entity",
+                    "the value after the colon is empty; write KIND alone for any value",
+                ));
+            }
+            other => other.map(str::to_string),
+        };
+        Ok(Self { kind, value })
+    }
+}
+
+impl TryFrom<String> for EntityFilter {
+    type Error = crate::error::ValidationError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<EntityFilter> for String {
+    fn from(filter: EntityFilter) -> String {
+        filter.to_string()
+    }
+}
+
+impl std::fmt::Display for EntityFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}:{value}", self.kind.as_str()),
+            None => f.write_str(self.kind.as_str()),
+        }
     }
 }
 
@@ -116,10 +210,16 @@ static PATTERNS: LazyLock<Vec<(EntityKind, regex::Regex)>> = LazyLock::new(|| {
     ]
 });
 
+/// The entities of `text` with no glossary (see [`find_entities_with`]).
+pub fn find_entities(text: &str) -> Vec<Entity> {
+    find_entities_with(text, &Glossary::default())
+}
+
 /// The entities of `text`, kind by kind in [`EntityKind`] order, each kind in order of first
 /// appearance. A span one kind took (a URL, an address) is not read again as another kind:
-/// the digits of a URL are not a phone number, the host of an address not a version.
-pub fn find_entities(text: &str) -> Vec<Entity> {
+/// the digits of a URL are not a phone number, the host of an address not a version. The
+/// glossary's terms are looked for first: a product named "Edge Gateway" is not a browser.
+pub fn find_entities_with(text: &str, glossary: &Glossary) -> Vec<Entity> {
     let mut end = text.len().min(MAX_ENTITY_SEARCH_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -131,6 +231,17 @@ pub fn find_entities(text: &str) -> Vec<Entity> {
     let text = &text[..end];
     let mut taken: Vec<(usize, usize)> = Vec::new();
     let mut found: Vec<Entity> = Vec::new();
+    let mut products: Vec<String> = Vec::new();
+    for (start, end, term) in glossary.find(text) {
+        taken.push((start, end));
+        if !products.iter().any(|p| p == term) && products.len() < MAX_ENTITIES_PER_KIND {
+            products.push(term.to_string());
+        }
+    }
+    found.extend(products.into_iter().map(|text| Entity {
+        kind: EntityKind::Product,
+        text,
+    }));
     for (kind, regex) in PATTERNS.iter() {
         let mut of_kind: Vec<String> = Vec::new();
         for m in regex.find_iter(text) {
@@ -154,18 +265,19 @@ pub fn find_entities(text: &str) -> Vec<Entity> {
 }
 
 /// The entities of a ticket: its subject and the body the customer wrote (HTML read as
-/// text, quoted earlier messages and signatures left out, traces kept whole).
-pub fn ticket_entities(subject: &str, body: &str) -> Vec<Entity> {
+/// text, quoted earlier messages and signatures left out, traces kept whole), with the
+/// project's glossary. The one function every ticket write stores entities from.
+pub fn ticket_entities(subject: &str, body: &str, glossary: &Glossary) -> Vec<Entity> {
     let body = super::whitespace::unify_line_endings(body);
     let body = if super::html::looks_like_html(&body) {
         super::html::html_to_text(&body)
     } else {
         body.into_owned()
     };
-    find_entities(&format!(
-        "{subject}\n{}",
-        super::quoted::strip_quoted(&body)
-    ))
+    find_entities_with(
+        &format!("{subject}\n{}", super::quoted::strip_quoted(&body)),
+        glossary,
+    )
 }
 
 /// Runs of 13 to 19 digits (spaces or dashes between groups allowed): card-number shaped.
@@ -315,9 +427,54 @@ mod tests {
         let body = "<p>Export fails with <b>ERR_EXPORT_TIMEOUT</b> on Firefox 121.</p>\
                     <p>On Mon, 3 Mar 2025 at 10:00, Support &lt;help@example.com&gt; wrote:</p>\
                     <blockquote>Try version 2.1.0</blockquote>";
-        let found = ticket_entities("Export broken", body);
+        let found = ticket_entities("Export broken", body, &Glossary::default());
         let texts: Vec<&str> = found.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(texts, ["ERR_EXPORT_TIMEOUT", "Firefox 121"], "{found:?}");
+    }
+
+    #[test]
+    fn glossary_products_come_first_and_take_their_span() {
+        let glossary = Glossary::new(&["Edge Gateway", "Acme Sync"]).unwrap();
+        let found = ticket_entities(
+            "edge gateway drops ACME SYNC jobs",
+            "Seen in Edge 120 and on the edge gateway again.",
+            &glossary,
+        );
+        let pairs: Vec<(EntityKind, &str)> =
+            found.iter().map(|e| (e.kind, e.text.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                (EntityKind::Product, "Edge Gateway"),
+                (EntityKind::Product, "Acme Sync"),
+                (EntityKind::Browser, "Edge 120"),
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_parse_from_their_stored_names() {
+        for kind in EntityKind::ALL {
+            assert_eq!(kind.as_str().parse::<EntityKind>(), Ok(*kind));
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert!("vendor".parse::<EntityKind>().is_err());
+    }
+
+    #[test]
+    fn entity_filters_parse_kind_and_value() {
+        let filter: EntityFilter = "error_code:E1234".parse().unwrap();
+        assert_eq!(filter.kind, EntityKind::ErrorCode);
+        assert_eq!(filter.value_key().as_deref(), Some("e1234"));
+        let url: EntityFilter = "url:https://x.example/a?b=1".parse().unwrap();
+        assert_eq!(url.value.as_deref(), Some("https://x.example/a?b=1"));
+        assert_eq!(url.to_string(), "url:https://x.example/a?b=1");
+        let any: EntityFilter = "product".parse().unwrap();
+        assert_eq!(any.value, None);
+        assert!("vendor:x".parse::<EntityFilter>().is_err());
+        assert!("product:".parse::<EntityFilter>().is_err());
+        assert!("".parse::<EntityFilter>().is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ticket keeps its raw text: only what models read (`ticket::model_text`) is normalised.
 
 pub mod entities;
+pub mod glossary;
 pub mod html;
 pub mod key_phrases;
 pub mod quoted;

@@ -11,6 +11,7 @@ mod conformance;
 mod connector_tickets;
 mod dashboard_counts;
 mod double_labelling;
+mod entities;
 mod import_properties;
 mod input_limits;
 mod input_properties;

@@ -159,6 +159,23 @@ pub fn routes() -> openapi::Routes {
         .answers::<datasets::Project>(OK)
         .add(
             "GET",
+            "/v1/projects/{project}/glossary",
+            "The project's glossary: product and component names, found in tickets as entities of kind product.",
+            Access::Project(Scope::Read),
+            projects::glossary,
+        )
+        .answers::<projects::GlossaryTerms>(OK)
+        .add(
+            "PUT",
+            "/v1/projects/{project}/glossary",
+            "Replace the glossary ({\"terms\": [\"Acme Sync\", …]}, at most 500 terms of 100 characters; matched as whole words in any case); the project's tickets' entities are extracted again in the background.",
+            Access::Project(Scope::Admin),
+            projects::set_glossary,
+        )
+        .body::<projects::GlossaryTerms>()
+        .answers::<projects::GlossaryTerms>(OK)
+        .add(
+            "GET",
             "/v1/projects/{project}/tags",
             "The taxonomy.",
             Access::Project(Scope::Read),

@@ -161,6 +161,52 @@ pub async fn set_languages(
     Ok(ApiJson(project))
 }
 
+/// A project's glossary: the names of its products and components, found in tickets as
+/// entities of kind `product` (whole words, any case).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlossaryTerms {
+    /// In the order written; blank terms are dropped, whitespace inside a term collapsed and
+    /// a term repeated in another case kept once.
+    #[schema(max_items = 500, inline)]
+    terms: Vec<GlossaryTerm>,
+}
+
+/// One glossary term (at most 100 characters).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct GlossaryTerm(#[schema(max_length = 100)] String);
+
+pub async fn glossary(
+    State(state): State<AppState>,
+    authorized: Authorized<scope::Read>,
+) -> Result<ApiJson<GlossaryTerms>, ApiError> {
+    let terms = state.store.glossary(authorized.project.id).await?;
+    Ok(ApiJson(GlossaryTerms {
+        terms: terms.into_iter().map(GlossaryTerm).collect(),
+    }))
+}
+
+/// Replaces the glossary; the project's tickets' entities are extracted again in the
+/// background.
+pub async fn set_glossary(
+    State(state): State<AppState>,
+    authorized: Authorized<scope::Admin>,
+    ApiJson(request): ApiJson<GlossaryTerms>,
+) -> Result<ApiJson<GlossaryTerms>, ApiError> {
+    let terms: Vec<String> = request.terms.into_iter().map(|term| term.0).collect();
+    let (stored, _) = crate::glossary::replace(
+        &state.store,
+        &authorized.audit_actor(),
+        &authorized.project,
+        &terms,
+    )
+    .await?;
+    Ok(ApiJson(GlossaryTerms {
+        terms: stored.into_iter().map(GlossaryTerm).collect(),
+    }))
+}
+
 pub async fn list_tags(
     State(state): State<AppState>,
     authorized: Authorized<scope::Read>,

@@ -133,6 +133,12 @@ pub struct SearchParams {
     /// Only tickets with no label at all.
     #[serde(default)]
     unlabelled: bool,
+    /// Tickets with this entity: `KIND` (any value) or `KIND:VALUE` (the value in any case),
+    /// e.g. `error_code:E1234`, `product:Acme Sync`, `browser`. Kinds: product (the
+    /// project's glossary), exception, error_code, version, operating_system, browser, url,
+    /// email, phone.
+    #[param(schema_with = datasets::api_schema::entity_filter_schema)]
+    entity: Option<String>,
     /// Tickets per page, newest first (50 unless given).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -196,12 +202,19 @@ pub async fn search(
         .map(TagName::parse)
         .transpose()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let entity = params
+        .entity
+        .as_deref()
+        .map(str::parse::<datasets::text::entities::EntityFilter>)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let query = TicketQuery {
         text: params.q,
         tag,
         split: params.split,
         source: params.source,
         unlabelled: params.unlabelled,
+        entity,
         limit: Some(limit),
         offset: Some(offset),
     };

@@ -2,6 +2,7 @@
 
 pub mod connectors;
 pub mod demo;
+pub mod entities;
 mod export;
 mod import;
 mod keys;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&open_store(&config).await?, args).await,
         Command::Projects => list_projects(&open_store(&config).await?).await,
         Command::Languages(args) => languages::run(&open_store(&config).await?, args).await,
+        Command::Entities(command) => entities::run(&open_store(&config).await?, command).await,
         Command::Train(args) => models::train(&open_store(&config).await?, &config, args).await,
         Command::Eval(args) => models::eval(&open_store(&config).await?, &config, args).await,
         Command::Predict(args) => models::predict(&open_store(&config).await?, &config, args).await,

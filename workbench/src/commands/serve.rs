@@ -49,6 +49,9 @@ pub async fn bind(store: datasets::AnyStore, config: Config) -> anyhow::Result<A
     if let Err(error) = state.tagging.sync_all(&store).await {
         tracing::warn!(%error, "could not load the promoted models at start-up");
     }
+    // Entities waiting to be extracted (after an upgrade, a glossary change) are worked
+    // through in the background; the server answers meanwhile.
+    crate::entity_rebuild::spawn_loop(store.clone());
     state.tagging.spawn_watcher(store, watch);
     let application = Application::bind(state, addr)
         .await

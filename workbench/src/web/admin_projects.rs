@@ -1,6 +1,7 @@
-//! Projects and API keys (admins only): create a project with the default taxonomy, create
-//! a project's API keys with the scopes the admin ticks, or instance-admin keys (the secret
-//! is shown once, on the answer to the form, and never stored), and revoke them.
+//! Projects and API keys (admins only): create a project with the default taxonomy, edit its
+//! glossary (product and component names found in tickets), create a project's API keys
+//! with the scopes the admin ticks, or instance-admin keys (the secret is shown once, on the
+//! answer to the form, and never stored), and revoke them.
 
 use super::auth::{CsrfForm, CurrentUser};
 use super::{WebError, WebResult, non_empty, redirect_with_flash, render_page};
@@ -40,11 +41,14 @@ async fn page(state: &AppState, user: &CurrentUser, new_key: Option<Value>) -> W
             .iter()
             .map(key_row)
             .collect();
+        let glossary = state.store.glossary(project.id).await?;
         projects.push(context! {
             id => project.id.0,
             name => project.name.as_str(),
             mode => project.label_mode.as_str(),
             keys => keys,
+            glossary => glossary.join("\n"),
+            glossary_terms => glossary.len(),
         });
     }
     let instance_keys: Vec<Value> = state
@@ -111,6 +115,43 @@ pub async fn create_project(
             project.name.as_str(),
             tags.len()
         ),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GlossaryForm {
+    csrf: Option<String>,
+    /// One term per line.
+    terms: String,
+}
+
+/// Replaces a project's glossary; its tickets' entities are extracted again in the
+/// background.
+pub async fn set_glossary(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(project): Path<i64>,
+    Form(form): Form<GlossaryForm>,
+) -> WebResult {
+    user.check_csrf(non_empty(&form.csrf))?;
+    super::require(&user, Role::Admin)?;
+    let project = state.store.project(ProjectId(project)).await?;
+    let terms: Vec<String> = form.terms.lines().map(str::to_string).collect();
+    let (stored, changed) =
+        crate::glossary::replace(&state.store, &user.actor(), &project, &terms).await?;
+    let message = if changed {
+        format!(
+            "Glossary of {} saved ({} terms); its tickets' entities are being extracted again.",
+            project.name.as_str(),
+            stored.len()
+        )
+    } else {
+        format!("The glossary of {} is unchanged.", project.name.as_str())
+    };
+    Ok(redirect_with_flash(
+        &format!("/admin/projects#glossary-{}", project.id),
+        "ok",
+        &message,
     ))
 }
 

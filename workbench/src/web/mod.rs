@@ -135,6 +135,10 @@ pub fn router() -> Router<AppState> {
             "/admin/projects/{project}/keys/{key}/revoke",
             post(admin_projects::revoke_key),
         )
+        .route(
+            "/admin/projects/{project}/glossary",
+            post(admin_projects::set_glossary),
+        )
         .route("/admin/keys", post(admin_projects::create_instance_key))
         .route(
             "/admin/keys/{key}/revoke",

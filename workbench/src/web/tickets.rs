@@ -12,6 +12,7 @@ use axum::extract::{Form, Path, Query, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use datasets::store::TicketFilter;
 use datasets::store::prelude::*;
+use datasets::text::entities::EntityFilter;
 use datasets::{LabelSource, LabelledTicket, Role, Tag, TagName, TicketId};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
@@ -31,6 +32,8 @@ pub struct BrowseQuery {
     pub max: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// An entity, `kind` or `kind:value` (the ticket page's entity links).
+    pub entity: Option<String>,
     pub page: Option<String>,
 }
 
@@ -98,6 +101,13 @@ impl BrowseQuery {
             max_confidence: parse_confidence("maximum", non_empty(&self.max))?,
             from: parse_day("from", non_empty(&self.from), false)?,
             until: parse_day("to", non_empty(&self.to), true)?,
+            entity: non_empty(&self.entity)
+                .map(|entity| {
+                    entity
+                        .parse::<EntityFilter>()
+                        .map_err(|e| WebError::BadRequest(e.to_string()))
+                })
+                .transpose()?,
             offset: (page - 1) * PAGE_SIZE,
             limit: PAGE_SIZE,
         })
@@ -120,6 +130,7 @@ impl BrowseQuery {
             ("max", &self.max),
             ("from", &self.from),
             ("to", &self.to),
+            ("entity", &self.entity),
         ];
         let mut parts: Vec<String> = fields
             .iter()
@@ -204,6 +215,7 @@ pub async fn browse(
             tags => tags,
             sources => sources,
             label_sources => ["human", "import", "rule", "model"],
+            entity_kinds => datasets::text::entities::EntityKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
             page => number,
             previous => (number > 1).then(|| query.with_page(number - 1)),
             next => page.has_more.then(|| query.with_page(number + 1)),
@@ -302,11 +314,28 @@ pub async fn show(
             served => project.languages.is_empty() || project.languages.contains(&language),
         }
     });
-    let entities: Vec<Value> =
-        datasets::text::entities::ticket_entities(&ticket.ticket.subject, &ticket.ticket.body)
-            .into_iter()
-            .map(|entity| context! { kind => entity.kind.label(), text => entity.text })
-            .collect();
+    // As stored with the ticket, each a link to the browser filtered by it.
+    let entities: Vec<Value> = state
+        .store
+        .stored_entities(project.id, ticket.ticket.id)
+        .await?
+        .into_iter()
+        .map(|entity| {
+            let filter = EntityFilter {
+                kind: entity.kind,
+                value: Some(entity.text.clone()),
+            };
+            context! {
+                kind => entity.kind.label(),
+                text => entity.text,
+                link => format!(
+                    "/p/{}/tickets?entity={}",
+                    project.id,
+                    encode_component(&filter.to_string())
+                ),
+            }
+        })
+        .collect();
     // The words behind the tags in force (the model's own when none is): not for a labeller
     // answering blind, whom the model's view would steer.
     let (why, why_link) =

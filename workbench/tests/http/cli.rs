@@ -80,7 +80,9 @@ const GOOD: &str = "subject,body,tags\nLogin fails,Cannot sign in,Account Access
 
 #[test]
 fn every_command_has_help() {
-    for command in ["demo", "serve", "migrate", "import", "export", "projects"] {
+    for command in [
+        "demo", "serve", "migrate", "import", "export", "projects", "entities",
+    ] {
         let run = tagger("sqlite::memory:", &[command, "--help"]);
         assert!(run.ok, "{command} --help failed: {}", run.stderr);
         assert!(run.stdout.contains("Usage: tagger"), "{}", run.stdout);
@@ -856,4 +858,32 @@ async fn models_pull_fills_the_cache_from_hf_endpoint_and_fails_at_once_offline(
             .join("model.safetensors")
             .is_file()
     );
+}
+
+#[test]
+fn entities_rebuild_re_extracts_a_projects_tickets_and_refuses_an_unknown_project() {
+    let database = TestDatabase::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "tickets.csv",
+        b"subject,body,tags\nCrash E1234,On Firefox 121,Bug\nQuestion,How do I export?,Billing\n",
+    );
+    assert!(import(&database.url, &file, &[]).ok);
+    // The import stored the entities already: nothing waited, two tickets done again.
+    let rebuilt = tagger(
+        &database.url,
+        &["entities", "rebuild", "--project", "support"],
+    );
+    assert!(rebuilt.ok, "{}", rebuilt.stderr);
+    assert!(
+        rebuilt
+            .stdout
+            .contains("entities extracted again for 2 tickets in 1 projects"),
+        "{}",
+        rebuilt.stdout
+    );
+    let unknown = tagger(&database.url, &["entities", "rebuild", "--project", "Nope"]);
+    assert!(!unknown.ok);
+    assert!(unknown.stderr.contains("Nope"), "{}", unknown.stderr);
 }

@@ -20,6 +20,7 @@ mod connector_writeback;
 mod connectors;
 mod connectors_page;
 mod disk_full;
+mod entities;
 mod explain;
 mod import_concurrency;
 mod key_phrases;

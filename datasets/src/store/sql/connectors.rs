@@ -109,7 +109,9 @@ impl Backend {
         {
             return Ok(ConnectorTicketStored::Stale(TicketId(ticket)));
         }
-        let upserted = Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, now).await?;
+        let glossary = Self::glossary_in(tx, connector.project_id).await?;
+        let upserted =
+            Self::upsert_ticket_in(tx, connector.project_id, &write.ticket, &glossary, now).await?;
         Self::settle_connector_ticket_in(tx, connector, write, upserted, now).await?;
         Ok(ConnectorTicketStored::Stored(upserted))
     }

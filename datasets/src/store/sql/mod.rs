@@ -17,6 +17,7 @@ mod audit;
 mod backfill;
 mod connectors;
 mod dashboard;
+mod entities;
 mod labels;
 mod projects;
 mod registry;

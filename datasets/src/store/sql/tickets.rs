@@ -3,11 +3,13 @@ use crate::ids::TagId;
 use crate::ticket::LabelledTicket;
 
 impl Backend {
-    /// Inserts or updates one ticket (idempotent on source and external id) in `tx`.
+    /// Inserts or updates one ticket (idempotent on source and external id) in `tx`, with
+    /// its entities found with `glossary` (the project's, read in the same transaction).
     pub(crate) async fn upsert_ticket_in(
         tx: &mut sqlx::Transaction<'static, Db>,
         project: ProjectId,
         ticket: &NewTicket,
+        glossary: &crate::text::glossary::Glossary,
         now: chrono::DateTime<Utc>,
     ) -> StoreResult<UpsertedTicket> {
         let existing: Option<i64> = sqlx::query_scalar(
@@ -35,6 +37,14 @@ impl Backend {
         .bind(ticket.created_at.unwrap_or(now))
         .bind(now)
         .fetch_one(&mut **tx)
+        .await?;
+        Self::write_entities_in(
+            tx,
+            project,
+            TicketId(id),
+            (ticket.subject.as_str(), ticket.body.as_str()),
+            glossary,
+        )
         .await?;
         Ok(UpsertedTicket {
             id: TicketId(id),
@@ -64,6 +74,16 @@ impl Backend {
     }
 }
 
+/// `AND id IN (tickets with this entity)` for a query whose `$1` is the project: one range of
+/// `ticket_entities_lookup`. `kind` and `value` are the numbers of their parameters.
+fn entity_condition(kind: usize, value: Option<usize>) -> String {
+    let value = value.map_or_else(String::new, |n| format!(" AND e.value_key = ${n}"));
+    format!(
+        " AND id IN (SELECT e.ticket_id FROM ticket_entities e \
+         WHERE e.project_id = $1 AND e.kind = ${kind}{value})"
+    )
+}
+
 impl TicketStore for Backend {
     #[tracing::instrument(skip_all, fields(project = %project, tickets = tickets.len()))]
     async fn upsert_tickets(
@@ -78,8 +98,9 @@ impl TicketStore for Backend {
         let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
         let mut stored = Vec::with_capacity(tickets.len());
         let now = Utc::now();
+        let glossary = Self::glossary_in(&mut tx, project).await?;
         for ticket in tickets {
-            stored.push(Self::upsert_ticket_in(&mut tx, project, ticket, now).await?);
+            stored.push(Self::upsert_ticket_in(&mut tx, project, ticket, &glossary, now).await?);
         }
         tx.commit().await?;
         Ok(stored)
@@ -98,7 +119,8 @@ impl TicketStore for Backend {
         self.check_tags_in_project(project, tags).await?;
         let now = Utc::now();
         let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
-        let stored = Self::upsert_ticket_in(&mut tx, project, ticket, now).await?;
+        let glossary = Self::glossary_in(&mut tx, project).await?;
+        let stored = Self::upsert_ticket_in(&mut tx, project, ticket, &glossary, now).await?;
         Self::write_model_labels_in(&mut tx, stored, version, tags, now).await?;
         tx.commit().await?;
         Ok(stored)
@@ -169,6 +191,15 @@ impl TicketStore for Backend {
         }
         if query.unlabelled {
             sql.push_str(" AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.ticket_id = tickets.id)");
+        }
+        if let Some(entity) = &query.entity {
+            texts.push(entity.kind.as_str().to_string());
+            let kind = texts.len() + 1;
+            let value = entity.value_key().map(|key| {
+                texts.push(key);
+                texts.len() + 1
+            });
+            sql.push_str(&entity_condition(kind, value));
         }
         sql.push_str(&format!(
             " ORDER BY created_at DESC, id DESC LIMIT {} OFFSET {}",
@@ -251,6 +282,13 @@ impl TicketStore for Backend {
         if let Some(until) = filter.until {
             let n = next(&mut binds, Bind::Time(until));
             sql.push_str(&format!(" AND created_at < ${n}"));
+        }
+        if let Some(entity) = &filter.entity {
+            let kind = next(&mut binds, Bind::Text(entity.kind.as_str().to_string()));
+            let value = entity
+                .value_key()
+                .map(|key| next(&mut binds, Bind::Text(key)));
+            sql.push_str(&entity_condition(kind, value));
         }
         let confidence = filter.min_confidence.is_some() || filter.max_confidence.is_some();
         if filter.tag.is_some() || filter.label_source.is_some() || confidence {
