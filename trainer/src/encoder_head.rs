@@ -703,6 +703,7 @@ pub(crate) fn fit(
         params: recorded,
         ngram: None,
         encoder: Some(spec),
+        selection: None,
     })
 }
 
