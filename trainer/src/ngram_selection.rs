@@ -323,16 +323,18 @@ pub fn select_ngram(
     };
     let mut candidates_of_stage = feature_stage(base);
     let mut best_candidate = candidates_of_stage[0];
-    // The second stage's size is known before it starts: one per other L2 value.
-    let planned = candidates_of_stage.len() + L2_GRID.len() - 1;
+    // The second stage's size is known before it starts: every stage-one candidate has the
+    // requested L2, and the second tries the others.
+    let second_stage = regularisation_stage(best_candidate).len();
+    let planned = candidates_of_stage.len() + second_stage;
     for stage in 0..2 {
         if stage == 1 {
             candidates_of_stage = regularisation_stage(best_candidate);
         }
         for (index, candidate) in candidates_of_stage.iter().enumerate() {
             if selection.updates >= selection.budget_updates && !selection.trials.is_empty() {
-                selection.untried = candidates_of_stage.len() - index
-                    + if stage == 0 { L2_GRID.len() - 1 } else { 0 };
+                selection.untried =
+                    candidates_of_stage.len() - index + if stage == 0 { second_stage } else { 0 };
                 return Ok(selection);
             }
             let trial = try_candidate(mode, outputs, &folds, *candidate, base);
