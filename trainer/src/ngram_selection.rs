@@ -15,10 +15,10 @@ use std::ops::ControlFlow;
 /// Folds of the search. Three keep each fit at two thirds of the tickets (close to the
 /// final model's) for a third of the work of ten.
 pub const SELECTION_FOLDS: usize = 3;
-/// The default budget, in millions of weight updates (one update: one feature of one ticket
+/// The budget to ask for (`--selection-budget`), in millions of weight updates (one update: one feature of one ticket
 /// times one output, in one epoch). About 25–40 s of search on 2 cores for a project of
 /// 10,000 short tickets over 77 tags, seconds for a few thousand tickets over a few tags.
-pub const DEFAULT_SELECTION_BUDGET: u64 = 40_000;
+pub const SUGGESTED_SELECTION_BUDGET: u64 = 40_000;
 /// Below this many labelled tickets per fold the held-out accuracy is too coarse to choose
 /// by: the request's own setting is kept.
 const MIN_TICKETS_PER_FOLD: usize = 10;
@@ -409,7 +409,7 @@ mod tests {
             2,
             &examples,
             &words_only,
-            DEFAULT_SELECTION_BUDGET,
+            SUGGESTED_SELECTION_BUDGET,
             |_| ControlFlow::Continue(()),
         )
         .unwrap();
@@ -437,7 +437,7 @@ mod tests {
                 2,
                 &examples,
                 &params,
-                DEFAULT_SELECTION_BUDGET,
+                SUGGESTED_SELECTION_BUDGET,
                 |_| ControlFlow::Continue(()),
             )
             .unwrap()
@@ -483,7 +483,7 @@ mod tests {
             2,
             &examples,
             &NgramParams::default(),
-            DEFAULT_SELECTION_BUDGET,
+            SUGGESTED_SELECTION_BUDGET,
             |_| ControlFlow::Continue(()),
         );
         assert_eq!(outcome, Err(NoSelection::TooFewTickets));

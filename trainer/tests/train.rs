@@ -137,9 +137,11 @@ async fn the_ngram_setting_chosen_by_cross_validation_is_recorded_and_reproducib
     let store = database.store().await.unwrap();
     let project = demo_project(&store, "Chosen", LabelMode::Single, 400).await;
     let models = tempfile::tempdir().unwrap();
+    let mut request = quick();
+    request.ngram.selection_budget = trainer::ngram_selection::SUGGESTED_SELECTION_BUDGET;
     let mut outcomes = Vec::new();
     for _ in 0..2 {
-        let outcome = train(&store, &project, &quick(), models.path(), |_| {})
+        let outcome = train(&store, &project, &request, models.path(), |_| {})
             .await
             .unwrap();
         outcomes.push(outcome);
