@@ -22,6 +22,9 @@
 //! `bench ood` (in `ood.rs`): out-of-scope queries on CLINC150, in-scope accepted-and-right
 //! at out-of-scope recall 0.8, against TF-IDF + LR in the same run.
 //!
+//! `bench ngram-selection` (in `ngram_selection.rs`): `ngram` with and without its model
+//! selection on every shared dataset, against TF-IDF + LinearSVC in the same run.
+//!
 //! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
 //! same process under a short tagging load.
 //!
@@ -37,6 +40,7 @@ mod explain;
 mod helpdesk;
 mod idle;
 mod models;
+mod ngram_selection;
 mod normalise;
 mod ood;
 mod queue;
@@ -89,6 +93,8 @@ enum BenchCommand {
     Import(ImportBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
+    /// `ngram` with and without model selection on the shared datasets, against TF-IDF + LinearSVC.
+    NgramSelection(ngram_selection::NgramSelectionBench),
     /// Out-of-scope queries on CLINC150: accepted-and-right at out-of-scope recall 0.8.
     Ood(ood::OodBench),
     /// Ticket text normalisation: cost per ticket and its effect on accuracy.
@@ -152,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Import(args) => import(args),
         BenchCommand::Ood(args) => ood::run(&args),
         BenchCommand::Models(args) => models::run(&args),
+        BenchCommand::NgramSelection(args) => ngram_selection::run(&args),
         BenchCommand::Normalise(args) => normalise::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),

@@ -70,14 +70,14 @@ fn runs_of(kind: ModelKind) -> usize {
 }
 
 /// One public dataset and how to read it.
-struct Dataset {
-    folder: &'static str,
-    title: &'static str,
-    project: &'static str,
-    text_column: &'static str,
-    label_column: &'static str,
+pub(crate) struct Dataset {
+    pub(crate) folder: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) project: &'static str,
+    pub(crate) text_column: &'static str,
+    pub(crate) label_column: &'static str,
     /// Heading of its section in BASELINES.md.
-    baselines_heading: &'static str,
+    pub(crate) baselines_heading: &'static str,
 }
 
 const DATASETS: [Dataset; 2] = [
@@ -101,9 +101,9 @@ const DATASETS: [Dataset; 2] = [
 
 /// What `tagger train --format json` reports about the held-out test split.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Quality {
-    accuracy: f64,
-    macro_f1: f64,
+pub(crate) struct Quality {
+    pub(crate) accuracy: f64,
+    pub(crate) macro_f1: f64,
     ece: f64,
     ece_before_calibration: f64,
     auto_tagged_share: f64,
@@ -112,12 +112,12 @@ struct Quality {
 
 /// One `tagger train` run.
 #[derive(Debug, Clone, Copy)]
-struct TrainRun {
-    quality: Quality,
+pub(crate) struct TrainRun {
+    pub(crate) quality: Quality,
     /// From tagger's own "trained in X s" line: fitting only, without reading or evaluating.
-    train_seconds: f64,
+    pub(crate) train_seconds: f64,
     /// The whole `tagger train` process.
-    wall_seconds: f64,
+    pub(crate) wall_seconds: f64,
 }
 
 /// In-process inference speed of the newest model version.
@@ -388,7 +388,7 @@ fn lr_baseline(
 }
 
 /// (text, label) pairs of a dataset file.
-fn read_csv(path: &Path, dataset: &Dataset) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn read_csv(path: &Path, dataset: &Dataset) -> anyhow::Result<Vec<(String, String)>> {
     let mut reader =
         csv::Reader::from_path(path).context(format!("cannot open {}", path.display()))?;
     let headers = reader.headers()?.clone();
@@ -409,10 +409,10 @@ fn read_csv(path: &Path, dataset: &Dataset) -> anyhow::Result<Vec<(String, Strin
 }
 
 /// The release tagger on one dataset's scratch database.
-struct Tagger<'a> {
-    binary: &'a Path,
-    folder: &'a Path,
-    url: String,
+pub(crate) struct Tagger<'a> {
+    pub(crate) binary: &'a Path,
+    pub(crate) folder: &'a Path,
+    pub(crate) url: String,
 }
 
 impl Tagger<'_> {
@@ -426,7 +426,7 @@ impl Tagger<'_> {
         command
     }
 
-    fn import(
+    pub(crate) fn import(
         &self,
         dataset: &Dataset,
         file: &Path,
@@ -462,11 +462,23 @@ impl Tagger<'_> {
     }
 
     fn train(&self, project: &str, kind: ModelKind) -> anyhow::Result<TrainRun> {
+        let (run, _) = self.train_with(project, kind, &[])?;
+        Ok(run)
+    }
+
+    /// `train` with more `tagger train` arguments; also hands back the JSON it printed.
+    pub(crate) fn train_with(
+        &self,
+        project: &str,
+        kind: ModelKind,
+        extra: &[&str],
+    ) -> anyhow::Result<(TrainRun, serde_json::Value)> {
         let started = Instant::now();
         let output = self
             .command()
             .args(["train", "--project", project, "--format", "json"])
             .args(["--kind", &kind.to_string()])
+            .args(extra)
             .output()
             .context("cannot run tagger train")?;
         let wall_seconds = started.elapsed().as_secs_f64();
@@ -474,11 +486,14 @@ impl Tagger<'_> {
         if !output.status.success() {
             bail!("tagger train failed ({}): {}", output.status, stderr.trim());
         }
-        Ok(TrainRun {
-            quality: parse_quality(&String::from_utf8_lossy(&output.stdout))?,
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let run = TrainRun {
+            quality: parse_quality(&stdout)?,
             train_seconds: parse_train_seconds(&stderr)?,
             wall_seconds,
-        })
+        };
+        let json = serde_json::from_str(&stdout).context("tagger train did not print JSON")?;
+        Ok((run, json))
     }
 }
 

@@ -724,6 +724,7 @@ pub(crate) fn fit(
         params: recorded,
         ngram: None,
         encoder: Some(spec),
+        selection: None,
     })
 }
 

@@ -782,6 +782,7 @@ pub(crate) fn fit(
             params: recorded,
             ngram: None,
             encoder: Some(spec),
+            selection: None,
         },
         files: trained.files,
     })

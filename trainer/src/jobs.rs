@@ -341,6 +341,12 @@ pub struct TrainingParams {
     // Stated as int64: `u32`'s own schema says int32, whose bounds generators enforce.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295.0)]
     pub min_df: Option<u32>,
+    /// `ngram`: model selection's budget in millions of weight updates (the n-gram
+    /// families, L2 and epochs are chosen by cross-validation on the training tickets within
+    /// it); 0 trains with the given parameters as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
+    pub selection_budget: Option<u64>,
     /// `encoder-head`: L2 penalty on the head.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
@@ -406,6 +412,14 @@ impl TrainingParams {
         }
         if let Some(min_df) = self.min_df {
             request.ngram.min_df = min_df;
+        }
+        if let Some(budget) = self.selection_budget {
+            if budget > 1_000_000_000 {
+                return Err(format!(
+                    "selection_budget must be at most 1000000000 (million weight updates), not {budget}"
+                ));
+            }
+            request.ngram.selection_budget = budget;
         }
         if let Some(l2) = self.l2 {
             if !(l2.is_finite() && l2 >= 0.0) {

@@ -9,6 +9,7 @@ pub mod examples;
 pub mod finetune;
 pub mod jobs;
 pub mod ngram;
+pub mod ngram_selection;
 pub mod progress;
 mod random;
 pub mod run;

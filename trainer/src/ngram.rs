@@ -32,6 +32,11 @@ pub struct NgramParams {
     /// number of epochs, so no labelled ticket is wasted; calibration still uses the first
     /// model's scores on the validation tickets it never saw.
     pub refit: bool,
+    /// Model selection's budget in millions of weight updates (`crate::ngram_selection`):
+    /// the run chooses its n-gram families, L2 and epochs by cross-validation on its
+    /// training tickets first. 0 trains with these parameters as they are.
+    #[serde(default)]
+    pub selection_budget: u64,
 }
 
 impl Default for NgramParams {
@@ -46,6 +51,10 @@ impl Default for NgramParams {
             patience: 3,
             seed: 42,
             refit: true,
+            // Off until a run through the worker can be cancelled inside the search (its fold
+            // fits report no epochs) and selection beats the fixed setting in `bench
+            // ngram-selection`; `--selection-budget` turns it on.
+            selection_budget: 0,
         }
     }
 }
@@ -59,8 +68,13 @@ pub struct EpochReport {
     pub validation_loss: f64,
 }
 
-/// Builds the vocabulary and IDF from the training tickets.
-fn build_vocabulary(params: &NgramParams, outputs: usize, train: &[Example]) -> NgramModel {
+/// Builds the vocabulary and IDF from the training tickets: the fresh model training starts
+/// from.
+pub(crate) fn build_vocabulary(
+    params: &NgramParams,
+    outputs: usize,
+    train: &[Example],
+) -> NgramModel {
     let mut document_frequency: BTreeMap<u32, (Family, u32)> = BTreeMap::new();
     for example in train {
         for (bucket, (family, _)) in params.features.extract(&example.text) {
@@ -154,6 +168,11 @@ fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f
     }
 }
 
+/// The loss of one ticket's logits.
+pub(crate) fn example_loss(logits: &[f32], targets: &[usize], mode: LabelMode) -> f64 {
+    output_gradient(logits, targets, mode).1
+}
+
 fn mean_loss(
     model: &NgramModel,
     vectors: &[SparseVector],
@@ -196,6 +215,8 @@ fn adagrad(weight: &mut f32, accumulator: &mut f32, gradient: f32, rate: f32, l2
 pub struct Fitted {
     pub model: NgramModel,
     pub best_epoch: usize,
+    /// Epochs trained, early stopping's extra ones included.
+    pub epochs_run: usize,
     /// The caller asked to stop before training ended: the model is not finished.
     pub stopped: bool,
 }
@@ -224,14 +245,51 @@ pub fn train_ngram_until(
     train: &[Example],
     validation: &[Example],
     params: &NgramParams,
+    on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
+) -> Fitted {
+    let model = build_vocabulary(params, outputs, train);
+    let train_set = VectorisedSet::new(&model, train);
+    let validation_set = VectorisedSet::new(&model, validation);
+    fit_vectorised(mode, model, &train_set, &validation_set, params, on_epoch)
+}
+
+/// Tickets turned into the TF-IDF vectors of one vocabulary, so a fit and the scoring of
+/// its held-out tickets (model selection) vectorise once.
+pub(crate) struct VectorisedSet<'a> {
+    pub vectors: Vec<SparseVector>,
+    pub examples: &'a [Example],
+}
+
+impl<'a> VectorisedSet<'a> {
+    pub fn new(model: &NgramModel, examples: &'a [Example]) -> Self {
+        Self {
+            vectors: examples.iter().map(|e| model.vectorize(&e.text)).collect(),
+            examples,
+        }
+    }
+
+    /// Weight updates one epoch over these tickets takes on a table `width` wide: the unit
+    /// of model selection's budget (proportional to training time, and the same on every
+    /// machine, so a budget cut never depends on the clock).
+    pub fn updates_per_epoch(&self, width: usize) -> u64 {
+        self.vectors.iter().map(|v| (v.len() * width) as u64).sum()
+    }
+}
+
+/// The training loop over vectors of `model`'s vocabulary, starting from `model`.
+pub(crate) fn fit_vectorised(
+    mode: LabelMode,
+    mut model: NgramModel,
+    train_set: &VectorisedSet,
+    validation_set: &VectorisedSet,
+    params: &NgramParams,
     mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
 ) -> Fitted {
-    let mut model = build_vocabulary(params, outputs, train);
-    let train_vectors: Vec<SparseVector> = train.iter().map(|e| model.vectorize(&e.text)).collect();
-    let validation_vectors: Vec<SparseVector> = validation
-        .iter()
-        .map(|e| model.vectorize(&e.text))
-        .collect();
+    let outputs = model.shape.outputs;
+    let train = train_set.examples;
+    let validation = validation_set.examples;
+    let train_vectors = &train_set.vectors;
+    let validation_vectors = &validation_set.vectors;
     let width = model.width();
     let hidden = params.hidden;
     let mut state = Accumulators {
@@ -243,7 +301,9 @@ pub fn train_ngram_until(
     let mut random = Random(params.seed ^ 0x5eed);
     let mut best: Option<(f64, usize, NgramModel)> = None;
     let mut epochs_without_gain = 0;
+    let mut epochs_run = 0;
     for epoch in 1..=params.epochs {
+        epochs_run = epoch;
         random.shuffle(&mut order);
         let mut train_loss = 0.0;
         for &i in &order {
@@ -294,7 +354,7 @@ pub fn train_ngram_until(
                 }
             }
         }
-        let validation_loss = mean_loss(&model, &validation_vectors, validation, mode);
+        let validation_loss = mean_loss(&model, validation_vectors, validation, mode);
         let go_on = on_epoch(EpochReport {
             epoch,
             epochs: params.epochs,
@@ -305,6 +365,7 @@ pub fn train_ngram_until(
             return Fitted {
                 model,
                 best_epoch: epoch,
+                epochs_run,
                 stopped: true,
             };
         }
@@ -328,11 +389,13 @@ pub fn train_ngram_until(
         Some((_, best_epoch, model)) => Fitted {
             model,
             best_epoch,
+            epochs_run,
             stopped: false,
         },
         None => Fitted {
             model,
             best_epoch: params.epochs,
+            epochs_run,
             stopped: false,
         },
     }

@@ -10,6 +10,8 @@ use std::time::Instant;
 /// spend about half their time embedding; the others go straight to training.
 const EMBEDDING_END: f64 = 50.0;
 const TRAINING_END: f64 = 92.0;
+/// `ngram` model selection takes most of a run's fitting: the folds of every candidate.
+const SELECTING_END: f64 = 80.0;
 const REFITTING: f64 = 92.0;
 const EVALUATING: f64 = 96.0;
 
@@ -56,6 +58,7 @@ impl ProgressTracker {
             Progress::Loaded { .. } => "loaded",
             Progress::Embedding { .. } => "embedding",
             Progress::Embedded(_) => "embedded",
+            Progress::Selecting { .. } => "selecting",
             Progress::Epoch(_) | Progress::Step(_) => "training",
             Progress::Refitting { .. } => "refitting",
             Progress::Evaluating => "evaluating",
@@ -87,6 +90,9 @@ impl ProgressTracker {
             }
             (_, Progress::Embedded(_)) => (1.0, 0.0, EMBEDDING_END),
             ("refitting", _) => (0.0, REFITTING, EVALUATING),
+            (_, Progress::Selecting { tried, candidates }) => {
+                (fraction(*tried, *candidates), training_start, SELECTING_END)
+            }
             (_, Progress::Epoch(epoch)) => (
                 fraction(epoch.epoch, epoch.epochs),
                 training_start,
@@ -128,6 +134,9 @@ impl ProgressTracker {
             Progress::Step(step) => serde_json::json!({
                 "step": step.step, "steps": step.steps, "epoch": step.epoch, "loss": step.loss,
             }),
+            Progress::Selecting { tried, candidates } => {
+                serde_json::json!({ "step": tried, "steps": candidates })
+            }
             Progress::Refitting { epochs } => serde_json::json!({ "steps": epochs }),
             Progress::Evaluating => serde_json::json!({}),
         };

@@ -10,6 +10,7 @@ use crate::evaluate::{Evaluation, EvaluationInputs, evaluate};
 use crate::examples::{Example, HeldOut, MIN_HELD_OUT, TrainingData, load_training_data};
 use crate::finetune::{FinetuneParams, StepReport, TrainFinetuneError};
 use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
+use crate::ngram_selection::{NoSelection, Selection, select_ngram};
 use crate::thresholds::{CONFIDENCE, choose_thresholds};
 use datasets::store::prelude::*;
 use datasets::{AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, StoreError};
@@ -151,6 +152,11 @@ pub enum Progress {
     },
     /// Every ticket has its embedding.
     Embedded(EmbeddingReport),
+    /// `ngram` model selection: candidate settings tried so far, of those planned.
+    Selecting {
+        tried: usize,
+        candidates: usize,
+    },
     Epoch(EpochReport),
     /// One gradient step of a `finetune` run (its epochs take minutes).
     Step(StepReport),
@@ -190,6 +196,8 @@ pub struct TrainOutcome {
     pub evaluation: Evaluation,
     pub drift: TaxonomyDrift,
     pub train_seconds: f64,
+    /// `ngram`: what model selection tried and chose, when it ran.
+    pub selection: Option<Selection>,
 }
 
 fn check_enough(data: &TrainingData) -> Result<(), TrainError> {
@@ -273,7 +281,7 @@ pub async fn train_until(
     let models_dir = artifacts.models_dir().to_path_buf();
     let project_id = project.id;
     // Training is seconds of pure CPU: keep it off the async workers.
-    let (model, files, evaluation, drift, train_seconds) = tokio::task::spawn_blocking(move || {
+    let (model, files, evaluation, drift, fit) = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         // Scores on tickets the model never saw are what calibration and thresholds need.
         let plan = HeldOutScores::plan(&data, request.kind);
@@ -348,6 +356,7 @@ pub async fn train_until(
             "labelled_by_hand": data.labelled_by_hand,
         });
         params[request.kind.as_str()] = fitted.params;
+        let selection = fitted.selection;
         let card = ModelCard {
             format: CARD_FORMAT,
             kind: request.kind,
@@ -386,10 +395,17 @@ pub async fn train_until(
             Some(encoder) => tagging.save_with_encoder(&directory, encoder)?,
             None => tagging.save(&directory)?,
         };
-        Ok::<_, TrainError>((tagging, files, evaluation, drift, train_seconds))
+        Ok::<_, TrainError>((
+            tagging,
+            files,
+            evaluation,
+            drift,
+            (train_seconds, selection),
+        ))
     })
     .await
     .map_err(|e| TrainError::Worker(e.to_string()))??;
+    let (train_seconds, selection) = fit;
     let location = match artifacts.publish(project.id, &saved_dir, &files).await {
         Ok(location) => location,
         Err(error) => {
@@ -418,6 +434,7 @@ pub async fn train_until(
         evaluation,
         drift,
         train_seconds,
+        selection,
     })
 }
 
@@ -435,38 +452,100 @@ pub(crate) struct Fitted {
     pub params: serde_json::Value,
     pub ngram: Option<NgramShape>,
     pub encoder: Option<EncoderSpec>,
+    /// `ngram`: what model selection tried and chose, when it ran.
+    pub selection: Option<Selection>,
 }
 
 fn fit_ngram(
     data: &TrainingData,
     plan: HeldOutScores,
     held_out: &[Example],
-    params: &NgramParams,
+    requested: &NgramParams,
     progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
 ) -> Result<Fitted, TrainError> {
     let outputs = data.tags.len();
-    let fitted = train_ngram_until(
-        data.mode,
-        outputs,
-        &data.train,
-        &data.validation,
-        params,
-        |epoch| progress(Progress::Epoch(epoch)),
-    );
-    if fitted.stopped {
-        return Err(TrainError::Stopped);
-    }
-    // Folds and refit train for the epochs early stopping chose, with nothing to stop on.
-    let settled = NgramParams {
-        epochs: fitted.best_epoch,
-        ..*params
+    let labelled: Vec<Example> = data.train.iter().chain(&data.validation).cloned().collect();
+    // The setting is chosen on folds of the labelled training tickets; the test split is
+    // never seen. Too few tickets to choose by, and the request's setting stands.
+    let selection = if requested.selection_budget > 0 {
+        match select_ngram(
+            data.mode,
+            outputs,
+            &labelled,
+            requested,
+            requested.selection_budget,
+            |report| {
+                progress(Progress::Selecting {
+                    tried: report.tried,
+                    candidates: report.candidates,
+                })
+            },
+        ) {
+            Ok(selection) => Some(selection),
+            Err(NoSelection::TooFewTickets) => None,
+            Err(NoSelection::Stopped) => return Err(TrainError::Stopped),
+        }
+    } else {
+        None
     };
-    let calibration = match plan {
-        HeldOutScores::OutOfFold { folds, .. } => {
+    let (settled, first) = match &selection {
+        // The folds chose the epochs: every fit below trains for them, with nothing to
+        // stop on.
+        Some(selection) => (selection.apply(requested), None),
+        None => {
+            let fitted = train_ngram_until(
+                data.mode,
+                outputs,
+                &data.train,
+                &data.validation,
+                requested,
+                |epoch| progress(Progress::Epoch(epoch)),
+            );
+            if fitted.stopped {
+                return Err(TrainError::Stopped);
+            }
+            // Folds and refit train for the epochs early stopping chose.
+            let settled = NgramParams {
+                epochs: fitted.best_epoch,
+                ..*requested
+            };
+            (settled, Some(fitted.model))
+        }
+    };
+    // The model fitted on the training tickets alone scores the validation tickets, and is
+    // the final model when there is nothing to refit on; out-of-fold scores and a refit
+    // need no such model.
+    let refits = settled.refit && !data.validation.is_empty();
+    let needs_first_fit = !matches!(plan, HeldOutScores::OutOfFold { .. }) || !refits;
+    let first = match first {
+        None if needs_first_fit => {
+            let fitted =
+                train_ngram_until(data.mode, outputs, &data.train, &[], &settled, |epoch| {
+                    progress(Progress::Epoch(epoch))
+                });
+            if fitted.stopped {
+                return Err(TrainError::Stopped);
+            }
+            Some(fitted.model)
+        }
+        first => first,
+    };
+    let calibration = match (plan, &first) {
+        (HeldOutScores::Validation { .. } | HeldOutScores::Training { .. }, Some(model)) => {
+            held_out
+                .iter()
+                .map(|e| Scored::ngram(model, &e.text, data.mode))
+                .collect()
+        }
+        _ => {
+            let folds = match plan {
+                HeldOutScores::OutOfFold { folds, .. } => folds,
+                _ => HELD_OUT_FOLDS,
+            };
             let mut scores: Vec<Option<Scored>> = vec![None; held_out.len()];
             for fold in 0..folds {
                 if progress(Progress::Refitting {
-                    epochs: fitted.best_epoch,
+                    epochs: settled.epochs,
                 })
                 .is_break()
                 {
@@ -482,31 +561,39 @@ fn fit_ngram(
             }
             scores.into_iter().flatten().collect()
         }
-        HeldOutScores::Validation { .. } | HeldOutScores::Training { .. } => held_out
-            .iter()
-            .map(|e| Scored::ngram(&fitted.model, &e.text, data.mode))
-            .collect(),
     };
-    let model = if params.refit && !data.validation.is_empty() {
-        if progress(Progress::Refitting {
-            epochs: fitted.best_epoch,
-        })
-        .is_break()
-        {
-            return Err(TrainError::Stopped);
+    let model = match first {
+        Some(model) if !refits => model,
+        _ => {
+            if progress(Progress::Refitting {
+                epochs: settled.epochs,
+            })
+            .is_break()
+            {
+                return Err(TrainError::Stopped);
+            }
+            // Its epochs are reported (the bar and the run's progress follow them) and a
+            // cancelled run stops after the current one.
+            let refitted =
+                train_ngram_until(data.mode, outputs, &labelled, &[], &settled, |epoch| {
+                    progress(Progress::Epoch(epoch))
+                });
+            if refitted.stopped {
+                return Err(TrainError::Stopped);
+            }
+            refitted.model
         }
-        let everything: Vec<Example> = data.train.iter().chain(&data.validation).cloned().collect();
-        train_ngram(data.mode, outputs, &everything, &[], &settled, |_| {}).model
-    } else {
-        fitted.model
     };
+    let mut recorded = serde_json::json!(settled);
+    recorded["selection"] = serde_json::json!(selection);
     Ok(Fitted {
         calibration,
         test_scores: None,
         ngram: Some(model.shape),
         encoder: None,
         scorer: Scorer::Ngram(model),
-        params: serde_json::json!(params),
+        params: recorded,
+        selection,
     })
 }
 

@@ -132,6 +132,64 @@ async fn training_works_the_same_on_postgres() {
 }
 
 #[tokio::test]
+async fn the_ngram_setting_chosen_by_cross_validation_is_recorded_and_reproducible() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, "Chosen", LabelMode::Single, 400).await;
+    let models = tempfile::tempdir().unwrap();
+    let mut request = quick();
+    request.ngram.selection_budget = trainer::ngram_selection::SUGGESTED_SELECTION_BUDGET;
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let outcome = train(&store, &project, &request, models.path(), |_| {})
+            .await
+            .unwrap();
+        outcomes.push(outcome);
+    }
+    let selection = outcomes[0].selection.clone().unwrap();
+    assert!(selection.trials.len() > 1, "{selection:?}");
+    // The card holds the chosen setting and the whole search.
+    let params = &outcomes[0].version.params["ngram"];
+    let choice = selection.choice();
+    assert_eq!(params["epochs"], choice.epochs);
+    assert_eq!(params["l2"].as_f64().unwrap() as f32, choice.l2);
+    assert_eq!(params["features"]["char_max"], choice.char_max);
+    assert_eq!(
+        params["selection"],
+        serde_json::to_value(&selection).unwrap()
+    );
+    // Same tickets and seed: the same choice and the same weights, byte for byte.
+    assert_eq!(outcomes[1].selection.as_ref(), Some(&selection));
+    let weights = |outcome: &trainer::TrainOutcome| {
+        std::fs::read(
+            std::path::Path::new(&outcome.version.artifact_path)
+                .join(inference::artifact::WEIGHTS_FILE),
+        )
+        .unwrap()
+    };
+    assert_eq!(weights(&outcomes[0]), weights(&outcomes[1]));
+}
+
+#[tokio::test]
+async fn a_selection_budget_of_zero_trains_the_requested_setting() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, "Fixed", LabelMode::Single, 400).await;
+    let models = tempfile::tempdir().unwrap();
+    let mut request = quick();
+    request.ngram.selection_budget = 0;
+    let outcome = train(&store, &project, &request, models.path(), |_| {})
+        .await
+        .unwrap();
+    assert!(outcome.selection.is_none());
+    assert!(outcome.version.params["ngram"]["selection"].is_null());
+    assert_eq!(
+        outcome.version.params["ngram"]["l2"].as_f64().unwrap() as f32,
+        1e-6
+    );
+}
+
+#[tokio::test]
 async fn too_few_labels_are_refused_with_a_reason() {
     let database = TestDatabase::sqlite().unwrap();
     let store = database.store().await.unwrap();

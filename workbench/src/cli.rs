@@ -198,6 +198,9 @@ pub struct TrainArgs {
     /// ngram: drop n-grams seen in fewer training tickets.
     #[arg(long)]
     pub min_df: Option<u32>,
+    /// ngram: model selection's budget in millions of weight updates (n-gram families, L2 and epochs chosen by cross-validation on the training tickets); 0 (the default) turns it off; 40000 is the suggested budget.
+    #[arg(long)]
+    pub selection_budget: Option<u64>,
     /// encoder-head: the sentence encoder, a Hugging Face model id (downloaded into the local cache on first use, see `tagger models pull`).
     #[arg(long)]
     pub encoder: Option<String>,

@@ -38,6 +38,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         learning_rate: args.learning_rate.map(f64::from),
         hidden: args.hidden,
         min_df: args.min_df,
+        selection_budget: args.selection_budget,
         l2: args.l2,
         encoder: args.encoder.clone(),
         threads: args.threads,
@@ -110,6 +111,8 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                     epoch.epoch, epoch.epochs, epoch.train_loss, epoch.validation_loss
                 )),
                 Progress::Epoch(epoch) => {
+                    reporter.set_prefix("epoch");
+                    reporter.set_length(epoch.epochs as u64);
                     reporter.set_position(epoch.epoch as u64);
                     reporter.set_message(format!(
                         "loss {:.4} (val {:.4})",
@@ -123,7 +126,14 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
                     reporter.set_position(step.step as u64);
                     reporter.set_message(format!("epoch {} loss {:.4}", step.epoch, step.loss));
                 }
+                Progress::Selecting { tried, candidates } => {
+                    reporter.set_prefix("setting");
+                    reporter.set_length(candidates as u64);
+                    reporter.set_position(tried as u64);
+                    reporter.set_message("choosing by cross-validation");
+                }
                 Progress::Refitting { epochs } => {
+                    reporter.set_prefix("epoch");
                     reporter.set_position(0);
                     reporter.set_length(epochs as u64);
                     reporter.set_message(format!("refitting on all {epochs} epochs"));
@@ -150,6 +160,19 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
     match args.format {
         OutputFormat::Table => println!("{summary}"),
         OutputFormat::Json => eprintln!("{summary}"),
+    }
+    if let Some(selection) = &outcome.selection {
+        match args.format {
+            OutputFormat::Table => println!("{}: {}", outcome.version.kind, selection.summary()),
+            OutputFormat::Json => eprintln!("{}: {}", outcome.version.kind, selection.summary()),
+        }
+    }
+    if args.format == OutputFormat::Json {
+        let mut value = serde_json::to_value(&outcome.evaluation)?;
+        value["drift"] = serde_json::to_value(&outcome.drift)?;
+        value["model_selection"] = serde_json::to_value(&outcome.selection)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
     }
     print_evaluation(&outcome.evaluation, &outcome.drift, args.format)
 }
