@@ -53,6 +53,20 @@ pub fn entity_filter_schema() -> Schema {
         .into()
 }
 
+/// The schema of a glossary's terms: at most `MAX_GLOSSARY_TERMS` strings of at most
+/// `MAX_TERM_CHARS` characters each (blank ones are dropped, not refused).
+pub fn glossary_terms_schema() -> Schema {
+    use crate::text::glossary::{MAX_GLOSSARY_TERMS, MAX_TERM_CHARS};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .max_length(Some(MAX_TERM_CHARS)),
+        )
+        .max_items(Some(MAX_GLOSSARY_TERMS))
+        .into()
+}
+
 fn name_schema(description: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::String))

@@ -60,8 +60,10 @@ pub struct EncoderHeadParams {
     pub hub_cache: Option<PathBuf>,
 }
 
-/// Four windows of 128 tokens: a ticket is read to its 512th token (BERT's own limit).
-pub const DEFAULT_WINDOWS: usize = 4;
+/// One window by default until the measurement on long tickets (Ticket Tagger issues) says
+/// more windows pay for their cost: four windows read a ticket to its 512th token for up to
+/// four times the encoder time (docs/models.md "Long tickets").
+pub const DEFAULT_WINDOWS: usize = 1;
 
 fn default_windows() -> usize {
     DEFAULT_WINDOWS

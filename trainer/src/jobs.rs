@@ -359,7 +359,7 @@ pub struct TrainingParams {
     #[schema(minimum = 1, maximum = 256)]
     pub threads: Option<usize>,
     /// `encoder-head`: how many windows of 128 tokens a long ticket is read in, their
-    /// embeddings averaged (1 cuts it at 128 tokens; the default 4 reads 512).
+    /// embeddings averaged (the default 1 cuts it at 128 tokens; 4 reads 512).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 8)]
     pub windows: Option<usize>,

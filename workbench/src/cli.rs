@@ -210,7 +210,7 @@ pub struct TrainArgs {
     /// encoder-head: L2 penalty on the head's weights.
     #[arg(long)]
     pub l2: Option<f64>,
-    /// encoder-head: windows of 128 tokens a long ticket is read in, averaged (1 cuts it at 128 tokens) [default: 4].
+    /// encoder-head: windows of 128 tokens a long ticket is read in, averaged (1 cuts it at 128 tokens; 4 reads 512) [default: 1].
     #[arg(long)]
     pub windows: Option<usize>,
     /// Precision that tags applied without a person must reach on validation tickets.

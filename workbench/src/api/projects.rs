@@ -168,23 +168,16 @@ pub async fn set_languages(
 pub struct GlossaryTerms {
     /// In the order written; blank terms are dropped, whitespace inside a term collapsed and
     /// a term repeated in another case kept once.
-    #[schema(max_items = 500, inline)]
-    terms: Vec<GlossaryTerm>,
+    #[schema(schema_with = datasets::api_schema::glossary_terms_schema)]
+    terms: Vec<String>,
 }
-
-/// One glossary term (at most 100 characters).
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(transparent)]
-pub struct GlossaryTerm(#[schema(max_length = 100)] String);
 
 pub async fn glossary(
     State(state): State<AppState>,
     authorized: Authorized<scope::Read>,
 ) -> Result<ApiJson<GlossaryTerms>, ApiError> {
     let terms = state.store.glossary(authorized.project.id).await?;
-    Ok(ApiJson(GlossaryTerms {
-        terms: terms.into_iter().map(GlossaryTerm).collect(),
-    }))
+    Ok(ApiJson(GlossaryTerms { terms }))
 }
 
 /// Replaces the glossary; the project's tickets' entities are extracted again in the
@@ -194,7 +187,7 @@ pub async fn set_glossary(
     authorized: Authorized<scope::Admin>,
     ApiJson(request): ApiJson<GlossaryTerms>,
 ) -> Result<ApiJson<GlossaryTerms>, ApiError> {
-    let terms: Vec<String> = request.terms.into_iter().map(|term| term.0).collect();
+    let terms = request.terms;
     let (stored, _) = crate::glossary::replace(
         &state.store,
         &authorized.audit_actor(),
@@ -202,9 +195,7 @@ pub async fn set_glossary(
         &terms,
     )
     .await?;
-    Ok(ApiJson(GlossaryTerms {
-        terms: stored.into_iter().map(GlossaryTerm).collect(),
-    }))
+    Ok(ApiJson(GlossaryTerms { terms: stored }))
 }
 
 pub async fn list_tags(
