@@ -5,7 +5,7 @@
 use crate::language::Language;
 use crate::limits::{MAX_KEYWORD_CHARS, MAX_KEYWORDS_PER_TAG};
 use crate::model_kind::ModelKind;
-use crate::names::{MAX_NAME_CHARS, ProjectName, TagName};
+use crate::names::{MAX_NAME_CHARS, ProjectName, TagGroupName, TagName};
 use crate::tag::KeywordRules;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
@@ -83,6 +83,13 @@ impl PartialSchema for TagName {
     }
 }
 impl ToSchema for TagName {}
+
+impl PartialSchema for TagGroupName {
+    fn schema() -> RefOr<Schema> {
+        name_schema("A tag group's name, unique in its project regardless of case.")
+    }
+}
+impl ToSchema for TagGroupName {}
 
 impl PartialSchema for ProjectName {
     fn schema() -> RefOr<Schema> {

@@ -20,6 +20,7 @@ pub fn default_taxonomy() -> Vec<NewTag> {
                     include: text.include.iter().map(|p| p.to_string()).collect(),
                     exclude: Vec::new(),
                 },
+                group: None,
             })
         })
         .collect()

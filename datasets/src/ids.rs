@@ -31,6 +31,10 @@ id_type!(
     TagId
 );
 id_type!(
+    /// A group of tags in a project's taxonomy (Type, Priority, Topics).
+    TagGroupId
+);
+id_type!(
     /// A stored ticket.
     TicketId
 );

@@ -53,6 +53,7 @@ pub mod review;
 pub mod split;
 pub mod store;
 pub mod tag;
+pub mod tag_group;
 pub mod tag_merge;
 pub mod test_db;
 pub mod text;
@@ -65,14 +66,14 @@ pub use api_key::{ApiKey, CreatedApiKey, KeyGrant, Scope, Scopes};
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter, NewAuditEntry};
 pub use error::{StoreError, StoreErrorKind, StoreResult, ValidationError};
 pub use ids::{
-    ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagId, TicketId, TrainingRunId,
+    ConnectorId, DeliveryId, ModelVersionId, ProjectId, TagGroupId, TagId, TicketId, TrainingRunId,
     WebhookDeliveryId, WebhookId, WriteBackId,
 };
 pub use label::{Label, LabelAction, LabelEvent, LabelSource};
 pub use language::Language;
 pub use model_kind::{KindInfo, ModelKind, UnknownModelKind};
 pub use model_version::{ModelVersion, NewModelVersion};
-pub use names::{NameError, ProjectName, TagName};
+pub use names::{NameError, ProjectName, TagGroupName, TagName};
 pub use project::{LabelMode, Project, ProjectSummary};
 pub use registry::{Promotion, PromotionAction};
 pub use review::{
@@ -82,6 +83,7 @@ pub use review::{
 pub use store::AnyStore;
 pub use store::prelude::*;
 pub use tag::{KeywordRules, NewTag, Tag, TagUpdate};
+pub use tag_group::{GroupChoice, NewTagGroup, TagGroup};
 pub use tag_merge::TagMerge;
 pub use ticket::{LabelledTicket, NewTicket, Split, Ticket, TicketQuery, UpsertedTicket};
 pub use training_run::{NewTrainingRun, RunOutcome, RunStatus, TrainingRun};

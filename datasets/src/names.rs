@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The longest tag or project name we accept, in characters.
+/// The longest tag, tag group or project name we accept, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// Why a name was refused.
@@ -87,6 +87,11 @@ name_type!(
     /// A tag's name, unique per project regardless of case.
     TagName,
     "tag"
+);
+name_type!(
+    /// A tag group's name, unique per project regardless of case.
+    TagGroupName,
+    "tag group"
 );
 name_type!(
     /// A project's name, unique regardless of case.

@@ -1,9 +1,9 @@
 //! The taxonomy: a project's tags, with descriptions, colours and keyword rules.
 
 use crate::error::ValidationError;
-use crate::ids::{ProjectId, TagId};
+use crate::ids::{ProjectId, TagGroupId, TagId};
 use crate::limits;
-use crate::names::TagName;
+use crate::names::{TagGroupName, TagName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,8 @@ pub struct Tag {
     pub color: String,
     pub keywords: KeywordRules,
     pub archived: bool,
+    /// The group the tag belongs to (`crate::tag_group`).
+    pub group_id: TagGroupId,
     pub created_at: DateTime<Utc>,
 }
 
@@ -71,6 +73,9 @@ pub struct NewTag {
     pub color: String,
     #[serde(default)]
     pub keywords: KeywordRules,
+    /// The group to add the tag to, by name; the project's default group when absent.
+    #[serde(default)]
+    pub group: Option<TagGroupName>,
 }
 
 fn default_color() -> String {
@@ -85,6 +90,7 @@ impl NewTag {
             description: String::new(),
             color: default_color(),
             keywords: KeywordRules::default(),
+            group: None,
         }
     }
 
@@ -105,6 +111,8 @@ pub struct TagUpdate {
     pub color: Option<String>,
     pub keywords: Option<KeywordRules>,
     pub archived: Option<bool>,
+    /// Moves the tag to this group of its project, by name.
+    pub group: Option<TagGroupName>,
 }
 
 impl TagUpdate {
@@ -121,7 +129,8 @@ impl TagUpdate {
         Ok(())
     }
 
-    /// Applies the change to a copy of `tag`.
+    /// Applies the change to a copy of `tag`; a named group is resolved by the store, which
+    /// sets `group_id` itself.
     pub fn apply_to(&self, tag: &Tag) -> Tag {
         let mut changed = tag.clone();
         if let Some(name) = &self.name {

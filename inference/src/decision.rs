@@ -6,7 +6,7 @@
 use crate::card::TagRef;
 use crate::out_of_distribution::Unfamiliarity;
 use datasets::language::{Language, detect_language};
-use datasets::{LabelMode, Tag, TagId, TagName};
+use datasets::{GroupChoice, LabelMode, Tag, TagGroup, TagGroupId, TagGroupName, TagId, TagName};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -54,6 +54,21 @@ pub struct Decision {
     /// (absent for versions trained without a detector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unfamiliarity: Option<Unfamiliarity>,
+    /// The same verdict under the taxonomy's groups, in the groups' order (absent when the
+    /// decider was given no groups): what each group got and its tags' scores.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupVerdict>,
+}
+
+/// One tag group's part of a verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GroupVerdict {
+    pub group: TagGroupName,
+    pub choice: GroupChoice,
+    /// The group's applied tags: at most one for a single-choice group.
+    pub tags: Vec<TagName>,
+    /// The group's tags' scores, in the order of the verdict's `scores`.
+    pub scores: Vec<TagScore>,
 }
 
 /// Why a ticket goes to a person instead of being tagged automatically.
@@ -116,6 +131,11 @@ pub struct Decider {
     rules: Vec<(usize, Vec<String>, Vec<String>)>,
     /// The languages the model serves; empty for every language (nothing is detected).
     languages: Vec<Language>,
+    /// Per model output: the group of today's tag (`None` when retired).
+    output_groups: Vec<Option<TagGroupId>>,
+    /// The taxonomy's groups; empty until [`Decider::with_groups`], and then the project's
+    /// label mode decides alone, as before groups existed.
+    groups: Vec<TagGroup>,
     pub drift: TaxonomyDrift,
 }
 
@@ -141,6 +161,15 @@ impl Decider {
             .zip(&outputs)
             .filter(|(_, now)| now.is_none())
             .map(|(known, _)| known.name.clone())
+            .collect();
+        let output_groups = model_tags
+            .iter()
+            .map(|known| {
+                current
+                    .get(&known.id)
+                    .filter(|t| !t.archived)
+                    .map(|t| t.group_id)
+            })
             .collect();
         let known: Vec<TagId> = model_tags.iter().map(|t| t.id).collect();
         let not_covered = taxonomy
@@ -175,6 +204,8 @@ impl Decider {
             realised_precision: Vec::new(),
             rules,
             languages: Vec::new(),
+            output_groups,
+            groups: Vec::new(),
             drift: TaxonomyDrift {
                 not_covered,
                 retired,
@@ -194,6 +225,21 @@ impl Decider {
     pub fn with_realised_precision(mut self, realised: Vec<Option<f64>>) -> Self {
         self.realised_precision = realised;
         self
+    }
+
+    /// The same decisions, per tag group: a single-choice group applies at most one tag (as
+    /// a single-label project does: a keyword rule's tag first, else its likeliest tag that
+    /// passes its own threshold), a multi-choice group's tags apply each by its threshold, and
+    /// every verdict lists what each group got. A tag of a group not in `groups` is decided
+    /// as the label mode says.
+    pub fn with_groups(mut self, groups: &[TagGroup]) -> Self {
+        self.groups = groups.to_vec();
+        self
+    }
+
+    /// The taxonomy's groups this decider knows (empty: none given).
+    pub fn groups(&self) -> &[TagGroup] {
+        &self.groups
     }
 
     /// The languages the model serves (empty: all).
@@ -254,54 +300,103 @@ impl Decider {
                 && effects[i] != Some(RuleEffect::Vetoed)
         };
         let confident = |i: usize| probabilities[i] >= self.thresholds[i];
-        let mut applied = vec![false; self.outputs.len()];
-        match self.mode {
-            LabelMode::Multi => {
-                for (i, slot) in applied.iter_mut().enumerate() {
-                    *slot = live(i) && (confident(i) || effects[i] == Some(RuleEffect::Added));
-                }
+        // Which outputs decide together (one choice among them) and which alone: without
+        // groups the label mode says; with them, each single-choice group is one choice.
+        let mut chosen_among: Vec<Vec<usize>> = Vec::new();
+        let mut alone: Vec<usize> = Vec::new();
+        if self.groups.is_empty() {
+            match self.mode {
+                LabelMode::Single => chosen_among.push((0..self.outputs.len()).collect()),
+                LabelMode::Multi => alone.extend(0..self.outputs.len()),
             }
-            LabelMode::Single => {
-                // A rule's tag wins over the model's; among several, the likelier one.
-                let best = |candidates: &mut dyn Iterator<Item = usize>| {
-                    candidates.max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]))
-                };
-                let by_rule = best(
-                    &mut (0..self.outputs.len())
-                        .filter(|&i| live(i) && effects[i] == Some(RuleEffect::Added)),
+        } else {
+            for group in self
+                .groups
+                .iter()
+                .filter(|g| g.choice == GroupChoice::Single)
+            {
+                chosen_among.push(
+                    (0..self.outputs.len())
+                        .filter(|&i| self.output_groups[i] == Some(group.id))
+                        .collect(),
                 );
-                let choice = by_rule.or_else(|| {
-                    best(
-                        &mut (0..self.outputs.len())
-                            .filter(|&i| live(i))
-                            .filter(|&i| confident(i)),
-                    )
-                });
-                if let Some(i) = choice {
-                    applied[i] = true;
-                }
+            }
+            let single_choice = |i: usize| match self.group_of(i) {
+                Some(group) => group.choice == GroupChoice::Single,
+                None => self.mode == LabelMode::Single,
+            };
+            let (ungrouped_single, independent): (Vec<usize>, Vec<usize>) = (0..self.outputs.len())
+                .filter(|&i| {
+                    self.group_of(i)
+                        .is_none_or(|g| g.choice == GroupChoice::Multi)
+                })
+                .partition(|&i| single_choice(i));
+            if !ungrouped_single.is_empty() {
+                chosen_among.push(ungrouped_single);
+            }
+            alone = independent;
+        }
+        let mut applied = vec![false; self.outputs.len()];
+        for &i in &alone {
+            applied[i] = live(i) && (confident(i) || effects[i] == Some(RuleEffect::Added));
+        }
+        for candidates in &chosen_among {
+            // A rule's tag wins over the model's; among several, the likelier one.
+            let best = |keep: &dyn Fn(usize) -> bool| {
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| keep(i))
+                    .max_by(|a, b| probabilities[*a].total_cmp(&probabilities[*b]))
+            };
+            let by_rule = best(&|i| live(i) && effects[i] == Some(RuleEffect::Added));
+            if let Some(i) = by_rule.or_else(|| best(&|i| live(i) && confident(i))) {
+                applied[i] = true;
             }
         }
-        let mut scores: Vec<TagScore> = self
+        let mut scores: Vec<(TagScore, Option<TagGroupId>)> = self
             .outputs
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
-                Some(TagScore {
+                let score = TagScore {
                     tag: name.clone()?,
                     probability: probabilities[i],
                     threshold: self.thresholds[i],
                     realised_precision: self.realised_precision.get(i).copied().flatten(),
                     applied: applied[i],
                     rule: effects[i],
-                })
+                };
+                Some((score, self.output_groups[i]))
             })
             .collect();
-        scores.sort_by(|a, b| {
+        scores.sort_by(|(a, _), (b, _)| {
             b.probability
                 .total_cmp(&a.probability)
                 .then_with(|| a.tag.cmp(&b.tag))
         });
+        let groups = self
+            .groups
+            .iter()
+            .map(|group| {
+                let scores: Vec<TagScore> = scores
+                    .iter()
+                    .filter(|(_, g)| *g == Some(group.id))
+                    .map(|(score, _)| score.clone())
+                    .collect();
+                GroupVerdict {
+                    group: group.name.clone(),
+                    choice: group.choice,
+                    tags: scores
+                        .iter()
+                        .filter(|s| s.applied)
+                        .map(|s| s.tag.clone())
+                        .collect(),
+                    scores,
+                }
+            })
+            .collect();
+        let scores: Vec<TagScore> = scores.into_iter().map(|(score, _)| score).collect();
         let applied_names: Vec<TagName> = scores
             .iter()
             .filter(|s| s.applied)
@@ -325,7 +420,14 @@ impl Decider {
             unfamiliarity,
             applied: applied_names,
             scores,
+            groups,
         }
+    }
+
+    /// The group of output `i`'s tag, when the decider knows it.
+    fn group_of(&self, i: usize) -> Option<&TagGroup> {
+        let id = self.output_groups[i]?;
+        self.groups.iter().find(|g| g.id == id)
     }
 }
 
@@ -346,6 +448,7 @@ mod tests {
                 exclude: exclude.iter().map(|s| s.to_string()).collect(),
             },
             archived,
+            group_id: TagGroupId(1),
             created_at: chrono::Utc::now(),
         }
     }
@@ -580,5 +683,168 @@ mod tests {
         let decision = decider.decide("x", &[0.1, 0.9, 0.99], true);
         assert_eq!(names(&decision), ["Payments"]);
         assert_eq!(decision.scores.len(), 2);
+    }
+
+    fn group(id: i64, name: &str, choice: GroupChoice) -> TagGroup {
+        TagGroup {
+            id: TagGroupId(id),
+            project_id: ProjectId(1),
+            name: TagGroupName::parse(name).unwrap(),
+            choice,
+            position: id,
+            is_default: id == 1,
+        }
+    }
+
+    fn in_group(id: i64, name: &str, group: i64, include: &[&str]) -> Tag {
+        Tag {
+            group_id: TagGroupId(group),
+            ..tag(id, name, false, include, &[])
+        }
+    }
+
+    /// Type (single): Bug, Question · Priority (single): Low, High · Topics (multi): Login,
+    /// Billing — a multi-label project with three groups.
+    fn grouped_decider(thresholds: &[f32]) -> Decider {
+        let taxonomy = [
+            in_group(1, "Bug", 10, &[]),
+            in_group(2, "Question", 10, &["how do i"]),
+            in_group(3, "Low", 11, &[]),
+            in_group(4, "High", 11, &[]),
+            in_group(5, "Login", 12, &[]),
+            in_group(6, "Billing", 12, &[]),
+        ];
+        let outputs: Vec<TagRef> = taxonomy
+            .iter()
+            .map(|t| known(t.id.0, t.name.as_str()))
+            .collect();
+        Decider::new(LabelMode::Multi, &outputs, thresholds, &taxonomy).with_groups(&[
+            group(10, "Type", GroupChoice::Single),
+            group(11, "Priority", GroupChoice::Single),
+            group(12, "Topics", GroupChoice::Multi),
+        ])
+    }
+
+    fn group_tags(decision: &Decision) -> Vec<(&str, Vec<&str>)> {
+        decision
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.tags.iter().map(|t| t.as_str()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_single_choice_group_applies_one_tag_and_a_multi_choice_group_each_confident_one() {
+        let decider = grouped_decider(&[0.5; 6]);
+        let probabilities = [0.9, 0.8, 0.6, 0.7, 0.9, 0.6];
+        let decision = decider.decide("the app crashes", &probabilities, true);
+        assert_eq!(
+            group_tags(&decision),
+            [
+                ("Type", vec!["Bug"]),
+                ("Priority", vec!["High"]),
+                ("Topics", vec!["Login", "Billing"]),
+            ]
+        );
+        assert_eq!(names(&decision), ["Bug", "Login", "High", "Billing"]);
+        assert_eq!(decision.groups[0].choice, GroupChoice::Single);
+        let type_scores: Vec<&str> = decision.groups[0]
+            .scores
+            .iter()
+            .map(|s| s.tag.as_str())
+            .collect();
+        assert_eq!(
+            type_scores,
+            ["Bug", "Question"],
+            "each group lists its own scores"
+        );
+        // The same model without groups: every confident tag, and no group verdicts.
+        let taxonomy_only = Decider {
+            groups: Vec::new(),
+            ..decider.clone()
+        };
+        let flat = taxonomy_only.decide("the app crashes", &probabilities, true);
+        assert_eq!(flat.applied.len(), 6);
+        assert!(flat.groups.is_empty());
+        assert!(!serde_json::to_string(&flat).unwrap().contains("\"groups\""));
+    }
+
+    #[test]
+    fn each_tag_of_a_single_choice_group_passes_its_own_threshold() {
+        // Low is likelier than High but below its threshold; High passes its own.
+        let decider = grouped_decider(&[0.95, 0.95, 0.5, 0.2, 0.5, 0.5]);
+        let decision = decider.decide("slow page", &[0.6, 0.3, 0.45, 0.3, 0.1, 0.7], true);
+        assert_eq!(
+            group_tags(&decision),
+            [
+                ("Type", vec![]),
+                ("Priority", vec!["High"]),
+                ("Topics", vec!["Billing"]),
+            ]
+        );
+        assert!(!decision.needs_review, "other groups' tags were applied");
+        // Nothing confident anywhere: a person looks.
+        let doubtful = decider.decide("slow page", &[0.6, 0.3, 0.45, 0.1, 0.1, 0.2], true);
+        assert_eq!(doubtful.review_reason, Some(ReviewReason::NotConfident));
+        assert!(doubtful.groups.iter().all(|g| g.tags.is_empty()));
+    }
+
+    #[test]
+    fn a_keyword_rule_wins_its_single_choice_group_over_a_likelier_tag() {
+        let decider = grouped_decider(&[0.5; 6]);
+        let decision = decider.decide("How do I reset it?", &[0.9, 0.2, 0.1, 0.1, 0.1, 0.1], true);
+        assert_eq!(group_tags(&decision)[0], ("Type", vec!["Question"]));
+        let without_rules =
+            decider.decide("How do I reset it?", &[0.9, 0.2, 0.1, 0.1, 0.1, 0.1], false);
+        assert_eq!(group_tags(&without_rules)[0], ("Type", vec!["Bug"]));
+    }
+
+    #[test]
+    fn a_single_label_projects_default_group_decides_exactly_as_the_label_mode_did() {
+        let taxonomy: Vec<Tag> = ["Bug", "Billing", "Login", "Question"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                in_group(
+                    i as i64 + 1,
+                    name,
+                    1,
+                    if i == 2 { &["password"] } else { &[] },
+                )
+            })
+            .collect();
+        let outputs: Vec<TagRef> = taxonomy
+            .iter()
+            .map(|t| known(t.id.0, t.name.as_str()))
+            .collect();
+        let thresholds = [0.6, 0.3, 0.5, 0.45];
+        for (mode, choice) in [
+            (LabelMode::Single, GroupChoice::Single),
+            (LabelMode::Multi, GroupChoice::Multi),
+        ] {
+            let before = Decider::new(mode, &outputs, &thresholds, &taxonomy);
+            let grouped = before.clone().with_groups(&[group(1, "Tags", choice)]);
+            // A grid of scores around every threshold, with and without the rule's phrase.
+            let steps = [0.05, 0.35, 0.55, 0.65, 0.95];
+            for a in steps {
+                for b in steps {
+                    for c in steps {
+                        for text in ["forgot my password", "it broke"] {
+                            let p = [a, b, c, 1.0 - a];
+                            let old = before.decide(text, &p, true);
+                            let new = grouped.decide(text, &p, true);
+                            assert_eq!(old.applied, new.applied, "{mode:?} {p:?} {text}");
+                            assert_eq!(old.review_reason, new.review_reason);
+                            assert_eq!(new.groups[0].tags, new.applied);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

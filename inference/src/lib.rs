@@ -19,7 +19,7 @@ pub mod service;
 pub mod simd;
 
 pub use card::{ModelCard, ModelKind, TagRef};
-pub use decision::{Decider, Decision, TagScore, TaxonomyDrift};
+pub use decision::{Decider, Decision, GroupVerdict, TagScore, TaxonomyDrift};
 pub use error::ModelError;
 pub use explain::{Explanation, ExplanationMethod, WordContribution};
 pub use model::TaggingModel;

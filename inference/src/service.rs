@@ -17,7 +17,9 @@ use crate::model::TaggingModel;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use datasets::store::prelude::*;
-use datasets::{AnyStore, ModelKind, ModelVersion, ModelVersionId, ProjectId, Tag, TagName};
+use datasets::{
+    AnyStore, ModelKind, ModelVersion, ModelVersionId, ProjectId, Tag, TagGroup, TagName,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -320,9 +322,11 @@ impl TaggingService {
             return Ok(current);
         }
         let taxonomy = store.list_tags(project).await?;
+        let groups = store.list_tag_groups(project).await?;
         let loaded = match self.artifacts.fetch(&version).await {
             Ok(local) => tokio::task::spawn_blocking(move || {
-                load_and_check(&local, &taxonomy).map(|serving| serving.with_languages(&languages))
+                load_and_check(&local, &taxonomy, &groups)
+                    .map(|serving| serving.with_languages(&languages))
             })
             .await
             .map_err(|_| ServiceError::Stopped)?,
@@ -356,12 +360,13 @@ impl TaggingService {
     }
 
     /// Rebuilds the project's decisions after a taxonomy change (renamed or archived tags,
-    /// keyword rules), keeping the loaded model.
-    pub fn refresh_taxonomy(&self, project: ProjectId, taxonomy: &[Tag]) {
+    /// keyword rules, tag groups), keeping the loaded model.
+    pub fn refresh_taxonomy(&self, project: ProjectId, taxonomy: &[Tag], groups: &[TagGroup]) {
         let slot = self.slot(project);
         if let Some(serving) = slot.load_full() {
             let card = &serving.model.card;
             let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy)
+                .with_groups(groups)
                 .with_realised_precision(card.realised_precision())
                 .with_languages(serving.decider.languages());
             slot.store(Some(Arc::new(ServingModel {
@@ -536,6 +541,7 @@ const SMOKE_TEXT: &str = "Smoke test: I cannot log in and was charged twice.";
 pub fn load_and_check(
     version: &ModelVersion,
     taxonomy: &[Tag],
+    groups: &[TagGroup],
 ) -> Result<ServingModel, ServiceError> {
     let model = TaggingModel::load(Path::new(&version.artifact_path), &version.files).map_err(
         |source| ServiceError::Load {
@@ -557,6 +563,7 @@ pub fn load_and_check(
     }
     let card = &model.card;
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy)
+        .with_groups(groups)
         .with_realised_precision(card.realised_precision());
     Ok(ServingModel {
         version: version.id,

@@ -755,6 +755,7 @@ async fn retag_job(
     let version = artifacts.fetch(&version).await.map_err(fetch_failed)?;
     let model = crate::run::load_version(&version).map_err(|e| abort(e.to_string()))?;
     let taxonomy = store.list_tags(project).await?;
+    let groups = store.list_tag_groups(project).await?;
     let languages = store.project(project).await?.languages;
     // The newest `limit` tickets without a person's labels: one pass over the ids, keeping
     // the tail, so the work is bounded by the limit, not by the backlog.
@@ -784,6 +785,7 @@ async fn retag_job(
     let texts: Vec<String> = tickets.iter().map(|t| t.ticket.text()).collect();
     let card = model.card.clone();
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy)
+        .with_groups(&groups)
         .with_languages(&languages);
     let decisions = tokio::task::spawn_blocking(move || {
         texts

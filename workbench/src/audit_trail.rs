@@ -7,7 +7,7 @@ use datasets::store::prelude::*;
 use datasets::tag::{Tag, TagUpdate};
 use datasets::{
     Actor, AnyStore, AuditAction, AuditStore, KeyGrant, NewAuditEntry, ProjectId, Scope,
-    StoreResult, TagId,
+    StoreResult, TagGroup, TagGroupId, TagGroupName, TagId,
 };
 use serde_json::{Map, Value, json};
 
@@ -94,6 +94,11 @@ fn tag_change(before: &Tag, after: &Tag) -> Option<(AuditAction, Value)> {
         serde_json::to_value(&after.keywords).unwrap_or_default(),
     );
     note("archived", before.archived.into(), after.archived.into());
+    note(
+        "group_id",
+        before.group_id.0.into(),
+        after.group_id.0.into(),
+    );
     let action = if changed.contains_key("name") {
         AuditAction::TagRename
     } else if changed.contains_key("keywords") {
@@ -106,6 +111,61 @@ fn tag_change(before: &Tag, after: &Tag) -> Option<(AuditAction, Value)> {
         AuditAction::TagUpdate
     };
     Some((action, Value::Object(changed)))
+}
+
+/// Renames a tag group and records it: the one rename path of the pages and the API.
+pub async fn rename_tag_group(
+    store: &AnyStore,
+    actor: &Actor,
+    project: ProjectId,
+    group: TagGroupId,
+    name: &TagGroupName,
+) -> StoreResult<TagGroup> {
+    let before = store
+        .list_tag_groups(project)
+        .await?
+        .into_iter()
+        .find(|g| g.id == group);
+    let after = store.rename_tag_group(project, group, name).await?;
+    if let Some(before) = before
+        && before.name != after.name
+    {
+        record(
+            store,
+            actor,
+            AuditAction::GroupRename,
+            Some(project),
+            group_target(&after),
+            json!({ "name": { "from": before.name.as_str(), "to": after.name.as_str() } }),
+        )
+        .await;
+    }
+    Ok(after)
+}
+
+/// Deletes an empty tag group and records it: the one delete path of the pages and the API.
+pub async fn delete_tag_group(
+    store: &AnyStore,
+    actor: &Actor,
+    project: ProjectId,
+    group: TagGroupId,
+) -> StoreResult<TagGroup> {
+    let deleted = store.delete_tag_group(project, group).await?;
+    record(
+        store,
+        actor,
+        AuditAction::GroupDelete,
+        Some(project),
+        group_target(&deleted),
+        json!({ "name": deleted.name.as_str(), "choice": deleted.choice.as_str() }),
+    )
+    .await;
+    Ok(deleted)
+}
+
+/// `group 3 "Priority"`.
+pub fn group_target(group: &TagGroup) -> String {
+    format!("group {} {:?}", group.id, group.name.as_str())
 }
 
 /// `tag 12 "Billing"`.

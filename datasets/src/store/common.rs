@@ -7,6 +7,7 @@ use crate::label::tags_in_force;
 use crate::names::TagName;
 use crate::project::{LabelMode, Project};
 use crate::tag::Tag;
+use crate::tag_group::{TagGroup, single_choice_clash};
 use crate::ticket::{LabelledTicket, Ticket};
 use std::collections::{HashMap, HashSet};
 
@@ -43,14 +44,17 @@ pub(crate) fn attach_labels(tickets: Vec<Ticket>, labels: Vec<Label>) -> Vec<Lab
         .collect()
 }
 
-/// Resolves tag names a person chose against the project's taxonomy.
+/// Resolves tag names a person chose against the project's taxonomy: each must be a live
+/// tag, and a single-choice group may give at most one (a single-label project's default
+/// group is single-choice, so such a project still takes one tag).
 pub(crate) fn resolve_tag_names(
     project: &Project,
     taxonomy: &[Tag],
+    groups: &[TagGroup],
     names: &[TagName],
 ) -> Result<Vec<TagId>, StoreError> {
     let by_key: HashMap<String, &Tag> = taxonomy.iter().map(|t| (t.name.folded(), t)).collect();
-    let mut ids = Vec::new();
+    let mut chosen: Vec<&Tag> = Vec::new();
     let mut seen = HashSet::new();
     for name in names {
         // Well-formed names the taxonomy does not take are a conflict with the project's
@@ -69,16 +73,20 @@ pub(crate) fn resolve_tag_names(
             )));
         }
         if seen.insert(tag.id) {
-            ids.push(tag.id);
+            chosen.push(tag);
         }
     }
-    if project.label_mode == LabelMode::Single && ids.len() > 1 {
+    if let Some(clash) = single_choice_clash(groups, &chosen) {
+        let single_label = match project.label_mode {
+            LabelMode::Single if clash.group.is_default => " (the project is single-label)",
+            _ => "",
+        };
         return Err(StoreError::Conflict(format!(
-            "tags: project {:?} is single-label: give at most one tag",
-            project.name.as_str()
+            "tags: {}{single_label}",
+            clash.describe()
         )));
     }
-    Ok(ids)
+    Ok(chosen.iter().map(|t| t.id).collect())
 }
 
 pub(crate) fn tag_conflict(name: &TagName) -> impl FnOnce() -> String + '_ {

@@ -21,6 +21,7 @@ mod rows;
 pub mod schema;
 pub mod server_secrets;
 mod sqlite;
+pub mod tag_groups;
 pub mod tags;
 pub mod tickets;
 pub mod training_runs;
@@ -47,6 +48,7 @@ pub use review::ReviewStore;
 pub use schema::SchemaStore;
 pub use server_secrets::ServerSecrets;
 pub use sqlite::{SqliteImport, SqliteStore};
+pub use tag_groups::TagGroupStore;
 pub use tags::TagStore;
 pub use tickets::TicketStore;
 pub use training_runs::TrainingRunStore;
@@ -108,6 +110,7 @@ pub trait Store:
     SchemaStore
     + ProjectStore
     + TagStore
+    + TagGroupStore
     + TicketStore
     + LabelStore
     + RegistryStore
@@ -137,7 +140,7 @@ pub mod prelude {
     pub use super::{
         ApiKeyStore, AuditStore, BackfillStore, ConnectorStore, DashboardStore, EntityStore,
         ImportWriter, LabelStore, ProjectStore, RegistryStore, ReviewStore, SchemaStore,
-        ServerSecrets, Store, TagStore, TicketStore, TrainingRunStore, UserStore, WebhookStore,
+        ServerSecrets, Store, TagGroupStore, TagStore, TicketStore, TrainingRunStore, UserStore, WebhookStore,
         WriteBackStore,
     };
 }

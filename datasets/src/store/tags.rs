@@ -4,7 +4,7 @@
 use super::capability::store_capability;
 use super::rows::corrupt;
 use crate::error::{StoreError, StoreResult};
-use crate::ids::{ProjectId, TagId};
+use crate::ids::{ProjectId, TagGroupId, TagId};
 use crate::names::TagName;
 use crate::tag::{KeywordRules, NewTag, Tag, TagUpdate};
 use chrono::{DateTime, Utc};
@@ -13,7 +13,9 @@ use sqlx::types::Json;
 store_capability! {
     /// A project's tags.
     pub trait TagStore {
+        /// Adds a tag to the group `tag.group` names, or to the project's default group.
         async fn create_tag(&self, project: ProjectId, tag: &NewTag) -> StoreResult<Tag>;
+        /// Changes a tag; `update.group` moves it to another group of its project.
         async fn update_tag(
             &self,
             project: ProjectId,
@@ -37,7 +39,7 @@ store_capability! {
 }
 
 pub(crate) const TAG_COLUMNS: &str =
-    "id, project_id, name, description, color, keywords, archived, created_at";
+    "id, project_id, name, description, color, keywords, archived, group_id, created_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TagRow {
@@ -48,6 +50,7 @@ pub(crate) struct TagRow {
     pub(crate) color: String,
     pub(crate) keywords: Json<KeywordRules>,
     pub(crate) archived: bool,
+    pub(crate) group_id: i64,
     pub(crate) created_at: DateTime<Utc>,
 }
 
@@ -62,6 +65,7 @@ impl TryFrom<TagRow> for Tag {
             color: row.color,
             keywords: row.keywords.0,
             archived: row.archived,
+            group_id: TagGroupId(row.group_id),
             created_at: row.created_at,
         })
     }

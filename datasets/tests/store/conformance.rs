@@ -149,6 +149,7 @@ async fn tags_can_be_renamed_described_and_archived(store: AnyStore) {
             exclude: vec![],
         }),
         archived: Some(true),
+        group: None,
     };
     let changed = store.update_tag(project.id, bug.id, &update).await.unwrap();
     assert_eq!(changed.name.as_str(), "Defect");

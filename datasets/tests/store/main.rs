@@ -20,5 +20,6 @@ mod pool_hygiene;
 mod review_queue;
 mod schema_twin;
 mod text_samples;
+mod tag_groups;
 mod training_runs;
 mod users;

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod projects;
 mod review;
 mod schemas;
+pub(crate) mod tag_groups;
 mod tagging;
 mod tickets;
 mod training;
@@ -36,6 +37,7 @@ const OK: StatusCode = StatusCode::OK;
 const TICKET_ID: &[(&str, &str)] = &[("ticket", "$response.body#/id")];
 const TAG_ID: &[(&str, &str)] = &[("tag", "$response.body#/id")];
 const RUN_ID: &[(&str, &str)] = &[("run", "$response.body#/id")];
+const GROUP_ID: &[(&str, &str)] = &[("group", "$response.body#/id")];
 
 /// Every route with its summary, who may call it, what it takes and what it answers (the
 /// handler's own request and response types), in the order they are documented.
@@ -198,7 +200,7 @@ pub fn routes() -> openapi::Routes {
         .add(
             "PATCH",
             "/v1/projects/{project}/tags/{tag}",
-            "Rename, describe, recolour, archive a tag or edit its keyword rules.",
+            "Rename, describe, recolour, archive a tag, edit its keyword rules or move it to another group ({\"group\": name}).",
             Access::Project(Scope::Admin),
             projects::update_tag,
         )
@@ -223,6 +225,43 @@ pub fn routes() -> openapi::Routes {
             projects::tag_key_phrases,
         )
         .answers::<projects::TagKeyPhrases>(OK)
+            "/v1/projects/{project}/tag-groups",
+            "The taxonomy's tag groups, each single-choice (a ticket gets at most one of its tags) or multi-choice.",
+            Access::Project(Scope::Read),
+            tag_groups::list,
+        )
+        .answers_list::<datasets::TagGroup>(OK)
+        .add(
+            "POST",
+            "/v1/projects/{project}/tag-groups",
+            "Add a tag group ({\"name\", \"choice\": \"single\"|\"multi\"}).",
+            Access::Project(Scope::Admin),
+            tag_groups::create,
+        )
+        .body::<datasets::NewTagGroup>()
+        .answers::<datasets::TagGroup>(StatusCode::CREATED)
+        .link("RenameTagGroup", "PATCH", "/v1/projects/{project}/tag-groups/{group}", GROUP_ID)
+        .link("DeleteTagGroup", "DELETE", "/v1/projects/{project}/tag-groups/{group}", GROUP_ID)
+        .fails(&[StatusCode::CONFLICT])
+        .add(
+            "PATCH",
+            "/v1/projects/{project}/tag-groups/{group}",
+            "Rename a tag group ({\"name\"}).",
+            Access::Project(Scope::Admin),
+            tag_groups::rename,
+        )
+        .body::<tag_groups::RenameTagGroup>()
+        .answers::<datasets::TagGroup>(OK)
+        .fails(&[StatusCode::CONFLICT])
+        .add(
+            "DELETE",
+            "/v1/projects/{project}/tag-groups/{group}",
+            "Delete an empty tag group (not the default group); answers the group deleted.",
+            Access::Project(Scope::Admin),
+            tag_groups::delete,
+        )
+        .answers::<datasets::TagGroup>(OK)
+        .fails(&[StatusCode::CONFLICT])
         .add(
             "GET",
             "/v1/projects/{project}/tickets",

@@ -388,6 +388,7 @@ fn path_parameter(name: &str) -> Value {
 fn error_statuses(endpoint: &Endpoint) -> Vec<(StatusCode, &'static str)> {
     let mut statuses: Vec<(StatusCode, &'static str)> = Vec::new();
     let path_ids = endpoint.path.contains("{tag}")
+        || endpoint.path.contains("{group}")
         || endpoint.path.contains("{ticket}")
         || endpoint.path.contains("{version}")
         || endpoint.path.contains("{run}");

@@ -106,6 +106,18 @@ pub async fn create_project_with_tags(
     for tag in tags {
         tag.validate()
             .map_err(|e| CreateProjectError::Tags(e.to_string()))?;
+        // A new project has only its default group, so a tag naming another would fail
+        // after the project was made.
+        if let Some(group) = &tag.group
+            && group.folded() != datasets::tag_group::DEFAULT_GROUP_NAME.to_lowercase()
+        {
+            return Err(CreateProjectError::Tags(format!(
+                "tag {:?} names group {:?}: a new project has only its default group {:?}; add groups once the project exists",
+                tag.name.as_str(),
+                group.as_str(),
+                datasets::tag_group::DEFAULT_GROUP_NAME
+            )));
+        }
         if !seen.insert(tag.name.folded()) {
             return Err(CreateProjectError::DuplicateTag(format!(
                 "tag {:?} is listed twice",
@@ -229,16 +241,18 @@ pub async fn update_tag(
     ApiPath((_, tag)): ApiPath<(String, i64)>,
     ApiJson(update): ApiJson<TagUpdate>,
 ) -> Result<ApiJson<Tag>, ApiError> {
-    Ok(ApiJson(
-        crate::audit_trail::update_tag(
-            &state.store,
-            &authorized.audit_actor(),
-            authorized.project.id,
-            TagId(tag),
-            &update,
-        )
-        .await?,
-    ))
+    let changed = crate::audit_trail::update_tag(
+        &state.store,
+        &authorized.audit_actor(),
+        authorized.project.id,
+        TagId(tag),
+        &update,
+    )
+    .await?;
+    if update.group.is_some() {
+        super::tag_groups::refresh_served_taxonomy(&state, authorized.project.id).await;
+    }
+    Ok(ApiJson(changed))
 }
 
 /// A tag's key phrases.

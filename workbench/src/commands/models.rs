@@ -211,12 +211,14 @@ pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> an
     let model = trainer::load_version(&version)
         .with_context(|| format!("cannot load model version {}", version.id))?;
     let taxonomy = store.list_tags(project.id).await?;
+    let groups = store.list_tag_groups(project.id).await?;
     let decider = Decider::new(
         model.card.label_mode,
         &model.card.tags,
         &model.card.thresholds,
         &taxonomy,
     )
+    .with_groups(&groups)
     .with_realised_precision(model.card.realised_precision())
     .with_languages(&project.languages);
     // The text is a ticket's body, read as every model reads a ticket.

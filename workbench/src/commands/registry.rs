@@ -97,9 +97,10 @@ pub async fn run(store: &AnyStore, config: &Config, command: ModelsCommand) -> a
             }
             // Load it here first: a version that cannot serve is better refused than promoted.
             let taxonomy = store.list_tags(project.id).await?;
+            let groups = store.list_tag_groups(project.id).await?;
             let artifacts = super::models::open_artifacts(config)?;
             let local = super::models::fetch(&artifacts, &candidate).await?;
-            inference::service::load_and_check(&local, &taxonomy).with_context(|| {
+            inference::service::load_and_check(&local, &taxonomy, &groups).with_context(|| {
                 format!("version {version} cannot serve, so it was not promoted")
             })?;
             let promotion = store

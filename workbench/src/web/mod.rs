@@ -20,6 +20,7 @@ mod models;
 mod pages;
 pub mod password_hashing;
 mod review;
+mod tag_groups;
 mod taxonomy;
 mod tickets;
 mod training;
@@ -69,6 +70,12 @@ pub fn router() -> Router<AppState> {
             get(taxonomy::list).post(taxonomy::create),
         )
         .route("/p/{project}/taxonomy/merge", post(taxonomy::merge))
+        .route("/p/{project}/taxonomy/move", post(tag_groups::move_tag))
+        .route("/p/{project}/taxonomy/groups", post(tag_groups::create))
+        .route(
+            "/p/{project}/taxonomy/groups/{group}",
+            post(tag_groups::change),
+        )
         .route(
             "/p/{project}/taxonomy/{tag}",
             get(taxonomy::edit).post(taxonomy::update),

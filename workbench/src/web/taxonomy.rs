@@ -10,7 +10,7 @@ use super::{WebError, WebResult, load_project, non_empty, redirect_with_flash, r
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use datasets::store::prelude::*;
-use datasets::{KeywordRules, NewTag, Role, TagId, TagName, TagUpdate};
+use datasets::{KeywordRules, NewTag, Role, TagGroupName, TagId, TagName, TagUpdate};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
@@ -27,13 +27,31 @@ pub async fn list(
 ) -> WebResult {
     let project = load_project(&state, project).await?;
     let counts = state.store.tag_counts(project.id).await?;
-    let tags: Vec<Value> = state
-        .store
-        .list_tags(project.id)
-        .await?
+    let groups = state.store.list_tag_groups(project.id).await?;
+    let taxonomy = state.store.list_tags(project.id).await?;
+    let group_name = |id| {
+        groups
+            .iter()
+            .find(|g| g.id == id)
+            .map_or("", |g| g.name.as_str())
+    };
+    let group_rows: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            context! {
+                id => g.id.0,
+                name => g.name.as_str(),
+                choice => g.choice.as_str(),
+                is_default => g.is_default,
+                tags => taxonomy.iter().filter(|t| t.group_id == g.id).count(),
+            }
+        })
+        .collect();
+    let tags: Vec<Value> = taxonomy
         .iter()
         .map(|t| {
             context! {
+                group => group_name(t.group_id),
                 id => t.id.0,
                 name => t.name.as_str(),
                 description => t.description.as_str(),
@@ -51,7 +69,7 @@ pub async fn list(
         Some(&project),
         "taxonomy",
         "taxonomy.html",
-        context! { tags => tags },
+        context! { tags => tags, groups => group_rows },
     )
     .await
 }
@@ -62,6 +80,8 @@ pub struct CreateForm {
     name: String,
     description: Option<String>,
     color: Option<String>,
+    /// The group's name; the default group when absent.
+    group: Option<String>,
 }
 
 pub async fn create(
@@ -81,6 +101,9 @@ pub async fn create(
     if let Some(color) = non_empty(&form.color) {
         tag.color = color.to_string();
     }
+    tag.group = non_empty(&form.group)
+        .map(|g| TagGroupName::parse(g).map_err(|e| WebError::BadRequest(e.to_string())))
+        .transpose()?;
     let created = state.store.create_tag(project.id, &tag).await?;
     crate::audit_trail::record(
         &state.store,
@@ -290,6 +313,7 @@ async fn save_tag(
         color: non_empty(&form.color).map(str::to_string),
         keywords,
         archived,
+        group: None,
     };
     Ok(
         crate::audit_trail::update_tag(&state.store, &user.actor(), project.id, tag, &update)

@@ -27,6 +27,7 @@ mod key_phrases;
 mod login_limits;
 mod review_api;
 mod snapshots;
+mod tag_groups;
 mod tagging;
 mod web;
 mod web_first_hour;

@@ -144,7 +144,8 @@ impl LabelStore for Backend {
         )?;
         let project_row = self.project(project).await?;
         let taxonomy = self.list_tags(project).await?;
-        let chosen = resolve_tag_names(&project_row, &taxonomy, tags)?;
+        let groups = self.list_tag_groups(project).await?;
+        let chosen = resolve_tag_names(&project_row, &taxonomy, &groups, tags)?;
         let current = self.ticket(project, ticket).await?;
         let settings = self.review_settings(project).await?;
         let now = Utc::now();

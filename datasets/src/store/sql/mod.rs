@@ -23,6 +23,7 @@ mod projects;
 mod registry;
 mod review;
 mod server_secrets;
+mod tag_groups;
 mod tags;
 mod tickets;
 mod training_runs;
@@ -50,8 +51,8 @@ use crate::store::rows::*;
 use crate::store::tags::*;
 use crate::store::tickets::*;
 use crate::store::{
-    ApiKeyStore, LabelStore, MAX_PAGE, ProjectStore, RegistryStore, ReviewStore, TagStore,
-    TicketStore, UserStore,
+    ApiKeyStore, LabelStore, MAX_PAGE, ProjectStore, RegistryStore, ReviewStore, TagGroupStore,
+    TagStore, TicketStore, UserStore,
 };
 use crate::tag::{NewTag, Tag, TagUpdate};
 use crate::ticket::{LabelledTicket, NewTicket, Ticket, TicketQuery, UpsertedTicket};

@@ -5,9 +5,12 @@ impl TagStore for Backend {
     async fn create_tag(&self, project: ProjectId, tag: &NewTag) -> StoreResult<Tag> {
         tag.validate()?;
         self.project(project).await?;
+        // One transaction, so the group found is the group the tag joins.
+        let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
+        let group = Self::tag_group_id_in(&mut tx, project, tag.group.as_ref()).await?;
         let row: TagRow = sqlx::query_as(const_str::concat!(
-            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7) RETURNING ",
+            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, group_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8) RETURNING ",
             TAG_COLUMNS
         ))
         .bind(project)
@@ -16,10 +19,12 @@ impl TagStore for Backend {
         .bind(&tag.description)
         .bind(&tag.color)
         .bind(Json(&tag.keywords))
+        .bind(group)
         .bind(Utc::now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, tag_conflict(&tag.name)))?;
+        tx.commit().await?;
         row.try_into()
     }
 
@@ -44,10 +49,13 @@ impl TagStore for Backend {
         let current: Tag = current
             .ok_or_else(|| StoreError::NotFound(format!("tag {tag} in project {project}")))?
             .try_into()?;
-        let changed = update.apply_to(&current);
+        let mut changed = update.apply_to(&current);
+        if let Some(group) = &update.group {
+            changed.group_id = Self::tag_group_id_in(&mut tx, project, Some(group)).await?;
+        }
         sqlx::query(
             "UPDATE tags SET name = $1, name_key = $2, description = $3, color = $4, keywords = $5, \
-             archived = $6 WHERE id = $7",
+             archived = $6, group_id = $7 WHERE id = $8",
         )
         .bind(changed.name.as_str())
         .bind(changed.name.folded())
@@ -55,6 +63,7 @@ impl TagStore for Backend {
         .bind(&changed.color)
         .bind(Json(&changed.keywords))
         .bind(changed.archived)
+        .bind(changed.group_id)
         .bind(tag)
         .execute(&mut *tx)
         .await
