@@ -15,6 +15,7 @@ use datasets::{LabelMode, ModelKind, ProjectId, TicketId};
 use inference::calibration::probabilities;
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderOptions};
+use inference::heads::Heads;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -247,7 +248,7 @@ fn fit_and_score(
                 ..NgramParams::default()
             };
             let train: Vec<Example> = labelled.iter().map(|e| (*e).clone()).collect();
-            let fitted = train_ngram(LabelMode::Single, outputs, &train, &[], &params, |_| {});
+            let fitted = train_ngram(&Heads::SINGLE, outputs, &train, &[], &params, |_| {});
             let pool_logits = pool.iter().map(|e| fitted.model.logits(&e.text)).collect();
             let test_logits = data
                 .test
@@ -264,7 +265,7 @@ fn fit_and_score(
             let steps_per_epoch = labelled.len().div_ceil(params.minibatch.max(1)).max(1);
             let epochs = HEAD_STEPS.div_ceil(steps_per_epoch);
             let fitted = fit_head(
-                LabelMode::Single,
+                &Heads::SINGLE,
                 outputs,
                 *dim,
                 embeddings,

@@ -415,7 +415,7 @@ fn finetune(
     let trained = finetune_until(
         &encoder,
         &files,
-        datasets::LabelMode::Single,
+        &inference::heads::Heads::SINGLE,
         classes.len(),
         &train_refs,
         &[],

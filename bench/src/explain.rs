@@ -15,6 +15,7 @@ use inference::encoder::head::{EncoderHeadModel, LinearHead};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderFiles, EncoderOptions};
 use inference::explain::{DEFAULT_TOP_WORDS, MAX_OCCLUDED_WORDS};
+use inference::heads::Heads;
 use inference::model::Scorer;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -322,6 +323,7 @@ impl Data {
             format: CARD_FORMAT,
             kind,
             label_mode: LabelMode::Single,
+            groups: Vec::new(),
             thresholds: vec![0.5; tags.len()],
             tags,
             temperature: 1.0,
@@ -347,14 +349,8 @@ impl Data {
                     refit: false,
                     ..NgramParams::default()
                 };
-                let fitted = train_ngram(
-                    LabelMode::Single,
-                    outputs,
-                    &self.train,
-                    &[],
-                    &params,
-                    |_| {},
-                );
+                let fitted =
+                    train_ngram(&Heads::SINGLE, outputs, &self.train, &[], &params, |_| {});
                 card.ngram = Some(fitted.model.shape);
                 Scorer::Ngram(fitted.model)
             }
@@ -368,7 +364,7 @@ impl Data {
                     .collect();
                 let params = EncoderHeadParams::default();
                 let fitted = fit_head(
-                    LabelMode::Single,
+                    &Heads::SINGLE,
                     outputs,
                     encoder.dim(),
                     &embeddings,
@@ -397,7 +393,7 @@ impl Data {
                 let tuned = finetune_until(
                     &start,
                     files()?,
-                    LabelMode::Single,
+                    &Heads::SINGLE,
                     outputs,
                     &slice,
                     &[],

@@ -6,7 +6,8 @@
 use super::{Markers, machine, write_section};
 use anyhow::Context;
 use clap::Args;
-use datasets::{LabelMode, TicketId};
+use datasets::TicketId;
+use inference::heads::Heads;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -224,14 +225,7 @@ fn ngram_accuracy(
         refit: false,
         ..NgramParams::default()
     };
-    let fitted = train_ngram(
-        LabelMode::Single,
-        classes.len(),
-        &train,
-        &[],
-        &params,
-        |_| {},
-    );
+    let fitted = train_ngram(&Heads::SINGLE, classes.len(), &train, &[], &params, |_| {});
     let right = test
         .iter()
         .filter(|example| {

@@ -38,6 +38,16 @@ impl From<LabelMode> for GroupChoice {
     }
 }
 
+impl From<GroupChoice> for LabelMode {
+    /// A single-choice group reads its tags as a single-label project does.
+    fn from(choice: GroupChoice) -> Self {
+        match choice {
+            GroupChoice::Single => Self::Single,
+            GroupChoice::Multi => Self::Multi,
+        }
+    }
+}
+
 /// A stored tag group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagGroup {

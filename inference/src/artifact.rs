@@ -221,6 +221,7 @@ mod tests {
             format: 1,
             kind: ModelKind::Ngram,
             label_mode: LabelMode::Single,
+            groups: Vec::new(),
             tags: Vec::new(),
             temperature: 1.0,
             thresholds: Vec::new(),

@@ -1,6 +1,7 @@
 //! The model card: everything about a model version except its weights.
 
 use crate::encoder::EncoderSpec;
+use crate::heads::{Head, Heads, HeadsError};
 use crate::ngram::NgramShape;
 use crate::out_of_distribution::OodDetector;
 use datasets::{LabelMode, TagId, TagName};
@@ -27,6 +28,11 @@ pub struct ModelCard {
     pub label_mode: LabelMode,
     /// The taxonomy the model was trained on: output `i` is `tags[i]`.
     pub tags: Vec<TagRef>,
+    /// One head per tag group, over consecutive outputs (a softmax for a single-choice
+    /// group, sigmoids for a multi-choice one); empty for a project without groups, whose
+    /// outputs are read by `label_mode` alone (and in versions trained before groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Head>,
     /// Scores are divided by this before softmax/sigmoid (fitted on validation tickets).
     pub temperature: f32,
     /// Per output: the probability at or above which the tag is applied without a person.
@@ -48,6 +54,23 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
+    /// How the model's outputs are read; an error when the card's groups do not cover its
+    /// tags (a damaged card: loading refuses it).
+    pub fn checked_heads(&self) -> Result<Heads, HeadsError> {
+        if self.groups.is_empty() {
+            Ok(Heads::Whole(self.label_mode))
+        } else {
+            Heads::grouped(&self.groups, self.tags.len())
+        }
+    }
+
+    /// How the model's outputs are read (cards are checked when loaded; an unchecked
+    /// damaged one is read by its label mode).
+    pub fn heads(&self) -> Heads {
+        self.checked_heads()
+            .unwrap_or(Heads::Whole(self.label_mode))
+    }
+
     /// Per output: the realised precision of its threshold on the test split, as the
     /// training run recorded it in `params.realised_precision` (by tag name at training).
     pub fn realised_precision(&self) -> Vec<Option<f64>> {

@@ -419,6 +419,7 @@ mod tests {
             format: CARD_FORMAT,
             kind,
             label_mode: LabelMode::Multi,
+            groups: Vec::new(),
             tags: tags
                 .iter()
                 .enumerate()

@@ -11,6 +11,7 @@ pub mod encoder;
 pub mod error;
 pub mod explain;
 pub mod features;
+pub mod heads;
 pub mod metrics;
 pub mod model;
 pub mod ngram;

@@ -1,16 +1,15 @@
 //! A trained model ready to score tickets: its card and its weights.
 
 use crate::artifact::{self, FileHashes, Tensors, WEIGHTS_FILE};
-use crate::calibration::probabilities;
 use crate::card::{CARD_FORMAT, ModelCard, ModelKind};
 use crate::encoder::head::{EncoderHeadModel, LinearHead};
 use crate::encoder::hub::HubCache;
 use crate::encoder::{Encoder, EncoderError, EncoderFiles, EncoderOptions};
 use crate::error::ModelError;
 use crate::features::Family;
+use crate::heads::Heads;
 use crate::ngram::NgramModel;
 use crate::out_of_distribution::{self, Signal, Unfamiliarity};
-use datasets::LabelMode;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,21 +44,16 @@ pub struct Scored {
 impl Scored {
     /// An `ngram` model's scores: the uncertainty of its logits and the share of unseen
     /// features.
-    pub fn ngram(model: &NgramModel, text: &str, mode: LabelMode) -> Self {
+    pub fn ngram(model: &NgramModel, text: &str, heads: &Heads) -> Self {
         let (logits, unseen) = model.logits_and_unseen_share(text);
-        let signals = vec![out_of_distribution::uncertainty(&logits, mode), unseen];
+        let signals = vec![out_of_distribution::uncertainty(&logits, heads), unseen];
         Self { logits, signals }
     }
 
     /// An encoder model's scores: the energy of its logits and, when the version has tag
     /// centroids, the distance of the embedding to the nearest.
-    pub fn encoder(
-        logits: Vec<f32>,
-        embedding: &[f32],
-        centroids: &[f32],
-        mode: LabelMode,
-    ) -> Self {
-        let mut signals = vec![out_of_distribution::energy(&logits, mode)];
+    pub fn encoder(logits: Vec<f32>, embedding: &[f32], centroids: &[f32], heads: &Heads) -> Self {
+        let mut signals = vec![heads.energy(&logits)];
         if !centroids.is_empty() {
             signals.push(out_of_distribution::centroid_distance(embedding, centroids));
         }
@@ -106,18 +100,19 @@ impl TaggingModel {
     /// Raw scores and out-of-distribution signals for many texts (encoders in sorted
     /// batches, as `logits_batch`).
     pub fn score_batch(&self, texts: &[&str]) -> Result<Vec<Scored>, ModelError> {
-        let mode = self.card.label_mode;
+        let heads = self.card.heads();
+        let heads = &heads;
         match &self.scorer {
             Scorer::Ngram(model) => Ok(texts
                 .iter()
-                .map(|text| Scored::ngram(model, text, mode))
+                .map(|text| Scored::ngram(model, text, heads))
                 .collect()),
             Scorer::EncoderHead(model) => Ok(model
                 .logits_and_embeddings(texts)
                 .map_err(encoder_error)?
                 .into_iter()
                 .map(|(logits, embedding)| {
-                    Scored::encoder(logits, &embedding, &model.centroids, mode)
+                    Scored::encoder(logits, &embedding, &model.centroids, heads)
                 })
                 .collect()),
         }
@@ -132,11 +127,9 @@ impl TaggingModel {
 
     /// Calibrated probabilities, one per tag of the card.
     pub fn probabilities(&self, text: &str) -> Vec<f32> {
-        probabilities(
-            &self.logits(text),
-            self.card.temperature,
-            self.card.label_mode,
-        )
+        self.card
+            .heads()
+            .probabilities(&self.logits(text), self.card.temperature)
     }
 
     /// Writes the model into a new directory; returns the hashes to record.
@@ -172,6 +165,9 @@ impl TaggingModel {
         options: &EncoderOptions,
     ) -> Result<Self, ModelError> {
         let (card, tensors) = artifact::load(dir, hashes)?;
+        if let Err(error) = card.checked_heads() {
+            return Err(ModelError::corrupt(artifact::CARD_FILE, error.to_string()));
+        }
         let (head, encoder) = match card.kind {
             ModelKind::Ngram => return Self::from_parts(card, &tensors),
             ModelKind::EncoderHead => {
@@ -287,6 +283,9 @@ impl TaggingModel {
                 artifact::CARD_FILE,
                 format!("{} thresholds for {outputs} tags", card.thresholds.len()),
             ));
+        }
+        if let Err(error) = card.checked_heads() {
+            return Err(ModelError::corrupt(artifact::CARD_FILE, error.to_string()));
         }
         let scorer = match card.kind {
             ModelKind::Ngram => {

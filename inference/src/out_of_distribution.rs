@@ -152,8 +152,8 @@ pub fn energy(logits: &[f32], mode: LabelMode) -> f32 {
 }
 
 /// One minus the highest probability at temperature 1 (see [`Signal::Uncertainty`]).
-pub fn uncertainty(logits: &[f32], mode: LabelMode) -> f32 {
-    let probabilities = crate::calibration::probabilities(logits, 1.0, mode);
+pub fn uncertainty(logits: &[f32], heads: &crate::heads::Heads) -> f32 {
+    let probabilities = heads.probabilities(logits, 1.0);
     1.0 - probabilities.iter().copied().fold(0.0, f32::max)
 }
 
@@ -272,9 +272,9 @@ mod tests {
 
     #[test]
     fn uncertainty_is_low_when_one_tag_is_likely() {
-        assert!(uncertainty(&[9.0, 0.0, 0.0], LabelMode::Single) < 0.01);
-        assert!((uncertainty(&[0.0, 0.0], LabelMode::Single) - 0.5).abs() < 1e-6);
-        assert!(uncertainty(&[-9.0, -9.0], LabelMode::Multi) > 0.99);
+        assert!(uncertainty(&[9.0, 0.0, 0.0], &crate::heads::Heads::SINGLE) < 0.01);
+        assert!((uncertainty(&[0.0, 0.0], &crate::heads::Heads::SINGLE) - 0.5).abs() < 1e-6);
+        assert!(uncertainty(&[-9.0, -9.0], &crate::heads::Heads::MULTI) > 0.99);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use crate::ModelError;
 use crate::artifact_store::{ArtifactStore, ArtifactStoreError};
-use crate::calibration::probabilities;
 use crate::decision::{Decider, Decision};
 use crate::explain::Explanation;
 use crate::metrics::{BATCH_BOUNDS, Histogram, LATENCY_BOUNDS, describe};
@@ -640,6 +639,7 @@ fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) 
         }
     };
     let card = &serving.model.card;
+    let heads = card.heads();
     let mut rows = scored.into_iter();
     for (job, _) in group {
         let tagged = job
@@ -647,7 +647,7 @@ fn tag_group(slot: &Slot, group: Vec<(Job, Instant)>, metrics: &ServiceMetrics) 
             .iter()
             .zip(rows.by_ref())
             .map(|(text, scored)| {
-                let p = probabilities(&scored.logits, card.temperature, card.label_mode);
+                let p = heads.probabilities(&scored.logits, card.temperature);
                 let unfamiliarity = serving.model.unfamiliarity(&scored);
                 let decision =
                     serving

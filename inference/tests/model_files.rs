@@ -61,6 +61,7 @@ fn tiny_model(hidden: usize) -> TaggingModel {
             format: CARD_FORMAT,
             kind: ModelKind::Ngram,
             label_mode: LabelMode::Single,
+            groups: Vec::new(),
             tags: vec![
                 TagRef {
                     id: TagId(1),

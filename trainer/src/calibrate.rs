@@ -2,9 +2,9 @@
 //! check that it does so on tickets it was not fitted on, and the expected calibration
 //! error (ECE) that says how honest they are.
 
-use datasets::LabelMode;
+use datasets::GroupChoice;
 use datasets::split::stable_hash;
-use inference::calibration::probabilities;
+use inference::heads::Heads;
 use serde::Serialize;
 
 /// Folds of the held-out tickets in which a fitted temperature must prove itself.
@@ -33,10 +33,10 @@ pub struct TemperatureChoice {
 pub fn choose_temperature(
     logits: &[Vec<f32>],
     targets: &[Vec<usize>],
-    mode: LabelMode,
+    heads: &Heads,
     folds: usize,
 ) -> TemperatureChoice {
-    let fitted = fit_temperature(logits, targets, mode);
+    let fitted = fit_temperature(logits, targets, heads);
     let folds = folds.clamp(2, logits.len().max(2));
     // Folds by a hash of the position, not the position itself: held-out tickets come in
     // id order, which an import may have grouped by tag.
@@ -54,20 +54,21 @@ pub fn choose_temperature(
             .filter(|(i, _)| fold_of[*i] != fold)
             .map(|(_, (l, t))| (l.clone(), t.clone()))
             .unzip();
-        let temperature = fit_temperature(&rest_logits, &rest_targets, mode);
+        let temperature = fit_temperature(&rest_logits, &rest_targets, heads);
         for (_, (l, t)) in logits
             .iter()
             .zip(targets)
             .enumerate()
             .filter(|(i, _)| fold_of[*i] == fold)
         {
-            held_out_fitted.push(probabilities(l, temperature, mode));
-            held_out_plain.push(probabilities(l, 1.0, mode));
+            held_out_fitted.push(heads.probabilities(l, temperature));
+            held_out_plain.push(heads.probabilities(l, 1.0));
             held_out_targets.push(t.clone());
         }
     }
-    let held_out_ece_fitted = expected_calibration_error(&held_out_fitted, &held_out_targets, mode);
-    let held_out_ece_plain = expected_calibration_error(&held_out_plain, &held_out_targets, mode);
+    let held_out_ece_fitted =
+        expected_calibration_error(&held_out_fitted, &held_out_targets, heads);
+    let held_out_ece_plain = expected_calibration_error(&held_out_plain, &held_out_targets, heads);
     let applied = held_out_ece_fitted < held_out_ece_plain;
     TemperatureChoice {
         temperature: if applied { fitted } else { 1.0 },
@@ -83,24 +84,30 @@ fn negative_log_likelihood(
     logits: &[Vec<f32>],
     targets: &[Vec<usize>],
     temperature: f32,
-    mode: LabelMode,
+    heads: &Heads,
 ) -> f64 {
     let mut total = 0.0;
     let mut count = 0usize;
+    let segments = heads.segments(logits.first().map_or(0, Vec::len));
     for (row, truth) in logits.iter().zip(targets) {
-        let p = probabilities(row, temperature, mode);
-        match mode {
-            LabelMode::Single => {
-                if let Some(&t) = truth.first() {
-                    total -= libm::log(f64::from(p[t].max(1e-7)));
-                    count += 1;
+        let p = heads.probabilities(row, temperature);
+        for head in &segments {
+            let range = head.outputs();
+            match head.choice {
+                // A single-choice head: the probability of the ticket's tag in it (a ticket
+                // without one says nothing about it).
+                GroupChoice::Single => {
+                    if let Some(&t) = truth.iter().find(|t| range.contains(t)) {
+                        total -= libm::log(f64::from(p[t].max(1e-7)));
+                        count += 1;
+                    }
                 }
-            }
-            LabelMode::Multi => {
-                for (i, pi) in p.iter().enumerate() {
-                    let q = if truth.contains(&i) { *pi } else { 1.0 - pi };
-                    total -= libm::log(f64::from(q.max(1e-7)));
-                    count += 1;
+                GroupChoice::Multi => {
+                    for i in range {
+                        let q = if truth.contains(&i) { p[i] } else { 1.0 - p[i] };
+                        total -= libm::log(f64::from(q.max(1e-7)));
+                        count += 1;
+                    }
                 }
             }
         }
@@ -114,11 +121,12 @@ fn negative_log_likelihood(
 
 /// The temperature minimising validation NLL (golden-section search on log T in [-3, 3]);
 /// 1.0 when there is nothing to fit on.
-pub fn fit_temperature(logits: &[Vec<f32>], targets: &[Vec<usize>], mode: LabelMode) -> f32 {
+pub fn fit_temperature(logits: &[Vec<f32>], targets: &[Vec<usize>], heads: &Heads) -> f32 {
     if logits.is_empty() {
         return 1.0;
     }
-    let loss = |log_t: f64| negative_log_likelihood(logits, targets, libm::exp(log_t) as f32, mode);
+    let loss =
+        |log_t: f64| negative_log_likelihood(logits, targets, libm::exp(log_t) as f32, heads);
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let (mut low, mut high) = (-3.0f64, 3.0f64);
     let mut a = high - ratio * (high - low);
@@ -147,7 +155,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], targets: &[Vec<usize>], mode: LabelM
 pub fn expected_calibration_error(
     probabilities: &[Vec<f32>],
     targets: &[Vec<usize>],
-    mode: LabelMode,
+    heads: &Heads,
 ) -> f64 {
     const BINS: usize = 15;
     let mut confidence = [0f64; BINS];
@@ -159,16 +167,29 @@ pub fn expected_calibration_error(
         correct[bin] += if hit { 1.0 } else { 0.0 };
         count[bin] += 1;
     };
+    let segments = heads.segments(probabilities.first().map_or(0, Vec::len));
     for (p, truth) in probabilities.iter().zip(targets) {
-        match mode {
-            LabelMode::Single => {
-                if let Some((best, top)) = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
-                    add(*top, truth.contains(&best));
+        for head in &segments {
+            let range = head.outputs();
+            match head.choice {
+                GroupChoice::Single => {
+                    // Single-label tickets always have their tag; a grouped ticket without
+                    // a tag in this group is not judged on it.
+                    if !truth.iter().any(|t| range.contains(t)) {
+                        continue;
+                    }
+                    if let Some((best, top)) = p[range.clone()]
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                    {
+                        add(*top, truth.contains(&(range.start + best)));
+                    }
                 }
-            }
-            LabelMode::Multi => {
-                for (i, pi) in p.iter().enumerate() {
-                    add(*pi, truth.contains(&i));
+                GroupChoice::Multi => {
+                    for i in range {
+                        add(p[i], truth.contains(&i));
+                    }
                 }
             }
         }
@@ -197,18 +218,18 @@ mod tests {
         let targets: Vec<Vec<usize>> = (0..100)
             .map(|i| vec![if i % 10 < 7 { 0 } else { 1 }])
             .collect();
-        let temperature = fit_temperature(&logits, &targets, LabelMode::Single);
+        let temperature = fit_temperature(&logits, &targets, &Heads::SINGLE);
         assert!(temperature > 5.0, "{temperature}");
         let before: Vec<Vec<f32>> = logits
             .iter()
-            .map(|l| probabilities(l, 1.0, LabelMode::Single))
+            .map(|l| Heads::SINGLE.probabilities(l, 1.0))
             .collect();
         let after: Vec<Vec<f32>> = logits
             .iter()
-            .map(|l| probabilities(l, temperature, LabelMode::Single))
+            .map(|l| Heads::SINGLE.probabilities(l, temperature))
             .collect();
-        let ece_before = expected_calibration_error(&before, &targets, LabelMode::Single);
-        let ece_after = expected_calibration_error(&after, &targets, LabelMode::Single);
+        let ece_before = expected_calibration_error(&before, &targets, &Heads::SINGLE);
+        let ece_after = expected_calibration_error(&after, &targets, &Heads::SINGLE);
         assert!(
             ece_before > 0.25 && ece_after < 0.02,
             "{ece_before} → {ece_after}"
@@ -221,7 +242,7 @@ mod tests {
         let targets: Vec<Vec<usize>> = (0..200)
             .map(|i| vec![if i % 10 < 7 { 0 } else { 1 }])
             .collect();
-        let choice = choose_temperature(&logits, &targets, LabelMode::Single, 5);
+        let choice = choose_temperature(&logits, &targets, &Heads::SINGLE, 5);
         assert!(choice.applied, "{choice:?}");
         assert_eq!(choice.temperature, choice.fitted);
         assert!(choice.held_out_ece_fitted < choice.held_out_ece_plain);
@@ -240,7 +261,7 @@ mod tests {
             logits.push(vec![12.0, 0.0]);
             targets.push(vec![1]);
         }
-        let choice = choose_temperature(&logits, &targets, LabelMode::Single, 5);
+        let choice = choose_temperature(&logits, &targets, &Heads::SINGLE, 5);
         assert!(choice.fitted > 1.3, "log-loss asks for {}", choice.fitted);
         assert!(!choice.applied, "{choice:?}");
         assert_eq!(choice.temperature, 1.0);
@@ -252,7 +273,7 @@ mod tests {
         let probabilities = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
         let targets = vec![vec![0], vec![1]];
         assert_eq!(
-            expected_calibration_error(&probabilities, &targets, LabelMode::Multi),
+            expected_calibration_error(&probabilities, &targets, &Heads::MULTI),
             0.0
         );
     }

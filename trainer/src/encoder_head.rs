@@ -10,12 +10,13 @@ use crate::random::Random;
 use crate::run::{Fitted, HeldOutScores, Progress};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use datasets::{LabelMode, ProjectId, TicketId};
+use datasets::{GroupChoice, LabelMode, ProjectId, TicketId};
 use inference::encoder::head::{EncoderHeadModel, LinearHead};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{
     DEFAULT_BATCH_SIZE, DEFAULT_THREADS, Encoder, EncoderError, EncoderOptions, EncoderSpec,
 };
+use inference::heads::Heads;
 use inference::model::{Scored, Scorer};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
@@ -341,7 +342,7 @@ fn to_tensors(
     embeddings: &HashMap<TicketId, Vec<f32>>,
     dim: usize,
     outputs: usize,
-    mode: LabelMode,
+    heads: &Heads,
     device: &Device,
 ) -> candle_core::Result<Data> {
     let mut inputs = Vec::with_capacity(examples.len() * dim);
@@ -353,15 +354,16 @@ fn to_tensors(
     }
     let len = examples.len();
     let inputs = Tensor::from_vec(inputs, (len, dim), device)?;
-    let targets = match mode {
-        LabelMode::Single => {
+    let targets = match heads.whole() {
+        Some(LabelMode::Single) => {
             let classes: Vec<u32> = examples
                 .iter()
                 .map(|e| e.targets.first().copied().unwrap_or(0) as u32)
                 .collect();
             Tensor::from_vec(classes, len, device)?
         }
-        LabelMode::Multi => {
+        // Several tags, or one head per group: which tags each ticket has.
+        _ => {
             let mut hot = vec![0f32; len * outputs];
             for (row, example) in examples.iter().enumerate() {
                 for &tag in &example.targets {
@@ -379,19 +381,39 @@ fn to_tensors(
 }
 
 /// Mean loss per ticket: softmax cross-entropy, or the sum over tags of the sigmoid
-/// cross-entropy (written as `max(x,0) − x·y + ln(1 + e^−|x|)`, which does not overflow).
+/// cross-entropy (written as `max(x,0) − x·y + ln(1 + e^−|x|)`, which does not overflow);
+/// with one head per group, the sum of each head's (a single-choice head's cross-entropy
+/// counts only for tickets with a tag of its group: `targets` is then multi-hot).
 pub(crate) fn data_loss(
     logits: &Tensor,
     targets: &Tensor,
-    mode: LabelMode,
+    heads: &Heads,
 ) -> candle_core::Result<Tensor> {
-    match mode {
-        LabelMode::Single => candle_nn::loss::cross_entropy(logits, targets),
-        LabelMode::Multi => {
-            let (rows, _) = logits.dims2()?;
-            let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-            let loss = ((logits.relu()? - (logits * targets)?)? + softplus)?;
-            loss.sum_all()? / rows as f64
+    let sigmoid_loss = |logits: &Tensor, targets: &Tensor| {
+        let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+        ((logits.relu()? - (logits * targets)?)? + softplus)?.sum_all()
+    };
+    let (rows, _) = logits.dims2()?;
+    match heads {
+        Heads::Whole(LabelMode::Single) => candle_nn::loss::cross_entropy(logits, targets),
+        Heads::Whole(LabelMode::Multi) => sigmoid_loss(logits, targets)? / rows as f64,
+        Heads::Groups(groups) => {
+            let mut total = Tensor::zeros((), logits.dtype(), logits.device())?;
+            for head in groups.iter() {
+                let part = logits.narrow(1, head.start, head.len)?;
+                let truth = targets.narrow(1, head.start, head.len)?;
+                let loss = match head.choice {
+                    // −Σ y·log softmax: a row without a tag of the group is all zeros and
+                    // adds nothing.
+                    GroupChoice::Single => candle_nn::ops::log_softmax(&part, 1)?
+                        .mul(&truth)?
+                        .sum_all()?
+                        .neg()?,
+                    GroupChoice::Multi => sigmoid_loss(&part, &truth)?,
+                };
+                total = (total + loss)?;
+            }
+            total / rows as f64
         }
     }
 }
@@ -400,7 +422,7 @@ pub(crate) fn data_loss(
 /// the epoch with the lowest validation loss and stops after `patience` epochs without one.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_head(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     dim: usize,
     embeddings: &HashMap<TicketId, Vec<f32>>,
@@ -411,7 +433,7 @@ pub fn fit_head(
     mut on_epoch: impl FnMut(EpochReport),
 ) -> candle_core::Result<FittedHead> {
     fit_head_until(
-        mode,
+        heads,
         outputs,
         dim,
         embeddings,
@@ -429,7 +451,7 @@ pub fn fit_head(
 /// `fit_head` whose `on_epoch` may say stop: training ends after that epoch with `stopped`.
 #[allow(clippy::too_many_arguments)] // the same arguments as `fit_head`, plus the callback
 pub fn fit_head_until(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     dim: usize,
     embeddings: &HashMap<TicketId, Vec<f32>>,
@@ -440,8 +462,8 @@ pub fn fit_head_until(
     mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
 ) -> candle_core::Result<FittedHead> {
     let device = Device::Cpu;
-    let train_data = to_tensors(train, embeddings, dim, outputs, mode, &device)?;
-    let validation_data = to_tensors(validation, embeddings, dim, outputs, mode, &device)?;
+    let train_data = to_tensors(train, embeddings, dim, outputs, heads, &device)?;
+    let validation_data = to_tensors(validation, embeddings, dim, outputs, heads, &device)?;
     // Zero weights: the loss is convex, and every run starts from the same point.
     let weight = Var::zeros((dim, outputs), DType::F32, &device)?;
     let bias = Var::zeros(outputs, DType::F32, &device)?;
@@ -471,7 +493,7 @@ pub fn fit_head_until(
             let index = Tensor::new(chunk, &device)?;
             let inputs = train_data.inputs.index_select(&index, 0)?;
             let targets = train_data.targets.index_select(&index, 0)?;
-            let loss = data_loss(&logits_of(&inputs)?, &targets, mode)?;
+            let loss = data_loss(&logits_of(&inputs)?, &targets, heads)?;
             train_loss += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
             let penalty = (weight.as_tensor().sqr()?.sum_all()? * (0.5 * params.l2))?;
             optimizer.backward_step(&(loss + penalty)?)?;
@@ -483,7 +505,7 @@ pub fn fit_head_until(
                 data_loss(
                     &logits_of(&validation_data.inputs)?,
                     &validation_data.targets,
-                    mode,
+                    heads,
                 )?
                 .to_scalar::<f32>()?,
             )
@@ -555,14 +577,14 @@ pub fn head_logits(
 pub fn head_scores(
     head: &LinearHead,
     centroids: &[f32],
-    mode: LabelMode,
+    heads: &Heads,
     examples: &[Example],
     embeddings: &HashMap<TicketId, Vec<f32>>,
 ) -> Vec<Scored> {
     examples
         .iter()
         .map(|e| match embeddings.get(&e.ticket) {
-            Some(row) => Scored::encoder(head.logits(row), row, centroids, mode),
+            Some(row) => Scored::encoder(head.logits(row), row, centroids, heads),
             None => Scored {
                 logits: vec![f32::NAN; head.outputs],
                 signals: vec![f32::NAN; if centroids.is_empty() { 1 } else { 2 }],
@@ -624,7 +646,7 @@ pub(crate) fn fit(
     let (head, best_epoch, calibration) = encoder
         .install(|| {
             let first = fit_head_until(
-                data.mode,
+                &data.heads,
                 outputs,
                 spec.dim,
                 &embeddings,
@@ -651,7 +673,7 @@ pub(crate) fn fit(
                         let outside: Vec<&Example> =
                             outside.iter().map(|&i| &held_out[i]).collect();
                         let fold_head = fit_head(
-                            data.mode,
+                            &data.heads,
                             outputs,
                             spec.dim,
                             &embeddings,
@@ -667,7 +689,7 @@ pub(crate) fn fit(
                             let scored = head_scores(
                                 &fold_head,
                                 &centroids,
-                                data.mode,
+                                &data.heads,
                                 std::slice::from_ref(&held_out[i]),
                                 &embeddings,
                             );
@@ -678,7 +700,7 @@ pub(crate) fn fit(
                 }
                 HeldOutScores::Validation { .. } | HeldOutScores::Training { .. } => {
                     let centroids = tag_centroids(&train, &embeddings, outputs, spec.dim);
-                    head_scores(&first.head, &centroids, data.mode, held_out, &embeddings)
+                    head_scores(&first.head, &centroids, &data.heads, held_out, &embeddings)
                 }
             };
             let head = if params.refit && !validation.is_empty() {
@@ -687,7 +709,7 @@ pub(crate) fn fit(
                 });
                 let all: Vec<&Example> = train.iter().chain(&validation).copied().collect();
                 fit_head(
-                    data.mode,
+                    &data.heads,
                     outputs,
                     spec.dim,
                     &embeddings,
@@ -711,7 +733,7 @@ pub(crate) fn fit(
         train.clone()
     };
     let centroids = tag_centroids(&learned, &embeddings, outputs, spec.dim);
-    let test_scores = head_scores(&head, &centroids, data.mode, &data.test, &embeddings);
+    let test_scores = head_scores(&head, &centroids, &data.heads, &data.test, &embeddings);
     let mut recorded = serde_json::json!(params);
     recorded["best_epoch"] = best_epoch.into();
     recorded["embedding"] = serde_json::json!(report);
@@ -902,7 +924,7 @@ mod tests {
         }
         assert_eq!(loaded.logits(texts[0]), fresh[0]);
         let taxonomy = store.list_tags(project.id).await.unwrap();
-        let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy).unwrap();
+        let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy, &data.groups).unwrap();
         // The recorded figure came from candle's head on cached embeddings, this one from
         // the served head on fresh ones (logits within 1e-4 above): a prediction may flip
         // only where two logits tie that closely, so within one test ticket.
@@ -1021,7 +1043,7 @@ mod tests {
             ..EncoderHeadParams::default()
         };
         let fitted = fit_head(
-            LabelMode::Multi,
+            &Heads::MULTI,
             2,
             3,
             &embeddings,

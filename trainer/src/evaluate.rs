@@ -5,8 +5,9 @@
 //! precision it was chosen for.
 
 use crate::examples::Example;
-use datasets::LabelMode;
+use datasets::{GroupChoice, LabelMode};
 use inference::Decider;
+use inference::heads::{Head, Heads};
 use inference::out_of_distribution::Unfamiliarity;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,25 @@ pub struct Evaluation {
     /// tickets (sent to review untagged); `None` for a version without a detector.
     #[serde(default)]
     pub unfamiliar_share: Option<f64>,
+    /// Per tag group, for a model with one head per group (empty without groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupMetrics>,
+}
+
+/// One tag group's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetrics {
+    pub group: String,
+    pub choice: GroupChoice,
+    /// Test tickets judged on the group: those with a tag of it for a single-choice group
+    /// (a ticket nobody gave a type says nothing about the type), every one for a
+    /// multi-choice group.
+    pub examples: usize,
+    /// Single-choice: the group's top tag right; multi-choice: its predicted set (p ≥ 0.5)
+    /// exactly right.
+    pub accuracy: f64,
+    /// Mean F1 over the group's tags with support.
+    pub macro_f1: f64,
 }
 
 fn f1(precision: f64, recall: f64) -> f64 {
@@ -82,21 +102,70 @@ fn ratio(part: usize, whole: usize) -> f64 {
     }
 }
 
-/// The tags a model predicts without thresholds: the top one, or all at 0.5 and above.
-pub fn predicted_set(probabilities: &[f32], mode: LabelMode) -> Vec<usize> {
-    match mode {
-        LabelMode::Single => probabilities
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| vec![i])
-            .unwrap_or_default(),
-        LabelMode::Multi => probabilities
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| **p >= 0.5)
-            .map(|(i, _)| i)
+/// The tags a model predicts without thresholds: the top one of each single-choice head,
+/// and all at 0.5 and above of a multi-choice head. With groups, a single-choice group the
+/// ticket has no tag of is left out, as it is not judged there.
+pub fn predicted_set(probabilities: &[f32], heads: &Heads, truth: &[usize]) -> Vec<usize> {
+    let predicted = heads.predicted_set(probabilities);
+    match heads {
+        Heads::Whole(_) => predicted,
+        Heads::Groups(groups) => predicted
+            .into_iter()
+            .filter(|&i| {
+                groups.iter().any(|h| {
+                    h.outputs().contains(&i)
+                        && (h.choice == GroupChoice::Multi
+                            || truth.iter().any(|t| h.outputs().contains(t)))
+                })
+            })
             .collect(),
+    }
+}
+
+/// One group's figures from the test tickets' predicted sets and the per-tag F1.
+fn group_metrics(
+    head: &Head,
+    predicted: &[Vec<usize>],
+    examples: &[Example],
+    per_tag: &[TagMetrics],
+) -> GroupMetrics {
+    let range = head.outputs();
+    let (mut judged, mut right) = (0, 0);
+    for (guess, example) in predicted.iter().zip(examples) {
+        let truth: Vec<usize> = example
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| range.contains(t))
+            .collect();
+        if head.choice == GroupChoice::Single && truth.is_empty() {
+            continue;
+        }
+        judged += 1;
+        let guess: Vec<usize> = guess
+            .iter()
+            .copied()
+            .filter(|t| range.contains(t))
+            .collect();
+        if guess == truth {
+            right += 1;
+        }
+    }
+    let supported: Vec<f64> = per_tag[range]
+        .iter()
+        .filter(|t| t.support > 0)
+        .map(|t| t.f1)
+        .collect();
+    GroupMetrics {
+        group: head.name.clone(),
+        choice: head.choice,
+        examples: judged,
+        accuracy: ratio(right, judged),
+        macro_f1: if supported.is_empty() {
+            0.0
+        } else {
+            supported.iter().sum::<f64>() / supported.len() as f64
+        },
     }
 }
 
@@ -149,7 +218,7 @@ fn applied(
 
 /// Inputs of an evaluation besides the examples.
 pub struct EvaluationInputs<'a> {
-    pub mode: LabelMode,
+    pub heads: Heads,
     pub tag_names: &'a [String],
     pub thresholds: &'a [f32],
     pub temperature: f32,
@@ -167,15 +236,21 @@ pub fn evaluate(
     inputs: &EvaluationInputs<'_>,
 ) -> Evaluation {
     let tags = inputs.tag_names.len();
-    let mode = inputs.mode;
+    let heads = &inputs.heads;
+    // A tags × tags confusion only where one tag per ticket is all there is.
+    let mode = match heads {
+        Heads::Whole(mode) => *mode,
+        Heads::Groups(_) => LabelMode::Multi,
+    };
     let (mut tp, mut fp, mut fn_) = (vec![0usize; tags], vec![0usize; tags], vec![0usize; tags]);
     let mut exact = 0;
     let mut confusion = match mode {
         LabelMode::Single => vec![vec![0usize; tags]; tags],
         LabelMode::Multi => vec![vec![0usize; 4]; tags],
     };
+    let mut predicted_sets = Vec::with_capacity(examples.len());
     for (example, p) in examples.iter().zip(probabilities) {
-        let predicted = predicted_set(p, mode);
+        let predicted = predicted_set(p, heads, &example.targets);
         if predicted == example.targets {
             exact += 1;
         }
@@ -202,6 +277,7 @@ pub fn evaluate(
         {
             confusion[truth][guess] += 1;
         }
+        predicted_sets.push(predicted);
     }
     let model_only = applied(examples, probabilities, inputs, false);
     let per_tag: Vec<TagMetrics> = (0..tags)
@@ -237,16 +313,23 @@ pub fn evaluate(
         ratio(all_tp, all_tp + all_fn),
     );
     let targets: Vec<Vec<usize>> = examples.iter().map(|e| e.targets.clone()).collect();
+    let groups = match heads {
+        Heads::Whole(_) => Vec::new(),
+        Heads::Groups(groups) => groups
+            .iter()
+            .map(|head| group_metrics(head, &predicted_sets, examples, &per_tag))
+            .collect(),
+    };
     Evaluation {
         examples: examples.len(),
         accuracy: ratio(exact, examples.len()),
         micro_f1,
         macro_f1,
-        ece: crate::calibrate::expected_calibration_error(probabilities, &targets, mode),
+        ece: crate::calibrate::expected_calibration_error(probabilities, &targets, heads),
         ece_before_calibration: crate::calibrate::expected_calibration_error(
             uncalibrated,
             &targets,
-            mode,
+            heads,
         ),
         temperature: inputs.temperature,
         per_tag,
@@ -264,5 +347,6 @@ pub fn evaluate(
                 .count();
             ratio(beyond, examples.len())
         }),
+        groups,
     }
 }

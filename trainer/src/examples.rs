@@ -12,6 +12,7 @@ use datasets::{
     AnyStore, LabelMode, LabelSource, LabelledTicket, Project, Split, StoreError, TicketId,
 };
 use inference::TagRef;
+use inference::heads::{Head, Heads};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -50,6 +51,11 @@ pub struct Example {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingData {
     pub mode: LabelMode,
+    /// How the outputs are read: one head over all (a project without groups), or one per
+    /// tag group with live tags, the outputs ordered by group.
+    pub heads: Heads,
+    /// The project's tag groups when the data was read (for deciding as the service does).
+    pub groups: Vec<datasets::TagGroup>,
     pub tags: Vec<TagRef>,
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
@@ -108,17 +114,22 @@ pub async fn load_training_data(
         .into_iter()
         .filter(|t| !t.archived)
         .collect();
-    let tags: Vec<TagRef> = taxonomy
+    let groups = store.list_tag_groups(project.id).await?;
+    let layout = output_layout(project.label_mode, &taxonomy, &groups);
+    let tags: Vec<TagRef> = layout
+        .order
         .iter()
-        .map(|t| TagRef {
-            id: t.id,
-            name: t.name.clone(),
+        .map(|&i| TagRef {
+            id: taxonomy[i].id,
+            name: taxonomy[i].name.clone(),
         })
         .collect();
     let index: HashMap<datasets::TagId, usize> =
         tags.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
     let mut data = TrainingData {
-        mode: project.label_mode,
+        mode: layout.mode,
+        heads: layout.heads.clone(),
+        groups,
         tags,
         train: Vec::new(),
         validation: Vec::new(),
@@ -146,9 +157,20 @@ pub async fn load_training_data(
                 .filter_map(|id| index.get(id).copied())
                 .collect();
             targets.sort_unstable();
-            // A single-label ticket needs exactly one known tag to be an example.
-            if project.label_mode == LabelMode::Single && targets.len() != 1 {
-                continue;
+            match &layout.heads {
+                // A single-label ticket needs exactly one known tag to be an example.
+                Heads::Whole(LabelMode::Single) if targets.len() != 1 => continue,
+                Heads::Whole(_) => {}
+                Heads::Groups(heads) => {
+                    // A grouped ticket counts when it has any known tag; a group without
+                    // one is unknown for it, not "none of them", and teaches that head
+                    // nothing. A single-choice group keeps its first tag only (labels
+                    // written before the group was single-choice may hold more).
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    targets = single_choice_first(heads, targets);
+                }
             }
             let text = ticket.ticket.text();
             hasher.update(ticket.ticket.id.0.to_le_bytes());
@@ -184,6 +206,79 @@ pub async fn load_training_data(
         .filter(|e| by_hand.contains(&e.ticket))
         .count();
     Ok(data)
+}
+
+/// The order of a project's live tags as model outputs, and the heads over them.
+struct OutputLayout {
+    mode: LabelMode,
+    heads: Heads,
+    /// Output `i` is `taxonomy[order[i]]`.
+    order: Vec<usize>,
+}
+
+/// Without groups (one group holds every live tag) the outputs are the taxonomy's order
+/// under one head, as before groups existed. With tags in several groups the outputs run
+/// group by group, in the groups' order, one head each; empty groups get none.
+fn output_layout(
+    mode: LabelMode,
+    taxonomy: &[datasets::Tag],
+    groups: &[datasets::TagGroup],
+) -> OutputLayout {
+    let members: Vec<(&datasets::TagGroup, Vec<usize>)> = groups
+        .iter()
+        .map(|g| {
+            let of_group = (0..taxonomy.len())
+                .filter(|&i| taxonomy[i].group_id == g.id)
+                .collect();
+            (g, of_group)
+        })
+        .filter(|(_, of_group): &(_, Vec<usize>)| !of_group.is_empty())
+        .collect();
+    let grouped: usize = members.iter().map(|(_, m)| m.len()).sum();
+    if members.len() < 2 || grouped != taxonomy.len() {
+        // One group (or tags whose group is unknown): the label mode over everything.
+        let mode = match members.as_slice() {
+            [(group, _)] if grouped == taxonomy.len() => LabelMode::from(group.choice),
+            _ => mode,
+        };
+        return OutputLayout {
+            mode,
+            heads: Heads::Whole(mode),
+            order: (0..taxonomy.len()).collect(),
+        };
+    }
+    let mut order = Vec::with_capacity(taxonomy.len());
+    let mut heads = Vec::with_capacity(members.len());
+    for (group, of_group) in &members {
+        heads.push(Head {
+            name: group.name.as_str().to_string(),
+            choice: group.choice,
+            start: order.len(),
+            len: of_group.len(),
+        });
+        order.extend(of_group);
+    }
+    OutputLayout {
+        mode,
+        heads: Heads::grouped(&heads, order.len()).expect("heads are built to cover the outputs"),
+        order,
+    }
+}
+
+/// `targets` (ascending) with at most one per single-choice head: its first.
+fn single_choice_first(heads: &[Head], targets: Vec<usize>) -> Vec<usize> {
+    let mut seen_head = vec![false; heads.len()];
+    targets
+        .into_iter()
+        .filter(
+            |&t| match heads.iter().position(|h| h.outputs().contains(&t)) {
+                Some(h) if heads[h].choice == datasets::GroupChoice::Single => {
+                    !std::mem::replace(&mut seen_head[h], true)
+                }
+                _ => true,
+            },
+        )
+        .collect()
 }
 
 /// When the test split is smaller than `MIN_HELD_OUT`, moves a share of the labelled

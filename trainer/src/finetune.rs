@@ -25,6 +25,7 @@ use inference::encoder::tokenize::Tokens;
 use inference::encoder::{
     DEFAULT_BATCH_SIZE, DEFAULT_THREADS, Encoder, EncoderError, EncoderFiles, EncoderOptions,
 };
+use inference::heads::Heads;
 use inference::model::{Scored, Scorer};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
@@ -402,18 +403,19 @@ fn targets(
     examples: &[&Example],
     batch: &[usize],
     outputs: usize,
-    mode: LabelMode,
+    heads: &Heads,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    match mode {
-        LabelMode::Single => {
+    match heads.whole() {
+        Some(LabelMode::Single) => {
             let classes: Vec<u32> = batch
                 .iter()
                 .map(|&i| examples[i].targets.first().copied().unwrap_or(0) as u32)
                 .collect();
             Tensor::from_vec(classes, batch.len(), device)
         }
-        LabelMode::Multi => {
+        // Several tags, or one head per group: which tags each ticket has.
+        _ => {
             let mut hot = vec![0f32; batch.len() * outputs];
             for (row, &i) in batch.iter().enumerate() {
                 for &tag in &examples[i].targets {
@@ -446,7 +448,7 @@ pub struct FinetunedWeights {
 pub fn finetune_until(
     encoder: &Encoder,
     files: &EncoderFiles,
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     train: &[&Example],
     validation: &[&Example],
@@ -528,8 +530,8 @@ pub fn finetune_until(
                 let logits = model.logits(&batch.ids, &batch.type_ids, &batch.mask, None)?;
                 let loss = data_loss(
                     &logits,
-                    &targets(validation, chunk, outputs, mode, &device)?,
-                    mode,
+                    &targets(validation, chunk, outputs, heads, &device)?,
+                    heads,
                 )?;
                 sum += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
             }
@@ -564,8 +566,8 @@ pub fn finetune_until(
                 )?;
                 let loss = data_loss(
                     &logits,
-                    &targets(train, &batch_indices, outputs, mode, &device)?,
-                    mode,
+                    &targets(train, &batch_indices, outputs, heads, &device)?,
+                    heads,
                 )?;
                 let loss_value = f64::from(loss.to_scalar::<f32>()?);
                 let mut gradients = loss.backward()?;
@@ -646,7 +648,7 @@ pub fn finetune_until(
 #[allow(clippy::too_many_arguments)] // the data and the settings
 pub fn linear_probe(
     encoder: &Encoder,
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     train: &[&Example],
     validation: &[&Example],
@@ -665,7 +667,7 @@ pub fn linear_probe(
     };
     let fitted = encoder.install(|| {
         fit_head(
-            mode,
+            heads,
             outputs,
             encoder.dim(),
             &embeddings,
@@ -707,7 +709,7 @@ pub(crate) fn fit(
     let probe = if params.linear_probe && !train.is_empty() {
         let head = linear_probe(
             &encoder,
-            data.mode,
+            &data.heads,
             data.tags.len(),
             &train,
             &validation,
@@ -731,7 +733,7 @@ pub(crate) fn fit(
     let trained = finetune_until(
         &encoder,
         &files,
-        data.mode,
+        &data.heads,
         data.tags.len(),
         &train,
         &validation,
@@ -758,7 +760,7 @@ pub(crate) fn fit(
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         model.logits(&texts).map(|rows| {
             rows.into_iter()
-                .map(|logits| Scored::encoder(logits, &[], &[], data.mode))
+                .map(|logits| Scored::encoder(logits, &[], &[], &data.heads))
                 .collect::<Vec<_>>()
         })
     };

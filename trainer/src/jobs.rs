@@ -29,7 +29,6 @@ use datasets::{
 use inference::Decider;
 use inference::ModelKind;
 use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
-use inference::calibration::probabilities;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -784,6 +783,7 @@ async fn retag_job(
     let tickets: Vec<datasets::LabelledTicket> = newest.into_iter().collect();
     let texts: Vec<String> = tickets.iter().map(|t| t.ticket.text()).collect();
     let card = model.card.clone();
+    let heads = card.heads();
     let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy)
         .with_groups(&groups)
         .with_languages(&languages);
@@ -797,8 +797,7 @@ async fn retag_job(
                     .iter()
                     .zip(scores)
                     .map(|(text, scored)| {
-                        let probabilities =
-                            probabilities(&scored.logits, card.temperature, card.label_mode);
+                        let probabilities = heads.probabilities(&scored.logits, card.temperature);
                         let unfamiliarity = model.unfamiliarity(&scored);
                         decider.decide_scored(text, &probabilities, unfamiliarity, true)
                     })

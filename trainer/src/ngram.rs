@@ -5,9 +5,10 @@
 
 use crate::examples::Example;
 use crate::random::Random;
-use datasets::LabelMode;
+use datasets::{GroupChoice, LabelMode};
 use inference::calibration::sigmoid;
 use inference::features::{Family, FeatureConfig, SparseVector};
+use inference::heads::Heads;
 use inference::ngram::{NgramModel, NgramShape};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -138,8 +139,35 @@ pub(crate) fn build_vocabulary(
     }
 }
 
-/// The gradient of the loss with respect to the logits, and the loss.
-fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f32>, f64) {
+/// The gradient of the loss with respect to the logits, and the loss: per head, softmax
+/// cross-entropy for a single-choice head (none where the ticket has no tag of it) or the
+/// per-tag sigmoid cross-entropy.
+fn output_gradient(logits: &[f32], targets: &[usize], heads: &Heads) -> (Vec<f32>, f64) {
+    let heads = match heads {
+        Heads::Whole(mode) => return head_gradient(logits, targets, *mode),
+        Heads::Groups(heads) => heads,
+    };
+    let mut gradient = vec![0.0; logits.len()];
+    let mut loss = 0.0;
+    for head in heads.iter() {
+        let range = head.outputs();
+        let local: Vec<usize> = targets
+            .iter()
+            .filter(|t| range.contains(t))
+            .map(|t| t - range.start)
+            .collect();
+        if head.choice == GroupChoice::Single && local.is_empty() {
+            continue;
+        }
+        let (part, part_loss) = head_gradient(&logits[range.clone()], &local, head.choice.into());
+        gradient[range].copy_from_slice(&part);
+        loss += part_loss;
+    }
+    (gradient, loss)
+}
+
+/// [`output_gradient`] of one head over all of `logits`.
+fn head_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f32>, f64) {
     match mode {
         LabelMode::Single => {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -169,15 +197,15 @@ fn output_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f
 }
 
 /// The loss of one ticket's logits.
-pub(crate) fn example_loss(logits: &[f32], targets: &[usize], mode: LabelMode) -> f64 {
-    output_gradient(logits, targets, mode).1
+pub(crate) fn example_loss(logits: &[f32], targets: &[usize], heads: &Heads) -> f64 {
+    output_gradient(logits, targets, heads).1
 }
 
 fn mean_loss(
     model: &NgramModel,
     vectors: &[SparseVector],
     examples: &[Example],
-    mode: LabelMode,
+    heads: &Heads,
 ) -> f64 {
     if examples.is_empty() {
         return 0.0;
@@ -189,7 +217,7 @@ fn mean_loss(
             output_gradient(
                 &model.logits_of_bag(&model.bag(vector)),
                 &example.targets,
-                mode,
+                heads,
             )
             .1
         })
@@ -224,14 +252,14 @@ pub struct Fitted {
 /// Trains an `ngram` model on `train`, stopping early on `validation`; `on_epoch` hears
 /// about every epoch.
 pub fn train_ngram(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     train: &[Example],
     validation: &[Example],
     params: &NgramParams,
     mut on_epoch: impl FnMut(EpochReport),
 ) -> Fitted {
-    train_ngram_until(mode, outputs, train, validation, params, |epoch| {
+    train_ngram_until(heads, outputs, train, validation, params, |epoch| {
         on_epoch(epoch);
         ControlFlow::Continue(())
     })
@@ -240,7 +268,7 @@ pub fn train_ngram(
 /// `train_ngram` whose `on_epoch` may say stop (a cancelled job, a worker shutting down):
 /// training ends after that epoch with `stopped` set.
 pub fn train_ngram_until(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     train: &[Example],
     validation: &[Example],
@@ -250,7 +278,7 @@ pub fn train_ngram_until(
     let model = build_vocabulary(params, outputs, train);
     let train_set = VectorisedSet::new(&model, train);
     let validation_set = VectorisedSet::new(&model, validation);
-    fit_vectorised(mode, model, &train_set, &validation_set, params, on_epoch)
+    fit_vectorised(heads, model, &train_set, &validation_set, params, on_epoch)
 }
 
 /// Tickets turned into the TF-IDF vectors of one vocabulary, so a fit and the scoring of
@@ -278,7 +306,7 @@ impl<'a> VectorisedSet<'a> {
 
 /// The training loop over vectors of `model`'s vocabulary, starting from `model`.
 pub(crate) fn fit_vectorised(
-    mode: LabelMode,
+    heads: &Heads,
     mut model: NgramModel,
     train_set: &VectorisedSet,
     validation_set: &VectorisedSet,
@@ -310,7 +338,7 @@ pub(crate) fn fit_vectorised(
             let vector = &train_vectors[i];
             let bag = model.bag(vector);
             let logits = model.logits_of_bag(&bag);
-            let (gradient, loss) = output_gradient(&logits, &train[i].targets, mode);
+            let (gradient, loss) = output_gradient(&logits, &train[i].targets, heads);
             train_loss += loss;
             let rate = params.learning_rate;
             for ((bias, accumulator), g) in
@@ -354,7 +382,7 @@ pub(crate) fn fit_vectorised(
                 }
             }
         }
-        let validation_loss = mean_loss(&model, validation_vectors, validation, mode);
+        let validation_loss = mean_loss(&model, validation_vectors, validation, heads);
         let go_on = on_epoch(EpochReport {
             epoch,
             epochs: params.epochs,

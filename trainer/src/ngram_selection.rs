@@ -7,8 +7,8 @@
 
 use crate::examples::{Example, fold_of};
 use crate::ngram::{NgramParams, VectorisedSet, build_vocabulary, fit_vectorised};
-use datasets::LabelMode;
 use inference::features::FeatureConfig;
+use inference::heads::Heads;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 
@@ -203,7 +203,7 @@ fn folds_of(examples: &[Example], folds: usize) -> Vec<Fold> {
 
 /// One candidate on one fold: (accuracy, loss, best epoch, weight updates).
 fn fit_fold(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     fold: &Fold,
     candidate: Candidate,
@@ -219,7 +219,7 @@ fn fit_fold(
     let train_set = VectorisedSet::new(&model, &fold.train);
     let held_out_set = VectorisedSet::new(&model, &fold.held_out);
     let per_epoch = train_set.updates_per_epoch(width) + held_out_set.updates_per_epoch(width);
-    let fitted = fit_vectorised(mode, model, &train_set, &held_out_set, &params, |_| {
+    let fitted = fit_vectorised(heads, model, &train_set, &held_out_set, &params, |_| {
         ControlFlow::Continue(())
     });
     let mut right = 0usize;
@@ -234,7 +234,7 @@ fn fit_fold(
             })
             .0;
         right += usize::from(example.targets.contains(&best));
-        loss += crate::ngram::example_loss(&logits, &example.targets, mode);
+        loss += crate::ngram::example_loss(&logits, &example.targets, heads);
     }
     let n = fold.held_out.len().max(1) as f64;
     (
@@ -249,7 +249,7 @@ fn fit_fold(
 /// deterministic and independent, so the result does not depend on how they are scheduled;
 /// at most that many fold models are in memory at once).
 fn try_candidate(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     folds: &[Fold],
     candidate: Candidate,
@@ -261,7 +261,7 @@ fn try_candidate(
         std::thread::scope(|scope| {
             let handles: Vec<_> = group
                 .iter()
-                .map(|fold| scope.spawn(move || fit_fold(mode, outputs, fold, candidate, base)))
+                .map(|fold| scope.spawn(move || fit_fold(heads, outputs, fold, candidate, base)))
                 .collect();
             for handle in handles {
                 match handle.join() {
@@ -298,7 +298,7 @@ fn better(a: &Trial, b: &Trial) -> bool {
 /// `budget` million weight updates. The candidate that reaches the budget is finished; the
 /// ones after it are not tried. `on_trial` hears about each candidate and may say stop.
 pub fn select_ngram(
-    mode: LabelMode,
+    heads: &Heads,
     outputs: usize,
     examples: &[Example],
     base: &NgramParams,
@@ -337,7 +337,7 @@ pub fn select_ngram(
                     candidates_of_stage.len() - index + if stage == 0 { second_stage } else { 0 };
                 return Ok(selection);
             }
-            let trial = try_candidate(mode, outputs, &folds, *candidate, base);
+            let trial = try_candidate(heads, outputs, &folds, *candidate, base);
             selection.updates += trial.updates;
             if selection.trials.is_empty() || better(&trial, selection.choice()) {
                 selection.chosen = selection.trials.len();
@@ -405,7 +405,7 @@ mod tests {
             ..NgramParams::default()
         };
         let selection = select_ngram(
-            LabelMode::Single,
+            &Heads::SINGLE,
             2,
             &examples,
             &words_only,
@@ -433,7 +433,7 @@ mod tests {
         };
         let run = || {
             select_ngram(
-                LabelMode::Single,
+                &Heads::SINGLE,
                 2,
                 &examples,
                 &params,
@@ -460,7 +460,7 @@ mod tests {
             ..NgramParams::default()
         };
         let mut reports = Vec::new();
-        let selection = select_ngram(LabelMode::Single, 2, &examples, &params, 0, |r| {
+        let selection = select_ngram(&Heads::SINGLE, 2, &examples, &params, 0, |r| {
             reports.push(r);
             ControlFlow::Continue(())
         })
@@ -479,7 +479,7 @@ mod tests {
     fn too_few_tickets_keep_the_requested_setting() {
         let examples = endings_only(12);
         let outcome = select_ngram(
-            LabelMode::Single,
+            &Heads::SINGLE,
             2,
             &examples,
             &NgramParams::default(),

@@ -15,9 +15,9 @@ use crate::thresholds::{CONFIDENCE, choose_thresholds};
 use datasets::store::prelude::*;
 use datasets::{AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, StoreError};
 use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
-use inference::calibration::probabilities;
 use inference::card::{CARD_FORMAT, ModelCard, ModelKind};
 use inference::encoder::EncoderSpec;
+use inference::heads::Heads;
 use inference::model::{Scored, Scorer};
 use inference::ngram::NgramShape;
 use inference::out_of_distribution::{DEFAULT_QUANTILE, OodDetector};
@@ -322,16 +322,16 @@ pub async fn train_until(
             return Err(TrainError::Stopped);
         }
         let targets: Vec<Vec<usize>> = held_out.iter().map(|e| e.targets.clone()).collect();
-        let calibration = choose_temperature(&logits, &targets, data.mode, CALIBRATION_FOLDS);
+        let calibration = choose_temperature(&logits, &targets, &data.heads, CALIBRATION_FOLDS);
         let temperature = calibration.temperature;
         let calibrated: Vec<Vec<f32>> = logits
             .iter()
-            .map(|l| probabilities(l, temperature, data.mode))
+            .map(|l| data.heads.probabilities(l, temperature))
             .collect();
         let thresholds = choose_thresholds(
             &calibrated,
             &targets,
-            data.mode,
+            &data.heads,
             data.tags.len(),
             request.target_precision,
         );
@@ -362,6 +362,10 @@ pub async fn train_until(
             kind: request.kind,
             label_mode: data.mode,
             tags: data.tags.clone(),
+            groups: match &data.heads {
+                Heads::Whole(_) => Vec::new(),
+                Heads::Groups(heads) => heads.to_vec(),
+            },
             temperature,
             thresholds,
             params,
@@ -375,8 +379,8 @@ pub async fn train_until(
             scorer: fitted.scorer,
         };
         let (evaluation, drift) = match fitted.test_scores {
-            Some(scores) => evaluate_scores(&tagging, &data.test, &scores, &taxonomy),
-            None => evaluate_model(&tagging, &data.test, &taxonomy)?,
+            Some(scores) => evaluate_scores(&tagging, &data.test, &scores, &taxonomy, &data.groups),
+            None => evaluate_model(&tagging, &data.test, &taxonomy, &data.groups)?,
         };
         // The card shows each threshold with how precise it turned out on the test split.
         tagging.card.params["realised_precision"] = evaluation
@@ -469,7 +473,7 @@ fn fit_ngram(
     // never seen. Too few tickets to choose by, and the request's setting stands.
     let selection = if requested.selection_budget > 0 {
         match select_ngram(
-            data.mode,
+            &data.heads,
             outputs,
             &labelled,
             requested,
@@ -494,7 +498,7 @@ fn fit_ngram(
         Some(selection) => (selection.apply(requested), None),
         None => {
             let fitted = train_ngram_until(
-                data.mode,
+                &data.heads,
                 outputs,
                 &data.train,
                 &data.validation,
@@ -520,7 +524,7 @@ fn fit_ngram(
     let first = match first {
         None if needs_first_fit => {
             let fitted =
-                train_ngram_until(data.mode, outputs, &data.train, &[], &settled, |epoch| {
+                train_ngram_until(&data.heads, outputs, &data.train, &[], &settled, |epoch| {
                     progress(Progress::Epoch(epoch))
                 });
             if fitted.stopped {
@@ -534,7 +538,7 @@ fn fit_ngram(
         (HeldOutScores::Validation { .. } | HeldOutScores::Training { .. }, Some(model)) => {
             held_out
                 .iter()
-                .map(|e| Scored::ngram(model, &e.text, data.mode))
+                .map(|e| Scored::ngram(model, &e.text, &data.heads))
                 .collect()
         }
         _ => {
@@ -554,9 +558,9 @@ fn fit_ngram(
                 let (inside, outside): (Vec<usize>, Vec<usize>) = (0..held_out.len())
                     .partition(|&i| crate::examples::fold_of(held_out[i].ticket, folds) == fold);
                 let rest: Vec<Example> = outside.iter().map(|&i| held_out[i].clone()).collect();
-                let model = train_ngram(data.mode, outputs, &rest, &[], &settled, |_| {}).model;
+                let model = train_ngram(&data.heads, outputs, &rest, &[], &settled, |_| {}).model;
                 for i in inside {
-                    scores[i] = Some(Scored::ngram(&model, &held_out[i].text, data.mode));
+                    scores[i] = Some(Scored::ngram(&model, &held_out[i].text, &data.heads));
                 }
             }
             scores.into_iter().flatten().collect()
@@ -575,7 +579,7 @@ fn fit_ngram(
             // Its epochs are reported (the bar and the run's progress follow them) and a
             // cancelled run stops after the current one.
             let refitted =
-                train_ngram_until(data.mode, outputs, &labelled, &[], &settled, |epoch| {
+                train_ngram_until(&data.heads, outputs, &labelled, &[], &settled, |epoch| {
                     progress(Progress::Epoch(epoch))
                 });
             if refitted.stopped {
@@ -602,10 +606,11 @@ pub fn evaluate_model(
     model: &TaggingModel,
     examples: &[Example],
     taxonomy: &[datasets::Tag],
+    groups: &[datasets::TagGroup],
 ) -> Result<(Evaluation, TaxonomyDrift), ModelError> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let scores = model.score_batch(&texts)?;
-    Ok(evaluate_scores(model, examples, &scores, taxonomy))
+    Ok(evaluate_scores(model, examples, &scores, taxonomy, groups))
 }
 
 /// Evaluates a model's scores (one per example) with today's taxonomy.
@@ -614,16 +619,19 @@ pub fn evaluate_scores(
     examples: &[Example],
     scores: &[Scored],
     taxonomy: &[datasets::Tag],
+    groups: &[datasets::TagGroup],
 ) -> (Evaluation, TaxonomyDrift) {
     let card = &model.card;
-    let decider = Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy);
+    let decider =
+        Decider::new(card.label_mode, &card.tags, &card.thresholds, taxonomy).with_groups(groups);
+    let heads = card.heads();
     let calibrated: Vec<Vec<f32>> = scores
         .iter()
-        .map(|s| probabilities(&s.logits, card.temperature, card.label_mode))
+        .map(|s| heads.probabilities(&s.logits, card.temperature))
         .collect();
     let uncalibrated: Vec<Vec<f32>> = scores
         .iter()
-        .map(|s| probabilities(&s.logits, 1.0, card.label_mode))
+        .map(|s| heads.probabilities(&s.logits, 1.0))
         .collect();
     let unfamiliarity: Vec<_> = scores.iter().map(|s| model.unfamiliarity(s)).collect();
     let tag_names: Vec<String> = card.tags.iter().map(|t| t.name.to_string()).collect();
@@ -632,7 +640,7 @@ pub fn evaluate_scores(
         &calibrated,
         &uncalibrated,
         &EvaluationInputs {
-            mode: card.label_mode,
+            heads,
             tag_names: &tag_names,
             thresholds: &card.thresholds,
             temperature: card.temperature,
@@ -737,14 +745,15 @@ pub fn evaluate_model_cached(
         let scores = crate::encoder_head::head_scores(
             &scorer.head,
             &scorer.centroids,
-            data.mode,
+            &model.card.heads(),
             &data.test,
             &embeddings,
         );
-        let (evaluation, drift) = evaluate_scores(model, &data.test, &scores, taxonomy);
+        let (evaluation, drift) =
+            evaluate_scores(model, &data.test, &scores, taxonomy, &data.groups);
         return Ok((evaluation, drift, Some(report)));
     }
-    let (evaluation, drift) = evaluate_model(model, &data.test, taxonomy)?;
+    let (evaluation, drift) = evaluate_model(model, &data.test, taxonomy, &data.groups)?;
     Ok((evaluation, drift, None))
 }
 

@@ -8,7 +8,8 @@
 //! short of the target; any other tag that cannot prove it gets a threshold above 1, so it
 //! is only ever suggested.
 
-use datasets::LabelMode;
+use datasets::GroupChoice;
+use inference::heads::{Head, Heads};
 
 /// Fewer held-out predictions than this and a tag that cannot prove the target on its own
 /// may borrow the pooled threshold.
@@ -34,22 +35,32 @@ pub fn wilson_lower_bound(right: usize, total: usize) -> f64 {
     ((centre - margin) / (1.0 + z2 / n)).max(0.0)
 }
 
-/// (probability, was it right) for every prediction a tag would make.
+/// (probability, was it right) for every prediction a tag of `head` would make: in a
+/// single-choice head, where it is the head's likeliest tag on a ticket that has a tag of
+/// the head (a grouped ticket without one cannot show it right or wrong).
 fn candidates(
     probabilities: &[Vec<f32>],
     targets: &[Vec<usize>],
-    mode: LabelMode,
+    head: &Head,
     tag: usize,
 ) -> Vec<(f32, bool)> {
+    let range = head.outputs();
     probabilities
         .iter()
         .zip(targets)
-        .filter_map(|(p, truth)| match mode {
-            LabelMode::Single => {
-                let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?.0;
-                (best == tag).then(|| (p[tag], truth.contains(&tag)))
+        .filter_map(|(p, truth)| match head.choice {
+            GroupChoice::Single => {
+                if !truth.iter().any(|t| range.contains(t)) {
+                    return None;
+                }
+                let best = p[range.clone()]
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))?
+                    .0;
+                (range.start + best == tag).then(|| (p[tag], truth.contains(&tag)))
             }
-            LabelMode::Multi => Some((p[tag], truth.contains(&tag))),
+            GroupChoice::Multi => Some((p[tag], truth.contains(&tag))),
         })
         .collect()
 }
@@ -59,7 +70,7 @@ fn candidates(
 fn lowest_precise_threshold(
     mut predictions: Vec<(f32, bool)>,
     target_precision: f64,
-    mode: LabelMode,
+    choice: GroupChoice,
 ) -> Option<f32> {
     predictions.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut right = 0usize;
@@ -69,7 +80,7 @@ fn lowest_precise_threshold(
             right += 1;
         }
         // Several tags per ticket: below one half a tag is more likely absent than present.
-        if mode == LabelMode::Multi && *probability < 0.5 {
+        if choice == GroupChoice::Multi && *probability < 0.5 {
             break;
         }
         let last_of_its_value = predictions
@@ -98,30 +109,39 @@ fn precision_at(predictions: &[(f32, bool)], threshold: f32) -> f64 {
     }
 }
 
-/// One threshold per tag from held-out probabilities and the true tags.
+/// One threshold per tag from held-out probabilities and the true tags. A tag that cannot
+/// prove the target alone may borrow the threshold proven for its head's tags pooled.
 pub fn choose_thresholds(
     probabilities: &[Vec<f32>],
     targets: &[Vec<usize>],
-    mode: LabelMode,
+    heads: &Heads,
     tags: usize,
     target_precision: f64,
 ) -> Vec<f32> {
-    let pooled: Vec<(f32, bool)> = (0..tags)
-        .flat_map(|tag| candidates(probabilities, targets, mode, tag))
-        .collect();
-    let fallback = lowest_precise_threshold(pooled, target_precision, mode).unwrap_or(NEVER);
-    (0..tags)
-        .map(|tag| {
-            let own = candidates(probabilities, targets, mode, tag);
-            if let Some(threshold) = lowest_precise_threshold(own.clone(), target_precision, mode) {
-                return threshold;
-            }
-            let borrows = own.len() < MIN_SUPPORT
-                && fallback < NEVER
-                && precision_at(&own, fallback) >= target_precision;
-            if borrows { fallback } else { NEVER }
-        })
-        .collect()
+    let mut thresholds = vec![NEVER; tags];
+    for head in heads.segments(tags) {
+        let range = head.outputs();
+        let pooled: Vec<(f32, bool)> = range
+            .clone()
+            .flat_map(|tag| candidates(probabilities, targets, &head, tag))
+            .collect();
+        let fallback =
+            lowest_precise_threshold(pooled, target_precision, head.choice).unwrap_or(NEVER);
+        for tag in range {
+            let own = candidates(probabilities, targets, &head, tag);
+            thresholds[tag] =
+                match lowest_precise_threshold(own.clone(), target_precision, head.choice) {
+                    Some(threshold) => threshold,
+                    None => {
+                        let borrows = own.len() < MIN_SUPPORT
+                            && fallback < NEVER
+                            && precision_at(&own, fallback) >= target_precision;
+                        if borrows { fallback } else { NEVER }
+                    }
+                };
+        }
+    }
+    thresholds
 }
 
 #[cfg(test)]
@@ -162,7 +182,7 @@ mod tests {
             right as f64 / targets.len() as f64
         };
         assert!(point >= 0.9, "the point estimate passes: {point}");
-        let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 2, 0.9);
+        let thresholds = choose_thresholds(&probabilities, &targets, &Heads::SINGLE, 2, 0.9);
         assert_eq!(thresholds[0], NEVER);
     }
 
@@ -171,7 +191,7 @@ mod tests {
         // 300 predictions; the 30 least confident are all wrong, 2 wrong among the rest.
         let wrong: Vec<usize> = [10, 150].into_iter().chain(270..300).collect();
         let (probabilities, targets) = falling(300, &wrong);
-        let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 2, 0.9);
+        let thresholds = choose_thresholds(&probabilities, &targets, &Heads::SINGLE, 2, 0.9);
         let threshold = thresholds[0];
         assert!(threshold < NEVER);
         // Every cut-off at or above it proves the target; the next one down does not.
@@ -207,7 +227,7 @@ mod tests {
             probabilities.push(vec![0.8, 0.2]);
             targets.push(vec![usize::from(i < 6)]);
         }
-        let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 2, 0.9);
+        let thresholds = choose_thresholds(&probabilities, &targets, &Heads::SINGLE, 2, 0.9);
         assert_eq!(thresholds[0], 0.95);
     }
 
@@ -215,7 +235,7 @@ mod tests {
     fn a_tag_that_is_never_precise_enough_is_never_applied() {
         let probabilities: Vec<Vec<f32>> = (0..40).map(|_| vec![0.9, 0.1]).collect();
         let targets: Vec<Vec<usize>> = (0..40).map(|i| vec![usize::from(i % 2 == 0)]).collect();
-        let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 2, 0.9);
+        let thresholds = choose_thresholds(&probabilities, &targets, &Heads::SINGLE, 2, 0.9);
         assert_eq!(thresholds[0], NEVER);
     }
 
@@ -236,7 +256,7 @@ mod tests {
             probabilities.push(vec![0.02, 0.02, 0.96]);
             targets.push(vec![if i < 3 { 0 } else { 2 }]);
         }
-        let thresholds = choose_thresholds(&probabilities, &targets, LabelMode::Single, 3, 0.9);
+        let thresholds = choose_thresholds(&probabilities, &targets, &Heads::SINGLE, 3, 0.9);
         assert!(thresholds[0] < NEVER);
         assert!(thresholds[1] < NEVER, "borrowed: {}", thresholds[1]);
         assert_eq!(thresholds[2], NEVER);

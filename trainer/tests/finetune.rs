@@ -166,7 +166,7 @@ async fn a_finetune_run_tunes_the_encoder_saves_it_with_hashes_and_reloads_to_th
     );
     let data = load_training_data(&store, &project).await.unwrap();
     let taxonomy = store.list_tags(project.id).await.unwrap();
-    let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy).unwrap();
+    let (again, _) = evaluate_model(&loaded, &data.test, &taxonomy, &data.groups).unwrap();
     // The same weights on the same kernels; a prediction can still flip where two logits
     // tie to the last bits (sums in another order), so one test ticket may differ: within
     // one ticket of accuracy, and one ticket moves at most two tags' F1 (each in 0..=1).
@@ -350,7 +350,7 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
     let mut embedded = 0;
     let probe = linear_probe(
         &encoder,
-        data.mode,
+        &data.heads,
         outputs,
         &train,
         &validation,
@@ -366,7 +366,7 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
         let tuned = finetune_until(
             &encoder,
             &files,
-            data.mode,
+            &data.heads,
             outputs,
             &train,
             &[],
@@ -399,7 +399,7 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
     let refused = finetune_until(
         &encoder,
         &files,
-        data.mode,
+        &data.heads,
         outputs,
         &train,
         &[],

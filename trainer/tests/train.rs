@@ -330,3 +330,154 @@ async fn too_few_labelled_tickets_to_hold_some_out_are_refused_with_a_reason() {
         "{message}"
     );
 }
+
+/// A multi-label project whose taxonomy has a single-choice "Kind" group beside its topics:
+/// each labelled ticket's kind follows its first topic, so a model that reads the topics can
+/// learn it.
+async fn grouped_project(store: &AnyStore, tickets: usize) -> Project {
+    let project = demo_project(store, "Grouped", LabelMode::Multi, tickets).await;
+    let kind = store
+        .create_tag_group(
+            project.id,
+            &NewTagGroup {
+                name: TagGroupName::parse("Kind").unwrap(),
+                choice: GroupChoice::Single,
+            },
+        )
+        .await
+        .unwrap();
+    for name in ["Money", "Access", "Other"] {
+        let tag = NewTag {
+            group: Some(kind.name.clone()),
+            ..NewTag::named(TagName::parse(name).unwrap())
+        };
+        store.create_tag(project.id, &tag).await.unwrap();
+    }
+    let topics: Vec<TagName> = store
+        .list_tags(project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.group_id != kind.id)
+        .map(|t| t.name)
+        .collect();
+    let kind_of = |first: &TagName| {
+        let position = topics.iter().position(|t| t == first).unwrap_or(0);
+        TagName::parse(["Money", "Access", "Other"][position % 3]).unwrap()
+    };
+    let labelled = store
+        .tickets_after(project.id, None, tickets as u32)
+        .await
+        .unwrap();
+    for ticket in labelled.iter().filter(|t| !t.tags.is_empty()) {
+        let mut tags = ticket.tags.clone();
+        tags.push(kind_of(&ticket.tags[0]));
+        store
+            .set_human_labels(project.id, ticket.ticket.id, &tags, "test")
+            .await
+            .unwrap();
+    }
+    project
+}
+
+#[tokio::test]
+async fn a_grouped_project_trains_a_softmax_for_its_single_choice_group_and_is_judged_per_group() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = grouped_project(&store, 600).await;
+    let models = tempfile::tempdir().unwrap();
+    let outcome = train(&store, &project, &quick(), models.path(), |_| {})
+        .await
+        .unwrap();
+    let version = find_version(&store, &project, None).await.unwrap();
+    let model = load_version(&version).unwrap();
+    let card = &model.card;
+    // Two heads: the default group's topics (several per ticket), then Kind (one).
+    let heads: Vec<(&str, GroupChoice, usize)> = card
+        .groups
+        .iter()
+        .map(|h| (h.name.as_str(), h.choice, h.len))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            ("Tags", GroupChoice::Multi, 10),
+            ("Kind", GroupChoice::Single, 3)
+        ]
+    );
+    let kinds: Vec<&str> = card.tags[10..].iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["Money", "Access", "Other"],
+        "a group's outputs run together"
+    );
+    // The Kind head is one softmax: its three probabilities sum to one on any text; the
+    // topics are independent sigmoids.
+    for text in ["I was charged twice", "cannot log in", "🙂"] {
+        let p = model.probabilities(text);
+        let kind: f32 = p[10..].iter().sum();
+        assert!((kind - 1.0).abs() < 1e-5, "{text}: {p:?}");
+    }
+    let topics: f32 = model.probabilities("I was charged twice")[..10]
+        .iter()
+        .sum();
+    assert!((topics - 1.0).abs() > 1e-3, "topics are not a softmax");
+
+    let groups = &outcome.evaluation.groups;
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1].group, "Kind");
+    // Chance is about a third; the kind follows the topic, which the model reads well.
+    assert!(groups[1].accuracy > 0.7, "{:?}", groups[1]);
+    assert!(groups[1].examples > 0 && groups[1].examples <= outcome.evaluation.examples);
+    // Evaluated again from the stored version, with the same groups.
+    let (again, _) = evaluate_version(&store, &project, &version).await.unwrap();
+    assert_eq!(again.groups.len(), 2);
+    assert!((again.groups[1].accuracy - groups[1].accuracy).abs() < 1e-9);
+
+    // The service's decisions take at most one kind per ticket, reported per group.
+    let taxonomy = store.list_tags(project.id).await.unwrap();
+    let tag_groups = store.list_tag_groups(project.id).await.unwrap();
+    let decider = inference::Decider::new(card.label_mode, &card.tags, &card.thresholds, &taxonomy)
+        .with_groups(&tag_groups);
+    for text in [
+        "I was charged twice for my invoice",
+        "the password reset mail never came",
+    ] {
+        let decision = decider.decide(text, &model.probabilities(text), false);
+        let kind = decision
+            .groups
+            .iter()
+            .find(|g| g.group.as_str() == "Kind")
+            .unwrap();
+        assert!(kind.tags.len() <= 1, "{decision:?}");
+        assert_eq!(kind.scores.len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn a_project_whose_tags_are_all_in_one_group_trains_as_before_groups() {
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, "Plain", LabelMode::Single, 300).await;
+    // An empty extra group changes nothing: the model has one head over every tag.
+    store
+        .create_tag_group(
+            project.id,
+            &NewTagGroup {
+                name: TagGroupName::parse("Priority").unwrap(),
+                choice: GroupChoice::Single,
+            },
+        )
+        .await
+        .unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let outcome = train(&store, &project, &quick(), models.path(), |_| {})
+        .await
+        .unwrap();
+    let model = load_version(&outcome.version).unwrap();
+    assert!(model.card.groups.is_empty());
+    assert_eq!(model.card.label_mode, LabelMode::Single);
+    assert!(outcome.evaluation.groups.is_empty());
+    let p = model.probabilities("I was charged twice");
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}

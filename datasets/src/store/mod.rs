@@ -140,7 +140,7 @@ pub mod prelude {
     pub use super::{
         ApiKeyStore, AuditStore, BackfillStore, ConnectorStore, DashboardStore, EntityStore,
         ImportWriter, LabelStore, ProjectStore, RegistryStore, ReviewStore, SchemaStore,
-        ServerSecrets, Store, TagGroupStore, TagStore, TicketStore, TrainingRunStore, UserStore, WebhookStore,
-        WriteBackStore,
+        ServerSecrets, Store, TagGroupStore, TagStore, TicketStore, TrainingRunStore, UserStore,
+        WebhookStore, WriteBackStore,
     };
 }

@@ -19,7 +19,7 @@ mod merge_tags;
 mod pool_hygiene;
 mod review_queue;
 mod schema_twin;
-mod text_samples;
 mod tag_groups;
+mod text_samples;
 mod training_runs;
 mod users;

@@ -15,7 +15,6 @@ use datasets::{
     StoreError, Tag, TicketId,
 };
 use inference::artifact_store::{ArtifactStore, ArtifactStoreError};
-use inference::calibration::probabilities;
 use inference::decision::{ReviewReason, RuleEffect};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
 use inference::encoder::{Encoder, EncoderError, EncoderOptions};
@@ -183,20 +182,14 @@ fn rank(
     let (probs, tags, thresholds, mode) = match model {
         Some(model) => {
             let card = &model.card;
+            let heads = card.heads();
             let scored: Vec<Scored> = match &model.scorer {
                 // Embed once: the same embeddings give the scores and the diversity.
                 Scorer::EncoderHead(head) => {
                     let embeddings = head.encoder.embed(texts)?;
                     let scored = embeddings
                         .iter()
-                        .map(|e| {
-                            Scored::encoder(
-                                head.head.logits(e),
-                                e,
-                                &head.centroids,
-                                card.label_mode,
-                            )
-                        })
+                        .map(|e| Scored::encoder(head.head.logits(e), e, &head.centroids, &heads))
                         .collect();
                     if wants_vectors {
                         vectors = Some((embeddings, "embeddings"));
@@ -217,14 +210,17 @@ fn rank(
                 .collect();
             let probs: Vec<Vec<f32>> = scored
                 .iter()
-                .map(|s| probabilities(&s.logits, card.temperature, card.label_mode))
+                .map(|s| heads.probabilities(&s.logits, card.temperature))
                 .collect();
             let tags: Vec<String> = card
                 .tags
                 .iter()
                 .map(|t| t.name.as_str().to_string())
                 .collect();
-            (probs, tags, card.thresholds.clone(), card.label_mode)
+            // With one head per group the queue reads each tag against its threshold, as
+            // for several tags per ticket.
+            let mode = heads.whole().unwrap_or(datasets::LabelMode::Multi);
+            (probs, tags, card.thresholds.clone(), mode)
         }
         None => (
             Vec::new(),

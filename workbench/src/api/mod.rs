@@ -225,6 +225,8 @@ pub fn routes() -> openapi::Routes {
             projects::tag_key_phrases,
         )
         .answers::<projects::TagKeyPhrases>(OK)
+        .add(
+            "GET",
             "/v1/projects/{project}/tag-groups",
             "The taxonomy's tag groups, each single-choice (a ticket gets at most one of its tags) or multi-choice.",
             Access::Project(Scope::Read),

@@ -227,11 +227,10 @@ pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> an
         .score_batch(&[text.as_str()])?
         .pop()
         .context("the model gave no scores")?;
-    let probabilities = inference::calibration::probabilities(
-        &scored.logits,
-        model.card.temperature,
-        model.card.label_mode,
-    );
+    let probabilities = model
+        .card
+        .heads()
+        .probabilities(&scored.logits, model.card.temperature);
     let unfamiliarity = model.unfamiliarity(&scored);
     let decision = decider.decide_scored(&text, &probabilities, unfamiliarity, true);
     println!("model version {} ({})", version.id, version.kind);
@@ -254,6 +253,26 @@ pub async fn predict(store: &AnyStore, config: &Config, args: PredictArgs) -> an
             score.probability,
             score.threshold.min(1.0)
         );
+    }
+    // A taxonomy with groups: what each group got (a single-choice group one tag at most).
+    if decision.groups.len() > 1 {
+        for group in &decision.groups {
+            let top = group.scores.first().map_or_else(
+                || "no tags".to_string(),
+                |s| format!("likeliest {} {:.3}", s.tag.as_str(), s.probability),
+            );
+            let applied: Vec<&str> = group.tags.iter().map(|t| t.as_str()).collect();
+            println!(
+                "group {} ({}-choice): {} ({top})",
+                group.group.as_str(),
+                group.choice.as_str(),
+                if applied.is_empty() {
+                    "nothing applied".to_string()
+                } else {
+                    applied.join(", ")
+                }
+            );
+        }
     }
     if let Some(unfamiliarity) = decision.unfamiliarity {
         println!(
@@ -366,6 +385,17 @@ fn print_evaluation(
         println!(
             "unlike the training tickets (sent to review untagged): {:.1}%",
             share * 100.0
+        );
+    }
+    // One head per tag group: each group judged on the tickets that have its tags.
+    for group in &evaluation.groups {
+        println!(
+            "group {} ({}-choice): {} tickets, accuracy {:.3}  macro-F1 {:.3}",
+            group.group,
+            group.choice.as_str(),
+            group.examples,
+            group.accuracy,
+            group.macro_f1
         );
     }
     // The precision each threshold was chosen for, beside what it gave on the test split.
