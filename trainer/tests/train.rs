@@ -408,7 +408,7 @@ async fn a_grouped_project_trains_a_softmax_for_its_single_choice_group_and_is_j
     let kinds: Vec<&str> = card.tags[10..].iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         kinds,
-        ["Money", "Access", "Other"],
+        ["Access", "Money", "Other"],
         "a group's outputs run together"
     );
     // The Kind head is one softmax: its three probabilities sum to one on any text; the
