@@ -45,7 +45,7 @@ impl Scored {
     /// An `ngram` model's scores: the uncertainty of its logits and the share of unseen
     /// features.
     pub fn ngram(model: &NgramModel, text: &str, heads: &Heads) -> Self {
-        let (logits, unseen) = model.logits_and_unseen_share(text);
+        let (logits, unseen) = model.logits_and_unseen_prose_share(text);
         let signals = vec![out_of_distribution::uncertainty(&logits, heads), unseen];
         Self { logits, signals }
     }

@@ -107,14 +107,26 @@ impl NgramModel {
         self.logits_of_bag(&self.bag(&vector))
     }
 
-    /// Raw scores and the share of the text's distinct features this model has no row for
-    /// (1 for a text with no features at all: nothing in it was learned from).
-    pub fn logits_and_unseen_share(&self, text: &str) -> (Vec<f32>, f32) {
+    /// Raw scores of the whole text, and the share of unseen features among the words
+    /// people wrote in it (without stack traces and logs: see
+    /// [`datasets::text::traces::prose`]), so a pasted trace, whose class names and line
+    /// numbers are new in nearly every ticket, does not make a ticket unfamiliar alone.
+    pub fn logits_and_unseen_prose_share(&self, text: &str) -> (Vec<f32>, f32) {
         let (vector, total) = self.vectorize_counting(text);
-        let unseen = match total {
-            0 => 1.0,
-            _ => (total - vector.len()) as f32 / total as f32,
-        };
-        (self.logits_of_bag(&self.bag(&vector)), unseen)
+        let logits = self.logits_of_bag(&self.bag(&vector));
+        let prose = datasets::text::traces::prose(text);
+        if prose.len() == text.len() {
+            return (logits, unseen(vector.len(), total));
+        }
+        let (prose_vector, prose_total) = self.vectorize_counting(&prose);
+        (logits, unseen(prose_vector.len(), prose_total))
+    }
+}
+
+/// The share of `total` distinct features outside the `known` ones (1 without features).
+fn unseen(known: usize, total: usize) -> f32 {
+    match total {
+        0 => 1.0,
+        _ => (total - known) as f32 / total as f32,
     }
 }

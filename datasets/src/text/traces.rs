@@ -85,6 +85,30 @@ pub fn compact_traces(text: &str) -> String {
     out
 }
 
+/// The lines people wrote: `text` without stack frames, exception and log lines and the
+/// markers [`compact_traces`] leaves. A trace's identifiers (classes, files, line numbers)
+/// are new in nearly every ticket; whether a ticket is like those a model learned from is
+/// judged on its words, not on them.
+pub fn prose(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous = LineKind::Text;
+    for line in text.split('\n') {
+        let kind = classify(line, previous);
+        previous = kind;
+        if kind == LineKind::Text && !is_marker(line.trim()) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.pop();
+    out
+}
+
+/// The line `compact_traces` puts in place of a block's hidden lines.
+fn is_marker(t: &str) -> bool {
+    t.starts_with('[') && t.ends_with(" more lines]")
+}
+
 /// The language of a block's first frame; a log when it has log lines and no frames.
 fn block_kind(kinds: &[LineKind]) -> BlockKind {
     kinds
@@ -340,6 +364,28 @@ mod tests {
         ] {
             assert_eq!(kind(prose), LineKind::Text, "{prose}");
         }
+    }
+
+    #[test]
+    fn prose_keeps_the_words_people_wrote_and_drops_frames_exceptions_logs_and_markers() {
+        let text = "The export fails since Monday.\n\
+            java.lang.NullPointerException: total was null\n\
+            \tat com.acme.billing.InvoiceView.render(InvoiceView.java:88)\n\
+            \tat com.acme.billing.InvoiceView.open(InvoiceView.java:41)\n\
+            [Java stack trace: 40 more lines]\n\
+            2026-12-01 10:00:01 ERROR export failed\n\
+            Please help, we need the invoices today.";
+        assert_eq!(
+            prose(text),
+            "The export fails since Monday.\nPlease help, we need the invoices today."
+        );
+        assert_eq!(prose("no trace at all"), "no trace at all");
+        let mut long = String::from("Saving fails:\njava.lang.IllegalStateException: closed\n");
+        for i in 0..40 {
+            long.push_str(&format!("\tat com.acme.Layer{i}.call(Layer{i}.java:{i})\n"));
+        }
+        long.push_str("Please help");
+        assert_eq!(prose(&compact_traces(&long)), "Saving fails:\nPlease help");
     }
 
     #[test]

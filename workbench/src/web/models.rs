@@ -367,7 +367,10 @@ fn confusion(label: String, version: &ModelVersion, single: bool) -> Value {
         .get("confusion")
         .cloned()
         .unwrap_or_default();
-    let square = single
+    // A model with one head per tag group records per-tag [tp, fp, fn, tn] cells, even in a
+    // single-label project.
+    let grouped = version.metrics.get("groups").is_some();
+    let square = (single && !grouped)
         .then(|| confusion::square_matrix(&recorded))
         .flatten();
     let Some(matrix) = square else {
