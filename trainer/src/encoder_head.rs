@@ -1060,4 +1060,84 @@ mod tests {
             assert_eq!(predicted, example.targets);
         }
     }
+
+    #[test]
+    fn a_grouped_head_learns_a_softmax_per_single_choice_group_beside_sigmoids() {
+        // Outputs 0..3: a single-choice group (which third of the circle the point is in);
+        // outputs 3..5: a multi-choice group (x > 0, y > 0). A third of the tickets have no
+        // tag of the single-choice group and must not pull its softmax anywhere.
+        use inference::heads::Head;
+        let heads = Heads::grouped(
+            &[
+                Head {
+                    name: "Type".into(),
+                    choice: GroupChoice::Single,
+                    start: 0,
+                    len: 3,
+                },
+                Head {
+                    name: "Topics".into(),
+                    choice: GroupChoice::Multi,
+                    start: 3,
+                    len: 2,
+                },
+            ],
+            5,
+        )
+        .unwrap();
+        let mut embeddings = HashMap::new();
+        let mut examples = Vec::new();
+        for i in 0..300i64 {
+            let angle = (i as f32) * 2.399; // golden angle: points all around the circle
+            let (x, y) = (angle.cos(), angle.sin());
+            embeddings.insert(TicketId(i), vec![x, y, 1.0]);
+            let third = (((y.atan2(x) + std::f32::consts::PI) / (2.0 * std::f32::consts::PI) * 3.0)
+                as usize)
+                .min(2);
+            let mut targets = Vec::new();
+            if i % 3 != 0 {
+                targets.push(third);
+            }
+            if x > 0.0 {
+                targets.push(3);
+            }
+            if y > 0.0 {
+                targets.push(4);
+            }
+            examples.push(example(i, "", targets));
+        }
+        let refs: Vec<&Example> = examples.iter().collect();
+        let params = EncoderHeadParams {
+            learning_rate: 0.1,
+            minibatch: 32,
+            ..EncoderHeadParams::default()
+        };
+        let fitted = fit_head(&heads, 5, 3, &embeddings, &refs, &[], &params, 200, |_| {}).unwrap();
+        let logits = head_logits(&fitted.head, &examples, &embeddings);
+        let mut right = 0;
+        let mut judged = 0;
+        for (example, scores) in examples.iter().zip(&logits) {
+            let p = heads.probabilities(scores, 1.0);
+            assert!(
+                (p[..3].iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                "one softmax: {p:?}"
+            );
+            let topics: Vec<usize> = (3..5).filter(|&t| p[t] >= 0.5).collect();
+            let truth: Vec<usize> = example
+                .targets
+                .iter()
+                .copied()
+                .filter(|&t| t >= 3)
+                .collect();
+            assert_eq!(topics, truth, "the multi-choice group's sigmoids");
+            if let Some(&third) = example.targets.first().filter(|&&t| t < 3) {
+                judged += 1;
+                let best = (0..3).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
+                right += usize::from(best == third);
+            }
+        }
+        // Thirds of a circle are not linearly separable at their borders everywhere, but
+        // nearly: far above a third right by chance.
+        assert!(right * 10 >= judged * 8, "{right} of {judged}");
+    }
 }
