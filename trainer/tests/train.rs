@@ -383,13 +383,28 @@ async fn grouped_project(store: &AnyStore, tickets: usize) -> Project {
 #[tokio::test]
 async fn a_grouped_project_trains_a_softmax_for_its_single_choice_group_and_is_judged_per_group() {
     let database = TestDatabase::sqlite().unwrap();
-    let store = database.store().await.unwrap();
-    let project = grouped_project(&store, 600).await;
+    grouped_training(&database.store().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn grouped_training_works_the_same_on_postgres() {
+    let Some(database) = TestDatabase::postgres("grouped_training_works_the_same_on_postgres")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    grouped_training(&database.store().await.unwrap()).await;
+    database.drop_database().await.unwrap();
+}
+
+async fn grouped_training(store: &AnyStore) {
+    let project = grouped_project(store, 600).await;
     let models = tempfile::tempdir().unwrap();
-    let outcome = train(&store, &project, &quick(), models.path(), |_| {})
+    let outcome = train(store, &project, &quick(), models.path(), |_| {})
         .await
         .unwrap();
-    let version = find_version(&store, &project, None).await.unwrap();
+    let version = find_version(store, &project, None).await.unwrap();
     let model = load_version(&version).unwrap();
     let card = &model.card;
     // Two heads: the default group's topics (several per ticket), then Kind (one).
@@ -430,7 +445,7 @@ async fn a_grouped_project_trains_a_softmax_for_its_single_choice_group_and_is_j
     assert!(groups[1].accuracy > 0.7, "{:?}", groups[1]);
     assert!(groups[1].examples > 0 && groups[1].examples <= outcome.evaluation.examples);
     // Evaluated again from the stored version, with the same groups.
-    let (again, _) = evaluate_version(&store, &project, &version).await.unwrap();
+    let (again, _) = evaluate_version(store, &project, &version).await.unwrap();
     assert_eq!(again.groups.len(), 2);
     assert!((again.groups[1].accuracy - groups[1].accuracy).abs() < 1e-9);
 
