@@ -245,7 +245,7 @@ mod tests {
             let priorities: Vec<&datasets::TagName> = ticket
                 .tags
                 .iter()
-                .filter(|t| group_of(*t) == "Priority")
+                .filter(|t| group_of(t) == "Priority")
                 .collect();
             assert!(priorities.len() <= 1, "{named:?}");
             if let [priority] = priorities.as_slice() {
