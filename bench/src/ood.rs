@@ -249,6 +249,7 @@ async fn import(url: &str, files: &Files) -> anyhow::Result<(AnyStore, datasets:
                 text: vec!["text".into()],
                 label: Some("intent".into()),
                 id: None,
+                groups: Vec::new(),
             },
             &file.display().to_string(),
         );

@@ -2,6 +2,10 @@
 //! synthetic support tickets. Every sentence here is written for this project, so the demo
 //! carries no third-party text and the same seed always gives the same tickets.
 
+mod groups;
+
+pub use groups::{DemoGroup, generate_grouped, grouped_taxonomy};
+
 use crate::names::TagName;
 use crate::tag::{KeywordRules, NewTag};
 use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
@@ -46,10 +50,25 @@ pub struct DemoTicket {
 /// order, whatever `now` is: `now` only places them in time. A model trained on them is
 /// then the same on every day of the week, and so are the tests that train one.
 pub fn generate(count: usize, seed: u64, now: DateTime<Utc>) -> Vec<DemoTicket> {
+    drawn_tickets(count, seed, now)
+        .into_iter()
+        .map(|drawn| drawn.ticket)
+        .collect()
+}
+
+/// A generated ticket with what the generator knows and the labels do not say: the tags it
+/// was written about (before a hurried agent's mistakes) and the customer's plan.
+struct Drawn {
+    ticket: DemoTicket,
+    truth: Vec<usize>,
+    plan: &'static str,
+}
+
+fn drawn_tickets(count: usize, seed: u64, now: DateTime<Utc>) -> Vec<Drawn> {
     let names = tag_names();
     let mut rng = Rng::new(seed);
     let calendar = Calendar::new(now);
-    let mut tickets: Vec<(f64, DemoTicket)> = (0..count)
+    let mut tickets: Vec<(f64, Drawn)> = (0..count)
         .map(|_| one_ticket(&mut rng, &names, &calendar))
         .collect();
     // Ids follow creation order, as a real help desk numbers its tickets. Sorting by the
@@ -59,9 +78,9 @@ pub fn generate(count: usize, seed: u64, now: DateTime<Utc>) -> Vec<DemoTicket> 
     tickets
         .into_iter()
         .enumerate()
-        .map(|(index, (_, mut ticket))| {
-            ticket.external_id = format!("DEMO-{:05}", index + 1);
-            ticket
+        .map(|(index, (_, mut drawn))| {
+            drawn.ticket.external_id = format!("DEMO-{:05}", index + 1);
+            drawn
         })
         .collect()
 }
@@ -736,7 +755,7 @@ impl Context {
 }
 
 /// One ticket and its age as a share of the history (0 now, 1 the oldest).
-fn one_ticket(rng: &mut Rng, names: &[TagName], calendar: &Calendar) -> (f64, DemoTicket) {
+fn one_ticket(rng: &mut Rng, names: &[TagName], calendar: &Calendar) -> (f64, Drawn) {
     let age = draw_age(rng);
     let created_at = calendar.place(age);
     let recent = age < TREND_DAYS as f64 / HISTORY_DAYS as f64;
@@ -815,6 +834,7 @@ fn one_ticket(rng: &mut Rng, names: &[TagName], calendar: &Calendar) -> (f64, De
 
     // Unlabelled tickets are written the same way, so the model meets the same kind of text.
     let labelled = !rng.chance(0.15);
+    let truth = tags.clone();
     let mut tags = tags;
     if rng.chance(0.05) && !tags.contains(&CONFUSED_WITH[primary]) {
         tags[0] = CONFUSED_WITH[primary];
@@ -832,13 +852,17 @@ fn one_ticket(rng: &mut Rng, names: &[TagName], calendar: &Calendar) -> (f64, De
     };
     (
         age,
-        DemoTicket {
-            external_id: String::new(),
-            subject,
-            body,
-            metadata,
-            created_at,
-            tags,
+        Drawn {
+            ticket: DemoTicket {
+                external_id: String::new(),
+                subject,
+                body,
+                metadata,
+                created_at,
+                tags,
+            },
+            truth,
+            plan: context.plan,
         },
     )
 }

@@ -285,6 +285,12 @@ pub struct ImportArgs {
     /// Splits the label column into several tags (e.g. ";"); without it the cell is one tag.
     #[arg(long)]
     pub label_separator: Option<String>,
+    /// The column giving one tag group's tags, as GROUP=COLUMN (e.g. Priority=priority);
+    /// repeat it for each group. A single-choice group's cell is one tag; a multi-choice
+    /// group's cell is split by --label-separator. A group the project lacks is created
+    /// (single-choice) when tags may be created, else the import stops before writing.
+    #[arg(long = "group-column", value_name = "GROUP=COLUMN")]
+    pub group_columns: Vec<datasets::import::GroupColumn>,
     /// Column with the ticket's id in its source system [default: FILE-NAME:LINE].
     #[arg(long)]
     pub id_column: Option<String>,
@@ -362,5 +368,37 @@ mod tests {
         };
         assert_eq!(args.text_columns, ["subject", "body"]);
         assert_eq!(args.split, SplitChoice::Train);
+    }
+
+    #[test]
+    fn import_takes_repeated_group_columns_and_refuses_a_malformed_one() {
+        let parse = |group: &str| {
+            Cli::try_parse_from([
+                "tagger",
+                "import",
+                "--project",
+                "b77",
+                "--file",
+                "x.csv",
+                "--text-column",
+                "body",
+                "--group-column",
+                "Priority=priority",
+                "--group-column",
+                group,
+            ])
+        };
+        let Command::Import(args) = parse("Type = kind").unwrap().command else {
+            panic!("not import");
+        };
+        let given: Vec<(&str, &str)> = args
+            .group_columns
+            .iter()
+            .map(|g| (g.group.as_str(), g.column.as_str()))
+            .collect();
+        assert_eq!(given, [("Priority", "priority"), ("Type", "kind")]);
+        for bad in ["Type", "Type=", "=kind"] {
+            assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -60,6 +60,20 @@
     }
   });
 
+  // A single-choice tag group (Type, Priority) takes one tag: ticking one clears the
+  // group's others, on the review and ticket pages. The store refuses two anyway; this keeps
+  // the form from asking.
+  var singleChoice = function (box) {
+    var group = box.closest("fieldset[data-single-choice]");
+    if (!group || !box.checked || box.type === "radio") return;
+    group.querySelectorAll('input[name="tags"]').forEach(function (other) {
+      if (other !== box) other.checked = false;
+    });
+  };
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "tags") singleChoice(event.target);
+  });
+
   // The review page: 1–9 and the letters shown toggle tags, Enter confirms, s skips, u
   // undoes; with more tags than keys, "/" opens a filter that finds any tag by name.
   var review = document.querySelector("form[data-review]");
@@ -67,6 +81,7 @@
     var filter = document.querySelector("[data-tag-filter]");
     var toggle = function (box) {
       box.checked = box.type === "radio" ? true : !box.checked;
+      singleChoice(box);
     };
     var matches = function () {
       var text = filter ? filter.value.trim().toLowerCase() : "";

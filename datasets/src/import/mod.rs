@@ -2,6 +2,14 @@
 //! transaction. A file reader on its own thread hands records to the async writer through a
 //! small bounded channel, so memory stays flat whatever the file's size.
 //!
+//! Tag groups: `ImportOptions::group_columns` names, for some of the project's tag groups, the
+//! column that gives each ticket's tags of that group (`--group-column Priority=priority`):
+//! one tag for a single-choice group (the whole cell), several for a multi-choice group (the
+//! cell split by the label separator, or a JSON list). A group the project does not have is
+//! created as single-choice when tags may be created (a new project, or `--create-tags`);
+//! otherwise the import fails before it writes anything. A value naming a tag of another
+//! group, or a second tag of a single-choice group (from any column), is a bad row.
+//!
 //! Bad rows: in `abort` mode (the default) the first bad row rolls everything back and is
 //! reported; in `skip` mode bad rows are reported with their line number and reason, and
 //! every good row is imported.
@@ -13,12 +21,14 @@ pub use reader::{
 };
 
 use crate::error::StoreError;
-use crate::ids::TagId;
+use crate::ids::{TagGroupId, TagId};
 use crate::ingest::{BatchError, VerdictError, Verdicts, write_batch};
+use crate::names::TagGroupName;
 use crate::names::{ProjectName, TagName};
 use crate::project::LabelMode;
 use crate::split::{DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, StratifiedSplitter};
 use crate::store::{ImportRow, ImportWriter, Store};
+use crate::tag_group::{GroupChoice, NewTagGroup, TagGroup};
 use crate::ticket::{NewTicket, Split, replace_nul_characters};
 use serde::Serialize;
 use std::io::Read;
@@ -75,6 +85,31 @@ impl FromStr for OnBadRow {
     }
 }
 
+/// One `--group-column GROUP=COLUMN`: the column that gives the tags of one tag group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupColumn {
+    pub group: TagGroupName,
+    pub column: String,
+}
+
+impl FromStr for GroupColumn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (group, column) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not GROUP=COLUMN (e.g. Priority=priority)"))?;
+        let column = column.trim();
+        if column.is_empty() {
+            return Err(format!("{s:?} names no column after '='"));
+        }
+        Ok(Self {
+            group: TagGroupName::parse(group.trim())
+                .map_err(|e| format!("group {group:?}: {e}"))?,
+            column: column.to_string(),
+        })
+    }
+}
+
 /// Everything `tagger import` takes.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -83,6 +118,9 @@ pub struct ImportOptions {
     pub columns: ColumnMap,
     /// Splits a label cell into several tags; without it the whole cell is one tag.
     pub label_separator: Option<String>,
+    /// Columns that give the tags of one tag group each (see the module's documentation);
+    /// `import_file` reads them itself, so `columns.groups` is left empty.
+    pub group_columns: Vec<GroupColumn>,
     /// Where the tickets came from; with no id column, ids are `file name:line`.
     pub source: String,
     /// Used in `file name:line` ids and in the labels' `set_by`.
@@ -111,6 +149,7 @@ impl ImportOptions {
             format,
             columns,
             label_separator: None,
+            group_columns: Vec::new(),
             source: "import".into(),
             file_name: file_name.into(),
             split: SplitChoice::Auto,
@@ -135,6 +174,8 @@ pub struct ImportReport {
     pub train: u64,
     pub test: u64,
     pub tags_created: Vec<String>,
+    /// Tag groups the import created (for `group_columns` the project did not have).
+    pub groups_created: Vec<String>,
     /// Rows left out (skip mode), the first `MAX_REPORTED_PROBLEMS` of them.
     pub skipped: Vec<RowProblem>,
     pub skipped_count: u64,
@@ -152,6 +193,13 @@ pub enum ImportError {
         /// Rows of earlier batches, already committed.
         imported: u64,
     },
+    /// A group column names a group the project does not have, and tags may not be created.
+    #[error(
+        "project {project:?} has no tag group named {group:?}: add it on the Taxonomy page, or allow creating tags (--create-tags) to have the import create it as a single-choice group"
+    )]
+    UnknownGroup { project: String, group: String },
+    #[error("tag group {0:?} is given two columns")]
+    GroupTwice(String),
     #[error("the file has a header but no rows")]
     NoRows,
     #[error("every row was bad; nothing was imported (first: line {}: {})", .0.line, .0.reason)]
@@ -186,7 +234,13 @@ pub async fn import_file<S: Store, V: Verdicts, R: Read + Send + 'static>(
     options: &ImportOptions,
     verdicts: &V,
 ) -> Result<ImportReport, ImportError> {
-    let records = open_records(input, options.format, options.columns.clone())?;
+    let mut columns = options.columns.clone();
+    columns.groups = options
+        .group_columns
+        .iter()
+        .map(|g| g.column.clone())
+        .collect();
+    let records = open_records(input, options.format, columns)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Vec<_>, FileProblem>>(4);
     // csv and std::io block; keep them off the async workers.
     let reading = tokio::task::spawn_blocking(move || {
@@ -226,16 +280,51 @@ pub async fn import_file<S: Store, V: Verdicts, R: Read + Send + 'static>(
     let mut writer = store
         .begin_import(&options.project, Some(mode), &set_by)
         .await?;
-    let mut converter = RowConverter {
-        options,
-        splitter: StratifiedSplitter::new(options.seed, options.test_fraction),
-        may_create_tags: existing.is_none() || options.create_tags,
-        single_label: writer.project().label_mode == LabelMode::Single,
-    };
+    let may_create_tags = existing.is_none() || options.create_tags;
     let mut report = ImportReport {
         project: writer.project().name.to_string(),
         project_created: existing.is_none(),
         ..ImportReport::default()
+    };
+    // Groups are settled before any row: a group the project lacks fails the import while
+    // nothing is written (dropping the writer rolls back a project it created).
+    let mut groups: Vec<TagGroup> = Vec::with_capacity(options.group_columns.len());
+    for column in &options.group_columns {
+        let folded = column.group.folded();
+        let found = writer
+            .groups()
+            .iter()
+            .find(|g| g.name.folded() == folded)
+            .cloned();
+        let group = match found {
+            Some(group) => group,
+            None if may_create_tags => {
+                report.groups_created.push(column.group.to_string());
+                writer
+                    .create_tag_group(&NewTagGroup {
+                        name: column.group.clone(),
+                        choice: GroupChoice::Single,
+                    })
+                    .await?
+            }
+            None => {
+                return Err(ImportError::UnknownGroup {
+                    project: writer.project().name.to_string(),
+                    group: column.group.to_string(),
+                });
+            }
+        };
+        if groups.iter().any(|g| g.id == group.id) {
+            return Err(ImportError::GroupTwice(group.name.to_string()));
+        }
+        groups.push(group);
+    }
+    let mut converter = RowConverter {
+        options,
+        splitter: StratifiedSplitter::new(options.seed, options.test_fraction),
+        may_create_tags,
+        single_label: writer.project().label_mode == LabelMode::Single,
+        groups,
     };
 
     while let Some(batch) = receiver.recv().await {
@@ -298,6 +387,8 @@ struct RowConverter<'a> {
     splitter: StratifiedSplitter,
     may_create_tags: bool,
     single_label: bool,
+    /// The groups of `options.group_columns`, in their order.
+    groups: Vec<TagGroup>,
 }
 
 impl RowConverter<'_> {
@@ -322,6 +413,50 @@ impl RowConverter<'_> {
             ))));
         }
         let mut tags: Vec<TagId> = Vec::with_capacity(names.len());
+        let mut chosen: Vec<(TagId, TagName)> = Vec::with_capacity(names.len());
+        // Group columns first: a tag they name is created in its group, so the label column
+        // of the same file (an export's `tags`, which repeats every tag) then finds it there
+        // instead of creating it in the default group.
+        let mut group_names: Vec<TagName> = Vec::new();
+        for (group, cell) in self.groups.iter().zip(&record.group_labels) {
+            let given = match self.group_tag_names(group, cell) {
+                Ok(given) => given,
+                Err(reason) => return Ok(Err(problem(reason))),
+            };
+            for name in given {
+                let id = match writer.tags().get(&name.folded()).copied() {
+                    Some(id) => {
+                        let home = writer.tag_groups().get(&id).copied();
+                        if home != Some(group.id) {
+                            return Ok(Err(problem(format!(
+                                "tag {:?} is in group {:?}, not in {:?}",
+                                name.as_str(),
+                                group_name(writer.groups(), home),
+                                group.name.as_str()
+                            ))));
+                        }
+                        id
+                    }
+                    None if self.may_create_tags => {
+                        report.tags_created.push(name.to_string());
+                        writer.create_tag_in(&name, group.id).await?
+                    }
+                    None => {
+                        return Ok(Err(problem(format!(
+                            "unknown tag {:?} in group {:?}: project {:?} has no such tag (add it first, or pass --create-tags)",
+                            name.as_str(),
+                            group.name.as_str(),
+                            writer.project().name.as_str()
+                        ))));
+                    }
+                };
+                if !tags.contains(&id) {
+                    tags.push(id);
+                    chosen.push((id, name.clone()));
+                    group_names.push(name);
+                }
+            }
+        }
         for name in &names {
             let id = match writer.tags().get(&name.folded()) {
                 Some(id) => *id,
@@ -339,7 +474,14 @@ impl RowConverter<'_> {
             };
             if !tags.contains(&id) {
                 tags.push(id);
+                chosen.push((id, name.clone()));
             }
+        }
+        // The split is stratified by the first tag: the label column's, else the groups'.
+        let mut names = names;
+        names.extend(group_names);
+        if let Some(reason) = single_choice_clash(writer.groups(), writer.tag_groups(), &chosen) {
+            return Ok(Err(problem(reason)));
         }
 
         let (subject, body) = match record.texts.as_slice() {
@@ -404,6 +546,33 @@ impl RowConverter<'_> {
         }))
     }
 
+    /// The tag names a group column's cell gives: the whole cell for a single-choice group (a
+    /// list of more than one is refused), the cell split by the label separator for a
+    /// multi-choice one.
+    fn group_tag_names(&self, group: &TagGroup, cell: &LabelCell) -> Result<Vec<TagName>, String> {
+        let raw: Vec<&str> = match (cell, group.choice, &self.options.label_separator) {
+            (LabelCell::Missing, _, _) => Vec::new(),
+            (LabelCell::Text(text), GroupChoice::Multi, Some(separator)) => {
+                text.split(separator.as_str()).collect()
+            }
+            (LabelCell::Text(text), _, _) => vec![text.as_str()],
+            (LabelCell::List(items), _, _) => items.iter().map(String::as_str).collect(),
+        };
+        let names = raw
+            .into_iter()
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| TagName::parse(name.trim()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if group.choice == GroupChoice::Single && names.len() > 1 {
+            return Err(format!(
+                "group {:?} is single-choice but its column gives {} tags",
+                group.name.as_str(),
+                names.len()
+            ));
+        }
+        Ok(names)
+    }
+
     fn tag_names(&self, cell: &LabelCell) -> Result<Vec<TagName>, String> {
         let raw: Vec<&str> = match (cell, &self.options.label_separator) {
             (LabelCell::Missing, _) => Vec::new(),
@@ -416,4 +585,43 @@ impl RowConverter<'_> {
             .map(|name| TagName::parse(name).map_err(|e| e.to_string()))
             .collect()
     }
+}
+
+/// The name of a group by id, for messages.
+fn group_name(groups: &[TagGroup], id: Option<TagGroupId>) -> String {
+    id.and_then(|id| groups.iter().find(|g| g.id == id))
+        .map_or_else(|| "?".to_string(), |g| g.name.to_string())
+}
+
+/// Why `chosen` cannot go together: two of them in one single-choice group (the store
+/// refuses such a set from people; an import must not write one either). `None` when they
+/// can.
+fn single_choice_clash(
+    groups: &[TagGroup],
+    group_of: &std::collections::HashMap<TagId, TagGroupId>,
+    chosen: &[(TagId, TagName)],
+) -> Option<String> {
+    for (index, (tag, name)) in chosen.iter().enumerate() {
+        let Some(group) = group_of.get(tag) else {
+            continue;
+        };
+        let Some(single) = groups
+            .iter()
+            .find(|g| g.id == *group && g.choice == GroupChoice::Single)
+        else {
+            continue;
+        };
+        if let Some((_, other)) = chosen[..index]
+            .iter()
+            .find(|(other, _)| group_of.get(other) == Some(group))
+        {
+            return Some(format!(
+                "group {:?} is single-choice: give at most one of its tags (got {:?} and {:?})",
+                single.name.as_str(),
+                other.as_str(),
+                name.as_str()
+            ));
+        }
+    }
+    None
 }

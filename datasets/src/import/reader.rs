@@ -42,6 +42,9 @@ pub struct ColumnMap {
     pub text: Vec<String>,
     pub label: Option<String>,
     pub id: Option<String>,
+    /// Columns that each give the tags of one tag group (`ImportOptions::group_columns`
+    /// names the groups, in the same order).
+    pub groups: Vec<String>,
 }
 
 /// One record's fields, still untrusted.
@@ -52,6 +55,8 @@ pub struct RawRecord {
     pub texts: Vec<String>,
     /// The label cell: a string, or for JSON Lines possibly a list.
     pub labels: LabelCell,
+    /// The cells of `ColumnMap::groups`, in its order.
+    pub group_labels: Vec<LabelCell>,
     pub id: Option<String>,
     /// The reserved columns `source`, `split` and `created_at`, as an export writes them.
     pub reserved: ReservedFields,
@@ -139,6 +144,7 @@ fn check_options(columns: &ColumnMap) -> Result<(), FileProblem> {
     let mut named: Vec<&String> = columns.text.iter().collect();
     named.extend(columns.label.iter());
     named.extend(columns.id.iter());
+    named.extend(columns.groups.iter());
     for (i, name) in named.iter().enumerate() {
         if named[..i].contains(name) {
             return Err(FileProblem::DuplicateColumn((*name).clone()));
@@ -152,6 +158,7 @@ struct CsvRecords<R: Read> {
     headers: Vec<String>,
     text_index: Vec<usize>,
     label_index: Option<usize>,
+    group_index: Vec<usize>,
     id_index: Option<usize>,
     record: csv::ByteRecord,
 }
@@ -196,11 +203,17 @@ impl<R: Read> CsvRecords<R> {
             .collect::<Result<Vec<_>, _>>()?;
         let label_index = columns.label.as_ref().map(find).transpose()?;
         let id_index = columns.id.as_ref().map(find).transpose()?;
+        let group_index = columns
+            .groups
+            .iter()
+            .map(find)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             reader,
             headers,
             text_index,
             label_index,
+            group_index,
             id_index,
             record: csv::ByteRecord::new(),
         })
@@ -229,12 +242,18 @@ impl<R: Read> CsvRecords<R> {
             Some(i) => LabelCell::Text(self.field(i, line)?),
             None => LabelCell::Missing,
         };
+        let group_labels = self
+            .group_index
+            .iter()
+            .map(|&i| self.field(i, line).map(LabelCell::Text))
+            .collect::<Result<Vec<_>, _>>()?;
         let id = self.id_index.map(|i| self.field(i, line)).transpose()?;
         let mut metadata = serde_json::Map::new();
         let mut reserved = ReservedFields::default();
         for (i, header) in self.headers.iter().enumerate() {
             let used = self.text_index.contains(&i)
                 || self.label_index == Some(i)
+                || self.group_index.contains(&i)
                 || self.id_index == Some(i);
             if used || header.is_empty() {
                 continue;
@@ -257,6 +276,7 @@ impl<R: Read> CsvRecords<R> {
             line,
             texts,
             labels,
+            group_labels,
             id,
             reserved,
             metadata,
@@ -346,10 +366,10 @@ impl<R: Read> JsonlRecords<R> {
                 Some(other) => texts.push(other.to_string()),
             }
         }
-        let labels = match self.columns.label.as_ref().and_then(|c| object.remove(c)) {
-            None | Some(serde_json::Value::Null) => LabelCell::Missing,
-            Some(serde_json::Value::String(s)) => LabelCell::Text(s),
-            Some(serde_json::Value::Array(items)) => LabelCell::List(
+        let label_cell = |value: Option<serde_json::Value>| match value {
+            None | Some(serde_json::Value::Null) => Ok(LabelCell::Missing),
+            Some(serde_json::Value::String(s)) => Ok(LabelCell::Text(s)),
+            Some(serde_json::Value::Array(items)) => Ok(LabelCell::List(
                 items
                     .into_iter()
                     .map(|item| match item {
@@ -357,13 +377,27 @@ impl<R: Read> JsonlRecords<R> {
                         other => Err(problem(format!("label {other} is not a string"))),
                     })
                     .collect::<Result<_, _>>()?,
-            ),
-            Some(other) => {
-                return Err(problem(format!(
-                    "labels {other} are not a string or a list"
-                )));
-            }
+            )),
+            Some(other) => Err(problem(format!(
+                "labels {other} are not a string or a list"
+            ))),
         };
+        let labels = label_cell(self.columns.label.as_ref().and_then(|c| object.remove(c)))?;
+        // An export's `groups` object (group name → tags) is bookkeeping, not metadata; a
+        // group column not found at the top level is looked up there.
+        let mut nested = match object.get("groups") {
+            Some(serde_json::Value::Object(_)) => match object.remove("groups") {
+                Some(serde_json::Value::Object(nested)) => nested,
+                _ => serde_json::Map::new(),
+            },
+            _ => serde_json::Map::new(),
+        };
+        let group_labels = self
+            .columns
+            .groups
+            .iter()
+            .map(|c| label_cell(object.remove(c).or_else(|| nested.remove(c))))
+            .collect::<Result<Vec<_>, _>>()?;
         let id = match self.columns.id.as_ref().and_then(|c| object.remove(c)) {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s),
@@ -385,6 +419,7 @@ impl<R: Read> JsonlRecords<R> {
             line,
             texts,
             labels,
+            group_labels,
             id,
             reserved,
             metadata: object,
@@ -422,6 +457,7 @@ mod tests {
             text: text.iter().map(|s| s.to_string()).collect(),
             label: label.map(str::to_string),
             id: None,
+            groups: Vec::new(),
         }
     }
 

@@ -92,6 +92,29 @@ impl ImportWriter for AnyImport {
         dispatch_import!(self, import => import.create_tag(name).await)
     }
 
+    fn groups(&self) -> &[crate::tag_group::TagGroup] {
+        dispatch_import!(self, import => import.groups())
+    }
+
+    fn tag_groups(&self) -> &HashMap<TagId, crate::ids::TagGroupId> {
+        dispatch_import!(self, import => import.tag_groups())
+    }
+
+    async fn create_tag_group(
+        &mut self,
+        group: &crate::tag_group::NewTagGroup,
+    ) -> StoreResult<crate::tag_group::TagGroup> {
+        dispatch_import!(self, import => import.create_tag_group(group).await)
+    }
+
+    async fn create_tag_in(
+        &mut self,
+        name: &TagName,
+        group: crate::ids::TagGroupId,
+    ) -> StoreResult<TagId> {
+        dispatch_import!(self, import => import.create_tag_in(name, group).await)
+    }
+
     async fn write(&mut self, rows: Vec<ImportRow>) -> StoreResult<()> {
         dispatch_import!(self, import => import.write(rows).await)
     }

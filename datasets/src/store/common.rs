@@ -1,7 +1,7 @@
 //! Column lists and helpers the shared SQL in `sql/` uses across aggregates.
 
-use crate::error::StoreError;
-use crate::ids::{ProjectId, TagId};
+use crate::error::{StoreError, StoreResult};
+use crate::ids::{ProjectId, TagGroupId, TagId};
 use crate::label::Label;
 use crate::label::tags_in_force;
 use crate::names::TagName;
@@ -10,6 +10,26 @@ use crate::tag::Tag;
 use crate::tag_group::{TagGroup, single_choice_clash};
 use crate::ticket::{LabelledTicket, Ticket};
 use std::collections::{HashMap, HashSet};
+
+/// A project's taxonomy as an import sees it: tags by folded name, groups in listing order
+/// and each tag's group, kept up to date as the import adds tags and groups.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ImportTaxonomy {
+    pub(crate) tags: HashMap<String, TagId>,
+    pub(crate) groups: Vec<TagGroup>,
+    pub(crate) group_of: HashMap<TagId, TagGroupId>,
+}
+
+impl ImportTaxonomy {
+    /// The project's default group; every project has one (migration 0017).
+    pub(crate) fn default_group(&self) -> StoreResult<TagGroupId> {
+        self.groups
+            .iter()
+            .find(|g| g.is_default)
+            .map(|g| g.id)
+            .ok_or_else(|| StoreError::NotFound("the project's default tag group".into()))
+    }
+}
 
 /// `$from, $from+1, …` for `count` values, to build `IN (…)` lists.
 pub(crate) fn placeholders(from: usize, count: usize) -> String {

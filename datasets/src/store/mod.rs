@@ -57,9 +57,10 @@ pub use webhook_store::WebhookStore;
 pub use writeback_store::WriteBackStore;
 
 use crate::error::StoreResult;
-use crate::ids::TagId;
+use crate::ids::{TagGroupId, TagId};
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project};
+use crate::tag_group::{NewTagGroup, TagGroup};
 use crate::ticket::NewTicket;
 use std::collections::HashMap;
 use std::future::Future;
@@ -94,8 +95,23 @@ pub trait ImportWriter: Send {
     fn project(&self) -> &Project;
     /// The project's tags, keyed by their case-folded name.
     fn tags(&self) -> &HashMap<String, TagId>;
-    /// Adds a tag found in the file.
+    /// Adds a tag found in the file to the project's default group.
     fn create_tag(&mut self, name: &TagName) -> impl Future<Output = StoreResult<TagId>> + Send;
+    /// The project's tag groups in listing order (those the import created included).
+    fn groups(&self) -> &[TagGroup];
+    /// The group of each of the project's tags.
+    fn tag_groups(&self) -> &HashMap<TagId, TagGroupId>;
+    /// Adds a tag group the file names; a name the project has is a conflict.
+    fn create_tag_group(
+        &mut self,
+        group: &NewTagGroup,
+    ) -> impl Future<Output = StoreResult<TagGroup>> + Send;
+    /// Adds a tag found in the file to one of the project's groups.
+    fn create_tag_in(
+        &mut self,
+        name: &TagName,
+        group: TagGroupId,
+    ) -> impl Future<Output = StoreResult<TagId>> + Send;
     /// Stores a batch of rows and commits them: upserts the tickets and replaces their
     /// imported labels.
     fn write(&mut self, rows: Vec<ImportRow>) -> impl Future<Output = StoreResult<()>> + Send;

@@ -3,11 +3,13 @@
 
 use super::common::*;
 use super::{ImportCounts, ImportRow, ImportWriter, SchemaStore, Store};
-use crate::error::{StoreError, StoreResult, conflict_on_unique};
+use crate::error::{StoreError, StoreResult};
+use crate::ids::TagGroupId;
 use crate::ids::TagId;
 use crate::label::LabelAction;
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project};
+use crate::tag_group::{NewTagGroup, TagGroup};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -161,11 +163,11 @@ impl Store for PgStore {
             .bind(format!("import:{}", project.folded()))
             .execute(&mut *tx)
             .await?;
-        let (project_row, tags) = Self::import_target_in(&mut tx, project, create).await?;
+        let (project_row, taxonomy) = Self::import_target_in(&mut tx, project, create).await?;
         Ok(PgImport {
             pool: self.pool.clone(),
             tx,
-            tags,
+            taxonomy,
             project: project_row,
             set_by: set_by.to_string(),
             counts: ImportCounts::default(),
@@ -180,7 +182,7 @@ pub struct PgImport {
     pool: PgPool,
     tx: Transaction<'static, Postgres>,
     project: Project,
-    tags: HashMap<String, TagId>,
+    taxonomy: ImportTaxonomy,
     set_by: String,
     counts: ImportCounts,
 }
@@ -290,24 +292,33 @@ impl ImportWriter for PgImport {
     }
 
     fn tags(&self) -> &HashMap<String, TagId> {
-        &self.tags
+        &self.taxonomy.tags
+    }
+
+    fn groups(&self) -> &[TagGroup] {
+        &self.taxonomy.groups
+    }
+
+    fn tag_groups(&self) -> &HashMap<TagId, TagGroupId> {
+        &self.taxonomy.group_of
     }
 
     async fn create_tag(&mut self, name: &TagName) -> StoreResult<TagId> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, created_at) \
-             VALUES ($1, $2, $3, '', $4, '{}', FALSE, $5) RETURNING id",
-        )
-        .bind(self.project.id)
-        .bind(name.as_str())
-        .bind(name.folded())
-        .bind(crate::tag::DEFAULT_TAG_COLOR)
-        .bind(Utc::now())
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, tag_conflict(name)))?;
-        self.tags.insert(name.folded(), TagId(id));
-        Ok(TagId(id))
+        let group = self.taxonomy.default_group()?;
+        self.create_tag_in(name, group).await
+    }
+
+    async fn create_tag_in(&mut self, name: &TagName, group: TagGroupId) -> StoreResult<TagId> {
+        let id = PgStore::create_import_tag_in(&mut self.tx, self.project.id, name, group).await?;
+        self.taxonomy.tags.insert(name.folded(), id);
+        self.taxonomy.group_of.insert(id, group);
+        Ok(id)
+    }
+
+    async fn create_tag_group(&mut self, group: &NewTagGroup) -> StoreResult<TagGroup> {
+        let created = PgStore::create_tag_group_in(&mut self.tx, self.project.id, group).await?;
+        self.taxonomy.groups.push(created.clone());
+        Ok(created)
     }
 
     async fn write(&mut self, rows: Vec<ImportRow>) -> StoreResult<()> {

@@ -2,11 +2,13 @@
 
 use super::common::*;
 use super::{ImportCounts, ImportRow, ImportWriter, SchemaStore, Store};
-use crate::error::{StoreError, StoreResult, conflict_on_unique};
+use crate::error::{StoreError, StoreResult};
+use crate::ids::TagGroupId;
 use crate::ids::{ProjectId, TagId};
 use crate::label::LabelAction;
 use crate::names::{ProjectName, TagName};
 use crate::project::{LabelMode, Project};
+use crate::tag_group::{NewTagGroup, TagGroup};
 use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -114,11 +116,11 @@ impl Store for SqliteStore {
         set_by: &str,
     ) -> StoreResult<SqliteImport> {
         let mut tx = self.writer().begin_with(BEGIN_WRITE).await?;
-        let (project_row, tags) = Self::import_target_in(&mut tx, project, create).await?;
+        let (project_row, taxonomy) = Self::import_target_in(&mut tx, project, create).await?;
         Ok(SqliteImport {
             pool: self.writer.clone(),
             tx: Some(tx),
-            tags,
+            taxonomy,
             project: project_row,
             set_by: set_by.to_string(),
             counts: ImportCounts::default(),
@@ -142,7 +144,7 @@ pub struct SqliteImport {
     /// `None` only between a commit and the next batch's `BEGIN`.
     tx: Option<Transaction<'static, Sqlite>>,
     project: Project,
-    tags: HashMap<String, TagId>,
+    taxonomy: ImportTaxonomy,
     set_by: String,
     counts: ImportCounts,
 }
@@ -255,26 +257,37 @@ impl ImportWriter for SqliteImport {
     }
 
     fn tags(&self) -> &HashMap<String, TagId> {
-        &self.tags
+        &self.taxonomy.tags
+    }
+
+    fn groups(&self) -> &[TagGroup] {
+        &self.taxonomy.groups
+    }
+
+    fn tag_groups(&self) -> &HashMap<TagId, TagGroupId> {
+        &self.taxonomy.group_of
     }
 
     async fn create_tag(&mut self, name: &TagName) -> StoreResult<TagId> {
+        let group = self.taxonomy.default_group()?;
+        self.create_tag_in(name, group).await
+    }
+
+    async fn create_tag_in(&mut self, name: &TagName, group: TagGroupId) -> StoreResult<TagId> {
         let project = self.project.id;
         let tx = self.transaction().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, created_at) \
-             VALUES ($1, $2, $3, '', $4, '{}', FALSE, $5) RETURNING id",
-        )
-        .bind(project)
-        .bind(name.as_str())
-        .bind(name.folded())
-        .bind(crate::tag::DEFAULT_TAG_COLOR)
-        .bind(Utc::now())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, tag_conflict(name)))?;
-        self.tags.insert(name.folded(), TagId(id));
-        Ok(TagId(id))
+        let id = SqliteStore::create_import_tag_in(tx, project, name, group).await?;
+        self.taxonomy.tags.insert(name.folded(), id);
+        self.taxonomy.group_of.insert(id, group);
+        Ok(id)
+    }
+
+    async fn create_tag_group(&mut self, group: &NewTagGroup) -> StoreResult<TagGroup> {
+        let project = self.project.id;
+        let tx = self.transaction().await?;
+        let created = SqliteStore::create_tag_group_in(tx, project, group).await?;
+        self.taxonomy.groups.push(created.clone());
+        Ok(created)
     }
 
     async fn write(&mut self, rows: Vec<ImportRow>) -> StoreResult<()> {

@@ -52,6 +52,7 @@ fn csv_import_options(project: &str) -> ImportOptions {
             text: vec!["subject".into(), "body".into()],
             label: Some("tags".into()),
             id: Some("id".into()),
+            groups: Vec::new(),
         },
         "tickets.csv",
     )

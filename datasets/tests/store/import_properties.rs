@@ -26,7 +26,12 @@ fn columns() -> impl Strategy<Value = ColumnMap> {
         prop::option::of(name.clone()),
         prop::option::of(name),
     )
-        .prop_map(|(text, label, id)| ColumnMap { text, label, id })
+        .prop_map(|(text, label, id)| ColumnMap {
+            text,
+            label,
+            id,
+            groups: Vec::new(),
+        })
 }
 
 /// Bytes that look like a ticket file often enough to get past the header.
@@ -112,7 +117,7 @@ proptest! {
             writer.write_record([text, label, id, priority]).unwrap();
         }
         let bytes = writer.into_inner().unwrap();
-        let columns = ColumnMap { text: vec!["text".into()], label: Some("label".into()), id: Some("id".into()) };
+        let columns = ColumnMap { text: vec!["text".into()], label: Some("label".into()), id: Some("id".into()), groups: Vec::new() };
         let records = read(bytes, FileFormat::Csv, columns);
         prop_assert_eq!(records.len(), rows.len());
         for (record, (text, label, id, priority)) in records.iter().zip(&rows) {
@@ -134,7 +139,7 @@ proptest! {
             serde_json::to_writer(&mut bytes, &serde_json::json!({"text": text, "tags": labels, "key": id, "priority": 1})).unwrap();
             bytes.extend(b"\r\n");
         }
-        let columns = ColumnMap { text: vec!["text".into()], label: Some("tags".into()), id: Some("key".into()) };
+        let columns = ColumnMap { text: vec!["text".into()], label: Some("tags".into()), id: Some("key".into()), groups: Vec::new() };
         let records = read(bytes, FileFormat::Jsonl, columns);
         prop_assert_eq!(records.len(), rows.len());
         for (record, (text, labels, id)) in records.iter().zip(&rows) {
@@ -156,7 +161,7 @@ proptest! {
         // before anything walks it recursively.
         let nested = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
         let jsonl = format!("{{\"text\":\"t\",\"metadata\":{nested}}}\n");
-        let columns = ColumnMap { text: vec!["text".into()], label: None, id: None };
+        let columns = ColumnMap { text: vec!["text".into()], label: None, id: None, groups: Vec::new() };
         prop_assert_eq!(read(jsonl.into_bytes(), FileFormat::Jsonl, columns.clone()).len(), 1);
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(["text", "metadata"]).unwrap();
@@ -235,6 +240,7 @@ fn an_import_of_hostile_rows_stores_or_reports_every_row() {
                 text: vec!["subject".into(), "body".into()],
                 label: Some("tags".into()),
                 id: Some("id".into()),
+                groups: Vec::new(),
             };
             let name = ProjectName::parse(&format!("hostile {project}")).unwrap();
             let mut options = ImportOptions::new(name, FileFormat::Csv, columns, "hostile.csv");

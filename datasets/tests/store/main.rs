@@ -12,6 +12,7 @@ mod connector_tickets;
 mod dashboard_counts;
 mod double_labelling;
 mod entities;
+mod import_groups;
 mod import_properties;
 mod input_limits;
 mod input_properties;

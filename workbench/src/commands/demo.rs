@@ -6,7 +6,7 @@ use crate::config::Config;
 use anyhow::Context;
 use datasets::split::DEFAULT_SPLIT_SEED;
 use datasets::store::prelude::*;
-use datasets::{AnyStore, LabelMode, ProjectName};
+use datasets::{AnyStore, ProjectName};
 
 /// The demo project's name.
 pub const DEMO_PROJECT: &str = "Demo";
@@ -85,10 +85,10 @@ pub async fn install_demo_project(store: &AnyStore) -> anyhow::Result<bool> {
     if store.project_by_name(&name).await?.is_some() {
         return Ok(false);
     }
-    datasets::demo_project::install_demo_project(
+    // Type and Priority beside the topics (issue 18): one prediction per group.
+    datasets::demo_project::install_grouped_demo_project(
         store,
         &name,
-        LabelMode::Multi,
         DEMO_TICKETS,
         DEFAULT_SPLIT_SEED,
     )
@@ -123,6 +123,7 @@ pub async fn seed_double_labelling(
     };
     store.set_review_settings(project, &every).await?;
     let taxonomy = store.list_tags(project).await?;
+    let groups = store.list_tag_groups(project).await?;
     let tickets = store.tickets_after(project, None, count).await?;
     for ticket in &tickets {
         store
@@ -141,10 +142,9 @@ pub async fn seed_double_labelling(
         if i % 6 == 0 {
             if tags.len() > 1 {
                 tags.pop();
-            } else if let Some(extra) = taxonomy
-                .iter()
-                .find(|t| !t.archived && !tags.contains(&t.name))
-            {
+            } else if let Some(extra) = taxonomy.iter().find(|t| {
+                !t.archived && !tags.contains(&t.name) && may_add(&groups, &taxonomy, &tags, t)
+            }) {
                 tags.push(extra.name.clone());
             }
         }
@@ -161,6 +161,23 @@ pub async fn seed_double_labelling(
         )
         .await?;
     Ok(())
+}
+
+/// Whether `tag` can join `chosen` without a second tag of a single-choice group (which the
+/// store refuses).
+fn may_add(
+    groups: &[datasets::TagGroup],
+    taxonomy: &[datasets::Tag],
+    chosen: &[datasets::TagName],
+    tag: &datasets::Tag,
+) -> bool {
+    let single = groups
+        .iter()
+        .any(|g| g.id == tag.group_id && g.choice == datasets::GroupChoice::Single);
+    !single
+        || !taxonomy
+            .iter()
+            .any(|t| t.group_id == tag.group_id && chosen.contains(&t.name))
 }
 
 #[cfg(test)]
@@ -193,5 +210,53 @@ mod tests {
         // The second answers were blind second opinions: nothing is left waiting.
         let stats = store.review_queue_stats(project.id).await.unwrap();
         assert_eq!(stats.second_opinions_open, 0);
+        // Type and Priority beside the topics, each labelled ticket with one of each.
+        let groups = store.list_tag_groups(project.id).await.unwrap();
+        let shown: Vec<(&str, datasets::GroupChoice)> =
+            groups.iter().map(|g| (g.name.as_str(), g.choice)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("Topics", datasets::GroupChoice::Multi),
+                ("Type", datasets::GroupChoice::Single),
+                ("Priority", datasets::GroupChoice::Single),
+            ]
+        );
+        let taxonomy = store.list_tags(project.id).await.unwrap();
+        let group_of = |name: &datasets::TagName| {
+            let tag = taxonomy.iter().find(|t| &t.name == name).unwrap();
+            groups
+                .iter()
+                .find(|g| g.id == tag.group_id)
+                .unwrap()
+                .name
+                .to_string()
+        };
+        let tickets = store.tickets_after(project.id, None, 500).await.unwrap();
+        let labelled: Vec<_> = tickets.iter().filter(|t| !t.tags.is_empty()).collect();
+        assert!(labelled.len() > 300, "{}", labelled.len());
+        let mut with_priority = 0;
+        for ticket in &labelled {
+            let named: Vec<String> = ticket.tags.iter().map(group_of).collect();
+            assert!(
+                named.iter().filter(|g| *g == "Type").count() <= 1,
+                "{named:?}"
+            );
+            let priorities: Vec<&datasets::TagName> = ticket
+                .tags
+                .iter()
+                .filter(|t| group_of(t) == "Priority")
+                .collect();
+            assert!(priorities.len() <= 1, "{named:?}");
+            if let [priority] = priorities.as_slice() {
+                with_priority += 1;
+                assert_eq!(
+                    ticket.ticket.metadata["priority"].as_str().unwrap(),
+                    priority.as_str().to_lowercase()
+                );
+            }
+        }
+        // The double labelling changed a few; the generator gives every labelled one a level.
+        assert!(with_priority * 10 > labelled.len() * 9, "{with_priority}");
     }
 }

@@ -26,10 +26,12 @@ pub async fn run(store: &AnyStore, config: &Config, args: ImportArgs) -> anyhow:
             text: args.text_columns,
             label: args.label_column,
             id: args.id_column,
+            groups: Vec::new(),
         },
         &file_name,
     );
     options.label_separator = args.label_separator;
+    options.group_columns = args.group_columns;
     options.source = args.source;
     options.split = args.split;
     options.on_bad_row = args.on_bad_row;
@@ -90,5 +92,11 @@ pub async fn run(store: &AnyStore, config: &Config, args: ImportArgs) -> anyhow:
             format!("; new tags: {}", report.tags_created.join(", "))
         }
     );
+    if !report.groups_created.is_empty() {
+        println!(
+            "new single-choice tag groups: {} (change them on the Taxonomy page)",
+            report.groups_created.join(", ")
+        );
+    }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The tagging dashboard: tags in use, the most frequent tags over a chosen period, volume per
 //! tag over time, per-tag precision/recall of the promoted model, how often people corrected
-//! auto-applied tags, and areas of concern. Each chart has its table and a CSV export.
+//! auto-applied tags, and areas of concern. Each chart has its table and a CSV export. A
+//! project with tag groups sees its tags in use group by group (one chart per group: how
+//! Type, Priority and Topics are spread), and the counts' CSV gains a `group` column.
 
 use super::auth::CurrentUser;
 use super::charts::{Bar, Series, bar_chart, line_chart};
@@ -76,6 +78,10 @@ struct Data {
     recent_volume: Vec<TagVolume>,
     /// The newest tickets of the period, for the clusters no tag fits.
     fits: Vec<TicketFit>,
+    /// The project's groups when it has more than its default one, else empty.
+    groups: Vec<datasets::TagGroup>,
+    /// Each tag's group, by tag id.
+    group_of: HashMap<i64, datasets::TagGroupId>,
 }
 
 async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data> {
@@ -125,6 +131,20 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
         .iter()
         .map(|c| (c.tag_id, (c.name.clone(), c.color.clone())))
         .collect();
+    let mut groups = state.store.list_tag_groups(project.id).await?;
+    if groups.len() < 2 {
+        groups.clear();
+    }
+    let group_of = match groups.is_empty() {
+        true => HashMap::new(),
+        false => state
+            .store
+            .list_tags(project.id)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.0, t.group_id))
+            .collect(),
+    };
     let first = from.date_naive();
     let days: Vec<String> = (0..days)
         .filter_map(|i| first.checked_add_signed(Duration::days(i)))
@@ -142,10 +162,35 @@ async fn load(state: &AppState, project: &Project, days: i64) -> WebResult<Data>
         names,
         recent_volume,
         fits,
+        groups,
+        group_of,
     })
 }
 
 impl Data {
+    /// The tag counts under their groups, groups in listing order; empty for a project
+    /// without groups.
+    fn counts_by_group(&self) -> Vec<(&datasets::TagGroup, Vec<&TagCount>)> {
+        self.groups
+            .iter()
+            .map(|group| {
+                let counts = self
+                    .counts
+                    .iter()
+                    .filter(|c| self.group_of.get(&c.tag_id) == Some(&group.id))
+                    .collect();
+                (group, counts)
+            })
+            .collect()
+    }
+
+    fn group_name(&self, tag: i64) -> &str {
+        self.group_of
+            .get(&tag)
+            .and_then(|id| self.groups.iter().find(|g| g.id == *id))
+            .map_or("", |g| g.name.as_str())
+    }
+
     fn name(&self, tag: i64) -> String {
         self.names
             .get(&tag)
@@ -318,6 +363,32 @@ pub async fn show(
             })
             .collect::<Vec<_>>(),
     );
+    // One chart per group: a Priority spread read apart from the Topics.
+    let count_groups: Vec<Value> = data
+        .counts_by_group()
+        .into_iter()
+        .map(|(group, counts)| {
+            let chart = bar_chart(
+                &format!("Tickets per tag of {}", group.name.as_str()),
+                "tickets carrying the tag",
+                &counts
+                    .iter()
+                    .filter(|c| !c.archived)
+                    .map(|c| Bar {
+                        label: c.name.clone(),
+                        value: c.tickets as f64,
+                        color: c.color.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            context! {
+                name => group.name.as_str(),
+                choice => group.choice.as_str(),
+                chart => Value::from_safe_string(chart),
+                counts => counts.iter().map(|c| context! { name => c.name.as_str(), tickets => c.tickets, archived => c.archived }).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
     let period = data.period_totals();
     let frequent_chart = bar_chart(
         &format!("Most frequent tags, last {days} days"),
@@ -377,6 +448,7 @@ pub async fn show(
             days => days,
             periods => PERIODS,
             counts_chart => Value::from_safe_string(counts_chart),
+            count_groups => count_groups,
             frequent_chart => Value::from_safe_string(frequent_chart),
             trend_chart => Value::from_safe_string(trend_chart),
             counts => data.counts.iter().map(|c| context! { name => c.name.as_str(), color => c.color.as_str(), tickets => c.tickets, archived => c.archived }).collect::<Vec<_>>(),
@@ -415,14 +487,23 @@ pub async fn csv(
     let mut out = String::new();
     match file.as_str() {
         "tag-counts.csv" => {
-            out.push_str("tag,tickets,archived\n");
+            let grouped = !data.groups.is_empty();
+            out.push_str(if grouped {
+                "tag,tickets,archived,group\n"
+            } else {
+                "tag,tickets,archived\n"
+            });
             for c in &data.counts {
                 out.push_str(&format!(
-                    "{},{},{}\n",
+                    "{},{},{}",
                     super::csv::cell(&c.name),
                     c.tickets,
                     c.archived
                 ));
+                if grouped {
+                    out.push_str(&format!(",{}", super::csv::cell(data.group_name(c.tag_id))));
+                }
+                out.push('\n');
             }
         }
         "volume.csv" => {

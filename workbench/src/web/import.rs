@@ -10,8 +10,8 @@ use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use datasets::import::{
-    ColumnMap, FileFormat, ImportError, ImportOptions, ImportReport, OnBadRow, SplitChoice,
-    import_file,
+    ColumnMap, FileFormat, GroupColumn, ImportError, ImportOptions, ImportReport, OnBadRow,
+    SplitChoice, import_file,
 };
 use datasets::store::prelude::*;
 use datasets::{Project, Role};
@@ -21,7 +21,7 @@ use serde::Serialize;
 
 /// The most bytes a form field other than the file may hold.
 const MAX_FIELD_BYTES: usize = 4096;
-/// The most fields a form may send (it has ten); the file is the only large one.
+/// The most fields a form may send (it has eleven); the file is the only large one.
 const MAX_FIELDS: usize = 32;
 /// Skipped rows listed on the page; the rest are counted.
 const ROWS_LISTED: usize = 200;
@@ -33,6 +33,8 @@ pub struct ImportChoices {
     text_columns: String,
     label_column: String,
     label_separator: String,
+    /// `GROUP=COLUMN` pairs, comma-separated, as `--group-column` takes them.
+    group_columns: String,
     id_column: String,
     source: String,
     split: String,
@@ -50,6 +52,7 @@ impl ImportChoices {
             text_columns: "text".into(),
             label_column: "label".into(),
             label_separator: String::new(),
+            group_columns: String::new(),
             id_column: String::new(),
             source: "import".into(),
             split: "auto".into(),
@@ -82,11 +85,19 @@ impl ImportChoices {
                 text,
                 label: optional(&self.label_column),
                 id: optional(&self.id_column),
+                groups: Vec::new(),
             },
             file_name,
         );
         // A separator is taken as typed: " " or ";" may be exactly what the file uses.
         options.label_separator = Some(self.label_separator.clone()).filter(|s| !s.is_empty());
+        options.group_columns = self
+            .group_columns
+            .split(',')
+            .filter(|pair| !pair.trim().is_empty())
+            .map(|pair| pair.parse::<GroupColumn>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("group columns: {e}"))?;
         options.source = optional(&self.source).unwrap_or_else(|| "import".into());
         options.split = self.split.parse::<SplitChoice>()?;
         options.on_bad_row = self.on_bad_row.parse::<OnBadRow>()?;
@@ -109,6 +120,14 @@ async fn page(
     choices: &ImportChoices,
     outcome: Value,
 ) -> WebResult {
+    // The project's groups, named beside the group-columns field.
+    let groups: Vec<Value> = state
+        .store
+        .list_tag_groups(project.id)
+        .await?
+        .iter()
+        .map(|g| context! { name => g.name.as_str(), choice => g.choice.as_str() })
+        .collect();
     let mut response = render_page(
         state,
         user,
@@ -117,6 +136,7 @@ async fn page(
         "import.html",
         context! {
             choices => Value::from(Serde(choices)),
+            groups => groups,
             max_bytes => state.config.upload_max_bytes,
             max_size => human_size(state.config.upload_max_bytes),
             outcome => outcome,
@@ -270,6 +290,7 @@ async fn read_form(
             "text_columns" => choices.text_columns = value,
             "label_column" => choices.label_column = value,
             "label_separator" => choices.label_separator = value,
+            "group_columns" => choices.group_columns = value,
             "id_column" => choices.id_column = value,
             "source" => choices.source = value,
             "split" => choices.split = value,
@@ -296,6 +317,7 @@ fn report_value(report: &ImportReport) -> Value {
         train => report.train,
         test => report.test,
         tags_created => report.tags_created.clone(),
+        groups_created => report.groups_created.clone(),
         skipped_count => report.skipped_count,
         skipped => report.skipped.iter().take(ROWS_LISTED).map(|p| context! { line => p.line, reason => p.reason.as_str() }).collect::<Vec<_>>(),
         skipped_unlisted => report.skipped_count.saturating_sub(ROWS_LISTED.min(report.skipped.len()) as u64),

@@ -14,6 +14,7 @@ mod csv;
 mod dashboard;
 mod import;
 pub mod key_phrases;
+mod label_groups;
 pub mod login_csrf;
 pub mod login_limits;
 mod models;

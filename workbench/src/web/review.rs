@@ -5,6 +5,11 @@
 //! tags, `s` skips, `u` reopens the last labelled ticket, `/` jumps to search (app.js);
 //! without JavaScript it is a plain form. Double-labelled tickets come first and are shown
 //! blind (without the first person's labels).
+//!
+//! Tags are shown under their tag groups (Type, Priority, Topics…), each with the model's
+//! pick for the group and its confidence; a single-choice group's boxes behave as one choice
+//! (app.js), and a form that still names two of its tags is sent back with the store's
+//! reason as the form's error.
 
 use super::auth::{CsrfForm, CurrentUser};
 use super::tickets::{asks_to_explain, record_label_form, tag_chip};
@@ -69,6 +74,7 @@ pub async fn show(
     };
     let stats = state.store.review_queue_stats(project.id).await?;
     let taxonomy = state.store.list_tags(project.id).await?;
+    let groups = state.store.list_tag_groups(project.id).await?;
     let mut page = context! {
         stats => context! { pending => stats.pending, leased => stats.leased, labelled_since_scoring => stats.labelled_since_scoring, second_opinions_open => stats.second_opinions_open },
         last => non_empty(&query.last).and_then(|t| t.parse::<i64>().ok()),
@@ -123,7 +129,7 @@ pub async fn show(
             false => Offer::for_project(&state, project.id, asks_to_explain(&query.explain)),
         };
         let (live, why, why_link) = match offer {
-            Offer::Nothing if second_opinion => (HashMap::new(), None, None),
+            Offer::Nothing if second_opinion => (Live::default(), None, None),
             Offer::Nothing => (
                 live_scores(&state, project.id, &ticket.ticket).await,
                 None,
@@ -143,20 +149,24 @@ pub async fn show(
                     .and_then(|tagged| tagged.explanation.as_ref())
                     .filter(|explained| !explained.tags.is_empty())
                     .map(|explained| why::view(explained, &taxonomy));
-                let live = tagged.map(scores_by_tag).unwrap_or_default();
+                let live = tagged.map(Live::from).unwrap_or_default();
                 (live, why, None)
             }
         };
-        let choices: Vec<Value> = taxonomy
-            .iter()
-            .filter(|t| !t.archived)
-            .enumerate()
-            .map(|(i, t)| {
+        // Keys follow the order the tags are shown in: group by group.
+        let shown = super::label_groups::active_by_group(&groups, &taxonomy);
+        let mut index = 0;
+        let mut grouped: Vec<(&datasets::TagGroup, Vec<Value>)> = Vec::new();
+        for (group, tags) in &shown {
+            let mut group_choices = Vec::with_capacity(tags.len());
+            for t in tags {
+                let i = index;
+                index += 1;
                 let model = ticket
                     .labels
                     .iter()
                     .find(|l| l.tag_id == t.id && l.source == LabelSource::Model && l.present);
-                let live = live.get(t.name.as_str());
+                let live = live.scores.get(t.name.as_str());
                 // The model in service's view now, else what a model stored when it tagged
                 // the ticket.
                 let confidence = match live {
@@ -180,13 +190,39 @@ pub async fn show(
                 } else {
                     human.iter().any(|l| l.tag_id == t.id && l.present)
                 };
-                context! {
+                group_choices.push(context! {
                     key => choice_key(i),
                     name => t.name.as_str(),
                     color => t.color.as_str(),
                     confidence => confidence,
                     checked => checked,
-                }
+                });
+            }
+            grouped.push((*group, group_choices));
+        }
+        let choices_count = index;
+        // One heading per group, with the model's pick: the live verdict's group when this
+        // server serves a model, else the stored model labels.
+        let stored: HashMap<datasets::TagId, f32> = ticket
+            .labels
+            .iter()
+            .filter(|l| l.source == LabelSource::Model && l.present)
+            .filter_map(|l| Some((l.tag_id, l.confidence?)))
+            .collect();
+        let group_views: Vec<Value> = grouped
+            .into_iter()
+            .map(|(group, choices)| {
+                let tags = shown
+                    .iter()
+                    .find(|(g, _)| g.id == group.id)
+                    .map(|(_, tags)| tags.as_slice())
+                    .unwrap_or_default();
+                let pick = if second_opinion {
+                    None
+                } else {
+                    super::label_groups::group_pick(group, tags, &live.groups, &stored)
+                };
+                super::label_groups::group_view(group, pick, choices, shown.len())
             })
             .collect();
         page = context! {
@@ -203,8 +239,9 @@ pub async fn show(
             why => why,
             why_link => why_link,
             second_opinion => second_opinion,
-            choices => choices,
-            single => project.label_mode == datasets::LabelMode::Single,
+            groups => group_views,
+            choices_count => choices_count,
+            single => super::label_groups::one_single_group(&groups),
             ..page
         };
     }
@@ -216,37 +253,49 @@ pub async fn show(
     render_page(&state, &user, Some(&project), "review", "review.html", page).await
 }
 
-/// The model in service's scores for the ticket, by tag name; empty when this server has no
-/// model for the project or it cannot answer now (the page then shows stored confidences).
+/// The model in service's verdict on the ticket now: its scores by tag name and its
+/// per-group verdicts.
+#[derive(Default)]
+struct Live {
+    scores: HashMap<String, inference::TagScore>,
+    groups: Vec<inference::GroupVerdict>,
+}
+
+impl From<inference::service::Tagged> for Live {
+    fn from(tagged: inference::service::Tagged) -> Self {
+        Self {
+            scores: tagged
+                .decision
+                .scores
+                .into_iter()
+                .map(|score| (score.tag.to_string(), score))
+                .collect(),
+            groups: tagged.decision.groups,
+        }
+    }
+}
+
+/// The model in service's verdict for the ticket; empty when this server has no model for
+/// the project or it cannot answer now (the page then shows stored confidences).
 async fn live_scores(
     state: &AppState,
     project: datasets::ProjectId,
     ticket: &datasets::Ticket,
-) -> HashMap<String, inference::TagScore> {
+) -> Live {
     if state.tagging.serving(project).is_none() {
-        return HashMap::new();
+        return Live::default();
     }
     match state.tagging.tag(project, vec![ticket.text()], true).await {
         Ok(tagged) => tagged
             .into_iter()
             .next()
-            .map(scores_by_tag)
+            .map(Live::from)
             .unwrap_or_default(),
         Err(error) => {
             tracing::warn!(%error, %project, "no live suggestions for the review page");
-            HashMap::new()
+            Live::default()
         }
     }
-}
-
-/// A verdict's scores by tag name.
-fn scores_by_tag(tagged: inference::service::Tagged) -> HashMap<String, inference::TagScore> {
-    tagged
-        .decision
-        .scores
-        .into_iter()
-        .map(|score| (score.tag.to_string(), score))
-        .collect()
 }
 
 pub async fn label(
@@ -257,7 +306,7 @@ pub async fn label(
 ) -> WebResult {
     // Labelled tickets leave the queue at once (the store drops their entry); the holder of
     // a second-opinion lease is recorded as such by the store.
-    let (project, tags) = record_label_form(
+    let recorded = record_label_form(
         &state,
         &user,
         (project, ticket),
@@ -265,7 +314,20 @@ pub async fn label(
         AnswerKind::Answer,
         Role::Labeler,
     )
-    .await?;
+    .await;
+    let (project, tags) = match super::label_groups::refused_answer(recorded) {
+        Ok(recorded) => recorded,
+        // Two tags of a single-choice group: the same ticket again, with the reason, and
+        // still leased to this person.
+        Err(Ok(reason)) => {
+            return Ok(redirect_with_flash(
+                &format!("/p/{project}/review?ticket={ticket}"),
+                "error",
+                &format!("#{ticket} not saved: {reason}."),
+            ));
+        }
+        Err(Err(error)) => return Err(error),
+    };
     let names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
     let message = if names.is_empty() {
         format!("#{ticket}: none of the tags.")

@@ -264,15 +264,34 @@ pub async fn show(
         ticket
     };
     let taxonomy = state.store.list_tags(project.id).await?;
-    let choices: Vec<Value> = taxonomy
+    let groups = state.store.list_tag_groups(project.id).await?;
+    // The checkboxes under the tag groups, each with the model's pick from the confidences it
+    // stored when it tagged the ticket (hidden from a labeller answering blind).
+    let stored: std::collections::HashMap<datasets::TagId, f32> = ticket
+        .labels
         .iter()
-        .filter(|t| !t.archived)
-        .map(|t| {
-            context! {
-                name => t.name.as_str(),
-                color => t.color.as_str(),
-                checked => ticket.tags.contains(&t.name),
-            }
+        .filter(|l| l.source == LabelSource::Model && l.present)
+        .filter_map(|l| Some((l.tag_id, l.confidence?)))
+        .collect();
+    let shown = super::label_groups::active_by_group(&groups, &taxonomy);
+    let group_views: Vec<Value> = shown
+        .iter()
+        .map(|(group, tags)| {
+            let choices = tags
+                .iter()
+                .map(|t| {
+                    context! {
+                        name => t.name.as_str(),
+                        color => t.color.as_str(),
+                        checked => ticket.tags.contains(&t.name),
+                    }
+                })
+                .collect();
+            let pick = match blind {
+                true => None,
+                false => super::label_groups::group_pick(group, tags, &[], &stored),
+            };
+            super::label_groups::group_view(group, pick, choices, shown.len())
         })
         .collect();
     let labels: Vec<Value> = ticket
@@ -385,8 +404,8 @@ pub async fn show(
             language => language,
             entities => entities,
             served_languages => project.languages.iter().map(|l| l.english_name()).collect::<Vec<_>>(),
-            choices => choices,
-            single => project.label_mode == datasets::LabelMode::Single,
+            groups => group_views,
+            single => super::label_groups::one_single_group(&groups),
             labels => labels,
             history => events,
             why => why,
@@ -462,7 +481,7 @@ pub async fn label(
     Path((project, ticket)): Path<(i64, i64)>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> WebResult {
-    let (project, _) = record_label_form(
+    let recorded = record_label_form(
         &state,
         &user,
         (project, ticket),
@@ -470,9 +489,18 @@ pub async fn label(
         datasets::AnswerKind::Answer,
         Role::Labeler,
     )
-    .await?;
-    let to = format!("/p/{}/tickets/{ticket}", project.id);
-    Ok(redirect_with_flash(&to, "ok", "Labels saved."))
+    .await;
+    let to = format!("/p/{project}/tickets/{ticket}");
+    match super::label_groups::refused_answer(recorded) {
+        Ok(_) => Ok(redirect_with_flash(&to, "ok", "Labels saved.")),
+        // Two tags of a single-choice group: the form's error, nothing saved.
+        Err(Ok(reason)) => Ok(redirect_with_flash(
+            &to,
+            "error",
+            &format!("Labels not saved: {reason}."),
+        )),
+        Err(Err(error)) => Err(error),
+    }
 }
 
 /// Used by the taxonomy preview: the first tickets a rule would match.

@@ -49,6 +49,7 @@ async fn api_writes_succeed_at_once_during_a_long_import(store: AnyStore) {
             text: vec!["subject".into(), "body".into()],
             label: Some("tags".into()),
             id: Some("id".into()),
+            groups: Vec::new(),
         },
         "generated.csv",
     );

@@ -22,6 +22,7 @@ mod connectors_page;
 mod disk_full;
 mod entities;
 mod explain;
+mod group_pages;
 mod import_concurrency;
 mod key_phrases;
 mod login_limits;

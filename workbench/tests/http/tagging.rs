@@ -628,6 +628,7 @@ async fn an_imported_file_is_tagged_by_the_model_in_service(database: TestDataba
             text: vec!["subject".into(), "body".into()],
             label: None,
             id: Some("id".into()),
+            groups: Vec::new(),
         },
         "history.csv",
     );

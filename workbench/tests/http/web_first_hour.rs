@@ -509,3 +509,118 @@ async fn the_dashboard_tiles_count_the_chosen_period_only() {
     assert_eq!(tile(&quarter), "3");
     assert!(!quarter.body.contains("No tickets yet"));
 }
+
+#[tokio::test]
+async fn an_upload_with_group_columns_files_tags_by_group_and_refuses_a_missing_group_clearly() {
+    let app = WebApp::new().await;
+    let project = app
+        .store
+        .create_project(&ProjectName::parse("Grouped").unwrap(), LabelMode::Multi)
+        .await
+        .unwrap();
+    app.store
+        .create_tag_group(
+            project.id,
+            &NewTagGroup {
+                name: TagGroupName::parse("Priority").unwrap(),
+                choice: GroupChoice::Single,
+            },
+        )
+        .await
+        .unwrap();
+    let admin = app.login("admin").await;
+    // The form names the project's groups beside the field.
+    let form = app
+        .get(&format!("/p/{}/import", project.id), Some(&admin))
+        .await;
+    assert!(
+        form.body.contains("name=\"group_columns\""),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body.contains("<b>Priority</b> (single-choice)"),
+        "{}",
+        form.body
+    );
+
+    let csv = "id,text,topics,priority,type\n\
+               1,Refund twice,billing,High,Bug\n\
+               2,Priority names a type,billing,Bug,Bug\n\
+               3,How do I export,,Low,Question\n";
+    let fields = |groups: &'static str, create: bool| {
+        let mut fields = vec![
+            ("csrf", admin.csrf.clone()),
+            ("text_columns", "text".to_string()),
+            ("label_column", "topics".to_string()),
+            ("group_columns", groups.to_string()),
+            ("id_column", "id".to_string()),
+            ("on_bad_row", "skip".to_string()),
+        ];
+        if create {
+            fields.push(("create_tags", "1".to_string()));
+        }
+        fields
+    };
+    let send = |fields: Vec<(&'static str, String)>| {
+        let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        multipart(&borrowed, Some(("grouped.csv", csv.as_bytes())))
+    };
+
+    // Without "create tags" the Type group the project lacks stops the import: a 400 that
+    // names the group, nothing stored, the typed pairs kept.
+    let page = upload(
+        &app,
+        &admin,
+        project.id,
+        send(fields("Priority=priority, Type=type", false)),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(
+        page.body.contains("no tag group named &quot;Type&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"Priority=priority, Type=type\""));
+    assert!(
+        app.store
+            .tickets_after(project.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A malformed pair is a 400 with the reason.
+    let page = upload(&app, &admin, project.id, send(fields("Priority", true))).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("GROUP=COLUMN"), "{}", page.body);
+
+    // With it, Type is created (single-choice), each tag lands in its group, and the row
+    // whose Priority cell names a Type tag is reported.
+    let page = upload(
+        &app,
+        &admin,
+        project.id,
+        send(fields("Priority=priority, Type=type", true)),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Imported 2 of 3 rows"), "{}", page.body);
+    assert!(page.body.contains("New tag groups"), "{}", page.body);
+    let report = &page.body[page.body.find("skipped-rows").unwrap()..];
+    assert!(report.contains("<td>3</td>"), "{report}");
+    assert!(
+        report.contains("is in group &quot;Type&quot;, not in &quot;Priority&quot;"),
+        "{report}"
+    );
+    let groups = app.store.list_tag_groups(project.id).await.unwrap();
+    let tags = app.store.list_tags(project.id).await.unwrap();
+    let group_of = |name: &str| {
+        let tag = tags.iter().find(|t| t.name.as_str() == name).unwrap();
+        let group = groups.iter().find(|g| g.id == tag.group_id).unwrap();
+        (group.name.to_string(), group.choice)
+    };
+    assert_eq!(group_of("High"), ("Priority".into(), GroupChoice::Single));
+    assert_eq!(group_of("Question"), ("Type".into(), GroupChoice::Single));
+    assert_eq!(group_of("billing"), ("Tags".into(), GroupChoice::Multi));
+}

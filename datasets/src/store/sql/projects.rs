@@ -2,13 +2,13 @@ use super::*;
 use sqlx::Transaction;
 
 impl Backend {
-    /// The project an import writes into, found or (with `create`) created, and its tags,
-    /// read inside the import's transaction.
+    /// The project an import writes into, found or (with `create`) created, and its tags and
+    /// tag groups, read inside the import's transaction.
     pub(crate) async fn import_target_in(
         tx: &mut Transaction<'static, Db>,
         project: &ProjectName,
         create: Option<LabelMode>,
-    ) -> StoreResult<(Project, HashMap<String, TagId>)> {
+    ) -> StoreResult<(Project, ImportTaxonomy)> {
         let existing: Option<ProjectRow> = sqlx::query_as(const_str::concat!(
             "SELECT ",
             PROJECT_COLUMNS,
@@ -49,8 +49,13 @@ impl Backend {
         .fetch_all(&mut **tx)
         .await?;
         let tags: Vec<Tag> = convert_all(tag_rows)?;
-        let tags = tags.iter().map(|t| (t.name.folded(), t.id)).collect();
-        Ok((project_row, tags))
+        let groups = Self::tag_groups_in(tx, project_row.id).await?;
+        let taxonomy = ImportTaxonomy {
+            tags: tags.iter().map(|t| (t.name.folded(), t.id)).collect(),
+            group_of: tags.iter().map(|t| (t.id, t.group_id)).collect(),
+            groups,
+        };
+        Ok((project_row, taxonomy))
     }
 }
 

@@ -41,6 +41,71 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The project's groups in listing order, read inside a transaction (an import's).
+    pub(crate) async fn tag_groups_in(
+        tx: &mut Transaction<'static, Db>,
+        project: ProjectId,
+    ) -> StoreResult<Vec<TagGroup>> {
+        let rows: Vec<TagGroupRow> = sqlx::query_as(const_str::concat!(
+            "SELECT ",
+            TAG_GROUP_COLUMNS,
+            " FROM tag_groups WHERE project_id = $1 ORDER BY position, id"
+        ))
+        .bind(project)
+        .fetch_all(&mut **tx)
+        .await?;
+        convert_all(rows)
+    }
+
+    /// Adds a group after the others inside a transaction (an import's); the same statement
+    /// as `create_tag_group`.
+    pub(crate) async fn create_tag_group_in(
+        tx: &mut Transaction<'static, Db>,
+        project: ProjectId,
+        group: &NewTagGroup,
+    ) -> StoreResult<TagGroup> {
+        let row: TagGroupRow = sqlx::query_as(const_str::concat!(
+            "INSERT INTO tag_groups (project_id, name, name_key, choice, position, is_default) \
+             VALUES ($1, $2, $3, $4, \
+             (SELECT COALESCE(MAX(position), -1) + 1 FROM tag_groups WHERE project_id = $1), FALSE) \
+             RETURNING ",
+            TAG_GROUP_COLUMNS
+        ))
+        .bind(project)
+        .bind(group.name.as_str())
+        .bind(group.name.folded())
+        .bind(group.choice.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, group_conflict(&group.name)))?;
+        row.try_into()
+    }
+
+    /// Adds a tag an import found, with no description or rules yet, to `group`.
+    pub(crate) async fn create_import_tag_in(
+        tx: &mut Transaction<'static, Db>,
+        project: ProjectId,
+        name: &TagName,
+        group: TagGroupId,
+    ) -> StoreResult<TagId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tags (project_id, name, name_key, description, color, keywords, archived, group_id, created_at) \
+             VALUES ($1, $2, $3, '', $4, '{}', FALSE, $5, $6) RETURNING id",
+        )
+        .bind(project)
+        .bind(name.as_str())
+        .bind(name.folded())
+        .bind(crate::tag::DEFAULT_TAG_COLOR)
+        .bind(group)
+        .bind(Utc::now())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, tag_conflict(name)))?;
+        Ok(TagId(id))
+    }
+}
+
 impl TagGroupStore for Backend {
     async fn list_tag_groups(&self, project: ProjectId) -> StoreResult<Vec<TagGroup>> {
         let rows: Vec<TagGroupRow> = sqlx::query_as(const_str::concat!(
