@@ -37,6 +37,7 @@
 mod active_learning;
 mod encoder;
 mod explain;
+mod groups;
 mod helpdesk;
 mod idle;
 mod models;
@@ -99,6 +100,8 @@ enum BenchCommand {
     Ood(ood::OodBench),
     /// Ticket text normalisation: cost per ticket and its effect on accuracy.
     Normalise(normalise::NormaliseBench),
+    /// Per-group accuracy on the demo project with tag groups, against a flat model and the majority tag.
+    Groups(groups::GroupsBench),
     /// Load `tagger serve` on loopback: fixed rate, highest rate, hot swaps, `/healthz` floor.
     Serve(serve::ServeBench),
     /// A training job end to end: submitted, run by a worker, promoted, serving.
@@ -160,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::NgramSelection(args) => ngram_selection::run(&args),
         BenchCommand::Normalise(args) => normalise::run(&args),
+        BenchCommand::Groups(args) => groups::run(&args),
         BenchCommand::Serve(args) => serve::run(&args),
         BenchCommand::Queue(args) => queue::run(&args),
         BenchCommand::Scale(args) => scale::run(&args),
