@@ -25,6 +25,9 @@
 //! `bench ngram-selection` (in `ngram_selection.rs`): `ngram` with and without its model
 //! selection on every shared dataset, against TF-IDF + LinearSVC in the same run.
 //!
+//! `bench languages` (in `languages.rs`): language detection on a small labelled sample of
+//! tickets in twelve languages, against whatlang's raw answer and a stopword count.
+//!
 //! `bench idle` (in `idle.rs`): CPU of an idle `tagger demo` after start-up, against the
 //! same process under a short tagging load.
 //!
@@ -40,6 +43,7 @@ mod explain;
 mod groups;
 mod helpdesk;
 mod idle;
+mod languages;
 mod models;
 mod ngram_selection;
 mod normalise;
@@ -92,6 +96,8 @@ enum BenchCommand {
     Idle(idle::IdleBench),
     /// Time `tagger import` of a synthetic CSV against each database's bulk loader.
     Import(ImportBench),
+    /// Language detection on a labelled sample of tickets, against two simpler detectors.
+    Languages(languages::LanguagesBench),
     /// Train and time the models on the shared datasets against a scikit-learn baseline.
     Models(models::ModelsBench),
     /// `ngram` with and without model selection on the shared datasets, against TF-IDF + LinearSVC.
@@ -159,6 +165,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Explain(args) => explain::run(&args),
         BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
+        BenchCommand::Languages(args) => languages::run(&args),
         BenchCommand::Ood(args) => ood::run(&args),
         BenchCommand::Models(args) => models::run(&args),
         BenchCommand::NgramSelection(args) => ngram_selection::run(&args),
