@@ -101,20 +101,31 @@ impl<'de> Deserialize<'de> for Language {
 }
 
 /// The language `text` is written in, when it can be told: at least
-/// [`MIN_LANGUAGE_LETTERS`] letters in its first [`LANGUAGE_SAMPLE_BYTES`] and a detection
-/// `whatlang` itself calls reliable. `None` means "no decision", never "unsupported".
+/// [`MIN_LANGUAGE_LETTERS`] letters in the first [`LANGUAGE_SAMPLE_BYTES`] of its prose and a
+/// detection `whatlang` itself calls reliable. `None` means "no decision", never
+/// "unsupported". Prose is the text without stack frames, exception and log lines
+/// ([`crate::text::traces::prose`]): they are in no one's language, and a Russian or
+/// Japanese ticket with an English log line was read as English.
 pub fn detect_language(text: &str) -> Option<Language> {
-    let mut end = text.len().min(LANGUAGE_SAMPLE_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let sample = &text[..end];
+    // Prose of a bounded prefix: the sample is taken from its start anyway.
+    let prose = crate::text::traces::prose(prefix(text, LANGUAGE_SAMPLE_BYTES * 4));
+    let text = prose.as_str();
+    let sample = prefix(text, LANGUAGE_SAMPLE_BYTES);
     if sample.chars().filter(|c| c.is_alphabetic()).count() < MIN_LANGUAGE_LETTERS {
         return None;
     }
     whatlang::detect(sample)
         .filter(whatlang::Info::is_reliable)
         .map(|info| Language(info.lang()))
+}
+
+/// At most `bytes` bytes of `text`, cut at a character boundary.
+fn prefix(text: &str, bytes: usize) -> &str {
+    let mut end = text.len().min(bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The language that keeps `text` from being tagged by a model serving `served`: its
@@ -133,6 +144,15 @@ mod tests {
 
     fn language(code: &str) -> Language {
         Language::parse(code).expect("a known code")
+    }
+
+    #[test]
+    fn log_and_trace_lines_do_not_decide_the_language() {
+        let russian = "Не работает экспорт отчётов, кнопка ничего не делает.\n\
+            2026-12-01 10:00:01 ERROR ExportService failed to write the report file to disk storage\n\
+            2026-12-01 10:00:02 ERROR ExportService retry failed, giving up on the export job now\n\
+            2026-12-01 10:00:03 WARN  ExportService queue is full, dropping the pending export jobs";
+        assert_eq!(detect_language(russian), Some(language("rus")));
     }
 
     #[test]
