@@ -85,13 +85,6 @@ impl Heads {
         }
     }
 
-    /// The head output `i` belongs to.
-    pub fn head_of(&self, i: usize, outputs: usize) -> Option<Head> {
-        self.segments(outputs)
-            .into_iter()
-            .find(|h| h.outputs().contains(&i))
-    }
-
     /// Calibrated probabilities from logits at a temperature: a softmax within each
     /// single-choice head, a sigmoid for each output of a multi-choice head.
     pub fn probabilities(&self, logits: &[f32], temperature: f32) -> Vec<f32> {

@@ -65,7 +65,8 @@ pub async fn create(
             .await
             .map_err(|error| match error {
                 CreateProjectError::Tags(message) => ApiError::invalid(message),
-                CreateProjectError::DuplicateTag(message) => {
+                CreateProjectError::DuplicateTag(message)
+                | CreateProjectError::UnknownGroup(message) => {
                     ApiError::new(StatusCode::CONFLICT, "conflict", message)
                 }
                 CreateProjectError::Store(error) => error.into(),
@@ -90,6 +91,10 @@ pub enum CreateProjectError {
     /// adding a tag whose name is taken.
     #[error("{0}")]
     DuplicateTag(String),
+    /// A tag names a group the new project does not have (it has only its default group):
+    /// a clash with the project's state, as naming an unknown group on an existing project.
+    #[error("{0}")]
+    UnknownGroup(String),
     #[error(transparent)]
     Store(#[from] datasets::StoreError),
 }
@@ -111,7 +116,7 @@ pub async fn create_project_with_tags(
         if let Some(group) = &tag.group
             && group.folded() != datasets::tag_group::DEFAULT_GROUP_NAME.to_lowercase()
         {
-            return Err(CreateProjectError::Tags(format!(
+            return Err(CreateProjectError::UnknownGroup(format!(
                 "tag {:?} names group {:?}: a new project has only its default group {:?}; add groups once the project exists",
                 tag.name.as_str(),
                 group.as_str(),

@@ -103,7 +103,8 @@ pub async fn create_project(
         .await
         .map_err(|error| match error {
             CreateProjectError::Tags(message) => WebError::BadRequest(message),
-            CreateProjectError::DuplicateTag(message) => WebError::Conflict(message),
+            CreateProjectError::DuplicateTag(message)
+            | CreateProjectError::UnknownGroup(message) => WebError::Conflict(message),
             CreateProjectError::Store(error) => error.into(),
         })?;
     crate::audit_trail::project_created(&state.store, &user.actor(), &project, &tags).await;

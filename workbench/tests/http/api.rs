@@ -159,6 +159,24 @@ async fn a_project_with_a_duplicate_tag_is_refused_and_not_created() {
 }
 
 #[tokio::test]
+async fn a_project_whose_tag_names_a_group_it_does_not_have_is_a_conflict_and_not_created() {
+    let app = TestApp::new().await;
+    // A new project has only its default group ("Tags", in any case).
+    let request = json!({"name": "Grouped", "tags": [{"name": "Bug", "group": "Type"}]});
+    let (status, body) = app.call(Method::POST, "/v1/projects", Some(request)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
+    let (_, projects) = app.call(Method::GET, "/v1/projects", None).await;
+    assert_eq!(projects, json!([]), "no project was created");
+    let request = json!({"name": "Plain", "tags": [{"name": "Bug", "group": "tags"}]});
+    let (status, body) = app.call(Method::POST, "/v1/projects", Some(request)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
 async fn tags_are_validated_on_create_and_update() {
     let app = TestApp::new().await.with_project().await;
     let (status, body) = app
