@@ -105,7 +105,7 @@ fn strategies(kind: ModelKind) -> Vec<Strategy> {
             Strategy::Entropy,
             Strategy::Diverse,
         ],
-        ModelKind::Ngram | ModelKind::Finetune => {
+        ModelKind::Ngram | ModelKind::Finetune | ModelKind::Setfit => {
             vec![Strategy::Random, Strategy::Margin, Strategy::Entropy]
         }
     }
@@ -177,7 +177,7 @@ fn load(folder: &Path, dataset: &Dataset) -> anyhow::Result<Loaded> {
 }
 
 /// Accuracy and macro-F1 (over the classes present in the test split) of argmax predictions.
-fn quality(predictions: &[usize], truth: &[usize], classes: usize) -> (f64, f64) {
+pub(crate) fn quality(predictions: &[usize], truth: &[usize], classes: usize) -> (f64, f64) {
     let correct = predictions
         .iter()
         .zip(truth)
@@ -211,7 +211,7 @@ fn quality(predictions: &[usize], truth: &[usize], classes: usize) -> (f64, f64)
     )
 }
 
-fn argmax(row: &[f32]) -> usize {
+pub(crate) fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
@@ -507,7 +507,9 @@ pub fn run(args: &ActiveLearningBench) -> anyhow::Result<()> {
                 }
                 ModelKind::Ngram => Learner::Ngram,
                 // Minutes per fit: a labelling simulation of hundreds of fits is out of reach.
-                ModelKind::Finetune => bail!("the active-learning benchmark does not fine-tune"),
+                ModelKind::Finetune | ModelKind::Setfit => {
+                    bail!("the active-learning benchmark does not fine-tune")
+                }
             };
             let everything: Vec<&Example> = data.train.iter().collect();
             let (_, full_logits) = fit_and_score(&learner, &data, &everything, &[], 0)?;

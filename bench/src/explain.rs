@@ -412,6 +412,8 @@ impl Data {
                 card.encoder = Some(encoder.spec().clone());
                 encoder_scorer(encoder, tuned.head)
             }
+            // Explained as `finetune` is (a tuned encoder and a head): nothing new to measure.
+            ModelKind::Setfit => anyhow::bail!("the explanation bench does not train setfit"),
         };
         Ok(TaggingModel { card, scorer })
     }

@@ -22,6 +22,9 @@
 //! `bench ood` (in `ood.rs`): out-of-scope queries on CLINC150, in-scope accepted-and-right
 //! at out-of-scope recall 0.8, against TF-IDF + LR in the same run.
 //!
+//! `bench few-labels` (in `few_labels.rs`): `setfit` against `encoder-head`, `ngram` and
+//! TF-IDF + LR with 8, 32 and 128 labels per class on Ticket Tagger issues.
+//!
 //! `bench ngram-selection` (in `ngram_selection.rs`): `ngram` with and without its model
 //! selection on every shared dataset, against TF-IDF + LinearSVC in the same run.
 //!
@@ -40,6 +43,7 @@
 mod active_learning;
 mod encoder;
 mod explain;
+mod few_labels;
 mod groups;
 mod helpdesk;
 mod idle;
@@ -90,6 +94,8 @@ enum BenchCommand {
     Encoder(encoder::EncoderBench),
     /// Explaining a verdict (the words behind each tag) per ticket, against plain scoring.
     Explain(explain::ExplainBench),
+    /// setfit against encoder-head, ngram and TF-IDF + LR with few labels per class.
+    FewLabels(few_labels::FewLabelsBench),
     /// A Zendesk connector against a fake: webhook latency, write-back delay, backfill rate.
     Connectors(helpdesk::ConnectorsBench),
     /// CPU of an idle `tagger demo` after start-up, against the same process tagging.
@@ -163,6 +169,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Connectors(args) => helpdesk::run(&args),
         BenchCommand::Encoder(args) => encoder::run(&args),
         BenchCommand::Explain(args) => explain::run(&args),
+        BenchCommand::FewLabels(args) => few_labels::run(&args),
         BenchCommand::Idle(args) => idle::run(&args),
         BenchCommand::Import(args) => import(args),
         BenchCommand::Languages(args) => languages::run(&args),

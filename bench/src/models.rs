@@ -64,7 +64,7 @@ pub struct ModelsBench {
 /// Training runs of one kind per dataset.
 fn runs_of(kind: ModelKind) -> usize {
     match kind {
-        ModelKind::Finetune => FINETUNE_RUNS,
+        ModelKind::Finetune | ModelKind::Setfit => FINETUNE_RUNS,
         ModelKind::Ngram | ModelKind::EncoderHead => REPEATS,
     }
 }
@@ -351,7 +351,9 @@ fn measure(
         let in_process_accuracy = top1_accuracy(&model, &texts, &test);
         let speed = match kind {
             ModelKind::Ngram => inference_speed(&model, &texts),
-            ModelKind::EncoderHead | ModelKind::Finetune => encoder_speed(&model, &texts)?,
+            ModelKind::EncoderHead | ModelKind::Finetune | ModelKind::Setfit => {
+                encoder_speed(&model, &texts)?
+            }
         };
         outcomes.push(KindOutcome::Measured(Ours {
             kind,
@@ -498,7 +500,7 @@ impl Tagger<'_> {
 }
 
 /// The metrics of `tagger train --format json`.
-fn parse_quality(json: &str) -> anyhow::Result<Quality> {
+pub(crate) fn parse_quality(json: &str) -> anyhow::Result<Quality> {
     let value: serde_json::Value =
         serde_json::from_str(json).context("tagger train did not print JSON")?;
     let number = |pointer: &str| {
@@ -520,7 +522,7 @@ fn parse_quality(json: &str) -> anyhow::Result<Quality> {
 }
 
 /// X from "model version N (kind) trained in X s; files in …", which JSON mode prints to stderr.
-fn parse_train_seconds(stderr: &str) -> anyhow::Result<f64> {
+pub(crate) fn parse_train_seconds(stderr: &str) -> anyhow::Result<f64> {
     stderr
         .lines()
         .find_map(|line| line.split_once(" trained in "))

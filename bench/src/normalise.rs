@@ -174,6 +174,8 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
                     })?;
                     (raw, clean)
                 }
+                // Measured by `bench few-labels`.
+                ModelKind::Setfit => continue,
                 ModelKind::Finetune => {
                     if encoder.is_none() || !args.finetune_datasets.iter().any(|d| d == folder) {
                         continue;

@@ -21,6 +21,8 @@ pub enum ModelKind {
     EncoderHead,
     /// The pretrained encoder and its head trained together.
     Finetune,
+    /// The encoder tuned on sentence pairs of the labelled tickets (SetFit), then a head.
+    Setfit,
 }
 
 /// What the lists of kinds show about one kind.
@@ -36,7 +38,12 @@ pub struct KindInfo {
 
 impl ModelKind {
     /// Every kind, in the order lists show them; the first is the default.
-    pub const ALL: [ModelKind; 3] = [Self::Ngram, Self::EncoderHead, Self::Finetune];
+    pub const ALL: [ModelKind; 4] = [
+        Self::Ngram,
+        Self::EncoderHead,
+        Self::Finetune,
+        Self::Setfit,
+    ];
 
     /// The registration of each kind: its name, its one-line summary and what it needs.
     pub const fn info(self) -> KindInfo {
@@ -54,6 +61,11 @@ impl ModelKind {
             Self::Finetune => KindInfo {
                 name: "finetune",
                 summary: "tunes the pretrained encoder itself; slow on a CPU, needs the encoder in the local cache",
+                needs_encoder: true,
+            },
+            Self::Setfit => KindInfo {
+                name: "setfit",
+                summary: "tunes the encoder on pairs of labelled tickets, then a head; strong with few labels, needs the encoder in the local cache",
                 needs_encoder: true,
             },
         }
@@ -132,7 +144,7 @@ mod tests {
         let error = "bert".parse::<ModelKind>().expect_err("not a kind");
         assert_eq!(
             error.to_string(),
-            "unknown model kind \"bert\": the kinds are ngram, encoder-head, finetune"
+            "unknown model kind \"bert\": the kinds are ngram, encoder-head, finetune, setfit"
         );
     }
 

@@ -182,9 +182,13 @@ impl TaggingModel {
                 let encoder = Encoder::load_spec(cache, spec, options).map_err(encoder_error)?;
                 (head, encoder)
             }
-            ModelKind::Finetune => {
+            // `setfit` saves its tuned encoder as `finetune` does.
+            ModelKind::Finetune | ModelKind::Setfit => {
                 let spec = card.encoder.as_ref().ok_or_else(|| {
-                    ModelError::corrupt(artifact::CARD_FILE, "a finetune model without its encoder")
+                    ModelError::corrupt(
+                        artifact::CARD_FILE,
+                        format!("a {} model without its encoder", card.kind),
+                    )
                 })?;
                 let head = encoder_head(&card, &tensors)?;
                 // The tuned encoder is part of the version: its files sit beside the head and
@@ -365,7 +369,7 @@ impl TaggingModel {
                     bias: bias.clone(),
                 })
             }
-            ModelKind::EncoderHead | ModelKind::Finetune => {
+            ModelKind::EncoderHead | ModelKind::Finetune | ModelKind::Setfit => {
                 return Err(ModelError::corrupt(
                     artifact::CARD_FILE,
                     format!(

@@ -636,6 +636,33 @@ pub(crate) fn fit(
             let _ = progress(Progress::Embedding { done, total });
         },
     )?;
+    fit_on_embeddings(
+        data,
+        plan,
+        held_out,
+        params,
+        encoder,
+        &embeddings,
+        report,
+        progress,
+    )
+}
+
+/// The head part of an `encoder-head` run once every ticket of `data` has its embedding by
+/// `encoder`: fit the head with early stopping, score the held-out tickets, refit, and
+/// score the test tickets. `setfit` fits its head here too, on its tuned encoder.
+#[allow(clippy::too_many_arguments)] // the data, the settings, the encoder and its output
+pub(crate) fn fit_on_embeddings(
+    data: &TrainingData,
+    plan: HeldOutScores,
+    held_out: &[Example],
+    params: &EncoderHeadParams,
+    encoder: Arc<Encoder>,
+    embeddings: &HashMap<TicketId, Vec<f32>>,
+    report: EmbeddingReport,
+    progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
+) -> Result<Fitted, TrainEncoderHeadError> {
+    let spec = encoder.spec().clone();
     if progress(Progress::Embedded(report)).is_break() {
         return Err(TrainEncoderHeadError::Stopped);
     }
@@ -649,7 +676,7 @@ pub(crate) fn fit(
                 &data.heads,
                 outputs,
                 spec.dim,
-                &embeddings,
+                embeddings,
                 &train,
                 &validation,
                 params,
@@ -676,7 +703,7 @@ pub(crate) fn fit(
                             &data.heads,
                             outputs,
                             spec.dim,
-                            &embeddings,
+                            embeddings,
                             &outside,
                             &[],
                             params,
@@ -684,14 +711,14 @@ pub(crate) fn fit(
                             |_| {},
                         )?
                         .head;
-                        let centroids = tag_centroids(&outside, &embeddings, outputs, spec.dim);
+                        let centroids = tag_centroids(&outside, embeddings, outputs, spec.dim);
                         for i in inside {
                             let scored = head_scores(
                                 &fold_head,
                                 &centroids,
                                 &data.heads,
                                 std::slice::from_ref(&held_out[i]),
-                                &embeddings,
+                                embeddings,
                             );
                             scores[i] = scored.into_iter().next();
                         }
@@ -699,8 +726,8 @@ pub(crate) fn fit(
                     scores.into_iter().flatten().collect()
                 }
                 HeldOutScores::Validation { .. } | HeldOutScores::Training { .. } => {
-                    let centroids = tag_centroids(&train, &embeddings, outputs, spec.dim);
-                    head_scores(&first.head, &centroids, &data.heads, held_out, &embeddings)
+                    let centroids = tag_centroids(&train, embeddings, outputs, spec.dim);
+                    head_scores(&first.head, &centroids, &data.heads, held_out, embeddings)
                 }
             };
             let head = if params.refit && !validation.is_empty() {
@@ -712,7 +739,7 @@ pub(crate) fn fit(
                     &data.heads,
                     outputs,
                     spec.dim,
-                    &embeddings,
+                    embeddings,
                     &all,
                     &[],
                     params,
@@ -732,8 +759,8 @@ pub(crate) fn fit(
     } else {
         train.clone()
     };
-    let centroids = tag_centroids(&learned, &embeddings, outputs, spec.dim);
-    let test_scores = head_scores(&head, &centroids, &data.heads, &data.test, &embeddings);
+    let centroids = tag_centroids(&learned, embeddings, outputs, spec.dim);
+    let test_scores = head_scores(&head, &centroids, &data.heads, &data.test, embeddings);
     let mut recorded = serde_json::json!(params);
     recorded["best_epoch"] = best_epoch.into();
     recorded["embedding"] = serde_json::json!(report);

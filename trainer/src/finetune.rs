@@ -4,7 +4,7 @@
 //! padded to their longest text, and early stopping on validation loss that keeps the best
 //! weights. The tuned encoder's files are saved in the model version's own directory.
 
-mod adamw;
+pub(crate) mod adamw;
 
 use crate::encoder_head::{EncoderHeadParams, data_loss, fit_head};
 use crate::examples::{Example, TrainingData};
@@ -281,23 +281,6 @@ impl Trainable {
         Ok(())
     }
 
-    /// The encoder's weights as a safetensors file, by their Hugging Face names.
-    fn encoder_weights(&self) -> Result<Vec<u8>, TrainFinetuneError> {
-        let mut tensors = Tensors::default();
-        let variables = self
-            .encoder_vars
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("the variable map lock is poisoned".into()))?;
-        for (name, var) in variables.iter() {
-            let tensor = var.as_tensor().to_device(&Device::Cpu)?;
-            tensors.f32s.insert(
-                name.clone(),
-                (tensor.dims().to_vec(), tensor.flatten_all()?.to_vec1()?),
-            );
-        }
-        Ok(to_safetensors(&tensors)?)
-    }
 
     fn head(&self) -> candle_core::Result<LinearHead> {
         let (outputs, dim) = self.head_weight.as_tensor().dims2()?;
@@ -319,17 +302,63 @@ impl Trainable {
     }
 }
 
+/// An encoder's weights, by their Hugging Face names, ready for a safetensors file.
+pub(crate) fn encoder_tensors(encoder_vars: &VarMap) -> candle_core::Result<Tensors> {
+    let mut tensors = Tensors::default();
+    let variables = encoder_vars
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("the variable map lock is poisoned".into()))?;
+    for (name, var) in variables.iter() {
+        let tensor = var.as_tensor().to_device(&Device::Cpu)?;
+        tensors.f32s.insert(
+            name.clone(),
+            (tensor.dims().to_vec(), tensor.flatten_all()?.to_vec1()?),
+        );
+    }
+    Ok(tensors)
+}
+
 /// The optimiser: one fused pass per weight on the CPU, candle's `AdamW` elsewhere (its
 /// tensor operations run on any device).
-enum Optimizers {
+pub(crate) enum Optimizers {
     Fused(FusedAdamW),
     Candle(Vec<(AdamW, f64)>),
 }
 
 impl Optimizers {
+    /// AdamW over `groups` of (weights, weight decay, peak step size).
+    pub(crate) fn new(
+        groups: Vec<(Vec<Var>, f64, f64)>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        if device.is_cpu() {
+            return Ok(Self::Fused(FusedAdamW::new(
+                groups
+                    .into_iter()
+                    .map(|(vars, decay, peak)| Group::new(vars, decay, peak))
+                    .collect(),
+            )));
+        }
+        let optimizers = groups
+            .into_iter()
+            .map(|(vars, weight_decay, peak)| {
+                let adam = AdamW::new(
+                    vars,
+                    ParamsAdamW {
+                        weight_decay,
+                        ..ParamsAdamW::default()
+                    },
+                )?;
+                Ok((adam, peak))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self::Candle(optimizers))
+    }
+
     /// Clips the gradients to a global L2 norm of `max_norm` (when positive) and takes one
     /// step at `factor` × each group's peak step size; returns the norm before clipping.
-    fn step(
+    pub(crate) fn step(
         &mut self,
         gradients: &mut GradStore,
         parameters: &[Var],
@@ -390,7 +419,7 @@ fn length_buckets(lengths: &[usize], batch_size: usize, random: &mut Random) -> 
 }
 
 /// Step size at `step` (0-based) of `total`: linear warm-up, then linear decay to zero.
-fn schedule(step: usize, total: usize, warmup: usize) -> f64 {
+pub(crate) fn schedule(step: usize, total: usize, warmup: usize) -> f64 {
     if step < warmup {
         (step + 1) as f64 / warmup as f64
     } else {
@@ -496,30 +525,7 @@ pub fn finetune_until(
             (vectors, 0.0, params.learning_rate),
             (head, params.weight_decay, params.head_learning_rate),
         ];
-        let mut optimizer = if device.is_cpu() {
-            Optimizers::Fused(FusedAdamW::new(
-                groups
-                    .into_iter()
-                    .map(|(vars, decay, peak)| Group::new(vars, decay, peak))
-                    .collect(),
-            ))
-        } else {
-            Optimizers::Candle(
-                groups
-                    .into_iter()
-                    .map(|(vars, weight_decay, peak)| {
-                        let adam = AdamW::new(
-                            vars,
-                            ParamsAdamW {
-                                weight_decay,
-                                ..ParamsAdamW::default()
-                            },
-                        )?;
-                        Ok((adam, peak))
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?,
-            )
-        };
+        let mut optimizer = Optimizers::new(groups.into(), &device)?;
         let parameters = model.all_vars();
         let validation_loss = |model: &Trainable| -> candle_core::Result<f64> {
             let mut sum = 0.0;
@@ -633,7 +639,7 @@ pub fn finetune_until(
             None => last_epoch,
         };
         Ok(FinetunedWeights {
-            files: files.with_weights(model.encoder_weights()?),
+            files: files.with_weights(to_safetensors(&encoder_tensors(&model.encoder_vars)?)?),
             head: model.head()?,
             best_epoch,
             steps: step,

@@ -362,6 +362,10 @@ pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 8)]
     pub windows: Option<usize>,
+    /// `setfit`: most sentence pairs of the contrastive phase (its time grows with them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub pairs: Option<usize>,
     /// Precision auto-applied tags should reach (0 < p ≤ 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0, maximum = 1)]
@@ -386,6 +390,7 @@ impl TrainingParams {
             request.ngram.epochs = epochs;
             request.encoder_head.epochs = epochs;
             request.finetune.epochs = epochs;
+            request.setfit.head_epochs = epochs;
         }
         if let Some(patience) = self.patience {
             if !(1..=10_000).contains(&patience) {
@@ -394,6 +399,7 @@ impl TrainingParams {
             request.ngram.patience = patience;
             request.encoder_head.patience = patience;
             request.finetune.patience = patience;
+            request.setfit.head_patience = patience;
         }
         if let Some(rate) = self.learning_rate {
             if !(rate.is_finite() && rate > 0.0 && rate <= 10.0) {
@@ -402,6 +408,8 @@ impl TrainingParams {
             request.ngram.learning_rate = rate as f32;
             request.encoder_head.learning_rate = rate;
             request.finetune.learning_rate = rate;
+            // The encoder's rate, as for `finetune`; the head keeps encoder-head's.
+            request.setfit.learning_rate = rate;
         }
         if let Some(hidden) = self.hidden {
             if hidden > 4096 {
@@ -429,6 +437,7 @@ impl TrainingParams {
         if let Some(encoder) = &self.encoder {
             request.encoder_head.encoder = encoder.clone();
             request.finetune.encoder = encoder.clone();
+            request.setfit.encoder = encoder.clone();
         }
         if let Some(threads) = self.threads {
             if !(1..=256).contains(&threads) {
@@ -436,6 +445,7 @@ impl TrainingParams {
             }
             request.encoder_head.threads = threads;
             request.finetune.threads = threads;
+            request.setfit.threads = threads;
         }
         if let Some(windows) = self.windows {
             let most = inference::encoder::tokenize::MAX_WINDOWS;
@@ -445,6 +455,12 @@ impl TrainingParams {
                 ));
             }
             request.encoder_head.windows = windows;
+        }
+        if let Some(pairs) = self.pairs {
+            if !(1..=1_000_000).contains(&pairs) {
+                return Err(format!("pairs must be between 1 and 1000000, not {pairs}"));
+            }
+            request.setfit.max_pairs = pairs;
         }
         if let Some(precision) = self.target_precision {
             if !(precision > 0.0 && precision <= 1.0) {

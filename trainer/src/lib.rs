@@ -13,6 +13,7 @@ pub mod ngram_selection;
 pub mod progress;
 mod random;
 pub mod run;
+pub mod setfit;
 pub mod thresholds;
 
 pub use evaluate::Evaluation;

@@ -11,6 +11,7 @@ use crate::examples::{Example, HeldOut, MIN_HELD_OUT, TrainingData, load_trainin
 use crate::finetune::{FinetuneParams, StepReport, TrainFinetuneError};
 use crate::ngram::{EpochReport, NgramParams, train_ngram, train_ngram_until};
 use crate::ngram_selection::{NoSelection, Selection, select_ngram};
+use crate::setfit::{SetfitParams, TrainSetfitError};
 use crate::thresholds::{CONFIDENCE, choose_thresholds};
 use datasets::store::prelude::*;
 use datasets::{AnyStore, ModelVersion, ModelVersionId, NewModelVersion, Project, StoreError};
@@ -60,7 +61,9 @@ impl HeldOutScores {
     fn plan(data: &TrainingData, kind: ModelKind) -> Self {
         let refits_cheaply = match kind {
             ModelKind::Ngram | ModelKind::EncoderHead => true,
-            ModelKind::Finetune => false,
+            // The tuned encoder learned the training tickets: scores of refits on its
+            // embeddings would not be held out.
+            ModelKind::Finetune | ModelKind::Setfit => false,
         };
         let labelled = data.train.len() + data.validation.len();
         if refits_cheaply
@@ -99,6 +102,7 @@ pub struct TrainRequest {
     pub ngram: NgramParams,
     pub encoder_head: EncoderHeadParams,
     pub finetune: FinetuneParams,
+    pub setfit: SetfitParams,
     pub target_precision: f64,
 }
 
@@ -109,6 +113,7 @@ impl Default for TrainRequest {
             ngram: NgramParams::default(),
             encoder_head: EncoderHeadParams::default(),
             finetune: FinetuneParams::default(),
+            setfit: SetfitParams::default(),
             target_precision: DEFAULT_TARGET_PRECISION,
         }
     }
@@ -121,14 +126,16 @@ impl TrainRequest {
             ModelKind::Ngram => self.ngram.epochs,
             ModelKind::EncoderHead => self.encoder_head.epochs,
             ModelKind::Finetune => self.finetune.epochs,
+            ModelKind::Setfit => self.setfit.head_epochs,
         }
     }
 
     /// Whether progress is best followed by steps rather than epochs (`Progress::Step`):
-    /// true for kinds whose epochs take minutes.
+    /// true for kinds whose epochs take minutes. (`setfit`'s steps come first, then its
+    /// head's epochs: each sets the bar when it comes.)
     pub fn reports_steps(&self) -> bool {
         match self.kind {
-            ModelKind::Ngram | ModelKind::EncoderHead => false,
+            ModelKind::Ngram | ModelKind::EncoderHead | ModelKind::Setfit => false,
             ModelKind::Finetune => true,
         }
     }
@@ -158,7 +165,8 @@ pub enum Progress {
         candidates: usize,
     },
     Epoch(EpochReport),
-    /// One gradient step of a `finetune` run (its epochs take minutes).
+    /// One gradient step of a `finetune` run (its epochs take minutes) or of `setfit`'s
+    /// contrastive phase.
     Step(StepReport),
     /// Training again on training and validation tickets for the best number of epochs.
     Refitting {
@@ -180,6 +188,8 @@ pub enum TrainError {
     EncoderHead(#[from] TrainEncoderHeadError),
     #[error(transparent)]
     Finetune(#[from] TrainFinetuneError),
+    #[error(transparent)]
+    Setfit(#[from] TrainSetfitError),
     #[error("not enough labelled tickets to train: {0}")]
     NotEnoughData(String),
     #[error("the training thread failed: {0}")]
@@ -291,6 +301,16 @@ pub async fn train_until(
             ModelKind::Finetune => {
                 match crate::finetune::fit(&data, &held_out, &request.finetune, &mut progress) {
                     Err(TrainFinetuneError::Stopped) => return Err(TrainError::Stopped),
+                    other => {
+                        let fitted = other?;
+                        encoder_files = Some(fitted.files);
+                        fitted.fitted
+                    }
+                }
+            }
+            ModelKind::Setfit => {
+                match crate::setfit::fit(&data, plan, &held_out, &request.setfit, &mut progress) {
+                    Err(TrainSetfitError::Stopped) => return Err(TrainError::Stopped),
                     other => {
                         let fitted = other?;
                         encoder_files = Some(fitted.files);

@@ -213,6 +213,9 @@ pub struct TrainArgs {
     /// encoder-head: windows of 128 tokens a long ticket is read in, averaged (1 cuts it at 128 tokens; 4 reads 512) [default: 1].
     #[arg(long)]
     pub windows: Option<usize>,
+    /// setfit: most sentence pairs of the contrastive phase [default: 2000].
+    #[arg(long)]
+    pub pairs: Option<usize>,
     /// Precision that tags applied without a person must reach on validation tickets.
     #[arg(long, default_value_t = trainer::run::DEFAULT_TARGET_PRECISION)]
     pub target_precision: f64,

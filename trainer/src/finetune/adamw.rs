@@ -14,7 +14,7 @@ const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
 /// One group of weights that share a step size and a weight decay.
-pub(super) struct Group {
+pub(crate) struct Group {
     weights: Vec<(Var, Moments)>,
     weight_decay: f64,
     /// Peak step size: the schedule's factor scales it.
@@ -27,7 +27,7 @@ struct Moments {
 }
 
 impl Group {
-    pub(super) fn new(vars: Vec<Var>, weight_decay: f64, peak: f64) -> Self {
+    pub(crate) fn new(vars: Vec<Var>, weight_decay: f64, peak: f64) -> Self {
         let weights = vars
             .into_iter()
             .map(|var| {
@@ -48,18 +48,18 @@ impl Group {
 }
 
 /// AdamW over several groups of CPU f32 weights.
-pub(super) struct FusedAdamW {
+pub(crate) struct FusedAdamW {
     pub groups: Vec<Group>,
     steps: i32,
 }
 
 impl FusedAdamW {
-    pub(super) fn new(groups: Vec<Group>) -> Self {
+    pub(crate) fn new(groups: Vec<Group>) -> Self {
         Self { groups, steps: 0 }
     }
 
     /// The global L2 norm of the gradients of every weight, in one read of each.
-    pub(super) fn gradient_norm(&self, gradients: &GradStore) -> candle_core::Result<f64> {
+    pub(crate) fn gradient_norm(&self, gradients: &GradStore) -> candle_core::Result<f64> {
         let mut squares = 0.0;
         for group in &self.groups {
             for (var, _) in &group.weights {
@@ -78,7 +78,7 @@ impl FusedAdamW {
 
     /// One AdamW step with every gradient multiplied by `gradient_scale` (the clipping
     /// factor) and every group's step size by `factor` (the schedule).
-    pub(super) fn step(
+    pub(crate) fn step(
         &mut self,
         gradients: &GradStore,
         gradient_scale: f64,

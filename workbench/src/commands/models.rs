@@ -43,6 +43,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         encoder: args.encoder.clone(),
         threads: args.threads,
         windows: args.windows,
+        pairs: args.pairs,
         target_precision: Some(args.target_precision),
         ..Default::default()
     };

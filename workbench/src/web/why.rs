@@ -13,7 +13,7 @@ use minijinja::{Value, context};
 pub fn explains_unasked(kind: ModelKind) -> bool {
     match kind {
         ModelKind::Ngram => true,
-        ModelKind::EncoderHead | ModelKind::Finetune => false,
+        ModelKind::EncoderHead | ModelKind::Finetune | ModelKind::Setfit => false,
     }
 }
 

@@ -572,7 +572,7 @@ async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
 async fn the_model_kinds_documented_and_accepted_are_the_registered_ones() {
     let app = TestApp::new().await.with_project().await;
     let registered: Vec<&str> = datasets::ModelKind::names().collect();
-    assert_eq!(registered, ["ngram", "encoder-head", "finetune"]);
+    assert_eq!(registered, ["ngram", "encoder-head", "finetune", "setfit"]);
 
     // The OpenAPI document names the training request's body and lists every kind.
     let (_, document) = app.call(Method::GET, "/v1/openapi.json", None).await;
