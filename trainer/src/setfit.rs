@@ -18,7 +18,7 @@ use inference::ModelError;
 use inference::artifact::to_safetensors;
 use inference::encoder::bert::{Bert, l2_normalize, mean_pool};
 use inference::encoder::hub::{DEFAULT_ENCODER_REPO, HubCache};
-use inference::encoder::tokenize::{DEFAULT_MAX_TOKENS, Tokens};
+use inference::encoder::tokenize::Tokens;
 use inference::encoder::{DEFAULT_THREADS, Encoder, EncoderError, EncoderFiles, EncoderOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -70,20 +70,24 @@ pub struct SetfitParams {
     pub hub_cache: Option<PathBuf>,
 }
 
-/// Most sentence pairs by default. One step of 16 pairs (32 texts of up to 128 tokens)
-/// forward and backward through MiniLM-L6 takes seconds on two CPU cores, so 2,000 pairs,
-/// 125 steps, keep the contrastive phase of any project to minutes; the SetFit paper's
-/// few-shot runs (8–64 labels per class, 20 rounds) use a few hundred to a few thousand.
+/// Most sentence pairs by default: 250 steps of 8 pairs. The SetFit paper's few-shot runs
+/// (8–64 labels per class, 20 rounds) use a few hundred to a few thousand pairs; the cap
+/// keeps the contrastive phase of any project, however many labels it has, to a bounded
+/// number of steps (their measured time is in docs/benchmarks.md, `bench few-labels`).
 pub const DEFAULT_MAX_PAIRS: usize = 2_000;
+/// Pairs per step by default: 16 texts of at most 64 tokens a step. One step of 32 texts of
+/// 128 tokens (SetFit's batch of 16 pairs, `encoder-head`'s budget) peaked at 4.5 GB of
+/// memory and took about a minute on two busy cores (measured once, 2026-12-05).
+pub const DEFAULT_PAIR_BATCH_SIZE: usize = 8;
 
 impl Default for SetfitParams {
     fn default() -> Self {
         let head = EncoderHeadParams::default();
         Self {
             encoder: DEFAULT_ENCODER_REPO.to_string(),
-            max_tokens: DEFAULT_MAX_TOKENS,
-            // SetFit's default batch size.
-            pair_batch_size: 16,
+            // `finetune`'s budget: a step's memory and time grow with the tokens.
+            max_tokens: 64,
+            pair_batch_size: DEFAULT_PAIR_BATCH_SIZE,
             iterations: 20,
             max_pairs: DEFAULT_MAX_PAIRS,
             // SetFit's default body learning rate.
