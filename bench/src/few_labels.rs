@@ -70,7 +70,11 @@ pub struct FewLabelsBench {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// The tagger's kinds to train, comma-separated (TF-IDF + LR always runs).
-    #[arg(long, value_delimiter = ',', default_value = "setfit,encoder-head,ngram")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "setfit,encoder-head,ngram"
+    )]
     kinds: Vec<ModelKind>,
     /// `setfit`'s most sentence pairs [default: the kind's default].
     #[arg(long)]
@@ -147,8 +151,7 @@ fn sample(train: &[Example], classes: usize, k: usize, seed: u64) -> Vec<Example
     let mut random = SplitMix(seed);
     let mut chosen = Vec::with_capacity(k * classes);
     for class in 0..classes {
-        let mut members: Vec<&Example> =
-            train.iter().filter(|e| e.targets[0] == class).collect();
+        let mut members: Vec<&Example> = train.iter().filter(|e| e.targets[0] == class).collect();
         for i in (1..members.len()).rev() {
             let j = (random.next() % (i as u64 + 1)) as usize;
             members.swap(i, j);
@@ -247,10 +250,7 @@ fn head_logits(
         .collect())
 }
 
-fn embed(
-    encoder: &Encoder,
-    examples: &[Example],
-) -> anyhow::Result<HashMap<TicketId, Vec<f32>>> {
+fn embed(encoder: &Encoder, examples: &[Example]) -> anyhow::Result<HashMap<TicketId, Vec<f32>>> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let rows = encoder.embed(&texts)?;
     Ok(examples.iter().map(|e| e.ticket).zip(rows).collect())
@@ -336,7 +336,10 @@ fn run_setfit_child(args: &FewLabelsBench, per_class: usize) -> anyhow::Result<S
         .output()
         .context("cannot run the setfit child")?;
     if !output.status.success() {
-        bail!("the setfit child for k={per_class} failed ({})", output.status);
+        bail!(
+            "the setfit child for k={per_class} failed ({})",
+            output.status
+        );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -551,8 +554,14 @@ pub fn run(args: &FewLabelsBench) -> anyhow::Result<()> {
                 head_logits(&fitted_on, &train, &[], classes, encoder.dim(), args.seed)?;
                 let seconds = started.elapsed().as_secs_f64();
                 embeddings.extend(test.iter().map(|(id, row)| (*id, row.clone())));
-                let logits =
-                    head_logits(&embeddings, &train, &data.test, classes, encoder.dim(), args.seed)?;
+                let logits = head_logits(
+                    &embeddings,
+                    &train,
+                    &data.test,
+                    classes,
+                    encoder.dim(),
+                    args.seed,
+                )?;
                 Some(score(&data.test, &logits, classes, seconds))
             }
             None => None,

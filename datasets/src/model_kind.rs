@@ -38,12 +38,7 @@ pub struct KindInfo {
 
 impl ModelKind {
     /// Every kind, in the order lists show them; the first is the default.
-    pub const ALL: [ModelKind; 4] = [
-        Self::Ngram,
-        Self::EncoderHead,
-        Self::Finetune,
-        Self::Setfit,
-    ];
+    pub const ALL: [ModelKind; 4] = [Self::Ngram, Self::EncoderHead, Self::Finetune, Self::Setfit];
 
     /// The registration of each kind: its name, its one-line summary and what it needs.
     pub const fn info(self) -> KindInfo {

@@ -281,7 +281,6 @@ impl Trainable {
         Ok(())
     }
 
-
     fn head(&self) -> candle_core::Result<LinearHead> {
         let (outputs, dim) = self.head_weight.as_tensor().dims2()?;
         Ok(LinearHead {

@@ -536,7 +536,11 @@ mod tests {
         assert_eq!(pairs.len(), 20 * 2 * 60);
         for pair in &pairs {
             assert_ne!(pair.first, pair.second);
-            assert_eq!(pair.target == 1.0, set(pair.first) == set(pair.second), "{pair:?}");
+            assert_eq!(
+                pair.target == 1.0,
+                set(pair.first) == set(pair.second),
+                "{pair:?}"
+            );
         }
         assert_eq!(pairs.iter().filter(|p| p.target == 1.0).count(), 20 * 60);
         // [0, 1] and [1, 0] are one tag set: positives cross between them.

@@ -77,7 +77,8 @@ async fn the_contrastive_phase_lowers_the_pair_loss() {
         dropout: 0.0,
         ..tiny_params(hub.path(), 800)
     };
-    let files = EncoderFiles::read(&params.cache().snapshot(TINY_REPO, None).unwrap(), None).unwrap();
+    let files =
+        EncoderFiles::read(&params.cache().snapshot(TINY_REPO, None).unwrap(), None).unwrap();
     let encoder = Encoder::from_files(&files, &params.encoder_options()).unwrap();
     let train: Vec<&Example> = data.train.iter().collect();
     let pairs = sample_pairs(&train, params.iterations, params.max_pairs, params.seed);
@@ -94,7 +95,11 @@ async fn the_contrastive_phase_lowers_the_pair_loss() {
     assert!(!tuned.stopped);
     assert_eq!(tuned.steps, 800 / params.pair_batch_size);
     assert_eq!(steps.len(), tuned.steps);
-    assert!(steps.iter().all(|s| s.loss.is_finite() && s.steps == tuned.steps));
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.loss.is_finite() && s.steps == tuned.steps)
+    );
     let after = pair_loss(
         &Encoder::from_files(&tuned.files, &params.encoder_options()).unwrap(),
         &train,
@@ -182,9 +187,13 @@ async fn a_setfit_run_tunes_the_encoder_saves_it_and_reloads_to_the_same_scores(
 
     // It loads from its own directory, with no hub cache, and scores as training recorded.
     let no_hub = tempfile::tempdir().unwrap();
-    let loaded =
-        TaggingModel::load_with(dir, &version.files, &HubCache::at(no_hub.path()), &options())
-            .unwrap();
+    let loaded = TaggingModel::load_with(
+        dir,
+        &version.files,
+        &HubCache::at(no_hub.path()),
+        &options(),
+    )
+    .unwrap();
     assert_eq!(loaded.card.kind, ModelKind::Setfit);
     assert_eq!(loaded.card.encoder.as_ref().unwrap().max_tokens, 64);
     let data = load_training_data(&store, &project).await.unwrap();
@@ -205,7 +214,13 @@ async fn a_setfit_run_tunes_the_encoder_saves_it_and_reloads_to_the_same_scores(
     assert_eq!(scored[0].logits.len(), 10);
     assert!(loaded.unfamiliarity(&scored[0]).is_some());
     assert_eq!(
-        loaded.card.out_of_distribution.as_ref().unwrap().signals.len(),
+        loaded
+            .card
+            .out_of_distribution
+            .as_ref()
+            .unwrap()
+            .signals
+            .len(),
         2
     );
 }

@@ -103,7 +103,9 @@ async fn an_ml_engineer_starts_a_run_and_follows_it_to_its_version() {
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert!(
-        unknown.body.contains("ngram, encoder-head, finetune, setfit"),
+        unknown
+            .body
+            .contains("ngram, encoder-head, finetune, setfit"),
         "{}",
         unknown.body
     );
