@@ -75,9 +75,9 @@ pub struct SetfitParams {
 /// keeps the contrastive phase of any project, however many labels it has, to a bounded
 /// number of steps (their measured time is in docs/benchmarks.md, `bench few-labels`).
 pub const DEFAULT_MAX_PAIRS: usize = 2_000;
-/// Pairs per step by default: 16 texts of at most 64 tokens a step. One step of 32 texts of
-/// 128 tokens (SetFit's batch of 16 pairs, `encoder-head`'s budget) peaked at 4.5 GB of
-/// memory and took about a minute on two busy cores (measured once, 2026-12-05).
+/// Pairs per step by default: 16 texts of at most 64 tokens a step. SetFit's batch of 16
+/// pairs at `encoder-head`'s 128 tokens is four times that step's activations (see
+/// docs/models.md for the one-step trial that ruled it out on two cores).
 pub const DEFAULT_PAIR_BATCH_SIZE: usize = 8;
 
 impl Default for SetfitParams {
