@@ -662,7 +662,7 @@ fn section(
          name order) and the first k kept, so each sample is part of the next larger one. Every model \
          trains on the same sample and is scored on the whole test split ({test} tickets): accuracy and \
          macro-F1 of the top tag. One seed, one run per cell. In memory with the tagger's own code: \
-         `setfit` = `sample_pairs` + `tune_encoder_until` (defaults: {max_pairs} pairs at most, {iterations} \
+         `setfit` = `sample_pairs` + `tune_encoder_until` ({max_pairs} pairs at most{pairs_note}, {iterations} \
          rounds, {batch} pairs a step, step {lr}, {tokens} tokens, dropout {dropout}) and a head fitted on the \
          tuned encoder's embeddings; `encoder-head` = the same head on frozen all-MiniLM-L6-v2 embeddings \
          ({tokens} tokens); both heads take {HEAD_STEPS} Adam steps with `encoder-head`'s defaults (no \
@@ -687,6 +687,10 @@ fn section(
             .max_pairs
             .map_or_else(String::new, |p| format!(" --max-pairs {p}")),
         max_pairs = params.max_pairs,
+        pairs_note = match args.max_pairs {
+            Some(_) => " by `--max-pairs`, not the kind's default",
+            None => ", the kind's default",
+        },
         iterations = params.iterations,
         batch = params.pair_batch_size,
         lr = params.learning_rate,
