@@ -1,7 +1,8 @@
 //! Training the `ngram` model: a vocabulary of hashed features seen in at least `min_df`
 //! training tickets, TF-IDF weights, then Adagrad on the cross-entropy (softmax for one tag
 //! per ticket, per-tag sigmoid for several), updating only the rows a ticket touches.
-//! Early stopping keeps the epoch with the lowest validation loss.
+//! Early stopping keeps the epoch that did best on the validation tickets
+//! ([`HeldOutScore::better_than`]: accuracy where a ticket has one tag, else loss).
 
 use crate::examples::Example;
 use crate::random::Random;
@@ -26,7 +27,8 @@ pub struct NgramParams {
     pub learning_rate: f32,
     /// L2 penalty per update, scaled by the learning rate.
     pub l2: f32,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many epochs without a better validation score
+    /// ([`HeldOutScore::better_than`]).
     pub patience: usize,
     pub seed: u64,
     /// After early stopping, train again on training and validation tickets for the best
@@ -196,33 +198,68 @@ fn head_gradient(logits: &[f32], targets: &[usize], mode: LabelMode) -> (Vec<f32
     }
 }
 
-/// The loss of one ticket's logits.
-pub(crate) fn example_loss(logits: &[f32], targets: &[usize], heads: &Heads) -> f64 {
-    output_gradient(logits, targets, heads).1
+/// How a model did on held-out tickets: what early stopping and model selection compare.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOutScore {
+    /// Share of the tickets whose best-scored tag is one of theirs.
+    pub accuracy: f64,
+    /// Mean cross-entropy.
+    pub loss: f64,
 }
 
-fn mean_loss(
-    model: &NgramModel,
-    vectors: &[SparseVector],
-    examples: &[Example],
-    heads: &Heads,
-) -> f64 {
-    if examples.is_empty() {
-        return 0.0;
+impl HeldOutScore {
+    /// Where accuracy is the yardstick ([`judged_by_accuracy`]) higher accuracy wins and
+    /// ties go to the lower loss; elsewhere the lower loss wins.
+    ///
+    /// Why accuracy first: a single-label project is judged by whether the best tag is
+    /// right, and the two part ways on TF-IDF n-grams. Past the first epochs the weights
+    /// keep growing, so the held-out loss rises from over-confident mistakes while more
+    /// tickets get their best tag right (measured: character n-gram models reached their
+    /// lowest loss at epoch 2, their best accuracy many epochs later). Confidence is then
+    /// set apart from the weights by the temperature and the thresholds chosen after
+    /// training, so only the ranking matters here. Loss still breaks ties, which on a
+    /// few hundred validation tickets are common, and decides alone for several tags per
+    /// ticket or per-group heads, whose per-tag thresholds need every sigmoid right, not
+    /// just the top one.
+    pub fn better_than(&self, other: &HeldOutScore, heads: &Heads) -> bool {
+        if judged_by_accuracy(heads) && self.accuracy != other.accuracy {
+            return self.accuracy > other.accuracy;
+        }
+        self.loss < other.loss
     }
-    let total: f64 = vectors
+}
+
+/// Whether held-out accuracy (the best tag right) is a run's yardstick: one tag per ticket
+/// under one softmax.
+pub fn judged_by_accuracy(heads: &Heads) -> bool {
+    matches!(heads, Heads::Whole(LabelMode::Single))
+}
+
+/// The index of the highest logit (the first of equals).
+fn best_output(logits: &[f32]) -> usize {
+    logits
         .iter()
-        .zip(examples)
-        .map(|(vector, example)| {
-            output_gradient(
-                &model.logits_of_bag(&model.bag(vector)),
-                &example.targets,
-                heads,
-            )
-            .1
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, v)| {
+            if *v > bv { (i, *v) } else { (bi, bv) }
         })
-        .sum();
-    total / examples.len() as f64
+        .0
+}
+
+/// `model`'s score on a vectorised set.
+pub(crate) fn held_out_score(model: &NgramModel, set: &VectorisedSet, heads: &Heads) -> HeldOutScore {
+    let mut loss = 0.0;
+    let mut right = 0usize;
+    for (vector, example) in set.vectors.iter().zip(set.examples) {
+        let logits = model.logits_of_bag(&model.bag(vector));
+        loss += output_gradient(&logits, &example.targets, heads).1;
+        right += usize::from(example.targets.contains(&best_output(&logits)));
+    }
+    let n = set.examples.len().max(1) as f64;
+    HeldOutScore {
+        accuracy: right as f64 / n,
+        loss: loss / n,
+    }
 }
 
 /// Adagrad state: a running sum of squared gradients per parameter.
@@ -239,10 +276,12 @@ fn adagrad(weight: &mut f32, accumulator: &mut f32, gradient: f32, rate: f32, l2
     *weight -= rate * gradient / (accumulator.sqrt() + 1e-8);
 }
 
-/// A trained model and the epoch at which validation loss was lowest.
+/// A trained model and the epoch that did best on the validation tickets.
 pub struct Fitted {
     pub model: NgramModel,
     pub best_epoch: usize,
+    /// That epoch's score on the validation tickets (none without validation tickets).
+    pub best_score: Option<HeldOutScore>,
     /// Epochs trained, early stopping's extra ones included.
     pub epochs_run: usize,
     /// The caller asked to stop before training ended: the model is not finished.
@@ -317,7 +356,6 @@ pub(crate) fn fit_vectorised(
     let train = train_set.examples;
     let validation = validation_set.examples;
     let train_vectors = &train_set.vectors;
-    let validation_vectors = &validation_set.vectors;
     let width = model.width();
     let hidden = params.hidden;
     let mut state = Accumulators {
@@ -327,7 +365,7 @@ pub(crate) fn fit_vectorised(
     };
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut random = Random(params.seed ^ 0x5eed);
-    let mut best: Option<(f64, usize, NgramModel)> = None;
+    let mut best: Option<(HeldOutScore, usize, NgramModel)> = None;
     let mut epochs_without_gain = 0;
     let mut epochs_run = 0;
     for epoch in 1..=params.epochs {
@@ -382,17 +420,18 @@ pub(crate) fn fit_vectorised(
                 }
             }
         }
-        let validation_loss = mean_loss(&model, validation_vectors, validation, heads);
+        let score = held_out_score(&model, validation_set, heads);
         let go_on = on_epoch(EpochReport {
             epoch,
             epochs: params.epochs,
             train_loss: train_loss / train.len().max(1) as f64,
-            validation_loss,
+            validation_loss: score.loss,
         });
         if go_on.is_break() {
             return Fitted {
                 model,
                 best_epoch: epoch,
+                best_score: None,
                 epochs_run,
                 stopped: true,
             };
@@ -401,30 +440,152 @@ pub(crate) fn fit_vectorised(
             continue;
         }
         match &best {
-            Some((loss, _, _)) if validation_loss >= *loss => {
+            Some((best_score, _, _)) if !score.better_than(best_score, heads) => {
                 epochs_without_gain += 1;
                 if epochs_without_gain >= params.patience {
                     break;
                 }
             }
             _ => {
-                best = Some((validation_loss, epoch, model.clone()));
+                best = Some((score, epoch, model.clone()));
                 epochs_without_gain = 0;
             }
         }
     }
     match best {
-        Some((_, best_epoch, model)) => Fitted {
+        Some((score, best_epoch, model)) => Fitted {
             model,
             best_epoch,
+            best_score: Some(score),
             epochs_run,
             stopped: false,
         },
         None => Fitted {
             model,
             best_epoch: params.epochs,
+            best_score: None,
             epochs_run,
             stopped: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::TicketId;
+
+    /// Tickets of two tags told apart by a few words among shared ones; every fifth
+    /// training ticket carries the wrong tag, so the held-out loss climbs from
+    /// over-confidence long before accuracy stops moving.
+    fn noisy(tickets: i64, offset: i64, noise: bool) -> Vec<Example> {
+        let mut random = Random(offset as u64 + 9);
+        let topic = [
+            ["printer", "toner", "paper", "tray", "jam", "scan"],
+            ["password", "login", "account", "locked", "reset", "token"],
+        ];
+        let shared = [
+            "please", "help", "today", "again", "office", "urgent", "since", "monday",
+        ];
+        (0..tickets)
+            .map(|i| {
+                let tag = (i % 2) as usize;
+                let mut words: Vec<&str> = (0..3)
+                    .map(|_| topic[tag][(random.next() % 6) as usize])
+                    .collect();
+                words.extend((0..5).map(|_| shared[(random.next() % 8) as usize]));
+                // A word of the other tag now and then, so some tickets are hard.
+                if random.next() % 3 == 0 {
+                    words.push(topic[1 - tag][(random.next() % 6) as usize]);
+                }
+                let flipped = noise && i % 5 == 0;
+                Example {
+                    ticket: TicketId(offset + i),
+                    text: words.join(" "),
+                    targets: vec![if flipped { 1 - tag } else { tag }],
+                }
+            })
+            .collect()
+    }
+
+    /// The epoch `better_than` prefers among models trained for 1, 2, … `epochs` epochs
+    /// (the same updates a longer run makes up to then) and each epoch's score.
+    fn rescored(
+        heads: &Heads,
+        train: &[Example],
+        validation: &[Example],
+        params: &NgramParams,
+    ) -> (usize, Vec<HeldOutScore>) {
+        let scores: Vec<HeldOutScore> = (1..=params.epochs)
+            .map(|epochs| {
+                let fixed = NgramParams { epochs, ..*params };
+                let model = train_ngram(heads, 2, train, &[], &fixed, |_| {}).model;
+                held_out_score(&model, &VectorisedSet::new(&model, validation), heads)
+            })
+            .collect();
+        let mut best = 0;
+        for (i, score) in scores.iter().enumerate() {
+            if score.better_than(&scores[best], heads) {
+                best = i;
+            }
+        }
+        (best + 1, scores)
+    }
+
+    fn long_run() -> NgramParams {
+        NgramParams {
+            epochs: 12,
+            patience: 12,
+            min_df: 1,
+            learning_rate: 0.5,
+            ..NgramParams::default()
+        }
+    }
+
+    #[test]
+    fn a_single_label_run_keeps_the_epoch_of_best_held_out_accuracy_not_lowest_loss() {
+        let (train, validation) = (noisy(200, 0, true), noisy(80, 10_000, false));
+        let params = long_run();
+        let fitted = train_ngram(&Heads::SINGLE, 2, &train, &validation, &params, |_| {});
+        let (expected, scores) = rescored(&Heads::SINGLE, &train, &validation, &params);
+        assert_eq!(fitted.best_epoch, expected, "{scores:?}");
+        assert_eq!(fitted.best_score, Some(scores[expected - 1]));
+        let best_accuracy = scores.iter().map(|s| s.accuracy).fold(0.0, f64::max);
+        assert_eq!(scores[expected - 1].accuracy, best_accuracy);
+        // On these tickets the two yardsticks disagree, so the test tells them apart.
+        let lowest_loss = (0..scores.len())
+            .min_by(|a, b| scores[*a].loss.total_cmp(&scores[*b].loss))
+            .map(|i| i + 1);
+        assert_ne!(lowest_loss, Some(expected), "{scores:?}");
+    }
+
+    #[test]
+    fn a_multi_label_run_keeps_the_epoch_of_lowest_held_out_loss() {
+        let (train, validation) = (noisy(200, 0, true), noisy(80, 10_000, false));
+        let params = long_run();
+        let fitted = train_ngram(&Heads::MULTI, 2, &train, &validation, &params, |_| {});
+        let (expected, scores) = rescored(&Heads::MULTI, &train, &validation, &params);
+        assert_eq!(fitted.best_epoch, expected, "{scores:?}");
+        let lowest = scores.iter().map(|s| s.loss).fold(f64::INFINITY, f64::min);
+        assert_eq!(scores[expected - 1].loss, lowest);
+    }
+
+    #[test]
+    fn accuracy_decides_and_loss_breaks_ties_only_for_single_label_heads() {
+        let sure = HeldOutScore {
+            accuracy: 0.9,
+            loss: 0.5,
+        };
+        let calibrated = HeldOutScore {
+            accuracy: 0.8,
+            loss: 0.3,
+        };
+        let tied = HeldOutScore {
+            accuracy: 0.9,
+            loss: 0.4,
+        };
+        assert!(sure.better_than(&calibrated, &Heads::SINGLE));
+        assert!(tied.better_than(&sure, &Heads::SINGLE));
+        assert!(calibrated.better_than(&sure, &Heads::MULTI));
     }
 }
