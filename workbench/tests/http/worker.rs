@@ -309,6 +309,9 @@ async fn a_cancel_during_ngram_model_selection_stops_the_run(
     })
     .await;
     assert_eq!(ended.status, RunStatus::Cancelled, "{ended:?}");
+    // Stopped inside the first candidate's fold fits, not after them.
+    assert_eq!(ended.progress["stage"], "selecting", "{ended:?}");
+    assert_eq!(ended.progress["step"], 0, "{ended:?}");
     assert!(store.model_versions(project.id).await.unwrap().is_empty());
     worker.stop().await;
 }
