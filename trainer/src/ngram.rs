@@ -530,7 +530,7 @@ mod tests {
                     .collect();
                 words.extend((0..5).map(|_| shared[(random.next() % 8) as usize]));
                 // A word of the other tag now and then, so some tickets are hard.
-                if random.next() % 3 == 0 {
+                if random.next().is_multiple_of(3) {
                     words.push(topic[1 - tag][(random.next() % 6) as usize]);
                 }
                 let flipped = noise && i % 5 == 0;
