@@ -225,9 +225,10 @@ fn describe_choice(selection: &serde_json::Value) -> String {
     let tried = selection["trials"].as_array().map_or(0, Vec::len);
     let untried = selection["untried"].as_u64().unwrap_or(0);
     format!(
-        "{}, L2 {}, {} epochs (CV accuracy {:.3}; {tried} tried, {untried} untried; {:.0} of {:.0} M updates)",
+        "{}, L2 {:.0e}, {} epochs (CV accuracy {:.3}; {tried} tried, {untried} untried; {:.0} of {:.0} M updates)",
         trial["features"].as_str().unwrap_or("?"),
-        trial["l2"],
+        // Stored as f32 and read back as f64: 1e-6 comes back as 9.99999997e-7.
+        trial["l2"].as_f64().unwrap_or(0.0),
         trial["epochs"],
         trial["accuracy"].as_f64().unwrap_or(0.0),
         selection["updates"].as_f64().unwrap_or(0.0) / 1e6,

@@ -2,7 +2,7 @@
 //! training tickets, TF-IDF weights, then Adagrad on the cross-entropy (softmax for one tag
 //! per ticket, per-tag sigmoid for several), updating only the rows a ticket touches.
 //! Early stopping keeps the epoch that did best on the validation tickets
-//! ([`HeldOutScore::better_than`]: accuracy where a ticket has one tag, else loss).
+//! ([`HeldOutScore::better_than`]: the lowest loss).
 
 use crate::examples::Example;
 use crate::random::Random;
@@ -208,23 +208,16 @@ pub struct HeldOutScore {
 }
 
 impl HeldOutScore {
-    /// Where accuracy is the yardstick ([`judged_by_accuracy`]) higher accuracy wins and
-    /// ties go to the lower loss; elsewhere the lower loss wins.
+    /// Early stopping's yardstick: the lower held-out loss, for every kind of head.
     ///
-    /// Why accuracy first: a single-label project is judged by whether the best tag is
-    /// right, and the two part ways on TF-IDF n-grams. Past the first epochs the weights
-    /// keep growing, so the held-out loss rises from over-confident mistakes while more
-    /// tickets get their best tag right (measured: character n-gram models reached their
-    /// lowest loss at epoch 2, their best accuracy many epochs later). Confidence is then
-    /// set apart from the weights by the temperature and the thresholds chosen after
-    /// training, so only the ranking matters here. Loss still breaks ties, which on a
-    /// few hundred validation tickets are common, and decides alone for several tags per
-    /// ticket or per-group heads, whose per-tag thresholds need every sigmoid right, not
-    /// just the top one.
-    pub fn better_than(&self, other: &HeldOutScore, heads: &Heads) -> bool {
-        if judged_by_accuracy(heads) && self.accuracy != other.accuracy {
-            return self.accuracy > other.accuracy;
-        }
+    /// Why not accuracy, for one tag per ticket: it was tried (the epoch of best held-out
+    /// accuracy, loss breaking ties) and measured through `tagger train` against this rule
+    /// on the three shared datasets: BANKING77 0.911 against 0.916, Ticket Tagger 0.661
+    /// against 0.662, CLINC150 0.920 both. The best of many epochs' accuracies on one
+    /// validation split moves in steps of one ticket and is partly luck; the loss is smooth.
+    /// Model selection still judges candidates by accuracy ([`judged_by_accuracy`]): there
+    /// the one-standard-error rule guards against luck.
+    pub fn better_than(&self, other: &HeldOutScore) -> bool {
         self.loss < other.loss
     }
 }
@@ -474,7 +467,7 @@ pub(crate) fn fit_vectorised(
         }
         let better = best
             .as_ref()
-            .is_none_or(|(best_score, _, _)| score.better_than(best_score, heads));
+            .is_none_or(|(best_score, _, _)| score.better_than(best_score));
         if better {
             best = Some((score, epoch, model.clone()));
         }
@@ -560,7 +553,7 @@ mod tests {
             .collect();
         let mut best = 0;
         for (i, score) in scores.iter().enumerate() {
-            if score.better_than(&scores[best], heads) {
+            if score.better_than(&scores[best]) {
                 best = i;
             }
         }
@@ -578,20 +571,18 @@ mod tests {
     }
 
     #[test]
-    fn a_single_label_run_keeps_the_epoch_of_best_held_out_accuracy_not_lowest_loss() {
+    fn a_single_label_run_keeps_the_epoch_of_lowest_held_out_loss_not_best_accuracy() {
         let (train, validation) = (noisy(200, 0, true), noisy(80, 10_000, false));
         let params = long_run();
         let fitted = train_ngram(&Heads::SINGLE, 2, &train, &validation, &params, |_| {});
         let (expected, scores) = rescored(&Heads::SINGLE, &train, &validation, &params);
         assert_eq!(fitted.best_epoch, expected, "{scores:?}");
         assert_eq!(fitted.best_score, Some(scores[expected - 1]));
-        let best_accuracy = scores.iter().map(|s| s.accuracy).fold(0.0, f64::max);
-        assert_eq!(scores[expected - 1].accuracy, best_accuracy);
+        let lowest = scores.iter().map(|s| s.loss).fold(f64::INFINITY, f64::min);
+        assert_eq!(scores[expected - 1].loss, lowest);
         // On these tickets the two yardsticks disagree, so the test tells them apart.
-        let lowest_loss = (0..scores.len())
-            .min_by(|a, b| scores[*a].loss.total_cmp(&scores[*b].loss))
-            .map(|i| i + 1);
-        assert_ne!(lowest_loss, Some(expected), "{scores:?}");
+        let best_accuracy = scores.iter().map(|s| s.accuracy).fold(0.0, f64::max);
+        assert!(scores[expected - 1].accuracy < best_accuracy, "{scores:?}");
     }
 
     #[test]
@@ -606,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn accuracy_decides_and_loss_breaks_ties_only_for_single_label_heads() {
+    fn the_lower_loss_decides_whatever_the_accuracy() {
         let sure = HeldOutScore {
             accuracy: 0.9,
             loss: 0.5,
@@ -615,12 +606,7 @@ mod tests {
             accuracy: 0.8,
             loss: 0.3,
         };
-        let tied = HeldOutScore {
-            accuracy: 0.9,
-            loss: 0.4,
-        };
-        assert!(sure.better_than(&calibrated, &Heads::SINGLE));
-        assert!(tied.better_than(&sure, &Heads::SINGLE));
-        assert!(calibrated.better_than(&sure, &Heads::MULTI));
+        assert!(calibrated.better_than(&sure));
+        assert!(!sure.better_than(&calibrated));
     }
 }

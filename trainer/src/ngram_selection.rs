@@ -1,8 +1,8 @@
 //! Model selection for `ngram`: before training, each candidate setting (regularisation,
 //! n-gram families and ranges) is fitted on k-fold splits of the project's own labelled
-//! training tickets (never the test split) and judged on the held-out folds as early stopping
-//! judges epochs (`HeldOutScore::better_than`); the number of epochs comes from the same
-//! folds' early stopping. The request's own setting stays the choice unless a candidate beats
+//! training tickets (never the test split) and judged on the held-out folds by accuracy where
+//! a ticket has one tag, by loss otherwise (`judged_by_accuracy`); the number of epochs comes
+//! from the same folds' early stopping (the lowest held-out loss). The request's own setting stays the choice unless a candidate beats
 //! it by more than the noise of the folds (the one-standard-error rule). The search runs in a
 //! fixed order within a budget counted in weight updates, not seconds, so the same data and
 //! seed always choose the same setting whatever the machine's load.
@@ -58,7 +58,7 @@ pub struct Trial {
     pub accuracy: f64,
     /// Mean held-out cross-entropy at each fold's best epoch.
     pub loss: f64,
-    /// Each fold's best epoch (early stopping's choice, `HeldOutScore::better_than`),
+    /// Each fold's best epoch (early stopping's choice: the lowest held-out loss),
     /// averaged and rounded.
     pub epochs: usize,
     /// Weight updates this candidate took, over its folds.
@@ -438,9 +438,9 @@ struct Tried {
     outcomes: Vec<Outcome>,
 }
 
-/// The mean paired gain of `challenger` over `incumbent` on the same held-out tickets, by the
-/// yardstick early stopping uses (a right best tag where `judged_by_accuracy`, else the
-/// negated loss), and the standard error of that mean.
+/// The mean paired gain of `challenger` over `incumbent` on the same held-out tickets (a right
+/// best tag where `judged_by_accuracy`, else the negated loss), and the standard error of
+/// that mean.
 fn paired_gain(challenger: &[Outcome], incumbent: &[Outcome], heads: &Heads) -> (f64, f64) {
     let value = |o: &Outcome| {
         if judged_by_accuracy(heads) {
