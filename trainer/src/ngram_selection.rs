@@ -1,28 +1,40 @@
 //! Model selection for `ngram`: before training, each candidate setting (regularisation,
 //! n-gram families and ranges) is fitted on k-fold splits of the project's own labelled
-//! training tickets (never the test split) and judged by its held-out accuracy; the number
-//! of epochs comes from the same folds' early stopping. The search runs in a fixed order
-//! within a budget counted in weight updates, not seconds, so the same data and seed always
-//! choose the same setting whatever the machine's load.
+//! training tickets (never the test split) and judged on the held-out folds by accuracy where
+//! a ticket has one tag, by loss otherwise (`judged_by_accuracy`); the number of epochs comes
+//! from the same folds' early stopping (the lowest held-out loss). The request's own setting stays the choice unless a candidate beats
+//! it by more than the noise of the folds (the one-standard-error rule). The search runs in a
+//! fixed order within a budget counted in weight updates, not seconds, so the same data and
+//! seed always choose the same setting whatever the machine's load.
 
 use crate::examples::{Example, fold_of};
-use crate::ngram::{NgramParams, VectorisedSet, build_vocabulary, fit_vectorised};
+use crate::ngram::{
+    HeldOutScore, NgramParams, Outcome, VectorisedSet, build_vocabulary, fit_vectorised,
+    held_out_outcomes, held_out_score, judged_by_accuracy,
+};
 use inference::features::FeatureConfig;
 use inference::heads::Heads;
+use inference::ngram::NgramModel;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 /// Folds of the search. Three keep each fit at two thirds of the tickets (close to the
 /// final model's) for a third of the work of ten.
 pub const SELECTION_FOLDS: usize = 3;
-/// The budget to ask for (`--selection-budget`), in millions of weight updates (one update: one feature of one ticket
-/// times one output, in one epoch). About 25–40 s of search on 2 cores for a project of
-/// 10,000 short tickets over 77 tags, seconds for a few thousand tickets over a few tags.
-pub const SUGGESTED_SELECTION_BUDGET: u64 = 40_000;
+/// The budget to ask for (`--selection-budget`), in millions of weight updates (one update:
+/// one feature of one ticket times one output, in one epoch). A few thousand tickets over a
+/// few tags try every candidate well within it (Ticket Tagger issues: about 500); a project
+/// of 10,000 short tickets over 77 tags reaches it after two or three candidates (each
+/// about 4,000–6,000).
+pub const SUGGESTED_SELECTION_BUDGET: u64 = 10_000;
 /// Below this many labelled tickets per fold the held-out accuracy is too coarse to choose
 /// by: the request's own setting is kept.
 const MIN_TICKETS_PER_FOLD: usize = 10;
-/// L2 penalties tried, from none to strong (the default first).
+/// L2 penalties tried on the best family, by decades from practically none (the default)
+/// to one that underfits: at 1e-3 the lazy per-update penalty pulls rare n-grams' weights
+/// to nothing between their occurrences (on BANKING77 its held-out accuracy is about 0.7 points below the others').
 const L2_GRID: [f32; 4] = [1e-6, 1e-5, 1e-4, 1e-3];
 
 /// One setting the search may choose.
@@ -41,14 +53,24 @@ pub struct Trial {
     pub char_min: u8,
     pub char_max: u8,
     pub l2: f32,
-    /// Mean over the folds of the share of held-out tickets whose best-scored tag is right.
+    /// Mean over the folds of the share of held-out tickets whose best-scored tag is right,
+    /// at each fold's best epoch.
     pub accuracy: f64,
     /// Mean held-out cross-entropy at each fold's best epoch.
     pub loss: f64,
-    /// Each fold's best epoch (lowest held-out loss), averaged and rounded.
+    /// Each fold's best epoch (early stopping's choice: the lowest held-out loss),
+    /// averaged and rounded.
     pub epochs: usize,
     /// Weight updates this candidate took, over its folds.
     pub updates: u64,
+    /// Its mean gain over the choice at the time, paired on the same held-out tickets (a
+    /// share of tickets for single-label projects, loss for the others); none for the
+    /// first candidate.
+    #[serde(default)]
+    pub gain: Option<f64>,
+    /// The standard error of that gain: a candidate is chosen only when its gain exceeds it.
+    #[serde(default)]
+    pub standard_error: Option<f64>,
 }
 
 /// What the search tried and chose; recorded in the model card.
@@ -69,6 +91,42 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Whether the budget is used up (the first candidate is always tried).
+    fn spent(&self) -> bool {
+        self.updates >= self.budget_updates && !self.trials.is_empty()
+    }
+
+    /// Adds a finished trial, compared with the choice so far (whose outcomes are
+    /// `choice_outcomes`, replaced when it wins); whether it is now the choice.
+    fn record(&mut self, tried: Tried, choice_outcomes: &mut Vec<Outcome>, heads: &Heads) -> bool {
+        let Tried {
+            mut trial,
+            outcomes,
+        } = tried;
+        self.updates += trial.updates;
+        let wins = if self.trials.is_empty() {
+            true
+        } else {
+            let (gain, standard_error) = paired_gain(&outcomes, choice_outcomes, heads);
+            trial.gain = Some(gain);
+            trial.standard_error = Some(standard_error);
+            clearly_better(gain, standard_error)
+        };
+        if wins {
+            self.chosen = self.trials.len();
+            *choice_outcomes = outcomes;
+        }
+        self.trials.push(trial);
+        wins
+    }
+
+    fn report(&self, candidates: usize) -> SelectionReport {
+        SelectionReport {
+            tried: self.trials.len(),
+            candidates,
+        }
+    }
+
     /// The chosen trial.
     pub fn choice(&self) -> &Trial {
         &self.trials[self.chosen]
@@ -114,10 +172,12 @@ impl Selection {
     }
 }
 
-/// Progress of the search, once per candidate tried.
+/// Progress of the search: after every epoch of every fold fit, and once per candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SelectionReport {
+    /// Candidates finished.
     pub tried: usize,
+    /// Candidates planned.
     pub candidates: usize,
 }
 
@@ -143,9 +203,11 @@ pub fn describe(features: &FeatureConfig) -> String {
     }
 }
 
-/// The candidates in the order they are tried, `base` (the request's own setting) first.
-/// Two stages: first the families and ranges at `base`'s L2, then L2 at the best of
-/// those; the second stage is built from the first's result (`regularisation_stage`).
+/// The first stage's candidates in the order they are tried: the n-gram families at the
+/// requested L2, `base` (the request's own setting) first. The second stage tries L2 on the
+/// best of them (`regularisation_stage`). After `base`, the families go from fewest
+/// features to most, so that a budget cut leaves out the costliest fits. Each is there for
+/// a kind of text, not for a dataset:
 fn feature_stage(base: &NgramParams) -> Vec<Candidate> {
     let with = |word_ngrams: u8, char_min: u8, char_max: u8| Candidate {
         features: FeatureConfig {
@@ -156,17 +218,21 @@ fn feature_stage(base: &NgramParams) -> Vec<Candidate> {
         },
         l2: base.l2,
     };
+    // The request's setting; by default word 1–2 + character 3–5, the features of the
+    // TF-IDF baselines the kind is measured against.
     let mut candidates = vec![Candidate {
         features: base.features,
         l2: base.l2,
     }];
     for candidate in [
-        // Words alone: long technical tickets whose character n-grams are mostly noise.
+        // Words alone: long technical tickets (logs, code, traces) whose character n-grams
+        // are mostly noise; the cheapest fit.
         with(2, 0, 0),
-        // Shorter character n-grams: short texts, typos and inflections.
-        with(2, 2, 5),
-        // Unigrams with characters: too few tickets for word pairs to recur.
+        // Word unigrams with characters: too few tickets for word pairs to recur.
         with(1, 3, 5),
+        // Character 2–5: short texts, typos, inflections and compounds, where pieces
+        // shorter than three letters still carry meaning; the most features.
+        with(2, 2, 5),
     ] {
         if !candidates.contains(&candidate) {
             candidates.push(candidate);
@@ -201,109 +267,225 @@ fn folds_of(examples: &[Example], folds: usize) -> Vec<Fold> {
         .collect()
 }
 
-/// One candidate on one fold: (accuracy, loss, best epoch, weight updates).
+/// One fold's tickets as vectors of the vocabulary its training part gives one set of
+/// n-gram families. Built once per fold and family and shared by every L2 tried with
+/// that family: for short tickets, extracting and hashing the n-grams costs about as much
+/// as a few epochs.
+struct FoldVectors<'a> {
+    /// The untrained model: vocabulary, IDF and starting weights.
+    fresh: NgramModel,
+    train: VectorisedSet<'a>,
+    held_out: VectorisedSet<'a>,
+}
+
+/// The folds vectorised for `features`, each fold on its own thread.
+fn vectorise_folds<'a>(
+    folds: &'a [Fold],
+    features: FeatureConfig,
+    base: &NgramParams,
+    outputs: usize,
+) -> Vec<FoldVectors<'a>> {
+    let params = NgramParams { features, ..*base };
+    let params = &params;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = folds
+            .iter()
+            .map(|fold| {
+                scope.spawn(move || {
+                    let fresh = build_vocabulary(params, outputs, &fold.train);
+                    let train = VectorisedSet::new(&fresh, &fold.train);
+                    let held_out = VectorisedSet::new(&fresh, &fold.held_out);
+                    FoldVectors {
+                        fresh,
+                        train,
+                        held_out,
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// One candidate on one fold: the best epoch's held-out score and per-ticket outcomes,
+/// that epoch, the weight updates taken; `None` when asked to stop.
+type FoldResult = Option<(HeldOutScore, Vec<Outcome>, usize, u64)>;
+
 fn fit_fold(
     heads: &Heads,
-    outputs: usize,
-    fold: &Fold,
+    fold: &FoldVectors,
+    params: &NgramParams,
+    mut on_epoch: impl FnMut() -> ControlFlow<()>,
+) -> FoldResult {
+    let width = fold.fresh.width();
+    let per_epoch = fold.train.updates_per_epoch(width) + fold.held_out.updates_per_epoch(width);
+    let fitted = fit_vectorised(
+        heads,
+        fold.fresh.clone(),
+        &fold.train,
+        &fold.held_out,
+        params,
+        |_| on_epoch(),
+    );
+    if fitted.stopped {
+        return None;
+    }
+    let outcomes = held_out_outcomes(&fitted.model, &fold.held_out, heads);
+    let score = fitted
+        .best_score
+        .unwrap_or_else(|| held_out_score(&fitted.model, &fold.held_out, heads));
+    Some((
+        score,
+        outcomes,
+        fitted.best_epoch,
+        per_epoch * fitted.epochs_run as u64,
+    ))
+}
+
+/// All folds of one candidate at once, one thread each (every fit is deterministic and
+/// independent, so the result does not depend on the scheduling; three folds on two cores
+/// finish sooner together than two and then one). Every fold epoch is reported through
+/// `on_epoch` on the caller's thread, which may say stop: the fits then end after their
+/// current epoch and the candidate has no trial.
+fn try_candidate(
+    heads: &Heads,
+    folds: &[FoldVectors],
     candidate: Candidate,
     base: &NgramParams,
-) -> (f64, f64, usize, u64) {
+    mut on_epoch: impl FnMut() -> ControlFlow<()>,
+) -> Option<Tried> {
     let params = NgramParams {
         features: candidate.features,
         l2: candidate.l2,
         ..*base
     };
-    let model = build_vocabulary(&params, outputs, &fold.train);
-    let width = model.width();
-    let train_set = VectorisedSet::new(&model, &fold.train);
-    let held_out_set = VectorisedSet::new(&model, &fold.held_out);
-    let per_epoch = train_set.updates_per_epoch(width) + held_out_set.updates_per_epoch(width);
-    let fitted = fit_vectorised(heads, model, &train_set, &held_out_set, &params, |_| {
-        ControlFlow::Continue(())
-    });
-    let mut right = 0usize;
-    let mut loss = 0.0;
-    for (vector, example) in held_out_set.vectors.iter().zip(&fold.held_out) {
-        let logits = fitted.model.logits_of_bag(&fitted.model.bag(vector));
-        let best = logits
+    let params = &params;
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let results: Vec<FoldResult> = std::thread::scope(|scope| {
+        let (epochs, heard) = mpsc::channel::<()>();
+        let handles: Vec<_> = folds
             .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, v)| {
-                if *v > bv { (i, *v) } else { (bi, bv) }
+            .map(|fold| {
+                let epochs = epochs.clone();
+                scope.spawn(move || {
+                    fit_fold(heads, fold, params, || {
+                        // The receiver outlives every fit: a failed send cannot happen.
+                        let _ = epochs.send(());
+                        if stop.load(Ordering::SeqCst) {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                })
             })
-            .0;
-        right += usize::from(example.targets.contains(&best));
-        loss += crate::ngram::example_loss(&logits, &example.targets, heads);
-    }
-    let n = fold.held_out.len().max(1) as f64;
-    (
-        right as f64 / n,
-        loss / n,
-        fitted.best_epoch,
-        per_epoch * fitted.epochs_run as u64,
-    )
-}
-
-/// All folds of one candidate, as many at once as there are cores (each fit is
-/// deterministic and independent, so the result does not depend on how they are scheduled;
-/// at most that many fold models are in memory at once).
-fn try_candidate(
-    heads: &Heads,
-    outputs: usize,
-    folds: &[Fold],
-    candidate: Candidate,
-    base: &NgramParams,
-) -> Trial {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut results: Vec<(f64, f64, usize, u64)> = Vec::with_capacity(folds.len());
-    for group in folds.chunks(threads.max(1)) {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|fold| scope.spawn(move || fit_fold(heads, outputs, fold, candidate, base)))
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(result) => results.push(result),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
+            .collect();
+        // The loop ends when every fit has ended and dropped its sender.
+        drop(epochs);
+        for () in heard {
+            // Once stopped, the fits' last epochs are not reported: the caller has gone.
+            if !stop.load(Ordering::SeqCst) && on_epoch().is_break() {
+                stop.store(true, Ordering::SeqCst);
             }
-        });
-    }
+        }
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let results: Vec<(HeldOutScore, Vec<Outcome>, usize, u64)> =
+        results.into_iter().collect::<Option<_>>()?;
     let k = results.len().max(1) as f64;
-    let accuracy = results.iter().map(|r| r.0).sum::<f64>() / k;
-    let loss = results.iter().map(|r| r.1).sum::<f64>() / k;
+    let accuracy = results.iter().map(|r| r.0.accuracy).sum::<f64>() / k;
+    let loss = results.iter().map(|r| r.0.loss).sum::<f64>() / k;
     let epochs = (results.iter().map(|r| r.2 as f64).sum::<f64>() / k).round() as usize;
     let updates: u64 = results.iter().map(|r| r.3).sum();
-    Trial {
-        features: describe(&candidate.features),
-        word_ngrams: candidate.features.word_ngrams,
-        char_min: candidate.features.char_min,
-        char_max: candidate.features.char_max,
-        l2: candidate.l2,
-        accuracy,
-        loss,
-        epochs: epochs.max(1),
-        updates,
-    }
+    // Folds in order: the same tickets in the same places for every candidate.
+    let outcomes = results.into_iter().flat_map(|r| r.1).collect();
+    Some(Tried {
+        outcomes,
+        trial: Trial {
+            features: describe(&candidate.features),
+            word_ngrams: candidate.features.word_ngrams,
+            char_min: candidate.features.char_min,
+            char_max: candidate.features.char_max,
+            l2: candidate.l2,
+            accuracy,
+            loss,
+            epochs: epochs.max(1),
+            updates,
+            gain: None,
+            standard_error: None,
+        },
+    })
 }
 
-/// Higher held-out accuracy wins; then lower loss; then the earlier candidate.
-fn better(a: &Trial, b: &Trial) -> bool {
-    a.accuracy > b.accuracy || (a.accuracy == b.accuracy && a.loss < b.loss)
+/// A candidate's trial and its outcome on every held-out ticket, folds in order.
+struct Tried {
+    trial: Trial,
+    outcomes: Vec<Outcome>,
+}
+
+/// The mean paired gain of `challenger` over `incumbent` on the same held-out tickets (a right
+/// best tag where `judged_by_accuracy`, else the negated loss), and the standard error of
+/// that mean.
+fn paired_gain(challenger: &[Outcome], incumbent: &[Outcome], heads: &Heads) -> (f64, f64) {
+    let value = |o: &Outcome| {
+        if judged_by_accuracy(heads) {
+            f64::from(u8::from(o.right))
+        } else {
+            -o.loss
+        }
+    };
+    let differences: Vec<f64> = challenger
+        .iter()
+        .zip(incumbent)
+        .map(|(c, i)| value(c) - value(i))
+        .collect();
+    let n = differences.len() as f64;
+    if n < 2.0 {
+        return (0.0, 0.0);
+    }
+    let mean = differences.iter().sum::<f64>() / n;
+    let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (variance / n).sqrt())
+}
+
+/// Whether a candidate should replace the current choice: only when it is better by more
+/// than one standard error of the paired difference (the one-standard-error rule of
+/// Breiman et al. and Hastie et al.). Candidates whose held-out accuracies differ by a few
+/// tickets are equal within the folds' noise, and choosing the higher of them would pick a
+/// setting by chance; the current choice (the request's own setting first) then stays.
+fn clearly_better(gain: f64, standard_error: f64) -> bool {
+    // With one ticket changed the gain and its standard error are both 1/n: rounding must
+    // not decide, so equals within it are not better.
+    gain - standard_error > 1e-12 * (1.0 + gain.abs())
 }
 
 /// Chooses `ngram`'s setting on folds of `examples` (the labelled training tickets) within
 /// `budget` million weight updates. The candidate that reaches the budget is finished; the
-/// ones after it are not tried. `on_trial` hears about each candidate and may say stop.
+/// ones after it are not tried. `on_progress` hears after every epoch of every fold fit
+/// (with the candidates finished so far) and may say stop: the search then ends within an
+/// epoch.
 pub fn select_ngram(
     heads: &Heads,
     outputs: usize,
     examples: &[Example],
     base: &NgramParams,
     budget: u64,
-    mut on_trial: impl FnMut(SelectionReport) -> ControlFlow<()>,
+    mut on_progress: impl FnMut(SelectionReport) -> ControlFlow<()>,
 ) -> Result<Selection, NoSelection> {
     let folds = folds_of(examples, SELECTION_FOLDS);
     if folds
@@ -321,36 +503,58 @@ pub fn select_ngram(
         chosen: 0,
         trials: Vec::new(),
     };
-    let mut candidates_of_stage = feature_stage(base);
-    let mut best_candidate = candidates_of_stage[0];
-    // The second stage's size is known before it starts: every stage-one candidate has the
-    // requested L2, and the second tries the others.
-    let second_stage = regularisation_stage(best_candidate).len();
-    let planned = candidates_of_stage.len() + second_stage;
-    for stage in 0..2 {
-        if stage == 1 {
-            candidates_of_stage = regularisation_stage(best_candidate);
+    let families = feature_stage(base);
+    // Every first-stage candidate has the requested L2; the second stage tries the others
+    // on the best family, so its size is known before it starts.
+    let planned = families.len() + regularisation_stage(families[0]).len();
+    let mut best: Option<(Candidate, Vec<FoldVectors>)> = None;
+    let mut choice_outcomes = Vec::new();
+    for candidate in families {
+        if selection.spent() {
+            selection.untried = planned - selection.trials.len();
+            return Ok(selection);
         }
-        for (index, candidate) in candidates_of_stage.iter().enumerate() {
-            if selection.updates >= selection.budget_updates && !selection.trials.is_empty() {
-                selection.untried =
-                    candidates_of_stage.len() - index + if stage == 0 { second_stage } else { 0 };
-                return Ok(selection);
-            }
-            let trial = try_candidate(heads, outputs, &folds, *candidate, base);
-            selection.updates += trial.updates;
-            if selection.trials.is_empty() || better(&trial, selection.choice()) {
-                selection.chosen = selection.trials.len();
-                best_candidate = *candidate;
-            }
-            selection.trials.push(trial);
-            let report = SelectionReport {
-                tried: selection.trials.len(),
+        let tried = selection.trials.len();
+        let mut report = || {
+            on_progress(SelectionReport {
+                tried,
                 candidates: planned,
-            };
-            if on_trial(report).is_break() {
-                return Err(NoSelection::Stopped);
-            }
+            })
+        };
+        let vectors = vectorise_folds(&folds, candidate.features, base, outputs);
+        if report().is_break() {
+            return Err(NoSelection::Stopped);
+        }
+        let tried = try_candidate(heads, &vectors, candidate, base, &mut report)
+            .ok_or(NoSelection::Stopped)?;
+        // The winner's vectors are kept for the second stage; a loser's are dropped here.
+        if selection.record(tried, &mut choice_outcomes, heads) {
+            best = Some((candidate, vectors));
+        }
+        if on_progress(selection.report(planned)).is_break() {
+            return Err(NoSelection::Stopped);
+        }
+    }
+    let Some((winner, vectors)) = best else {
+        return Ok(selection);
+    };
+    for candidate in regularisation_stage(winner) {
+        if selection.spent() {
+            selection.untried = planned - selection.trials.len();
+            return Ok(selection);
+        }
+        let tried = selection.trials.len();
+        let report = || {
+            on_progress(SelectionReport {
+                tried,
+                candidates: planned,
+            })
+        };
+        let tried =
+            try_candidate(heads, &vectors, candidate, base, report).ok_or(NoSelection::Stopped)?;
+        selection.record(tried, &mut choice_outcomes, heads);
+        if on_progress(selection.report(planned)).is_break() {
+            return Err(NoSelection::Stopped);
         }
     }
     Ok(selection)
@@ -471,8 +675,107 @@ mod tests {
             selection.untried,
             feature_stage(&params).len() + L2_GRID.len() - 2
         );
-        assert_eq!(reports.len(), 1);
+        // The first candidate's fold epochs, then that candidate done: nothing after it.
+        assert_eq!(reports.last().map(|r| r.tried), Some(1));
+        assert!(reports.iter().all(|r| r.tried <= 1));
         assert!(selection.summary().contains("untried"));
+    }
+
+    #[test]
+    fn a_stop_asked_inside_a_fold_fit_ends_the_search_within_an_epoch() {
+        let examples = endings_only(90);
+        // Fits that would run 10,000 epochs each: only a stop inside them ends the search.
+        let params = NgramParams {
+            epochs: 10_000,
+            patience: 10_000,
+            ..NgramParams::default()
+        };
+        let mut reports = Vec::new();
+        let outcome = select_ngram(
+            &Heads::SINGLE,
+            2,
+            &examples,
+            &params,
+            SUGGESTED_SELECTION_BUDGET,
+            |report| {
+                reports.push(report);
+                if reports.len() >= 5 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        assert_eq!(outcome, Err(NoSelection::Stopped));
+        assert_eq!(reports.len(), 5);
+        assert!(reports.iter().all(|r| r.tried == 0), "{reports:?}");
+    }
+
+    #[test]
+    fn progress_is_reported_for_every_fold_epoch_of_every_candidate() {
+        let examples = endings_only(90);
+        let params = NgramParams {
+            epochs: 3,
+            patience: 3,
+            ..NgramParams::default()
+        };
+        let mut reports = Vec::new();
+        let selection = select_ngram(
+            &Heads::SINGLE,
+            2,
+            &examples,
+            &params,
+            SUGGESTED_SELECTION_BUDGET,
+            |report| {
+                reports.push(report);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        // Per candidate: its folds' epochs, then the candidate done; a new family also
+        // reports once its folds are vectorised.
+        let families = feature_stage(&params).len();
+        let trials = selection.trials.len();
+        assert_eq!(
+            reports.len(),
+            trials * (SELECTION_FOLDS * 3 + 1) + families,
+            "{reports:?}"
+        );
+        assert_eq!(reports.last().map(|r| r.tried), Some(trials));
+    }
+
+    #[test]
+    fn a_candidate_is_chosen_only_beyond_one_standard_error_of_the_paired_gain() {
+        let outcomes = |right: &[bool]| -> Vec<Outcome> {
+            right
+                .iter()
+                .map(|&right| Outcome { right, loss: 0.5 })
+                .collect()
+        };
+        let base: Vec<bool> = (0..100).map(|i| i % 2 == 0).collect();
+        // One ticket more right: a gain of 1/n with a standard error of 1/n.
+        let mut one = base.clone();
+        one[1] = true;
+        let (gain, error) = paired_gain(&outcomes(&one), &outcomes(&base), &Heads::SINGLE);
+        assert!((gain - 0.01).abs() < 1e-12 && (error - 0.01).abs() < 1e-12);
+        assert!(!clearly_better(gain, error));
+        // Three more right and two more wrong: a gain, but within its noise.
+        let mut mixed = base.clone();
+        for i in [1, 3, 5] {
+            mixed[i] = true;
+        }
+        for i in [0, 2] {
+            mixed[i] = false;
+        }
+        let (gain, error) = paired_gain(&outcomes(&mixed), &outcomes(&base), &Heads::SINGLE);
+        assert!(gain > 0.0 && !clearly_better(gain, error));
+        // Ten more right, none worse: clearly better.
+        let mut better = base.clone();
+        for i in (1..20).step_by(2) {
+            better[i] = true;
+        }
+        let (gain, error) = paired_gain(&outcomes(&better), &outcomes(&base), &Heads::SINGLE);
+        assert!(clearly_better(gain, error), "{gain} {error}");
     }
 
     #[test]

@@ -275,6 +275,47 @@ async fn a_killed_workers_job_is_handed_to_another_worker(
     wait_for_exit(&mut heir, Duration::from_secs(30));
 }
 
+/// A search so long that it can only end by being cancelled inside it: every fold fit
+/// of its first candidate would run 10,000 epochs.
+async fn a_cancel_during_ngram_model_selection_stops_the_run(
+    _database: &TestDatabase,
+    store: AnyStore,
+) {
+    let project = demo_project(&store).await;
+    let queue = JobQueue::open(&store, &settings()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = submit_training(
+        &store,
+        &queue,
+        project.id,
+        inference::ModelKind::Ngram,
+        &TrainingParams {
+            selection_budget: Some(1_000_000_000),
+            ..endless()
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    let worker = InProcessWorker::start(&store, queue, dir.path());
+    let searching = wait_for_run(&store, &run, Duration::from_secs(120), "the search", |r| {
+        r.status == RunStatus::Running && r.progress["stage"] == "selecting"
+    })
+    .await;
+    assert_eq!(searching.progress["step"], 0, "{searching:?}");
+    store.cancel_training_run(project.id, run.id).await.unwrap();
+    let ended = wait_for_run(&store, &run, Duration::from_secs(30), "cancel", |r| {
+        r.status.is_final()
+    })
+    .await;
+    assert_eq!(ended.status, RunStatus::Cancelled, "{ended:?}");
+    // Stopped inside the first candidate's fold fits, not after them.
+    assert_eq!(ended.progress["stage"], "selecting", "{ended:?}");
+    assert_eq!(ended.progress["step"], 0, "{ended:?}");
+    assert!(store.model_versions(project.id).await.unwrap().is_empty());
+    worker.stop().await;
+}
+
 async fn a_run_on_bad_data_fails_once_with_the_reason(database: &TestDatabase, store: AnyStore) {
     let project = store
         .create_project(&ProjectName::parse("Empty").unwrap(), LabelMode::Single)
@@ -969,6 +1010,7 @@ on_both_backends!(
     a_worker_process_trains_a_queued_run_and_sigterm_requeues_it_for_another,
     a_killed_workers_job_is_handed_to_another_worker,
     a_run_on_bad_data_fails_once_with_the_reason,
+    a_cancel_during_ngram_model_selection_stops_the_run,
     a_run_whose_workers_keep_dying_is_given_up_after_the_attempt_limit,
     the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted,
     enough_new_labels_retrain_promote_and_rescore_the_review_queue,
