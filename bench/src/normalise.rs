@@ -1,6 +1,6 @@
 //! `bench normalise`: what ticket text normalisation (`datasets::text`) costs per ticket, on
 //! a 2 KB reply with a stack trace and a quoted message and on 5 MB pastes, and what it
-//! changes in `ngram`, `encoder-head` and `finetune` accuracy on the shared datasets: the same model,
+//! changes in `ngram`, `encoder-head`, `finetune` and `setfit` accuracy on the shared datasets: the same model,
 //! seed and split trained and scored once on the raw text and once on the normalised text,
 //! in memory.
 
@@ -23,6 +23,7 @@ use trainer::encoder_head::{EncoderHeadParams, fit_head};
 use trainer::examples::Example;
 use trainer::finetune::{FinetuneParams, finetune_until, linear_probe};
 use trainer::ngram::{NgramParams, train_ngram};
+use trainer::setfit::{SetfitParams, sample_pairs, tune_encoder_until};
 
 const MARKERS: Markers = Markers {
     start: "<!-- bench:normalise:start -->",
@@ -45,8 +46,8 @@ pub struct NormaliseBench {
     /// datasets `--finetune-datasets` names).
     #[arg(long, value_delimiter = ',', default_value = "ngram,encoder-head")]
     kinds: Vec<ModelKind>,
-    /// Dataset folders `finetune` is measured on when `--kinds` names it (one run takes
-    /// 15–40 minutes on two cores, two per dataset). A dataset where normalisation changes
+    /// Dataset folders `finetune` and `setfit` are measured on when `--kinds` names them
+    /// (one run takes 15–40 minutes on two cores, two per dataset). A dataset where normalisation changes
     /// no text's token ids is not trained at all: both runs would be the same model.
     #[arg(
         long,
@@ -135,16 +136,24 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
     } else {
         None
     };
-    // The tokenizer a `finetune` run reads with (its own token budget, shorter than
-    // `encoder-head`'s): where normalisation changes no text's token ids, raw and normalised
-    // runs would train the same model from the same inputs and seed, so none is trained.
-    let finetune_encoder = match &encoder {
-        Some(_) if args.kinds.contains(&ModelKind::Finetune) => Some(Encoder::from_files(
-            &encoder_files()?,
-            &FinetuneParams::default().encoder_options(),
-        )?),
-        _ => None,
-    };
+    // The tokenizers the tuned-encoder kinds read with (their own token budget, shorter
+    // than `encoder-head`'s): where normalisation changes no text's token ids, raw and
+    // normalised runs would train the same model from the same inputs and seed, so none is
+    // trained.
+    let mut tuned_tokenizers = HashMap::new();
+    if encoder.is_some() {
+        for (kind, options) in [
+            (
+                ModelKind::Finetune,
+                FinetuneParams::default().encoder_options(),
+            ),
+            (ModelKind::Setfit, SetfitParams::default().encoder_options()),
+        ] {
+            if args.kinds.contains(&kind) {
+                tuned_tokenizers.insert(kind, Encoder::from_files(&encoder_files()?, &options)?);
+            }
+        }
+    }
     let features = NgramParams::default().features;
     let mut accuracy = String::from(
         "| dataset | test tickets | texts normalisation changes (train + test) | kind | texts whose model input changes | accuracy, raw text | normalised | change |\n\
@@ -190,8 +199,8 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
                     let Some(encoder) = &encoder else { continue };
                     count_changed(&pairs, |text| Ok(encoder.tokenize(text)?))?
                 }
-                ModelKind::Finetune => {
-                    let Some(tokens) = &finetune_encoder else {
+                ModelKind::Finetune | ModelKind::Setfit => {
+                    let Some(tokens) = tuned_tokenizers.get(&kind) else {
                         continue;
                     };
                     if !args.finetune_datasets.iter().any(|d| d == folder) {
@@ -199,8 +208,6 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
                     }
                     count_changed(&pairs, |text| Ok(tokens.tokenize(text)?))?
                 }
-                // Measured by `bench few-labels`.
-                ModelKind::Setfit => continue,
             };
             let (raw, clean) = match kind {
                 ModelKind::Ngram => (
@@ -217,9 +224,7 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
                     })?;
                     (raw, clean)
                 }
-                // Skipped above.
-                ModelKind::Setfit => continue,
-                ModelKind::Finetune if inputs_changed == 0 => {
+                ModelKind::Finetune | ModelKind::Setfit if inputs_changed == 0 => {
                     let line = format!(
                         "| {title} | {} | {changed} | `{kind}` | 0 | – | – | 0 (the same token ids: the same model) |\n",
                         test.len(),
@@ -235,6 +240,16 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
                     let raw = finetune_accuracy(&files, &train, &test, steps, raw_text)?;
                     eprintln!("{title}: finetune on the normalised text");
                     let clean = finetune_accuracy(&files, &train, &test, steps, |text| {
+                        datasets::ticket::model_text("", text)
+                    })?;
+                    (raw, clean)
+                }
+                ModelKind::Setfit => {
+                    let files = encoder_files()?;
+                    eprintln!("{title}: setfit on the raw text");
+                    let raw = setfit_accuracy(&files, &train, &test, raw_text)?;
+                    eprintln!("{title}: setfit on the normalised text");
+                    let clean = setfit_accuracy(&files, &train, &test, |text| {
                         datasets::ticket::model_text("", text)
                     })?;
                     (raw, clean)
@@ -288,6 +303,18 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
          `encoder-head`, so it sees the same changed texts.\n"
             .to_string()
     };
+    let setfit = if args.kinds.contains(&ModelKind::Setfit) && encoder.is_some() {
+        let params = SetfitParams::default();
+        format!(
+            "\n`setfit`: default parameters (at most {} pairs of training tickets, {} pairs a step, \
+             {} tokens, then `encoder-head`'s default head on the tuned encoder's embeddings for \
+             all its epochs), no validation split, on the datasets `--finetune-datasets` names; \
+             where no text's token ids change within its {} tokens it is not trained either.\n",
+            params.max_pairs, params.pair_batch_size, params.max_tokens, params.max_tokens,
+        )
+    } else {
+        String::new()
+    };
     let section = format!(
         "## Text normalisation\n\nMeasured {} on {}, with:\n\n```sh\n{}\n```\n\n\
          Cost of `datasets::text::normalise_body` (HTML, quotes and signatures, traces, \
@@ -306,7 +333,7 @@ pub fn run(args: &NormaliseBench) -> anyhow::Result<()> {
          the kind's own column how many texts it reads differently (its hashed n-grams, or its \
          word pieces within its token budget). Real \
          help-desk mail has the reply chains and traces the fixtures show.\n\n{accuracy}\n\
-         {finetune}",
+         {finetune}{setfit}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         command(),
@@ -545,6 +572,41 @@ fn finetune_accuracy(
         .filter(|(logits, e)| e.targets.first() == Some(&arg_max(logits)))
         .count();
     Ok(right as f64 / test.len().max(1) as f64)
+}
+
+/// Top-1 accuracy of a `setfit` model trained and scored on texts made by `read`: the encoder
+/// tuned on pairs of training tickets with the kind's defaults, then the default head on the
+/// tuned encoder's embeddings for all its epochs (no validation split, as the other rows).
+fn setfit_accuracy(
+    files: &EncoderFiles,
+    train: &[(String, String)],
+    test: &[(String, String)],
+    read: impl Fn(&str) -> String,
+) -> anyhow::Result<f64> {
+    let (_, examples, _) = examples(train, test, &read)?;
+    let params = SetfitParams {
+        seed: 42,
+        ..SetfitParams::default()
+    };
+    let encoder = Encoder::from_files(files, &params.encoder_options())?;
+    let labelled: Vec<&Example> = examples.iter().collect();
+    let pairs = sample_pairs(&labelled, params.iterations, params.max_pairs, params.seed);
+    let started = Instant::now();
+    let tuned = tune_encoder_until(&encoder, files, &labelled, &pairs, &params, |step| {
+        if step.step % 25 == 0 || step.step == step.steps {
+            eprintln!(
+                "step {}/{}, loss {:.3}, {:.0} s",
+                step.step,
+                step.steps,
+                step.loss,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        ControlFlow::Continue(())
+    })?;
+    drop(encoder);
+    let tuned = Encoder::from_files(&tuned.files, &params.encoder_options())?;
+    head_accuracy(&tuned, &mut HashMap::new(), train, test, read)
 }
 
 /// Train and test rows as examples read by `read`, with class indices in label order and
