@@ -97,6 +97,33 @@ impl Default for FinetuneParams {
     }
 }
 
+/// The checks a run that tunes the encoder shares (`finetune`, `setfit`): a dropout and a
+/// warm-up share in [0, 1), positive finite step sizes for the encoder and the head.
+pub(crate) fn check_tuning(
+    dropout: f32,
+    warmup_fraction: f64,
+    learning_rate: f64,
+    head_learning_rate: f64,
+) -> Result<(), String> {
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(format!("dropout must be in [0, 1), not {dropout}"));
+    }
+    if !(0.0..1.0).contains(&warmup_fraction) {
+        return Err(format!(
+            "warmup_fraction must be in [0, 1), not {warmup_fraction}"
+        ));
+    }
+    for (name, rate) in [
+        ("learning_rate", learning_rate),
+        ("head_learning_rate", head_learning_rate),
+    ] {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!("{name} must be positive, not {rate}"));
+        }
+    }
+    Ok(())
+}
+
 /// Parameters written without `linear_probe` get the default. (Versions recorded before it
 /// existed, session 4, started from a random head; their params do not name it.)
 fn probe_by_default() -> bool {
@@ -125,23 +152,12 @@ impl FinetuneParams {
         if self.batch_size == 0 || self.epochs == 0 || self.patience == 0 {
             return Err("batch_size, epochs and patience must be at least 1".into());
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout must be in [0, 1), not {}", self.dropout));
-        }
-        if !(0.0..1.0).contains(&self.warmup_fraction) {
-            return Err(format!(
-                "warmup_fraction must be in [0, 1), not {}",
-                self.warmup_fraction
-            ));
-        }
-        for (name, rate) in [
-            ("learning_rate", self.learning_rate),
-            ("head_learning_rate", self.head_learning_rate),
-        ] {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(format!("{name} must be positive, not {rate}"));
-            }
-        }
+        check_tuning(
+            self.dropout,
+            self.warmup_fraction,
+            self.learning_rate,
+            self.head_learning_rate,
+        )?;
         if self.max_steps == Some(0) {
             return Err("max_steps must be at least 1".into());
         }

@@ -9,7 +9,7 @@ use crate::encoder_head::{
     EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError, fit_on_embeddings,
 };
 use crate::examples::{Example, TrainingData};
-use crate::finetune::{Optimizers, StepReport, encoder_tensors, schedule};
+use crate::finetune::{Optimizers, StepReport, check_tuning, encoder_tensors, schedule};
 use crate::random::Random;
 use crate::run::{Fitted, HeldOutScores, Progress};
 use candle_core::{Tensor, Var};
@@ -157,23 +157,12 @@ impl SetfitParams {
                     .into(),
             );
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout must be in [0, 1), not {}", self.dropout));
-        }
-        if !(0.0..1.0).contains(&self.warmup_fraction) {
-            return Err(format!(
-                "warmup_fraction must be in [0, 1), not {}",
-                self.warmup_fraction
-            ));
-        }
-        for (name, rate) in [
-            ("learning_rate", self.learning_rate),
-            ("head_learning_rate", self.head_learning_rate),
-        ] {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(format!("{name} must be positive, not {rate}"));
-            }
-        }
+        check_tuning(
+            self.dropout,
+            self.warmup_fraction,
+            self.learning_rate,
+            self.head_learning_rate,
+        )?;
         Ok(())
     }
 }
