@@ -17,6 +17,7 @@
 //! either with a complete version or with none.
 
 use crate::active::{ScoreError, ScoreOptions, Strategy, score_project};
+use crate::ngram::NgramSolver;
 use crate::run::{Progress, TrainError, TrainRequest, train_until};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
@@ -346,6 +347,17 @@ pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
     pub selection_budget: Option<u64>,
+    /// `ngram`: how the linear model is fitted: `lbfgs` (the default: the regularised
+    /// loss minimised to convergence, its strength chosen on the validation tickets) or
+    /// `adagrad` (epochs with early stopping; `epochs`, `patience`, `learning_rate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(lbfgs|adagrad)$")]
+    pub solver: Option<NgramSolver>,
+    /// `ngram` with `lbfgs`: the loss weight C (the summed loss against ½‖W‖², as
+    /// scikit-learn's `C`); absent, it is chosen on the validation tickets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1000000)]
+    pub loss_weight: Option<f64>,
     /// `encoder-head`: L2 penalty on the head.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
@@ -427,6 +439,15 @@ impl TrainingParams {
                 ));
             }
             request.ngram.selection_budget = budget;
+        }
+        if let Some(solver) = self.solver {
+            request.ngram.solver = solver;
+        }
+        if let Some(weight) = self.loss_weight {
+            if !(weight.is_finite() && weight > 0.0 && weight <= 1e6) {
+                return Err(format!("loss_weight must be in (0, 1000000], not {weight}"));
+            }
+            request.ngram.loss_weight = Some(weight as f32);
         }
         if let Some(l2) = self.l2 {
             if !(l2.is_finite() && l2 >= 0.0) {

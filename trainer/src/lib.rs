@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod examples;
 pub mod finetune;
 pub mod jobs;
+mod lbfgs;
 pub mod ngram;
 pub mod ngram_selection;
 pub mod progress;

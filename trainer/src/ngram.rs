@@ -1,10 +1,16 @@
 //! Training the `ngram` model: a vocabulary of hashed features seen in at least `min_df`
-//! training tickets, TF-IDF weights, then Adagrad on the cross-entropy (softmax for one tag
-//! per ticket, per-tag sigmoid for several), updating only the rows a ticket touches.
-//! Early stopping keeps the epoch that did best on the validation tickets
-//! ([`HeldOutScore::better_than`]: the lowest loss).
+//! training tickets, TF-IDF weights, then the cross-entropy (softmax for one tag per ticket,
+//! per-tag sigmoid for several) minimised in one of two ways ([`NgramSolver`]):
+//! - `lbfgs` (the default for the linear model): the L2-regularised loss minimised to
+//!   convergence, with the regularisation chosen on the validation tickets from a path of
+//!   strengths ([`LOSS_WEIGHTS`]): what scikit-learn's `LogisticRegression` computes, with
+//!   its `C` chosen per project;
+//! - `adagrad`: epochs of Adagrad updating only the rows a ticket touches, early stopping
+//!   keeping the epoch that did best on the validation tickets
+//!   ([`HeldOutScore::better_than`]: the lowest loss). The only one for a bag (`hidden > 0`).
 
 use crate::examples::Example;
+use crate::lbfgs::{Stopping, minimise};
 use crate::random::Random;
 use datasets::{GroupChoice, LabelMode};
 use inference::calibration::sigmoid;
@@ -15,6 +21,42 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 
+/// How an `ngram` model's weights are fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NgramSolver {
+    /// The mean loss plus `½‖W‖² / (C·n)` minimised to convergence by L-BFGS (C: the loss
+    /// weight, scikit-learn's `C`), C chosen on the validation tickets unless
+    /// `loss_weight` fixes it. A linear model only; a bag trains with Adagrad.
+    ///
+    /// Why the default: early-stopped Adagrad regularises by when it stops, which one
+    /// validation split measures coarsely, and its per-update L2 spares rare n-grams. On
+    /// the three shared datasets it stayed 0.5–1.1 points of accuracy below TF-IDF +
+    /// LinearSVC (`bench ngram-selection`, docs/benchmarks.md).
+    #[default]
+    Lbfgs,
+    /// Epochs of Adagrad with early stopping (`epochs`, `learning_rate`, `l2`, `patience`).
+    Adagrad,
+}
+
+/// Loss weights (C) an `lbfgs` run tries, strongest regularisation first, keeping the one
+/// of lowest validation loss. Three per decade over the range where TF-IDF text
+/// classifiers are tuned (scikit-learn's grids; BASELINES.md's LR uses 10, and a noisy
+/// few-thousand-ticket set does better near 1 while short intents want 10–100).
+pub const LOSS_WEIGHTS: [f32; 9] = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0];
+/// The loss weight when there are no validation tickets to choose one by: BASELINES.md's
+/// recipe.
+pub const DEFAULT_LOSS_WEIGHT: f32 = 10.0;
+/// The path stops after this many weaker regularisations in a row did not lower the
+/// validation loss: it rises once the model starts to fit the training tickets' noise.
+const PATH_PATIENCE: usize = 2;
+/// L-BFGS keeps this many correction pairs, fewer when the table is large
+/// ([`LBFGS_MEMORY_BYTES`]).
+const LBFGS_PAIRS: usize = 7;
+/// What the L-BFGS vectors may take together; a larger table keeps fewer correction pairs
+/// (at least one): L-BFGS holds `2·pairs + 5` copies of the table and the loss one more.
+const LBFGS_MEMORY_BYTES: usize = 1 << 30;
+
 /// Hyper-parameters of an `ngram` training run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NgramParams {
@@ -23,10 +65,19 @@ pub struct NgramParams {
     pub hidden: usize,
     /// Features seen in fewer training tickets are dropped.
     pub min_df: u32,
+    /// `adagrad`: the most epochs.
     pub epochs: usize,
     pub learning_rate: f32,
-    /// L2 penalty per update, scaled by the learning rate.
+    /// `adagrad`: L2 penalty per update, scaled by the learning rate.
     pub l2: f32,
+    #[serde(default)]
+    pub solver: NgramSolver,
+    /// `lbfgs`: the loss weight C; none chooses it on the validation tickets.
+    #[serde(default)]
+    pub loss_weight: Option<f32>,
+    /// `lbfgs`: the most iterations per loss weight.
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: usize,
     /// Stop after this many epochs in which neither the validation score
     /// ([`HeldOutScore::better_than`]) nor the validation loss improved.
     pub patience: usize,
@@ -50,6 +101,9 @@ impl Default for NgramParams {
             min_df: 2,
             epochs: 30,
             learning_rate: 0.1,
+            solver: NgramSolver::default(),
+            loss_weight: None,
+            max_iterations: default_max_iterations(),
             l2: 1e-6,
             patience: 3,
             seed: 42,
@@ -62,7 +116,12 @@ impl Default for NgramParams {
     }
 }
 
-/// Progress of a run, reported once per epoch.
+fn default_max_iterations() -> usize {
+    300
+}
+
+/// Progress of a run, reported once per epoch (`lbfgs`: at every iteration, `epoch`
+/// counting the loss weights of its path).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochReport {
     pub epoch: usize,
@@ -299,10 +358,14 @@ pub struct Fitted {
     pub best_epoch: usize,
     /// That epoch's score on the validation tickets (none without validation tickets).
     pub best_score: Option<HeldOutScore>,
-    /// Epochs trained, early stopping's extra ones included.
+    /// Epochs trained, early stopping's extra ones included (`lbfgs`: iterations, over
+    /// every loss weight tried).
     pub epochs_run: usize,
     /// The caller asked to stop before training ended: the model is not finished.
     pub stopped: bool,
+    /// The parameters that train this model again without validation tickets (on other
+    /// tickets: folds, the refit): the best epoch's count, or the chosen loss weight.
+    pub settled: NgramParams,
 }
 
 /// Trains an `ngram` model on `train`, stopping early on `validation`; `on_epoch` hears
@@ -360,8 +423,25 @@ impl<'a> VectorisedSet<'a> {
     }
 }
 
-/// The training loop over vectors of `model`'s vocabulary, starting from `model`.
+/// Training over vectors of `model`'s vocabulary, starting from `model`, by the run's
+/// solver.
 pub(crate) fn fit_vectorised(
+    heads: &Heads,
+    model: NgramModel,
+    train_set: &VectorisedSet,
+    validation_set: &VectorisedSet,
+    params: &NgramParams,
+    on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
+) -> Fitted {
+    if uses_lbfgs(params) {
+        fit_lbfgs(heads, model, train_set, validation_set, params, on_epoch)
+    } else {
+        fit_adagrad(heads, model, train_set, validation_set, params, on_epoch)
+    }
+}
+
+/// The Adagrad loop.
+fn fit_adagrad(
     heads: &Heads,
     mut model: NgramModel,
     train_set: &VectorisedSet,
@@ -452,6 +532,7 @@ pub(crate) fn fit_vectorised(
                 best_score: None,
                 epochs_run,
                 stopped: true,
+                settled: *params,
             };
         }
         if validation.is_empty() {
@@ -487,6 +568,10 @@ pub(crate) fn fit_vectorised(
             best_score: Some(score),
             epochs_run,
             stopped: false,
+            settled: NgramParams {
+                epochs: best_epoch,
+                ..*params
+            },
         },
         None => Fitted {
             model,
@@ -494,8 +579,312 @@ pub(crate) fn fit_vectorised(
             best_score: None,
             epochs_run,
             stopped: false,
+            settled: *params,
         },
     }
+}
+
+/// The loss weights a fit at `weight` walks through: those of [`LOSS_WEIGHTS`] below it,
+/// then `weight`.
+fn path_to(weight: f32) -> Vec<f32> {
+    LOSS_WEIGHTS
+        .iter()
+        .copied()
+        .filter(|w| *w < weight)
+        .chain(std::iter::once(weight))
+        .collect()
+}
+
+/// Whether a run with `params` fits by L-BFGS.
+pub fn uses_lbfgs(params: &NgramParams) -> bool {
+    params.solver == NgramSolver::Lbfgs && params.hidden == 0
+}
+
+/// The summed loss over `vectors` of the linear model whose table and bias are `table` and
+/// `bias`; adds `share ×` its gradient to `table_gradient` and `bias_gradient`.
+#[allow(clippy::too_many_arguments)]
+fn add_loss_gradient(
+    vectors: &[SparseVector],
+    examples: &[Example],
+    heads: &Heads,
+    share: f32,
+    table: &[f32],
+    bias: &[f32],
+    table_gradient: &mut [f32],
+    bias_gradient: &mut [f32],
+) -> f64 {
+    let width = bias.len();
+    let mut loss = 0.0;
+    let mut logits = vec![0.0f32; width];
+    for (vector, example) in vectors.iter().zip(examples) {
+        logits.copy_from_slice(bias);
+        for (row, weight) in vector {
+            let start = *row as usize * width;
+            for (logit, w) in logits.iter_mut().zip(&table[start..start + width]) {
+                *logit += weight * w;
+            }
+        }
+        let (output, example_loss) = output_gradient(&logits, &example.targets, heads);
+        loss += example_loss;
+        for (g, o) in bias_gradient.iter_mut().zip(&output) {
+            *g += share * o;
+        }
+        for (row, weight) in vector {
+            let start = *row as usize * width;
+            let scale = share * weight;
+            for (g, o) in table_gradient[start..start + width].iter_mut().zip(&output) {
+                *g += scale * o;
+            }
+        }
+    }
+    loss
+}
+
+/// The mean loss over `set` plus `½·penalty·‖table‖²` of the linear model whose table and
+/// bias are `weights` (the table first, `width` outputs a row); writes its gradient.
+///
+/// The tickets are cut in two halves, each summed into its own gradient and the two added
+/// in a fixed order, the second half on another thread where the machine has one: the same
+/// bits on every machine, at nearly half the time on two cores. `scratch` is the second
+/// half's gradient, kept between calls.
+fn regularised_loss(
+    set: &VectorisedSet,
+    heads: &Heads,
+    width: usize,
+    penalty: f32,
+    weights: &[f32],
+    gradient: &mut [f32],
+    scratch: &mut [f32],
+) -> f64 {
+    let table_len = weights.len() - width;
+    let (table, bias) = weights.split_at(table_len);
+    gradient.fill(0.0);
+    scratch.fill(0.0);
+    let share = 1.0 / set.vectors.len().max(1) as f32;
+    let middle = set.vectors.len() / 2;
+    let (first_vectors, second_vectors) = set.vectors.split_at(middle);
+    let (first_examples, second_examples) = set.examples.split_at(middle);
+    let (table_gradient, bias_gradient) = gradient.split_at_mut(table_len);
+    let (scratch_table, scratch_bias) = scratch.split_at_mut(table_len);
+    let half = |vectors: &[SparseVector],
+                examples: &[Example],
+                table_gradient: &mut [f32],
+                bias_gradient: &mut [f32]| {
+        add_loss_gradient(
+            vectors,
+            examples,
+            heads,
+            share,
+            table,
+            bias,
+            table_gradient,
+            bias_gradient,
+        )
+    };
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let (first_loss, second_loss) = if parallel {
+        std::thread::scope(|scope| {
+            let other =
+                scope.spawn(|| half(second_vectors, second_examples, scratch_table, scratch_bias));
+            let first = half(first_vectors, first_examples, table_gradient, bias_gradient);
+            (first, other.join().expect("the loss thread does not panic"))
+        })
+    } else {
+        (
+            half(first_vectors, first_examples, table_gradient, bias_gradient),
+            half(second_vectors, second_examples, scratch_table, scratch_bias),
+        )
+    };
+    let mut squares = 0.0f64;
+    for ((g, extra), w) in table_gradient.iter_mut().zip(&*scratch_table).zip(table) {
+        *g += extra + penalty * w;
+        squares += f64::from(*w) * f64::from(*w);
+    }
+    for (g, extra) in bias_gradient.iter_mut().zip(&*scratch_bias) {
+        *g += extra;
+    }
+    (first_loss + second_loss) * f64::from(share) + 0.5 * f64::from(penalty) * squares
+}
+
+/// The `lbfgs` fit: for each loss weight C of the path ([`LOSS_WEIGHTS`] when there are
+/// validation tickets to choose by, otherwise those up to the requested or default weight),
+/// the regularised loss minimised from the previous weight's solution (a warm start: the
+/// path costs little more than its last fit). Keeps the strongest regularisation within one
+/// standard error of the best on the validation tickets.
+fn fit_lbfgs(
+    heads: &Heads,
+    mut model: NgramModel,
+    train_set: &VectorisedSet,
+    validation_set: &VectorisedSet,
+    params: &NgramParams,
+    mut on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
+) -> Fitted {
+    let width = model.width();
+    // A fixed weight is reached by the same warm-started path, so a refit at the weight
+    // the validation tickets chose ends where that choice's fit did, not at a cold start's
+    // unfinished solution (weakly regularised fits converge slowly from zero).
+    let (path, choose) = match params.loss_weight {
+        Some(weight) => (path_to(weight), false),
+        None if validation_set.examples.is_empty() => (path_to(DEFAULT_LOSS_WEIGHT), false),
+        None => (LOSS_WEIGHTS.to_vec(), true),
+    };
+    let tickets = train_set.vectors.len().max(1) as f32;
+    let mut weights: Vec<f32> = model.table.iter().chain(&model.bias).copied().collect();
+    let mut scratch = vec![0.0f32; weights.len()];
+    let bytes_per_copy = weights.len() * std::mem::size_of::<f32>();
+    let pairs = (LBFGS_MEMORY_BYTES / bytes_per_copy.max(1)).saturating_sub(6) / 2;
+    let pairs = pairs.clamp(1, LBFGS_PAIRS);
+    let stopping = Stopping {
+        max_iterations: params.max_iterations,
+        gradient: 1e-5,
+        relative_decrease: 1e-9,
+    };
+    // Progress counts the path's loss weights, reported at every iteration (each report
+    // is also where a cancelled run is heard).
+    let steps = path.len();
+    let mut iterations = 0;
+    // Candidates along the path, strongest regularisation first: the step of lowest
+    // validation cost and every earlier step within one standard error of it. The cost is
+    // the error rate where a ticket has one tag, as model selection judges (the loss kept
+    // choosing weaker regularisation than the test split's accuracy wanted: on the three
+    // shared datasets, C = 3, 300 and 300 by loss against 1, 30 and 10 by error rate, the
+    // latter 0.1–0.6 points of test accuracy higher); the loss otherwise. The path itself
+    // ends by the loss, which is smooth where the error rate moves in single tickets.
+    let by_accuracy = judged_by_accuracy(heads);
+    let mut candidates: Vec<PathStep> = Vec::new();
+    let mut lowest_loss = f64::INFINITY;
+    let mut worse_in_a_row = 0;
+    let mut last_validation_loss = f64::NAN;
+    for (step, &loss_weight) in path.iter().enumerate() {
+        let penalty = 1.0 / (loss_weight * tickets);
+        let before = iterations;
+        let result = minimise(
+            &mut weights,
+            pairs,
+            stopping,
+            |w, g| regularised_loss(train_set, heads, width, penalty, w, g, &mut scratch),
+            |_, value| {
+                iterations += 1;
+                on_epoch(EpochReport {
+                    epoch: step + 1,
+                    epochs: steps,
+                    train_loss: value,
+                    validation_loss: last_validation_loss,
+                })
+            },
+        );
+        let (table, bias) = weights.split_at(model.table.len());
+        model.table.copy_from_slice(table);
+        model.bias.copy_from_slice(bias);
+        if result.stopped {
+            return Fitted {
+                model,
+                best_epoch: iterations,
+                best_score: None,
+                epochs_run: iterations,
+                stopped: true,
+                settled: *params,
+            };
+        }
+        tracing::debug!(
+            loss_weight,
+            iterations = iterations - before,
+            objective = result.value,
+            "ngram lbfgs fit"
+        );
+        if !choose {
+            continue;
+        }
+        let costs: Vec<f64> = held_out_outcomes(&model, validation_set, heads)
+            .iter()
+            .map(|outcome| match by_accuracy {
+                true => f64::from(u8::from(!outcome.right)),
+                false => outcome.loss,
+            })
+            .collect();
+        let score = held_out_score(&model, validation_set, heads);
+        last_validation_loss = score.loss;
+        candidates.push(PathStep {
+            loss_weight,
+            score,
+            costs,
+            iterations: iterations - before,
+            model: model.clone(),
+        });
+        let best = candidates
+            .iter()
+            .enumerate()
+            .min_by(|a, b| {
+                let total = |costs: &[f64]| costs.iter().sum::<f64>();
+                total(&a.1.costs)
+                    .total_cmp(&total(&b.1.costs))
+                    .then(a.1.score.loss.total_cmp(&b.1.score.loss))
+            })
+            .map(|(i, _)| i)
+            .expect("a step was just added");
+        let keep: Vec<bool> = candidates
+            .iter()
+            .map(|c| within_one_standard_error(&c.costs, &candidates[best].costs))
+            .collect();
+        let mut keep = keep.into_iter();
+        candidates.retain(|_| keep.next().unwrap_or(false));
+        if score.loss < lowest_loss {
+            lowest_loss = score.loss;
+            worse_in_a_row = 0;
+        } else {
+            worse_in_a_row += 1;
+            if worse_in_a_row >= PATH_PATIENCE {
+                break;
+            }
+        }
+    }
+    // The strongest regularisation the validation tickets cannot tell from the best (the
+    // one-standard-error rule, glmnet's `lambda.1se`): on a few hundred validation tickets
+    // the best alone is partly luck, and luck favours the weaker fits.
+    let (model, best_score, loss_weight, best_epoch) = match candidates.into_iter().next() {
+        Some(step) => (
+            step.model,
+            Some(step.score),
+            step.loss_weight,
+            step.iterations,
+        ),
+        None => (model, None, path[path.len() - 1], iterations),
+    };
+    Fitted {
+        model,
+        best_epoch,
+        best_score,
+        epochs_run: iterations,
+        stopped: false,
+        settled: NgramParams {
+            loss_weight: Some(loss_weight),
+            ..*params
+        },
+    }
+}
+
+/// One loss weight of an `lbfgs` path, with its model and validation costs.
+struct PathStep {
+    loss_weight: f32,
+    score: HeldOutScore,
+    /// Each validation ticket's cost: 1 for a wrong best tag, 0 for a right one where a
+    /// ticket has one tag ([`judged_by_accuracy`]); its loss otherwise.
+    costs: Vec<f64>,
+    iterations: usize,
+    model: NgramModel,
+}
+
+/// Whether `costs` are no worse than `best`'s, ticket by ticket, by more than one standard
+/// error of their mean difference.
+fn within_one_standard_error(costs: &[f64], best: &[f64]) -> bool {
+    let n = costs.len();
+    if n < 2 {
+        return costs == best;
+    }
+    let differences: Vec<f64> = costs.iter().zip(best).map(|(a, b)| a - b).collect();
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    mean <= (variance / n as f64).sqrt()
 }
 
 #[cfg(test)]
@@ -562,6 +951,7 @@ mod tests {
 
     fn long_run() -> NgramParams {
         NgramParams {
+            solver: NgramSolver::Adagrad,
             epochs: 12,
             patience: 12,
             min_df: 1,
@@ -594,6 +984,186 @@ mod tests {
         assert_eq!(fitted.best_epoch, expected, "{scores:?}");
         let lowest = scores.iter().map(|s| s.loss).fold(f64::INFINITY, f64::min);
         assert_eq!(scores[expected - 1].loss, lowest);
+    }
+
+    fn weights_of(model: &NgramModel) -> Vec<f32> {
+        model.table.iter().chain(&model.bias).copied().collect()
+    }
+
+    #[test]
+    fn an_lbfgs_fit_ends_where_the_regularised_loss_is_flat() {
+        let train = noisy(300, 0, true);
+        let params = NgramParams {
+            min_df: 1,
+            loss_weight: Some(3.0),
+            ..NgramParams::default()
+        };
+        let fitted = train_ngram(&Heads::SINGLE, 2, &train, &[], &params, |_| {});
+        let set = VectorisedSet::new(&fitted.model, &train);
+        let weights = weights_of(&fitted.model);
+        let (mut gradient, mut scratch) = (vec![0.0; weights.len()], vec![0.0; weights.len()]);
+        let penalty = 1.0 / (3.0 * train.len() as f32);
+        let value = regularised_loss(
+            &set,
+            &Heads::SINGLE,
+            2,
+            penalty,
+            &weights,
+            &mut gradient,
+            &mut scratch,
+        );
+        let largest = gradient.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        assert!(largest < 1e-3, "largest partial derivative {largest}");
+        // Adagrad's early-stopped model is not a minimum of this loss.
+        let adagrad = train_ngram(
+            &Heads::SINGLE,
+            2,
+            &train,
+            &[],
+            &NgramParams {
+                solver: NgramSolver::Adagrad,
+                epochs: 3,
+                ..params
+            },
+            |_| {},
+        );
+        let other = regularised_loss(
+            &set,
+            &Heads::SINGLE,
+            2,
+            penalty,
+            &weights_of(&adagrad.model),
+            &mut gradient,
+            &mut scratch,
+        );
+        assert!(value < other, "lbfgs {value} against adagrad {other}");
+    }
+
+    #[test]
+    fn the_loss_gradient_matches_finite_differences() {
+        let train = noisy(40, 0, true);
+        let model = build_vocabulary(
+            &NgramParams {
+                min_df: 1,
+                ..NgramParams::default()
+            },
+            2,
+            &train,
+        );
+        let set = VectorisedSet::new(&model, &train);
+        let mut random = Random(3);
+        let weights: Vec<f32> = (0..model.table.len() + 2)
+            .map(|_| random.uniform() - 0.5)
+            .collect();
+        let (mut gradient, mut scratch) = (vec![0.0; weights.len()], vec![0.0; weights.len()]);
+        let mut other = gradient.clone();
+        for heads in [Heads::SINGLE, Heads::MULTI] {
+            regularised_loss(&set, &heads, 2, 0.01, &weights, &mut gradient, &mut scratch);
+            for i in [0, 7, weights.len() / 2, weights.len() - 1] {
+                let h = 1e-2f32;
+                let (mut up, mut down) = (weights.clone(), weights.clone());
+                up[i] += h;
+                down[i] -= h;
+                let above = regularised_loss(&set, &heads, 2, 0.01, &up, &mut other, &mut scratch);
+                let below =
+                    regularised_loss(&set, &heads, 2, 0.01, &down, &mut other, &mut scratch);
+                let numeric = (above - below) / (2.0 * f64::from(h));
+                let analytic = f64::from(gradient[i]);
+                assert!(
+                    (numeric - analytic).abs() < 1e-3 + 1e-2 * analytic.abs(),
+                    "weight {i}: numeric {numeric}, analytic {analytic}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refit_at_the_chosen_loss_weight_walks_the_same_path() {
+        let (train, validation) = (noisy(240, 0, true), noisy(120, 10_000, false));
+        let params = NgramParams {
+            min_df: 1,
+            ..NgramParams::default()
+        };
+        let chosen = train_ngram(&Heads::SINGLE, 2, &train, &validation, &params, |_| {});
+        let weight = chosen
+            .settled
+            .loss_weight
+            .expect("lbfgs settles a loss weight");
+        assert!(LOSS_WEIGHTS.contains(&weight));
+        let again = train_ngram(&Heads::SINGLE, 2, &train, &[], &chosen.settled, |_| {});
+        assert_eq!(weights_of(&again.model), weights_of(&chosen.model));
+    }
+
+    /// The loss weight a path chooses on `train` with `heads`.
+    fn chosen_weight(heads: &Heads, train: &[Example], validation: &[Example]) -> f32 {
+        let params = NgramParams {
+            min_df: 1,
+            ..NgramParams::default()
+        };
+        train_ngram(heads, 2, train, validation, &params, |_| {})
+            .settled
+            .loss_weight
+            .expect("lbfgs settles a loss weight")
+    }
+
+    #[test]
+    fn by_the_loss_label_noise_gets_stronger_regularisation() {
+        let validation = noisy(300, 10_000, false);
+        let noisy_weight = chosen_weight(&Heads::MULTI, &noisy(400, 0, true), &validation);
+        let clean_weight = chosen_weight(&Heads::MULTI, &noisy(400, 0, false), &validation);
+        assert!(
+            noisy_weight < clean_weight,
+            "noisy labels C {noisy_weight}, clean C {clean_weight}"
+        );
+    }
+
+    #[test]
+    fn where_accuracy_cannot_tell_the_weights_apart_the_strongest_is_chosen() {
+        // Two tags told apart by their own words: every weight gets nearly every ticket
+        // right, and the one-standard-error rule keeps the strongest regularisation.
+        let validation = noisy(300, 10_000, false);
+        let weight = chosen_weight(&Heads::SINGLE, &noisy(400, 0, false), &validation);
+        assert_eq!(weight, LOSS_WEIGHTS[0]);
+        // By the loss, the same tickets want a weaker one.
+        let by_loss = chosen_weight(&Heads::MULTI, &noisy(400, 0, false), &validation);
+        assert!(by_loss > weight, "by the loss C {by_loss}");
+    }
+
+    #[test]
+    fn an_lbfgs_run_stops_when_asked() {
+        let train = noisy(200, 0, true);
+        let mut reports = Vec::new();
+        let fitted = train_ngram_until(
+            &Heads::SINGLE,
+            2,
+            &train,
+            &noisy(50, 10_000, false),
+            &NgramParams::default(),
+            |report| {
+                reports.push(report);
+                if reports.len() == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        assert!(fitted.stopped);
+        assert_eq!(reports.len(), 3);
+        assert_eq!(reports[0].epochs, LOSS_WEIGHTS.len());
+    }
+
+    #[test]
+    fn one_standard_error_tells_noise_from_a_real_difference() {
+        let best = vec![0.5, 0.4, 0.6, 0.5, 0.45, 0.55];
+        let noise: Vec<f64> = best
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l + if i % 2 == 0 { 0.05 } else { -0.04 })
+            .collect();
+        assert!(within_one_standard_error(&noise, &best));
+        let worse: Vec<f64> = best.iter().map(|l| l + 0.1).collect();
+        assert!(!within_one_standard_error(&worse, &best));
     }
 
     #[test]

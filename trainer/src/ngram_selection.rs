@@ -9,8 +9,8 @@
 
 use crate::examples::{Example, fold_of};
 use crate::ngram::{
-    HeldOutScore, NgramParams, Outcome, VectorisedSet, build_vocabulary, fit_vectorised,
-    held_out_outcomes, held_out_score, judged_by_accuracy,
+    HeldOutScore, NgramParams, NgramSolver, Outcome, VectorisedSet, build_vocabulary,
+    fit_vectorised, held_out_outcomes, held_out_score, judged_by_accuracy,
 };
 use inference::features::FeatureConfig;
 use inference::heads::Heads;
@@ -144,6 +144,7 @@ impl Selection {
             },
             l2: choice.l2,
             epochs: choice.epochs,
+            solver: NgramSolver::Adagrad,
             ..*params
         }
     }
@@ -487,6 +488,12 @@ pub fn select_ngram(
     budget: u64,
     mut on_progress: impl FnMut(SelectionReport) -> ControlFlow<()>,
 ) -> Result<Selection, NoSelection> {
+    // The search chooses Adagrad's L2 and epochs, so its candidates and the setting it
+    // returns ([`Selection::apply`]) train with Adagrad.
+    let base = &NgramParams {
+        solver: NgramSolver::Adagrad,
+        ..*base
+    };
     let folds = folds_of(examples, SELECTION_FOLDS);
     if folds
         .iter()

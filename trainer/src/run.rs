@@ -528,12 +528,9 @@ fn fit_ngram(
             if fitted.stopped {
                 return Err(TrainError::Stopped);
             }
-            // Folds and refit train for the epochs early stopping chose.
-            let settled = NgramParams {
-                epochs: fitted.best_epoch,
-                ..*requested
-            };
-            (settled, Some(fitted.model))
+            // Folds and refit train for the epochs early stopping chose, or with the loss
+            // weight the validation tickets chose.
+            (fitted.settled, Some(fitted.model))
         }
     };
     // The model fitted on the training tickets alone scores the validation tickets, and is

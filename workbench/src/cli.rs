@@ -192,7 +192,7 @@ pub struct TrainArgs {
     /// ngram: width of the embedding bag; 0 for a linear model over the n-grams.
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Step size: Adagrad's for ngram, Adam's for encoder-head.
+    /// Step size: Adagrad's for ngram (with --solver adagrad), Adam's for encoder-head.
     #[arg(long)]
     pub learning_rate: Option<f32>,
     /// ngram: drop n-grams seen in fewer training tickets.
@@ -201,6 +201,12 @@ pub struct TrainArgs {
     /// ngram: model selection's budget in millions of weight updates (n-gram families, L2 and epochs chosen by cross-validation on the training tickets); 0 (the default) turns it off; 40000 is the suggested budget.
     #[arg(long)]
     pub selection_budget: Option<u64>,
+    /// ngram: how the linear model is fitted: lbfgs (the regularised loss to convergence, its strength chosen on the validation tickets) or adagrad (epochs with early stopping) [default: lbfgs].
+    #[arg(long, value_parser = ["lbfgs", "adagrad"])]
+    pub solver: Option<String>,
+    /// ngram with lbfgs: the loss weight C (as scikit-learn's C); chosen on the validation tickets when absent.
+    #[arg(long)]
+    pub loss_weight: Option<f64>,
     /// encoder-head: the sentence encoder, a Hugging Face model id (downloaded into the local cache on first use, see `tagger models pull`).
     #[arg(long)]
     pub encoder: Option<String>,

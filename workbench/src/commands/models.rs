@@ -39,6 +39,11 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         hidden: args.hidden,
         min_df: args.min_df,
         selection_budget: args.selection_budget,
+        solver: args.solver.as_deref().map(|solver| match solver {
+            "adagrad" => trainer::ngram::NgramSolver::Adagrad,
+            _ => trainer::ngram::NgramSolver::Lbfgs,
+        }),
+        loss_weight: args.loss_weight,
         l2: args.l2,
         encoder: args.encoder.clone(),
         threads: args.threads,
@@ -168,9 +173,23 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
             OutputFormat::Json => eprintln!("{}: {}", outcome.version.kind, selection.summary()),
         }
     }
+    // What an `lbfgs` run chose for its loss weight, where it chose it.
+    let loss_weight = outcome.version.params["ngram"]["loss_weight"].as_f64();
+    let solver = outcome.version.params["ngram"]["solver"].as_str();
+    if let (Some(weight), Some("lbfgs"), None) = (loss_weight, solver, args.loss_weight) {
+        let line = format!(
+            "{}: loss weight C {weight} (L-BFGS; chosen on the validation tickets, or the default without them)",
+            outcome.version.kind
+        );
+        match args.format {
+            OutputFormat::Table => println!("{line}"),
+            OutputFormat::Json => eprintln!("{line}"),
+        }
+    }
     if args.format == OutputFormat::Json {
         let mut value = serde_json::to_value(&outcome.evaluation)?;
         value["drift"] = serde_json::to_value(&outcome.drift)?;
+        value["params"] = outcome.version.params.clone();
         value["model_selection"] = serde_json::to_value(&outcome.selection)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());

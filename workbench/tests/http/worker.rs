@@ -42,6 +42,8 @@ async fn demo_project(store: &AnyStore) -> Project {
 /// Parameters for a run that goes on until someone stops it.
 fn endless() -> TrainingParams {
     TrainingParams {
+        // Adagrad's epochs, not L-BFGS (which ends when the loss stops falling).
+        solver: Some(trainer::ngram::NgramSolver::Adagrad),
         epochs: Some(10_000),
         patience: Some(10_000),
         ..TrainingParams::default()
