@@ -347,11 +347,12 @@ pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
     pub selection_budget: Option<u64>,
-    /// `ngram`: how the linear model is fitted: `lbfgs` (the default: the regularised
-    /// loss minimised to convergence, its strength chosen on the validation tickets) or
-    /// `adagrad` (epochs with early stopping; `epochs`, `patience`, `learning_rate`).
+    /// `ngram`: how the linear model is fitted: `lbfgs` (the regularised loss minimised
+    /// to convergence, its strength chosen on the validation tickets), `adagrad` (epochs
+    /// with early stopping; `epochs`, `patience`, `learning_rate`) or `auto` (the default:
+    /// `lbfgs` for one tag per ticket, `adagrad` for multi-label and grouped projects).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, pattern = "^(lbfgs|adagrad)$")]
+    #[schema(value_type = Option<String>, pattern = "^(auto|lbfgs|adagrad)$")]
     pub solver: Option<NgramSolver>,
     /// `ngram` with `lbfgs`: the loss weight C (the summed loss against ½‖W‖², as
     /// scikit-learn's `C`); absent, it is chosen on the validation tickets.

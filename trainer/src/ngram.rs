@@ -25,15 +25,20 @@ use std::ops::ControlFlow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NgramSolver {
+    /// `lbfgs` where a ticket has one tag under one softmax, `adagrad` otherwise (multi-label
+    /// and grouped projects, and every bag). The card records the one used.
+    ///
+    /// Why: on the three shared single-label datasets `lbfgs` reaches TF-IDF + LinearSVC
+    /// where Adagrad stayed 0.5–1.1 points below (`bench ngram-selection`,
+    /// docs/benchmarks.md); on the grouped demo (multi-choice topics, single-choice type and
+    /// priority) it was no better (micro-F1 0.754 against 0.759) and took ten times as long.
+    #[default]
+    Auto,
     /// The mean loss plus `½‖W‖² / (C·n)` minimised to convergence by L-BFGS (C: the loss
     /// weight, scikit-learn's `C`), C chosen on the validation tickets unless
-    /// `loss_weight` fixes it. A linear model only; a bag trains with Adagrad.
-    ///
-    /// Why the default: early-stopped Adagrad regularises by when it stops, which one
-    /// validation split measures coarsely, and its per-update L2 spares rare n-grams. On
-    /// the three shared datasets it stayed 0.5–1.1 points of accuracy below TF-IDF +
-    /// LinearSVC (`bench ngram-selection`, docs/benchmarks.md).
-    #[default]
+    /// `loss_weight` fixes it. A linear model only; a bag trains with Adagrad. Early-stopped
+    /// Adagrad regularises by when it stops, which one validation split measures coarsely,
+    /// and its per-update L2 spares rare n-grams; this fits the regularisation itself.
     Lbfgs,
     /// Epochs of Adagrad with early stopping (`epochs`, `learning_rate`, `l2`, `patience`).
     Adagrad,
@@ -433,10 +438,16 @@ pub(crate) fn fit_vectorised(
     params: &NgramParams,
     on_epoch: impl FnMut(EpochReport) -> ControlFlow<()>,
 ) -> Fitted {
-    if uses_lbfgs(params) {
-        fit_lbfgs(heads, model, train_set, validation_set, params, on_epoch)
-    } else {
-        fit_adagrad(heads, model, train_set, validation_set, params, on_epoch)
+    // The solver resolved, so the settled parameters (folds, refit, the card) name it.
+    let resolved = NgramParams {
+        solver: solver_for(params, heads),
+        ..*params
+    };
+    match resolved.solver {
+        NgramSolver::Lbfgs => {
+            fit_lbfgs(heads, model, train_set, validation_set, &resolved, on_epoch)
+        }
+        _ => fit_adagrad(heads, model, train_set, validation_set, &resolved, on_epoch),
     }
 }
 
@@ -595,9 +606,14 @@ fn path_to(weight: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Whether a run with `params` fits by L-BFGS.
-pub fn uses_lbfgs(params: &NgramParams) -> bool {
-    params.solver == NgramSolver::Lbfgs && params.hidden == 0
+/// The solver a run with `params` uses for `heads` (never `Auto`).
+pub fn solver_for(params: &NgramParams, heads: &Heads) -> NgramSolver {
+    match params.solver {
+        _ if params.hidden > 0 => NgramSolver::Adagrad,
+        NgramSolver::Auto if judged_by_accuracy(heads) => NgramSolver::Lbfgs,
+        NgramSolver::Auto => NgramSolver::Adagrad,
+        solver => solver,
+    }
 }
 
 /// The summed loss over `vectors` of the linear model whose table and bias are `table` and
@@ -1098,6 +1114,7 @@ mod tests {
     fn chosen_weight(heads: &Heads, train: &[Example], validation: &[Example]) -> f32 {
         let params = NgramParams {
             min_df: 1,
+            solver: NgramSolver::Lbfgs,
             ..NgramParams::default()
         };
         train_ngram(heads, 2, train, validation, &params, |_| {})
@@ -1127,6 +1144,43 @@ mod tests {
         // By the loss, the same tickets want a weaker one.
         let by_loss = chosen_weight(&Heads::MULTI, &noisy(400, 0, false), &validation);
         assert!(by_loss > weight, "by the loss C {by_loss}");
+    }
+
+    #[test]
+    fn the_automatic_solver_is_lbfgs_for_one_tag_per_ticket_only() {
+        let train = noisy(60, 0, false);
+        let settled = |heads: &Heads, hidden: usize, solver: NgramSolver| {
+            let params = NgramParams {
+                min_df: 1,
+                epochs: 2,
+                hidden,
+                solver,
+                ..NgramParams::default()
+            };
+            train_ngram(heads, 2, &train, &[], &params, |_| {})
+                .settled
+                .solver
+        };
+        assert_eq!(
+            settled(&Heads::SINGLE, 0, NgramSolver::Auto),
+            NgramSolver::Lbfgs
+        );
+        assert_eq!(
+            settled(&Heads::MULTI, 0, NgramSolver::Auto),
+            NgramSolver::Adagrad
+        );
+        assert_eq!(
+            settled(&Heads::SINGLE, 8, NgramSolver::Auto),
+            NgramSolver::Adagrad
+        );
+        assert_eq!(
+            settled(&Heads::SINGLE, 8, NgramSolver::Lbfgs),
+            NgramSolver::Adagrad
+        );
+        assert_eq!(
+            settled(&Heads::MULTI, 0, NgramSolver::Lbfgs),
+            NgramSolver::Lbfgs
+        );
     }
 
     #[test]

@@ -522,3 +522,29 @@ async fn a_project_whose_tags_are_all_in_one_group_trains_as_before_groups() {
     let p = model.probabilities("I was charged twice");
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
 }
+
+#[test]
+fn ngram_solver_parameters_reach_the_request_and_bad_ones_are_refused() {
+    let params: trainer::jobs::TrainingParams =
+        serde_json::from_value(serde_json::json!({"solver": "adagrad", "loss_weight": 3.0}))
+            .unwrap();
+    let request = params.request(ModelKind::Ngram).unwrap();
+    assert_eq!(request.ngram.solver, trainer::ngram::NgramSolver::Adagrad);
+    assert_eq!(request.ngram.loss_weight, Some(3.0));
+    let default = trainer::jobs::TrainingParams::default()
+        .request(ModelKind::Ngram)
+        .unwrap();
+    assert_eq!(default.ngram.solver, trainer::ngram::NgramSolver::Auto);
+    assert_eq!(default.ngram.loss_weight, None);
+    for weight in [0.0, -1.0, 2e6] {
+        let params = trainer::jobs::TrainingParams {
+            loss_weight: Some(weight),
+            ..Default::default()
+        };
+        assert!(params.request(ModelKind::Ngram).is_err(), "{weight}");
+    }
+    let unknown = serde_json::from_value::<trainer::jobs::TrainingParams>(
+        serde_json::json!({"solver": "sgd"}),
+    );
+    assert!(unknown.is_err());
+}

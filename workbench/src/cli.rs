@@ -201,8 +201,8 @@ pub struct TrainArgs {
     /// ngram: model selection's budget in millions of weight updates (n-gram families, L2 and epochs chosen by cross-validation on the training tickets); 0 (the default) turns it off; 40000 is the suggested budget.
     #[arg(long)]
     pub selection_budget: Option<u64>,
-    /// ngram: how the linear model is fitted: lbfgs (the regularised loss to convergence, its strength chosen on the validation tickets) or adagrad (epochs with early stopping) [default: lbfgs].
-    #[arg(long, value_parser = ["lbfgs", "adagrad"])]
+    /// ngram: how the linear model is fitted: lbfgs (the regularised loss to convergence, its strength chosen on the validation tickets), adagrad (epochs with early stopping) or auto (lbfgs for one tag per ticket, adagrad for multi-label and grouped projects) [default: auto].
+    #[arg(long, value_parser = ["auto", "lbfgs", "adagrad"])]
     pub solver: Option<String>,
     /// ngram with lbfgs: the loss weight C (as scikit-learn's C); chosen on the validation tickets when absent.
     #[arg(long)]

@@ -41,7 +41,8 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         selection_budget: args.selection_budget,
         solver: args.solver.as_deref().map(|solver| match solver {
             "adagrad" => trainer::ngram::NgramSolver::Adagrad,
-            _ => trainer::ngram::NgramSolver::Lbfgs,
+            "lbfgs" => trainer::ngram::NgramSolver::Lbfgs,
+            _ => trainer::ngram::NgramSolver::Auto,
         }),
         loss_weight: args.loss_weight,
         l2: args.l2,
