@@ -1161,26 +1161,22 @@ mod tests {
                 .settled
                 .solver
         };
-        assert_eq!(
-            settled(&Heads::SINGLE, 0, NgramSolver::Auto),
-            NgramSolver::Lbfgs
-        );
-        assert_eq!(
-            settled(&Heads::MULTI, 0, NgramSolver::Auto),
-            NgramSolver::Adagrad
-        );
-        assert_eq!(
-            settled(&Heads::SINGLE, 8, NgramSolver::Auto),
-            NgramSolver::Adagrad
-        );
-        assert_eq!(
-            settled(&Heads::SINGLE, 8, NgramSolver::Lbfgs),
-            NgramSolver::Adagrad
-        );
-        assert_eq!(
-            settled(&Heads::MULTI, 0, NgramSolver::Lbfgs),
-            NgramSolver::Lbfgs
-        );
+        use NgramSolver::{Adagrad, Auto, Lbfgs};
+        // (heads, bag width, requested, used)
+        let cases = [
+            (Heads::SINGLE, 0, Auto, Lbfgs),
+            (Heads::MULTI, 0, Auto, Adagrad),
+            (Heads::SINGLE, 8, Auto, Adagrad),
+            (Heads::SINGLE, 8, Lbfgs, Adagrad),
+            (Heads::MULTI, 0, Lbfgs, Lbfgs),
+        ];
+        for (heads, hidden, requested, used) in cases {
+            assert_eq!(
+                settled(&heads, hidden, requested),
+                used,
+                "{heads:?}, {hidden}, {requested:?}"
+            );
+        }
     }
 
     #[test]
