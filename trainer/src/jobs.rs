@@ -317,6 +317,11 @@ impl JobQueue {
     }
 }
 
+/// The token budgets a tuned encoder may be given: below 8 a ticket is hardly read; 512 is
+/// BERT-style encoders' own position limit (a smaller limit of the encoder still caps it).
+pub const MIN_TUNED_TOKENS: usize = 8;
+pub const MAX_TUNED_TOKENS: usize = 512;
+
 /// Hyper-parameters a training job may set; everything left out takes the kind's default.
 /// Unknown keys are refused so a typo is not silently ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -375,6 +380,12 @@ pub struct TrainingParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 8)]
     pub windows: Option<usize>,
+    /// `finetune` and `setfit`: the word pieces of a ticket the encoder is tuned and served
+    /// on, special tokens included (default 64); a longer ticket is cut there. Time and
+    /// memory per step grow with it; the encoder's own position limit caps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 8, maximum = 512)]
+    pub max_tokens: Option<usize>,
     /// `setfit`: most sentence pairs of the contrastive phase (its time grows with them).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1000000)]
@@ -477,6 +488,15 @@ impl TrainingParams {
                 ));
             }
             request.encoder_head.windows = windows;
+        }
+        if let Some(tokens) = self.max_tokens {
+            if !(MIN_TUNED_TOKENS..=MAX_TUNED_TOKENS).contains(&tokens) {
+                return Err(format!(
+                    "max_tokens must be between {MIN_TUNED_TOKENS} and {MAX_TUNED_TOKENS}, not {tokens}"
+                ));
+            }
+            request.finetune.max_tokens = tokens;
+            request.setfit.max_tokens = tokens;
         }
         if let Some(pairs) = self.pairs {
             if !(1..=1_000_000).contains(&pairs) {

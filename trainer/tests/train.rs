@@ -524,6 +524,28 @@ async fn a_project_whose_tags_are_all_in_one_group_trains_as_before_groups() {
 }
 
 #[test]
+fn a_token_budget_reaches_both_tuned_kinds_and_bad_ones_are_refused() {
+    let params: trainer::jobs::TrainingParams =
+        serde_json::from_value(serde_json::json!({"max_tokens": 256})).unwrap();
+    let request = params.request(ModelKind::Finetune).unwrap();
+    assert_eq!(request.finetune.max_tokens, 256);
+    assert_eq!(request.setfit.max_tokens, 256);
+    assert_eq!(request.finetune.encoder_options().max_tokens, 256);
+    let default = trainer::jobs::TrainingParams::default()
+        .request(ModelKind::Finetune)
+        .unwrap();
+    assert_eq!(default.finetune.max_tokens, 64);
+    for tokens in [0, 7, 513, 100_000] {
+        let params = trainer::jobs::TrainingParams {
+            max_tokens: Some(tokens),
+            ..Default::default()
+        };
+        let refused = params.request(ModelKind::Finetune).unwrap_err();
+        assert!(refused.contains("max_tokens"), "{tokens}: {refused}");
+    }
+}
+
+#[test]
 fn ngram_solver_parameters_reach_the_request_and_bad_ones_are_refused() {
     let params: trainer::jobs::TrainingParams =
         serde_json::from_value(serde_json::json!({"solver": "adagrad", "loss_weight": 3.0}))

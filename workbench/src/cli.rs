@@ -219,6 +219,9 @@ pub struct TrainArgs {
     /// encoder-head: windows of 128 tokens a long ticket is read in, averaged (1 cuts it at 128 tokens; 4 reads 512) [default: 1].
     #[arg(long)]
     pub windows: Option<usize>,
+    /// finetune and setfit: word pieces of a ticket the encoder is tuned and served on, 8–512 (a longer ticket is cut there; time per step grows with it) [default: 64].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// setfit: most sentence pairs of the contrastive phase [default: 2000].
     #[arg(long)]
     pub pairs: Option<usize>,

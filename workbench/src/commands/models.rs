@@ -49,6 +49,7 @@ pub async fn train(store: &AnyStore, config: &Config, args: TrainArgs) -> anyhow
         encoder: args.encoder.clone(),
         threads: args.threads,
         windows: args.windows,
+        max_tokens: args.max_tokens,
         pairs: args.pairs,
         target_precision: Some(args.target_precision),
         ..Default::default()

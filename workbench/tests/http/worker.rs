@@ -484,6 +484,16 @@ async fn the_api_queues_a_run_reports_its_progress_and_its_version_is_promoted(
         Method::POST,
         runs,
         Some(&key),
+        Some(json!({"kind": "finetune", "params": {"max_tokens": 1024}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("max_tokens"), "{body}");
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        runs,
+        Some(&key),
         Some(json!({"kind": "ngram", "params": {"epoch": 3}})),
     )
     .await;
