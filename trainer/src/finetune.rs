@@ -66,6 +66,10 @@ pub struct FinetuneParams {
     /// steps; a probed head starts where `encoder-head` ends, so tuning only has to improve.
     #[serde(default = "probe_by_default")]
     pub linear_probe: bool,
+    /// Padded tokens one forward and backward pass holds at most; a batch over it runs in
+    /// several passes whose gradients are summed (see [`PASS_TOKENS`]).
+    #[serde(default = "pass_tokens_by_default")]
+    pub pass_tokens: usize,
     /// Stop after this many steps in all (a short measured slice); none: every epoch.
     pub max_steps: Option<usize>,
     pub seed: u64,
@@ -90,6 +94,7 @@ impl Default for FinetuneParams {
             dropout: 0.1,
             patience: 1,
             linear_probe: true,
+            pass_tokens: PASS_TOKENS,
             max_steps: None,
             seed: 42,
             hub_cache: None,
@@ -122,6 +127,12 @@ pub(crate) fn check_tuning(
         }
     }
     Ok(())
+}
+
+/// Parameters written before passes existed ran every batch in one pass; read back, they get
+/// today's budget (it changes memory, not the model, beyond float rounding).
+pub(crate) fn pass_tokens_by_default() -> usize {
+    PASS_TOKENS
 }
 
 /// Parameters written without `linear_probe` get the default. (Versions recorded before it
@@ -160,6 +171,9 @@ impl FinetuneParams {
         )?;
         if self.max_steps == Some(0) {
             return Err("max_steps must be at least 1".into());
+        }
+        if self.pass_tokens == 0 {
+            return Err("pass_tokens must be at least 1".into());
         }
         Ok(())
     }
@@ -471,6 +485,53 @@ fn targets(
     }
 }
 
+/// Padded tokens one forward and backward pass holds at most: the default batch's (32 texts
+/// of 64 tokens). A pass's activations grow with its texts × padded length, attention's with
+/// the length squared. A batch over this budget runs in several passes whose gradients are
+/// summed before its one step, so a longer token budget costs time more than memory.
+pub const PASS_TOKENS: usize = 2048;
+
+/// How many texts padded to `padded` tokens one pass of `budget` tokens takes (at least one).
+pub(crate) fn texts_per_pass(budget: usize, padded: usize) -> usize {
+    (budget / padded.max(1)).max(1)
+}
+
+/// A pass's mean loss weighted by its share of the batch, so that the passes' gradients
+/// add up to the gradient of the whole batch's mean loss. A batch run in one pass is left
+/// exactly as it is.
+pub(crate) fn share_of_batch(
+    loss: Tensor,
+    pass: usize,
+    batch: usize,
+) -> candle_core::Result<Tensor> {
+    if pass == batch {
+        Ok(loss)
+    } else {
+        loss * (pass as f64 / batch as f64)
+    }
+}
+
+/// Adds one pass's gradients of `parameters` to `sum` and drops the rest of its store.
+/// candle's backward also returns a gradient for every constant a differentiable operation
+/// read (attention masks, dropout masks: `[batch, heads, length, length]` each, per layer);
+/// kept across passes they would hold as much memory as one pass over the whole batch.
+pub(crate) fn add_gradients(
+    sum: &mut GradStore,
+    mut pass: GradStore,
+    parameters: &[Var],
+) -> candle_core::Result<()> {
+    for var in parameters {
+        if let Some(gradient) = pass.remove(var) {
+            let total = match sum.remove(var) {
+                Some(before) => (before + gradient)?,
+                None => gradient,
+            };
+            sum.insert(var, total);
+        }
+    }
+    Ok(())
+}
+
 /// The trained encoder and head, before they are turned into a served model.
 pub struct FinetunedWeights {
     /// The tuned encoder's files (the starting config and tokenizer, new weights).
@@ -576,22 +637,29 @@ pub fn finetune_until(
                     break;
                 }
                 let started = std::time::Instant::now();
-                let tokens: Vec<&Tokens> =
-                    batch_indices.iter().map(|&i| &train_tokens[i]).collect();
-                let batch = encoder.tokenizer().pad(&tokens, &device)?;
-                let logits = model.logits(
-                    &batch.ids,
-                    &batch.type_ids,
-                    &batch.mask,
-                    Some(params.dropout),
-                )?;
-                let loss = data_loss(
-                    &logits,
-                    &targets(train, &batch_indices, outputs, heads, &device)?,
-                    heads,
-                )?;
-                let loss_value = f64::from(loss.to_scalar::<f32>()?);
-                let mut gradients = loss.backward()?;
+                let padded = batch_indices.iter().map(|&i| lengths[i]).max().unwrap_or(1);
+                let mut gradients = GradStore::default();
+                let mut loss_value = 0.0;
+                let mut padded_tokens = 0;
+                for pass in batch_indices.chunks(texts_per_pass(params.pass_tokens, padded)) {
+                    let tokens: Vec<&Tokens> = pass.iter().map(|&i| &train_tokens[i]).collect();
+                    let batch = encoder.tokenizer().pad(&tokens, &device)?;
+                    padded_tokens = padded_tokens.max(batch.ids.dims2()?.1);
+                    let logits = model.logits(
+                        &batch.ids,
+                        &batch.type_ids,
+                        &batch.mask,
+                        Some(params.dropout),
+                    )?;
+                    let loss = data_loss(
+                        &logits,
+                        &targets(train, pass, outputs, heads, &device)?,
+                        heads,
+                    )?;
+                    let loss = share_of_batch(loss, pass.len(), batch_indices.len())?;
+                    loss_value += f64::from(loss.to_scalar::<f32>()?);
+                    add_gradients(&mut gradients, loss.backward()?, &parameters)?;
+                }
                 let factor = schedule(step, total, warmup);
                 let norm =
                     optimizer.step(&mut gradients, &parameters, params.max_grad_norm, factor)?;
@@ -605,7 +673,7 @@ pub fn finetune_until(
                     loss: loss_value,
                     learning_rate: params.learning_rate * factor,
                     gradient_norm: norm,
-                    tokens: batch.ids.dims2()?.1,
+                    tokens: padded_tokens,
                     seconds: started.elapsed().as_secs_f64(),
                 };
                 if on_step(report).is_break() {

@@ -9,9 +9,13 @@ use crate::encoder_head::{
     EmbeddingReport, EncoderHeadParams, TrainEncoderHeadError, fit_on_embeddings,
 };
 use crate::examples::{Example, TrainingData};
-use crate::finetune::{Optimizers, StepReport, check_tuning, encoder_tensors, schedule};
+use crate::finetune::{
+    Optimizers, StepReport, add_gradients, check_tuning, encoder_tensors, schedule, share_of_batch,
+    texts_per_pass,
+};
 use crate::random::Random;
 use crate::run::{Fitted, HeldOutScores, Progress};
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use datasets::TicketId;
 use inference::ModelError;
@@ -51,6 +55,11 @@ pub struct SetfitParams {
     pub max_grad_norm: f64,
     /// Dropout probability while tuning (sentence-transformers trains with BERT's 0.1).
     pub dropout: f32,
+    /// Padded tokens one forward and backward pass holds at most (`finetune`'s
+    /// [`PASS_TOKENS`](crate::finetune::PASS_TOKENS)): a step over it runs in several
+    /// passes of whole pairs whose gradients are summed.
+    #[serde(default = "crate::finetune::pass_tokens_by_default")]
+    pub pass_tokens: usize,
     /// Texts per encoder forward pass when embedding for the head.
     pub batch_size: usize,
     /// Threads for the encoder's matrix multiplies and the head.
@@ -96,6 +105,7 @@ impl Default for SetfitParams {
             warmup_fraction: 0.1,
             max_grad_norm: 1.0,
             dropout: 0.1,
+            pass_tokens: crate::finetune::PASS_TOKENS,
             batch_size: head.batch_size,
             threads: DEFAULT_THREADS,
             head_epochs: head.epochs,
@@ -151,9 +161,10 @@ impl SetfitParams {
             || self.batch_size == 0
             || self.head_epochs == 0
             || self.head_patience == 0
+            || self.pass_tokens == 0
         {
             return Err(
-                "pair_batch_size, iterations, max_pairs, batch_size, head_epochs and head_patience must be at least 1"
+                "pair_batch_size, iterations, max_pairs, batch_size, head_epochs, head_patience and pass_tokens must be at least 1"
                     .into(),
             );
         }
@@ -349,16 +360,30 @@ pub fn tune_encoder_until(
         let mut stopped = false;
         for (step, batch) in pairs.chunks(params.pair_batch_size).enumerate() {
             let started = std::time::Instant::now();
-            // Firsts, then seconds: the two halves of one padded batch.
-            let texts: Vec<&Tokens> = batch
+            let longest = batch
                 .iter()
-                .map(|p| &tokens[p.first])
-                .chain(batch.iter().map(|p| &tokens[p.second]))
-                .collect();
-            let padded = encoder.tokenizer().pad(&texts, &device)?;
-            let loss = contrastive_loss(&bert, &padded, batch, params.dropout, &device)?;
-            let loss_value = f64::from(loss.to_scalar::<f32>()?);
-            let mut gradients = loss.backward()?;
+                .flat_map(|p| [tokens[p.first].len(), tokens[p.second].len()])
+                .max()
+                .unwrap_or(1);
+            // Whole pairs (two texts each) per pass, within `finetune`'s pass budget.
+            let pairs_per_pass = (texts_per_pass(params.pass_tokens, longest) / 2).max(1);
+            let mut gradients = GradStore::default();
+            let mut loss_value = 0.0;
+            let mut padded_tokens = 0;
+            for pass in batch.chunks(pairs_per_pass) {
+                // Firsts, then seconds: the two halves of one padded batch.
+                let texts: Vec<&Tokens> = pass
+                    .iter()
+                    .map(|p| &tokens[p.first])
+                    .chain(pass.iter().map(|p| &tokens[p.second]))
+                    .collect();
+                let padded = encoder.tokenizer().pad(&texts, &device)?;
+                padded_tokens = padded_tokens.max(padded.ids.dims2()?.1);
+                let loss = contrastive_loss(&bert, &padded, pass, params.dropout, &device)?;
+                let loss = share_of_batch(loss, pass.len(), batch.len())?;
+                loss_value += f64::from(loss.to_scalar::<f32>()?);
+                add_gradients(&mut gradients, loss.backward()?, &parameters)?;
+            }
             let factor = schedule(step, total, warmup);
             let norm = optimizer.step(&mut gradients, &parameters, params.max_grad_norm, factor)?;
             losses.push(loss_value);
@@ -369,7 +394,7 @@ pub fn tune_encoder_until(
                 loss: loss_value,
                 learning_rate: params.learning_rate * factor,
                 gradient_norm: norm,
-                tokens: padded.ids.dims2()?.1,
+                tokens: padded_tokens,
                 seconds: started.elapsed().as_secs_f64(),
             };
             if on_step(report).is_break() {

@@ -414,3 +414,95 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
         refused.err()
     );
 }
+
+/// A batch over the pass budget runs in several passes whose gradients are summed: one step
+/// with a pass per text moves the head and the encoder as one step with the whole batch in
+/// one pass does (to float rounding), and reports the same mean loss and gradient norm.
+#[tokio::test]
+async fn a_batch_split_into_passes_takes_the_same_step_as_one_pass() {
+    let hub = tempfile::tempdir().unwrap();
+    TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
+    let database = TestDatabase::sqlite().unwrap();
+    let store = database.store().await.unwrap();
+    let project = demo_project(&store, LabelMode::Single, 60).await;
+    let data = load_training_data(&store, &project).await.unwrap();
+    let one_pass = FinetuneParams {
+        max_steps: Some(1),
+        // Dropout draws differ between passes; without it the arithmetic is the same.
+        dropout: 0.0,
+        ..tiny_request(hub.path(), 1).finetune
+    };
+    let snapshot = one_pass.cache().snapshot(TINY_REPO, None).unwrap();
+    let files = EncoderFiles::read(&snapshot, None).unwrap();
+    let encoder = Encoder::from_files(&files, &one_pass.encoder_options()).unwrap();
+    let train: Vec<&Example> = data.train.iter().collect();
+    let outputs = data.tags.len();
+    let query = "encoder.layer.0.attention.self.query.weight";
+    let step = |params: &FinetuneParams| {
+        let mut reports = Vec::new();
+        let tuned = finetune_until(
+            &encoder,
+            &files,
+            &data.heads,
+            outputs,
+            &train,
+            &[],
+            None,
+            params,
+            |report| {
+                reports.push(report);
+                ControlFlow::Continue(())
+            },
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        let weights = encoder_tensor(&tuned.files, query);
+        (reports.pop().unwrap(), tuned.head, weights)
+    };
+    let (whole, whole_head, whole_query) = step(&FinetuneParams {
+        pass_tokens: 1_000_000,
+        ..one_pass.clone()
+    });
+    // One token a pass: every text is a pass of its own.
+    let (split, split_head, split_query) = step(&FinetuneParams {
+        pass_tokens: 1,
+        ..one_pass.clone()
+    });
+    assert_eq!(whole.tokens, split.tokens);
+    assert!(
+        (whole.loss - split.loss).abs() < 1e-5,
+        "{} vs {}",
+        whole.loss,
+        split.loss
+    );
+    assert!(
+        (whole.gradient_norm - split.gradient_norm).abs() < 1e-4 * whole.gradient_norm.max(1.0),
+        "{} vs {}",
+        whole.gradient_norm,
+        split.gradient_norm
+    );
+    // Adam's first step moves each weight by about its step size times the gradient's sign,
+    // so a gradient within rounding of zero may move either way: the two steps must agree
+    // to within a thousandth of how far they moved, summed over the matrix.
+    let distance = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).sum()
+    };
+    let moved = distance(&encoder_tensor(&files, query), &whole_query);
+    assert!(moved > 0.0, "the step moved nothing");
+    let apart = distance(&whole_query, &split_query);
+    assert!(apart <= 1e-3 * moved, "apart {apart}, moved {moved}");
+    let head_apart = distance(&whole_head.weight, &split_head.weight);
+    let head_size: f64 = whole_head.weight.iter().map(|w| f64::from(w.abs())).sum();
+    assert!(
+        head_apart <= 1e-4 * head_size,
+        "head apart {head_apart} of {head_size}"
+    );
+}
+
+fn encoder_tensor(files: &EncoderFiles, name: &str) -> Vec<f32> {
+    files.tensors(&candle_core::Device::Cpu).unwrap()[name]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
