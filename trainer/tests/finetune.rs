@@ -324,19 +324,25 @@ fn finetune_parameters_that_cannot_train_are_refused() {
     assert!(FinetuneParams::default().check().is_ok());
 }
 
-/// LP-FT: the head a linear probe fits on the frozen encoder already scores the training
-/// tickets better than a random head, so fine-tuning starts from a lower loss; a head of the
-/// wrong shape is refused rather than trained.
-#[tokio::test]
-async fn fine_tuning_starts_from_the_linear_probe_head() {
+/// What a test that calls `finetune_until` itself needs: a tiny encoder in a temporary hub,
+/// the training data of a demo project of `tickets`, and parameters for one step without
+/// dropout.
+struct OneStep {
+    _hub: tempfile::TempDir,
+    params: FinetuneParams,
+    data: trainer::examples::TrainingData,
+    files: EncoderFiles,
+    encoder: Encoder,
+}
+
+async fn one_step(tickets: usize) -> OneStep {
     let hub = tempfile::tempdir().unwrap();
     TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
     let database = TestDatabase::sqlite().unwrap();
     let store = database.store().await.unwrap();
-    let project = demo_project(&store, LabelMode::Single, 300).await;
+    let project = demo_project(&store, LabelMode::Single, tickets).await;
     let data = load_training_data(&store, &project).await.unwrap();
     let params = FinetuneParams {
-        // The first step's loss is taken before any update: it is the starting head's.
         max_steps: Some(1),
         dropout: 0.0,
         ..tiny_request(hub.path(), 1).finetune
@@ -344,6 +350,28 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
     let snapshot = params.cache().snapshot(TINY_REPO, None).unwrap();
     let files = EncoderFiles::read(&snapshot, None).unwrap();
     let encoder = Encoder::from_files(&files, &params.encoder_options()).unwrap();
+    OneStep {
+        _hub: hub,
+        params,
+        data,
+        files,
+        encoder,
+    }
+}
+
+/// LP-FT: the head a linear probe fits on the frozen encoder already scores the training
+/// tickets better than a random head, so fine-tuning starts from a lower loss; a head of the
+/// wrong shape is refused rather than trained.
+#[tokio::test]
+async fn fine_tuning_starts_from_the_linear_probe_head() {
+    // The first step's loss is taken before any update: it is the starting head's.
+    let OneStep {
+        _hub,
+        params,
+        data,
+        files,
+        encoder,
+    } = one_step(300).await;
     let train: Vec<&Example> = data.train.iter().collect();
     let validation: Vec<&Example> = data.validation.iter().collect();
     let outputs = data.tags.len();
@@ -420,21 +448,14 @@ async fn fine_tuning_starts_from_the_linear_probe_head() {
 /// one pass does (to float rounding), and reports the same mean loss and gradient norm.
 #[tokio::test]
 async fn a_batch_split_into_passes_takes_the_same_step_as_one_pass() {
-    let hub = tempfile::tempdir().unwrap();
-    TinyBert::default().write(hub.path(), TINY_REPO).unwrap();
-    let database = TestDatabase::sqlite().unwrap();
-    let store = database.store().await.unwrap();
-    let project = demo_project(&store, LabelMode::Single, 60).await;
-    let data = load_training_data(&store, &project).await.unwrap();
-    let one_pass = FinetuneParams {
-        max_steps: Some(1),
-        // Dropout draws differ between passes; without it the arithmetic is the same.
-        dropout: 0.0,
-        ..tiny_request(hub.path(), 1).finetune
-    };
-    let snapshot = one_pass.cache().snapshot(TINY_REPO, None).unwrap();
-    let files = EncoderFiles::read(&snapshot, None).unwrap();
-    let encoder = Encoder::from_files(&files, &one_pass.encoder_options()).unwrap();
+    // Dropout draws differ between passes; without it the arithmetic is the same.
+    let OneStep {
+        _hub,
+        params: one_pass,
+        data,
+        files,
+        encoder,
+    } = one_step(60).await;
     let train: Vec<&Example> = data.train.iter().collect();
     let outputs = data.tags.len();
     let query = "encoder.layer.0.attention.self.query.weight";
